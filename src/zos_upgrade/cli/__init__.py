@@ -1,0 +1,60 @@
+"""The ``zos-upgrade`` command: one root group, one module per command group.
+
+Exit codes (SPEC 13): 0 success, 1 the operation failed (the message says why), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from zos_upgrade import __version__
+from zos_upgrade.cli import daemon, demo, flist, hub, release, status
+from zos_upgrade.cli._common import run_command
+from zos_upgrade.log import setup_logging
+
+__all__ = ["main"]
+
+
+class _Root(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        return run_command(lambda: super(_Root, self).invoke(ctx))
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="zos-upgrade")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "human", "json"]),
+    default="auto",
+    show_default=True,
+    help="human lines on a terminal, JSON lines otherwise (auto), or force one.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details too.")
+def cli(log_format: str, verbose: bool) -> None:
+    """Keep a 0-OS node up to date, and publish releases for it.
+
+    \b
+    On a node:            zos-upgrade daemon --config /etc/zos-upgrade.toml
+    Check a node:         zos-upgrade status --root /
+    Pack a release:       zos-upgrade flist pack ./rootfs -o zos:1.2.0.fl --store dir:///srv/blocks
+    Serve a hub:          zos-upgrade hub serve --root /srv/hub
+    Sign a release:       zos-upgrade release add 1.2.0 --flist URL --flist-file F --key K --root DIR
+    See it all work:      zos-upgrade demo
+
+    Exit codes: 0 success, 1 the operation failed (the message says why), 2 usage error.
+    """
+    setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
+
+
+for _module in (flist, hub, release, daemon, status, demo):
+    cli.add_command(_module.command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="zos-upgrade")
+
+

@@ -1,0 +1,86 @@
+"""One model for the entries of both flist formats (SPEC 4.3).
+
+An :class:`Entry` is one node of the tree: a directory, a regular file (with its ordered content
+blocks), a symlink (with its target, which is data and never followed) or a special file.
+Paths are absolute inside the flist: the root is ``"/"``, a file is ``"/etc/motd"``.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from zos_upgrade.errors import ZosUpgradeError
+
+__all__ = ["BlockRef", "Entry", "EntryKind", "FlistError", "HostileFlist", "Limits"]
+
+
+class FlistError(ZosUpgradeError):
+    """An flist (or one of its blocks) could not be read, written or trusted."""
+
+
+class HostileFlist(FlistError):
+    """The flist describes something we refuse to materialize (bad names, cycles, lies about sizes...)."""
+
+
+class EntryKind(StrEnum):
+    DIR = "dir"
+    FILE = "file"
+    LINK = "link"
+    SPECIAL = "special"  # socket, block or char device, fifo: see ``Entry.mode``
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """One content block: ``id`` names the stored (encrypted) bytes, ``key`` decrypts and checks them.
+
+    v1 blocks have 16-byte ids and keys, v2 blocks 32-byte ones.
+    """
+
+    id: bytes
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    path: str
+    kind: EntryKind
+    mode: int  # the full st_mode, file-type bits included
+    size: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+    ctime: int = 0
+    target: str = ""  # symlink target, verbatim
+    rdev: int = 0  # device number of a block/char special
+    user: str = ""  # owner names where the format keeps them (v1 ACLs)
+    group: str = ""
+    blocks: tuple[BlockRef, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return "/" if self.path == "/" else self.path.rsplit("/", 1)[1]
+
+    @property
+    def parent(self) -> str:
+        if self.path == "/":
+            return ""
+        head = self.path.rsplit("/", 1)[0]
+        return head or "/"
+
+    @property
+    def permissions(self) -> int:
+        return stat.S_IMODE(self.mode)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds a reader enforces so a hostile flist cannot exhaust the node."""
+
+    max_entries: int = 2_000_000
+    max_total_bytes: int = 64 * 1024**3
+    max_file_bytes: int = 16 * 1024**3
+    max_name_bytes: int = 255
+    max_path_bytes: int = 4096
+    max_depth: int = 256

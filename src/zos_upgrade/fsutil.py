@@ -1,0 +1,90 @@
+"""Durable file writes: temp name, fsync, rename, fsync the directory.
+
+Every file the node depends on goes through here, so a crash at any instant leaves either the old
+content or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+__all__ = [
+    "TEMP_MARK",
+    "atomic_symlink",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_writer",
+    "fsync_dir",
+    "temp_sibling",
+]
+
+# Every temporary name we create carries this mark, so recovery can sweep leftovers of a crash.
+TEMP_MARK = ".zu-tmp-"
+
+
+def fsync_dir(path: Path | str) -> None:
+    """fsync a directory so a rename or unlink inside it survives power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_sibling(path: Path) -> Path:
+    """A fresh temporary name in the same directory as ``path`` (same file system, so rename is atomic)."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path | str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temp file; on success fsync, rename over ``path``, fsync the directory.
+
+    On any exception the temp file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    tmp = temp_sibling(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
+    """Durably replace ``path`` with ``data``."""
+    with atomic_writer(path, mode) as handle:
+        handle.write(data)
+
+
+def atomic_write_json(path: Path | str, obj: Any, mode: int = 0o644, *, indent: int | None = None) -> None:
+    """Durably replace ``path`` with the JSON of ``obj`` (keys sorted, so output is stable)."""
+    atomic_write_bytes(path, json.dumps(obj, sort_keys=True, indent=indent).encode(), mode)
+
+
+def atomic_symlink(target: str, link: Path | str) -> None:
+    """Point ``link`` at ``target`` by renaming a new symlink over it: readers never see it missing."""
+    link_path = Path(link)
+    tmp = temp_sibling(link_path)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(link_path.parent)
