@@ -1,0 +1,150 @@
+"""The daemon's one config file (TOML): defaults, strict validation, paths resolved under the node root.
+
+Unknown keys and wrong types are errors that name the file and the key; a node that silently
+ignores a misspelt ``probation`` would run without the safety the operator asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from zos_upgrade.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "MetricsConfig",
+    "NodeConfig",
+    "SourceConfig",
+    "SupervisorConfig",
+    "UpgradeConfig",
+    "load_config",
+    "parse_config",
+]
+
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    root: str = "/"  # node root; every node path below is resolved under it
+    state_dir: str = "/var/cache/modules/upgrade"
+
+
+class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    hub: str | None = None  # hub base URL ...
+    flist: str | None = None  # "repo/name" of the boot flist link on that hub
+    bins_repo: str | None = None
+    publisher: str | None = None  # ... or a release server
+    trusted_keys: list[str] = msgspec.field(default_factory=list)
+    jump_to_latest: bool = False  # publisher mode: skip intermediate versions
+    interval: PositiveSeconds = 600
+    jitter: Seconds = 60
+
+
+class SupervisorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    kind: Literal["zinit", "supervisord"] = "zinit"
+    socket: str = "/var/run/zinit.sock"
+    protocol: Literal["auto", "line", "jsonrpc"] = "auto"  # zinit only
+    include_dir: str = "/etc/supervisor/conf.d"  # supervisord only: where [program:x] files go
+
+
+class UpgradeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    self_update: bool = True
+    program: str = "/bin/zos-upgrade"  # the upgrader's own program inside releases
+    protected: list[str] = msgspec.field(default_factory=lambda: ["upgrade"])
+    probation: Seconds = 30  # seconds a restarted service must stay up
+    hook_timeout: PositiveSeconds = 300
+    stop_timeout: PositiveSeconds = 30
+
+
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 9108
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    node: NodeConfig = msgspec.field(default_factory=NodeConfig)
+    source: SourceConfig = msgspec.field(default_factory=SourceConfig)
+    supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
+    upgrade: UpgradeConfig = msgspec.field(default_factory=UpgradeConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.node.root)
+
+    def node_path(self, path: str) -> Path:
+        """``path`` (absolute on the node) as seen from here: resolved under the node root."""
+        return self.root / path.lstrip("/")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.node_path(self.node.state_dir)
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.node_path(self.supervisor.socket)
+
+    @property
+    def trusted_key_paths(self) -> list[Path]:
+        return [self.node_path(p) for p in self.source.trusted_keys]
+
+
+def _check_url(value: str, key: str, source: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{source}: {key} = {value!r} is not an http(s) URL")
+
+
+def _validate(cfg: Config, source: str) -> Config:
+    paths = {
+        "node.root": cfg.node.root,
+        "node.state_dir": cfg.node.state_dir,
+        "supervisor.socket": cfg.supervisor.socket,
+        "upgrade.program": cfg.upgrade.program,
+    }
+    for key, value in paths.items():
+        if not value.startswith("/"):
+            raise ConfigError(f"{source}: {key} = {value!r} must be an absolute path")
+        if "\x00" in value or ".." in Path(value).parts:
+            raise ConfigError(f"{source}: {key} = {value!r} must not contain '..' or NUL")
+    src = cfg.source
+    if src.hub is None and src.publisher is None:
+        raise ConfigError(f"{source}: [source] needs `hub` (with `flist`) or `publisher`")
+    if src.hub is not None and src.publisher is not None:
+        raise ConfigError(f"{source}: [source] takes `hub` or `publisher`, not both")
+    if src.hub is not None:
+        _check_url(src.hub, "source.hub", source)
+        if not src.flist or src.flist.count("/") != 1 or src.flist.startswith("/") or src.flist.endswith("/"):
+            raise ConfigError(f"{source}: source.flist = {src.flist!r} must be 'repo/name' of the boot flist")
+    if src.publisher is not None:
+        _check_url(src.publisher, "source.publisher", source)
+    if src.bins_repo is not None and (not src.bins_repo or "/" in src.bins_repo):
+        raise ConfigError(f"{source}: source.bins_repo = {src.bins_repo!r} must be a repository name")
+    return cfg
+
+
+def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:
+    """Decode and validate a config document; raise :class:`ConfigError` naming what is wrong."""
+    try:
+        cfg = msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return _validate(cfg, source)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the config file at ``path``."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
+    return parse_config(data, source=str(p))
