@@ -1,0 +1,31 @@
+"""Run every benchmark in this folder, one after the other (``make bench``).
+
+Each benchmark prints its own figures and baselines; this runner only sequences them so they never
+compete for the machine's cores, and stops on the first one that fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    me = Path(__file__).name
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name != me and not p.name.startswith("_"))
+    for script in scripts:
+        print(f"\n=== {script.name} ===", flush=True)
+        started = time.monotonic()
+        rc = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        print(f"=== {script.name}: exit {rc} after {time.monotonic() - started:.0f}s ===", flush=True)
+        if rc != 0:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
