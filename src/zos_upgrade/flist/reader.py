@@ -1,0 +1,181 @@
+"""The one reading interface of both flist formats, the checks every entry must pass, and the dispatch.
+
+Readers stream: :meth:`FlistReader.entries` yields one :class:`Entry` at a time, parents before
+children, so a million-entry flist is read in bounded memory. Every entry goes through
+:class:`EntryChecker` (SPEC 4.3) before it is yielded; a hostile flist raises :class:`HostileFlist`
+naming the entry, never a half-trusted tree.
+"""
+
+from __future__ import annotations
+
+import abc
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from zos_upgrade.flist.blocks import BLOCK_SIZE
+from zos_upgrade.flist.model import Entry, EntryKind, FlistError, HostileFlist, Limits
+from zos_upgrade.flist.stores import Route
+
+__all__ = ["EntryChecker", "FlistReader", "check_name", "open_flist", "write_flist"]
+
+FlistFormat = Literal["v1", "v2"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class FlistReader(abc.ABC):
+    """An open flist of either format; use as a context manager."""
+
+    format: FlistFormat
+    path: Path
+
+    @abc.abstractmethod
+    def entries(self) -> Iterator[Entry]:
+        """Every entry, streamed, parents before children, each checked (raises HostileFlist)."""
+
+    @abc.abstractmethod
+    def tags(self) -> dict[str, str]:
+        """v2: the tag table; v1: the metadata table (values as stored text)."""
+
+    @abc.abstractmethod
+    def routes(self) -> list[Route]:
+        """Where the blocks live, as written in the flist; may be empty."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the database and any temporary file."""
+
+    def __enter__(self) -> FlistReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def check_name(name: str, where: str) -> None:
+    """Refuse a name that could escape or alias its directory (``where`` names the parent)."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise HostileFlist(f"{where}: entry name {name!r} is not allowed (empty, '.', '..', '/' or NUL)")
+
+
+def join(parent: str, name: str) -> str:
+    return f"/{name}" if parent == "/" else f"{parent}/{name}"
+
+
+def blocks_for(size: int) -> int:
+    """How many blocks a file of ``size`` bytes has (the last one may be shorter; empty has none)."""
+    return -(-size // BLOCK_SIZE)
+
+
+class EntryChecker:
+    """The per-entry rules of SPEC 4.3 plus the reader limits, applied as entries stream by.
+
+    Structural rules that need the format's own shape (duplicates within a directory, cycles) are
+    checked by each reader where the structure makes them cheap.
+    """
+
+    def __init__(self, source: str, limits: Limits) -> None:
+        self.source = source
+        self.limits = limits
+        self.count = 0
+        self.total_bytes = 0
+
+    def fail(self, path: str, why: str) -> HostileFlist:
+        return HostileFlist(f"{self.source}: entry {path!r}: {why}")
+
+    def check(self, entry: Entry) -> Entry:
+        limits, path = self.limits, entry.path
+        self.count += 1
+        if self.count > limits.max_entries:
+            raise self.fail(path, f"more than {limits.max_entries} entries")
+        if len(path.encode("utf-8", "surrogateescape")) > limits.max_path_bytes:
+            raise self.fail(path, f"path longer than {limits.max_path_bytes} bytes")
+        if path != "/":
+            if len(entry.name.encode("utf-8", "surrogateescape")) > limits.max_name_bytes:
+                raise self.fail(path, f"name longer than {limits.max_name_bytes} bytes")
+            if path.count("/") > limits.max_depth:
+                raise self.fail(path, f"deeper than {limits.max_depth} levels")
+        if path == "/" and entry.kind is not EntryKind.DIR:
+            raise self.fail(path, "the root is not a directory")
+        expected_type = {
+            EntryKind.DIR: stat.S_ISDIR, EntryKind.FILE: stat.S_ISREG, EntryKind.LINK: stat.S_ISLNK,
+        }.get(entry.kind)
+        if expected_type is not None and not expected_type(entry.mode):
+            raise self.fail(path, f"mode {entry.mode:#o} does not match its kind {entry.kind.value}")
+        if entry.kind is EntryKind.SPECIAL and stat.S_IFMT(entry.mode) not in (
+            stat.S_IFSOCK, stat.S_IFBLK, stat.S_IFCHR, stat.S_IFIFO
+        ):
+            raise self.fail(path, f"special entry with mode {entry.mode:#o} is no socket, device or fifo")
+        if entry.kind is not EntryKind.FILE:
+            if entry.blocks:
+                raise self.fail(path, f"a {entry.kind.value} entry carries {len(entry.blocks)} blocks")
+            return entry
+        if entry.size < 0:
+            raise self.fail(path, f"negative size {entry.size}")
+        if entry.size > limits.max_file_bytes:
+            raise self.fail(path, f"size {entry.size} exceeds the {limits.max_file_bytes}-byte file limit")
+        if len(entry.blocks) != blocks_for(entry.size):
+            raise self.fail(
+                path, f"size {entry.size} needs {blocks_for(entry.size)} blocks of {BLOCK_SIZE} bytes, "
+                f"the flist lists {len(entry.blocks)}"
+            )
+        self.total_bytes += entry.size
+        if self.total_bytes > limits.max_total_bytes:
+            raise self.fail(path, f"files add up to more than {limits.max_total_bytes} bytes")
+        return entry
+
+
+def sniff(path: Path) -> FlistFormat:
+    """Which format a file is, by its magic bytes (gzip: v1 tar.gz, SQLite: v2)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise FlistError(f"{path}: cannot open flist: {exc}") from exc
+    if head.startswith(_GZIP_MAGIC):
+        return "v1"
+    if head == _SQLITE_MAGIC:
+        return "v2"
+    raise FlistError(f"{path}: not an flist: expected gzip (v1 .flist) or SQLite (v2 .fl) magic bytes")
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+def open_flist(path: Path | str, limits: Limits = _DEFAULT_LIMITS) -> FlistReader:
+    """Open an flist of either format, chosen by its content (not its name)."""
+    source = Path(path)
+    if sniff(source) == "v1":
+        from zos_upgrade.flist.v1 import V1Reader
+
+        return V1Reader(source, limits)
+    from zos_upgrade.flist.v2 import V2Reader
+
+    return V2Reader(source, limits)
+
+
+def write_flist(
+    path: Path | str,
+    entries: Iterable[Entry],
+    *,
+    tags: Mapping[str, str] = {},
+    routes: Sequence[Route] = (),
+) -> None:
+    """Write ``entries`` as an flist, atomically; the suffix picks the format (.fl: v2, .flist: v1)."""
+    target = Path(path)
+    if target.suffix == ".fl":
+        from zos_upgrade.flist.v2 import write_v2
+
+        write_v2(target, entries, tags=tags, routes=routes)
+    elif target.suffix == ".flist":
+        from zos_upgrade.flist.v1 import write_v1
+
+        write_v1(target, entries, tags=tags, routes=routes)
+    else:
+        raise FlistError(f"{target}: cannot tell the flist format: expected a .fl (v2) or .flist (v1) suffix")
