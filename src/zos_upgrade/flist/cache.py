@@ -1,0 +1,82 @@
+"""A content-addressed cache of stored (encrypted) blocks: ``<root>/<hex[0:2]>/<hex>``.
+
+The cache is shared by ``materialize`` and the upgrader's Flister. It holds the bytes exactly as a
+store holds them, so one cached block serves every release that uses it (delta updates without a
+delta format, SPEC 5). Nothing read from it is trusted: ``get`` checks that the bytes hash to their
+id and deletes a block that does not, so the caller fetches it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches
+from zos_upgrade.flist.model import FlistError
+from zos_upgrade.fsutil import temp_sibling
+
+__all__ = ["BlockCache", "CacheError"]
+
+log = logging.getLogger(__name__)
+
+# More than either pipeline ever stores for one 512 KiB block: a bigger file is not a block of ours.
+_MAX_CACHED_BYTES = 512 * 1024 + 512 * 1024 // 6 + 1024
+
+
+class CacheError(FlistError):
+    """The block cache directory cannot be used (not a directory, not writable...)."""
+
+
+class BlockCache:
+    """Stored blocks on local disk, named by their id, verified on every read."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path_for(self, block_id: bytes) -> Path:
+        if len(block_id) not in (16, 32):
+            raise CacheError(f"a block id must be 16 (v1) or 32 (v2) bytes, got {len(block_id)}")
+        name = block_id.hex()
+        return self.root / name[:2] / name
+
+    def get(self, block_id: bytes) -> bytes | None:
+        """The stored bytes of ``block_id``, or None when absent (or present but corrupt, then removed)."""
+        path = self.path_for(block_id)
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(_MAX_CACHED_BYTES + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise CacheError(f"block cache {self.root}: cannot read {path}: {exc}") from exc
+        if len(data) <= _MAX_CACHED_BYTES and block_id_matches(block_id, data):
+            return data
+        log.warning("corrupt cached block removed", extra={"block": block_id.hex(), "cache": str(self.root)})
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return None
+
+    def has(self, block_id: bytes) -> bool:
+        """True when a file for ``block_id`` exists (not verified: ``get`` verifies)."""
+        return self.path_for(block_id).is_file()
+
+    def put(self, block_id: bytes, data: bytes) -> None:
+        """Store ``data`` under ``block_id`` atomically; refuses bytes that are not that block."""
+        if not block_id_matches(block_id, data):
+            raise BlockCorrupt(f"block {block_id.hex()}: refusing to cache bytes that do not hash to its id")
+        path = self.path_for(block_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temp_sibling(path)
+            # No fsync on purpose: a block torn by a crash fails verification on the next ``get`` and is
+            # fetched again, so durability would only cost time. The rename keeps readers from ever
+            # seeing a half-written file.
+            with open(tmp, "xb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError, UnboundLocalError):
+                os.unlink(tmp)
+            raise CacheError(f"block cache {self.root}: cannot write block {block_id.hex()}: {exc}") from exc

@@ -1,0 +1,467 @@
+"""flist -> directory tree, through the verified block cache (SPEC 4.3, 5).
+
+Safety rules, in the order they are enforced:
+- ``dest`` must be absent or empty; on any failure everything created under it is removed again.
+- Every entry is created relative to an open descriptor of its parent directory, reached from ``dest``
+  one component at a time with ``O_NOFOLLOW``: a symlink in the flist (``a -> /etc``) is never a way
+  out (``a/passwd`` is refused as hostile), whatever the reader let through.
+- A symlink is created as a symlink; its target is data and is never followed.
+- Device nodes are skipped unless explicitly allowed; sockets are always skipped.
+- A file's content comes only from blocks whose id and key match; its size must be what the entry says.
+- Each file is written under a temporary name in its directory, fsynced, then renamed into place.
+- Directory modes and mtimes are applied last, deepest first, so writing their contents neither
+  fails on a read-only directory nor bumps the mtime we restored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zos_upgrade.flist import FlistReader, open_flist
+from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches, decrypt_block
+from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
+from zos_upgrade.flist.stores import BlockMissing, BlockStore, Router
+from zos_upgrade.fsutil import TEMP_MARK
+
+__all__ = ["FileBlockMissing", "MaterializeReport", "materialize"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class FileBlockMissing(BlockMissing):
+    """A block a file needs is in no store: says which file, which block and which stores were tried."""
+
+    def __init__(self, path: str, index: int, cause: BlockMissing) -> None:
+        FlistError.__init__(self, f"{path}: block {index} ({cause.block_id.hex()}) is missing; "
+                                  f"tried: {', '.join(cause.stores) or 'no store'}")
+        self.block_id = cause.block_id
+        self.stores = cause.stores
+        self.path = path
+
+
+@dataclass
+class MaterializeReport:
+    entries: int = 0
+    files: int = 0
+    dirs: int = 0
+    links: int = 0
+    specials: int = 0
+    specials_skipped: int = 0
+    bytes_written: int = 0
+    blocks_fetched: int = 0
+    blocks_from_cache: int = 0
+    bytes_downloaded: int = 0
+    owners_skipped: int = 0
+
+
+@dataclass(frozen=True)
+class _DirFinish:
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+
+
+@dataclass
+class _Run:
+    """State of one materialize call, shared by its tasks (all on one event loop)."""
+
+    dest: Path
+    store: BlockStore
+    cache: BlockCache | None
+    limit: asyncio.Semaphore
+    window: int
+    allow_devices: bool
+    progress: Progress | None
+    as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    report: MaterializeReport = field(default_factory=MaterializeReport)
+    dirs: set[str] = field(default_factory=lambda: {"/"})
+    links: set[str] = field(default_factory=set)
+    finish: list[_DirFinish] = field(default_factory=list)
+    inflight: dict[bytes, asyncio.Future[bytes]] = field(default_factory=dict)
+
+
+async def materialize(
+    flist: Path | FlistReader,
+    dest: Path,
+    *,
+    store: BlockStore | None = None,
+    cache: BlockCache | None = None,
+    concurrency: int = 16,
+    allow_devices: bool = False,
+    progress: Progress | None = None,
+) -> MaterializeReport:
+    """Write the tree ``flist`` describes into ``dest`` (absent or empty); return what was done.
+
+    ``store`` defaults to the routes recorded in the flist. With a ``cache``, blocks it holds are not
+    fetched, and fetched blocks are added to it.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    dest = Path(dest)
+    created_dest = _prepare_dest(dest)
+    own_reader = not isinstance(flist, FlistReader)
+    reader = flist if isinstance(flist, FlistReader) else open_flist(Path(flist))
+    own_store = store is None
+    try:
+        if store is None:
+            routes = tuple(reader.routes())
+            if not routes:
+                raise FlistError("the flist names no block store (no routes): pass a store explicitly")
+            store = Router(routes)
+        run = _Run(dest, store, cache, asyncio.Semaphore(concurrency), concurrency, allow_devices, progress)
+        await _materialize(reader, run)
+    except BaseException:
+        _remove_created(dest, created_dest)
+        raise
+    finally:
+        if own_store and store is not None:
+            await store.aclose()
+        if own_reader:
+            reader.close()
+    log.info("flist materialized", extra={"dest": str(dest), **run.report.__dict__})
+    return run.report
+
+
+def _prepare_dest(dest: Path) -> bool:
+    """Check ``dest`` is absent (create it, return True) or an empty real directory (return False)."""
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        try:
+            os.mkdir(dest, 0o700)
+        except OSError as exc:
+            raise FlistError(f"cannot create destination {dest}: {exc}") from exc
+        return True
+    if not stat.S_ISDIR(st.st_mode):
+        raise FlistError(f"destination {dest} exists and is not a directory (a symlink is not accepted)")
+    if any(os.scandir(dest)):
+        raise FlistError(f"destination {dest} is not empty: refusing to materialize over existing files")
+    return False
+
+
+def _remove_created(dest: Path, created_dest: bool) -> None:
+    # directory modes are applied last, so a failure normally finds them all writable (0700); this
+    # covers a failure during that last step
+    def make_writable(_func: object, path: str, _exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o700)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+
+    with contextlib.suppress(OSError):
+        os.chmod(dest, 0o700)
+    if created_dest:
+        shutil.rmtree(dest, onerror=make_writable)
+        return
+    with contextlib.suppress(FileNotFoundError), os.scandir(dest) as children:
+        for child in children:
+            if child.is_dir(follow_symlinks=False):
+                shutil.rmtree(child.path, onerror=make_writable)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(child.path)
+
+
+async def _materialize(reader: FlistReader, run: _Run) -> None:
+    files: set[asyncio.Task[None]] = set()
+    file_slots = asyncio.Semaphore(run.window)
+    root: Entry | None = None
+    try:
+        for entry in reader.entries():
+            run.report.entries += 1
+            if entry.path == "/":
+                root = entry
+                continue
+            parts = _split(entry.path)
+            _check_parent(run, entry, parts)
+            if entry.kind is EntryKind.FILE:
+                await file_slots.acquire()
+                task = asyncio.create_task(_write_file(run, entry, parts))
+                task.add_done_callback(lambda _t: file_slots.release())
+                files.add(task)
+                # surface a failed file now instead of after the whole walk
+                for done in [t for t in files if t.done()]:
+                    files.discard(done)
+                    done.result()
+                continue
+            with _parent_fd(run.dest, parts) as pfd:
+                _create_other(run, entry, parts[-1], pfd)
+        if files:
+            await asyncio.gather(*files)
+    except BaseException:
+        for task in files:
+            task.cancel()
+        await asyncio.gather(*files, return_exceptions=True)
+        raise
+    await asyncio.to_thread(_finish_dirs, run, root)
+
+
+def _split(path: str) -> list[str]:
+    """The components of an absolute flist path, refusing anything that could leave the destination."""
+    if not path.startswith("/") or "\0" in path:
+        raise HostileFlist(f"entry path {path!r}: expected an absolute path without NUL bytes")
+    parts = path[1:].split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise HostileFlist(f"entry path {path!r}: empty, '.' or '..' component")
+    return parts
+
+
+def _check_parent(run: _Run, entry: Entry, parts: list[str]) -> None:
+    for depth in range(1, len(parts)):
+        prefix = "/" + "/".join(parts[:depth])
+        if prefix in run.links:
+            raise HostileFlist(
+                f"entry {entry.path!r} goes through symlink {prefix!r}: refusing to write through a link"
+            )
+    parent = entry.parent
+    if parent not in run.dirs:
+        raise HostileFlist(f"entry {entry.path!r}: its parent {parent!r} is not a directory listed before it")
+    if entry.path in run.dirs or entry.path in run.links:
+        raise HostileFlist(f"entry {entry.path!r} appears twice")
+
+
+@contextlib.contextmanager
+def _parent_fd(dest: Path, parts: list[str]) -> Iterator[int]:
+    """An fd of the parent directory of ``parts``, reached without following any symlink."""
+    fd = os.open(dest, _DIR_OPEN)
+    try:
+        for name in parts[:-1]:
+            try:
+                nxt = os.open(name, _DIR_OPEN, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise HostileFlist(
+                        f"entry '/{'/'.join(parts)}': component {name!r} is not a real directory "
+                        "(a symlink or a file): refusing to write through it"
+                    ) from exc
+                raise
+            os.close(fd)
+            fd = nxt
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _exists(name: str, pfd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=pfd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _apply_owner(run: _Run, entry: Entry, name: str, pfd: int) -> None:
+    if run.as_root:
+        os.chown(name, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)
+    elif (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+        run.report.owners_skipped += 1
+
+
+def _create_other(run: _Run, entry: Entry, name: str, pfd: int) -> None:
+    """Directories, symlinks and special files (regular files go through ``_write_file``)."""
+    if _exists(name, pfd):
+        raise HostileFlist(f"entry {entry.path!r} appears twice")
+    mtime_ns = (entry.mtime * 1_000_000_000,) * 2
+    if entry.kind is EntryKind.DIR:
+        os.mkdir(name, 0o700, dir_fd=pfd)
+        _apply_owner(run, entry, name, pfd)
+        run.dirs.add(entry.path)
+        run.finish.append(_DirFinish(entry.path, entry.permissions, entry.uid, entry.gid, entry.mtime))
+        run.report.dirs += 1
+    elif entry.kind is EntryKind.LINK:
+        if not entry.target or "\0" in entry.target:
+            raise HostileFlist(f"symlink {entry.path!r}: empty target or NUL byte in target")
+        os.symlink(entry.target, name, dir_fd=pfd)
+        _apply_owner(run, entry, name, pfd)
+        os.utime(name, ns=mtime_ns, dir_fd=pfd, follow_symlinks=False)
+        run.links.add(entry.path)
+        run.report.links += 1
+    elif entry.kind is EntryKind.SPECIAL:
+        fmt = stat.S_IFMT(entry.mode)
+        device = fmt in (stat.S_IFBLK, stat.S_IFCHR)
+        if fmt == stat.S_IFSOCK or (device and not run.allow_devices) or fmt not in (
+            stat.S_IFBLK, stat.S_IFCHR, stat.S_IFIFO
+        ):
+            log.info("special file skipped", extra={"entry": entry.path, "mode": oct(entry.mode)})
+            run.report.specials_skipped += 1
+            return
+        os.mknod(name, fmt | entry.permissions, entry.rdev, dir_fd=pfd)
+        _apply_owner(run, entry, name, pfd)
+        os.chmod(name, entry.permissions, dir_fd=pfd)  # undo the umask; we just made it, not a link
+        os.utime(name, ns=mtime_ns, dir_fd=pfd, follow_symlinks=False)
+        run.report.specials += 1
+    else:  # pragma: no cover - EntryKind is closed
+        raise HostileFlist(f"entry {entry.path!r}: unknown kind {entry.kind!r}")
+
+
+async def _stored_block(run: _Run, ref: BlockRef) -> bytes:
+    """The stored bytes of ``ref`` from the cache or the store (one fetch per id at a time), verified."""
+    pending = run.inflight.get(ref.id)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    run.inflight[ref.id] = future
+    try:
+        data = await _load_block(run, ref)
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: nobody else may be waiting
+        raise
+    else:
+        future.set_result(data)
+        return data
+    finally:
+        del run.inflight[ref.id]
+
+
+async def _load_block(run: _Run, ref: BlockRef) -> bytes:
+    if run.cache is not None:
+        cached = await asyncio.to_thread(run.cache.get, ref.id)
+        if cached is not None:
+            run.report.blocks_from_cache += 1
+            return cached
+    data = await run.store.get(ref.id)
+    if not block_id_matches(ref.id, data):
+        raise BlockCorrupt(f"block {ref.id.hex()} from {run.store.url}: bytes do not hash to the block id")
+    run.report.blocks_fetched += 1
+    run.report.bytes_downloaded += len(data)
+    if run.cache is not None:
+        await asyncio.to_thread(run.cache.put, ref.id, data)
+    return data
+
+
+async def _plain_block(run: _Run, entry: Entry, index: int, ref: BlockRef) -> bytes:
+    async with run.limit:
+        try:
+            stored = await _stored_block(run, ref)
+            return await asyncio.to_thread(decrypt_block, ref, stored)
+        except FileBlockMissing:
+            raise
+        except BlockMissing as exc:
+            raise FileBlockMissing(entry.path, index, exc) from exc
+        except BlockCorrupt as exc:
+            raise BlockCorrupt(f"{entry.path}: block {index}: {exc}") from exc
+
+
+async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
+    name = parts[-1]
+    tmp = f".{name[:200]}{TEMP_MARK}{secrets.token_hex(4)}"
+    with _parent_fd(run.dest, parts) as pfd:
+        if _exists(name, pfd):
+            raise HostileFlist(f"entry {entry.path!r} appears twice")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=pfd)
+        renamed = False
+        try:
+            written = await _write_blocks(run, entry, fd)
+            if written != entry.size:
+                raise HostileFlist(
+                    f"file {entry.path!r}: its blocks hold {written} bytes but the entry says {entry.size}"
+                )
+            await asyncio.to_thread(_seal_file, run, entry, fd)
+            os.close(fd)
+            fd = -1
+            if _exists(name, pfd):
+                raise HostileFlist(f"entry {entry.path!r} appears twice")
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+            renamed = True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if not renamed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=pfd)
+    run.report.files += 1
+
+
+async def _write_blocks(run: _Run, entry: Entry, fd: int) -> int:
+    """Fetch the blocks of ``entry`` with a bounded look-ahead and write them in order; bytes written."""
+    written = 0
+    window: list[asyncio.Task[bytes]] = []
+    refs = iter(enumerate(entry.blocks))
+    try:
+        while True:
+            while len(window) < run.window:
+                nxt = next(refs, None)
+                if nxt is None:
+                    break
+                window.append(asyncio.create_task(_plain_block(run, entry, *nxt)))
+            if not window:
+                return written
+            plain = await window.pop(0)
+            written += len(plain)
+            if written > entry.size:
+                raise HostileFlist(
+                    f"file {entry.path!r}: its blocks hold more than the {entry.size} bytes the entry says"
+                )
+            await asyncio.to_thread(_write_all, fd, plain)
+            run.report.bytes_written += len(plain)
+            if run.progress is not None:
+                run.progress(len(plain))
+    finally:
+        for task in window:
+            task.cancel()
+        if window:
+            await asyncio.gather(*window, return_exceptions=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _seal_file(run: _Run, entry: Entry, fd: int) -> None:
+    if run.as_root:
+        os.fchown(fd, entry.uid, entry.gid)
+    elif (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+        run.report.owners_skipped += 1
+    os.fchmod(fd, entry.permissions)
+    os.utime(fd, ns=(entry.mtime * 1_000_000_000,) * 2)
+    os.fsync(fd)
+
+
+def _finish_dirs(run: _Run, root: Entry | None) -> None:
+    """Modes, owners and mtimes of directories, deepest first, then of ``dest`` itself from the root."""
+    for item in sorted(run.finish, key=lambda d: d.path.count("/"), reverse=True):
+        parts = _split(item.path)
+        with _parent_fd(run.dest, parts) as pfd:
+            fd = os.open(parts[-1], _DIR_OPEN, dir_fd=pfd)
+            try:
+                os.fchmod(fd, item.mode)
+                os.utime(fd, ns=(item.mtime * 1_000_000_000,) * 2)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    if root is not None:
+        if run.as_root:
+            os.chown(run.dest, root.uid, root.gid, follow_symlinks=False)
+        os.chmod(run.dest, root.permissions)
+        os.utime(run.dest, ns=(root.mtime * 1_000_000_000,) * 2, follow_symlinks=False)
+    fd = os.open(run.dest, _DIR_OPEN)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
