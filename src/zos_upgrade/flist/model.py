@@ -84,3 +84,5 @@ class Limits:
     max_name_bytes: int = 255
     max_path_bytes: int = 4096
     max_depth: int = 256
+    # the metadata database inside a v1 tar.gz (1M entries take a few hundred MB)
+    max_metadata_bytes: int = 4 * 1024**3

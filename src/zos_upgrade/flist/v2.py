@@ -1,0 +1,368 @@
+"""The v2 flist format: rfs "FungiList", a plain SQLite database (SPEC 4.1).
+
+Reading walks the tree from the root (ino 1) one directory at a time with the ``parent`` index, so
+memory grows with the number of directories still to visit, never with the number of entries.
+Rows the walk cannot reach (parent loops, orphans, children of files) are hostile: the walk counts
+what it reached and compares with the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist, Limits
+from zos_upgrade.flist.reader import EntryChecker, FlistReader, check_name, join
+from zos_upgrade.flist.stores import Route, StoreError
+from zos_upgrade.fsutil import fsync_dir, temp_sibling
+
+__all__ = ["SCHEMA", "V2Reader", "write_v2"]
+
+log = logging.getLogger(__name__)
+
+ROOT_INO = 1
+_V2_HASH_BYTES = 32
+
+# SPEC 4.1, as rfs creates it (same tables, columns, types and index names)
+SCHEMA = """
+CREATE TABLE inode (
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER,
+    name VARCHAR(255),
+    size INTEGER,
+    uid INTEGER,
+    gid INTEGER,
+    mode INTEGER,
+    rdev INTEGER,
+    ctime INTEGER,
+    mtime INTEGER
+);
+CREATE INDEX parents ON inode (parent);
+CREATE INDEX names ON inode (name);
+CREATE TABLE extra (
+    ino INTEGER PRIMARY KEY,
+    data VARCHAR(4096)
+);
+CREATE TABLE block (
+    ino INTEGER,
+    id VARCHAR(32),
+    key VARCHAR(32)
+);
+CREATE INDEX block_ino ON block (ino);
+CREATE TABLE tag (
+    key VARCHAR(10) PRIMARY KEY,
+    value VARCHAR(255)
+);
+CREATE TABLE route (
+    start INTEGER,
+    end INTEGER,
+    url VARCHAR(2048)
+);
+"""
+
+_REQUIRED_COLUMNS = {
+    "inode": {"ino", "parent", "name", "size", "uid", "gid", "mode", "rdev", "ctime", "mtime"},
+    "extra": {"ino", "data"},
+    "block": {"ino", "id", "key"},
+}
+
+_CHILDREN = (
+    "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data "
+    "FROM inode i LEFT JOIN extra e ON e.ino = i.ino WHERE i.parent = ? ORDER BY i.name"
+)
+_ROOT = (
+    "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data, i.parent "
+    "FROM inode i LEFT JOIN extra e ON e.ino = i.ino WHERE i.ino = ?"
+)
+
+
+def _kind(mode: int) -> EntryKind:
+    if stat.S_ISDIR(mode):
+        return EntryKind.DIR
+    if stat.S_ISREG(mode):
+        return EntryKind.FILE
+    if stat.S_ISLNK(mode):
+        return EntryKind.LINK
+    return EntryKind.SPECIAL
+
+
+class V2Reader(FlistReader):
+    format = "v2"
+
+    def __init__(self, path: Path, limits: Limits) -> None:
+        self.path = path
+        self.limits = limits
+        self.source = str(path)
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise FlistError(f"{path}: cannot open v2 flist database: {exc}") from exc
+        try:
+            self._check_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, tuple(args))
+        except sqlite3.DatabaseError as exc:
+            raise FlistError(f"{self.source}: v2 flist database is corrupt or unreadable: {exc}") from exc
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._query(f"PRAGMA table_info({table})")}
+
+    def _check_schema(self) -> None:
+        for table, needed in _REQUIRED_COLUMNS.items():
+            missing = needed - self._columns(table)
+            if missing:
+                raise FlistError(
+                    f"{self.source}: not a v2 flist: table {table!r} lacks columns {sorted(missing)}"
+                )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- metadata -------------------------------------------------------------------------------
+
+    def tags(self) -> dict[str, str]:
+        if not self._columns("tag"):
+            return {}
+        return {str(k): str(v) for k, v in self._query("SELECT key, value FROM tag ORDER BY rowid")}
+
+    def routes(self) -> list[Route]:
+        if not self._columns("route"):
+            return []
+        routes = []
+        for start, end, url in self._query("SELECT start, end, url FROM route ORDER BY rowid"):
+            if not (isinstance(start, int) and isinstance(end, int) and isinstance(url, str)):
+                raise FlistError(f"{self.source}: route row ({start!r}, {end!r}, {url!r}) is malformed")
+            try:
+                routes.append(Route(start, end, url))
+            except StoreError as exc:
+                raise FlistError(f"{self.source}: {exc}") from exc
+        return routes
+
+    # --- entries --------------------------------------------------------------------------------
+
+    def _blocks(self, ino: int, path: str) -> tuple[BlockRef, ...]:
+        refs = []
+        for block_id, key in self._query("SELECT id, key FROM block WHERE ino = ? ORDER BY rowid", (ino,)):
+            if not (isinstance(block_id, bytes) and isinstance(key, bytes)
+                    and len(block_id) == _V2_HASH_BYTES and len(key) == _V2_HASH_BYTES):
+                raise HostileFlist(
+                    f"{self.source}: entry {path!r}: block id/key must be {_V2_HASH_BYTES}-byte blobs"
+                )
+            refs.append(BlockRef(block_id, key))
+        return tuple(refs)
+
+    def _entry(self, path: str, row: Sequence[Any]) -> Entry:
+        ino, _name, size, uid, gid, mode, rdev, ctime, mtime, extra = row[:10]
+        numbers = (ino, size, uid, gid, mode, rdev, ctime, mtime)
+        if not all(isinstance(n, int) or n is None for n in numbers) or not isinstance(mode, int):
+            raise HostileFlist(f"{self.source}: entry {path!r}: non-integer inode fields {numbers!r}")
+        kind = _kind(mode)
+        target = ""
+        if kind is EntryKind.LINK:
+            if not isinstance(extra, str) or not extra or "\0" in extra:
+                raise HostileFlist(f"{self.source}: entry {path!r}: symlink without a valid target")
+            target = extra
+        return Entry(
+            path=path, kind=kind, mode=mode, size=size or 0, uid=uid or 0, gid=gid or 0,
+            mtime=mtime or 0, ctime=ctime or 0, target=target, rdev=rdev or 0,
+            blocks=self._blocks(ino, path) if kind is EntryKind.FILE else (),
+        )
+
+    def _count(self, sql: str) -> int:
+        row = self._query(sql).fetchone()
+        return int(row[0]) if row else 0
+
+    def entries(self) -> Iterator[Entry]:
+        checker = EntryChecker(self.source, self.limits)
+        total = self._count("SELECT count(*) FROM inode")
+        if total > self.limits.max_entries:
+            raise HostileFlist(
+                f"{self.source}: {total} entries, more than the {self.limits.max_entries} allowed"
+            )
+        stray = self._query(
+            "SELECT b.ino FROM block b JOIN inode i ON i.ino = b.ino WHERE (i.mode & ?) != ? LIMIT 1",
+            (stat.S_IFMT(0o177777), stat.S_IFREG),
+        ).fetchone()
+        if stray is not None:
+            raise HostileFlist(
+                f"{self.source}: entry {self._path_of(stray[0])!r}: a non-file entry carries content blocks"
+            )
+        root = self._query(_ROOT, (ROOT_INO,)).fetchone()
+        if root is None or root[10] != 0 or root[1] != "/":
+            raise HostileFlist(f"{self.source}: no root inode (expected ino=1, parent=0, name='/')")
+        yield checker.check(self._entry("/", root))
+        reached = 1
+        pending = [(ROOT_INO, "/")]
+        while pending:
+            dir_ino, dir_path = pending.pop()
+            previous: str | None = None
+            for row in self._rows(dir_ino):
+                name = row[1]
+                if not isinstance(name, str):
+                    raise HostileFlist(f"{self.source}: entry in {dir_path!r}: name {name!r} is not text")
+                check_name(name, f"{self.source}: directory {dir_path!r}")
+                path = join(dir_path, name)
+                if name == previous:
+                    raise HostileFlist(f"{self.source}: entry {path!r}: duplicate name in {dir_path!r}")
+                previous = name
+                entry = checker.check(self._entry(path, row))
+                reached += 1
+                if entry.kind is EntryKind.DIR:
+                    pending.append((row[0], path))
+                yield entry
+        if reached != total:
+            raise HostileFlist(f"{self.source}: {self._unreachable()}")
+
+    def _rows(self, dir_ino: int) -> Iterator[Sequence[Any]]:
+        cursor = self._query(_CHILDREN, (dir_ino,))
+        while True:
+            try:
+                rows = cursor.fetchmany(512)
+            except sqlite3.DatabaseError as exc:
+                raise FlistError(f"{self.source}: v2 flist database is corrupt: {exc}") from exc
+            if not rows:
+                return
+            yield from rows
+
+    def _path_of(self, ino: int) -> str:
+        """Best-effort path of an inode for error messages (stops at loops)."""
+        names: list[str] = []
+        seen: set[int] = set()
+        current = ino
+        while current not in (0, ROOT_INO) and current not in seen and len(names) <= self.limits.max_depth:
+            seen.add(current)
+            row = self._query("SELECT parent, name FROM inode WHERE ino = ?", (current,)).fetchone()
+            if row is None:
+                names.append(f"<missing inode {current}>")
+                break
+            names.append(str(row[1]))
+            current = row[0]
+        return "/" + "/".join(reversed(names))
+
+    def _unreachable(self) -> str:
+        """Explain why some inode is not reachable from the root: a loop, an orphan, a file parent."""
+        for ino, name in self._query("SELECT ino, name FROM inode WHERE ino != ?", (ROOT_INO,)).fetchall():
+            seen = {ino}
+            current = ino
+            while True:
+                row = self._query("SELECT parent FROM inode WHERE ino = ?", (current,)).fetchone()
+                parent = row[0] if row else None
+                if parent == ROOT_INO:
+                    break
+                if parent is None or parent == 0:
+                    return f"entry {name!r} (ino {ino}) hangs off a missing parent inode {parent}"
+                if parent in seen:
+                    return f"entry {name!r} (ino {ino}): directory cycle through inode {parent}"
+                prow = self._query("SELECT mode FROM inode WHERE ino = ?", (parent,)).fetchone()
+                if prow is None:
+                    return f"entry {name!r} (ino {ino}) hangs off a missing parent inode {parent}"
+                if not stat.S_ISDIR(prow[0] or 0):
+                    return f"entry {self._path_of(ino)!r}: its parent is not a directory"
+                seen.add(parent)
+                current = parent
+        return "some inodes are not reachable from the root"
+
+
+def _insert_rows(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping[str, str],
+                 routes: Sequence[Route], source: str) -> None:
+    db.executescript(SCHEMA)
+    dirs: dict[str, int] = {}
+    seen: set[str] = set()
+    checker = EntryChecker(source, Limits(max_entries=2**62, max_total_bytes=2**62, max_file_bytes=2**62))
+    root_written = False
+    for entry in entries:
+        checker.check(entry)
+        if entry.path in seen:
+            raise HostileFlist(f"{source}: entry {entry.path!r} appears twice")
+        seen.add(entry.path)
+        if entry.path == "/":
+            if root_written:
+                raise FlistError(f"{source}: the root entry must come first")
+            parent, name = 0, "/"
+        else:
+            if not entry.path.startswith("/"):
+                raise FlistError(f"{source}: entry path {entry.path!r} is not absolute")
+            name = entry.name
+            check_name(name, f"{source}: directory {entry.parent!r}")
+            if not root_written:
+                _insert_root(db)
+                dirs["/"] = ROOT_INO
+                root_written = True
+            parent_ino = dirs.get(entry.parent)
+            if parent_ino is None:
+                raise FlistError(
+                    f"{source}: entry {entry.path!r} comes before its directory {entry.parent!r} "
+                    "(entries must be given parents first)"
+                )
+            parent = parent_ino
+        cursor = db.execute(
+            "INSERT INTO inode (parent, name, size, uid, gid, mode, rdev, ctime, mtime) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (parent, name, entry.size, entry.uid, entry.gid, entry.mode, entry.rdev, entry.ctime,
+             entry.mtime),
+        )
+        ino = int(cursor.lastrowid or 0)
+        if entry.path == "/":
+            root_written = True
+            dirs["/"] = ino
+        elif entry.kind is EntryKind.DIR:
+            dirs[entry.path] = ino
+        if entry.kind is EntryKind.LINK:
+            db.execute("INSERT INTO extra (ino, data) VALUES (?, ?)", (ino, entry.target))
+        for ref in entry.blocks:
+            if len(ref.id) != _V2_HASH_BYTES or len(ref.key) != _V2_HASH_BYTES:
+                raise FlistError(f"{source}: entry {entry.path!r}: v2 blocks need 32-byte ids and keys")
+            db.execute("INSERT INTO block (ino, id, key) VALUES (?, ?, ?)", (ino, ref.id, ref.key))
+    if not root_written:
+        _insert_root(db)
+    db.executemany("INSERT INTO tag (key, value) VALUES (?, ?)", sorted(tags.items()))
+    db.executemany("INSERT INTO route (start, end, url) VALUES (?, ?, ?)",
+                   [(r.start, r.end, r.url) for r in routes])
+
+
+def _insert_root(db: sqlite3.Connection) -> None:
+    db.execute(
+        "INSERT INTO inode (ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime) "
+        "VALUES (?, 0, '/', 0, 0, 0, ?, 0, 0, 0)", (ROOT_INO, stat.S_IFDIR | 0o755),
+    )
+
+
+def write_v2(path: Path, entries: Iterable[Entry], *, tags: Mapping[str, str] = {},
+             routes: Sequence[Route] = ()) -> None:
+    """Write a v2 ``.fl`` atomically; entries must come parents first (any path-sorted order does)."""
+    tmp = temp_sibling(path)
+    try:
+        db = sqlite3.connect(tmp)
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            with db:
+                _insert_rows(db, entries, tags, routes, str(path))
+        finally:
+            db.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
