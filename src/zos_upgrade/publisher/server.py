@@ -66,7 +66,7 @@ class _TreeReader:
         path = os.path.join(self.root, name)
         real = os.path.realpath(path)
         if os.path.commonpath([real, self.root]) != self.root:
-            log.warning("refused a symlink that leaves the release root", extra={"name": name})
+            log.warning("refused a symlink that leaves the release root", extra={"release": name})
             return None
         try:
             info = os.stat(real)
