@@ -1,0 +1,302 @@
+"""supervisord client: XML-RPC over its unix socket, mapped onto the ``Supervisor`` protocol.
+
+supervisord has no "target" and no monitor/forget verbs; the mapping (SPEC 10):
+``monitor`` = ``reloadConfig`` + ``addProcessGroup`` (the program file sets autostart, so it starts
+like zinit's monitor), ``forget`` = ``removeProcessGroup``, ``kill`` = ``signalProcess``,
+``start``/``stop`` = ``startProcess``/``stopProcess`` without waiting (like zinit: stop_many polls).
+Service configs become ``[program:<name>]`` files in the include directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import http.client
+import socket
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import msgspec
+
+from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
+from zos_upgrade.supervisor._socket import check_socket, connect_error
+from zos_upgrade.supervisor.base import ServiceStatus, StateFamily
+from zos_upgrade.supervisor.config import ServiceConfig, normalize_signal, validate_service_name
+from zos_upgrade.supervisor.errors import (
+    AlreadyMonitored,
+    ProtocolError,
+    ServiceIsDown,
+    ServiceIsUp,
+    SupervisorError,
+    SupervisorUnavailable,
+    UnknownService,
+)
+
+__all__ = ["DEFAULT_MAX_REPLY", "SupervisordClient", "render_program"]
+
+DEFAULT_MAX_REPLY = 4 * 1024 * 1024
+_WHAT = "supervisord"
+
+# supervisor.xmlrpc.Faults (kept here so this layer does not import supervisord's server code)
+BAD_NAME = 10
+BAD_SIGNAL = 11
+ALREADY_STARTED = 60
+NOT_RUNNING = 70
+ALREADY_ADDED = 90
+STILL_RUNNING = 91
+CANT_REREAD = 92
+
+_FAMILIES = {
+    "STOPPED": StateFamily.EXITED,
+    "EXITED": StateFamily.EXITED,
+    "FATAL": StateFamily.EXITED,
+    "STARTING": StateFamily.STARTING,
+    "BACKOFF": StateFamily.STARTING,
+    "RUNNING": StateFamily.RUNNING,
+    "STOPPING": StateFamily.RUNNING,  # the process is still alive until supervisord reaps it
+    "UNKNOWN": StateFamily.UNKNOWN,
+}
+_UP_STATES = ("STARTING", "BACKOFF", "RUNNING")
+_LOG_FILES = {"ring": "AUTO", "stdout": "/dev/stdout", "null": "NONE"}
+
+
+class _AlreadyStarted(SupervisorError):
+    """startProcess of a running program (``start`` treats it as success, as zinit does)."""
+
+
+class _ProcessInfo(msgspec.Struct):
+    name: str
+    statename: str
+    pid: int
+    description: str = ""
+
+
+def _quote(value: str, *, where: str) -> str:
+    """A value for supervisord's INI: no newlines, and '%' doubled (it expands %(x)s)."""
+    if any(ord(c) < 32 for c in value):
+        raise SupervisorError(f"{where}: control characters cannot go into a supervisord program file")
+    return value.replace("%", "%%")
+
+
+def render_program(name: str, cfg: ServiceConfig, *, start_seconds: int = 1) -> str:
+    """The ``[program:<name>]`` section that runs ``cfg`` under supervisord.
+
+    ``test`` and ``after`` have no supervisord equivalent and are not translated.
+    """
+    validate_service_name(name)
+    where = f"program {name}"
+    lines = [
+        f"[program:{name}]",
+        f"command={_quote(cfg.exec, where=where)}",
+        "autostart=true",
+        f"autorestart={'false' if cfg.oneshot else 'true'}",
+        f"startsecs={0 if cfg.oneshot else start_seconds}",
+        "exitcodes=0",
+        f"stopsignal={normalize_signal(cfg.signal_stop)[3:]}",
+        "stopasgroup=true",
+        "killasgroup=true",
+        f"stdout_logfile={_LOG_FILES[cfg.log]}",
+        "redirect_stderr=true",
+    ]
+    if cfg.log == "stdout":
+        lines.append("stdout_logfile_maxbytes=0")
+    if cfg.dir:
+        lines.append(f"directory={_quote(cfg.dir, where=where)}")
+    if cfg.env:
+        pairs = []
+        for key, value in cfg.env.items():
+            escaped = _quote(value, where=where).replace("\\", "\\\\").replace('"', '\\"')
+            pairs.append(f'{key}="{escaped}"')
+        lines.append("environment=" + ",".join(pairs))
+    return "\n".join(lines) + "\n"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self._path))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    """XML-RPC over a unix socket: a fresh connection per call, replies read with a size limit."""
+
+    def __init__(self, path: Path, timeout: float, max_reply: int) -> None:
+        super().__init__()
+        self._path = path
+        self._timeout = timeout
+        self._max = max_reply
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        conn = _UnixConnection(self._path, self._timeout)
+        self._connection = (host, conn)
+        return conn
+
+    def parse_response(self, response: http.client.HTTPResponse) -> Any:
+        parser, unmarshaller = self.getparser()
+        total = 0
+        while data := response.read(65536):
+            total += len(data)
+            if total > self._max:
+                raise ProtocolError(f"reply larger than {self._max} bytes; refused")
+            parser.feed(data)
+        parser.close()
+        return unmarshaller.close()
+
+
+class SupervisordClient:
+    """Talks to supervisord over its unix socket; implements ``Supervisor``.
+
+    ``include_dir`` is where ``[program:x]`` files go (supervisord's ``[include]`` must cover
+    ``<include_dir>/*.conf``). ``start_seconds`` is supervisord's ``startsecs`` for long-running
+    programs (oneshot programs use 0).
+    """
+
+    def __init__(self, socket_path: Path | str, *, include_dir: Path | str, timeout: float = 10.0,
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY, start_seconds: int = 1) -> None:
+        self.socket_path = Path(socket_path)
+        self.include_dir = Path(include_dir)
+        self._timeout = timeout
+        self._max = max_reply_bytes
+        self._start_seconds = start_seconds
+
+    # --- transport ------------------------------------------------------------------------------
+
+    def _call_sync(self, method: str, args: tuple[Any, ...], where: str) -> Any:
+        check_socket(self.socket_path, _WHAT)
+        proxy = xmlrpc.client.ServerProxy(
+            "http://localhost/RPC2", transport=_UnixTransport(self.socket_path, self._timeout, self._max),
+            allow_none=True,
+        )
+        try:
+            with proxy:
+                return getattr(proxy, method)(*args)
+        except xmlrpc.client.Fault:
+            raise
+        except ProtocolError as exc:
+            raise ProtocolError(f"{where}: {exc}") from None
+        except TimeoutError:
+            raise SupervisorUnavailable(f"{where}: no reply within {self._timeout}s") from None
+        except (FileNotFoundError, PermissionError, ConnectionRefusedError) as exc:
+            raise connect_error(exc, self.socket_path, _WHAT) from None
+        except (http.client.HTTPException, ConnectionError) as exc:
+            raise ProtocolError(f"{where}: broken or incomplete HTTP reply: {exc!r}") from None
+        except xmlrpc.client.ProtocolError as exc:
+            raise ProtocolError(f"{where}: HTTP {exc.errcode} {exc.errmsg}") from None
+        except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
+            raise ProtocolError(f"{where}: reply is not valid XML-RPC: {exc}") from None
+        except OSError as exc:
+            raise SupervisorUnavailable(f"{where}: {exc}") from None
+
+    async def _call(self, method: str, *args: Any, name: str = "") -> Any:
+        where = f"supervisord at {self.socket_path}: {method}({name})"
+        try:
+            return await asyncio.to_thread(self._call_sync, f"supervisor.{method}", args, where)
+        except xmlrpc.client.Fault as fault:
+            raise self._fault(fault, where, name) from None
+
+    @staticmethod
+    def _fault(fault: xmlrpc.client.Fault, where: str, name: str) -> SupervisorError:
+        text = f"{where}: {fault.faultString}"
+        if fault.faultCode == BAD_NAME:
+            return UnknownService(f"{text} (no program {name!r} managed or configured)")
+        if fault.faultCode == ALREADY_ADDED:
+            return AlreadyMonitored(text)
+        if fault.faultCode == STILL_RUNNING:
+            return ServiceIsUp(text)
+        if fault.faultCode == NOT_RUNNING:
+            return ServiceIsDown(text)
+        if fault.faultCode == ALREADY_STARTED:
+            return _AlreadyStarted(text)
+        return SupervisorError(f"{text} (fault {fault.faultCode})")
+
+    # --- Supervisor -----------------------------------------------------------------------------
+
+    async def list(self) -> dict[str, str]:
+        infos = await self._call("getAllProcessInfo")
+        where = f"supervisord at {self.socket_path}: getAllProcessInfo"
+        try:
+            parsed = msgspec.convert(infos, builtins.list[_ProcessInfo], strict=True)
+        except msgspec.ValidationError as exc:
+            raise ProtocolError(f"{where}: reply of the wrong shape: {exc}") from None
+        return {info.name: info.statename for info in parsed}
+
+    async def status(self, name: str) -> ServiceStatus:
+        validate_service_name(name)
+        raw = await self._call("getProcessInfo", name, name=name)
+        try:
+            info = msgspec.convert(raw, _ProcessInfo, strict=True)
+        except msgspec.ValidationError as exc:
+            raise ProtocolError(f"supervisord at {self.socket_path}: getProcessInfo({name}): "
+                                f"reply of the wrong shape: {exc}") from None
+        family = _FAMILIES.get(info.statename, StateFamily.UNKNOWN)
+        return ServiceStatus(
+            name=name, pid=info.pid, state=info.statename, family=family, detail=info.description,
+            target="up" if info.statename in _UP_STATES else "down",
+        )
+
+    async def start(self, name: str) -> None:
+        validate_service_name(name)
+        with contextlib.suppress(_AlreadyStarted):
+            await self._call("startProcess", name, False, name=name)
+
+    async def stop(self, name: str) -> None:
+        validate_service_name(name)
+        with contextlib.suppress(ServiceIsDown):  # already stopped: stop is idempotent, as in zinit
+            await self._call("stopProcess", name, False, name=name)
+
+    async def monitor(self, name: str) -> None:
+        validate_service_name(name)
+        await self._call("reloadConfig")
+        await self._call("addProcessGroup", name, name=name)
+
+    async def forget(self, name: str) -> None:
+        validate_service_name(name)
+        await self._call("removeProcessGroup", name, name=name)
+
+    async def kill(self, name: str, signal: str) -> None:
+        validate_service_name(name)
+        try:
+            sig = normalize_signal(signal)
+        except ValueError as exc:
+            raise SupervisorError(f"kill {name}: {exc}") from None
+        await self._call("signalProcess", name, sig[3:], name=name)
+
+    def _program_path(self, name: str) -> Path:
+        return self.include_dir / f"{name}.conf"
+
+    async def install_config(self, name: str, config: ServiceConfig) -> None:
+        data = render_program(name, config, start_seconds=self._start_seconds).encode()
+        path = self._program_path(name)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+
+        await asyncio.to_thread(write)
+
+    async def remove_config(self, name: str) -> None:
+        validate_service_name(name)
+        path = self._program_path(name)
+
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                fsync_dir(path.parent)
+
+        await asyncio.to_thread(remove)
+
+    async def aclose(self) -> None:
+        """Nothing to release: every call uses its own connection."""
