@@ -1,0 +1,205 @@
+"""Install manifests (``<state>/manifests/``): the durable truth of what is installed on the node.
+
+One manifest per installed flist: ``boot.json`` for the boot release, ``bins/<quoted fqdn>.json`` for
+each bins package. A manifest lists every path the release put on the node (with a content digest,
+so a plan can tell what changed), the service configs it shipped, and the hub info the boot files
+are rebuilt from. Renaming a new manifest in place is the transaction's commit point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import stat
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
+from zos_upgrade.supervisor import parse_service_config, validate_service_name
+from zos_upgrade.upgrade.errors import PlanRefused, UpgradeError
+
+__all__ = [
+    "HOOK_NAMES",
+    "SERVICE_DIR",
+    "FileRecord",
+    "Manifest",
+    "ManifestStore",
+    "digest_file",
+    "record_of",
+    "scan_release",
+]
+
+log = logging.getLogger(__name__)
+
+# Executables at the flist root that run during the transaction and are never copied onto the node.
+HOOK_NAMES = ("pre-copy", "post-copy", "migrate", "post-start")
+# Where a release ships its zinit service configs (SPEC 10), relative to its root.
+SERVICE_DIR = "etc/zinit"
+_MAX_SERVICE_FILE = 64 * 1024
+_MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+
+FileKind = Literal["file", "link", "dir"]
+
+
+class FileRecord(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
+    kind: FileKind
+    mode: int      # permission bits only
+    size: int
+    digest: str    # file: blake2b-256 of the content; link: the target; dir: ""
+
+
+class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    kind: Literal["boot", "bin"]
+    fqdn: str                    # boot: the link name the node follows (flist.name); bins: repo/name
+    source: str                  # what was mounted (resolved target fqdn or URL)
+    version: str
+    md5: str
+    info: dict[str, Any]         # the /light JSON (boot files are rebuilt from it)
+    files: dict[str, FileRecord]  # relative POSIX path -> record, directories included
+    services: dict[str, str]     # service name -> zinit yaml text
+    installed: float
+
+
+def digest_file(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_of(path: Path) -> FileRecord | None:
+    """The record of whatever is at ``path`` (not following a final symlink); None if nothing/special."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        return FileRecord("link", mode, 0, os.readlink(path))
+    if stat.S_ISDIR(st.st_mode):
+        return FileRecord("dir", mode, 0, "")
+    if stat.S_ISREG(st.st_mode):
+        return FileRecord("file", mode, st.st_size, digest_file(path))
+    return None
+
+
+def _walk(tree: Path) -> Iterator[tuple[str, Path]]:
+    for dirpath, dirnames, filenames in os.walk(tree, followlinks=False):
+        dirnames.sort()
+        base = Path(dirpath)
+        for name in sorted(dirnames) + sorted(filenames):
+            full = base / name
+            yield full.relative_to(tree).as_posix(), full
+
+
+def scan_release(tree: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
+    """Every path of a staged release (hooks at its root excluded) and its service configs.
+
+    Service configs (``etc/zinit/<name>.yaml``) are parsed strictly here, at the boundary, so a bad
+    one refuses the release before anything on the node changes.
+    """
+    files: dict[str, FileRecord] = {}
+    for rel, full in _walk(tree):
+        if rel in HOOK_NAMES:
+            continue
+        record = record_of(full)
+        if record is None:
+            log.warning("special file in release skipped", extra={"path": rel})
+            continue
+        files[rel] = record
+    services: dict[str, str] = {}
+    prefix = SERVICE_DIR + "/"
+    for rel, record in files.items():
+        if not rel.startswith(prefix) or "/" in rel[len(prefix):] or not rel.endswith(".yaml"):
+            continue
+        name = rel[len(prefix):-len(".yaml")]
+        where = f"release file /{rel}"
+        if record.kind != "file":
+            raise PlanRefused(f"{where}: a service config must be a regular file, found a {record.kind}")
+        try:
+            validate_service_name(name)
+        except UpgradeError as exc:
+            raise PlanRefused(f"{where}: {exc}") from None
+        except Exception as exc:
+            raise PlanRefused(f"{where}: {exc}") from None
+        if record.size > _MAX_SERVICE_FILE:
+            raise PlanRefused(
+                f"{where}: {record.size} bytes; a service config may have at most {_MAX_SERVICE_FILE}"
+            )
+        text = (tree / rel).read_text(encoding="utf-8", errors="strict")
+        try:
+            parse_service_config(text, source=where)
+        except Exception as exc:  # ConfigError: refuse the whole release, naming the file
+            raise PlanRefused(f"invalid service config: {exc}") from None
+        services[name] = text
+    return files, services
+
+
+class ManifestStore:
+    """Reads and durably writes the manifests under ``<state>/manifests``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "manifests"
+        self.bins_dir = self.root / "bins"
+
+    def path_for(self, key: str) -> Path:
+        """``"boot"`` -> boot.json; a bins fqdn -> bins/<percent-quoted fqdn>.json."""
+        if key == "boot":
+            return self.root / "boot.json"
+        return self.bins_dir / (urllib.parse.quote(key, safe="") + ".json")
+
+    def load(self, key: str) -> Manifest | None:
+        path = self.path_for(key)
+        return self._read(path)
+
+    def _read(self, path: Path) -> Manifest | None:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(_MAX_MANIFEST_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        if len(data) > _MAX_MANIFEST_BYTES:
+            raise UpgradeError(f"manifest {path}: larger than {_MAX_MANIFEST_BYTES} bytes")
+        try:
+            return msgspec.json.decode(data, type=Manifest, strict=True)
+        except msgspec.DecodeError as exc:
+            raise UpgradeError(f"manifest {path}: not a valid install manifest: {exc}") from exc
+
+    def bins(self) -> dict[str, Manifest]:
+        out: dict[str, Manifest] = {}
+        if not self.bins_dir.is_dir():
+            return out
+        for path in sorted(self.bins_dir.glob("*.json")):
+            manifest = self._read(path)
+            if manifest is not None:
+                out[manifest.fqdn] = manifest
+        return out
+
+    def save(self, key: str, manifest: Manifest) -> None:
+        """Durably install ``manifest`` under ``key`` (atomic rename: the commit point)."""
+        self.save_text(key, msgspec.json.encode(manifest))
+
+    def save_text(self, key: str, data: bytes) -> None:
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data, 0o600)
+
+    def remove(self, key: str) -> None:
+        path = self.path_for(key)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            fsync_dir(path.parent)
+
+    def encoded(self, key: str) -> bytes | None:
+        """The manifest's bytes as stored (the journal compares them to tell if commit happened)."""
+        try:
+            return self.path_for(key).read_bytes()
+        except FileNotFoundError:
+            return None

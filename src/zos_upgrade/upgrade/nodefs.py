@@ -1,0 +1,187 @@
+"""The node's files during a transaction: confined paths, backup by hard link, atomic apply, restore.
+
+Every operation is idempotent, because recovery may repeat any of them after a crash:
+backing up a path already backed up does nothing; restoring a path whose backup is gone does nothing
+(the restore already happened: it is a rename); removing what is absent does nothing.
+
+Files are applied as ``<file>.zu-new`` (written, fsynced) renamed over the old one, then the directory
+is fsynced; the old inode survives in the backup (a hard link), so rollback is a rename back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from zos_upgrade.fsutil import fsync_dir
+from zos_upgrade.upgrade.errors import UnsafePath
+from zos_upgrade.upgrade.manifest import FileRecord, record_of
+
+__all__ = ["NEW_SUFFIX", "NodeFS", "check_relative"]
+
+log = logging.getLogger(__name__)
+
+NEW_SUFFIX = ".zu-new"
+_COPY_CHUNK = 1 << 20
+
+
+def check_relative(rel: str, where: str) -> str:
+    """Refuse a path that is not a plain relative path (absolute, ``..``, ``.``, empty part, NUL)."""
+    parts = rel.split("/")
+    if not rel or "\0" in rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UnsafePath(f"{where}: path {rel!r} is not a plain relative path (no '..', '.', '//' or NUL)")
+    return rel
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+class NodeFS:
+    """File operations confined to ``root`` (the node) with backups under ``backup_root`` (the state)."""
+
+    def __init__(self, root: Path, backup_root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.backup_root = backup_root
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def node_path(self, rel: str) -> Path:
+        """``root/rel``, refused unless its parent resolves inside the root (a symlinked directory on
+        the node must not redirect a write elsewhere)."""
+        check_relative(rel, "node path")
+        path = self.root / rel
+        parent = Path(os.path.realpath(path.parent))
+        if not _within(parent, self.root):
+            raise UnsafePath(
+                f"/{rel}: its directory resolves to {parent}, outside the node root {self.root}; "
+                "refusing to write"
+            )
+        return path
+
+    def backup_path(self, rel: str) -> Path:
+        check_relative(rel, "backup path")
+        return self.backup_root / rel
+
+    def record(self, rel: str) -> FileRecord | None:
+        return record_of(self.node_path(rel))
+
+    # -- backup ------------------------------------------------------------------------------
+
+    def backup(self, rel: str) -> None:
+        """Keep the current inode of ``rel`` under the backup (hard link; copy across file systems)."""
+        src = self.node_path(rel)
+        dest = self.backup_path(rel)
+        if os.path.lexists(dest) or not os.path.lexists(src):
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            tmp = dest.with_name(dest.name + NEW_SUFFIX)
+            _copy_entry(src, tmp)
+            os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+
+    def restore(self, rel: str) -> None:
+        """Put the backed-up inode back at ``rel`` (a rename); nothing to do if the backup is gone."""
+        src = self.backup_path(rel)
+        if not os.path.lexists(src):
+            return
+        dest = self.node_path(rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = dest.with_name(dest.name + NEW_SUFFIX)
+            _copy_entry(src, tmp)
+            os.replace(tmp, dest)
+            os.unlink(src)
+        fsync_dir(dest.parent)
+
+    def drop_backup(self) -> None:
+        shutil.rmtree(self.backup_root, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(self.backup_root.parent)
+
+    # -- apply -------------------------------------------------------------------------------
+
+    def make_dir(self, rel: str, mode: int) -> None:
+        path = self.node_path(rel)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            return
+        os.chmod(path, mode)
+        fsync_dir(path.parent)
+
+    def apply(self, rel: str, staged: Path) -> None:
+        """Put the staged entry at ``rel``: write ``<rel>.zu-new``, fsync, rename over, fsync the dir."""
+        dest = self.node_path(rel)
+        tmp = dest.with_name(dest.name + NEW_SUFFIX)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        _copy_entry(staged, tmp)
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+
+    def remove(self, rel: str) -> None:
+        path = self.node_path(rel)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            fsync_dir(path.parent)
+
+    def remove_dir_if_empty(self, rel: str) -> None:
+        path = self.node_path(rel)
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                log.info("directory kept: not empty", extra={"path": "/" + rel})
+                return
+            raise
+        fsync_dir(path.parent)
+
+    def clear_temps(self, rels: list[str]) -> None:
+        """Remove ``.zu-new`` leftovers of an interrupted apply or restore."""
+        for rel in rels:
+            path = self.node_path(rel)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(path.with_name(path.name + NEW_SUFFIX))
+
+
+def _copy_entry(src: Path, dest: Path) -> None:
+    """Copy a regular file (content fsynced, mode and, as root, owner kept) or a symlink to ``dest``."""
+    st = os.lstat(src)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dest)
+    elif stat.S_ISREG(st.st_mode):
+        fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with open(src, "rb") as fin, os.fdopen(fd_out, "wb") as fout:
+                while chunk := fin.read(_COPY_CHUNK):
+                    fout.write(chunk)
+                fout.flush()
+                os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
+                if os.geteuid() == 0:
+                    os.fchown(fout.fileno(), st.st_uid, st.st_gid)
+                os.fsync(fout.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
+            raise
+    else:
+        raise UnsafePath(f"{src}: only regular files and symlinks are copied onto the node")
+    if os.geteuid() == 0 and stat.S_ISLNK(st.st_mode):
+        os.lchown(dest, st.st_uid, st.st_gid)
