@@ -56,6 +56,9 @@ class FileBlockMissing(BlockMissing):
 
 @dataclass
 class MaterializeReport:
+    """What one materialize did. A block needed again while it is being fetched waits for that fetch
+    and is counted neither as fetched nor as from the cache."""
+
     entries: int = 0
     files: int = 0
     dirs: int = 0
