@@ -50,8 +50,8 @@ SIZES = st.one_of(
     st.integers(min_value=0, max_value=3000),
     st.sampled_from([BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 2 * BLOCK_SIZE + 7]),
 )
-FILES = st.builds(FileSpec, SIZES, st.integers(0, 2**32), st.sampled_from([0o644, 0o755, 0o600, 0o400, 0o750]),
-                  MTIMES)
+FILE_MODES = st.sampled_from([0o644, 0o755, 0o600, 0o400, 0o750])
+FILES = st.builds(FileSpec, SIZES, st.integers(0, 2**32), FILE_MODES, MTIMES)
 LINKS = st.builds(LinkSpec, st.text(alphabet="ab./-_", min_size=1, max_size=30), MTIMES)
 TREES = st.recursive(
     st.one_of(FILES, LINKS),
