@@ -1,5 +1,175 @@
-"""`zos-upgrade status`: placeholder until issue #5 lands."""
+"""``zos-upgrade status``: what this node runs and what its daemon last did, at a glance.
 
-from zos_upgrade.cli._common import placeholder_group
+Reads only local files (boot files under the node root, ``status.json`` in the state directory);
+never the network. A garbled boot or state file is shown as such (exit 0): ``status`` is what an
+operator runs when something is wrong. Exit 1 only when the root or the config cannot be read.
+"""
 
-command = placeholder_group("status", "Show what this node runs and what the daemon last did.", 5)
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from zos_upgrade.config import NodeConfig, load_config
+from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.state import read_state
+
+__all__ = ["NodeStatus", "collect_status", "command", "render_text"]
+
+
+@dataclass
+class BinStatus:
+    name: str  # repo/name
+    version: str | None  # None: the name carries no version
+    updated: int
+    target: str | None
+
+
+@dataclass
+class NodeStatus:
+    root: str
+    state_dir: str
+    boot_method: str
+    boot_flist: str | None = None  # repo/name of the link
+    boot_target: str | None = None  # what the link pointed at when the node booted/upgraded
+    boot_version: str | None = None
+    boot_error: str | None = None
+    bins: list[BinStatus] = field(default_factory=list)
+    bins_error: str | None = None
+    daemon: dict[str, Any] | None = None  # DaemonState as JSON; None: the daemon never wrote one
+    daemon_error: str | None = None
+
+
+def collect_status(root: Path, state_dir: Path) -> NodeStatus:
+    """Gather everything ``status`` shows; boot and state problems become fields, not exceptions."""
+    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+        raise ZosUpgradeError(f"node root {root} is not a readable directory")
+    boot = Boot(root)
+    status = NodeStatus(root=str(root), state_dir=str(state_dir), boot_method=str(boot.detect_boot_method()))
+    try:
+        current = boot.current() if boot.name() else None
+        if current is not None:
+            status.boot_flist = current.fqdn()
+            status.boot_target = current.absolute() if current.is_symlink else None
+            status.boot_version = str(boot.version())
+    except ZosUpgradeError as exc:
+        status.boot_error = str(exc)
+    try:
+        for key, flist in sorted(boot.current_bins().items()):
+            try:
+                version: str | None = str(flist.version())
+            except ZosUpgradeError:
+                version = None
+            status.bins.append(BinStatus(
+                name=key,
+                version=version,
+                updated=flist.info.updated,
+                target=flist.info.target,
+            ))
+    except ZosUpgradeError as exc:
+        status.bins_error = str(exc)
+    try:
+        state = read_state(state_dir)
+        status.daemon = None if state is None else msgspec.to_builtins(state)
+    except ZosUpgradeError as exc:
+        status.daemon_error = str(exc)
+    return status
+
+
+def _when(stamp: float | None, now: float) -> str:
+    if stamp is None:
+        return "never"
+    shown = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+    age = now - stamp
+    if age < 0:
+        return f"{shown} (in the future: check the clock)"
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
+        if age >= seconds:
+            return f"{shown} ({int(age // seconds)}{unit} ago)"
+    return f"{shown} ({int(age)}s ago)"
+
+
+def render_text(status: NodeStatus, now: float) -> str:
+    """The human view; ``now`` is a parameter so the ages are testable."""
+    lines = [f"node root:      {status.root}", f"boot method:    {status.boot_method}"]
+    if status.boot_error:
+        lines.append(f"boot flist:     unknown ({status.boot_error})")
+    elif status.boot_flist:
+        target = f" -> {status.boot_target}" if status.boot_target else ""
+        lines.append(f"boot flist:     {status.boot_flist}{target}")
+        lines.append(f"boot version:   {status.boot_version}")
+    else:
+        lines.append("boot flist:     none recorded")
+    if status.bins_error:
+        lines.append(f"installed bins: unknown ({status.bins_error})")
+    else:
+        lines.append(f"installed bins: {len(status.bins)}")
+        width = max((len(b.name) for b in status.bins), default=0)
+        for item in status.bins:
+            lines.append(f"  {item.name:<{width}}  {item.version or 'no version'}")
+    lines.append(f"state dir:      {status.state_dir}")
+    if status.daemon_error:
+        lines.append(f"daemon:         state unreadable ({status.daemon_error})")
+    elif status.daemon is None:
+        lines.append("daemon:         has not run here yet (no status.json)")
+    else:
+        daemon = status.daemon
+        lines.append(f"last check:     {_when(daemon.get('last_check'), now)}")
+        lines.append(f"last result:    {daemon.get('last_result') or 'none'}")
+        if daemon.get("current_version"):
+            lines.append(f"daemon version: {daemon['current_version']}")
+        if daemon.get("last_error"):
+            lines.append(f"last error:     {daemon['last_error']}")
+        upgrade = daemon.get("last_upgrade")
+        if upgrade:
+            lines.append(
+                f"last upgrade:   {upgrade['from']} -> {upgrade['to']} at {_when(upgrade['started'], now)}, "
+                f"{upgrade['duration']:.1f}s, {upgrade.get('bytes_downloaded', 0)} bytes downloaded"
+            )
+        if daemon.get("pid") is not None:
+            lines.append(f"daemon pid:     {daemon['pid']}")
+        lines.append(f"state written:  {_when(daemon.get('updated'), now)}")
+    return "\n".join(lines)
+
+
+def _locate(config: Path | None, root: Path | None) -> tuple[Path, Path]:
+    if config is not None:
+        cfg = load_config(config)
+        return cfg.root, cfg.state_dir
+    node_root = root if root is not None else Path("/")
+    return node_root, node_root / NodeConfig().state_dir.lstrip("/")
+
+
+def _run(config: Path | None, root: Path | None, as_json: bool, clock: Callable[[], float]) -> None:
+    node_root, state_dir = _locate(config, root)
+    status = collect_status(node_root, state_dir)
+    if as_json:
+        click.echo(json.dumps(asdict(status), sort_keys=True))
+    else:
+        click.echo(render_text(status, clock()))
+
+
+@click.command(name="status")
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Daemon config file: node root and state directory come from it.")
+@click.option("--root", "root", type=click.Path(path_type=Path, file_okay=False),
+              help="Node root (default /); the state directory is the default one under it.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def command(config: Path | None, root: Path | None, as_json: bool) -> None:
+    """Show what this node runs and what the daemon last did.
+
+    Boot method, boot flist and its version, installed packages with versions, the daemon's last
+    check (time, age, result) and last error. Reads local files only.
+    """
+    if config is not None and root is not None:
+        raise click.UsageError("give --config or --root, not both")
+    _run(config, root, as_json, time.time)

@@ -1,0 +1,102 @@
+"""What the daemon records about itself for ``zos-upgrade status``: ``<state_dir>/status.json``.
+
+The daemon rewrites this small document after every check (atomically, through
+:mod:`zos_upgrade.fsutil`), so an operator can see at a glance when the node last looked for a
+release, what happened, and why the last attempt failed. It is a report, not a source of truth: the
+install manifests are. Unknown fields are accepted so an older ``status`` can read what a newer
+daemon wrote; a field of the wrong type is an error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.fsutil import atomic_write_bytes
+
+__all__ = [
+    "STATE_FILE",
+    "CheckResult",
+    "DaemonState",
+    "StateFileError",
+    "UpgradeRecord",
+    "read_state",
+    "state_path",
+    "write_state",
+]
+
+STATE_FILE = "status.json"
+# the document is a few hundred bytes; anything this large is not ours
+_MAX_STATE_BYTES = 1 << 20
+
+CheckResult = Literal["up-to-date", "upgraded", "rolled-back", "failed", "error"]
+"""What the last check led to: nothing newer; an upgrade committed; an upgrade rolled back; an upgrade
+failed without needing a rollback (e.g. the download); the check itself failed (hub unreachable...)."""
+
+
+class StateFileError(ZosUpgradeError):
+    """``status.json`` exists but cannot be read or is not a daemon state document."""
+
+
+class UpgradeRecord(
+    msgspec.Struct, kw_only=True, frozen=True, rename={"from_version": "from", "to_version": "to"}
+):
+    """The last upgrade the daemon attempted (whatever its outcome: see ``DaemonState.last_result``)."""
+
+    from_version: str
+    to_version: str
+    started: float  # unix time
+    duration: float  # seconds
+    bytes_downloaded: int = 0
+
+
+class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
+    updated: float  # unix time this document was written
+    pid: int | None = None  # the daemon's process id when it wrote this
+    source: str | None = None  # what the daemon watches: "hub/<repo>/<name>" or the publisher URL
+    current_version: str | None = None  # the release the node runs, as the daemon knows it
+    last_check: float | None = None  # unix time of the last completed check (successful or not)
+    last_result: CheckResult | None = None
+    last_error: str | None = None  # message of the last failure; None once a check succeeds
+    last_upgrade: UpgradeRecord | None = None
+
+
+def state_path(state_dir: Path | str) -> Path:
+    return Path(state_dir) / STATE_FILE
+
+
+def read_state(state_dir: Path | str) -> DaemonState | None:
+    """The state the daemon last wrote, or ``None`` if it never ran here (no ``status.json``).
+
+    Raises :class:`StateFileError` when the file exists but is unreadable, too large or not a state
+    document.
+    """
+    path = state_path(state_dir)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateFileError(f"cannot read daemon state {path}: {exc.strerror or exc}") from exc
+    if len(data) > _MAX_STATE_BYTES:
+        raise StateFileError(
+            f"daemon state {path} is larger than {_MAX_STATE_BYTES} bytes (expected a small JSON object)"
+        )
+    try:
+        return msgspec.json.decode(data, type=DaemonState, strict=True)
+    except msgspec.ValidationError as exc:
+        raise StateFileError(f"daemon state {path} has the wrong shape: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise StateFileError(f"daemon state {path} is not valid JSON: {exc}") from exc
+
+
+def write_state(state_dir: Path | str, state: DaemonState) -> None:
+    """Atomically replace ``<state_dir>/status.json`` (creating ``state_dir`` if needed)."""
+    directory = Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    document = msgspec.json.format(msgspec.json.encode(state), indent=2) + b"\n"
+    atomic_write_bytes(state_path(directory), document)
