@@ -1,5 +1,146 @@
-"""`zos-upgrade hub`: placeholder until issue #4 lands."""
+"""`zos-upgrade hub`: serve a 0-hub compatible hub, or talk to one (SPEC 6, 13)."""
 
-from zos_upgrade.cli._common import placeholder_group
+from __future__ import annotations
 
-command = placeholder_group("hub", "Serve a 0-hub compatible hub, or talk to one.", 4)
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from zos_upgrade.hub.client import HubClient
+
+T = TypeVar("T")
+
+_url = click.option(
+    "--url", envvar="ZOS_HUB_URL", required=True, help="Base URL of the hub (or $ZOS_HUB_URL)."
+)
+_token = click.option(
+    "--token", envvar="ZOS_HUB_TOKEN", help="Bearer token of your repository (or $ZOS_HUB_TOKEN)."
+)
+
+
+def _run(url: str, token: str | None, call: Callable[[HubClient], Awaitable[T]]) -> T:
+    async def body() -> T:
+        async with HubClient(url, token=token) as client:
+            return await call(client)
+
+    return asyncio.run(body())
+
+
+def _print(value: Any) -> None:
+    click.echo(json.dumps(msgspec.to_builtins(value), indent=2))
+
+
+@click.group(name="hub")
+def command() -> None:
+    """Serve a 0-hub compatible hub, or talk to one."""
+
+
+@command.command()
+@click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), required=True, help="Storage folder."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML file: tokens, limits, official repositories, block folder.",
+)
+@click.option(
+    "--blocks",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Serve and accept blocks from this folder (overrides the config file).",
+)
+def serve(root: Path, host: str, port: int, config_file: Path | None, blocks: Path | None) -> None:
+    """Serve the hub stored under ROOT (one folder per repository)."""
+    from zos_upgrade.hub.config import load_hub_config
+    from zos_upgrade.hub.server import serve as run_server
+
+    root.mkdir(parents=True, exist_ok=True)
+    if blocks is not None:
+        blocks.mkdir(parents=True, exist_ok=True)
+    run_server(load_hub_config(config_file, root, blocks=blocks), host, port)
+
+
+@command.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--name", help="Store it under this name (default: the file's name).")
+@_url
+@_token
+def upload(file: Path, name: str | None, url: str, token: str | None) -> None:
+    """Upload an .flist or .fl FILE into the token's repository."""
+    _print(_run(url, token, lambda c: c.upload(file, name)))
+
+
+@command.command()
+@click.argument("src")
+@click.argument("link")
+@_url
+@_token
+def link(src: str, link: str, url: str, token: str | None) -> None:
+    """Point LINK at SRC (both in the token's repository), atomically."""
+    _run(url, token, lambda c: c.link(src, link))
+    click.echo(f"{link} -> {src}")
+
+
+@command.command()
+@click.argument("tag")
+@click.argument("link")
+@click.argument("source", metavar="REPO/NAME")
+@click.option("--delete", is_flag=True, help="Remove LINK from the tag instead.")
+@_url
+@_token
+def tag(tag: str, link: str, source: str, delete: bool, url: str, token: str | None) -> None:
+    """Add LINK -> REPO/NAME to TAG of the token's repository (or remove it with --delete)."""
+    repo, _, src = source.partition("/")
+    if delete:
+        _run(url, token, lambda c: c.untag(tag, link, repo, src))
+    else:
+        _run(url, token, lambda c: c.tag(tag, link, repo, src))
+    click.echo(f"tags/{tag}/{link} {'removed' if delete else '-> ' + source}")
+
+
+@command.command()
+@click.argument("name")
+@_url
+@_token
+def delete(name: str, url: str, token: str | None) -> None:
+    """Delete NAME (an flist or a link) from the token's repository."""
+    _run(url, token, lambda c: c.delete(name))
+    click.echo(f"deleted {name}")
+
+
+@command.command(name="ls")
+@click.argument("repo", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's JSON.")
+@_url
+def ls(repo: str | None, as_json: bool, url: str) -> None:
+    """List the repositories, or the flists of REPO."""
+    if repo is None:
+        repos = _run(url, None, lambda c: c.repositories())
+        if as_json:
+            _print(repos)
+        for item in [] if as_json else repos:
+            click.echo(f"{item.name}{'  (official)' if item.official else ''}")
+        return
+    entries = _run(url, None, lambda c: c.list(repo))
+    if as_json:
+        _print(entries)
+        return
+    for entry in entries:
+        target = f" -> {entry.target}" if entry.target else ""
+        click.echo(f"{entry.type:<8} {entry.size:>12}  {entry.name}{target}")
+
+
+@command.command()
+@click.argument("fqdn", metavar="REPO/NAME")
+@_url
+def info(fqdn: str, url: str) -> None:
+    """Show the /light object of REPO/NAME (a symlink is followed)."""
+    _print(_run(url, None, lambda c: c.info(fqdn)))

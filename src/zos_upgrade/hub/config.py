@@ -1,0 +1,92 @@
+"""The hub server's configuration file (TOML): tokens, limits, official repositories, block store.
+
+official = ["official-apps"]          # repositories listed with "official": true
+max_upload_bytes = 67108864           # largest accepted flist upload (request body)
+max_block_bytes = 4194304             # largest accepted PUT /blocks/<id> body
+blocks = "blocks"                     # optional: serve and accept blocks from this folder
+                                      # (relative to the config file); uploads must then
+                                      # have every block present
+[tokens]                              # bearer token = the one repository it may write
+"a-long-random-secret" = "myrepo"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zos_upgrade.errors import ConfigError
+from zos_upgrade.hub.models import InvalidName
+from zos_upgrade.hub.names import validate_name
+
+__all__ = ["HubConfig", "load_hub_config"]
+
+MiB = 1024 * 1024
+_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens"}
+MIN_TOKEN_CHARS = 16
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    root: Path
+    tokens: Mapping[str, str] = field(default_factory=dict)  # token -> repository
+    official: frozenset[str] = frozenset()
+    max_upload_bytes: int = 64 * MiB
+    max_block_bytes: int = 4 * MiB
+    blocks: Path | None = None
+
+
+def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    value = doc.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None) -> HubConfig:
+    """Read ``path`` (or use defaults when ``None``); ``blocks`` given here wins over the file's."""
+    if path is None:
+        return HubConfig(root=root, blocks=blocks)
+    where = str(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read hub config: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+    unknown = set(doc) - _KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (expected some of {sorted(_KEYS)})")
+    tokens_doc = doc.get("tokens", {})
+    if not isinstance(tokens_doc, dict):
+        raise ConfigError(f"{where}: [tokens] must be a table of token = repository")
+    tokens: dict[str, str] = {}
+    for token, repo in tokens_doc.items():
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"{where}: token of {repo!r} is shorter than {MIN_TOKEN_CHARS} chars")
+        if not isinstance(repo, str):
+            raise ConfigError(f"{where}: token for {repo!r} must map to a repository name (a string)")
+        try:
+            validate_name(repo, "repository")
+        except InvalidName as exc:
+            raise ConfigError(f"{where}: [tokens]: {exc}") from exc
+        tokens[token] = repo
+    official = doc.get("official", [])
+    if not isinstance(official, list) or not all(isinstance(name, str) for name in official):
+        raise ConfigError(f"{where}: official must be a list of repository names")
+    blocks_value = doc.get("blocks")
+    if blocks is None and blocks_value is not None:
+        if not isinstance(blocks_value, str) or not blocks_value:
+            raise ConfigError(f"{where}: blocks must be a folder path (a string)")
+        blocks = (path.parent / blocks_value).resolve()
+    return HubConfig(
+        root=root,
+        tokens=tokens,
+        official=frozenset(official),
+        max_upload_bytes=_positive_int(doc, "max_upload_bytes", 64 * MiB, where),
+        max_block_bytes=_positive_int(doc, "max_block_bytes", 4 * MiB, where),
+        blocks=blocks,
+    )

@@ -1,0 +1,168 @@
+"""HTTP details the hub server shares between its routes: JSON answers, ETags, Range, file bodies.
+
+JSON bodies are ``json.dumps(obj) + "\\n"`` exactly as the real 0-hub (Flask) writes them, so our
+answers are byte-identical to its, not merely equal once parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+__all__ = [
+    "FLASK_404_HTML",
+    "api_error",
+    "api_success",
+    "file_response",
+    "json_response",
+    "not_modified",
+]
+
+# what the real hub (Flask's default page) answers for an unknown repository on /api/flist/<repo>
+FLASK_404_HTML = (
+    '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<title>404 Not Found</title>\n'
+    "<h1>Not Found</h1>\n<p>The requested URL was not found on the server. If you entered the URL "
+    "manually please check your spelling and try again.</p>\n"
+)
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_CHUNK = 256 * 1024
+_SMALL_FILE = 4 * 1024 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def body_etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def file_etag(st: os.stat_result) -> str:
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    """True when the request's ``If-None-Match`` names ``etag`` (weak comparison, ``*`` matches)."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    for candidate in header.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _answer(request: Request, body: bytes, status: int, media_type: str) -> Response:
+    etag = body_etag(body)
+    headers = {"ETag": etag, **_CORS}
+    if status == 200 and not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
+
+
+def json_response(request: Request, obj: Any, status: int = 200) -> Response:
+    return _answer(request, (json.dumps(obj) + "\n").encode(), status, "application/json")
+
+
+def text_response(request: Request, text: str, status: int = 200, media_type: str = "text/plain") -> Response:
+    return _answer(request, text.encode(), status, media_type)
+
+
+def api_error(request: Request, message: str, status: int) -> Response:
+    return json_response(request, {"status": "error", "message": message}, status)
+
+
+def api_success(request: Request, payload: dict[str, Any] | None = None, status: int = 200) -> Response:
+    reply: dict[str, Any] = {"status": "success"}
+    if payload:
+        reply["payload"] = payload
+    return json_response(request, reply, status)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """``(start, end)`` inclusive for one satisfiable range; ``None`` to serve it all; ``"416"``."""
+    if not header:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None  # several ranges or another unit: RFC 9110 lets us answer with the whole file
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0:
+            return "416"
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size:
+        return "416"
+    if last and int(last) < start:
+        return None  # invalid: ignore
+    return start, end
+
+
+async def file_response(
+    request: Request, fd: int, st: os.stat_result, media_type: str, etag: str
+) -> Response:
+    """Serve an open file (closed here); ``ETag``, ``If-None-Match``, one ``Range``, ``HEAD``.
+
+    The caller opened the file before calling, so a concurrent rename over the name keeps serving
+    the inode the request started with: a download never mixes two versions.
+    """
+    size = st.st_size
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", **_CORS}
+    try:
+        if not_modified(request, etag):
+            os.close(fd)
+            return Response(status_code=304, headers=headers)
+        wanted = parse_range(request.headers.get("range"), size)
+        if request.headers.get("if-range") not in (None, etag):
+            wanted = None  # the client's partial copy is of another version: send it all
+        if wanted == "416":
+            os.close(fd)
+            headers["Content-Range"] = f"bytes */{size}"
+            return Response(status_code=416, headers=headers)
+        status = 200
+        start, end = 0, size - 1
+        if isinstance(wanted, tuple):
+            start, end = wanted
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        length = end - start + 1 if size else 0
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            os.close(fd)
+            return Response(status_code=status, headers=headers, media_type=media_type)
+        if length <= _SMALL_FILE:
+            data = await anyio.to_thread.run_sync(os.pread, fd, length, start)
+            os.close(fd)
+            response = Response(data, status_code=status, media_type=media_type, headers=headers)
+            return response
+    except BaseException:
+        os.close(fd)
+        raise
+    return StreamingResponse(
+        _stream(fd, start, length), status_code=status, media_type=media_type, headers=headers
+    )
+
+
+async def _stream(fd: int, start: int, length: int) -> AsyncIterator[bytes]:
+    try:
+        offset, left = start, length
+        while left > 0:
+            chunk = await anyio.to_thread.run_sync(os.pread, fd, min(_CHUNK, left), offset)
+            if not chunk:
+                break  # the file shrank under us: the client sees a short body and retries
+            offset += len(chunk)
+            left -= len(chunk)
+            yield chunk
+    finally:
+        os.close(fd)

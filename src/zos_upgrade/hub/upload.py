@@ -1,0 +1,60 @@
+"""Checking an uploaded flist before it replaces anything: parse it, and check its blocks are held."""
+
+from __future__ import annotations
+
+import shutil
+from typing import IO, Any
+
+from zos_upgrade.flist import EntryKind, FlistError, open_flist
+from zos_upgrade.flist.stores import DirStore
+from zos_upgrade.hub.models import HubError
+from zos_upgrade.hub.storage import HubStorage
+
+__all__ = ["UploadTooLarge", "check_upload"]
+
+_SHOWN_MISSING = 5
+
+
+class UploadTooLarge(HubError):
+    """A request body is larger than the hub accepts: HTTP 413."""
+
+
+def check_upload(
+    storage: HubStorage, blocks: DirStore | None, repo: str, filename: str, source: IO[bytes]
+) -> dict[str, Any]:
+    """Copy ``source`` next to its final place, parse it, check its blocks, then rename it in.
+
+    Raises :class:`FlistError` (nothing stored) when the flist is corrupt or hostile, or when the
+    hub holds a block store and a block the flist needs is not in it.
+    """
+    with storage.upload_target(repo, filename) as (tmp, handle):
+        shutil.copyfileobj(source, handle, 1 << 20)
+        handle.flush()
+        stats = {"regular": 0, "symlink": 0, "directory": 0, "special": 0, "failure": 0, "fullsize": 0}
+        missing: list[str] = []
+        names = {EntryKind.FILE: "regular", EntryKind.LINK: "symlink", EntryKind.DIR: "directory"}
+        with open_flist(tmp) as reader:
+            for entry in reader.entries():
+                if entry.path == "/":
+                    continue  # zflist does not count the root
+                stats[names.get(entry.kind, "special")] += 1
+                if entry.kind is EntryKind.FILE:
+                    stats["fullsize"] += entry.size
+                if blocks is None:
+                    continue
+                for block in entry.blocks:
+                    hexid = block.id.hex()
+                    if not _held(blocks, hexid):
+                        missing.append(hexid)
+        if missing:
+            stats["failure"] = len(missing)
+            shown = ", ".join(missing[:_SHOWN_MISSING])
+            raise FlistError(
+                f"{filename}: {len(missing)} block(s) are not in this hub's block store (first: {shown})"
+            )
+        storage.commit(tmp, repo, filename)
+    return stats
+
+
+def _held(blocks: DirStore, hexid: str) -> bool:
+    return (blocks.root / hexid[:2] / hexid).is_file() or (blocks.root / hexid).is_file()

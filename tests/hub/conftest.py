@@ -1,0 +1,76 @@
+"""Hub fixtures: the recorded hub's storage layout, and real hub servers on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import free_port, serving, zos_upgrade_cmd
+
+RECORDED = Path(__file__).resolve().parents[1] / "data" / "hub-responses"
+GOLDEN_FLISTS = RECORDED / "flists"
+
+TOKEN_A = "token-of-repo-alpha-0123456789"
+TOKEN_B = "token-of-repo-beta-9876543210"
+
+
+def make_golden_layout(root: Path) -> Path:
+    """The storage the recorded hub served (see tests/data/hub-responses/NOTE.md)."""
+    golden = root / "golden"
+    golden.mkdir(parents=True)
+    for name in ("v1.flist", "v2.flist"):
+        shutil.copyfile(GOLDEN_FLISTS / name, golden / name)
+    os.symlink("v2.flist", golden / "app:latest.flist")
+    os.utime(golden / "v1.flist", (1700000100, 1700000100))
+    os.utime(golden / "v2.flist", (1700000200, 1700000200))
+    os.utime(golden / "app:latest.flist", (1700000300, 1700000300), follow_symlinks=False)
+    os.utime(golden, (1700000400, 1700000400))
+    return root
+
+
+@dataclass
+class Hub:
+    url: str
+    root: Path
+    blocks: Path | None
+
+
+HubFactory = Callable[..., AbstractContextManager[Hub]]
+
+
+@pytest.fixture
+def start_hub(tmp_path: Path) -> HubFactory:
+    """Start ``zos-upgrade hub serve`` as a child process: ``with start_hub(root) as hub: ...``."""
+
+    @contextmanager
+    def start(root: Path | None = None, *, blocks: bool = False, config: str | None = None) -> Iterator[Hub]:
+        root = root or (tmp_path / "hub")
+        root.mkdir(exist_ok=True)
+        port = free_port()
+        args = ["hub", "serve", "--root", str(root), "--port", str(port)]
+        block_dir = None
+        if blocks:
+            block_dir = tmp_path / "blocks"
+            args += ["--blocks", str(block_dir)]
+        cfg = tmp_path / "hub.toml"
+        cfg.write_text(
+            config
+            if config is not None
+            else f'max_upload_bytes = 1000000\n[tokens]\n"{TOKEN_A}" = "alpha"\n"{TOKEN_B}" = "beta"\n'
+        )
+        args += ["--config", str(cfg)]
+        with serving(zos_upgrade_cmd(*args), port):
+            yield Hub(f"http://127.0.0.1:{port}", root, block_dir)
+
+    return start
+
+
+@pytest.fixture
+def golden_root(tmp_path: Path) -> Path:
+    return make_golden_layout(tmp_path / "golden-hub")
