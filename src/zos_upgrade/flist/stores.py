@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from zos_upgrade import net
 from zos_upgrade.flist.blocks import BLOCK_SIZE
@@ -217,8 +219,10 @@ class ZdbStore:
         self._sleep = sleep
         self._client = aioredis.Redis(
             host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
-            # 0-db knows neither CLIENT SETINFO nor a numeric db: select the namespace ourselves
-            lib_name=None, lib_version=None, redis_connect_func=self._on_connect,
+            # 0-db has no numeric databases: the namespace is selected by our own connect hook
+            redis_connect_func=self._on_connect,
+            # retries are ours (counted, with the injected sleep), not redis-py's hidden ones
+            retry=Retry(NoBackoff(), 0),
             max_connections=16,
         )
 
