@@ -74,7 +74,8 @@ def release_url(site: Site) -> Iterator[str]:
 def static_url(site: Site) -> Iterator[str]:
     """Python's own ``http.server`` on the whole site (flists and the same release tree)."""
     port = site.static_port
-    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site.root)]
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+           "--directory", str(site.root)]
     with serving(cmd, port):
         yield f"http://127.0.0.1:{port}"
 
@@ -84,6 +85,7 @@ class Answer:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    declare_length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 class ScriptedServer:
@@ -109,7 +111,11 @@ class ScriptedServer:
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
+                if answer.declare_length:
+                    self.send_header("Content-Length", str(len(answer.body)))
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 with contextlib.suppress(OSError):
                     self.wfile.write(answer.body)
@@ -119,7 +125,7 @@ class ScriptedServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()

@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.publisher.conftest import Site
 from zos_upgrade.publisher.tree import ReleaseTree
@@ -94,7 +93,9 @@ def test_a_symlink_inside_the_root_is_served(site: Site, release_url: str) -> No
         os.unlink(site.tree / "1.0.1")
 
 
-def test_a_new_release_is_served_at_once_with_a_new_etag(site: Site, release_url: str, tmp_path: Path) -> None:
+def test_a_new_release_is_served_at_once_with_a_new_etag(
+    site: Site, release_url: str, tmp_path: Path
+) -> None:
     before = httpx.get(f"{release_url}/versions")
     flist = tmp_path / "app.fl"
     flist.write_bytes(b"new")
