@@ -307,26 +307,24 @@ class V1Reader(FlistReader):
         yield checker.check(self._entry("/", EntryKind.DIR, stat.S_IFDIR, self._acl(aclkey, "/"),
                                         size=size, mtime=mtime, ctime=ctime))
         visited = {root_key}
-        pending: list[tuple[str, str]] = []  # directories still to list: memory grows with dirs only
-        listing = children
-        while True:
-            subdirs: list[tuple[str, str]] = []
-            for entry, sub_key in listing:
-                yield checker.check(entry)
-                if sub_key is None:
-                    continue
-                if sub_key in visited:
-                    raise HostileFlist(
-                        f"{self.source}: entry {entry.path!r}: directory cycle (record {sub_key!r} "
-                        "is already part of the tree)"
-                    )
-                visited.add(sub_key)
-                subdirs.append((sub_key, entry.path))
-            pending.extend(reversed(subdirs))
-            if not pending:
-                return
-            key, path = pending.pop()
-            listing = self._load_dir(key, path)[1]
+        # depth-first, pre-order (zflist's own order): one open listing per level of depth
+        stack: list[Iterator[tuple[Entry, str | None]]] = [iter(children)]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+                continue
+            entry, sub_key = item
+            yield checker.check(entry)
+            if sub_key is None:
+                continue
+            if sub_key in visited:
+                raise HostileFlist(
+                    f"{self.source}: entry {entry.path!r}: directory cycle (record {sub_key!r} "
+                    "is already part of the tree)"
+                )
+            visited.add(sub_key)
+            stack.append(iter(self._load_dir(sub_key, entry.path)[1]))
 
 
 def _parse_device(data: bytes, path: str, source: str) -> int:

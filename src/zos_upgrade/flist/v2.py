@@ -206,24 +206,29 @@ class V2Reader(FlistReader):
             raise HostileFlist(f"{self.source}: no root inode (expected ino=1, parent=0, name='/')")
         yield checker.check(self._entry("/", root))
         reached = 1
-        pending = [(ROOT_INO, "/")]
-        while pending:
-            dir_ino, dir_path = pending.pop()
-            previous: str | None = None
-            for row in self._rows(dir_ino):
-                name = row[1]
-                if not isinstance(name, str):
-                    raise HostileFlist(f"{self.source}: entry in {dir_path!r}: name {name!r} is not text")
-                check_name(name, f"{self.source}: directory {dir_path!r}")
-                path = join(dir_path, name)
-                if name == previous:
-                    raise HostileFlist(f"{self.source}: entry {path!r}: duplicate name in {dir_path!r}")
-                previous = name
-                entry = checker.check(self._entry(path, row))
-                reached += 1
-                if entry.kind is EntryKind.DIR:
-                    pending.append((row[0], path))
-                yield entry
+        # depth-first, pre-order: one open cursor per level of depth, never the whole table
+        stack: list[tuple[str, Iterator[Sequence[Any]], list[str | None]]] = [
+            ("/", self._rows(ROOT_INO), [None])
+        ]
+        while stack:
+            dir_path, rows, previous = stack[-1]
+            row = next(rows, None)
+            if row is None:
+                stack.pop()
+                continue
+            name = row[1]
+            if not isinstance(name, str):
+                raise HostileFlist(f"{self.source}: entry in {dir_path!r}: name {name!r} is not text")
+            check_name(name, f"{self.source}: directory {dir_path!r}")
+            path = join(dir_path, name)
+            if name == previous[0]:  # rows come sorted by name: a duplicate is always the next row
+                raise HostileFlist(f"{self.source}: entry {path!r}: duplicate name in {dir_path!r}")
+            previous[0] = name
+            entry = checker.check(self._entry(path, row))
+            reached += 1
+            yield entry
+            if entry.kind is EntryKind.DIR:
+                stack.append((path, self._rows(row[0]), [None]))
         if reached != total:
             raise HostileFlist(f"{self.source}: {self._unreachable()}")
 
