@@ -72,6 +72,8 @@ class _ProcessInfo(msgspec.Struct):
     statename: str
     pid: int
     description: str = ""
+    exitstatus: int = 0
+    spawnerr: str = ""
 
 
 def _quote(value: str, *, where: str) -> str:
@@ -242,8 +244,14 @@ class SupervisordClient:
             raise ProtocolError(f"supervisord at {self.socket_path}: getProcessInfo({name}): "
                                 f"reply of the wrong shape: {exc}") from None
         family = _FAMILIES.get(info.statename, StateFamily.UNKNOWN)
+        detail = info.description
+        if info.statename in ("EXITED", "FATAL", "BACKOFF"):
+            # supervisord's description of these is a date; the exit status is what tells them apart
+            detail = f"exited with status {info.exitstatus}"
+            if info.spawnerr:
+                detail += f" ({info.spawnerr})"
         return ServiceStatus(
-            name=name, pid=info.pid, state=info.statename, family=family, detail=info.description,
+            name=name, pid=info.pid, state=info.statename, family=family, detail=detail,
             target="up" if info.statename in _UP_STATES else "down",
         )
 
