@@ -1,0 +1,39 @@
+"""The upgrade transaction: Flister (flist -> tree), Upgrader (the crash-safe transaction), crash points.
+
+The modules underneath are the machinery: ``journal`` (the persisted state machine), ``plan`` (what
+changes), ``manifest`` (what is installed), ``nodefs`` (confined file operations), ``hooks``,
+``services`` (supervisor steps and probation), ``crash`` (named crash points).
+"""
+
+from zos_upgrade.upgrade.crash import CRASH_ENV, CRASH_POINTS, crash_point
+from zos_upgrade.upgrade.errors import (
+    HookFailed,
+    PlanRefused,
+    ProbationFailed,
+    RestartNeeded,
+    UnsafePath,
+    UpgradeError,
+    UpgradeFailed,
+)
+from zos_upgrade.upgrade.flister import Flister, Mount, MountError
+from zos_upgrade.upgrade.manifest import Manifest
+from zos_upgrade.upgrade.upgrader import Upgrader, UpgradeReport
+
+__all__ = [
+    "CRASH_ENV",
+    "CRASH_POINTS",
+    "Flister",
+    "HookFailed",
+    "Manifest",
+    "Mount",
+    "MountError",
+    "PlanRefused",
+    "ProbationFailed",
+    "RestartNeeded",
+    "UnsafePath",
+    "UpgradeError",
+    "UpgradeFailed",
+    "UpgradeReport",
+    "Upgrader",
+    "crash_point",
+]

@@ -74,6 +74,7 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
 class Failure(msgspec.Struct, forbid_unknown_fields=True):
     step: str
     reason: str
+    from_phase: Phase  # how far the transaction got: tells the rollback what there is to undo
 
 
 class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -160,7 +161,9 @@ class Journal:
             )
         self._write(
             msgspec.structs.replace(
-                self.record, phase=Phase.ROLLING_BACK, failure=Failure(step=step, reason=reason),
+                self.record,
+                phase=Phase.ROLLING_BACK,
+                failure=Failure(step=step, reason=reason, from_phase=current),
                 updated=self._clock(),
             )
         )
