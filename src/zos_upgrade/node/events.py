@@ -9,7 +9,7 @@ had — the original filled it with zero values). :class:`ReleaseEvent` is a rel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -68,11 +68,17 @@ class FListEvent(RepoFList):
 
 @dataclass(frozen=True)
 class RepoEvent:
-    """A repository changed: ``to_add`` are new or updated flists, ``to_del`` those that disappeared."""
+    """A repository changed: ``to_add`` are new or updated flists, ``to_del`` those that disappeared.
+
+    ``all`` is every installable flist the repository holds now, keyed ``repo/name``: what the
+    consumer passes to ``FListRepoWatcher.confirm`` (and records with ``Boot.set_bins``) once it
+    applied the event.
+    """
 
     repo: str
     to_add: list[RepoFList] = field(default_factory=list)
     to_del: list[RepoFList] = field(default_factory=list)
+    all: Mapping[str, RepoFList] = field(default_factory=dict)
 
     @property
     def event_type(self) -> EventType:
