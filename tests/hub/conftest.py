@@ -44,29 +44,37 @@ class Hub:
 HubFactory = Callable[..., AbstractContextManager[Hub]]
 
 
+@contextmanager
+def hub_process(
+    root: Path, workdir: Path, *, blocks: bool = False, config: str | None = None
+) -> Iterator[Hub]:
+    """Run ``zos-upgrade hub serve`` over ``root`` as a child process on a free port."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = ["hub", "serve", "--root", str(root), "--port", str(port)]
+    block_dir = None
+    if blocks:
+        block_dir = workdir / "blocks"
+        args += ["--blocks", str(block_dir)]
+    cfg = workdir / "hub.toml"
+    cfg.write_text(
+        config
+        if config is not None
+        else f'max_upload_bytes = 1000000\n[tokens]\n"{TOKEN_A}" = "alpha"\n"{TOKEN_B}" = "beta"\n'
+    )
+    args += ["--config", str(cfg)]
+    with serving(zos_upgrade_cmd(*args), port):
+        yield Hub(f"http://127.0.0.1:{port}", root, block_dir)
+
+
 @pytest.fixture
 def start_hub(tmp_path: Path) -> HubFactory:
-    """Start ``zos-upgrade hub serve`` as a child process: ``with start_hub(root) as hub: ...``."""
+    """``with start_hub(root) as hub: ...`` (root defaults to a fresh folder)."""
 
-    @contextmanager
-    def start(root: Path | None = None, *, blocks: bool = False, config: str | None = None) -> Iterator[Hub]:
-        root = root or (tmp_path / "hub")
-        root.mkdir(exist_ok=True)
-        port = free_port()
-        args = ["hub", "serve", "--root", str(root), "--port", str(port)]
-        block_dir = None
-        if blocks:
-            block_dir = tmp_path / "blocks"
-            args += ["--blocks", str(block_dir)]
-        cfg = tmp_path / "hub.toml"
-        cfg.write_text(
-            config
-            if config is not None
-            else f'max_upload_bytes = 1000000\n[tokens]\n"{TOKEN_A}" = "alpha"\n"{TOKEN_B}" = "beta"\n'
-        )
-        args += ["--config", str(cfg)]
-        with serving(zos_upgrade_cmd(*args), port):
-            yield Hub(f"http://127.0.0.1:{port}", root, block_dir)
+    def start(
+        root: Path | None = None, *, blocks: bool = False, config: str | None = None
+    ) -> AbstractContextManager[Hub]:
+        return hub_process(root or tmp_path / "hub", tmp_path, blocks=blocks, config=config)
 
     return start
 
