@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 
 from zos_upgrade.supervisor import (
     ServiceStatus,
@@ -21,17 +23,36 @@ from zos_upgrade.supervisor import (
     restart_many,
     stop_many,
 )
+from zos_upgrade.supervisor.zinit import ZinitClient
 from zos_upgrade.upgrade.errors import ProbationFailed
+from zos_upgrade.upgrade.manifest import SERVICE_DIR
 
-__all__ = ["install_configs", "probation", "remove_services", "restart_services", "stop_services"]
+__all__ = [
+    "configs_are_files",
+    "install_configs", "probation", "remove_services", "restart_services", "stop_services"]
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
-# zinit "Success", supervisord "EXITED" (its program files give oneshots exitcodes=0, autorestart=false)
-_ONESHOT_DONE = frozenset({"success", "exited"})
+
+
+def _oneshot_succeeded(status: ServiceStatus) -> bool:
+    """zinit says ``Success``; supervisord says ``EXITED`` and its detail carries the exit status."""
+    if status.state == "Success":
+        return True
+    return status.state == "EXITED" and status.detail.startswith("exited with status 0")
+
+
+def configs_are_files(sup: Supervisor, root: Path) -> bool:
+    """True when the supervisor reads the node's ``etc/zinit/*.yaml`` itself (zinit): the release's
+    files ARE its configs, applied and rolled back byte for byte with the other files, so the
+    upgrader must not render them again through ``install_config``."""
+    config_dir = getattr(sup, "config_dir", None)
+    if not isinstance(sup, ZinitClient) or config_dir is None:
+        return False
+    return bool(os.path.realpath(config_dir) == os.path.realpath(root / SERVICE_DIR))
 
 
 async def install_configs(sup: Supervisor, services: Mapping[str, str], names: Sequence[str]) -> None:
@@ -54,7 +75,8 @@ def _poll(stop_timeout: float) -> float:
 
 
 async def remove_services(
-    sup: Supervisor, names: Sequence[str], *, stop_timeout: float, sleep: Sleep, clock: Clock
+    sup: Supervisor, names: Sequence[str], *, stop_timeout: float, sleep: Sleep, clock: Clock,
+    remove_configs: bool = True,
 ) -> None:
     """Stop, forget and delete the configs of services; absent ones are fine (idempotent)."""
     if not names:
@@ -63,7 +85,8 @@ async def remove_services(
     for name in names:
         with contextlib.suppress(UnknownService):
             await sup.forget(name)
-        await sup.remove_config(name)
+        if remove_configs:
+            await sup.remove_config(name)
 
 
 async def stop_services(
@@ -103,7 +126,7 @@ async def probation(
             status = await _status(sup, name)
             if name in oneshot:
                 if status.family is StateFamily.EXITED:
-                    if status.state.lower() not in _ONESHOT_DONE:
+                    if not _oneshot_succeeded(status):
                         raise ProbationFailed(
                             f"oneshot service {name} did not succeed: {status.state} {status.detail}".rstrip()
                         )

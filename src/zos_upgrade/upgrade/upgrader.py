@@ -112,6 +112,7 @@ class Upgrader:
         self.manifests = ManifestStore(self.state_dir)
         self.files = NodeFS(self.root, self.state_dir / "backup" / "current")
         self.last_report: UpgradeReport | None = None
+        self._configs_are_files = svc.configs_are_files(supervisor, self.root)
 
     # ============================================================== public API
 
@@ -293,8 +294,10 @@ class Upgrader:
             # 5. restart: configs in, removed services out, forget/monitor/start the rest
             step = "restart"
             with self._timed(report, step):
-                await svc.install_configs(self.supervisor, new_services, plan.services_config)
-                await svc.remove_services(self.supervisor, plan.services_remove, **self._pace())
+                if not self._configs_are_files:
+                    await svc.install_configs(self.supervisor, new_services, plan.services_config)
+                await svc.remove_services(self.supervisor, plan.services_remove, **self._pace(),
+                                          remove_configs=not self._configs_are_files)
                 await svc.restart_services(self.supervisor, restarted, **self._pace())
             self.journal.advance(Phase.RESTARTED)
             crash_point("after-restart")
@@ -442,9 +445,11 @@ class Upgrader:
         crash_point("mid-rollback")
         if touched_services:
             added = [n for n in plan.services_start if n not in old_services]
-            await svc.remove_services(self.supervisor, added, **kwargs)
-            configs = [n for n in plan.services_config + plan.services_remove if n in old_services]
-            await svc.install_configs(self.supervisor, old_services, configs)
+            await svc.remove_services(self.supervisor, added, **kwargs,
+                                      remove_configs=not self._configs_are_files)
+            if not self._configs_are_files:
+                configs = [n for n in plan.services_config + plan.services_remove if n in old_services]
+                await svc.install_configs(self.supervisor, old_services, configs)
             again = [n for n in plan.services_restart + plan.services_remove if n in old_services]
             await svc.restart_services(self.supervisor, again, **kwargs)
         await asyncio.to_thread(self.files.drop_backup)

@@ -1,0 +1,114 @@
+"""End-to-end upgrades of a sandbox node: real hub server subprocess, real supervisord."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.node import Exe, Sandbox, event_for, service_release, tree_digest
+from tests.support.supervisord import RunningSupervisord, running_supervisord
+from zos_upgrade.supervisor import StateFamily
+from zos_upgrade.supervisor.supervisord import SupervisordClient
+from zos_upgrade.upgrade import UpgradeFailed
+from zos_upgrade.upgrade.journal import JOURNAL_NAME
+
+
+@pytest.fixture
+def sd() -> Iterator[RunningSupervisord]:
+    with running_supervisord() as running:
+        yield running
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Sandbox]:
+    sandbox = Sandbox(tmp_path)
+    with sandbox.serving_hub():
+        yield sandbox
+
+
+def client(sd: RunningSupervisord) -> SupervisordClient:
+    return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
+
+
+def leftovers(box: Sandbox) -> list[str]:
+    """Temp files, .zu-new files, backups or a journal a finished transaction must not leave."""
+    found = [str(p) for p in box.root.rglob("*") if ".zu-" in p.name]
+    backup = box.state / "backup"
+    if backup.exists() and any(backup.rglob("*")):
+        found.append(str(backup))
+    if (box.state / JOURNAL_NAME).exists():
+        found.append(JOURNAL_NAME)
+    return found
+
+
+async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str, **options: object) -> object:
+    async with box.hub_client() as hub:
+        upgrader = box.upgrader(hub, client(sd), **options)
+        return await upgrader.upgrade(None, await event_for(hub, fqdn))
+
+
+def test_first_install_then_upgrade_changes_files_and_restarts_services(
+    box: Sandbox, sd: RunningSupervisord
+) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0", extra={"opt/app/old.txt": "old"}))
+    box.link("zos:latest.fl", "zos:1.0.0.fl")
+    first = asyncio.run(install(box, sd, "tf-zos/zos:latest.fl"))
+    assert box.wait_version("alpha", "1.0.0") == "1.0.0"
+    assert box.wait_version("beta", "1.0.0") == "1.0.0"
+    assert first.to_version == "1.0.0"  # type: ignore[attr-defined]
+    assert (box.root / "tmp/flist.name").read_text() == "tf-zos/zos:latest.fl"
+    info = json.loads((box.root / "tmp/flist.info").read_text())
+    assert info["target"] == "zos:1.0.0.fl"
+
+    box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra={"opt/app/new.txt": "new"}))
+    box.link("zos:latest.fl", "zos:1.1.0.fl")
+
+    async def upgrade() -> object:
+        async with box.hub_client() as hub:
+            upgrader = box.upgrader(hub, client(sd))
+            before = await event_for(hub, "tf-zos/zos:latest.fl")
+            report = await upgrader.upgrade(None, before)
+            status = {n: await upgrader.supervisor.status(n) for n in ("alpha", "beta")}
+            return report, status
+
+    report, status = asyncio.run(upgrade())  # type: ignore[misc]
+    assert report.from_version == "1.0.0" and report.to_version == "1.1.0"
+    assert report.files_added == 1 and report.files_removed == 1
+    assert sorted(report.services_restarted) == ["alpha", "beta"]
+    assert all(s.family is StateFamily.RUNNING for s in status.values())
+    assert box.wait_version("alpha", "1.1.0") == "1.1.0"
+    assert (box.root / "opt/app/new.txt").read_text() == "new"
+    assert not (box.root / "opt/app/old.txt").exists()
+    assert json.loads((box.root / "tmp/flist.info").read_text())["target"] == "zos:1.1.0.fl"
+    assert leftovers(box) == []
+    assert {"fetch", "apply", "restart", "probation", "commit"} <= set(report.phases)
+
+
+def test_failing_migrate_hook_rolls_back_to_byte_identical_old_release(
+    box: Sandbox, sd: RunningSupervisord
+) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0", extra={"etc/data.conf": "v1"}))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    assert box.wait_version("alpha", "1.0.0") == "1.0.0"
+    before = tree_digest(box.root)
+    boot_before = (box.root / "tmp/flist.info").read_bytes()
+    box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra={
+        "etc/data.conf": "v2", "opt/app/extra/added.bin": b"x" * 1000,
+        "migrate": Exe("#!/bin/sh\necho converting >&2\nexit 7\n"),
+    }))
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
+    assert failed.value.rolled_back and failed.value.step == "migrate"
+    assert "exited with status 7" in failed.value.reason
+    assert tree_digest(box.root) == before
+    assert (box.root / "tmp/flist.info").read_bytes() == boot_before
+    assert box.wait_version("alpha", "1.0.0") == "1.0.0"
+    status = asyncio.run(client(sd).status("alpha"))
+    assert status.family is StateFamily.RUNNING
+    result = json.loads((box.state / "last-transaction.json").read_text())
+    assert result["result"] == "rolled-back" and result["step"] == "migrate"
+    assert leftovers(box) == []
