@@ -1,27 +1,32 @@
 """The upgrade loop that runs on a node (``zos-upgrade daemon``).
 
 Start-up, in this order: take the node's lock, sweep stale mounts, recover an unfinished
-transaction, rebuild the boot files from the manifests when ``/tmp`` lost them, then bring the bins
-in line with the bins repository. After that the daemon follows its source — a hub (the boot flist
-link and the bins repository) or a release server — and applies what is due, one transaction at a
-time. A watcher event is confirmed only after its transaction succeeded, so a failed upgrade is
-retried later instead of forgotten. A node without boot files is simply at version 0.0.0: its
-first event installs the boot flist and writes the boot files (the first install).
+transaction, rebuild the boot files from the manifests when ``/tmp`` lost them. Then every round
+asks each watcher once (``check()``): the bins repository first (install/uninstall by diff), then
+the boot flist link or the release server, and applies what they propose, one transaction at a
+time. A watcher's event is confirmed only after its transaction succeeded, so a failed upgrade is
+proposed again (after a backoff) instead of forgotten. A node without boot files is simply at
+version 0.0.0: the first event installs the boot flist and writes the boot files (first install).
+After every round the daemon writes ``status.json`` (``zos-upgrade status``).
 
-The policy lives in :class:`Daemon`; it talks to the layers below through the small protocols
-declared here, and :func:`build_parts` wires the real ones from the config.
+Why rounds of ``check()`` and not the watchers' ``watch()`` iterators: one loop makes "one
+transaction at a time" true by construction across watchers, an event is confirmed before the
+watcher looks again, and every check (not only those that found something) updates the status.
+
+The policy lives in :class:`Daemon`; it reaches the layers below through the small protocols
+declared here, and :mod:`zos_upgrade.daemon_wiring` builds the real ones from the config.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
+import random
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,6 +36,7 @@ from zos_upgrade.config import Config
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.lock import DaemonLock
 from zos_upgrade.metrics import Metrics, NullMetrics, start_metrics
+from zos_upgrade.net import Backoff
 from zos_upgrade.upgrade.errors import RestartNeeded
 from zos_upgrade.versions import ZERO, Version
 
@@ -58,68 +64,68 @@ EXIT_RESTART = 75
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-
-async def _settle(value: Any) -> Any:
-    """The result of a call that may be sync or async (the lower layers choose)."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
+# outcome of a round, worst first (the names of node.state.CheckResult)
+_SEVERITY = ("error", "failed", "rolled-back", "upgraded", "up-to-date")
 
 
 # --- what the daemon needs from the layers below -------------------------------------------------
 
 
 class UpgraderPort(Protocol):
-    def recover(self) -> Any: ...
-    def upgrade(self, from_event: Any, to_event: Any) -> Any: ...
-    def upgrade_release(self, release: Any, version: Version) -> Any: ...
-    def install_binary(self, repo_flist: Any) -> Any: ...
-    def uninstall_binary(self, fqdn: str) -> Any: ...
-    def installed_boot(self) -> Any: ...
-    def installed_bins(self) -> Any: ...
-    def sync_boot_files(self) -> Any: ...
+    """The slice of :class:`zos_upgrade.upgrade.upgrader.Upgrader` the daemon drives."""
+
+    async def recover(self) -> str | None: ...
+    async def upgrade(self, from_event: Any, to_event: Any) -> Any: ...
+    async def upgrade_release(self, release: Any, version: Version) -> Any: ...
+    async def install_binary(self, flist: Any) -> Any: ...
+    async def uninstall_binary(self, fqdn: str) -> Any: ...
+    def sync_boot_files(self) -> None: ...
 
 
 class WatcherPort(Protocol):
-    def watch(self) -> AsyncIterator[Any]: ...
-    def confirm(self, value: Any) -> Any: ...
+    """A watcher of :mod:`zos_upgrade.node.watch`: one look, and the confirmation of an event."""
+
+    async def check(self) -> Any | None: ...
+    def confirm(self, value: Any) -> None: ...
 
 
 @dataclass
 class NodeParts:
-    """Everything the daemon drives, built once per process (see :func:`build_parts`)."""
+    """Everything the daemon drives, built once per process.
+
+    The watcher factories take what the node runs at the end of start-up (a version, or the
+    installed bins) and are called once; ``None`` means that source is not configured.
+    """
 
     upgrader: UpgraderPort
-    flister: Any
-    boot: Any
-    # hub mode
+    boot: Any  # zos_upgrade.node.boot.Boot
+    sweep: Callable[[], object] | None = None
     boot_watcher: Callable[[Version], WatcherPort] | None = None
-    check_boot: Callable[[Version], Awaitable[Any | None]] | None = None
-    bins_watcher: Callable[[Mapping[str, Any]], Any] | None = None
-    # publisher mode
-    publisher: Any = None
+    bins_watcher: Callable[[Mapping[str, Any]], WatcherPort] | None = None
     publisher_watcher: Callable[[Version], WatcherPort] | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
-            with contextlib.suppress(Exception):
+            try:
                 await close()
+            except Exception as exc:  # closing must not hide why the daemon stopped
+                log.warning("closing a client failed", extra={"error": str(exc)})
 
 
 @dataclass
 class CheckOutcome:
-    """What one check did: the line ``zos-upgrade status`` shows."""
+    """What one round (or one event) led to: the line ``zos-upgrade status`` shows."""
 
     at: float
-    result: str  # up-to-date | upgraded | rolled-back | failed | check-failed
+    result: str  # one of _SEVERITY
     version: str
     detail: str = ""
     reports: list[Any] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return self.result in ("rolled-back", "failed", "error")
+        return self.result in ("error", "failed", "rolled-back")
 
 
 @dataclass
@@ -135,32 +141,42 @@ class _Applied:
         return self.result == "upgraded"
 
 
-def _report_numbers(report: Any) -> tuple[int, int]:
-    return int(getattr(report, "bytes_downloaded", 0) or 0), int(getattr(report, "blocks_from_cache", 0) or 0)
+_REPORT_FIELDS = ("kind", "bytes_downloaded", "blocks_fetched", "blocks_from_cache", "release_bytes",
+                  "files_added", "files_replaced", "files_removed", "services_restarted", "phases")
 
 
-def _failure_result(exc: BaseException) -> tuple[str, str]:
-    """(result, detail) of a transaction that raised."""
+def _report_fields(report: Any) -> dict[str, Any]:
+    """The upgrader's report as log fields (what ``zos-upgrade demo`` and operators read back)."""
+    out: dict[str, Any] = {}
+    for name in _REPORT_FIELDS:
+        value = getattr(report, name, None)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            value = {str(k): round(v, 3) if isinstance(v, float) else v for k, v in value.items()}
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            value = sorted(str(v) for v in value)
+        out[name] = value
+    return out
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """(result, detail) of a transaction that raised (UpgradeFailed carries reason/step/rolled_back)."""
     rolled_back = bool(getattr(exc, "rolled_back", False))
     step = getattr(exc, "step", None)
-    reason = getattr(exc, "reason", None) or str(exc)
+    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
     detail = f"{reason} (at step {step})" if step else str(reason)
     return ("rolled-back" if rolled_back else "failed"), detail
 
 
-def _event_version(event: Any) -> Version:
-    try:
-        version = event.version()
-    except Exception:  # a garbled boot file must not crash the daemon (SPEC 12)
-        return ZERO
-    return version if isinstance(version, Version) else Version.parse(str(version))
+def _version_of(event: Any) -> Version:
+    """An event's version: ``ReleaseEvent.version`` is an attribute, ``FListEvent.version()`` a call."""
+    version = event.version
+    return version if isinstance(version, Version) else version()
 
 
-def _fqdn(item: Any) -> str:
-    if isinstance(item, str):
-        return item
-    fqdn = getattr(item, "fqdn", None)
-    return str(fqdn() if callable(fqdn) else fqdn)
+def _fqdn(flist: Any) -> str:
+    return flist if isinstance(flist, str) else str(flist.fqdn())
 
 
 class Daemon:
@@ -172,55 +188,83 @@ class Daemon:
         *,
         state_dir: Path | None = None,
         source: str = "",
-        jump_to_latest: bool = False,
+        interval: float = 600.0,
+        jitter: float = 0.0,
         metrics: Metrics | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
-        retry_delay: float = 5.0,
+        rng: random.Random | None = None,
+        max_backoff: float = 3600.0,
     ) -> None:
+        if interval <= 0:
+            raise ValueError(f"check interval must be positive, got {interval!r}")
         self.parts = parts
         self.state_dir = state_dir
         self.source = source
-        self.jump_to_latest = jump_to_latest
+        self.interval = interval
+        self.jitter = jitter
         self.metrics = metrics or NullMetrics()
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
-        self._retry_delay = retry_delay
+        self._rng = rng or random.Random()
+        self._backoff = Backoff(base=interval, cap=max(interval, max_backoff), rng=self._rng)
         self._busy = False
         self._stop_requested = False
         self._main: asyncio.Task[Any] | None = None
+        self._watchers: list[tuple[str, WatcherPort]] = []
         self.last: CheckOutcome | None = None
         self.last_upgrade: UpgradeRecord | None = None
 
-    # --- start-up ----------------------------------------------------------------------------
-
-    async def start_up(self) -> None:
-        """Sweep, recover, and make the boot files agree with the manifests."""
-        p = self.parts
-        if p.flister is not None and hasattr(p.flister, "sweep"):
-            await _settle(p.flister.sweep())
-        recovered = await _settle(p.upgrader.recover())
-        if recovered:
-            log.warning("unfinished transaction recovered", extra={"recovery": str(recovered)})
-        await _settle(p.upgrader.sync_boot_files())
+    # --- what the node runs --------------------------------------------------------------------
 
     def current_event(self) -> Any | None:
         """The boot flist the node runs, or None on a node that was never installed."""
         boot = self.parts.boot
-        method = str(boot.detect_boot_method()).lower()
-        if "flist" not in method:
+        if str(boot.detect_boot_method()) != "flist":
             return None
         try:
             return boot.current()
-        except ZosUpgradeError as exc:
-            log.error("boot files unreadable, treating node as 0.0.0", extra={"error": str(exc)})
+        except ZosUpgradeError as exc:  # garbled boot files must not crash the daemon (SPEC 12)
+            log.error("boot files unreadable, treating the node as 0.0.0", extra={"error": str(exc)})
             return None
 
     def current_version(self) -> Version:
         event = self.current_event()
-        return ZERO if event is None else _event_version(event)
+        if event is None:
+            return ZERO
+        try:
+            return _version_of(event)
+        except ZosUpgradeError as exc:
+            log.error("boot flist names no version, treating the node as 0.0.0", extra={"error": str(exc)})
+            return ZERO
+
+    def current_bins(self) -> Mapping[str, Any]:
+        try:
+            return dict(self.parts.boot.current_bins())
+        except ZosUpgradeError as exc:
+            log.error("installed bins unreadable, treating them as none", extra={"error": str(exc)})
+            return {}
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    async def start_up(self) -> None:
+        """Sweep, recover, make the boot files agree with the manifests, then create the watchers."""
+        if self.parts.sweep is not None:
+            await asyncio.to_thread(self.parts.sweep)
+        recovered = await self.parts.upgrader.recover()
+        if recovered:
+            log.warning("unfinished transaction recovered", extra={"recovery": recovered})
+        await asyncio.to_thread(self.parts.upgrader.sync_boot_files)
+        p = self.parts
+        self._watchers = []
+        if p.bins_watcher is not None:
+            self._watchers.append(("bins", p.bins_watcher(self.current_bins())))
+        if p.publisher_watcher is not None:
+            self._watchers.append(("publisher", p.publisher_watcher(self.current_version())))
+        if p.boot_watcher is not None:
+            self._watchers.append(("boot", p.boot_watcher(self.current_version())))
 
     # --- one transaction -----------------------------------------------------------------------
 
@@ -233,126 +277,132 @@ class Daemon:
         finally:
             self._busy = False
 
-    async def _transaction(self, what: str, call: Callable[[], Any], *, to_version: str) -> _Applied:
+    async def _transaction(
+        self, what: str, call: Callable[[], Awaitable[Any]], *, to_version: str
+    ) -> _Applied:
         """Run one transaction and classify how it ended. RestartNeeded passes through."""
         from zos_upgrade.node.state import UpgradeRecord
 
         started, start = self._clock(), self._monotonic()
         from_version = str(self.current_version())
+        log.info("transaction starts", extra={"what": what, "from_version": from_version,
+                                              "to_version": to_version})
         try:
             with self._critical():
-                report = await _settle(call())
-        except Exception as exc:
-            if isinstance(exc, RestartNeeded):
-                raise
-            result, detail = _failure_result(exc)
+                report = await call()
+        except RestartNeeded:
+            raise
+        except ZosUpgradeError as exc:
+            result, detail = _failure(exc)
             duration = self._monotonic() - start
             self.metrics.upgrade(result.replace("-", "_"), duration=duration)
             self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
                                               started=started, duration=duration)
-            log.error("transaction did not apply", extra={"what": what, "result": result, "detail": detail})
+            log.error("transaction did not apply", extra={
+                "what": what, "result": result, "detail": detail, "from_version": from_version,
+                "to_version": to_version, "current_version": str(self.current_version())})
             return _Applied(result, None, f"{what}: {detail}")
         duration = self._monotonic() - start
-        downloaded, reused = _report_numbers(report)
+        downloaded = int(getattr(report, "bytes_downloaded", 0) or 0)
+        reused = int(getattr(report, "blocks_from_cache", 0) or 0)
         self.metrics.upgrade("success", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
         self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
-                                          started=started, duration=duration,
-                                          bytes_downloaded=downloaded)
-        log.info("transaction applied", extra={"what": what, "bytes_downloaded": downloaded,
-                                               "blocks_reused": reused})
+                                          started=started, duration=duration, bytes_downloaded=downloaded)
+        log.info("transaction applied", extra={
+            "what": what, "from_version": from_version, "to_version": to_version,
+            "duration": round(duration, 3), **_report_fields(report)})
         return _Applied("upgraded", report, "")
 
-    # --- hub mode: boot flist ------------------------------------------------------------------
+    # --- the three kinds of event --------------------------------------------------------------
 
     async def apply_boot(self, event: Any) -> CheckOutcome:
-        """Upgrade (or first-install) the boot flist to ``event``."""
+        """Upgrade (or first-install) the boot flist to ``event`` (an FListEvent)."""
         current = self.current_event()
-        target = _event_version(event)
-        what = f"boot {'install' if current is None else 'upgrade'} to {target}"
+        target = _version_of(event)
+        what = f"boot {'install' if current is None else 'upgrade'} {event.fqdn()} {target}"
         done = await self._transaction(what, partial(self.parts.upgrader.upgrade, current, event),
                                        to_version=str(target))
-        if done.ok:
-            return self._result("upgraded", str(target), reports=[done.report])
-        return self._result(done.result, str(self.current_version()), done.detail)
+        return self._outcome(done)
 
-    # --- hub mode: bins ------------------------------------------------------------------------
+    async def apply_release(self, event: Any) -> CheckOutcome:
+        """Apply the release a publisher proposed (a ReleaseEvent, its signature already verified)."""
+        version = event.version
+        done = await self._transaction(
+            f"release {version}", partial(self.parts.upgrader.upgrade_release, event.upgrade, version),
+            to_version=str(version))
+        return self._outcome(done)
 
-    async def sync_bins(self, to_add: Sequence[Any], to_del: Sequence[Any]) -> CheckOutcome:
-        """Install what the bins repository added or changed, uninstall what it dropped."""
-        reports: list[Any] = []
-        failures: list[str] = []
-        worst = "upgraded"
-        steps: list[tuple[str, Callable[[], Any]]] = []
-        for item in to_add:
-            steps.append((f"install {_fqdn(item)}", partial(self.parts.upgrader.install_binary, item)))
-        for item in to_del:
-            name = _fqdn(item)
+    async def apply_bins(self, event: Any) -> CheckOutcome:
+        """Install what the bins repository added or changed, uninstall what it dropped (a RepoEvent)."""
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        for flist in event.to_add:
+            steps.append((f"install {_fqdn(flist)}", partial(self.parts.upgrader.install_binary, flist)))
+        for flist in event.to_del:
+            name = _fqdn(flist)
             steps.append((f"uninstall {name}", partial(self.parts.upgrader.uninstall_binary, name)))
+        outcomes: list[CheckOutcome] = []
         for what, call in steps:
             if self._stop_requested:
                 break
-            done = await self._transaction(what, call, to_version=what)
-            if done.ok:
-                reports.append(done.report)
-            else:
-                failures.append(done.detail)
-                worst = "failed" if done.result == "failed" or worst == "failed" else done.result
-        version = str(self.current_version())
-        if failures:
-            return self._result(worst, version, "; ".join(failures), reports=reports)
-        return self._result("upgraded" if reports else "up-to-date", version, reports=reports)
+            outcomes.append(self._outcome(await self._transaction(what, call, to_version=what)))
+        return self._merge(outcomes)
 
-    def installed_bins(self) -> Mapping[str, Any]:
-        bins = self.parts.upgrader.installed_bins()
-        return dict(bins or {})
+    def _outcome(self, done: _Applied) -> CheckOutcome:
+        reports = [done.report] if done.ok else []
+        return CheckOutcome(self._clock(), done.result, str(self.current_version()), done.detail, reports)
 
-    # --- publisher mode ------------------------------------------------------------------------
+    def _merge(self, outcomes: list[CheckOutcome]) -> CheckOutcome:
+        """One status line for a round that may have run several transactions: the worst wins."""
+        if not outcomes:
+            return CheckOutcome(self._clock(), "up-to-date", str(self.current_version()))
+        worst = min(outcomes, key=lambda o: _SEVERITY.index(o.result))
+        return CheckOutcome(self._clock(), worst.result, str(self.current_version()),
+                            "; ".join(o.detail for o in outcomes if o.detail),
+                            [r for o in outcomes for r in o.reports])
 
-    async def apply_release(self, version: Version, release: Any) -> CheckOutcome:
-        """Apply one release the publisher returned (its signature already verified)."""
-        done = await self._transaction(
-            f"release {version}", partial(self.parts.upgrader.upgrade_release, release, version),
-            to_version=str(version))
-        if not done.ok:
-            return self._result(done.result, str(self.current_version()), done.detail)
-        return self._result("upgraded", str(self.current_version()), reports=[done.report])
+    # --- rounds --------------------------------------------------------------------------------
 
-    async def apply_published(self) -> CheckOutcome:
-        """Apply the releases above ours: one at a time in order, or straight to latest."""
-        pub = self.parts.publisher
-        current = self.current_version()
-        if self.jump_to_latest:
-            latest = await pub.latest()
-            due = [latest] if latest > current else []
-        else:
-            due = sorted(v for v in await pub.list() if v > current)
+    async def round(self) -> CheckOutcome:
+        """Ask every watcher once and apply what they propose; record the outcome. Never raises for
+        a failed check or a failed upgrade (RestartNeeded and cancellation pass through)."""
         outcomes: list[CheckOutcome] = []
-        for version in due:
-            if self._stop_requested:
-                break
-            try:
-                release = await pub.get(version)
-            except ZosUpgradeError as exc:
-                log.error("release refused", extra={"version": str(version), "error": str(exc)})
-                self.metrics.upgrade("failed", duration=0.0)
-                outcomes.append(self._result("failed", str(self.current_version()),
-                                             f"release {version} refused: {exc}"))
-                break
-            outcome = await self.apply_release(version, release)
-            outcomes.append(outcome)
-            if outcome.failed:
-                break  # never skip a failed version to apply the next one over it
-        return _merge(outcomes, self._result("up-to-date", str(current)))
+        for kind, watcher in self._watchers:
+            # a publisher-driven node applies the versions above its own one at a time, in order
+            while not self._stop_requested:
+                try:
+                    event = await watcher.check()
+                except Exception as exc:  # the hub is down, answers garbage...: the next round retries
+                    log.error("check failed", exc_info=not isinstance(exc, ZosUpgradeError),
+                              extra={"watcher": kind, "error": f"{type(exc).__name__}: {exc}"})
+                    outcomes.append(CheckOutcome(self._clock(), "error", str(self.current_version()),
+                                                 f"{kind} check: {type(exc).__name__}: {exc}"))
+                    break
+                if event is None:
+                    break
+                outcome = await self._apply(kind, event)
+                outcomes.append(outcome)
+                if outcome.failed:
+                    break  # not confirmed: proposed again next round, never skipped over
+                watcher.confirm(self._confirmation(kind, event))
+                if kind != "publisher":
+                    break
+        return self.record(self._merge(outcomes))
 
-    # --- checks --------------------------------------------------------------------------------
+    async def _apply(self, kind: str, event: Any) -> CheckOutcome:
+        if kind == "bins":
+            return await self.apply_bins(event)
+        if kind == "publisher":
+            return await self.apply_release(event)
+        return await self.apply_boot(event)
 
-    def _result(self, result: str, version: str, detail: str = "",
-                reports: list[Any] | None = None) -> CheckOutcome:
-        return CheckOutcome(at=self._clock(), result=result, version=version, detail=detail,
-                           reports=list(reports or []))
+    @staticmethod
+    def _confirmation(kind: str, event: Any) -> Any:
+        if kind == "bins":
+            return event.all  # what the repository holds and the node now has
+        return _version_of(event)
 
     def record(self, outcome: CheckOutcome) -> CheckOutcome:
-        """Remember and persist the outcome of a check for ``zos-upgrade status``."""
+        """Remember the outcome and write ``status.json`` for ``zos-upgrade status``."""
         self.last = outcome
         self.metrics.check("error" if outcome.result == "error" else "ok")
         if self.state_dir is not None:
@@ -362,7 +412,7 @@ class Daemon:
                 updated=self._clock(), pid=os.getpid(), source=self.source or None,
                 current_version=outcome.version, last_check=outcome.at,
                 last_result=outcome.result,  # type: ignore[arg-type]
-                last_error=outcome.detail or None if outcome.failed else None,
+                last_error=(outcome.detail or None) if outcome.failed else None,
                 last_upgrade=self.last_upgrade,
             )
             try:
@@ -373,55 +423,37 @@ class Daemon:
                                       "detail": outcome.detail})
         return outcome
 
-    async def check_once(self) -> CheckOutcome:
-        """One check of the source; apply what is due. Never raises for a failed check."""
-        try:
-            outcomes = await self._check_once()
-        except Exception as exc:
-            if isinstance(exc, RestartNeeded):
-                raise
-            log.error("check failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            return self.record(self._result("error", str(self.current_version()),
-                                            f"{type(exc).__name__}: {exc}"))
-        return self.record(_merge(outcomes, self._result("up-to-date", str(self.current_version()))))
-
-    async def _check_once(self) -> list[CheckOutcome]:
-        p = self.parts
-        outcomes: list[CheckOutcome] = []
-        if p.publisher is not None:
-            outcomes.append(await self.apply_published())
-            return outcomes
-        if p.check_boot is not None:
-            event = await p.check_boot(self.current_version())
-            if event is not None:
-                outcomes.append(await self.apply_boot(event))
-        if p.bins_watcher is not None:
-            watcher = p.bins_watcher(self.installed_bins())
-            _all, to_add, to_del = await _settle(watcher.diff())
-            if to_add or to_del:
-                outcomes.append(await self.sync_bins(list(to_add), list(to_del)))
-        return outcomes
-
     # --- the loop ------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
         """SIGTERM: stop now if idle; else let the transaction finish (or roll back) first."""
+        if not self._stop_requested:
+            log.info("stop requested", extra={"in_transaction": self._busy})
         self._stop_requested = True
         if not self._busy and self._main is not None:
             self._main.cancel()
 
+    def _delay(self, failures: int) -> float:
+        if failures:
+            return self._backoff.delay(failures + 1)
+        return self.interval + self._rng.uniform(0, self.jitter)
+
     async def run(self, *, once: bool) -> int:
-        """Start up, then check once or follow the source; the process exit code."""
+        """Start up, then one round (``once``) or rounds until stopped; the process exit code."""
         self._main = asyncio.current_task()
         try:
             with self._critical():
                 await self.start_up()
-            if once or self._stop_requested:
-                outcome = await self.check_once()
-                return EXIT_FAILED if outcome.failed else EXIT_OK
-            # the start-up check: first install, bins by diff, anything published while we were down
-            await self.check_once()
-            await self._follow()
+            failures = 0
+            while not self._stop_requested:
+                outcome = await self.round()
+                if once:
+                    return EXIT_FAILED if outcome.failed else EXIT_OK
+                failures = failures + 1 if outcome.failed else 0
+                if self._stop_requested:
+                    break
+                await self._sleep(self._delay(failures))
+            log.info("stopped")
             return EXIT_OK
         except asyncio.CancelledError:
             if self._stop_requested:
@@ -429,101 +461,15 @@ class Daemon:
                 return EXIT_OK
             raise
 
-    async def _follow(self) -> None:
-        """Consume the watchers' events, one transaction at a time, until stopped."""
-        queue: asyncio.Queue[tuple[str, WatcherPort, Any]] = asyncio.Queue()
-        feeders = [asyncio.create_task(self._feed(name, factory, queue))
-                   for name, factory in self._watcher_factories()]
-        try:
-            while not self._stop_requested:
-                kind, watcher, event = await queue.get()
-                outcome = await self._handle(kind, event)
-                if not outcome.failed:
-                    await _settle(watcher.confirm(self._confirmation(kind, event)))
-                self.record(outcome)
-        finally:
-            for task in feeders:
-                task.cancel()
-            for task in feeders:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
 
-    def _watcher_factories(self) -> list[tuple[str, Callable[[], WatcherPort]]]:
-        p = self.parts
-        out: list[tuple[str, Callable[[], WatcherPort]]] = []
-        if p.publisher_watcher is not None:
-            pw = p.publisher_watcher
-            out.append(("publisher", lambda: pw(self.current_version())))
-        if p.boot_watcher is not None:
-            bw = p.boot_watcher
-            out.append(("boot", lambda: bw(self.current_version())))
-        if p.bins_watcher is not None:
-            bins = p.bins_watcher
-            out.append(("bins", lambda: bins(self.installed_bins())))
-        return out
-
-    async def _feed(self, kind: str, factory: Callable[[], WatcherPort],
-                    queue: asyncio.Queue[tuple[str, WatcherPort, Any]]) -> None:
-        """Run one watcher; its first check may fail (hub down): retry with backoff, forever."""
-        attempt = 0
-        while True:
-            watcher = factory()
-            try:
-                async for event in watcher.watch():
-                    attempt = 0
-                    await queue.put((kind, watcher, event))
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                attempt += 1
-                delay = min(self._retry_delay * 2 ** (attempt - 1), 600.0)
-                log.error("watcher failed, retrying", extra={"watcher": kind, "error": str(exc),
-                                                             "retry_in": delay})
-                self.record(self._result("error", str(self.current_version()),
-                                         f"{kind}: {type(exc).__name__}: {exc}"))
-                await self._sleep(delay)
-
-    async def _handle(self, kind: str, event: Any) -> CheckOutcome:
-        if kind == "boot":
-            if _event_version(event) <= self.current_version():
-                return self._result("up-to-date", str(self.current_version()))
-            return await self.apply_boot(event)
-        if kind == "bins":
-            to_add, to_del = getattr(event, "to_add", ()), getattr(event, "to_del", ())
-            return await self.sync_bins(list(to_add), list(to_del))
-        if event.version <= self.current_version():
-            return self._result("up-to-date", str(self.current_version()))
-        return await self.apply_release(event.version, event.upgrade)
-
-    def _confirmation(self, kind: str, event: Any) -> Any:
-        if kind == "boot":
-            return _event_version(event)
-        if kind == "bins":
-            return self.installed_bins()
-        return event.version
-
-
-def _merge(outcomes: list[CheckOutcome], idle: CheckOutcome) -> CheckOutcome:
-    """One status line for a check that may have run several transactions: the worst wins."""
-    if not outcomes:
-        return idle
-    order = ["error", "failed", "rolled-back", "upgraded", "up-to-date"]
-    worst = min(outcomes, key=lambda o: order.index(o.result))
-    details = "; ".join(o.detail for o in outcomes if o.detail)
-    reports = [r for o in outcomes for r in o.reports]
-    return CheckOutcome(at=worst.at, result=worst.result, version=outcomes[-1].version,
-                       detail=details, reports=reports)
-
-
-# --- wiring --------------------------------------------------------------------------------------
+# --- the process ---------------------------------------------------------------------------------
 
 
 def build_parts(config: Config) -> NodeParts:
     """The real layers, wired from the config (imported here so ``--help`` stays fast)."""
-    from zos_upgrade import daemon_wiring
+    from zos_upgrade.daemon_wiring import build
 
-    return daemon_wiring.build(config)
+    return build(config)
 
 
 def _flush_logs() -> None:
@@ -532,10 +478,21 @@ def _flush_logs() -> None:
             handler.flush()
 
 
-async def _run(config: Config, *, once: bool, parts: NodeParts | None) -> int:
+def _source_name(config: Config) -> str:
+    src = config.source
+    return src.publisher if src.publisher else f"hub {src.hub} {src.flist}"
+
+
+async def _run(config: Config, *, once: bool, parts: NodeParts | None, sleep: Sleep) -> int:
     metrics = start_metrics(config.metrics.enabled, config.metrics.host, config.metrics.port)
-    parts = parts or build_parts(config)
-    daemon = Daemon(parts, jump_to_latest=config.source.jump_to_latest, metrics=metrics)
+    try:
+        parts = parts or build_parts(config)
+    except BaseException:
+        metrics.close()
+        raise
+    daemon = Daemon(parts, state_dir=config.state_dir, source=_source_name(config),
+                    interval=config.source.interval, jitter=config.source.jitter, metrics=metrics,
+                    sleep=sleep)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
@@ -548,17 +505,18 @@ async def _run(config: Config, *, once: bool, parts: NodeParts | None) -> int:
         metrics.close()
 
 
-def run_daemon(config: Config, *, once: bool = False, parts: NodeParts | None = None) -> int:
+def run_daemon(config: Config, *, once: bool = False, parts: NodeParts | None = None,
+               sleep: Sleep = asyncio.sleep) -> int:
     """Hold the node's lock and run the daemon; the process exit code (EXIT_*)."""
     lock = DaemonLock(config.state_dir)
     lock.acquire()
     log.info("daemon started", extra={"root": str(config.root), "state_dir": str(config.state_dir),
-                                      "once": once})
+                                      "source": _source_name(config), "once": once})
     try:
-        return asyncio.run(_run(config, once=once, parts=parts))
-    except RestartNeeded:
-        log.warning("restart needed: the upgrader replaced its own program", extra={"exit": EXIT_RESTART})
-        _flush_logs()
+        return asyncio.run(_run(config, once=once, parts=parts, sleep=sleep))
+    except RestartNeeded as exc:
+        log.warning("restart needed: the upgrader replaced its own program",
+                    extra={"exit": EXIT_RESTART, "detail": str(exc)})
         return EXIT_RESTART
     finally:
         lock.release()
