@@ -231,15 +231,16 @@ async def restart_many(
 ) -> None:
     """(Re)start services from their installed configs, in zinit's order: forget, monitor, start.
 
-    A service that is still up is first stopped with ``stop_many`` (so its new config is read);
-    a service the supervisor does not know yet is simply monitored. Raises UnknownService if a
-    config is missing, StopFailed if an old instance cannot be stopped.
+    Every service the supervisor already knows is first stopped with ``stop_many`` — also one that
+    has exited, because zinit forgets only a service whose target is down — so the new config is
+    read at monitor; a service it does not know yet is simply monitored. Raises UnknownService if
+    a config is missing, StopFailed if an old instance cannot be stopped (nothing is forgotten then).
     """
     wanted = _unique_names(names)
     known = await sup.list()
-    up = await _still_up(sup, [n for n in wanted if n in known])
-    if up:
-        await stop_many(sup, up, stop_timeout, sleep=sleep, clock=clock,
+    old = [n for n in wanted if n in known]
+    if old:
+        await stop_many(sup, old, stop_timeout, sleep=sleep, clock=clock,
                         poll_interval=poll_interval, kill_rounds=kill_rounds)
     for name in wanted:
         if name in known:
