@@ -72,14 +72,24 @@ def hub() -> Iterator[HubServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def hostile(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A lying hub: ``(url, folder)``; the test writes the answers into ``folder``."""
+@pytest.fixture(scope="module")
+def hostile_server() -> Iterator[tuple[str, Path]]:
+    folder = Path(tempfile.mkdtemp(prefix="zu-node-hostile-"))
     port = free_port()
-    folder = tmp_path / "answers"
-    folder.mkdir()
-    with serving([sys.executable, str(HERE / "hostile_hub.py"), str(folder), str(port)], port):
-        yield f"http://127.0.0.1:{port}", folder
+    try:
+        with serving([sys.executable, str(HERE / "hostile_hub.py"), str(folder), str(port)], port):
+            yield f"http://127.0.0.1:{port}", folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def hostile(hostile_server: tuple[str, Path]) -> tuple[str, Path]:
+    """A lying hub: ``(url, folder)``; the test writes the answers into ``folder`` (empty at start)."""
+    url, folder = hostile_server
+    for leftover in folder.iterdir():
+        leftover.unlink()
+    return url, folder
 
 
 @dataclass

@@ -11,6 +11,9 @@ through :func:`_poll`:
 - an event is a proposal: the watcher advances its ``current`` only when the consumer calls
   ``confirm(...)`` after a successful upgrade. An unconfirmed event is proposed again after a
   backoff, never forgotten (the original forgot a version whose upgrade failed).
+
+Each watcher also exposes ``check()``: one look, returning the event or ``None`` and raising on
+failure, for a daemon that runs its own loop and policy (``watch()`` is that loop, ready-made).
 """
 
 from __future__ import annotations
