@@ -112,3 +112,82 @@ def test_failing_migrate_hook_rolls_back_to_byte_identical_old_release(
     result = json.loads((box.state / "last-transaction.json").read_text())
     assert result["result"] == "rolled-back" and result["step"] == "migrate"
     assert leftovers(box) == []
+
+
+def test_service_failing_probation_rolls_back(box: Sandbox, sd: RunningSupervisord) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    before = tree_digest(box.root)
+    box.pack("zos:1.2.0.fl", service_release(box.root, "1.2.0", crash=("beta",)))
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(install(box, sd, "tf-zos/zos:1.2.0.fl"))
+    assert failed.value.step == "probation" and failed.value.rolled_back
+    assert "beta" in failed.value.reason
+    assert tree_digest(box.root) == before
+    assert box.wait_version("beta", "1.0.0") == "1.0.0"
+    for name in ("alpha", "beta"):
+        assert asyncio.run(client(sd).status(name)).family is StateFamily.RUNNING
+    assert leftovers(box) == []
+
+
+def test_upgrade_with_migration_hook_sees_root_and_versions(box: Sandbox, sd: RunningSupervisord) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    data = box.root / "srv" / "data.txt"
+    data.parent.mkdir()
+    data.write_text("format=1 hello\n")
+    migrate = Exe(
+        "#!/bin/sh\nset -e\n"
+        'f="$ZOS_ROOT/srv/data.txt"\n'
+        'sed "s/format=1 \\(.*\\)/format=2 \\1 ($ZOS_FROM_VERSION->$ZOS_TO_VERSION)/" "$f" > "$f.tmp"\n'
+        'mv "$f.tmp" "$f"\n'
+    )
+    box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra={"migrate": migrate}))
+    report = asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
+    assert data.read_text() == "format=2 hello (1.0.0->1.1.0)\n"
+    assert not (box.root / "migrate").exists()  # hooks never land on the node
+    assert "migrate" in report.phases  # type: ignore[attr-defined]
+    assert box.wait_version("alpha", "1.1.0") == "1.1.0"
+
+
+@pytest.mark.parametrize(
+    ("hooks", "step", "words"),
+    [
+        ({"pre-copy": "#!/bin/sh\nexit 0\n"}, "pre-copy", "not executable"),  # packed 0644
+        ({"post-copy": Exe("#!/bin/sh\nsleep 30\n")}, "post-copy", "still running"),
+    ],
+    ids=["non-executable", "hanging"],
+)
+def test_bad_hooks_fail_cleanly_and_keep_the_old_release(
+    box: Sandbox, sd: RunningSupervisord, hooks: dict[str, object], step: str, words: str
+) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    before = tree_digest(box.root)
+    box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra=hooks))  # type: ignore[arg-type]
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl", hook_timeout=0.5))
+    assert failed.value.step == step and failed.value.rolled_back
+    assert words in failed.value.reason
+    assert tree_digest(box.root) == before
+    assert box.wait_version("alpha", "1.0.0") == "1.0.0"
+    assert asyncio.run(client(sd).status("alpha")).family is StateFamily.RUNNING
+    assert json.loads((box.state / "last-transaction.json").read_text())["step"] == step
+    assert leftovers(box) == []
+
+
+def test_release_without_service_config_is_refused_before_any_change(
+    box: Sandbox, sd: RunningSupervisord
+) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    before = tree_digest(box.root)
+    box.pack("zos:1.1.0.fl", {"opt/app/VERSION": "1.1.0\n"})
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
+    assert failed.value.step == "plan"
+    assert "no service config" in failed.value.reason
+    assert tree_digest(box.root) == before
+    result = json.loads((box.state / "last-transaction.json").read_text())
+    assert result["result"] == "refused" and "no service config" in result["reason"]
+    assert not (box.state / JOURNAL_NAME).exists()
