@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MiB = 1024 * 1024
 _MD5 = re.compile(r"[0-9a-f]{32}")
+# a HEAD answer declares the block's length; no body is read
+_MAX_BLOCK = 64 * MiB
+_DOWNLOAD_TRIES = 3
 _BLOCK_ID = re.compile(r"(?:[0-9a-f]{32}|[0-9a-f]{64})")
 
 
@@ -146,8 +149,9 @@ class HubClient:
 
         ``dir`` is ``dest_dir`` or the client's ``cache_dir``. A file already cached is re-hashed
         before it is trusted; a download is checked against the md5 the hub announces in ``/light``
-        and only then renamed into place. If the link moved between the two requests (the md5 does
-        not match) the info is read again, once.
+        and only then renamed into place. When the bytes do not match, the flist may have changed
+        between the two requests (a link moved, a re-upload): the info is read again and the bytes
+        are kept if they are what the hub announces now; after three tries it is an error.
         """
         folder = dest_dir or self._cache_dir
         if folder is None:
@@ -157,23 +161,30 @@ class HubClient:
         repo, name = split_fqdn(fqdn)
         url = f"{self._base}/{_segment(repo)}/{_segment(name)}"
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        for attempt in (1, 2):
-            info = await self.info(fqdn)
+        info = await self.info(fqdn)
+        for attempt in range(1, _DOWNLOAD_TRIES + 1):
             cached = folder / info.md5
             if await asyncio.to_thread(self._cached_is_valid, cached, info.md5):
                 log.debug("flist served from cache", extra={"flist": fqdn, "md5": info.md5})
                 return cached
             result = await fetch(self._http, url, max_bytes=self._max_flist, retry=self._retry)
             actual = hashlib.md5(result.body).hexdigest()
+            announced = info.md5
+            if actual != announced:
+                info = await self.info(fqdn)
             if actual == info.md5:
-                await asyncio.to_thread(fsutil.atomic_write_bytes, cached, result.body)
+                path = folder / actual
+                await asyncio.to_thread(fsutil.atomic_write_bytes, path, result.body)
                 log.info("flist downloaded", extra={"flist": fqdn, "md5": actual, "bytes": len(result.body)})
-                return cached
+                return path
             log.warning(
                 "downloaded flist does not match its announced md5",
-                extra={"flist": fqdn, "expected": info.md5, "actual": actual, "attempt": attempt},
+                extra={"flist": fqdn, "expected": announced, "actual": actual, "attempt": attempt},
             )
-        raise HubAnswerInvalid(f"{url}: downloaded bytes have md5 {actual}, the hub announced {info.md5}")
+        raise HubAnswerInvalid(
+            f"{url}: downloaded bytes never matched the md5 the hub announced in {_DOWNLOAD_TRIES} tries "
+            f"(the flist kept changing, or the hub serves other bytes than it describes)"
+        )
 
     @staticmethod
     def _cached_is_valid(path: Path, md5: str) -> bool:
@@ -192,13 +203,13 @@ class HubClient:
         """``GET /blocks/<xx>/<hex>``; the hub checked the hash on upload, the caller checks it again."""
         self._check_block_id(block_id)
         url = f"{self._base}/blocks/{block_id[:2]}/{block_id}"
-        return (await fetch(self._http, url, max_bytes=64 * MiB, retry=self._retry)).body
+        return (await fetch(self._http, url, max_bytes=_MAX_BLOCK, retry=self._retry)).body
 
     async def has_block(self, block_id: str) -> bool:
         self._check_block_id(block_id)
         url = f"{self._base}/blocks/{block_id[:2]}/{block_id}"
         result = await fetch(
-            self._http, url, method="HEAD", max_bytes=0, expect=(200, 404), retry=self._retry
+            self._http, url, method="HEAD", max_bytes=_MAX_BLOCK, expect=(200, 404), retry=self._retry
         )
         return result.status == 200
 
