@@ -296,5 +296,6 @@ class PublisherWatcher:
         return ReleaseEvent(pending[0], upgrade, tuple(pending))
 
     def watch(self) -> AsyncIterator[ReleaseEvent]:
-        return _poll({"publisher": type(self.publisher).__name__}, self.check,
+        where = str(getattr(self.publisher, "base_url", type(self.publisher).__name__))
+        return _poll({"publisher": where}, self.check,
                      lambda e: not e.version > self.current, self._schedule, self._sleep)
