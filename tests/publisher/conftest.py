@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,10 @@ def make_site(root: Path, key: Ed25519PrivateKey, static_port: int) -> Site:
     for version in VERSIONS:
         site.flist(version).write_bytes(f"flist of {version}\n".encode() * 100)
         tree.add(version, flist_url=site.flist_url(version), flist_file=site.flist(version), key=key)
+    # published a while ago: a Last-Modified within a second of the answer could not validate
+    an_hour_ago = time.time() - 3600
+    for path in site.tree.iterdir():
+        os.utime(path, (an_hour_ago, an_hour_ago))
     return site
 
 
@@ -108,7 +114,9 @@ class ScriptedServer:
                 server.request_headers.append({k.lower(): v for k, v in self.headers.items()})
                 answers = server.script.get(self.path) or [Answer(404, b'{"error":"not found"}')]
                 answer = answers.pop(0) if len(answers) > 1 else answers[0]
-                self.send_response(answer.status)
+                self.send_response_only(answer.status)
+                if "Date" not in answer.headers:  # a scripted Date replaces the real one
+                    self.send_header("Date", self.date_time_string())
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 if answer.declare_length:

@@ -241,3 +241,20 @@ def test_a_downloaded_flist_must_match_the_hash(scripted: ScriptedServer) -> Non
         run(publisher_for(scripted, key.public_key()), fetch_and_download)
     scripted.script["/app.fl"] = [Answer(200, b"the real flist")]
     assert run(publisher_for(scripted, key.public_key()), fetch_and_download) == b"the real flist"
+
+
+def test_a_last_modified_too_close_to_the_answer_is_not_used_to_revalidate(scripted: ScriptedServer) -> None:
+    """Within the same second a file can change unseen: only an older Last-Modified may validate."""
+    fresh = {"Date": "Wed, 25 Nov 2026 10:00:00 GMT", "Last-Modified": "Wed, 25 Nov 2026 10:00:00 GMT"}
+    old = {"Date": "Wed, 25 Nov 2026 10:00:05 GMT", "Last-Modified": "Wed, 25 Nov 2026 10:00:00 GMT"}
+    scripted.script["/versions"] = [Answer(200, b'["1.0.0"]', fresh), Answer(200, b'["1.0.0"]', old),
+                                    Answer(304, b"", old)]
+
+    async def poll(publisher: HTTPPublisher) -> None:
+        for _ in range(3):
+            assert await publisher.list() == [parse_version("1.0.0")]
+
+    run(publisher_for(scripted), poll)
+    assert [h.get("if-modified-since") for h in scripted.request_headers] == [
+        None, None, "Wed, 25 Nov 2026 10:00:00 GMT"
+    ]

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -57,6 +58,20 @@ class _Cached:
     etag: str | None
     last_modified: str | None
     value: Any
+
+
+def _strong_last_modified(headers: Mapping[str, str]) -> str | None:
+    """``Last-Modified`` if it can validate: a file changed twice within its one-second resolution
+    would otherwise be answered 304 forever, so it must be at least a second older than ``Date``
+    (RFC 9110 section 8.8.2.2)."""
+    modified, date = headers.get("last-modified"), headers.get("date")
+    if not modified or not date:
+        return None
+    try:
+        age = parsedate_to_datetime(date) - parsedate_to_datetime(modified)
+    except (TypeError, ValueError):
+        return None
+    return modified if age.total_seconds() >= 1 else None
 
 
 class HTTPPublisher:
@@ -131,7 +146,7 @@ class HTTPPublisher:
             value: T = cached.value
             return value
         value = decode(result.body)
-        etag, modified = result.etag, result.headers.get("last-modified")
+        etag, modified = result.etag, _strong_last_modified(result.headers)
         if etag or modified:
             self._cache[url] = _Cached(etag, modified, value)
         else:
