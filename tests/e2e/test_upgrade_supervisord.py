@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.node import Exe, Sandbox, event_for, service_release, tree_digest
+from tests.support.node import Exe, Sandbox, event_for, leftovers, service_release, tree_digest
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.supervisor import StateFamily
 from zos_upgrade.supervisor.supervisord import SupervisordClient
@@ -32,17 +32,6 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
 
 def client(sd: RunningSupervisord) -> SupervisordClient:
     return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
-
-
-def leftovers(box: Sandbox) -> list[str]:
-    """Temp files, .zu-new files, backups or a journal a finished transaction must not leave."""
-    found = [str(p) for p in box.root.rglob("*") if ".zu-" in p.name]
-    backup = box.state / "backup"
-    if backup.exists() and any(backup.rglob("*")):
-        found.append(str(backup))
-    if (box.state / JOURNAL_NAME).exists():
-        found.append(JOURNAL_NAME)
-    return found
 
 
 async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str, **options: object) -> object:

@@ -211,6 +211,17 @@ class Sandbox:
         return self.version_file(service)
 
 
+def leftovers(box: Sandbox) -> list[str]:
+    """Temp files, ``.zu-new`` files, backups or a journal that a finished transaction must not leave."""
+    found = [str(p) for p in box.root.rglob("*") if ".zu-" in p.name]
+    backup = box.state / "backup"
+    if backup.exists() and any(backup.rglob("*")):
+        found.append(str(backup))
+    if (box.state / "journal.json").exists():
+        found.append("journal.json")
+    return found
+
+
 async def event_for(hub: HubClient, fqdn: str) -> FListEvent:
     """The FListEvent a watcher would emit for ``fqdn`` (its /light info)."""
     repo = fqdn.split("/")[0]

@@ -1,0 +1,219 @@
+"""Bad inputs and the other transaction kinds: self-update, bins packages, publisher mode, full disk.
+
+Real hub server subprocess, real supervisord; the node root is a sandbox directory (a small tmpfs
+for the full-disk case when this machine lets us mount one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.node import (
+    BINS_REPO,
+    Exe,
+    Sandbox,
+    event_for,
+    leftovers,
+    service_release,
+    service_yaml,
+    tree_digest,
+)
+from tests.support.supervisord import RunningSupervisord, running_supervisord
+from zos_upgrade.hub.flists import RepoFList
+from zos_upgrade.publisher.base import Upgrade
+from zos_upgrade.publisher.signing import file_hash
+from zos_upgrade.supervisor import StateFamily, UnknownService
+from zos_upgrade.supervisor.supervisord import SupervisordClient
+from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
+from zos_upgrade.upgrade.journal import Journal, Phase
+
+
+@pytest.fixture
+def sd() -> Iterator[RunningSupervisord]:
+    with running_supervisord() as running:
+        yield running
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[Sandbox]:
+    sandbox = Sandbox(tmp_path)
+    with sandbox.serving_hub():
+        yield sandbox
+
+
+def client(sd: RunningSupervisord) -> SupervisordClient:
+    return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
+
+
+async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str, **options: object) -> object:
+    async with box.hub_client() as hub:
+        return await box.upgrader(hub, client(sd), **options).upgrade(None, await event_for(hub, fqdn))
+
+
+def program(version: str) -> Exe:
+    return Exe(f"#!/bin/sh\necho zos-upgrade {version}\n")
+
+
+def test_self_update_raises_restart_needed_and_a_fresh_upgrader_continues(
+    box: Sandbox, sd: RunningSupervisord
+) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0", extra={"bin/zos-upgrade": program("1.0.0")}))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl", self_update=False))
+    box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra={"bin/zos-upgrade": program("1.1.0")}))
+    with pytest.raises(RestartNeeded):
+        asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
+    record = Journal(box.state).load()
+    assert record is not None and record.phase is Phase.SELF_UPDATED
+    assert (box.root / "bin/zos-upgrade").read_text().endswith("1.1.0\n")
+    assert box.version_file("alpha") == "1.0.0"  # nothing else moved yet
+
+    async def restart() -> str | None:
+        async with box.hub_client() as hub:
+            return await box.upgrader(hub, client(sd)).recover()
+
+    outcome = asyncio.run(restart())
+    assert outcome == "continued after self-update: committed 1.1.0"
+    assert box.wait_version("alpha", "1.1.0") == "1.1.0"
+    assert json.loads((box.root / "tmp/flist.info").read_text())["name"] == "zos:1.1.0.fl"
+    assert leftovers(box) == []
+
+
+def test_bins_package_install_then_uninstall_from_our_manifest(box: Sandbox, sd: RunningSupervisord) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    base = tree_digest(box.root)
+    box.pack("tool:2.0.0.fl", {
+        "usr/bin/tool": Exe("#!/bin/sh\necho tool\n"),
+        "etc/zinit/toold.yaml": service_yaml(box.root, "toold"),
+    }, repo=BINS_REPO)
+    fqdn = f"{BINS_REPO}/tool:2.0.0.fl"
+
+    async def install_bin() -> object:
+        async with box.hub_client() as hub:
+            flist = RepoFList(BINS_REPO, await hub.info(fqdn))
+            return await box.upgrader(hub, client(sd)).install_binary(flist)
+
+    report = asyncio.run(install_bin())
+    assert report.kind == "bin-install" and report.services_restarted == ["toold"]  # type: ignore[attr-defined]
+    assert (box.root / "usr/bin/tool").read_text() == "#!/bin/sh\necho tool\n"
+    assert os.access(box.root / "usr/bin/tool", os.X_OK)
+    assert list(json.loads((box.root / "tmp/bins.info").read_text())) == [fqdn]
+    assert asyncio.run(client(sd).status("toold")).family is StateFamily.RUNNING
+    # the hub forgets the package: uninstall must not need it
+    (box.hub_root / BINS_REPO / "tool:2.0.0.fl").unlink()
+
+    async def uninstall() -> object:
+        async with box.hub_client() as hub:
+            upgrader = box.upgrader(hub, client(sd))
+            done = await upgrader.uninstall_binary(fqdn)
+            assert upgrader.installed_bins() == {}
+            return done
+
+    report = asyncio.run(uninstall())
+    assert report.kind == "bin-uninstall" and report.files_removed == 2  # type: ignore[attr-defined]
+    assert tree_digest(box.root) == base
+    assert json.loads((box.root / "tmp/bins.info").read_text()) == {}
+    with pytest.raises(UnknownService):
+        asyncio.run(client(sd).status("toold"))
+    assert leftovers(box) == []
+
+
+def test_publisher_mode_refuses_an_flist_not_matching_the_signed_hash(
+    box: Sandbox, sd: RunningSupervisord
+) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    before = tree_digest(box.root)
+    flist = box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0"))
+    url = f"{box.hub_url}/tf-zos/zos:1.1.0.fl"
+
+    async def release(pinned: str) -> object:
+        async with box.hub_client() as hub:
+            upgrader = box.upgrader(hub, client(sd))
+            return await upgrader.upgrade_release(Upgrade(flist=url, hash=pinned, version="1.1.0"), "1.1.0")
+
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(release("ab" * 32))
+    assert failed.value.step == "fetch" and "HashMismatch" in failed.value.reason
+    assert tree_digest(box.root) == before
+    report = asyncio.run(release(file_hash(flist)))
+    assert report.to_version == "1.1.0"  # type: ignore[attr-defined]
+    assert (box.root / "tmp/flist.name").read_text() == "tf-zos/zos:1.1.0.fl"
+    assert box.wait_version("alpha", "1.1.0") == "1.1.0"
+
+
+def test_release_with_hostile_path_is_refused_and_nothing_is_written(
+    box: Sandbox, sd: RunningSupervisord, tmp_path: Path
+) -> None:
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    before = tree_digest(box.root)
+    flist = box.pack("zos:6.6.6.fl", service_release(box.root, "6.6.6", extra={"opt/evil": "pwned"}))
+    with contextlib.closing(sqlite3.connect(flist)) as db:
+        db.execute("UPDATE inode SET name = '..' WHERE name = 'evil'")
+        db.commit()
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(install(box, sd, "tf-zos/zos:6.6.6.fl"))
+    assert failed.value.step == "fetch" and "HostileFlist" in failed.value.reason
+    assert tree_digest(box.root) == before
+    assert not list(tmp_path.rglob("pwned")) and not (box.root.parent / "evil").exists()
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[bool]:
+    """Mount a tmpfs of ``size`` at ``path`` if we may (root); yields whether it is mounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
+    ).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def test_full_disk_during_apply_rolls_back(
+    tmp_path: Path, sd: RunningSupervisord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = Sandbox(tmp_path)
+    with small_tmpfs(box.root, "2m") as mounted, box.serving_hub():
+        box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0", extra={"etc/app.conf": "v1\n"}))
+        asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+        before = tree_digest(box.root)
+        big = os.urandom(3 * 1024 * 1024)  # incompressible: it cannot fit a 2 MiB file system
+        box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra={
+            "etc/app.conf": "v2\n", "opt/app/big.bin": big,
+        }))
+        if not mounted:  # no tmpfs here: the same failure, injected at the write
+            import errno
+
+            from zos_upgrade.upgrade import nodefs
+
+            real = nodefs._copy_entry
+
+            def copy(src: Path, dest: Path) -> None:
+                if src.name == "big.bin":
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                real(src, dest)
+
+            monkeypatch.setattr(nodefs, "_copy_entry", copy)
+        with pytest.raises(UpgradeFailed) as failed:
+            asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
+        assert failed.value.step == "apply" and failed.value.rolled_back
+        assert "No space left" in failed.value.reason
+        assert tree_digest(box.root) == before
+        assert box.wait_version("alpha", "1.0.0") == "1.0.0"
+        assert asyncio.run(client(sd).status("alpha")).family is StateFamily.RUNNING
+        result = json.loads((box.state / "last-transaction.json").read_text())
+        assert result["result"] == "rolled-back" and "No space left" in result["reason"]
+        assert leftovers(box) == []
