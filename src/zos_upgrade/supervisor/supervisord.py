@@ -16,14 +16,14 @@ import http.client
 import socket
 import xmlrpc.client
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.parsers.expat import ExpatError
 
 import msgspec
 
 from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.supervisor._socket import check_socket, connect_error
-from zos_upgrade.supervisor.base import ServiceStatus, StateFamily
+from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
 from zos_upgrade.supervisor.config import ServiceConfig, normalize_signal, validate_service_name
 from zos_upgrade.supervisor.errors import (
     AlreadyMonitored,
@@ -308,3 +308,7 @@ class SupervisordClient:
 
     async def aclose(self) -> None:
         """Nothing to release: every call uses its own connection."""
+
+
+if TYPE_CHECKING:  # mypy proves the client implements the whole protocol
+    _conforms: Supervisor = SupervisordClient("/", include_dir="/")

@@ -19,13 +19,13 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.supervisor._socket import check_socket, connect_error
-from zos_upgrade.supervisor.base import ServiceStatus, StateFamily
+from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
 from zos_upgrade.supervisor.config import (
     ServiceConfig,
     normalize_signal,
@@ -370,33 +370,41 @@ class ZinitClient:
             if self._protocol != "auto":
                 return
             reader, writer = await self._open()
-            request = {"jsonrpc": "2.0", "id": 0, "method": "service_list", "params": []}
+            keep = False
             try:
-                writer.write(msgspec.json.encode(request) + b"\n")
-                await writer.drain()
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                line = exc.partial  # a line-protocol peer replies without a newline and closes
-            except asyncio.LimitOverrunError:
-                writer.close()
-                raise ProtocolError(f"{where}: reply larger than {self._max} bytes; refused") from None
-            except (ConnectionError, BrokenPipeError) as exc:
-                writer.close()
-                raise SupervisorUnavailable(f"{where}: connection lost: {exc}") from None
-            try:
-                doc = msgspec.json.decode(line)
-            except msgspec.DecodeError:
-                writer.close()
-                raise ProtocolError(f"{where}: neither a JSON-RPC nor a line-protocol reply: "
-                                    f"{line[:80]!r}") from None
-            if isinstance(doc, dict) and doc.get("jsonrpc") == "2.0":
-                self._protocol = "jsonrpc"
-                self._conn = (reader, writer)
-            elif isinstance(doc, dict) and "state" in doc:
-                self._protocol = "line"
-                writer.close()
-            else:
-                writer.close()
-                raise ProtocolError(f"{where}: neither a JSON-RPC nor a line-protocol reply: {line[:80]!r}")
+                line = await self._probe_exchange(reader, writer, where)
+                try:
+                    doc = msgspec.json.decode(line)
+                except msgspec.DecodeError:
+                    doc = None
+                if isinstance(doc, dict) and doc.get("jsonrpc") == "2.0":
+                    self._protocol, self._conn, keep = "jsonrpc", (reader, writer), True
+                elif isinstance(doc, dict) and "state" in doc:
+                    self._protocol = "line"
+                else:
+                    raise ProtocolError(
+                        f"{where}: neither a JSON-RPC nor a line-protocol reply: {line[:80]!r}"
+                    )
+            finally:
+                if not keep:  # also on timeout or cancellation: never leak the probe connection
+                    writer.close()
             log.info("zinit protocol detected", extra={"socket": os.fspath(self.socket_path),
                                                        "protocol": self._protocol})
+
+    async def _probe_exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                              where: str) -> bytes:
+        request = {"jsonrpc": "2.0", "id": 0, "method": "service_list", "params": []}
+        try:
+            writer.write(msgspec.json.encode(request) + b"\n")
+            await writer.drain()
+            return await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial  # a line-protocol peer replies without a newline and closes
+        except asyncio.LimitOverrunError:
+            raise ProtocolError(f"{where}: reply larger than {self._max} bytes; refused") from None
+        except (ConnectionError, BrokenPipeError) as exc:
+            raise SupervisorUnavailable(f"{where}: connection lost: {exc}") from None
+
+
+if TYPE_CHECKING:  # mypy proves the client implements the whole protocol
+    _conforms: Supervisor = ZinitClient("/")
