@@ -66,7 +66,7 @@ def test_ls_names_the_one_tampered_release(site: Site, tmp_path: Path) -> None:
     code, output = ls("--root", str(tree), "--key", str(write_pub(tmp_path / "k.pub", site)))
     assert code == 1
     assert "0.2.0  FAILED BadSignature" in output and "0.1.0  signature ok" in output
-    assert "FAILED latest 2.0.0 is not listed in versions" in output
+    assert "FAILED LatestNotListed" in output and "latest is 2.0.0, which versions does not list" in output
 
 
 def test_ls_needs_exactly_one_source(site: Site) -> None:

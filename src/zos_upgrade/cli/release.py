@@ -11,7 +11,7 @@ import click
 
 from zos_upgrade import fsutil
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.publisher.base import PublisherError, Upgrade
+from zos_upgrade.publisher.base import LatestNotListed, PublisherError, Upgrade, check_latest_listed
 from zos_upgrade.publisher.http import HTTPPublisher
 from zos_upgrade.publisher.signing import (
     TrustedKeys,
@@ -90,8 +90,11 @@ def _list_tree(root: Path, trusted: TrustedKeys | None) -> _Listing:
     versions = tree.versions()
     latest = tree.latest()
     listing = _Listing(versions, "" if latest is None else str(latest))
-    if latest is not None and not any(latest.compare(v) == 0 for v in versions):
-        listing.problems.append(f"latest {latest} is not listed in versions")
+    if latest is not None:
+        try:
+            check_latest_listed(latest, versions, str(root / "latest"))
+        except LatestNotListed as exc:
+            listing.problems.append(f"{type(exc).__name__}: {exc}")
     for version in versions:
         try:
             upgrade = tree.get(version)

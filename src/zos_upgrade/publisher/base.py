@@ -34,6 +34,7 @@ __all__ = [
     "UnknownKey",
     "UnsignedRelease",
     "Upgrade",
+    "check_latest_listed",
     "check_upgrade_fields",
     "check_versions",
     "decode_latest",
@@ -150,6 +151,12 @@ def check_versions(versions: Iterable[Version], where: str) -> list[Version]:
     if repeats:
         raise DuplicateVersions(f"{where}: versions lists {', '.join(repeats)} more than once")
     return ordered
+
+
+def check_latest_listed(latest: Version, versions: Iterable[Version], where: str) -> None:
+    """Refuse a ``latest`` that ``versions`` does not list (a typo must not strand a fleet)."""
+    if not any(latest.compare(listed) == 0 for listed in versions):
+        raise LatestNotListed(f"{where}: latest is {latest}, which versions does not list")
 
 
 def decode_versions(data: bytes, where: str) -> list[Version]:

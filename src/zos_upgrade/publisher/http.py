@@ -33,10 +33,10 @@ from zos_upgrade.net import RetryPolicy, Sleep, fetch
 from zos_upgrade.publisher.base import (
     INDEX_MAX_BYTES,
     InvalidAnswer,
-    LatestNotListed,
     PublisherError,
     UnsignedRelease,
     Upgrade,
+    check_latest_listed,
     decode_latest,
     decode_upgrade,
     decode_versions,
@@ -158,11 +158,10 @@ class HTTPPublisher:
         return list(await self._document(url, lambda body: decode_versions(body, url)))
 
     async def latest(self) -> Version:
-        """The newest version; refused unless ``versions`` lists it (a typo must not strand a fleet)."""
+        """The newest version; refused unless ``versions`` lists it."""
         url = f"{self.base_url}/latest"
         latest = await self._document(url, lambda body: decode_latest(body, url))
-        if not any(latest.compare(listed) == 0 for listed in await self.list()):
-            raise LatestNotListed(f"{url}: latest is {latest}, which {self.base_url}/versions does not list")
+        check_latest_listed(latest, await self.list(), url)
         return latest
 
     async def get(self, version: Version) -> Upgrade:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zos_upgrade import fsutil
@@ -112,11 +113,7 @@ class ReleaseTree:
             upgrade = sign_upgrade(version, flist_url, digest, key, transaction_id)
             check_upgrade_fields(upgrade, f"release {version}")
             updated = check_versions([*listed, version], str(self.root / VERSIONS))
-            fsutil.atomic_write_json(target, _builtins(upgrade))
+            fsutil.atomic_write_json(target, msgspec.to_builtins(upgrade))
             fsutil.atomic_write_json(self.root / VERSIONS, [str(v) for v in updated])
             fsutil.atomic_write_json(self.root / LATEST, str(updated[-1]))
         return upgrade
-
-
-def _builtins(upgrade: Upgrade) -> dict[str, str]:
-    return {name: getattr(upgrade, name) for name in upgrade.__struct_fields__}
