@@ -90,45 +90,52 @@ class EntryChecker:
         return HostileFlist(f"{self.source}: entry {path!r}: {why}")
 
     def check(self, entry: Entry) -> Entry:
-        limits, path = self.limits, entry.path
+        limits, path, kind = self.limits, entry.path, entry.kind
         self.count += 1
         if self.count > limits.max_entries:
             raise self.fail(path, f"more than {limits.max_entries} entries")
-        if len(path.encode("utf-8", "surrogateescape")) > limits.max_path_bytes:
+        # UTF-8 takes 1 to 4 bytes a character: encode only when the length alone cannot decide
+        if len(path) > limits.max_path_bytes // 4 and _utf8_len(path) > limits.max_path_bytes:
             raise self.fail(path, f"path longer than {limits.max_path_bytes} bytes")
         if path != "/":
-            if len(entry.name.encode("utf-8", "surrogateescape")) > limits.max_name_bytes:
+            name = entry.name
+            if len(name) > limits.max_name_bytes // 4 and _utf8_len(name) > limits.max_name_bytes:
                 raise self.fail(path, f"name longer than {limits.max_name_bytes} bytes")
             if path.count("/") > limits.max_depth:
                 raise self.fail(path, f"deeper than {limits.max_depth} levels")
-        if path == "/" and entry.kind is not EntryKind.DIR:
+        elif kind is not EntryKind.DIR:
             raise self.fail(path, "the root is not a directory")
-        expected_type = {
-            EntryKind.DIR: stat.S_ISDIR, EntryKind.FILE: stat.S_ISREG, EntryKind.LINK: stat.S_ISLNK,
-        }.get(entry.kind)
-        if expected_type is not None and not expected_type(entry.mode):
-            raise self.fail(path, f"mode {entry.mode:#o} does not match its kind {entry.kind.value}")
-        if entry.kind is EntryKind.SPECIAL and stat.S_IFMT(entry.mode) not in (
-            stat.S_IFSOCK, stat.S_IFBLK, stat.S_IFCHR, stat.S_IFIFO
-        ):
+        file_type = stat.S_IFMT(entry.mode)
+        if file_type != _KIND_TYPES.get(kind, file_type):
+            raise self.fail(path, f"mode {entry.mode:#o} does not match its kind {kind.value}")
+        if kind is EntryKind.SPECIAL and file_type not in _SPECIAL_TYPES:
             raise self.fail(path, f"special entry with mode {entry.mode:#o} is no socket, device or fifo")
-        if entry.kind is not EntryKind.FILE:
+        if kind is not EntryKind.FILE:
             if entry.blocks:
-                raise self.fail(path, f"a {entry.kind.value} entry carries {len(entry.blocks)} blocks")
+                raise self.fail(path, f"a {kind.value} entry carries {len(entry.blocks)} blocks")
             return entry
-        if entry.size < 0:
-            raise self.fail(path, f"negative size {entry.size}")
-        if entry.size > limits.max_file_bytes:
-            raise self.fail(path, f"size {entry.size} exceeds the {limits.max_file_bytes}-byte file limit")
-        if len(entry.blocks) != blocks_for(entry.size):
+        size = entry.size
+        if size < 0:
+            raise self.fail(path, f"negative size {size}")
+        if size > limits.max_file_bytes:
+            raise self.fail(path, f"size {size} exceeds the {limits.max_file_bytes}-byte file limit")
+        if len(entry.blocks) != -(-size // BLOCK_SIZE):
             raise self.fail(
-                path, f"size {entry.size} needs {blocks_for(entry.size)} blocks of {BLOCK_SIZE} bytes, "
+                path, f"size {size} needs {blocks_for(size)} blocks of {BLOCK_SIZE} bytes, "
                 f"the flist lists {len(entry.blocks)}"
             )
-        self.total_bytes += entry.size
+        self.total_bytes += size
         if self.total_bytes > limits.max_total_bytes:
             raise self.fail(path, f"files add up to more than {limits.max_total_bytes} bytes")
         return entry
+
+
+_KIND_TYPES = {EntryKind.DIR: stat.S_IFDIR, EntryKind.FILE: stat.S_IFREG, EntryKind.LINK: stat.S_IFLNK}
+_SPECIAL_TYPES = frozenset((stat.S_IFSOCK, stat.S_IFBLK, stat.S_IFCHR, stat.S_IFIFO))
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
 
 
 def sniff(path: Path) -> FlistFormat:

@@ -72,9 +72,11 @@ _REQUIRED_COLUMNS = {
     "block": {"ino", "id", "key"},
 }
 
+# one query per directory brings its children with their symlink targets and blocks (in block order)
 _CHILDREN = (
-    "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data "
-    "FROM inode i LEFT JOIN extra e ON e.ino = i.ino WHERE i.parent = ? ORDER BY i.name"
+    "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data, b.id, b.key "
+    "FROM inode i LEFT JOIN extra e ON e.ino = i.ino LEFT JOIN block b ON b.ino = i.ino "
+    "WHERE i.parent = ? ORDER BY i.name, i.ino, b.rowid"
 )
 _ROOT = (
     "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data, i.parent "
@@ -154,21 +156,20 @@ class V2Reader(FlistReader):
 
     # --- entries --------------------------------------------------------------------------------
 
-    def _blocks(self, ino: int, path: str) -> tuple[BlockRef, ...]:
-        refs = []
-        for block_id, key in self._query("SELECT id, key FROM block WHERE ino = ? ORDER BY rowid", (ino,)):
-            if not (isinstance(block_id, bytes) and isinstance(key, bytes)
-                    and len(block_id) == _V2_HASH_BYTES and len(key) == _V2_HASH_BYTES):
-                raise HostileFlist(
-                    f"{self.source}: entry {path!r}: block id/key must be {_V2_HASH_BYTES}-byte blobs"
-                )
-            refs.append(BlockRef(block_id, key))
-        return tuple(refs)
+    def _block(self, block_id: Any, key: Any, path: str) -> BlockRef:
+        if not (isinstance(block_id, bytes) and isinstance(key, bytes)
+                and len(block_id) == _V2_HASH_BYTES and len(key) == _V2_HASH_BYTES):
+            raise HostileFlist(
+                f"{self.source}: entry {path!r}: block id/key must be {_V2_HASH_BYTES}-byte blobs"
+            )
+        return BlockRef(block_id, key)
 
-    def _entry(self, path: str, row: Sequence[Any]) -> Entry:
-        ino, _name, size, uid, gid, mode, rdev, ctime, mtime, extra = row[:10]
-        numbers = (ino, size, uid, gid, mode, rdev, ctime, mtime)
-        if not all(isinstance(n, int) or n is None for n in numbers) or not isinstance(mode, int):
+    def _entry(self, path: str, row: Sequence[Any], blocks: Sequence[tuple[Any, Any]] = ()) -> Entry:
+        _ino, _name, size, uid, gid, mode, rdev, ctime, mtime, extra = row[:10]
+        if mode.__class__ is not int or any(
+            n is not None and n.__class__ is not int for n in (size, uid, gid, rdev, ctime, mtime)
+        ):
+            numbers = (size, uid, gid, mode, rdev, ctime, mtime)
             raise HostileFlist(f"{self.source}: entry {path!r}: non-integer inode fields {numbers!r}")
         kind = _kind(mode)
         target = ""
@@ -179,7 +180,7 @@ class V2Reader(FlistReader):
         return Entry(
             path=path, kind=kind, mode=mode, size=size or 0, uid=uid or 0, gid=gid or 0,
             mtime=mtime or 0, ctime=ctime or 0, target=target, rdev=rdev or 0,
-            blocks=self._blocks(ino, path) if kind is EntryKind.FILE else (),
+            blocks=tuple([self._block(block_id, key, path) for block_id, key in blocks]) if blocks else (),
         )
 
     def _count(self, sql: str) -> int:
@@ -207,15 +208,16 @@ class V2Reader(FlistReader):
         yield checker.check(self._entry("/", root))
         reached = 1
         # depth-first, pre-order: one open cursor per level of depth, never the whole table
-        stack: list[tuple[str, Iterator[Sequence[Any]], list[str | None]]] = [
+        stack: list[tuple[str, Iterator[tuple[Sequence[Any], list[tuple[Any, Any]]]], list[str | None]]] = [
             ("/", self._rows(ROOT_INO), [None])
         ]
         while stack:
             dir_path, rows, previous = stack[-1]
-            row = next(rows, None)
-            if row is None:
+            item = next(rows, None)
+            if item is None:
                 stack.pop()
                 continue
+            row, blocks = item
             name = row[1]
             if not isinstance(name, str):
                 raise HostileFlist(f"{self.source}: entry in {dir_path!r}: name {name!r} is not text")
@@ -224,7 +226,7 @@ class V2Reader(FlistReader):
             if name == previous[0]:  # rows come sorted by name: a duplicate is always the next row
                 raise HostileFlist(f"{self.source}: entry {path!r}: duplicate name in {dir_path!r}")
             previous[0] = name
-            entry = checker.check(self._entry(path, row))
+            entry = checker.check(self._entry(path, row, blocks))
             reached += 1
             yield entry
             if entry.kind is EntryKind.DIR:
@@ -232,16 +234,27 @@ class V2Reader(FlistReader):
         if reached != total:
             raise HostileFlist(f"{self.source}: {self._unreachable()}")
 
-    def _rows(self, dir_ino: int) -> Iterator[Sequence[Any]]:
+    def _rows(self, dir_ino: int) -> Iterator[tuple[Sequence[Any], list[tuple[Any, Any]]]]:
+        """The children of a directory, each with its (id, key) block pairs, streamed."""
         cursor = self._query(_CHILDREN, (dir_ino,))
+        current: Sequence[Any] | None = None
+        blocks: list[tuple[Any, Any]] = []
         while True:
             try:
-                rows = cursor.fetchmany(512)
+                rows = cursor.fetchmany(1024)
             except sqlite3.DatabaseError as exc:
                 raise FlistError(f"{self.source}: v2 flist database is corrupt: {exc}") from exc
             if not rows:
-                return
-            yield from rows
+                break
+            for row in rows:
+                if current is None or row[0] != current[0]:
+                    if current is not None:
+                        yield current, blocks
+                    current, blocks = row[:10], []
+                if row[10] is not None or row[11] is not None:
+                    blocks.append((row[10], row[11]))
+        if current is not None:
+            yield current, blocks
 
     def _path_of(self, ino: int) -> str:
         """Best-effort path of an inode for error messages (stops at loops)."""
