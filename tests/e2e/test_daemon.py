@@ -1,0 +1,255 @@
+"""`zos-upgrade daemon` end to end: a sandbox node, a real hub server, a real supervisord, the daemon
+as a child process reading its TOML config, checked from outside (services, files, status.json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.node import BINS_REPO, REPO_NAME, Sandbox, service_release, tree_digest
+from tests.support.procs import REPO, free_port, serving, stop_process, zos_upgrade_cmd
+from tests.support.supervisord import RunningSupervisord, running_supervisord
+from zos_upgrade.publisher import ReleaseTree
+from zos_upgrade.publisher.signing import generate_key, public_key_pem
+
+LINK = f"{REPO_NAME}/zos:latest.fl"
+STATE = "/var/cache/modules/upgrade"
+
+
+@dataclass
+class Node:
+    box: Sandbox
+    sd: RunningSupervisord
+    config: Path
+
+    @property
+    def root(self) -> Path:
+        return self.box.root
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE.lstrip("/")
+
+    def write_config(self, source: str = "", upgrade: str = "") -> Path:
+        src = source or f'hub = "{self.box.hub_url}"\nflist = "{LINK}"\n'
+        self.config.write_text(f"""
+[node]
+root = "{self.root}"
+state_dir = "{STATE}"
+[source]
+{src}interval = 0.5
+jitter = 0
+[supervisor]
+kind = "supervisord"
+socket = "/sup/supervisor.sock"
+include_dir = "/sup/conf.d"
+[upgrade]
+self_update = false
+probation = 0.3
+stop_timeout = 3
+hook_timeout = 10
+{upgrade}""")
+        return self.config
+
+    def once(self, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(self.config),
+                                              "--once"),
+                              capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
+                              env=_clean_env())
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """The daemon, following its source; its log goes to a file (a full pipe would block it)."""
+        with open(self.box.base / "daemon.log", "ab") as log:
+            return subprocess.Popen(
+                zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(self.config)),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO, env=_clean_env())
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads((self.state / "status.json").read_text()))
+
+    def release(self, version: str, **kw: Any) -> None:
+        self.box.pack(f"zos:{version}.fl", service_release(self.root, version, **kw))
+        self.box.link("zos:latest.fl", f"zos:{version}.fl")
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
+
+
+def _wait(cond: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    # a short base: supervisord's unix socket path must stay under ~100 characters
+    base = Path(tempfile.mkdtemp(prefix="zu-dm-", dir="/tmp"))
+    try:
+        box = Sandbox(base)
+        with box.serving_hub(), running_supervisord() as sd:
+            # the node sees its supervisor at node paths, as on a real node
+            (box.root / "sup").mkdir()
+            os.symlink(sd.socket_path, box.root / "sup/supervisor.sock")
+            os.symlink(sd.include_dir, box.root / "sup/conf.d")
+            n = Node(box, sd, base / "zos-upgrade.toml")
+            n.write_config()
+            yield n
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_once_first_install_then_upgrade(node: Node) -> None:
+    node.release("1.0.0")
+    proc = node.once()
+    assert proc.returncode == 0, proc.stderr
+    assert node.box.wait_version("alpha", "1.0.0") == "1.0.0"
+    assert node.box.wait_version("beta", "1.0.0") == "1.0.0"
+    assert (node.root / "tmp/flist.name").read_text() == LINK
+    assert json.loads((node.root / "tmp/flist.info").read_text())["target"] == "zos:1.0.0.fl"
+    status = node.status()
+    assert status["last_result"] == "upgraded" and status["current_version"] == "1.0.0"
+
+    node.release("1.1.0", extra={"opt/app/new.txt": "new"})
+    proc = node.once()
+    assert proc.returncode == 0, proc.stderr
+    assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+    assert (node.root / "opt/app/new.txt").read_text() == "new"
+    status = node.status()
+    assert status["current_version"] == "1.1.0" and status["last_upgrade"]["from"] == "1.0.0"
+
+    proc = node.once()  # nothing new: exit 0, nothing changes
+    assert proc.returncode == 0, proc.stderr
+    assert node.status()["last_result"] == "up-to-date"
+
+
+def test_once_failing_release_exits_1_rolled_back_and_says_so(node: Node) -> None:
+    node.release("1.0.0")
+    assert node.once().returncode == 0
+    node.box.wait_version("beta", "1.0.0")
+    before = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+    node.release("1.1.0", crash=("beta",), extra={"opt/app/new.txt": "new"})
+    proc = node.once()
+    assert proc.returncode == 1, proc.stderr
+    status = node.status()
+    assert status["last_result"] == "rolled-back" and status["current_version"] == "1.0.0"
+    assert "beta" in status["last_error"] and "probation" in status["last_error"]
+    assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
+    assert json.loads((node.root / "tmp/flist.info").read_text())["target"] == "zos:1.0.0.fl"
+    assert node.box.wait_version("beta", "1.0.0") == "1.0.0"  # the old release's services run again
+
+
+def test_second_daemon_refused_then_sigterm_stops_the_first(node: Node) -> None:
+    node.release("1.0.0")
+    first = node.start()
+    try:
+        _wait(lambda: node.status()["current_version"] == "1.0.0", what="the first daemon to install")
+        second = node.once()
+        assert second.returncode == 1
+        assert f"pid {first.pid}" in second.stderr and "daemon.lock" in second.stderr
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(20) == 0
+    finally:
+        stop_process(first)
+
+
+def test_running_daemon_follows_the_link_and_sigterm_mid_transaction_finishes_it(node: Node) -> None:
+    node.release("1.0.0")
+    daemon = node.start()
+    try:
+        _wait(lambda: node.status()["current_version"] == "1.0.0", what="first install")
+        # a long probation so SIGTERM surely lands inside the transaction
+        node.config.write_text(node.config.read_text().replace("probation = 0.3", "probation = 3"))
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+        daemon = node.start()
+        time.sleep(0.5)
+        node.release("1.1.0")
+        journal = node.state / "journal.json"
+        _wait(journal.exists, what="the transaction to start")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+        # the transaction was finished, not cut: committed, no journal, status says so
+        assert not journal.exists()
+        status = node.status()
+        assert status["current_version"] == "1.1.0" and status["last_result"] == "upgraded"
+        assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+    finally:
+        stop_process(daemon)
+
+
+def test_bins_installed_and_uninstalled_by_diff(node: Node) -> None:
+    node.release("1.0.0")
+    node.write_config(source=f'hub = "{node.box.hub_url}"\nflist = "{LINK}"\nbins_repo = "{BINS_REPO}"\n')
+    node.box.pack("tool:1.0.fl", {"usr/bin/tool": "#!/bin/sh\necho tool\n"}, repo=BINS_REPO)
+    node.box.pack("other:2.0.fl", {"usr/bin/other": "other"}, repo=BINS_REPO)
+    proc = node.once()
+    assert proc.returncode == 0, proc.stderr
+    assert (node.root / "usr/bin/tool").read_text().endswith("echo tool\n")
+    assert (node.root / "usr/bin/other").read_text() == "other"
+    bins = json.loads((node.root / "tmp/bins.info").read_text())
+    assert set(bins) == {f"{BINS_REPO}/tool:1.0.fl", f"{BINS_REPO}/other:2.0.fl"}
+
+    (node.box.hub_root / BINS_REPO / "other:2.0.fl").unlink()  # gone from the hub: uninstalled
+    time.sleep(2.1)  # the hub caches folder scans within its timestamp granularity
+    proc = node.once()
+    assert proc.returncode == 0, proc.stderr
+    assert not (node.root / "usr/bin/other").exists()
+    assert (node.root / "usr/bin/tool").exists()
+    assert set(json.loads((node.root / "tmp/bins.info").read_text())) == {f"{BINS_REPO}/tool:1.0.fl"}
+
+
+def test_publisher_mode_applies_signed_releases_in_order_and_refuses_a_bad_signature(node: Node) -> None:
+    key, stranger = generate_key(), generate_key()
+    pub_path = node.box.base / "release.pub"
+    pub_path.write_bytes(public_key_pem(key.public_key()))
+    tree = ReleaseTree(node.box.base / "releases")
+    tree.root.mkdir()
+    for version in ("1.0.0", "1.1.0"):
+        flist = node.box.pack(f"zos:{version}.fl", service_release(node.root, version))
+        tree.add(version, flist_url=f"{node.box.hub_url}/{REPO_NAME}/zos:{version}.fl", flist_file=flist,
+                 key=key)
+    port = free_port()
+    with serving(zos_upgrade_cmd("release", "serve", "--root", str(tree.root), "--port", str(port)), port):
+        # the trusted key is a node path, like every path of the config
+        (node.root / "keys").mkdir()
+        shutil.copy(pub_path, node.root / "keys/release.pub")
+        node.write_config(
+            source=f'publisher = "http://127.0.0.1:{port}"\ntrusted_keys = ["/keys/release.pub"]\n')
+        proc = node.once()
+        assert proc.returncode == 0, proc.stderr
+        applied = [json.loads(line)["to_version"] for line in proc.stderr.splitlines()
+                   if '"transaction applied"' in line]
+        assert applied == ["1.0.0", "1.1.0"]  # one at a time, in order
+        assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+        assert node.status()["current_version"] == "1.1.0"
+        before = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+
+        flist = node.box.pack("zos:1.2.0.fl", service_release(node.root, "1.2.0"))
+        tree.add("1.2.0", flist_url=f"{node.box.hub_url}/{REPO_NAME}/zos:1.2.0.fl", flist_file=flist,
+                 key=stranger)
+        proc = node.once()
+        assert proc.returncode == 1, proc.stderr
+        status = node.status()
+        assert status["last_result"] == "error" and status["current_version"] == "1.1.0"
+        assert "1.2.0" in status["last_error"]
+        assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
+        assert node.box.version_file("alpha") == "1.1.0"
