@@ -5,8 +5,8 @@ server revalidates by ``If-None-Match``, http.server by ``If-Modified-Since``, s
 ETag). The load generator is a separate process (this file with ``--load``): keep-alive HTTP/1.1
 connections from asyncio, reconnecting when the server closes (http.server speaks HTTP/1.0).
 The "new conn." rows make our server close after each answer too, so the ratio compares request
-handling alone, without keep-alive. Every run is bounded in time; each figure is the median of 3
-runs, with the ratio ours/baseline.
+handling alone, without keep-alive. Every run is bounded in time; runs of the two servers alternate;
+each figure is the median of 3 runs, with the ratio ours/baseline of the medians.
 
     .venv/bin/python benchmarks/release_server.py [--seconds 2] [--concurrency 8] [--runs 3]
 """
@@ -148,19 +148,21 @@ def main() -> None:
                 (f"GET {version_path} (304), new conn.", version_path, True, True),
             ]:
                 expected = 304 if conditional else 200
-                figures = []
+                headers = {}
                 for port, kind in ((ours, "etag"), (base, "last-modified")):
-                    header = _validator(port, path, kind) if conditional else ""
+                    headers[port] = _validator(port, path, kind) if conditional else ""
                     if fresh:  # one connection per request, as http.server (HTTP/1.0) always does
-                        header += "\nConnection: close"
-                    rates = []
-                    for _ in range(args.runs):
-                        rps, statuses = _measure(port, path, header, args)
+                        headers[port] += "\nConnection: close"
+                rates: dict[int, list[float]] = {ours: [], base: []}
+                for _ in range(args.runs):  # alternate the servers, so background load hits both alike
+                    for port in (ours, base):
+                        rps, statuses = _measure(port, path, headers[port], args)
                         if set(statuses) != {str(expected)}:
                             raise SystemExit(f"{label} on {port}: expected only {expected}, got {statuses}")
-                        rates.append(rps)
-                    figures.append((statistics.median(rates), min(rates), max(rates)))
-                (om, olo, ohi), (bm, blo, bhi) = figures
+                        rates[port].append(rps)
+                (om, olo, ohi), (bm, blo, bhi) = (
+                    (statistics.median(r), min(r), max(r)) for r in (rates[ours], rates[base])
+                )
                 print(f"{label:<36}{f'{om:,.0f} ({olo:,.0f}-{ohi:,.0f})':>28}"
                       f"{f'{bm:,.0f} ({blo:,.0f}-{bhi:,.0f})':>32}{om / bm:>7.2f}x")
 
