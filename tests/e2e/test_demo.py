@@ -1,0 +1,54 @@
+"""`zos-upgrade demo` as a user runs it: a child process, exit 0, the summary, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support.procs import REPO, zos_upgrade_cmd
+
+
+def _demo_processes() -> set[int]:
+    """Processes whose command line names a demo sandbox (they all live under /tmp/zu-demo-*)."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"/tmp/zu-demo-" in cmdline:
+            pids.add(int(proc.name))
+    return pids
+
+
+def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up() -> None:
+    before = _demo_processes()
+    sandboxes = set(Path("/tmp").glob("zu-demo-*"))
+    env = {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
+    proc = subprocess.run(zos_upgrade_cmd("demo"), capture_output=True, text=True, timeout=110, cwd=REPO,
+                          env=env, check=False)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    flat = " ".join(out.split())  # long messages wrap
+    assert "demo passed" in flat
+    # the story, step by step
+    assert "daemon --once installed 1.0.0; services answer: web 1.0.0, worker 1.0.0" in flat
+    assert "daemon upgraded to 1.1.0: web answers 1.1.0 (settings migrated to json" in flat
+    assert "rolled back: web answers 1.1.0, worker answers 1.1.0" in flat
+    assert "daemon stopped by SIGTERM (exit 0)" in flat
+    # the summary: one row per step, and the phases of the transactions
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 7}
+    assert "0.0.0 -> 1.0.0" in rows["first install"] and "installed" in rows["first install"]
+    assert "1.0.0 -> 1.1.0" in rows["upgrade"] and "upgraded" in rows["upgrade"]
+    assert "1.1.0 -> 1.2.0" in rows["broken release"] and "rolled back" in rows["broken release"]
+    # the upgrade downloads far less than the release: the unchanged 2 MiB asset is reused
+    upgrade_cells = [c.strip() for c in rows["upgrade"].split("│")]
+    assert upgrade_cells[4].endswith("KiB") and upgrade_cells[5].endswith("MiB")
+    for phase in ("fetch", "apply", "migrate", "restart", "probation", "commit"):
+        assert any(line.strip("│ ").startswith(phase) for line in out.splitlines()), phase
+    # nothing left behind: no process, no sandbox
+    assert _demo_processes() - before == set()
+    assert set(Path("/tmp").glob("zu-demo-*")) - sandboxes == set()
