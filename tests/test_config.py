@@ -67,6 +67,20 @@ def test_source_is_required() -> None:
         parse_config(EXAMPLE.replace("[source]", '[source]\npublisher = "http://127.0.0.1:1"'))
 
 
+def test_publisher_needs_trusted_keys() -> None:
+    publisher = EXAMPLE.replace("hub = ", "# hub = ").replace("flist = ", "# flist = ")
+    publisher = publisher.replace("[source]", '[source]\npublisher = "http://127.0.0.1:1"')
+    keys = '[source]\ntrusted_keys = ["/etc/zu/release.pub"]'
+    with pytest.raises(ConfigError, match="bins_repo names a repository of a hub"):
+        parse_config(publisher.replace("[source]", keys))
+    publisher = publisher.replace("bins_repo = ", "# bins_repo = ")
+    with pytest.raises(ConfigError, match="trusted_keys"):
+        parse_config(publisher)
+    cfg = parse_config(publisher.replace("[source]", keys))
+    assert cfg.source.publisher == "http://127.0.0.1:1"
+    assert [str(p) for p in cfg.trusted_key_paths] == [str(cfg.root / "etc/zu/release.pub")]
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "nope.toml")

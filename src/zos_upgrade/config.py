@@ -124,6 +124,13 @@ def _validate(cfg: Config, source: str) -> Config:
             raise ConfigError(f"{source}: source.flist = {src.flist!r} must be 'repo/name' of the boot flist")
     if src.publisher is not None:
         _check_url(src.publisher, "source.publisher", source)
+        if not src.trusted_keys:
+            raise ConfigError(
+                f"{source}: [source] publisher needs trusted_keys (public key files): "
+                "a node never applies a release it cannot verify"
+            )
+    if src.bins_repo is not None and src.hub is None:
+        raise ConfigError(f"{source}: source.bins_repo names a repository of a hub: it needs `hub`")
     if src.bins_repo is not None and (not src.bins_repo or "/" in src.bins_repo):
         raise ConfigError(f"{source}: source.bins_repo = {src.bins_repo!r} must be a repository name")
     return cfg

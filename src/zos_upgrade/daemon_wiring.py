@@ -11,7 +11,6 @@ from typing import Any
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon import NodeParts, WatcherPort
-from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
@@ -38,9 +37,7 @@ def build(config: Config) -> NodeParts:
     state_dir = config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
-    if src.publisher is not None:
-        if not src.trusted_keys:
-            raise ConfigError("[source] publisher needs trusted_keys: unsigned releases are never applied")
+    if src.publisher is not None:  # the config guarantees trusted_keys with it
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     # publisher mode: release objects carry full flist URLs, the Flister fetches those directly
     hub = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists") if src.hub else None

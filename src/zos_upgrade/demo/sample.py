@@ -72,7 +72,6 @@ def build_release(dest: Path, version: str, node: SampleNode) -> Path:
         _write(dest / "opt/demo/NEWS", "1.1.0: settings are JSON now\n")
         hook = _source("migrate.py")
         hook = hook.replace("#!/usr/bin/env python3", f"#!{node.python}", 1)
-        hook = hook.replace('os.environ["DEMO_ROOT"]', repr(str(node.root)))
         _write(dest / "migrate", hook, 0o755)
     else:
         _write(dest / "opt/demo/legacy.txt", "only in 1.0.0\n")

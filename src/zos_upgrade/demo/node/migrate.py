@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-ROOT = Path(os.environ.get("ZOS_ROOT") or os.environ["DEMO_ROOT"])
+ROOT = Path(os.environ["ZOS_ROOT"])  # the node root, given to every hook by the upgrader
 DATA = ROOT / "var/lib/demo"
 
 if __name__ == "__main__":
