@@ -1,0 +1,78 @@
+"""Confined file operations: never outside the root, idempotent backup/restore, atomic apply."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from zos_upgrade.upgrade.errors import UnsafePath
+from zos_upgrade.upgrade.nodefs import NEW_SUFFIX, NodeFS
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> NodeFS:
+    (tmp_path / "node").mkdir()
+    return NodeFS(tmp_path / "node", tmp_path / "state" / "backup")
+
+
+@pytest.mark.parametrize("rel", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/\0b"])
+def test_paths_that_are_not_plain_relative_are_refused(fs: NodeFS, rel: str) -> None:
+    with pytest.raises(UnsafePath, match="not a plain relative path"):
+        fs.node_path(rel)
+
+
+def test_a_symlinked_directory_cannot_redirect_a_write_outside_the_root(fs: NodeFS, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, fs.root / "etc")
+    staged = tmp_path / "staged"
+    staged.write_text("x")
+    with pytest.raises(UnsafePath, match="outside the node root"):
+        fs.apply("etc/passwd", staged)
+    assert list(outside.iterdir()) == []
+
+
+def test_apply_backup_restore_round_trip_is_idempotent(fs: NodeFS, tmp_path: Path) -> None:
+    target = fs.root / "etc" / "conf"
+    target.parent.mkdir()
+    target.write_text("old")
+    target.chmod(0o600)
+    staged = tmp_path / "new-conf"
+    staged.write_text("new")
+    staged.chmod(0o640)
+    fs.backup("etc/conf")
+    fs.backup("etc/conf")  # a repeated backup keeps the first (old) inode
+    fs.apply("etc/conf", staged)
+    assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o640
+    fs.backup("etc/conf")  # after apply: must not overwrite the backup with the new content
+    assert fs.backup_path("etc/conf").read_text() == "old"
+    fs.restore("etc/conf")
+    fs.restore("etc/conf")  # the backup is gone: nothing to do
+    assert target.read_text() == "old" and (target.stat().st_mode & 0o777) == 0o600
+    assert not list(fs.root.rglob(f"*{NEW_SUFFIX}"))
+
+
+def test_symlinks_are_applied_and_backed_up_as_links(fs: NodeFS, tmp_path: Path) -> None:
+    staged = tmp_path / "link"
+    os.symlink("/does/not/matter", staged)
+    fs.apply("current", staged)
+    assert os.readlink(fs.root / "current") == "/does/not/matter"
+    fs.backup("current")
+    assert os.readlink(fs.backup_path("current")) == "/does/not/matter"
+
+
+def test_clear_temps_and_dirs(fs: NodeFS) -> None:
+    fs.make_dir("opt", 0o750)
+    assert (fs.root / "opt").stat().st_mode & 0o777 == 0o750
+    (fs.root / "opt" / f"file{NEW_SUFFIX}").write_text("half")
+    fs.clear_temps(["opt/file"])
+    assert list((fs.root / "opt").iterdir()) == []
+    (fs.root / "opt" / "keep").write_text("k")
+    fs.remove_dir_if_empty("opt")  # not empty: kept
+    assert (fs.root / "opt" / "keep").exists()
+    fs.remove("opt/keep")
+    fs.remove("opt/keep")
+    fs.remove_dir_if_empty("opt")
+    assert not (fs.root / "opt").exists()
