@@ -194,19 +194,27 @@ def build_flat_fl(path: Path, files: int, per_dir: int = 1000) -> None:
     db.close()
 
 
+# Current RSS sampled while streaming (ru_maxrss would be useless: a child inherits its parent's peak).
 STREAM = """
-import resource, sys
+import os, sys
 from zos_upgrade.flist import EntryKind, open_flist
+
+def rss():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
 with open_flist(sys.argv[1]) as reader:
     entries = reader.entries()
     first = next(entries)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak = rss()
     count = 1
     for entry in entries:
         count += 1
         assert entry.kind in (EntryKind.DIR, EntryKind.FILE)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(count, after - before)
+        if count % 5000 == 0:
+            peak = max(peak, rss())
+    peak = max(peak, rss())
+print(count, (peak - before) // 1024)
 """
 
 
