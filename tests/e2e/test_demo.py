@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -50,5 +51,31 @@ def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up() -> None:
     for phase in ("fetch", "apply", "migrate", "restart", "probation", "commit"):
         assert any(line.strip("│ ").startswith(phase) for line in out.splitlines()), phase
     # nothing left behind: no process, no sandbox
+    assert _demo_processes() - before == set()
+    assert set(Path("/tmp").glob("zu-demo-*")) - sandboxes == set()
+
+
+def test_demo_interrupted_mid_upgrade_stops_everything_it_started() -> None:
+    before = _demo_processes()
+    sandboxes = set(Path("/tmp").glob("zu-demo-*"))
+    env = {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
+    proc = subprocess.Popen(zos_upgrade_cmd("demo"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=REPO, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "release 1.1.0 packed" in line:  # hub, supervisord, services and the daemon all run now
+                break
+        else:
+            raise AssertionError("the demo ended before publishing 1.1.0")
+        assert _demo_processes() - before, "expected the demo's children to be running"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        rest = proc.stdout.read()
+        assert proc.wait(30) == 130
+        assert "interrupted" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert _demo_processes() - before == set()
     assert set(Path("/tmp").glob("zu-demo-*")) - sandboxes == set()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import subprocess
@@ -226,6 +227,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def run_demo(*, keep: bool = False, console: Console | None = None) -> int:
     """Run the demo; 0 when every step happened as described, 1 otherwise. Cleans up everything."""
     out = console or Console()
+    # the demo tells its own story; the packer's per-release log lines would interleave with it
+    logging.getLogger("zos_upgrade.flist").setLevel(logging.WARNING)
     if not out.is_terminal:
         out = Console(width=120)  # a log file or a pipe: do not squeeze the tables into 80 columns
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
