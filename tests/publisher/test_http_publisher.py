@@ -25,6 +25,7 @@ from zos_upgrade.publisher import (
     ReplayedRelease,
     UnknownKey,
     UnsignedRelease,
+    Upgrade,
 )
 from zos_upgrade.publisher.signing import flist_hash, generate_key, sign_upgrade
 from zos_upgrade.versions import parse_version
@@ -258,3 +259,13 @@ def test_a_last_modified_too_close_to_the_answer_is_not_used_to_revalidate(scrip
     assert [h.get("if-modified-since") for h in scripted.request_headers] == [
         None, None, "Wed, 25 Nov 2026 10:00:00 GMT"
     ]
+
+
+def test_an_unhashed_release_is_downloaded_only_with_verification_off(scripted: ScriptedServer) -> None:
+    scripted.script["/app.fl"] = [Answer(200, b"old-style flist")]
+    unhashed = Upgrade(flist=f"{scripted.url}/app.fl", version="0.1.0")
+    with pytest.raises(UnsignedRelease, match="carries no hash"):
+        run(publisher_for(scripted), lambda p: p.download(unhashed))
+    assert scripted.hits["/app.fl"] == 0
+    off = HTTPPublisher(scripted.url, None, retry=FAST, sleep=_no_sleep)
+    assert run(off, lambda p: p.download(unhashed)) == b"old-style flist"

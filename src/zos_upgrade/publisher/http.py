@@ -182,13 +182,14 @@ class HTTPPublisher:
 
         With verification off, an object without ``hash`` is downloaded unchecked (and logged so).
         """
+        where = f"release {upgrade.version or '?'}"
+        if not upgrade.hash and self._trusted is not None:  # get() never returns such an object then
+            raise UnsignedRelease(f"{where} carries no hash; cannot check its flist {upgrade.flist}")
         result = await fetch(
             self._client, upgrade.flist, max_bytes=self._flist_max, retry=self._retry, sleep=self._sleep
         )
         if upgrade.hash:
-            check_flist(upgrade, result.body, f"release {upgrade.version or '?'}")
-        elif self._trusted is not None:  # get() never returns such an object while verifying
-            raise UnsignedRelease(f"release {upgrade.version or '?'} carries no hash; cannot check its flist")
+            check_flist(upgrade, result.body, where)
         else:
             log.warning("flist downloaded unchecked: release has no hash", extra={"flist": upgrade.flist})
         return result.body
