@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.procs import free_port, serving
@@ -124,12 +125,19 @@ APP = textwrap.dedent(
         hits.append(request.url.path)
         return Response("down", status_code=503)
 
+    async def get_only(request):
+        if request.method == "HEAD":
+            hits.append("refused HEAD")
+            return Response(status_code=405)
+        return await block(request)
+
     async def hit_count(request):
-        return Response(str(len(hits)))
+        return Response(str(hits.count(request.query_params.get("what", ""))))
 
     app = Starlette(routes=[
         Route("/blocks/{rest:path}", block, methods=["GET", "HEAD"]),
         Route("/broken/{rest:path}", broken, methods=["GET", "HEAD"]),
+        Route("/getonly/{rest:path}", get_only, methods=["GET", "HEAD"]),
         Route("/hits", hit_count),
     ])
     """
@@ -165,6 +173,23 @@ def test_http_store_reads_sharded_then_flat(http_blocks: tuple[str, Path]) -> No
         results = await asyncio.gather(*(store.get(V2_REF.id) for _ in range(20)))
         assert all(r == V2_DATA for r in results)
         await store.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_http_store_has_without_head_support(http_blocks: tuple[str, Path]) -> None:
+    base, root = http_blocks
+    (root / V1_REF.id.hex()).write_bytes(V1_DATA)
+    missing, _ = encrypt_block_v2(b"not there")
+
+    async def scenario() -> None:
+        store = open_store(f"{base}/getonly")
+        assert await store.has(V1_REF.id)
+        assert not await store.has(missing.id)
+        await store.aclose()
+        async with httpx.AsyncClient() as client:
+            refused = await client.get(f"{base}/hits", params={"what": "refused HEAD"})
+        assert int(refused.text) >= 3  # HEAD was tried and refused, GET answered instead
 
     asyncio.run(scenario())
 

@@ -162,7 +162,7 @@ class HttpStore:
             try:
                 return await net.fetch(
                     self._client, url, method=method, max_bytes=MAX_STORED_BYTES,
-                    expect=(200, 404), retry=self._retry,
+                    expect=(200, 404, 405), retry=self._retry,
                 )
             except net.TransportError as exc:
                 raise StoreError(f"{self.url}: {exc}") from exc
@@ -171,8 +171,13 @@ class HttpStore:
         name = _hex(block_id)
         for url in (f"{self._base}/{name[:2]}/{name}", f"{self._base}/{name}"):
             result = await self._request(method, url)
+            if result.status == 405 and method == "HEAD":
+                # a server without HEAD still answers GET: existence costs one download then
+                result = await self._request("GET", url)
             if result.status == 200:
                 return result
+            if result.status == 405:
+                raise StoreError(f"{self.url}: {method} {url} is not allowed by the server")
         return None
 
     async def get(self, block_id: bytes) -> bytes:
