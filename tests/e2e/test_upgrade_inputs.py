@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -108,6 +109,17 @@ def test_bins_package_install_then_uninstall_from_our_manifest(box: Sandbox, sd:
     assert os.access(box.root / "usr/bin/tool", os.X_OK)
     assert list(json.loads((box.root / "tmp/bins.info").read_text())) == [fqdn]
     assert asyncio.run(client(sd).status("toold")).family is StateFamily.RUNNING
+    # /tmp did not survive a reboot: the boot files come back from the manifests
+    names = ("flist.name", "flist.info", "bins.info")
+    boot_files = {name: (box.root / "tmp" / name).read_bytes() for name in names}
+    shutil.rmtree(box.root / "tmp")
+
+    async def resync() -> None:
+        async with box.hub_client() as hub:
+            box.upgrader(hub, client(sd)).sync_boot_files()
+
+    asyncio.run(resync())
+    assert {name: (box.root / "tmp" / name).read_bytes() for name in boot_files} == boot_files
     # the hub forgets the package: uninstall must not need it
     (box.hub_root / BINS_REPO / "tool:2.0.0.fl").unlink()
 
