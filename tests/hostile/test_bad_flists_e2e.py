@@ -1,0 +1,41 @@
+"""Every hostile flist the default limits can meet, served by a real hub as the node's next release.
+
+The upgrader must refuse it at the fetch step (the error type and message travel in the
+``UpgradeFailed`` reason) and the node must not change at all: same fingerprint, old release running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.hostile.badflists import SUFFIX, BadFlist, Format, param_id, params
+from tests.hostile.conftest import Node, assert_node_unchanged, fingerprint
+from tests.support.node import REPO_NAME
+from zos_upgrade.flist.stores import DirStore
+from zos_upgrade.upgrade import UpgradeFailed
+
+E2E = [(case, fmt) for case, fmt in params() if case.limits is None and case.e2e]
+# `make test` runs each case once, the formats taking turns; `make test-fault` runs every pair
+_NAMES = list(dict.fromkeys(case.name for case, _ in E2E))
+_QUICK = {case.name: case.formats()[_NAMES.index(case.name) % len(case.formats())] for case, _ in E2E}
+CASES = [pytest.param(case, fmt, marks=() if _QUICK[case.name] == fmt else pytest.mark.fault)
+         for case, fmt in E2E]
+
+
+@pytest.mark.parametrize(("case", "fmt"), CASES, ids=param_id)
+def test_the_upgrader_refuses_a_hostile_release_and_the_node_is_unchanged(
+    node: Node, case: BadFlist, fmt: Format
+) -> None:
+    name = f"zos:6.6.{_NAMES.index(case.name)}-{fmt}{SUFFIX[fmt]}"
+    case.build[fmt](node.box.hub_root / REPO_NAME / name, DirStore(node.box.blocks))
+    before = fingerprint(node.box)
+
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(node.upgrade_to(f"{REPO_NAME}/{name}"))
+
+    assert failed.value.step == "fetch" and failed.value.rolled_back
+    assert isinstance(failed.value.__cause__, case.error), repr(failed.value.__cause__)
+    assert case.fragment_for(fmt) in failed.value.reason, failed.value.reason
+    assert_node_unchanged(node, before)
