@@ -8,6 +8,8 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from zos_upgrade.publisher.base import (
     BadSignature,
@@ -157,3 +159,25 @@ def test_bad_key_files_are_refused_with_the_path(tmp_path: Path) -> None:
         with pytest.raises(InvalidKey, match=message) as caught:
             loader(tmp_path / name)
         assert str(tmp_path / name) in str(caught.value)
+
+
+_KEY = generate_key()
+
+
+@given(
+    flist=st.text(max_size=200).map(lambda s: "https://hub.example/" + s),
+    transaction_id=st.text(max_size=100),
+    field=st.sampled_from(["flist", "transaction_id", "hash"]),
+    tweak=st.text(min_size=1, max_size=5),
+)
+def test_any_release_round_trips_and_any_change_breaks_it(
+    flist: str, transaction_id: str, field: str, tweak: str
+) -> None:
+    trusted = TrustedKeys([_KEY.public_key()])
+    upgrade = sign_upgrade(V1, flist, HASH, _KEY, transaction_id)
+    # what a node receives is the JSON the tree stores: the round trip must keep the signature valid
+    received = msgspec.json.decode(msgspec.json.encode(upgrade), type=Upgrade)
+    assert trusted.verify(received, V1, "t") == upgrade.key_id
+    changed = msgspec.structs.replace(received, **{field: getattr(received, field) + tweak})
+    with pytest.raises(BadSignature):
+        trusted.verify(changed, V1, "t")
