@@ -253,3 +253,21 @@ def test_publisher_mode_applies_signed_releases_in_order_and_refuses_a_bad_signa
         assert "1.2.0" in status["last_error"]
         assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
         assert node.box.version_file("alpha") == "1.1.0"
+
+
+def test_self_update_exits_75_and_the_next_start_finishes_the_transaction(node: Node) -> None:
+    node.write_config(upgrade="").write_text(node.config.read_text().replace("self_update = false",
+                                                                            "self_update = true"))
+    node.release("1.0.0", extra={"bin/zos-upgrade": "#!/bin/sh\necho new upgrader\n"})
+    # a node has /bin (the self-update step runs before the release's directories are created)
+    (node.root / "bin").mkdir()
+    proc = node.once()
+    assert proc.returncode == 75, proc.stderr
+    assert "restart needed" in proc.stderr
+    assert (node.root / "bin/zos-upgrade").read_text() == "#!/bin/sh\necho new upgrader\n"
+    assert (node.state / "journal.json").exists()  # the transaction waits for the new program
+    proc = node.once()  # what the supervisor does: start the (new) program again
+    assert proc.returncode == 0, proc.stderr
+    assert not (node.state / "journal.json").exists()
+    assert node.status()["current_version"] == "1.0.0"
+    assert node.box.wait_version("alpha", "1.0.0") == "1.0.0"
