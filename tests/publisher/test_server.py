@@ -57,7 +57,7 @@ def test_unknown_versions_and_names_get_404_json(release_url: str) -> None:
         assert response.status_code == 404, path
         assert response.headers["content-type"] == "application/json"
         assert json.loads(response.content)["error"] == "not found"
-    assert "no release 9.9.9" in httpx.get(f"{release_url}/9.9.9").text
+    assert "no 9.9.9 in this release tree" in httpx.get(f"{release_url}/9.9.9").text
 
 
 def test_other_methods_are_refused(release_url: str) -> None:

@@ -108,8 +108,8 @@ def create_app(root: Path) -> Starlette:
         name = request.path_params["name"]
         found = reader.read(name)
         if found is None:
-            if name and _servable(name) and name not in (VERSIONS, LATEST):
-                return _not_found(f"no release {name}")
+            if _servable(name):
+                return _not_found(f"no {name} in this release tree")
             return _not_found("the release server serves /versions, /latest and /<version> only")
         headers = {
             "ETag": found.etag,
