@@ -249,3 +249,23 @@ def test_bad_signal_is_refused_before_anything_is_sent(sock_dir: Path) -> None:
     assert peer.connections == 0
 
 
+
+
+def trickle(conn: Any, peer: Any) -> None:
+    """Headers, then one byte of body every 0.1 s: each read succeeds, the reply never completes."""
+    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 100000\r\n\r\n")
+    while not peer.release.wait(0.1):
+        conn.sendall(b" ")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_trickling_peer_times_out_as_a_whole(kind: str, sock_dir: Path) -> None:
+    responder = trickle if kind == "supervisord" else trickle_json
+    with fake_peer(sock_dir / "s.sock", responder), pytest.raises(SupervisorUnavailable, match="within"):
+        call_list(kind, sock_dir / "s.sock", timeout=0.5)
+
+
+def trickle_json(conn: Any, peer: Any) -> None:
+    conn.sendall(b'{"state": "ok", "body": {"a": "')
+    while not peer.release.wait(0.1):
+        conn.sendall(b"x")

@@ -14,6 +14,7 @@ import builtins
 import contextlib
 import http.client
 import socket
+import time
 import xmlrpc.client
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,9 @@ class _UnixTransport(xmlrpc.client.Transport):
         self._path = path
         self._timeout = timeout
         self._max = max_reply
+        # One transport serves one call: the whole call, not just each read, must end in time,
+        # or a peer trickling a byte at a time would pin the worker thread forever.
+        self._deadline = time.monotonic() + timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         conn = _UnixConnection(self._path, self._timeout)
@@ -149,7 +153,9 @@ class _UnixTransport(xmlrpc.client.Transport):
     def parse_response(self, response: http.client.HTTPResponse) -> Any:
         parser, unmarshaller = self.getparser()
         total = 0
-        while data := response.read(65536):
+        while data := response.read1(65536):
+            if time.monotonic() > self._deadline:
+                raise TimeoutError("reply not complete in time")
             total += len(data)
             if total > self._max:
                 raise ProtocolError(f"reply larger than {self._max} bytes; refused")
