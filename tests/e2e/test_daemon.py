@@ -140,6 +140,35 @@ def test_once_first_install_then_upgrade(node: Node) -> None:
     assert proc.returncode == 0, proc.stderr
     assert node.status()["last_result"] == "up-to-date"
 
+    # a reboot wiped /tmp: the boot files come back from the manifests, nothing is reinstalled
+    for name in ("flist.name", "flist.info"):
+        (node.root / "tmp" / name).unlink()
+    proc = node.once()
+    assert proc.returncode == 0, proc.stderr
+    assert "transaction starts" not in proc.stderr
+    assert (node.root / "tmp/flist.name").read_text() == LINK
+    assert json.loads((node.root / "tmp/flist.info").read_text())["target"] == "zos:1.1.0.fl"
+    assert node.status()["current_version"] == "1.1.0"
+
+
+def test_crashed_daemon_is_recovered_by_the_next_start(node: Node) -> None:
+    node.release("1.0.0")
+    assert node.once().returncode == 0
+    node.release("1.1.0", extra={"opt/app/new.txt": "new"})
+    crash = subprocess.run(
+        zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(node.config), "--once"),
+        capture_output=True, text=True, timeout=90, check=False, cwd=REPO,
+        env={**_clean_env(), "ZOS_UPGRADE_CRASH_AT": "mid-apply"})
+    assert crash.returncode == -signal.SIGKILL, crash.stderr
+    assert (node.state / "journal.json").exists()
+    proc = node.once()  # recovers (rolls back), then the unconfirmed 1.1.0 is applied again
+    assert proc.returncode == 0, proc.stderr
+    assert "unfinished transaction recovered" in proc.stderr
+    assert not (node.state / "journal.json").exists()
+    assert node.status()["current_version"] == "1.1.0"
+    assert (node.root / "opt/app/new.txt").read_text() == "new"
+    assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+
 
 def test_once_failing_release_exits_1_rolled_back_and_says_so(node: Node) -> None:
     node.release("1.0.0")
