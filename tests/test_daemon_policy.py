@@ -298,6 +298,8 @@ def test_bins_installed_and_uninstalled_by_diff_before_the_boot_upgrade(tmp_path
     assert node.done("uninstall") == ["bins/old.fl"]
     assert node.bins == {new.name: new, kept2.name: kept2}
     assert made[0].current == node.bins  # confirmed with what the repository holds
+    # bins packages are not the node's release: last_upgrade records the boot upgrade only
+    assert _state(tmp_path)["last_upgrade"]["to"] == "1.1.0"
 
 
 def test_failed_bin_install_is_reported_not_confirmed_and_others_still_apply(tmp_path: Path) -> None:
@@ -308,6 +310,7 @@ def test_failed_bin_install_is_reported_not_confirmed_and_others_still_apply(tmp
     assert set(node.bins) == {"bins/b.fl"}
     assert made[0].current == {}  # proposed again next round
     assert "bins/a.fl" in _state(tmp_path)["last_error"]
+    assert _state(tmp_path)["last_upgrade"] is None
 
 
 # --- publisher mode ------------------------------------------------------------------------------

@@ -278,9 +278,13 @@ class Daemon:
             self._busy = False
 
     async def _transaction(
-        self, what: str, call: Callable[[], Awaitable[Any]], *, to_version: str
+        self, what: str, call: Callable[[], Awaitable[Any]], *, to_version: str | None
     ) -> _Applied:
-        """Run one transaction and classify how it ended. RestartNeeded passes through."""
+        """Run one transaction and classify how it ended. RestartNeeded passes through.
+
+        ``to_version`` is the boot release it moves to (recorded as ``last_upgrade`` in the status);
+        None for a bins package, which is not the node's release.
+        """
         from zos_upgrade.node.state import UpgradeRecord
 
         started, start = self._clock(), self._monotonic()
@@ -296,8 +300,9 @@ class Daemon:
             result, detail = _failure(exc)
             duration = self._monotonic() - start
             self.metrics.upgrade(result.replace("-", "_"), duration=duration)
-            self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
-                                              started=started, duration=duration)
+            if to_version is not None:
+                self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
+                                                  started=started, duration=duration)
             log.error("transaction did not apply", extra={
                 "what": what, "result": result, "detail": detail, "from_version": from_version,
                 "to_version": to_version, "current_version": str(self.current_version())})
@@ -306,8 +311,10 @@ class Daemon:
         downloaded = int(getattr(report, "bytes_downloaded", 0) or 0)
         reused = int(getattr(report, "blocks_from_cache", 0) or 0)
         self.metrics.upgrade("success", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
-        self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
-                                          started=started, duration=duration, bytes_downloaded=downloaded)
+        if to_version is not None:
+            self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
+                                              started=started, duration=duration,
+                                              bytes_downloaded=downloaded)
         log.info("transaction applied", extra={
             "what": what, "from_version": from_version, "to_version": to_version,
             "duration": round(duration, 3), **_report_fields(report)})
@@ -344,7 +351,7 @@ class Daemon:
         for what, call in steps:
             if self._stop_requested:
                 break
-            outcomes.append(self._outcome(await self._transaction(what, call, to_version=what)))
+            outcomes.append(self._outcome(await self._transaction(what, call, to_version=None)))
         return self._merge(outcomes)
 
     def _outcome(self, done: _Applied) -> CheckOutcome:
