@@ -136,8 +136,13 @@ class Zinit:
     # --- process supervision --------------------------------------------------------------------
 
     def _signal(self, svc: Service, signame: str) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(svc.pid, signal.Signals[signame])
+        sig = signal.Signals[signame]
+        try:
+            os.killpg(svc.pid, sig)
+        except ProcessLookupError:
+            # spawned but not yet its own group leader (setsid runs in the child before exec)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(svc.pid, sig)
 
     def _ensure_running(self, svc: Service) -> None:
         if svc.task is None or svc.task.done():
