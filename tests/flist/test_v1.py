@@ -13,7 +13,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 
+from tests.flist.test_v2 import entry_trees
 from zos_upgrade.flist import (
     BLOCK_SIZE,
     BlockRef,
@@ -197,3 +199,28 @@ def test_reader_cleans_its_temporary_copy(tmp_path: Path) -> None:
     assert not temp.exists()
     with pytest.raises(FlistError, match="closed"):
         reader.tags()
+
+
+def _as_v1_reads_it(entry: Entry) -> Entry:
+    """What v1 keeps: owner names (numbers when unnamed), directory size 4096, link size = target bytes."""
+    user = entry.user or ("root" if entry.uid == 0 else str(entry.uid))
+    group = entry.group or ("root" if entry.gid == 0 else str(entry.gid))
+    size = entry.size
+    if entry.kind is EntryKind.DIR and entry.path != "/":
+        size = 4096
+    elif entry.kind is EntryKind.LINK:
+        size = len(entry.target.encode())
+    return dataclasses.replace(entry, user=user, group=group, size=size)
+
+
+@settings(max_examples=40)
+@given(entry_trees(16))
+def test_any_tree_round_trips(tmp_path_factory: pytest.TempPathFactory, entries: list[Entry]) -> None:
+    path = tmp_path_factory.mktemp("rt") / "tree.flist"
+    write_flist(path, entries)
+    with open_flist(path) as reader:
+        got = list(reader.entries())
+    expected = [_as_v1_reads_it(e) for e in entries]
+    assert sorted(got[1:], key=lambda e: e.path) == sorted(expected[1:], key=lambda e: e.path)
+    root = got[0]
+    assert (root.path, root.kind, root.permissions) == ("/", EntryKind.DIR, entries[0].permissions)

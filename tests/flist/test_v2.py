@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zos_upgrade.flist import (
     BLOCK_SIZE,
@@ -257,3 +259,59 @@ def test_keeping_entries_would_fail_the_memory_bound(big_fl: Path) -> None:
     out = subprocess.run([sys.executable, "-c", keep, str(path)], check=True, capture_output=True,
                          text=True, timeout=600)
     assert int(out.stdout.split()[1]) * 1024 > 12 * 1024 * 1024
+
+
+NAMES = st.text(
+    alphabet=st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1, max_size=20
+).filter(lambda n: n not in (".", ".."))
+
+
+@st.composite
+def entry_trees(draw: st.DrawFn, id_size: int) -> list[Entry]:
+    """A random tree, parents first: directories, files (with fake refs), symlinks, fifos, devices."""
+    entries = [Entry("/", EntryKind.DIR, DIR | draw(st.integers(0, 0o7777)))]
+    dirs, used = ["/"], {"/"}
+    for _ in range(draw(st.integers(0, 25))):
+        parent, name = draw(st.sampled_from(dirs)), draw(NAMES)
+        path = f"/{name}" if parent == "/" else f"{parent}/{name}"
+        if path in used:
+            continue
+        used.add(path)
+        common = {"uid": draw(st.integers(0, 2**31)), "gid": draw(st.integers(0, 2**31)),
+                  "mtime": draw(st.integers(0, 2**32 - 1)), "ctime": draw(st.integers(0, 2**32 - 1))}
+        perms = draw(st.integers(0, 0o7777))
+        kind = draw(st.sampled_from(["dir", "file", "link", "fifo", "chr"]))
+        if kind == "dir":
+            dirs.append(path)
+            entries.append(Entry(path, EntryKind.DIR, DIR | perms, **common))
+        elif kind == "file":
+            size = draw(st.integers(0, 3 * BLOCK_SIZE))
+            refs = tuple(BlockRef(draw(st.binary(min_size=id_size, max_size=id_size)),
+                                  draw(st.binary(min_size=id_size, max_size=id_size)))
+                         for _ in range(-(-size // BLOCK_SIZE)))
+            entries.append(Entry(path, EntryKind.FILE, FILE | perms, size=size, blocks=refs, **common))
+        elif kind == "link":
+            targets = st.characters(blacklist_characters="\0", blacklist_categories=("Cs",))
+            target = draw(st.text(alphabet=targets, min_size=1, max_size=40))
+            entries.append(Entry(path, EntryKind.LINK, LINK | 0o777, target=target, **common))
+        elif kind == "fifo":
+            entries.append(Entry(path, EntryKind.SPECIAL, stat.S_IFIFO | perms, **common))
+        else:
+            rdev = os.makedev(draw(st.integers(0, 4095)), draw(st.integers(0, 2**20 - 1)))
+            entries.append(Entry(path, EntryKind.SPECIAL, stat.S_IFCHR | perms, rdev=rdev, **common))
+    return entries
+
+
+@settings(max_examples=40)
+@given(entry_trees(32))
+def test_any_tree_round_trips(tmp_path_factory: pytest.TempPathFactory, entries: list[Entry]) -> None:
+    path = tmp_path_factory.mktemp("rt") / "tree.fl"
+    write_flist(path, entries)
+    with open_flist(path) as reader:
+        got = list(reader.entries())
+    assert sorted(got, key=lambda e: e.path) == sorted(entries, key=lambda e: e.path)
+    # parents always come before their children
+    seen: set[str] = set()
+    for entry in got:
+        assert entry.path == "/" or entry.parent in seen
+        seen.add(entry.path)
