@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,8 +29,9 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}:\n{out}")
+            raise RuntimeError(
+                f"server exited with {proc.returncode} before listening on {port}:\n{_output(proc)}"
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return
         time.sleep(0.05)
@@ -57,15 +60,32 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 @contextlib.contextmanager
 def serving(cmd: Sequence[str], port: int, *, cwd: Path | None = None,
             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``cmd`` (which must listen on ``port``) for the duration of the block."""
-    proc = subprocess.Popen(
-        list(cmd), cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        wait_for_port(port, proc)
-        yield proc
-    finally:
-        stop_process(proc)
-        if proc.stdout:
-            proc.stdout.close()
+    """Run ``cmd`` (which must listen on ``port``) for the duration of the block.
+
+    The child's output goes to an unlinked temp file, not a pipe: a chatty server would stall once a
+    pipe nobody reads is full.
+    """
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            list(cmd), cwd=cwd, env={**os.environ, **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        _LOGS[proc.pid] = log
+        try:
+            wait_for_port(port, proc)
+            yield proc
+        finally:
+            stop_process(proc)
+            _LOGS.pop(proc.pid, None)
+
+
+_LOGS: dict[int, IO[bytes]] = {}
+
+
+def _output(proc: subprocess.Popen[bytes]) -> str:
+    """What a child started by :func:`serving` has printed so far."""
+    log = _LOGS.get(proc.pid)
+    if log is not None:
+        log.seek(0)
+        return log.read()[-20000:].decode(errors="replace")
+    return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
