@@ -10,12 +10,18 @@ directory (manifests, journal, backups, the list of complete mounts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from tests.hostile.liar import script_file
 from tests.support.node import Sandbox, event_for, service_release, tree_digest
+from tests.support.procs import REPO, free_port, serving
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.net import RetryPolicy
@@ -46,9 +52,9 @@ class Node:
         return HubClient(url or self.box.hub_url, cache_dir=self.box.state / "flists",
                          **settings)  # type: ignore[arg-type]
 
-    async def upgrade_to(self, fqdn: str, hub_url: str | None = None) -> UpgradeReport:
+    async def upgrade_to(self, fqdn: str, hub_url: str | None = None, **options: object) -> UpgradeReport:
         """What the daemon does for a hub event: read /light, then run the transaction."""
-        async with self.hub_client(hub_url) as hub:
+        async with self.hub_client(hub_url, **options) as hub:
             return await self.upgrader(hub).upgrade(None, await event_for(hub, fqdn))
 
 
@@ -80,3 +86,41 @@ def assert_node_unchanged(node: Node, before: dict[str, object]) -> None:
     assert not (node.box.state / "journal.json").exists()
     assert node.box.version_file("alpha") == "1.0.0"
 
+
+
+class Liar:
+    """``tests/hostile/liar.py`` running in front of ``upstream``; :meth:`lie` scripts one path."""
+
+    def __init__(self, scripts: Path, url: str) -> None:
+        self.scripts = scripts
+        self.url = url
+
+    def lie(self, path: str, **answer: object) -> None:
+        script_file(self.scripts, path).write_text(json.dumps(answer))
+
+    def clear(self) -> None:
+        for script in self.scripts.iterdir():
+            script.unlink()
+
+
+@contextlib.contextmanager
+def lying_in_front_of(upstream: str, scripts: Path) -> Iterator[Liar]:
+    scripts.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "tests.hostile.liar", str(scripts), upstream, str(port)]
+    with serving(cmd, port, cwd=REPO):
+        yield Liar(scripts, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="module")
+def liar(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liar]:
+    """A liar in front of the node's real hub (no lies until a test scripts one)."""
+    with lying_in_front_of(node.box.hub_url, tmp_path_factory.mktemp("lies")) as running:
+        yield running
+
+
+@pytest.fixture
+def lies(liar: Liar) -> Iterator[Liar]:
+    """The module's liar, its scripts cleared after the test."""
+    yield liar
+    liar.clear()
