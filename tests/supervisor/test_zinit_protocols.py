@@ -14,7 +14,8 @@ import pytest
 
 from tests.supervisor.fake_peer import FakePeer, fake_peer
 from tests.support.zinit_emulator import running_zinit
-from zos_upgrade.supervisor import ServiceConfig, StateFamily
+from zos_upgrade.errors import ConfigError
+from zos_upgrade.supervisor import ServiceConfig, StateFamily, UnknownService, parse_service_config
 from zos_upgrade.supervisor.zinit import ZinitClient
 
 
@@ -100,3 +101,25 @@ def test_concurrent_jsonrpc_calls_get_their_own_replies(root: Path) -> None:
 
     with running_zinit(root, "jsonrpc") as sock:
         asyncio.run(body(sock))
+
+
+def test_config_files_live_under_the_node_root(root: Path) -> None:
+    cfg = ServiceConfig(exec="sleep 5", after=("net",), env={"A": "b"}, oneshot=True)
+
+    async def body() -> None:
+        client = ZinitClient(root / "no.sock", "line", root=root)
+        await client.install_config("svc", cfg)
+        path = root / "etc" / "zinit" / "svc.yaml"
+        assert parse_service_config(path.read_bytes(), source=str(path)) == cfg
+        assert await client.load_config("svc") == cfg
+        assert [p.name for p in path.parent.iterdir()] == ["svc.yaml"]  # no temp file left behind
+        await client.remove_config("svc")
+        assert not path.exists()
+        await client.remove_config("svc")  # absent: nothing to do
+        with pytest.raises(UnknownService, match="svc"):
+            await client.load_config("svc")
+        path.write_text("exec: x\nbogus: 1\n")
+        with pytest.raises(ConfigError, match="bogus"):
+            await client.load_config("svc")
+
+    asyncio.run(body())
