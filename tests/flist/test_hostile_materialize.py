@@ -202,7 +202,7 @@ def test_a_corrupted_block_fails_and_is_not_cached(tmp_path: Path, store: DirSto
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     cache = BlockCache(tmp_path / "cache")
-    materialize_fails(tmp_path, flist, store, BlockCorrupt, "do not hash to the block id", cache)
+    materialize_fails(tmp_path, flist, store, BlockCorrupt, "not to the block id", cache)
     assert cache.get(ref.id) is None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zos_upgrade.flist.blocks import BLOCK_SIZE, encrypt_block
+from zos_upgrade.flist.blocks import BLOCK_SIZE, BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError
@@ -239,3 +239,19 @@ def test_a_missing_block_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(BlockMissing, match=r"/etc/motd: block 0 \(0101"):
         asyncio.run(materialize(tmp_path / "m.fl", tmp_path / "dest", store=DirStore(tmp_path / "blocks")))
     assert not (tmp_path / "dest").exists()
+
+
+def test_the_block_cache_refuses_and_drops_bytes_that_are_not_the_block(tmp_path: Path) -> None:
+    cache = BlockCache(tmp_path / "cache")
+    ref, stored = encrypt_block(b"cached", "v1")
+    with pytest.raises(BlockCorrupt, match="refusing to cache"):
+        cache.put(ref.id, stored + b"x")
+    assert cache.get(ref.id) is None
+    cache.put(ref.id, stored)
+    assert cache.path_for(ref.id) == tmp_path / "cache" / ref.id.hex()[:2] / ref.id.hex()
+    assert cache.get(ref.id) == stored
+    cache.path_for(ref.id).write_bytes(stored[:-1])
+    assert cache.get(ref.id) is None  # corrupt: dropped, so the next reader fetches it again
+    assert not cache.path_for(ref.id).exists()
+    with pytest.raises(FlistError, match="16 \\(v1\\) or 32 \\(v2\\) bytes"):
+        cache.path_for(b"../../etc")

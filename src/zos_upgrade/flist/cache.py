@@ -43,6 +43,21 @@ class BlockCache:
 
     def get(self, block_id: bytes) -> bytes | None:
         """The stored bytes of ``block_id``, or None when absent (or present but corrupt, then removed)."""
+        data = self.peek(block_id)
+        if data is None and not self.path_for(block_id).exists():
+            return None
+        if data is not None and block_id_matches(block_id, data):
+            return data
+        log.warning("corrupt cached block removed", extra={"block": block_id.hex(), "cache": str(self.root)})
+        self.discard(block_id)
+        return None
+
+    def peek(self, block_id: bytes) -> bytes | None:
+        """The cached bytes of ``block_id`` WITHOUT checking them, or None.
+
+        For callers that verify anyway (``decrypt_block`` checks the id): they must call ``discard``
+        when the bytes fail, exactly as ``get`` does itself.
+        """
         path = self.path_for(block_id)
         try:
             with path.open("rb") as handle:
@@ -51,12 +66,12 @@ class BlockCache:
             return None
         except OSError as exc:
             raise CacheError(f"block cache {self.root}: cannot read {path}: {exc}") from exc
-        if len(data) <= _MAX_CACHED_BYTES and block_id_matches(block_id, data):
-            return data
-        log.warning("corrupt cached block removed", extra={"block": block_id.hex(), "cache": str(self.root)})
+        return data if len(data) <= _MAX_CACHED_BYTES else None
+
+    def discard(self, block_id: bytes) -> None:
+        """Remove a cached block (one that failed verification)."""
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return None
+            self.path_for(block_id).unlink()
 
     def has(self, block_id: bytes) -> bool:
         """True when a file for ``block_id`` exists (not verified: ``get`` verifies)."""
@@ -66,6 +81,10 @@ class BlockCache:
         """Store ``data`` under ``block_id`` atomically; refuses bytes that are not that block."""
         if not block_id_matches(block_id, data):
             raise BlockCorrupt(f"block {block_id.hex()}: refusing to cache bytes that do not hash to its id")
+        self.put_verified(block_id, data)
+
+    def put_verified(self, block_id: bytes, data: bytes) -> None:
+        """``put`` for bytes the caller has just checked against ``block_id`` (saves hashing twice)."""
         path = self.path_for(block_id)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,10 @@ Safety rules, in the order they are enforced:
 - A symlink is created as a symlink; its target is data and is never followed.
 - Device nodes are skipped unless explicitly allowed; sockets are always skipped.
 - A file's content comes only from blocks whose id and key match; its size must be what the entry says.
-- Each file is written under a temporary name in its directory, fsynced, then renamed into place.
+- Each file is written under a temporary name in its directory, flushed to disk, then renamed into
+  place, so no file ever carries its final name with partial content. Files are flushed in batches
+  with one ``syncfs`` (where the platform has it) instead of one ``fsync`` each: same guarantee, a
+  fraction of the journal commits. A final ``syncfs`` makes the whole tree durable before we return.
 - Directory modes and mtimes are applied last, deepest first, so writing their contents neither
   fails on a read-only directory nor bumps the mtime we restored.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zos_upgrade.flist import FlistReader, open_flist
-from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches, decrypt_block
+from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
 from zos_upgrade.flist.stores import BlockMissing, BlockStore, Router
@@ -81,6 +85,37 @@ class _DirFinish:
     mtime: int
 
 
+@dataclass(frozen=True)
+class _Written:
+    parts: list[str]
+    tmp: str
+
+
+# A batch of written files is flushed and renamed when it reaches either bound: a bounded amount of
+# dirty data per flush, and a bounded list in memory for million-entry flists.
+_BATCH_FILES = 1024
+_BATCH_BYTES = 256 * 1024 * 1024
+
+
+def _load_syncfs() -> Callable[[int], None] | None:
+    """Linux ``syncfs(2)`` through libc, or None where it does not exist (then each file is fsynced)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+
+    def syncfs(fd: int) -> None:
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs: {os.strerror(err)}")
+
+    return syncfs
+
+
+_SYNCFS = _load_syncfs()
+
+
 @dataclass
 class _Run:
     """State of one materialize call, shared by its tasks (all on one event loop)."""
@@ -97,7 +132,18 @@ class _Run:
     dirs: set[str] = field(default_factory=lambda: {"/"})
     links: set[str] = field(default_factory=set)
     finish: list[_DirFinish] = field(default_factory=list)
-    inflight: dict[bytes, asyncio.Future[bytes]] = field(default_factory=dict)
+    inflight: dict[BlockRef, asyncio.Future[bytes]] = field(default_factory=dict)
+    # files whose task started but which do not carry their final name yet (duplicate detection)
+    unnamed: set[str] = field(default_factory=set)
+    # files written and closed under a temporary name, waiting for the next flush and rename
+    written: list[_Written] = field(default_factory=list)
+    written_bytes: int = 0
+    syncfs: Callable[[int], None] | None = field(default_factory=lambda: _SYNCFS)
+    naming: asyncio.Task[None] | None = None  # the batch being flushed and renamed
+    fds: _DirFds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fds = _DirFds(self.dest)
 
 
 async def materialize(
@@ -129,7 +175,10 @@ async def materialize(
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
         run = _Run(dest, store, cache, asyncio.Semaphore(concurrency), concurrency, allow_devices, progress)
-        await _materialize(reader, run)
+        try:
+            await _materialize(reader, run)
+        finally:
+            run.fds.close()
     except BaseException:
         _remove_created(dest, created_dest)
         raise
@@ -199,7 +248,10 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
             parts = _split(entry.path)
             _check_parent(run, entry, parts)
             if entry.kind is EntryKind.FILE:
+                if len(run.written) >= _BATCH_FILES or run.written_bytes >= _BATCH_BYTES:
+                    await _name_written(run)
                 await file_slots.acquire()
+                run.unnamed.add(entry.path)
                 task = asyncio.create_task(_write_file(run, entry, parts))
                 task.add_done_callback(lambda _t: file_slots.release())
                 files.add(task)
@@ -208,14 +260,19 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
                     files.discard(done)
                     done.result()
                 continue
-            with _parent_fd(run.dest, parts) as pfd:
+            with run.fds.parent(parts) as pfd:
                 _create_other(run, entry, parts[-1], pfd)
         if files:
             await asyncio.gather(*files)
+        await _name_written(run)
+        if run.naming is not None:
+            await run.naming
     except BaseException:
         for task in files:
             task.cancel()
         await asyncio.gather(*files, return_exceptions=True)
+        if run.naming is not None:  # a thread may be renaming: let it finish before anyone cleans up
+            await asyncio.gather(run.naming, return_exceptions=True)
         raise
     await asyncio.to_thread(_finish_dirs, run, root)
 
@@ -241,16 +298,27 @@ def _check_parent(run: _Run, entry: Entry, parts: list[str]) -> None:
     parent = entry.parent
     if parent not in run.dirs:
         raise HostileFlist(f"entry {entry.path!r}: its parent {parent!r} is not a directory listed before it")
-    if entry.path in run.dirs or entry.path in run.links:
+    if entry.path in run.dirs or entry.path in run.links or entry.path in run.unnamed:
         raise HostileFlist(f"entry {entry.path!r} appears twice")
 
 
 @contextlib.contextmanager
 def _parent_fd(dest: Path, parts: list[str]) -> Iterator[int]:
-    """An fd of the parent directory of ``parts``, reached without following any symlink."""
-    fd = os.open(dest, _DIR_OPEN)
+    """An fd of the parent directory of ``parts`` under ``dest``, reached without following any symlink."""
+    base = os.open(dest, _DIR_OPEN)
     try:
-        for name in parts[:-1]:
+        with _walk(base, parts[:-1], parts) as fd:
+            yield fd
+    finally:
+        os.close(base)
+
+
+@contextlib.contextmanager
+def _walk(base: int, names: list[str], parts: list[str]) -> Iterator[int]:
+    """Open ``names`` one below the other from the directory fd ``base`` with O_NOFOLLOW; yield the last."""
+    fd = base
+    try:
+        for name in names:
             try:
                 nxt = os.open(name, _DIR_OPEN, dir_fd=fd)
             except OSError as exc:
@@ -260,11 +328,47 @@ def _parent_fd(dest: Path, parts: list[str]) -> Iterator[int]:
                         "(a symlink or a file): refusing to write through it"
                     ) from exc
                 raise
-            os.close(fd)
+            if fd != base:
+                os.close(fd)
             fd = nxt
         yield fd
     finally:
-        os.close(fd)
+        if fd != base:
+            os.close(fd)
+
+
+class _DirFds:
+    """Open descriptors of directories this run created, so most entries are one ``openat`` away.
+
+    Every cached fd was opened with O_NOFOLLOW right after its ``mkdir``; a directory deeper than
+    the cache (it holds at most ``cap`` fds) is reached from its deepest cached ancestor by ``_walk``.
+    """
+
+    def __init__(self, dest: Path, cap: int = 256) -> None:
+        self.cap = cap
+        self.fds: dict[str, int] = {"/": os.open(dest, _DIR_OPEN)}
+
+    def remember(self, path: str, parent_fd: int, name: str) -> None:
+        if len(self.fds) < self.cap:
+            self.fds[path] = os.open(name, _DIR_OPEN, dir_fd=parent_fd)
+
+    def get(self, path: str) -> int | None:
+        return self.fds.get(path)
+
+    @contextlib.contextmanager
+    def parent(self, parts: list[str]) -> Iterator[int]:
+        """An fd of the parent directory of the entry ``parts``."""
+        depth = len(parts) - 1
+        while depth > 0 and ("/" + "/".join(parts[:depth])) not in self.fds:
+            depth -= 1
+        base = self.fds["/" + "/".join(parts[:depth]) if depth else "/"]
+        with _walk(base, parts[depth:-1], parts) as fd:
+            yield fd
+
+    def close(self) -> None:
+        fds, self.fds = list(self.fds.values()), {}
+        for fd in fds:
+            os.close(fd)
 
 
 def _exists(name: str, pfd: int) -> bool:
@@ -284,12 +388,18 @@ def _apply_owner(run: _Run, entry: Entry, name: str, pfd: int) -> None:
 
 def _create_other(run: _Run, entry: Entry, name: str, pfd: int) -> None:
     """Directories, symlinks and special files (regular files go through ``_write_file``)."""
-    if _exists(name, pfd):
-        raise HostileFlist(f"entry {entry.path!r} appears twice")
+    try:
+        _create_node(run, entry, name, pfd)
+    except FileExistsError as exc:
+        raise HostileFlist(f"entry {entry.path!r} appears twice") from exc
+
+
+def _create_node(run: _Run, entry: Entry, name: str, pfd: int) -> None:
     mtime_ns = (entry.mtime * 1_000_000_000,) * 2
     if entry.kind is EntryKind.DIR:
         os.mkdir(name, 0o700, dir_fd=pfd)
         _apply_owner(run, entry, name, pfd)
+        run.fds.remember(entry.path, pfd, name)
         run.dirs.add(entry.path)
         run.finish.append(_DirFinish(entry.path, entry.permissions, entry.uid, entry.gid, entry.mtime))
         run.report.dirs += 1
@@ -319,64 +429,67 @@ def _create_other(run: _Run, entry: Entry, name: str, pfd: int) -> None:
         raise HostileFlist(f"entry {entry.path!r}: unknown kind {entry.kind!r}")
 
 
-async def _stored_block(run: _Run, ref: BlockRef) -> bytes:
-    """The stored bytes of ``ref`` from the cache or the store (one fetch per id at a time), verified."""
-    pending = run.inflight.get(ref.id)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    run.inflight[ref.id] = future
-    try:
-        data = await _load_block(run, ref)
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # mark retrieved: nobody else may be waiting
-        raise
-    else:
-        future.set_result(data)
-        return data
-    finally:
-        del run.inflight[ref.id]
-
-
-async def _load_block(run: _Run, ref: BlockRef) -> bytes:
-    if run.cache is not None:
-        cached = await asyncio.to_thread(run.cache.get, ref.id)
-        if cached is not None:
-            run.report.blocks_from_cache += 1
-            return cached
-    data = await run.store.get(ref.id)
-    if not block_id_matches(ref.id, data):
-        raise BlockCorrupt(f"block {ref.id.hex()} from {run.store.url}: bytes do not hash to the block id")
-    run.report.blocks_fetched += 1
-    run.report.bytes_downloaded += len(data)
-    if run.cache is not None:
-        await asyncio.to_thread(run.cache.put, ref.id, data)
-    return data
-
-
-async def _plain_block(run: _Run, entry: Entry, index: int, ref: BlockRef) -> bytes:
+async def _plain_block(run: _Run, ref: BlockRef) -> bytes:
+    """The plain bytes of one block; a block wanted again while in flight is loaded once."""
     async with run.limit:
+        pending = run.inflight.get(ref)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        run.inflight[ref] = future
         try:
-            stored = await _stored_block(run, ref)
-            return await asyncio.to_thread(decrypt_block, ref, stored)
-        except FileBlockMissing:
+            plain = await _load_plain(run, ref)
+        except asyncio.CancelledError:
+            future.cancel()
             raise
-        except BlockMissing as exc:
-            raise FileBlockMissing(entry.path, index, exc) from exc
-        except BlockCorrupt as exc:
-            raise BlockCorrupt(f"{entry.path}: block {index}: {exc}") from exc
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark it retrieved: any waiter gets it through its own await
+            raise
+        finally:
+            del run.inflight[ref]
+        future.set_result(plain)
+        return plain
+
+
+async def _load_plain(run: _Run, ref: BlockRef) -> bytes:
+    """Decrypt from the cache if it holds a good copy, else from the store (then cache the block).
+
+    ``decrypt_block`` checks the id and the key, so cached bytes are verified by decrypting them,
+    not hashed a second time; a cached copy that fails is dropped and fetched again.
+    """
+    if run.cache is not None:
+        cached = await asyncio.to_thread(run.cache.peek, ref.id)
+        if cached is not None:
+            try:
+                plain = await asyncio.to_thread(decrypt_block, ref, cached)
+            except BlockCorrupt:
+                log.warning("cached block failed verification; fetching it again",
+                            extra={"block": ref.id.hex(), "cache": str(run.cache.root)})
+                await asyncio.to_thread(run.cache.discard, ref.id)
+            else:
+                run.report.blocks_from_cache += 1
+                return plain
+    stored = await run.store.get(ref.id)
+    run.report.blocks_fetched += 1
+    run.report.bytes_downloaded += len(stored)
+    try:
+        plain = await asyncio.to_thread(decrypt_block, ref, stored)
+    except BlockCorrupt as exc:
+        raise BlockCorrupt(f"from {run.store.url}: {exc}") from exc
+    if run.cache is not None:
+        await asyncio.to_thread(run.cache.put_verified, ref.id, stored)
+    return plain
 
 
 async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
+    """Write one file under a temporary name; ``_name_written`` flushes and renames it later."""
     name = parts[-1]
     tmp = f".{name[:200]}{TEMP_MARK}{secrets.token_hex(4)}"
-    with _parent_fd(run.dest, parts) as pfd:
-        if _exists(name, pfd):
-            raise HostileFlist(f"entry {entry.path!r} appears twice")
+    with run.fds.parent(parts) as pfd:
+        # a name taken earlier in this run is caught by _check_parent, and again before the rename
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=pfd)
-        renamed = False
         try:
             written = await _write_blocks(run, entry, fd)
             if written != entry.size:
@@ -384,19 +497,52 @@ async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
                     f"file {entry.path!r}: its blocks hold {written} bytes but the entry says {entry.size}"
                 )
             await asyncio.to_thread(_seal_file, run, entry, fd)
-            os.close(fd)
-            fd = -1
-            if _exists(name, pfd):
-                raise HostileFlist(f"entry {entry.path!r} appears twice")
-            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
-            renamed = True
         finally:
-            if fd >= 0:
-                os.close(fd)
-            if not renamed:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp, dir_fd=pfd)
+            os.close(fd)
+    run.written.append(_Written(parts, tmp))
+    run.written_bytes += entry.size
     run.report.files += 1
+
+
+async def _name_written(run: _Run) -> None:
+    """Start flushing the files written so far and giving them their final names, in a thread.
+
+    The flush overlaps with fetching and writing the next files; one batch is in flight at a time.
+    """
+    if run.naming is not None:
+        await run.naming
+        run.naming = None
+    batch, run.written, run.written_bytes = run.written, [], 0
+    if batch:
+        run.naming = asyncio.create_task(asyncio.to_thread(_flush_and_rename, run, batch))
+
+
+def _flush_and_rename(run: _Run, batch: list[_Written]) -> None:
+    if run.syncfs is not None:
+        run.syncfs(run.fds.fds["/"])  # every file of the batch is on disk before any is renamed
+    for item in batch:
+        name = item.parts[-1]
+        with run.fds.parent(item.parts) as pfd:
+            if run.syncfs is None:
+                fd = os.open(item.tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if _exists(name, pfd):
+                raise HostileFlist(f"entry '/{'/'.join(item.parts)}' appears twice")
+            os.rename(item.tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        run.unnamed.discard("/" + "/".join(item.parts))
+
+
+async def _file_block(run: _Run, entry: Entry, index: int, ref: BlockRef) -> bytes:
+    """One block of ``entry``; its errors name the file and the block's position in it."""
+    try:
+        return await _plain_block(run, ref)
+    except BlockMissing as exc:
+        raise FileBlockMissing(entry.path, index, exc) from exc
+    except BlockCorrupt as exc:
+        raise BlockCorrupt(f"{entry.path}: block {index}: {exc}") from exc
 
 
 async def _write_blocks(run: _Run, entry: Entry, fd: int) -> int:
@@ -410,7 +556,7 @@ async def _write_blocks(run: _Run, entry: Entry, fd: int) -> int:
                 nxt = next(refs, None)
                 if nxt is None:
                     break
-                window.append(asyncio.create_task(_plain_block(run, entry, *nxt)))
+                window.append(asyncio.create_task(_file_block(run, entry, *nxt)))
             if not window:
                 return written
             plain = await window.pop(0)
@@ -443,28 +589,37 @@ def _seal_file(run: _Run, entry: Entry, fd: int) -> None:
         run.report.owners_skipped += 1
     os.fchmod(fd, entry.permissions)
     os.utime(fd, ns=(entry.mtime * 1_000_000_000,) * 2)
-    os.fsync(fd)
 
 
 def _finish_dirs(run: _Run, root: Entry | None) -> None:
-    """Modes, owners and mtimes of directories, deepest first, then of ``dest`` itself from the root."""
+    """Modes, owners and mtimes of directories, deepest first, then of ``dest`` itself from the root;
+    then make the whole tree durable (one ``syncfs``, or an fsync of every directory without it)."""
+    each = run.syncfs is None
     for item in sorted(run.finish, key=lambda d: d.path.count("/"), reverse=True):
+        cached = run.fds.get(item.path)
+        if cached is not None:
+            _seal_dir(cached, item.mode, item.mtime, each)
+            continue
         parts = _split(item.path)
-        with _parent_fd(run.dest, parts) as pfd:
+        with run.fds.parent(parts) as pfd:
             fd = os.open(parts[-1], _DIR_OPEN, dir_fd=pfd)
             try:
-                os.fchmod(fd, item.mode)
-                os.utime(fd, ns=(item.mtime * 1_000_000_000,) * 2)
-                os.fsync(fd)
+                _seal_dir(fd, item.mode, item.mtime, each)
             finally:
                 os.close(fd)
+    top = run.fds.fds["/"]
     if root is not None:
         if run.as_root:
-            os.chown(run.dest, root.uid, root.gid, follow_symlinks=False)
-        os.chmod(run.dest, root.permissions)
-        os.utime(run.dest, ns=(root.mtime * 1_000_000_000,) * 2, follow_symlinks=False)
-    fd = os.open(run.dest, _DIR_OPEN)
-    try:
+            os.fchown(top, root.uid, root.gid)
+        _seal_dir(top, root.permissions, root.mtime, False)
+    if run.syncfs is not None:
+        run.syncfs(top)
+    else:
+        os.fsync(top)
+
+
+def _seal_dir(fd: int, mode: int, mtime: int, fsync: bool) -> None:
+    os.fchmod(fd, mode)
+    os.utime(fd, ns=(mtime * 1_000_000_000,) * 2)
+    if fsync:
         os.fsync(fd)
-    finally:
-        os.close(fd)
