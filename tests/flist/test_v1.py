@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import gzip
 import io
 import json
@@ -199,6 +200,17 @@ def test_reader_cleans_its_temporary_copy(tmp_path: Path) -> None:
     assert not temp.exists()
     with pytest.raises(FlistError, match="closed"):
         reader.tags()
+
+
+def test_forgotten_reader_still_cleans_up(tmp_path: Path) -> None:
+    path = tmp_path / "a.flist"
+    write_flist(path, sample_entries())
+    reader = open_flist(path)
+    temp = reader._tmp  # type: ignore[attr-defined]
+    reader._db.close()  # type: ignore[attr-defined]
+    del reader
+    gc.collect()
+    assert not temp.exists()
 
 
 def _as_v1_reads_it(entry: Entry) -> Entry:

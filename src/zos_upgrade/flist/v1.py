@@ -20,6 +20,7 @@ import sqlite3
 import stat
 import tarfile
 import tempfile
+import weakref
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
@@ -101,6 +102,8 @@ class V1Reader(FlistReader):
         self.limits = limits
         self.source = str(path)
         self._tmp = Path(tempfile.mkdtemp(prefix="zu-flist-v1-"))
+        # the scratch copy goes away even if a caller forgets close()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
         self._router_text: str | None = None
         self._acls: dict[str, _Acl] = {}
         self._db: sqlite3.Connection | None = None
@@ -198,7 +201,7 @@ class V1Reader(FlistReader):
         if self._db is not None:
             self._db.close()
             self._db = None
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._cleanup()
 
     # --- metadata -------------------------------------------------------------------------------
 
