@@ -147,9 +147,9 @@ def service_release(
 class Sandbox:
     """One node + one hub storage under ``base``; packs releases, runs the hub, builds Upgraders."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, root: Path | None = None) -> None:
         self.base = base
-        self.root = base / "node"
+        self.root = root or base / "node"
         self.state = base / "state"
         self.hub_root = base / "hub"
         self.blocks = base / "blocks"
