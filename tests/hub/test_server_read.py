@@ -192,5 +192,14 @@ def test_hostile_names_are_refused_before_touching_the_disk(
     assert b"not for you" not in body
 
 
+def test_unknown_routes_and_methods_carry_an_etag_too(rich_hub: Hub) -> None:
+    for answer, status in (
+        (httpx.get(rich_hub.url + "/a/b/c/d/e/f"), 404),
+        (httpx.post(rich_hub.url + "/api/repositories"), 405),
+        (httpx.get(rich_hub.url + "/api/flist/nouser"), 404),
+    ):
+        assert answer.status_code == status and answer.headers["etag"]
+
+
 def test_blocks_are_404_without_a_block_store(rich_hub: Hub) -> None:
     assert httpx.get(rich_hub.url + "/blocks/ab/" + "ab" * 16).status_code == 404

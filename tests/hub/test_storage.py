@@ -123,3 +123,16 @@ def test_clean_symlink_matches_the_real_hub() -> None:
     assert clean_symlink("../../golden/v1.flist") == "golden/v1.flist"
     assert clean_symlink("../repo/.tag-release") == "repo/tags/release"
     assert clean_symlink("v2.flist") == "v2.flist"
+
+
+def test_temp_files_of_a_crashed_upload_are_swept(tmp_path: Path) -> None:
+    root = make_golden_layout(tmp_path / "h")
+    stale = root / "golden" / ".v3.flist.zu-tmp-123-abcd"
+    fresh = root / "golden" / ".v4.flist.zu-tmp-124-abcd"
+    stale.write_bytes(b"half an upload")
+    fresh.write_bytes(b"an upload in progress")
+    os.utime(stale, (OLD, OLD))
+    storage = HubStorage(root)
+    assert storage.sweep_temp_files() == 1
+    assert not stale.exists() and fresh.exists()
+    assert ".v4.flist.zu-tmp-124-abcd" not in {item["name"] for item in storage.listing("golden")}

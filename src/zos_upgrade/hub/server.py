@@ -19,9 +19,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from zos_upgrade.flist import FlistError
@@ -130,7 +131,7 @@ class HubApp:
         try:
             listing = await run_in_threadpool(self.storage.listing, repo)
         except NotInStorage:
-            return HTMLResponse(FLASK_404_HTML, status_code=404, headers={"Access-Control-Allow-Origin": "*"})
+            return text_response(request, FLASK_404_HTML, 404, "text/html; charset=utf-8")
         return json_response(request, listing)
 
     async def tag_listing(self, request: Request) -> Response:
@@ -145,8 +146,12 @@ class HubApp:
         return json_response(request, await self._parsed(flist, "contents"))
 
     async def light(self, request: Request) -> Response:
-        flist = await run_in_threadpool(self._resolve, request)
-        md5 = await run_in_threadpool(self.storage.md5, flist)
+        # /light is what every node polls: resolving a name is a few metadata syscalls, cheaper on
+        # the event loop than a trip to a worker thread; only hashing a new file goes to a thread
+        flist = self._resolve(request)
+        md5 = self.storage.known_md5(flist)
+        if md5 is None:
+            md5 = await run_in_threadpool(self.storage.md5, flist)
         return json_response(request, flist.info(md5))
 
     async def metadata(self, request: Request) -> Response:
@@ -376,10 +381,20 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join([chunk async for chunk in _limited_stream(request, limit)])
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # unknown routes and methods get an ETag too, like every other answer
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return text_response(request, detail, status)
+
+
 def create_app(config: HubConfig) -> Starlette:
     """The ASGI application of a hub over ``config.root``."""
     hub = HubApp(config)
-    app = Starlette(routes=hub.routes())
+    swept = hub.storage.sweep_temp_files()
+    if swept:
+        log.info("removed temp files left by an interrupted upload", extra={"count": swept})
+    app = Starlette(routes=hub.routes(), exception_handlers={404: _http_error, 405: _http_error})
     app.state.hub = hub
     return app
 

@@ -127,23 +127,28 @@ class HubStorage:
         self.stat_calls += 1
         return os.stat(path)
 
-    def _inside(self, path: Path | str) -> bool:
-        real = os.path.realpath(path)
+    def _inside(self, path: Path | str, *, resolved: bool = False) -> bool:
+        real = str(path) if resolved else os.path.realpath(path)
         return real == str(self.root) or real.startswith(str(self.root) + os.sep)
 
     def repo_dir(self, repo: str) -> Path:
         """The folder of ``repo``; raises :class:`NotInStorage` ("user not found")."""
         validate_name(repo, "repository")
         path = self.root / repo
-        if not path.is_dir() or not self._inside(path):
-            raise NotInStorage("user not found")
-        return path
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise NotInStorage("user not found") from None
+        # a real folder named by a validated name is inside the root; a symlinked one must resolve there
+        if stat.S_ISDIR(mode) or (stat.S_ISLNK(mode) and path.is_dir() and self._inside(path)):
+            return path
+        raise NotInStorage("user not found")
 
     def _follow(self, link: Path) -> tuple[str, Path | None]:
         """Read a link and resolve it; ``None`` when it dangles or leaves the root."""
         target = os.readlink(link)
         real = Path(os.path.realpath(link))
-        if not self._inside(real):
+        if not self._inside(real, resolved=True):
             log.warning(
                 "symlink leaves the hub root, not followed", extra={"link": str(link), "target": target}
             )
@@ -290,15 +295,26 @@ class HubStorage:
             raise NotInStorage("source not found")
         return StoredFlist(repo, filename, path, real, self._stat(real), target, st)
 
-    def md5(self, flist: StoredFlist) -> str:
-        """The md5 of the real file, computed once per (inode, size, mtime, ctime)."""
+    @staticmethod
+    def _md5_key(flist: StoredFlist) -> tuple[int, ...]:
         st = flist.stat
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def known_md5(self, flist: StoredFlist) -> str | None:
+        """The md5 if it was computed for this very file version already, else ``None``."""
+        key = self._md5_key(flist)
         with self._lock:
             known = self._md5s.get(key)
             if known is not None:
                 self._md5s.move_to_end(key)
-                return known
+            return known
+
+    def md5(self, flist: StoredFlist) -> str:
+        """The md5 of the real file, computed once per (inode, size, mtime, ctime)."""
+        key = self._md5_key(flist)
+        known = self.known_md5(flist)
+        if known is not None:
+            return known
         digest = hashlib.md5()
         with flist.real.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -323,6 +339,19 @@ class HubStorage:
         return {"target": clean_symlink(os.readlink(path))}
 
     # ------------------------------------------------------------------ write side
+
+    def sweep_temp_files(self, older_than: float = 600.0) -> int:
+        """Remove upload/link temp files a crash left behind (old enough not to be in use)."""
+        removed = 0
+        now = self._clock()
+        for folder in [self.root, *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())]:
+            for path in folder.iterdir():
+                if path.name.startswith(".") and fsutil.TEMP_MARK in path.name:
+                    with contextlib.suppress(OSError):
+                        if now - path.lstat().st_mtime > older_than:
+                            path.unlink()
+                            removed += 1
+        return removed
 
     def _forget(self, repo: str) -> None:
         with self._lock:
