@@ -36,10 +36,10 @@ from zos_upgrade.config import Config
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.lock import DaemonLock
 from zos_upgrade.metrics import Metrics, NullMetrics, start_metrics
-from zos_upgrade.net import Backoff
-from zos_upgrade.upgrade.errors import RestartNeeded
 from zos_upgrade.versions import ZERO, Version
 
+# The upgrade, node and net layers are imported where they are used: this module is imported by the
+# CLI at start-up (for its exit codes), and every `zos-upgrade` command would otherwise pay for them.
 if TYPE_CHECKING:
     from zos_upgrade.node.state import UpgradeRecord
 
@@ -208,6 +208,8 @@ class Daemon:
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
+        from zos_upgrade.net import Backoff
+
         self._rng = rng or random.Random()
         self._backoff = Backoff(base=interval, cap=max(interval, max_backoff), rng=self._rng)
         self._busy = False
@@ -286,6 +288,7 @@ class Daemon:
         None for a bins package, which is not the node's release.
         """
         from zos_upgrade.node.state import UpgradeRecord
+        from zos_upgrade.upgrade.errors import RestartNeeded
 
         started, start = self._clock(), self._monotonic()
         from_version = str(self.current_version())
@@ -515,6 +518,8 @@ async def _run(config: Config, *, once: bool, parts: NodeParts | None, sleep: Sl
 def run_daemon(config: Config, *, once: bool = False, parts: NodeParts | None = None,
                sleep: Sleep = asyncio.sleep) -> int:
     """Hold the node's lock and run the daemon; the process exit code (EXIT_*)."""
+    from zos_upgrade.upgrade.errors import RestartNeeded
+
     lock = DaemonLock(config.state_dir)
     lock.acquire()
     log.info("daemon started", extra={"root": str(config.root), "state_dir": str(config.state_dir),
