@@ -100,3 +100,16 @@ def test_a_boot_release_without_services_is_refused() -> None:
     with pytest.raises(PlanRefused, match="ships no service config"):
         plan_for({}, {"opt/a": f("1")}, new_services={})
     assert plan_for({}, {"opt/a": f("1")}, new_services={}, require=False).add == ["opt/a"]
+
+
+def test_files_of_another_release_are_never_taken_over_and_shared_dirs_stay() -> None:
+    others = {"usr": "the boot release", "usr/bin": "the boot release", "usr/bin/zos": "the boot release"}
+    with pytest.raises(PlanRefused, match="/usr/bin/zos belongs to the boot release"):
+        make_plan(old_files={}, old_services={}, new_files={"usr": D, "usr/bin": D, "usr/bin/zos": f("1")},
+                  new_services={}, node={}.get, protected=(), program=None, require_services=False,
+                  source="pkg", owned_elsewhere=others)
+    old = {"usr": D, "usr/bin": D, "usr/bin/tool": f("1"), "opt": D}
+    plan = make_plan(old_files=old, old_services={}, new_files={}, new_services={}, node=dict(old).get,
+                     protected=(), program=None, require_services=False, source="pkg", owned_elsewhere=others)
+    assert plan.remove == ["usr/bin/tool"]
+    assert plan.dirs_remove == ["opt"]  # usr and usr/bin are the boot release's too

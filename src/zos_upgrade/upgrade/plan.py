@@ -68,13 +68,18 @@ def make_plan(
     program: str | None,
     require_services: bool,
     source: str,
+    owned_elsewhere: Mapping[str, str] | None = None,
 ) -> Plan:
     """Compare the release with the installed manifest and the node; refuse what cannot be applied.
 
     ``node(rel)`` reports what is at a path on the node now (so a file changed behind our back, or
     present before a first install, is backed up and replaced, not silently overwritten).
     ``program`` is the upgrader's own path relative to the root when self-update is on.
+    ``owned_elsewhere`` maps paths of the OTHER installed manifests (boot release, other bins
+    packages) to their owner: a file of another release is never taken over (its uninstall would
+    delete it from under the owner), and a directory another release also has is never removed.
     """
+    others = owned_elsewhere or {}
     if require_services and not new_services:
         raise PlanRefused(
             f"release {source} ships no service config (expected at least one etc/zinit/<name>.yaml); "
@@ -94,6 +99,11 @@ def make_plan(
                     "changing a path's type is not supported"
                 )
             continue
+        if rel in others:
+            raise PlanRefused(
+                f"release {source}: /{rel} belongs to {others[rel]}; a release may not take over "
+                "another one's files"
+            )
         if current is None:
             plan.add.append(rel)
         elif current.kind == "dir":
@@ -111,7 +121,7 @@ def make_plan(
         if current is None:
             continue
         if old.kind == "dir":
-            if current.kind == "dir":
+            if current.kind == "dir" and rel not in others:
                 plan.dirs_remove.append(rel)
         elif current.kind != "dir":
             plan.remove.append(rel)

@@ -172,7 +172,7 @@ class Upgrader:
         plan = make_plan(
             old_files=old.files, old_services=old.services, new_files={}, new_services={},
             node=self.files.record, protected=self.protected, program=None, require_services=False,
-            source=fqdn,
+            source=fqdn, owned_elsewhere=self._owned_elsewhere(fqdn),
         )
         report = UpgradeReport("bin-uninstall", old.version, "")
         self._begin(kind="bin-uninstall", key=fqdn, source=fqdn, expected_hash=None, from_version=old.version,
@@ -373,6 +373,7 @@ class Upgrader:
             new_files=files, new_services=services, node=self.files.record, protected=self.protected,
             program=self.program if self.self_update and kind == "boot" else None,
             require_services=kind == "boot", source=source,
+            owned_elsewhere=self._owned_elsewhere("boot" if kind == "boot" else fqdn),
         )
         if not info.get("md5"):
             info = {**info, "md5": mount.md5}
@@ -381,6 +382,18 @@ class Upgrader:
             md5=mount.md5, info=info, files=files, services=services, installed=time.time(),
         )
         return plan, manifest
+
+    def _owned_elsewhere(self, key: str) -> dict[str, str]:
+        """Every path of the installed manifests other than ``key``'s -> who owns it."""
+        owners = {"boot": self.installed_boot(), **self.installed_bins()}
+        owned: dict[str, str] = {}
+        for owner, manifest in owners.items():
+            if owner == key or manifest is None:
+                continue
+            label = "the boot release" if owner == "boot" else f"bins package {owner}"
+            for rel in manifest.files:
+                owned.setdefault(rel, label)
+        return owned
 
     def _backup(self, plan: Plan) -> None:
         for rel in plan.replace + plan.remove:
