@@ -102,3 +102,32 @@ def test_block_routes(start_hub: HubFactory) -> None:
         assert httpx.get(f"{url}ff/{v1_id}").status_code == 404  # wrong shard folder
         assert httpx.get(f"{url}00/{'00' * 16}").status_code == 404
         assert (hub.blocks or Path()).joinpath(v1_id[:2], v1_id).read_bytes() == data
+
+
+def test_v2_flist_listing_and_metadata_are_its_tags(start_hub: HubFactory, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "motd").write_text("hi\n")
+    os.symlink("motd", tree / "etc" / "greeting")
+    out = tmp_path / "zos:1.2.3.fl"
+    asyncio.run(pack(tree, out, DirStore(tmp_path / "b"), tags={"version": "1.2.3", "author": "hub-test"}))
+
+    async def run(hub: Hub) -> None:
+        async with HubClient(hub.url, token=TOKEN_A, retry=FAST) as client:
+            await client.upload(out)
+            tree_answer = await client.files("alpha/zos:1.2.3.fl")
+            # stored order (the packer writes a folder's entries sorted by name); a link's size is its text
+            assert [(c.path, c.size) for c in tree_answer.content] == [
+                ("/etc", (tree / "etc").stat().st_size),
+                ("/etc/greeting", 4),
+                ("/etc/motd", 3),
+            ]
+            assert (tree_answer.regular, tree_answer.symlink, tree_answer.directory) == (1, 1, 1)
+            assert tree_answer.fullsize == 3
+        metadata = httpx.get(hub.url + "/api/flist/alpha/zos:1.2.3.fl/metadata").json()
+        assert metadata == {"version": "1.2.3", "author": "hub-test"}
+        light = httpx.get(hub.url + "/api/flist/alpha/zos:1.2.3.fl/light").json()
+        assert light["name"] == "zos:1.2.3.fl" and light["md5"] == hashlib.md5(out.read_bytes()).hexdigest()
+
+    with start_hub() as hub:
+        asyncio.run(run(hub))
