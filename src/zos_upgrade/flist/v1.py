@@ -249,23 +249,24 @@ class V1Reader(FlistReader):
         acl = self._acl(inode.aclkey, path)
         common: dict[str, Any] = {"size": inode.size, "mtime": inode.modificationTime,
                                   "ctime": inode.creationTime}
-        which = inode.attributes.which()
+        attributes = inode.attributes  # each access builds a new wrapper: take it once
+        which = attributes.which()
         if which == "dir":
-            return self._entry(path, EntryKind.DIR, stat.S_IFDIR, acl, **common), inode.attributes.dir.key
+            return self._entry(path, EntryKind.DIR, stat.S_IFDIR, acl, **common), attributes.dir.key
         if which == "file":
             refs = []
-            for block in inode.attributes.file.blocks:
+            for block in attributes.file.blocks:
                 block_id, key = bytes(block.hash), bytes(block.key)
                 if len(block_id) != _V1_HASH_BYTES or len(key) != _V1_HASH_BYTES:
                     raise HostileFlist(f"{self.source}: entry {path!r}: block hash/key must be 16 bytes")
                 refs.append(BlockRef(block_id, key))
             return self._entry(path, EntryKind.FILE, stat.S_IFREG, acl, blocks=tuple(refs), **common), None
         if which == "link":
-            target = inode.attributes.link.target
+            target = attributes.link.target
             if not target or "\0" in target:
                 raise HostileFlist(f"{self.source}: entry {path!r}: symlink without a valid target")
             return self._entry(path, EntryKind.LINK, stat.S_IFLNK, acl, target=target, **common), None
-        special = inode.attributes.special
+        special = attributes.special
         type_name = str(special.type)
         if type_name not in _SPECIAL_TYPES:
             raise HostileFlist(f"{self.source}: entry {path!r}: special file of unknown type {type_name!r}")
@@ -274,16 +275,38 @@ class V1Reader(FlistReader):
             rdev = _parse_device(bytes(special.data), path, self.source)
         return self._entry(path, EntryKind.SPECIAL, _SPECIAL_TYPES[type_name], acl, rdev=rdev, **common), None
 
-    def _load_dir(self, key: str, path: str) -> tuple[Any, list[tuple[Entry, str | None]]]:
+    def _record(self, key: str, path: str) -> bytes:
         value = self._value(key)
         if value is None:
             raise HostileFlist(f"{self.source}: entry {path!r}: its directory record {key!r} is missing")
-        checked: list[tuple[Entry, str | None]] = []
+        return value
+
+    def _corrupt(self, key: str, path: str, exc: Exception) -> HostileFlist:
+        return HostileFlist(f"{self.source}: directory {path!r}: record {key!r} is corrupt: {exc}")
+
+    def _open_dir(self, value: bytes) -> Any:
+        limit = _traversal_limit(value)
+        return _capnp().Dir.from_bytes(value, traversal_limit_in_words=limit, nesting_limit=16)
+
+    def _root(self, key: str) -> Entry:
+        value = self._record(key, "/")
         try:
-            with _capnp().Dir.from_bytes(
-                value, traversal_limit_in_words=_traversal_limit(value), nesting_limit=16
-            ) as message:
-                header = (message.size, message.aclkey, message.modificationTime, message.creationTime)
+            with self._open_dir(value) as message:
+                size, aclkey = message.size, message.aclkey
+                mtime, ctime = message.modificationTime, message.creationTime
+        except Exception as exc:
+            raise self._corrupt(key, "/", exc) from exc
+        return self._entry("/", EntryKind.DIR, stat.S_IFDIR, self._acl(aclkey, "/"),
+                           size=size, mtime=mtime, ctime=ctime)
+
+    def _listing(self, key: str, path: str) -> Iterator[tuple[Entry, str | None]]:
+        """The children of one directory record, checked, with the record key of each subdirectory.
+
+        Lazy: only this record is held, so a directory of a million entries streams too.
+        """
+        value = self._record(key, path)
+        try:
+            with self._open_dir(value) as message:
                 names: set[str] = set()
                 for inode in message.contents:
                     name = inode.name
@@ -293,25 +316,19 @@ class V1Reader(FlistReader):
                             f"{self.source}: entry {join(path, name)!r}: duplicate name in {path!r}"
                         )
                     names.add(name)
-                    checked.append(self._inode(join(path, name), inode))
+                    yield self._inode(join(path, name), inode)
         except FlistError:
             raise
         except Exception as exc:
-            raise HostileFlist(
-                f"{self.source}: directory {path!r}: record {key!r} is corrupt: {exc}"
-            ) from exc
-        return header, checked
+            raise self._corrupt(key, path, exc) from exc
 
     def entries(self) -> Iterator[Entry]:
         checker = EntryChecker(self.source, self.limits)
         root_key = dir_key("")
-        header, children = self._load_dir(root_key, "/")
-        size, aclkey, mtime, ctime = header
-        yield checker.check(self._entry("/", EntryKind.DIR, stat.S_IFDIR, self._acl(aclkey, "/"),
-                                        size=size, mtime=mtime, ctime=ctime))
+        yield checker.check(self._root(root_key))
         visited = {root_key}
         # depth-first, pre-order (zflist's own order): one open listing per level of depth
-        stack: list[Iterator[tuple[Entry, str | None]]] = [iter(children)]
+        stack: list[Iterator[tuple[Entry, str | None]]] = [self._listing(root_key, "/")]
         while stack:
             item = next(stack[-1], None)
             if item is None:
@@ -327,7 +344,7 @@ class V1Reader(FlistReader):
                     "is already part of the tree)"
                 )
             visited.add(sub_key)
-            stack.append(iter(self._load_dir(sub_key, entry.path)[1]))
+            stack.append(self._listing(sub_key, entry.path))
 
 
 def _parse_device(data: bytes, path: str, source: str) -> int:
