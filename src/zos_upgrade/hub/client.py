@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import re
+from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -45,6 +46,8 @@ _MD5 = re.compile(r"[0-9a-f]{32}")
 # a HEAD answer declares the block's length; no body is read
 _MAX_BLOCK = 64 * MiB
 _DOWNLOAD_TRIES = 3
+# a daemon polls a handful of URLs; the bound only matters for a client used as a crawler
+_REMEMBERED_URLS = 256
 _BLOCK_ID = re.compile(r"(?:[0-9a-f]{32}|[0-9a-f]{64})")
 
 
@@ -91,7 +94,7 @@ class HubClient:
             headers={"Accept": "application/json"},
         )
         # url -> (etag, decoded value): what a 304 stands for
-        self._conditional: dict[str, tuple[str, Any]] = {}
+        self._conditional: OrderedDict[str, tuple[str, Any]] = OrderedDict()
 
     @property
     def base_url(self) -> str:
@@ -297,6 +300,9 @@ class HubClient:
         decoded = self._decode(result, kind)
         if result.etag:
             self._conditional[url] = (result.etag, decoded)
+            self._conditional.move_to_end(url)
+            while len(self._conditional) > _REMEMBERED_URLS:
+                self._conditional.popitem(last=False)
         else:
             self._conditional.pop(url, None)
         return decoded

@@ -168,9 +168,11 @@ class HubStorage:
             path = self.root / name
             if not path.is_dir() or not self._inside(path):
                 continue
-            out.append(
-                {"name": name, "official": name in self.official, "updated": int(self._lstat(path).st_mtime)}
-            )
+            try:
+                updated = int(self._lstat(path).st_mtime)
+            except FileNotFoundError:
+                continue
+            out.append({"name": name, "official": name in self.official, "updated": updated})
         return out
 
     def all_flists(self) -> list[str]:
@@ -197,7 +199,10 @@ class HubStorage:
         names = sorted(n for n in os.listdir(folder) if not n.startswith(".") or n.startswith(TAG_PREFIX))
         scan = _ScanCache(key, names)
         for name in names:
-            entry_stat = self._lstat(folder / name)
+            try:
+                entry_stat = self._lstat(folder / name)
+            except FileNotFoundError:
+                continue  # removed while we listed: the folder's mtime moved, the next scan sees it
             if stat.S_ISREG(entry_stat.st_mode):
                 scan.regular[name] = {
                     "name": name,
