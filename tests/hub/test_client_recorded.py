@@ -202,3 +202,40 @@ def test_download_without_destination_is_an_error(tmp_path: Path) -> None:
                 await hub.download("golden/v1.flist")
 
     asyncio.run(run())
+
+
+def test_a_hub_serving_other_bytes_than_it_describes_is_refused(tmp_path: Path) -> None:
+    light = (RECORDED / "flist-golden-v1.flist-light.json").read_bytes()
+
+    def lying(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/light"):
+            return httpx.Response(200, stream=httpx.ByteStream(light))
+        return httpx.Response(200, stream=httpx.ByteStream(b"\x1f\x8b not the flist it announced"))
+
+    async def run() -> None:
+        async with client(lying) as hub:
+            with pytest.raises(HubAnswerInvalid, match="never matched the md5"):
+                await hub.download("golden/v1.flist", tmp_path)
+        assert list(tmp_path.iterdir()) == []  # nothing unverified is ever kept
+
+    asyncio.run(run())
+
+
+def test_an_flist_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
+    from zos_upgrade.net import ResponseTooLarge
+
+    light = (RECORDED / "flist-golden-v1.flist-light.json").read_bytes()
+
+    def big(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/light"):
+            return httpx.Response(200, stream=httpx.ByteStream(light))
+        return httpx.Response(200, stream=httpx.ByteStream(bytes(5000)))
+
+    async def run() -> None:
+        transport = httpx.MockTransport(big)
+        async with HubClient("http://hub.test", transport=transport, retry=FAST, max_flist_bytes=4096) as hub:
+            with pytest.raises(ResponseTooLarge):
+                await hub.download("golden/v1.flist", tmp_path)
+        assert list(tmp_path.iterdir()) == []
+
+    asyncio.run(run())
