@@ -136,3 +136,16 @@ def test_temp_files_of_a_crashed_upload_are_swept(tmp_path: Path) -> None:
     assert storage.sweep_temp_files() == 1
     assert not stale.exists() and fresh.exists()
     assert ".v4.flist.zu-tmp-124-abcd" not in {item["name"] for item in storage.listing("golden")}
+
+
+def test_a_planted_tag_symlink_is_not_written_through(tmp_path: Path) -> None:
+    root = make_golden_layout(tmp_path / "h")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), root / "golden" / ".tag-evil")
+    storage = HubStorage(root)
+    with pytest.raises(Conflict, match="not a plain folder"):
+        storage.tag("golden", "evil", "x.flist", "golden", "v1.flist")
+    with pytest.raises(NotInStorage):
+        storage.tag_listing("golden", "evil")
+    assert list(outside.iterdir()) == []

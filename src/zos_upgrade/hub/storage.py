@@ -445,6 +445,8 @@ class HubStorage:
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
             fsutil.fsync_dir(folder.parent)
+        if folder.is_symlink() or not folder.is_dir():
+            raise Conflict(f"tag {tag!r} of repository {repo!r} is not a plain folder: not written through")
         self._replace_link(folder, flist_filename(link), f"../../{other}/{source.filename}")
         self._forget(repo)
 
