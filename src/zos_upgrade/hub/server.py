@@ -1,8 +1,9 @@
 """A 0-hub compatible server (SPEC 6): the read API as the real hub answers it, downloads with
 ETag and Range, the block store over HTTP, and a write API guarded by bearer tokens.
 
-Starlette on uvicorn; every blocking file operation runs in a worker thread. Handlers are thin:
-names are validated and the work is done by :class:`~zos_upgrade.hub.storage.HubStorage`.
+Starlette on uvicorn; file reads, hashing, parsing and writes run in worker threads (only the few
+metadata syscalls that resolve a ``/light`` name stay on the event loop). Handlers are thin: names
+are validated and the work is done by :class:`~zos_upgrade.hub.storage.HubStorage`.
 """
 
 from __future__ import annotations
