@@ -105,6 +105,13 @@ class EntryChecker:
                 raise self.fail(path, f"deeper than {limits.max_depth} levels")
         elif kind is not EntryKind.DIR:
             raise self.fail(path, "the root is not a directory")
+        # owners, times and device numbers must fit what the node's system calls accept
+        if not (0 <= entry.uid <= _MAX_ID and 0 <= entry.gid <= _MAX_ID):
+            raise self.fail(path, f"owner {entry.uid}:{entry.gid} is outside 0..{_MAX_ID}")
+        if not (-_MAX_TIME <= entry.mtime <= _MAX_TIME and -_MAX_TIME <= entry.ctime <= _MAX_TIME):
+            raise self.fail(path, f"time {entry.mtime}/{entry.ctime} is out of range")
+        if not 0 <= entry.rdev < 2**64 or not 0 <= entry.mode <= 0o177777:
+            raise self.fail(path, f"device {entry.rdev} or mode {entry.mode:#o} is out of range")
         file_type = stat.S_IFMT(entry.mode)
         if file_type != _KIND_TYPES.get(kind, file_type):
             raise self.fail(path, f"mode {entry.mode:#o} does not match its kind {kind.value}")
@@ -130,6 +137,8 @@ class EntryChecker:
         return entry
 
 
+_MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "no change"
+_MAX_TIME = 2**62
 _KIND_TYPES = {EntryKind.DIR: stat.S_IFDIR, EntryKind.FILE: stat.S_IFREG, EntryKind.LINK: stat.S_IFLNK}
 _SPECIAL_TYPES = frozenset((stat.S_IFSOCK, stat.S_IFBLK, stat.S_IFCHR, stat.S_IFIFO))
 

@@ -178,7 +178,7 @@ class V1Reader(FlistReader):
             raise FlistError(f"{self.source}: the flist reader is closed")
         try:
             return self._db.execute(sql, tuple(args)).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise FlistError(f"{self.source}: v1 flist database is corrupt or unreadable: {exc}") from exc
 
     def _tables(self) -> set[str]:

@@ -94,6 +94,21 @@ def _kind(mode: int) -> EntryKind:
     return EntryKind.SPECIAL
 
 
+# sqlite reports a corrupt page while stepping, and Python fails to decode corrupt text: both mean
+# an unreadable database, never a crash
+_UNREADABLE = (sqlite3.DatabaseError, UnicodeDecodeError)
+
+
+class _Fetched(list[Any]):
+    """Rows already fetched, read like a cursor."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
 class V2Reader(FlistReader):
     format = "v2"
 
@@ -114,10 +129,18 @@ class V2Reader(FlistReader):
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> _Fetched:
+        # sqlite reports a corrupt page (or undecodable text) while stepping, not only at execute:
+        # fetch inside the handler so no sqlite3 error escapes (streaming reads use _cursor)
+        try:
+            return _Fetched(self._db.execute(sql, tuple(args)).fetchall())
+        except _UNREADABLE as exc:
+            raise FlistError(f"{self.source}: v2 flist database is corrupt or unreadable: {exc}") from exc
+
+    def _cursor(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
             return self._db.execute(sql, tuple(args))
-        except sqlite3.DatabaseError as exc:
+        except _UNREADABLE as exc:
             raise FlistError(f"{self.source}: v2 flist database is corrupt or unreadable: {exc}") from exc
 
     def _columns(self, table: str) -> set[str]:
@@ -236,13 +259,13 @@ class V2Reader(FlistReader):
 
     def _rows(self, dir_ino: int) -> Iterator[tuple[Sequence[Any], list[tuple[Any, Any]]]]:
         """The children of a directory, each with its (id, key) block pairs, streamed."""
-        cursor = self._query(_CHILDREN, (dir_ino,))
+        cursor = self._cursor(_CHILDREN, (dir_ino,))
         current: Sequence[Any] | None = None
         blocks: list[tuple[Any, Any]] = []
         while True:
             try:
                 rows = cursor.fetchmany(1024)
-            except sqlite3.DatabaseError as exc:
+            except _UNREADABLE as exc:
                 raise FlistError(f"{self.source}: v2 flist database is corrupt: {exc}") from exc
             if not rows:
                 break
