@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.node import Sandbox, event_for, leftovers, run_child, service_release, tree_digest
+from tests.support.node import Exe, Sandbox, event_for, leftovers, run_child, service_release, tree_digest
 from tests.support.zinit_emulator import running_zinit
 from zos_upgrade.supervisor import StateFamily
 from zos_upgrade.supervisor.zinit import ZinitClient
@@ -73,3 +73,30 @@ def test_zinit_crash_mid_apply_recovers_to_old(zinit: tuple[Sandbox, Path]) -> N
     assert tree_digest(box.root) == before
     assert box.wait_version("alpha", "1.0.0") == "1.0.0" and running(sock, box.root, "alpha")
     assert leftovers(box) == []
+
+
+@pytest.mark.parametrize(("status", "ok"), [(0, True), (5, False)], ids=["oneshot-succeeds", "oneshot-fails"])
+def test_zinit_oneshot_service_must_end_in_success(
+    zinit: tuple[Sandbox, Path], status: int, ok: bool
+) -> None:
+    box, sock = zinit
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sock, "tf-zos/zos:1.0.0.fl"))
+    before = tree_digest(box.root)
+    extra = {
+        "opt/app/init.sh": Exe(
+            f"#!/bin/sh\nmkdir -p {box.root}/run\necho init > {box.root}/run/init.done\nexit {status}\n"
+        ),
+        "etc/zinit/init.yaml": f"exec: {box.root}/opt/app/init.sh\noneshot: true\n",
+    }
+    box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra=extra))
+    if ok:
+        report = asyncio.run(install(box, sock, "tf-zos/zos:1.1.0.fl"))
+        assert "init" in report.services_restarted  # type: ignore[attr-defined]
+        assert (box.root / "run/init.done").exists()
+        return
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(install(box, sock, "tf-zos/zos:1.1.0.fl"))
+    assert failed.value.step == "probation" and "oneshot service init did not succeed" in failed.value.reason
+    assert tree_digest(box.root) == before
+    assert box.wait_version("alpha", "1.0.0") == "1.0.0" and running(sock, box.root, "alpha")
