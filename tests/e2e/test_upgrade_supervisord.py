@@ -180,3 +180,33 @@ def test_release_without_service_config_is_refused_before_any_change(
     result = json.loads((box.state / "last-transaction.json").read_text())
     assert result["result"] == "refused" and "no service config" in result["reason"]
     assert not (box.state / JOURNAL_NAME).exists()
+
+
+def test_cancelled_mid_transaction_rolls_back_before_ending(box: Sandbox, sd: RunningSupervisord) -> None:
+    """What the daemon's SIGTERM does to a running transaction: it is undone, then the task ends."""
+    box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
+    asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+    before = tree_digest(box.root)
+    box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0"))
+
+    async def cancel_during_probation() -> str:
+        async with box.hub_client() as hub:
+            upgrader = box.upgrader(hub, client(sd), probation=30.0)
+            task = asyncio.create_task(upgrader.upgrade(None, await event_for(hub, "tf-zos/zos:1.1.0.fl")))
+            journal = box.state / JOURNAL_NAME
+            for _ in range(400):
+                if journal.exists() and b'"restarted"' in journal.read_bytes():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the transaction never reached probation")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return json.loads((box.state / "last-transaction.json").read_text())["result"]
+
+    assert asyncio.run(cancel_during_probation()) == "rolled-back"
+    assert tree_digest(box.root) == before
+    assert box.wait_version("alpha", "1.0.0") == "1.0.0"
+    assert asyncio.run(client(sd).status("alpha")).family is StateFamily.RUNNING
+    assert leftovers(box) == []
