@@ -22,6 +22,7 @@ import msgspec
 
 from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.supervisor import parse_service_config, validate_service_name
+from zos_upgrade.upgrade.dirs import ensure_dir
 from zos_upgrade.upgrade.errors import PlanRefused, UpgradeError
 
 __all__ = [
@@ -188,7 +189,7 @@ class ManifestStore:
 
     def save_text(self, key: str, data: bytes) -> None:
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent)
         atomic_write_bytes(path, data, 0o600)
 
     def remove(self, key: str) -> None:

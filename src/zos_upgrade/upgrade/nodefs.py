@@ -19,6 +19,7 @@ import stat
 from pathlib import Path
 
 from zos_upgrade.fsutil import fsync_dir
+from zos_upgrade.upgrade.dirs import ensure_dir
 from zos_upgrade.upgrade.errors import UnsafePath
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
@@ -79,7 +80,7 @@ class NodeFS:
         dest = self.backup_path(rel)
         if os.path.lexists(dest) or not os.path.lexists(src):
             return
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(dest.parent)
         try:
             os.link(src, dest, follow_symlinks=False)
         except OSError as exc:
@@ -96,7 +97,7 @@ class NodeFS:
         if not os.path.lexists(src):
             return
         dest = self.node_path(rel)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(dest.parent)
         try:
             os.replace(src, dest)
         except OSError as exc:
