@@ -262,10 +262,11 @@ async def _child(args: argparse.Namespace) -> int:
             return 1 if exc.rolled_back else 2
 
 
-def run_child(sandbox: Sandbox, action: str, *, socket: Path, include: Path | None = None, to: str = "",
-              zinit: bool = False, crash_at: str | None = None, probation: float = 0.3,
-              self_update: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run ``upgrade``/``recover`` in a child process (optionally crashing at a named point)."""
+def child_command(sandbox: Sandbox, action: str, *, socket: Path, include: Path | None = None, to: str = "",
+                  zinit: bool = False, crash_at: str | None = None, probation: float = 0.3,
+                  self_update: bool = True) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of an ``upgrade``/``recover`` child (for callers that start
+    it themselves, e.g. to SIGKILL it after a delay)."""
     cmd = [sys.executable, "-m", "tests.support.node", action, "--root", str(sandbox.root),
            "--state", str(sandbox.state), "--hub", sandbox.hub_url, "--socket", str(socket),
            "--probation", str(probation), "--to", to]
@@ -278,6 +279,15 @@ def run_child(sandbox: Sandbox, action: str, *, socket: Path, include: Path | No
     env = {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
     if crash_at:
         env["ZOS_UPGRADE_CRASH_AT"] = crash_at
+    return cmd, env
+
+
+def run_child(sandbox: Sandbox, action: str, *, socket: Path, include: Path | None = None, to: str = "",
+              zinit: bool = False, crash_at: str | None = None, probation: float = 0.3,
+              self_update: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``upgrade``/``recover`` in a child process (optionally crashing at a named point)."""
+    cmd, env = child_command(sandbox, action, socket=socket, include=include, to=to, zinit=zinit,
+                             crash_at=crash_at, probation=probation, self_update=self_update)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
 
