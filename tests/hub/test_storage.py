@@ -149,3 +149,36 @@ def test_a_planted_tag_symlink_is_not_written_through(tmp_path: Path) -> None:
     with pytest.raises(NotInStorage):
         storage.tag_listing("golden", "evil")
     assert list(outside.iterdir()) == []
+
+
+def test_info_never_mixes_two_versions_of_a_moving_link(tmp_path: Path) -> None:
+    import hashlib
+    import threading
+
+    root = make_golden_layout(tmp_path / "h")
+    golden = root / "golden"
+    expected = {
+        name: ((golden / name).stat().st_size, hashlib.md5((golden / name).read_bytes()).hexdigest())
+        for name in ("v1.flist", "v2.flist")
+    }
+    storage = HubStorage(root)
+    stop = threading.Event()
+
+    def flip() -> None:
+        i = 0
+        while not stop.is_set():
+            storage.link("golden", "v1.flist" if i % 2 else "v2.flist", "app:latest.flist")
+            i += 1
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    answers = []
+    try:
+        for _ in range(400):
+            answers.append(storage.info("golden", "app:latest.flist"))
+    finally:
+        stop.set()
+        flipper.join()
+    for info in answers:
+        assert (info["size"], info["md5"]) == expected[info["target"]]
+    assert {info["target"] for info in answers} == {"v1.flist", "v2.flist"}

@@ -42,7 +42,7 @@ from zos_upgrade.hub.http import (
 )
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.names import FLIST_SUFFIXES, validate_name
-from zos_upgrade.hub.storage import Conflict, HubStorage, NotInStorage, StoredFlist
+from zos_upgrade.hub.storage import Conflict, FileChanged, HubStorage, NotInStorage, StoredFlist
 from zos_upgrade.hub.upload import UploadTooLarge, check_upload
 
 __all__ = ["create_app", "serve"]
@@ -83,6 +83,8 @@ class HubApp:
                 return api_error(request, str(exc), 404)
             except Conflict as exc:
                 return api_error(request, str(exc), 409)
+            except FileChanged as exc:
+                return api_error(request, str(exc), 503)  # clients retry 5xx
             except _Unauthorized as exc:
                 return api_error(request, str(exc), exc.status)
 
@@ -149,11 +151,16 @@ class HubApp:
     async def light(self, request: Request) -> Response:
         # /light is what every node polls: resolving a name is a few metadata syscalls, cheaper on
         # the event loop than a trip to a worker thread; only hashing a new file goes to a thread
-        flist = self._resolve(request)
-        md5 = self.storage.known_md5(flist)
-        if md5 is None:
-            md5 = await run_in_threadpool(self.storage.md5, flist)
-        return json_response(request, flist.info(md5))
+        for _ in range(3):
+            flist = self._resolve(request)
+            md5 = self.storage.known_md5(flist)
+            if md5 is None:
+                try:
+                    md5 = await run_in_threadpool(self.storage.md5, flist)
+                except FileChanged:
+                    continue  # replaced while hashed: resolve again
+            return json_response(request, flist.info(md5))
+        return api_error(request, "flist keeps changing, try again", 503)
 
     async def metadata(self, request: Request) -> Response:
         flist = await run_in_threadpool(self._resolve, request)

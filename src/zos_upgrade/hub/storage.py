@@ -31,7 +31,7 @@ from zos_upgrade import fsutil
 from zos_upgrade.hub.models import HubError
 from zos_upgrade.hub.names import flist_filename, validate_name
 
-__all__ = ["Conflict", "HubStorage", "NotInStorage", "StoredFlist", "clean_symlink"]
+__all__ = ["Conflict", "FileChanged", "HubStorage", "NotInStorage", "StoredFlist", "clean_symlink"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,15 @@ TAG_PREFIX = ".tag-"
 # granularity without its mtime moving: such a scan is not cached (git's "racy" rule)
 RACY_SECONDS = 2.0
 _MD5_CACHE_SIZE = 65536
+_RESOLVE_TRIES = 5
 
 
 class NotInStorage(HubError):
     """A repository, flist or tag does not exist (or resolves outside the root): HTTP 404."""
+
+
+class FileChanged(HubError):
+    """A file was replaced between resolving and reading it: resolve again (HTTP 503 if it keeps on)."""
 
 
 class Conflict(HubError):
@@ -147,7 +152,8 @@ class HubStorage:
     def _follow(self, link: Path) -> tuple[str, Path | None]:
         """Read a link and resolve it; ``None`` when it dangles or leaves the root."""
         target = os.readlink(link)
-        real = Path(os.path.realpath(link))
+        # resolve the text we read, not the link again: it may have been moved in between
+        real = Path(os.path.realpath(link.parent / target))
         if not self._inside(real, resolved=True):
             log.warning(
                 "symlink leaves the hub root, not followed", extra={"link": str(link), "target": target}
@@ -283,22 +289,39 @@ class HubStorage:
         return out
 
     def resolve(self, repo: str, name: str, *, tag: str | None = None) -> StoredFlist:
-        """Find ``repo/name`` (or a member of ``repo``'s tag): raises :class:`NotInStorage`."""
+        """Find ``repo/name`` (or a member of ``repo``'s tag): raises :class:`NotInStorage`.
+
+        The target file is found from the link text read once (never by resolving the link a second
+        time), so target, size and md5 always describe the same file; a link replaced while it is
+        read (its inode changes between the two ``lstat`` calls around ``readlink``) is read again
+        so that ``linktime`` belongs to it too.
+        """
         folder = self.tag_dir(repo, tag) if tag is not None else self.repo_dir(repo)
         filename = flist_filename(name)
         path = folder / filename
-        try:
-            st = self._lstat(path)
-        except FileNotFoundError:
-            raise NotInStorage("source not found") from None
-        if stat.S_ISREG(st.st_mode):
-            return StoredFlist(repo, filename, path, path, st)
-        if not stat.S_ISLNK(st.st_mode):
-            raise NotInStorage("source not found")
-        target, real = self._follow(path)
-        if real is None or not real.is_file():
-            raise NotInStorage("source not found")
-        return StoredFlist(repo, filename, path, real, self._stat(real), target, st)
+        for attempt in range(1, _RESOLVE_TRIES + 1):
+            try:
+                st = self._lstat(path)
+            except FileNotFoundError:
+                raise NotInStorage("source not found") from None
+            if stat.S_ISREG(st.st_mode):
+                return StoredFlist(repo, filename, path, path, st)
+            if not stat.S_ISLNK(st.st_mode):
+                raise NotInStorage("source not found")
+            try:
+                target, real = self._follow(path)
+                again = self._lstat(path)
+            except OSError:
+                continue  # replaced by a file or removed in between: look again
+            if (again.st_ino, again.st_mtime_ns) != (st.st_ino, st.st_mtime_ns) and attempt < _RESOLVE_TRIES:
+                continue  # only ``linktime`` could be off: target, size and md5 all come from ``target``
+            if real is None or not real.is_file():
+                raise NotInStorage("source not found")
+            try:
+                return StoredFlist(repo, filename, path, real, self._stat(real), target, st)
+            except FileNotFoundError:
+                continue
+        raise FileChanged(f"{repo}/{filename} keeps changing while it is read")
 
     @staticmethod
     def _md5_key(flist: StoredFlist) -> tuple[int, ...]:
@@ -315,13 +338,20 @@ class HubStorage:
             return known
 
     def md5(self, flist: StoredFlist) -> str:
-        """The md5 of the real file, computed once per (inode, size, mtime, ctime)."""
+        """The md5 of the file version ``flist`` describes, computed once per (inode, size, mtime, ctime).
+
+        Raises :class:`FileChanged` when the file was replaced since it was resolved, so an answer
+        never pairs the size of one version with the md5 of another.
+        """
         key = self._md5_key(flist)
         known = self.known_md5(flist)
         if known is not None:
             return known
         digest = hashlib.md5()
         with flist.real.open("rb") as handle:
+            st = os.fstat(handle.fileno())
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != key:
+                raise FileChanged(f"{flist.repo}/{flist.filename} changed while it was read")
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         value = digest.hexdigest()
@@ -331,7 +361,12 @@ class HubStorage:
                 self._md5s.popitem(last=False)
         return value
 
-    def info(self, repo: str, name: str) -> dict[str, Any]:
+    def info(self, repo: str, name: str, *, tries: int = 3) -> dict[str, Any]:
+        """The ``/light`` object of ``repo/name``; re-resolved if the file changes while hashed."""
+        for _ in range(tries - 1):
+            flist = self.resolve(repo, name)
+            with contextlib.suppress(FileChanged):
+                return flist.info(self.md5(flist))
         flist = self.resolve(repo, name)
         return flist.info(self.md5(flist))
 
