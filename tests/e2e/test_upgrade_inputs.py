@@ -213,10 +213,10 @@ def test_full_disk_during_apply_rolls_back(
 
             real = nodefs._copy_entry
 
-            def copy(src: Path, dest: Path) -> None:
+            def copy(src: Path, dest: Path, digest: str | None = None) -> None:
                 if src.name == "big.bin":
                     raise OSError(errno.ENOSPC, "No space left on device")
-                real(src, dest)
+                real(src, dest, digest)
 
             monkeypatch.setattr(nodefs, "_copy_entry", copy)
         with pytest.raises(UpgradeFailed) as failed:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from zos_upgrade.upgrade.errors import UnsafePath
-from zos_upgrade.upgrade.nodefs import NEW_SUFFIX, NodeFS
+from zos_upgrade.upgrade.manifest import record_of
+from zos_upgrade.upgrade.nodefs import NEW_SUFFIX, NodeFS, StagedFileChanged
 
 
 @pytest.fixture
@@ -76,3 +77,16 @@ def test_clear_temps_and_dirs(fs: NodeFS) -> None:
     fs.remove("opt/keep")
     fs.remove_dir_if_empty("opt")
     assert not (fs.root / "opt").exists()
+
+
+def test_apply_refuses_a_staged_file_that_changed_since_the_plan(fs: NodeFS, tmp_path: Path) -> None:
+    staged = tmp_path / "staged"
+    staged.write_text("planned")
+    record = record_of(staged)
+    assert record is not None
+    staged.write_text("tampered")  # e.g. a torn mount after a power cut
+    (fs.root / "conf").write_text("old")
+    with pytest.raises(StagedFileChanged, match="the plan recorded"):
+        fs.apply("conf", staged, record)
+    assert (fs.root / "conf").read_text() == "old"
+    assert not (fs.root / f"conf{NEW_SUFFIX}").exists()

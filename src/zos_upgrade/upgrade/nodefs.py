@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from zos_upgrade.fsutil import fsync_dir
 from zos_upgrade.upgrade.dirs import ensure_dir
-from zos_upgrade.upgrade.errors import UnsafePath
+from zos_upgrade.upgrade.errors import UnsafePath, UpgradeError
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
 __all__ = ["NEW_SUFFIX", "NodeFS", "check_relative"]
@@ -37,6 +38,10 @@ def check_relative(rel: str, where: str) -> str:
     if not rel or "\0" in rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise UnsafePath(f"{where}: path {rel!r} is not a plain relative path (no '..', '.', '//' or NUL)")
     return rel
+
+
+class StagedFileChanged(UpgradeError):
+    """A staged file no longer has the content the plan recorded."""
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -125,13 +130,17 @@ class NodeFS:
         os.chmod(path, mode)
         fsync_dir(path.parent)
 
-    def apply(self, rel: str, staged: Path) -> None:
-        """Put the staged entry at ``rel``: write ``<rel>.zu-new``, fsync, rename over, fsync the dir."""
+    def apply(self, rel: str, staged: Path, expected: FileRecord | None = None) -> None:
+        """Put the staged entry at ``rel``: write ``<rel>.zu-new``, fsync, rename over, fsync the dir.
+
+        With ``expected`` (the planned record) the bytes written must hash to its digest: what lands
+        on the node is exactly what was planned, even if the staged tree was damaged since.
+        """
         dest = self.node_path(rel)
         tmp = dest.with_name(dest.name + NEW_SUFFIX)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        _copy_entry(staged, tmp)
+        _copy_entry(staged, tmp, expected.digest if expected and expected.kind == "file" else None)
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
 
@@ -162,17 +171,28 @@ class NodeFS:
                 os.unlink(path.with_name(path.name + NEW_SUFFIX))
 
 
-def _copy_entry(src: Path, dest: Path) -> None:
-    """Copy a regular file (content fsynced, mode and, as root, owner kept) or a symlink to ``dest``."""
+def _copy_entry(src: Path, dest: Path, digest: str | None = None) -> None:
+    """Copy a regular file (content fsynced, mode and, as root, owner kept) or a symlink to ``dest``.
+
+    ``digest``: the blake2b-256 the content must have (checked while copying; the copy is removed and
+    StagedFileChanged raised when it differs).
+    """
     st = os.lstat(src)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dest)
     elif stat.S_ISREG(st.st_mode):
         fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            hasher = hashlib.blake2b(digest_size=32)
             with open(src, "rb") as fin, os.fdopen(fd_out, "wb") as fout:
                 while chunk := fin.read(_COPY_CHUNK):
+                    hasher.update(chunk)
                     fout.write(chunk)
+                if digest is not None and hasher.hexdigest() != digest:
+                    raise StagedFileChanged(
+                        f"{src}: content hashes to {hasher.hexdigest()}, the plan recorded {digest}; "
+                        "the staged release changed after it was planned"
+                    )
                 fout.flush()
                 os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
                 if os.geteuid() == 0:

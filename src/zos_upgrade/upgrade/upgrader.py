@@ -335,7 +335,8 @@ class Upgrader:
 
     async def _self_update(self, tree: Path) -> None:
         self.files.backup(self.program)
-        self.files.apply(self.program, tree / self.program)
+        new = _decode_manifest(self.journal.record.new_manifest)
+        self.files.apply(self.program, tree / self.program, new.files.get(self.program) if new else None)
         self.journal.advance(Phase.SELF_UPDATED)
         crash_point("after-self-update")
         log.warning("upgrader program replaced; restart needed", extra={"program": "/" + self.program})
@@ -406,10 +407,10 @@ class Upgrader:
             changes = plan.add + plan.replace
             half = len(changes) // 2
             for rel in changes[:half]:
-                self.files.apply(rel, tree / rel)
+                self.files.apply(rel, tree / rel, new.files[rel])
             crash_point("mid-apply")
             for rel in changes[half:]:
-                self.files.apply(rel, tree / rel)
+                self.files.apply(rel, tree / rel, new.files[rel])
         else:
             crash_point("mid-apply")
         for rel in plan.remove:
