@@ -67,16 +67,21 @@ def test_source_is_required() -> None:
         parse_config(EXAMPLE.replace("[source]", '[source]\npublisher = "http://127.0.0.1:1"'))
 
 
-def test_publisher_needs_trusted_keys() -> None:
+def test_metrics_only_on_loopback() -> None:
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert parse_config(EXAMPLE + f'[metrics]\nenabled = true\nhost = "{host}"\n').metrics.host == host
+    for host in ("0.0.0.0", "10.1.2.3", "example.com"):
+        with pytest.raises(ConfigError, match="loopback only"):
+            parse_config(EXAMPLE + f'[metrics]\nhost = "{host}"\n')
+
+
+def test_bins_repo_needs_a_hub() -> None:
     publisher = EXAMPLE.replace("hub = ", "# hub = ").replace("flist = ", "# flist = ")
     publisher = publisher.replace("[source]", '[source]\npublisher = "http://127.0.0.1:1"')
-    keys = '[source]\ntrusted_keys = ["/etc/zu/release.pub"]'
     with pytest.raises(ConfigError, match="bins_repo names a repository of a hub"):
-        parse_config(publisher.replace("[source]", keys))
-    publisher = publisher.replace("bins_repo = ", "# bins_repo = ")
-    with pytest.raises(ConfigError, match="trusted_keys"):
         parse_config(publisher)
-    cfg = parse_config(publisher.replace("[source]", keys))
+    cfg = parse_config(publisher.replace("bins_repo = ", "# bins_repo = ").replace(
+        "[source]", '[source]\ntrusted_keys = ["/etc/zu/release.pub"]'))
     assert cfg.source.publisher == "http://127.0.0.1:1"
     assert [str(p) for p in cfg.trusted_key_paths] == [str(cfg.root / "etc/zu/release.pub")]
 

@@ -63,7 +63,6 @@ def test_missing_config_is_a_usage_error() -> None:
         ("[source]\nhub = 'http://h'\nflist = 'a/b'\n[metrics]\nenabled = true\nhost = '0.0.0.0'\n",
          "loopback"),
         ("[source\n", "not valid TOML"),
-        ("[source]\npublisher = 'http://127.0.0.1:9'\n", "trusted_keys"),
     ],
 )
 def test_config_errors_exit_1_naming_the_problem(tmp_path: Path, body: str, expected: str) -> None:
@@ -94,6 +93,13 @@ def test_second_daemon_is_refused_by_the_lock(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_publisher_without_trusted_keys_exits_1(tmp_path: Path) -> None:
+    body = f"[node]\nroot = '{tmp_path}'\nstate_dir = '/state'\n[source]\npublisher = 'http://127.0.0.1:9'\n"
+    proc = _run("--config", str(_config(tmp_path, body)), "--once")
+    assert proc.returncode == 1, proc.stderr
+    assert "trusted_keys" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_missing_trusted_key_file_exits_1_naming_it(tmp_path: Path) -> None:

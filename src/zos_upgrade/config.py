@@ -6,6 +6,7 @@ ignores a misspelt ``probation`` would run without the safety the operator asked
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ __all__ = [
     "SourceConfig",
     "SupervisorConfig",
     "UpgradeConfig",
+    "check_loopback",
     "load_config",
     "parse_config",
 ]
@@ -101,6 +103,19 @@ def _check_url(value: str, key: str, source: str) -> None:
         raise ConfigError(f"{source}: {key} = {value!r} is not an http(s) URL")
 
 
+def check_loopback(host: str, key: str, source: str) -> None:
+    """Metrics are served on loopback only: an operator exposes them deliberately (a proxy), never by
+    a typo in a config file."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"{source}: {key} = {host!r}: metrics are served on loopback only (127.0.0.1 or ::1)"
+        )
+
+
 def _validate(cfg: Config, source: str) -> Config:
     paths = {
         "node.root": cfg.node.root,
@@ -124,15 +139,11 @@ def _validate(cfg: Config, source: str) -> Config:
             raise ConfigError(f"{source}: source.flist = {src.flist!r} must be 'repo/name' of the boot flist")
     if src.publisher is not None:
         _check_url(src.publisher, "source.publisher", source)
-        if not src.trusted_keys:
-            raise ConfigError(
-                f"{source}: [source] publisher needs trusted_keys (public key files): "
-                "a node never applies a release it cannot verify"
-            )
     if src.bins_repo is not None and src.hub is None:
         raise ConfigError(f"{source}: source.bins_repo names a repository of a hub: it needs `hub`")
     if src.bins_repo is not None and (not src.bins_repo or "/" in src.bins_repo):
         raise ConfigError(f"{source}: source.bins_repo = {src.bins_repo!r} must be a repository name")
+    check_loopback(cfg.metrics.host, "metrics.host", source)
     return cfg
 
 

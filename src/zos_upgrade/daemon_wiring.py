@@ -11,6 +11,7 @@ from typing import Any
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon import NodeParts, WatcherPort
+from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
@@ -37,7 +38,13 @@ def build(config: Config) -> NodeParts:
     state_dir = config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
-    if src.publisher is not None:  # the config guarantees trusted_keys with it
+    if src.publisher is not None:
+        # checked here, not in the config: `zos-upgrade status` reads the same file and needs no keys
+        if not src.trusted_keys:
+            raise ConfigError(
+                "[source] publisher needs trusted_keys (public key files): "
+                "the daemon never applies a release it cannot verify"
+            )
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     # publisher mode: release objects carry full flist URLs, the Flister fetches those directly
     hub = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists") if src.hub else None

@@ -7,11 +7,11 @@ either way; :class:`NullMetrics` simply forgets.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any, Protocol
 
-from zos_upgrade.errors import ConfigError, ZosUpgradeError
+from zos_upgrade.config import check_loopback
+from zos_upgrade.errors import ZosUpgradeError
 
 __all__ = ["Metrics", "NullMetrics", "PrometheusMetrics", "start_metrics"]
 
@@ -95,10 +95,5 @@ def start_metrics(enabled: bool, host: str, port: int) -> Metrics:
     """The metrics sink the config asks for; refuses to listen anywhere but on loopback."""
     if not enabled:
         return NullMetrics()
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        raise ConfigError(f"metrics.host = {host!r}: metrics are served on loopback only (127.0.0.1 or ::1)")
+    check_loopback(host, "metrics.host", "metrics")
     return PrometheusMetrics(host, port)
