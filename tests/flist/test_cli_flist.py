@@ -177,3 +177,32 @@ def test_the_real_command_in_a_subprocess_is_quiet_off_a_terminal(tmp_path: Path
     )
     assert failed.returncode == 1
     assert "is not empty" in failed.stderr
+
+
+def test_on_a_terminal_progress_is_reported_against_the_right_total(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    import zos_upgrade.cli.flist as flist_cli
+
+    bars: list[tuple[str, int | None, list[int]]] = []
+    real = flist_cli._progress
+
+    @contextlib.contextmanager
+    def spy(description: str, total: int | None):  # type: ignore[no-untyped-def]
+        steps: list[int] = []
+        bars.append((description, total, steps))
+        with real(description, total) as advance:
+            assert advance is not None  # a real rich bar was made
+            yield lambda n: (steps.append(n), advance(n))
+
+    monkeypatch.setattr(flist_cli, "_on_terminal", lambda: True)
+    monkeypatch.setattr(flist_cli, "_progress", spy)
+    src = make_src(tmp_path)
+    out = tmp_path / "rel.fl"
+    assert run("pack", str(src), "-o", str(out), "--store", f"dir://{tmp_path}/blocks")[0] == 0
+    assert run("unpack", str(out), str(tmp_path / "dest"))[0] == 0
+    total = 6 + 700_000
+    assert [(d, t, sum(steps)) for d, t, steps in bars] == [("packing", total, total),
+                                                            ("unpacking", total, total)]

@@ -69,10 +69,14 @@ def _parse_tags(tags: Sequence[str]) -> dict[str, str]:
     return parsed
 
 
+def _on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
     """A progress callback drawing a bar on a terminal; None (no output at all) otherwise."""
-    if not sys.stderr.isatty():
+    if not _on_terminal():
         yield None
         return
     from rich.console import Console
@@ -127,7 +131,7 @@ def pack_command(src: Path, out: Path, stores: tuple[str, ...], tags: tuple[str,
     async def run() -> None:
         store = Router(routes)
         try:
-            with _progress("packing", _tree_bytes(src) if sys.stderr.isatty() else None) as progress:
+            with _progress("packing", _tree_bytes(src) if _on_terminal() else None) as progress:
                 report = await pack(src, out, store, tags=parsed_tags, routes=routes, progress=progress)
         finally:
             await store.aclose()
@@ -184,7 +188,7 @@ def unpack_command(flist: Path, dest: Path, stores: tuple[str, ...], cache: Path
 
     async def run() -> None:
         try:
-            total = _flist_bytes(flist) if sys.stderr.isatty() else None
+            total = _flist_bytes(flist) if _on_terminal() else None
             with _progress("unpacking", total) as progress:
                 report = await materialize(flist, dest, store=store,
                                            cache=BlockCache(cache) if cache else None, progress=progress)
