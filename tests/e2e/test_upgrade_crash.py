@@ -131,3 +131,31 @@ def test_every_crash_point_converges(node: Node) -> None:
         old = node.current
         new = OLD if old == NEW else NEW
         assert crash_and_recover(node, point) == expected(point, old, new), point
+
+
+def test_rollback_that_cannot_reach_the_supervisor_is_retried_by_the_next_recovery(node: Node) -> None:
+    from zos_upgrade.upgrade import UpgradeFailed
+    from zos_upgrade.upgrade.journal import Journal, Phase
+
+    box, sd = node.box, node.sd
+    common = {"socket": sd.socket_path, "include": sd.include_dir}
+    run = run_child(box, "upgrade", to=f"tf-zos/zos:{OLD}.fl", crash_at="after-stop", **common)  # type: ignore[arg-type]
+    if run.returncode == 3:
+        run = run_child(box, "recover", crash_at="after-stop", **common)  # type: ignore[arg-type]
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+
+    async def recover(socket: Path) -> str | None:
+        async with box.hub_client() as hub:
+            sup = SupervisordClient(socket, include_dir=sd.include_dir, timeout=2)
+            return await box.upgrader(hub, sup).recover()
+
+    with pytest.raises(UpgradeFailed) as failed:
+        asyncio.run(recover(box.base / "no-such.sock"))
+    assert not failed.value.rolled_back and "rollback failed" in failed.value.reason
+    record = Journal(box.state).load()
+    assert record is not None and record.phase is Phase.ROLLING_BACK  # kept for the next attempt
+    assert asyncio.run(recover(sd.socket_path)) is not None
+    assert tree_digest(box.root) == node.digests[NEW]
+    for name in ("alpha", "beta", "gamma"):
+        assert asyncio.run(client(sd).status(name)).family is StateFamily.RUNNING
+    assert leftovers(box) == []
