@@ -197,7 +197,8 @@ def _parts(node: FakeNode, hub: Hub, *, bins: bool = False, publisher: bool = Fa
 
     parts = NodeParts(upgrader=node, boot=node, sweep=lambda: node.calls.append(("sweep",)))
     if publisher:
-        parts.publisher_watcher = lambda current: keep(ReleaseWatcher(hub, current, jump))
+        parts.publisher_watcher = lambda current, jmp: keep(ReleaseWatcher(hub, current, jmp))
+        parts.jump_to_latest = jump
     else:
         parts.boot_watcher = lambda current: keep(SemverWatcher(hub, current))
     if bins:
@@ -323,6 +324,24 @@ def test_publisher_versions_applied_one_at_a_time_in_order(tmp_path: Path) -> No
     assert node.done("release") == ["1.0.1", "1.2.0", "2.0.0"]
     assert next(c[2] for c in node.calls if c[0] == "release") == "release-object-1.0.1"
     assert _state(tmp_path)["current_version"] == "2.0.0"
+
+
+def test_publisher_first_install_takes_latest_then_follows_one_at_a_time(tmp_path: Path) -> None:
+    node = FakeNode(None)
+    hub = Hub(versions=["1.0.0", "1.1.0", "2.0.0"])
+    parts, made = _parts(node, hub, publisher=True)
+    assert _once(parts, tmp_path) == EXIT_OK
+    assert node.done("release") == ["2.0.0"]  # not every release ever published
+    hub.versions += ["2.0.1", "2.1.0"]
+    daemon = Daemon(parts, state_dir=tmp_path)
+
+    async def two_rounds() -> None:
+        await daemon.start_up()
+        await daemon.round()
+
+    asyncio.run(two_rounds())
+    assert node.done("release") == ["2.0.0", "2.0.1", "2.1.0"]
+    assert [w.jump for w in made] == [True, False, False]
 
 
 def test_publisher_jump_to_latest_applies_only_latest(tmp_path: Path) -> None:

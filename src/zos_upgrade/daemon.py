@@ -102,7 +102,9 @@ class NodeParts:
     sweep: Callable[[], object] | None = None
     boot_watcher: Callable[[Version], WatcherPort] | None = None
     bins_watcher: Callable[[Mapping[str, Any]], WatcherPort] | None = None
-    publisher_watcher: Callable[[Version], WatcherPort] | None = None
+    # (current, jump_to_latest): jump is forced for a first install, see Daemon.start_up
+    publisher_watcher: Callable[[Version, bool], WatcherPort] | None = None
+    jump_to_latest: bool = False
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -216,6 +218,7 @@ class Daemon:
         self._stop_requested = False
         self._main: asyncio.Task[Any] | None = None
         self._watchers: list[tuple[str, WatcherPort]] = []
+        self._fresh_install = False
         self.last: CheckOutcome | None = None
         self.last_upgrade: UpgradeRecord | None = None
 
@@ -264,7 +267,11 @@ class Daemon:
         if p.bins_watcher is not None:
             self._watchers.append(("bins", p.bins_watcher(self.current_bins())))
         if p.publisher_watcher is not None:
-            self._watchers.append(("publisher", p.publisher_watcher(self.current_version())))
+            # a fresh node installs the latest release, not every release ever published in turn
+            current = self.current_version()
+            self._fresh_install = current == ZERO
+            jump = p.jump_to_latest or self._fresh_install
+            self._watchers.append(("publisher", p.publisher_watcher(current, jump)))
         if p.boot_watcher is not None:
             self._watchers.append(("boot", p.boot_watcher(self.current_version())))
 
@@ -396,7 +403,16 @@ class Daemon:
                 watcher.confirm(self._confirmation(kind, event))
                 if kind != "publisher":
                     break
+                if self._fresh_install:  # installed: from now on, the configured pace
+                    self._fresh_install = False
+                    self._replace_publisher_watcher()
         return self.record(self._merge(outcomes))
+
+    def _replace_publisher_watcher(self) -> None:
+        factory = self.parts.publisher_watcher
+        assert factory is not None
+        fresh = factory(self.current_version(), self.parts.jump_to_latest)
+        self._watchers = [(k, fresh if k == "publisher" else w) for k, w in self._watchers]
 
     async def _apply(self, kind: str, event: Any) -> CheckOutcome:
         if kind == "bins":

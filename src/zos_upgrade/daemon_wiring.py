@@ -61,10 +61,11 @@ def build(config: Config) -> NodeParts:
         pub = publisher
         parts.closers.append(pub.aclose)
 
-        def publisher_watcher(current: Version) -> WatcherPort:
-            return PublisherWatcher(pub, current, src.interval, jump_to_latest=src.jump_to_latest)
+        def publisher_watcher(current: Version, jump: bool) -> WatcherPort:
+            return PublisherWatcher(pub, current, src.interval, jump_to_latest=jump)
 
         parts.publisher_watcher = publisher_watcher
+        parts.jump_to_latest = src.jump_to_latest
         return parts
     assert hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     hub_client, flist = hub, src.flist

@@ -248,40 +248,46 @@ def test_bins_installed_and_uninstalled_by_diff(node: Node) -> None:
 
 def test_publisher_mode_applies_signed_releases_in_order_and_refuses_a_bad_signature(node: Node) -> None:
     key, stranger = generate_key(), generate_key()
-    pub_path = node.box.base / "release.pub"
-    pub_path.write_bytes(public_key_pem(key.public_key()))
+    (node.root / "keys").mkdir()  # the trusted key is a node path, like every path of the config
+    (node.root / "keys/release.pub").write_bytes(public_key_pem(key.public_key()))
     tree = ReleaseTree(node.box.base / "releases")
     tree.root.mkdir()
-    for version in ("1.0.0", "1.1.0"):
+
+    def publish(version: str, signer: Any = key) -> None:
         flist = node.box.pack(f"zos:{version}.fl", service_release(node.root, version))
         tree.add(version, flist_url=f"{node.box.hub_url}/{REPO_NAME}/zos:{version}.fl", flist_file=flist,
-                 key=key)
+                 key=signer)
+
+    def applied(proc: subprocess.CompletedProcess[str]) -> list[str]:
+        return [json.loads(line)["to_version"] for line in proc.stderr.splitlines()
+                if '"transaction applied"' in line]
+
+    publish("0.9.0")
+    publish("1.0.0")
     port = free_port()
     with serving(zos_upgrade_cmd("release", "serve", "--root", str(tree.root), "--port", str(port)), port):
-        # the trusted key is a node path, like every path of the config
-        (node.root / "keys").mkdir()
-        shutil.copy(pub_path, node.root / "keys/release.pub")
         node.write_config(
             source=f'publisher = "http://127.0.0.1:{port}"\ntrusted_keys = ["/keys/release.pub"]\n')
+        proc = node.once()  # a fresh node installs the latest release, not all of them in turn
+        assert proc.returncode == 0, proc.stderr
+        assert applied(proc) == ["1.0.0"]
+        publish("1.1.0")
+        publish("1.2.0")
         proc = node.once()
         assert proc.returncode == 0, proc.stderr
-        applied = [json.loads(line)["to_version"] for line in proc.stderr.splitlines()
-                   if '"transaction applied"' in line]
-        assert applied == ["1.0.0", "1.1.0"]  # one at a time, in order
-        assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
-        assert node.status()["current_version"] == "1.1.0"
+        assert applied(proc) == ["1.1.0", "1.2.0"]  # then one at a time, in order
+        assert node.box.wait_version("alpha", "1.2.0") == "1.2.0"
+        assert node.status()["current_version"] == "1.2.0"
         before = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
 
-        flist = node.box.pack("zos:1.2.0.fl", service_release(node.root, "1.2.0"))
-        tree.add("1.2.0", flist_url=f"{node.box.hub_url}/{REPO_NAME}/zos:1.2.0.fl", flist_file=flist,
-                 key=stranger)
+        publish("1.3.0", signer=stranger)
         proc = node.once()
         assert proc.returncode == 1, proc.stderr
         status = node.status()
-        assert status["last_result"] == "error" and status["current_version"] == "1.1.0"
-        assert "1.2.0" in status["last_error"]
+        assert status["last_result"] == "error" and status["current_version"] == "1.2.0"
+        assert "1.3.0" in status["last_error"]
         assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
-        assert node.box.version_file("alpha") == "1.1.0"
+        assert node.box.version_file("alpha") == "1.2.0"
 
 
 def test_self_update_exits_75_and_the_next_start_finishes_the_transaction(node: Node) -> None:
