@@ -7,13 +7,16 @@ The upgrader must refuse it at the fetch step (the error type and message travel
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import pytest
 
-from tests.hostile.badflists import SUFFIX, BadFlist, Format, param_id, params
+from tests.hostile.badflists import SUFFIX, BadFlist, Format, fresh, param_id, params
 from tests.hostile.conftest import Node, assert_node_unchanged, fingerprint
-from tests.support.node import REPO_NAME
-from zos_upgrade.flist.stores import DirStore
+from tests.support.node import BINS_REPO, REPO_NAME, Exe, write_tree
+from zos_upgrade.flist.pack import pack
+from zos_upgrade.flist.stores import DirStore, Route, Router
+from zos_upgrade.hub import RepoFList
 from zos_upgrade.upgrade import UpgradeFailed
 
 E2E = [(case, fmt) for case, fmt in params() if case.limits is None and case.e2e]
@@ -39,3 +42,29 @@ def test_the_upgrader_refuses_a_hostile_release_and_the_node_is_unchanged(
     assert isinstance(failed.value.__cause__, case.error), repr(failed.value.__cause__)
     assert case.fragment_for(fmt) in failed.value.reason, failed.value.reason
     assert_node_unchanged(node, before)
+
+
+def test_a_package_whose_recorded_store_the_node_cannot_reach_installs_from_the_hub(node: Node) -> None:
+    # `flist pack --store dir:///...` records that store in the flist; on a node that directory does
+    # not exist (it was on the packing machine), but the hub serves every block at /blocks. The node
+    # must fall back to the hub (blocks are verified whatever their source) instead of failing.
+    box = node.box
+    staging = box.base / "packing-machine-blocks"
+    fqdn = f"{BINS_REPO}/tool:1.0.0.fl"
+    data = fresh(999)
+    url = "dir://" + staging.as_posix()
+    write_tree(box.src / "routed", {"usr/bin/tool": Exe("#!/bin/sh\necho tool\n"),
+                                    "usr/share/tool/data": data})
+    asyncio.run(pack(box.src / "routed", box.hub_root / fqdn, Router([Route(0, 255, url)]),
+                     routes=[Route(0, 255, url)]))
+    for block in [p for p in staging.rglob("*") if p.is_file()]:  # the blocks now live on the hub only
+        (box.blocks / block.relative_to(staging)).parent.mkdir(parents=True, exist_ok=True)
+        block.rename(box.blocks / block.relative_to(staging))
+    shutil.rmtree(staging)
+
+    async def install() -> None:
+        async with node.hub_client() as hub:
+            await node.upgrader(hub).install_binary(RepoFList(BINS_REPO, await hub.info(fqdn)))
+
+    asyncio.run(install())
+    assert (box.root / "usr/share/tool/data").read_bytes() == data

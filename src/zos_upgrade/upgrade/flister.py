@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from zos_upgrade import fsutil, net
-from zos_upgrade.flist import open_flist, open_store
+from zos_upgrade.flist import BlockStore, Route, Router, open_flist, open_store
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.hub.client import HubClient
@@ -122,14 +122,13 @@ class Flister:
         tmp = self.mounts_dir / f".{md5}{fsutil.TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
         try:
             with open_flist(flist) as reader:
-                store = None if reader.routes() else open_store(self._default_store(url_or_fqdn))
+                store = self._store_for(reader.routes(), url_or_fqdn)
                 try:
                     report = await materialize(
                         reader, tmp, store=store, cache=self.cache, concurrency=self._concurrency
                     )
                 finally:
-                    if store is not None:
-                        await store.aclose()
+                    await store.aclose()
             os.rename(tmp, dest)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, tmp, False, _make_writable)
@@ -179,6 +178,21 @@ class Flister:
 
     def _is_url(self, source: str) -> bool:
         return source.startswith(("http://", "https://"))
+
+    def _store_for(self, routes: list[Route], source: str) -> BlockStore:
+        """The stores the flist records, then ours (configured, or the hub's ``/blocks``) as a last resort.
+
+        ``flist pack`` records where it wrote the blocks, which a node may not reach (a dir:// on the
+        packing machine) while the hub serves the same blocks. Every block is checked against the
+        flist whatever store it came from, so the extra source cannot change what is installed.
+        """
+        if not routes:
+            return open_store(self._default_store(source))
+        try:
+            fallback = [Route(0, 255, self._default_store(source))]
+        except MountError:
+            fallback = []
+        return Router([*routes, *fallback])
 
     def _default_store(self, source: str) -> str:
         """Where blocks live when the flist names no store: configured, else the hub's ``/blocks``."""
