@@ -258,7 +258,17 @@ def run_demo(*, keep: bool = False, console: Console | None = None) -> int:
         if keep:
             out.print(f"sandbox kept in {base}")
         else:
-            shutil.rmtree(base, ignore_errors=True)
+            _remove(base, out)
+
+
+def _remove(base: Path, out: Console) -> None:
+    """Delete the sandbox; say so if something keeps it alive (never leave it silently)."""
+    for _ in range(3):
+        shutil.rmtree(base, ignore_errors=True)
+        if not base.exists():
+            return
+        time.sleep(0.5)  # a child still writing its last log line
+    out.print(f"[yellow]could not remove the sandbox {base}[/]")
 
 
 def _timed_step(steps: list[Step], title: str, to_version: str) -> Step:
