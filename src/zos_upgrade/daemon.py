@@ -94,7 +94,8 @@ class NodeParts:
     """Everything the daemon drives, built once per process.
 
     The watcher factories take what the node runs at the end of start-up (a version, or the
-    installed bins) and are called once; ``None`` means that source is not configured.
+    installed bins); they are called once at start-up (the publisher's once more after a first
+    install, to go on at the configured pace). ``None`` means that source is not configured.
     """
 
     upgrader: UpgraderPort
