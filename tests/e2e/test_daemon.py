@@ -294,8 +294,8 @@ def test_self_update_exits_75_and_the_next_start_finishes_the_transaction(node: 
     node.write_config(upgrade="").write_text(node.config.read_text().replace("self_update = false",
                                                                             "self_update = true"))
     node.release("1.0.0", extra={"bin/zos-upgrade": "#!/bin/sh\necho new upgrader\n"})
-    # a node has /bin (the self-update step runs before the release's directories are created)
-    (node.root / "bin").mkdir()
+    # a fresh node has no /bin yet: self-update must create the program's directory itself
+    assert not (node.root / "bin").exists()
     proc = node.once()
     assert proc.returncode == 75, proc.stderr
     assert "restart needed" in proc.stderr

@@ -336,6 +336,11 @@ class Upgrader:
     async def _self_update(self, tree: Path) -> None:
         self.files.backup(self.program)
         new = _decode_manifest(self.journal.record.new_manifest)
+        # a fresh node may lack the program's directory yet; rollback removes planned dirs again
+        ancestors = set(Path(self.program).parents)
+        for rel in self.journal.record.plan.dirs_add:
+            if new is not None and Path(rel) in ancestors:
+                self.files.make_dir(rel, new.files[rel].mode)
         self.files.apply(self.program, tree / self.program, new.files.get(self.program) if new else None)
         self.journal.advance(Phase.SELF_UPDATED)
         crash_point("after-self-update")
