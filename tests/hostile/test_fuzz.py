@@ -202,8 +202,13 @@ def test_fault_flipped_bytes_in_v1_capnp_values(data: st.DataObject) -> None:
 
 
 SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=40)
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4))
+
+
+JSON = st.recursive(SCALARS, _containers, max_leaves=12)
 INFO_FIELDS = ("name", "size", "updated", "type", "md5", "target", "linktime")
 GOOD_INFO: dict[str, Any] = {"name": "zos:1.2.3.fl", "size": 100, "updated": 1, "type": "symlink",
                              "md5": "0" * 32, "target": "zos:1.2.3.fl"}
