@@ -14,11 +14,17 @@ import pytest
 from tests.hostile.badflists import SUFFIX, BadFlist, Format, fresh, param_id, params
 from tests.hostile.conftest import Node, assert_node_unchanged, fingerprint
 from tests.support.node import BINS_REPO, REPO_NAME, Exe, write_tree
+from zos_upgrade.daemon import EXIT_FAILED, EXIT_OK, Daemon, NodeParts
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import DirStore, Route, Router
 from zos_upgrade.hub import RepoFList
+from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.state import read_state
+from zos_upgrade.node.watch import FListSemverWatcher
 from zos_upgrade.upgrade import UpgradeFailed
+from zos_upgrade.versions import Version
 
+CASES_BY_NAME = [case for case, _ in params()]
 E2E = [(case, fmt) for case, fmt in params() if case.limits is None and case.e2e]
 # `make test` runs each case once, the formats taking turns; `make test-fault` runs every pair
 _NAMES = list(dict.fromkeys(case.name for case, _ in E2E))
@@ -42,6 +48,46 @@ def test_the_upgrader_refuses_a_hostile_release_and_the_node_is_unchanged(
     assert isinstance(failed.value.__cause__, case.error), repr(failed.value.__cause__)
     assert case.fragment_for(fmt) in failed.value.reason, failed.value.reason
     assert_node_unchanged(node, before)
+
+
+def test_the_daemon_refuses_a_hostile_release_behind_its_link_round_after_round(node: Node) -> None:
+    # the daemon's own loop (real Daemon, real watcher on the hub link): the link moves to a hostile
+    # release; every round refuses it, records why, and the node stays on 1.0.0
+    box = node.box
+    bad = next(case for case in CASES_BY_NAME if case.name == "file-through-symlink")
+    bad.build["v2"](box.hub_root / REPO_NAME / "zos:7.0.0.fl", DirStore(box.blocks))
+    box.link("latest.fl", "zos:7.0.0.fl")
+    before = daemon_view(node)
+
+    async def one_round() -> int:
+        async with node.hub_client() as hub:
+            def watcher(current: Version) -> FListSemverWatcher:
+                return FListSemverWatcher(f"{REPO_NAME}/latest.fl", 60, current, hub=hub)
+
+            parts = NodeParts(upgrader=node.upgrader(hub), boot=Boot(box.root), boot_watcher=watcher)
+            return await Daemon(parts, state_dir=box.state, source="hostile suite").run(once=True)
+
+    try:
+        for _ in range(2):  # a refused release is neither applied nor forgotten
+            assert asyncio.run(one_round()) == EXIT_FAILED
+            state = read_state(box.state)
+            assert state is not None and state.current_version == "1.0.0"
+            assert state.last_error is not None and "its parent is not a directory" in state.last_error
+            assert daemon_view(node) == before
+    finally:
+        box.link("latest.fl", "zos:1.0.0.fl")
+    assert asyncio.run(one_round()) == EXIT_OK  # the link is back on 1.0.0: up to date
+    assert daemon_view(node) == before
+    assert node.box.version_file("alpha") == "1.0.0"
+
+
+def daemon_view(node: Node) -> dict[str, object]:
+    """The fingerprint without the daemon's own bookkeeping (its status document and lock)."""
+    view = fingerprint(node.box)
+    state = dict(view["state"])  # type: ignore[call-overload]
+    for name in ("status.json", "daemon.lock"):
+        state.pop(name, None)
+    return {**view, "state": state}
 
 
 def test_a_package_whose_recorded_store_the_node_cannot_reach_installs_from_the_hub(node: Node) -> None:
