@@ -78,5 +78,6 @@ def app_for(scripts: Path, upstream: str) -> Starlette:
 
 
 if __name__ == "__main__":
+    # quiet: the lies make uvicorn log tracebacks, and nobody reads this process's output pipe
     uvicorn.run(app_for(Path(sys.argv[1]), sys.argv[2]), host="127.0.0.1", port=int(sys.argv[3]),
-                log_level="warning")
+                log_level="critical", access_log=False)
