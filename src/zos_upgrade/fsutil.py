@@ -21,6 +21,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_writer",
     "fsync_dir",
+    "sweep_temps",
     "temp_sibling",
 ]
 
@@ -40,6 +41,25 @@ def fsync_dir(path: Path | str) -> None:
 def temp_sibling(path: Path) -> Path:
     """A fresh temporary name in the same directory as ``path`` (same file system, so rename is atomic)."""
     return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def sweep_temps(directory: Path | str) -> list[Path]:
+    """Remove the temp files (names with ``TEMP_MARK``) that writers killed mid-write left directly in
+    ``directory``; returns them. Call it only where no writer can be active (e.g. at start-up under
+    the node's lock): a live writer's temp file would be removed under it."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if TEMP_MARK in entry.name and not entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    if removed:
+        fsync_dir(directory)
+    return removed
 
 
 @contextlib.contextmanager

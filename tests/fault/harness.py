@@ -10,6 +10,8 @@ converged, so scenarios alternate between upgrades and downgrades.
 
 When the upgrade child exits with RestartNeeded (3: it replaced its own program), the harness does
 what the supervisor would: it starts the program again (``recover`` continues the transaction).
+``FaultNode.self_update`` switches that path off (the program is then an ordinary file of the
+release), so the steps after it are crashed both in the first process and in the continuation.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class FaultNode:
         self.pair = pair
         self.digests = digests
         self.current = current
+        self.self_update = True
         self.logs = box.base / "child-logs"
         self.logs.mkdir(exist_ok=True)
 
@@ -112,7 +115,8 @@ class FaultNode:
               kill_after: float | None = None) -> Run:
         """Run an ``upgrade``/``recover`` child; SIGKILL its process group after ``kill_after`` s."""
         cmd, env = child_command(self.box, action, socket=self.sd.socket_path, include=self.sd.include_dir,
-                                 to=self.pair.fqdn(to) if to else "", crash_at=crash_at, probation=0.2)
+                                 to=self.pair.fqdn(to) if to else "", crash_at=crash_at, probation=0.2,
+                                 self_update=self.self_update)
         with tempfile.TemporaryFile(dir=self.logs) as err:
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                     start_new_session=True)
@@ -258,7 +262,8 @@ def random_kill_campaign(node: FaultNode, tally: Tally, *, kills: int, recovery_
     Delays are uniform over the measured wall time of one whole uncrashed upgrade (both processes
     when it self-updates); every ``recovery_every``-th scenario also kills its first recovery, at a
     moment uniform over the longest recovery measured so far. The delays come from a random source
-    seeded by the node's seed: a failure's label (seed, scenario, delays) reproduces it.
+    seeded by the node's seed: a failure's label (seed, scenario, delays) reproduces it. Odd
+    scenarios run without self-update (one process, a shorter upgrade: some delays land after it).
     """
     duration, problems = node.timed_upgrade()
     tally.record(f"seed {node.seed} uncrashed upgrade", problems)
@@ -270,10 +275,12 @@ def random_kill_campaign(node: FaultNode, tally: Tally, *, kills: int, recovery_
         delay = rng.uniform(0.0, duration)
         kill_recovery = i % recovery_every == recovery_every - 1
         recovery_delay = rng.uniform(0.0, recovery_window) if kill_recovery else None
+        node.self_update = i % 2 == 0
         result = node.random_kill(delay, recovery_delay)
         tally.kills += result.killed
         tally.recovery_kills += result.recovery_killed
         recovery_window = max(recovery_window, result.recovery_seconds)
-        tally.record(f"seed {node.seed} scenario {i} kill after {delay:.3f}s (window {duration:.2f}s), "
+        tally.record(f"seed {node.seed} scenario {i} (self-update {'on' if node.self_update else 'off'}) "
+                     f"kill after {delay:.3f}s (window {duration:.2f}s), "
                      f"recovery kill after {'-' if recovery_delay is None else f'{recovery_delay:.3f}s'}",
                      result.problems)

@@ -13,6 +13,7 @@ KILLS_PER_SEED = 68
 
 
 @pytest.mark.fault
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_kills_always_converge_to_one_release(tmp_path: Path, seed: int) -> None:
     tally = Tally(f"random kills (seed {seed})")

@@ -149,7 +149,11 @@ class Flister:
     def sweep(self) -> list[Path]:
         """Remove what a crash left half-built (temporary mounts and downloads); return what went."""
         removed: list[Path] = []
-        for folder in (self.mounts_dir, self.flists_dir):
+        folders = [self.mounts_dir, self.flists_dir]
+        if self.cache.root.is_dir():
+            # a block write cut by a kill leaves its temp file in the block's fan-out directory
+            folders += [d for d in self.cache.root.iterdir() if d.is_dir() and not d.is_symlink()]
+        for folder in folders:
             if not folder.is_dir():
                 continue
             for entry in folder.iterdir():

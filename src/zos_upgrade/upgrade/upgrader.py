@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.fsutil import atomic_write_json
+from zos_upgrade.fsutil import atomic_write_json, sweep_temps
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.hub.models import FlistInfo, HubError
@@ -187,6 +187,7 @@ class Upgrader:
         rollback itself could not complete (the journal stays; the next call tries again).
         """
         await asyncio.to_thread(self.flister.sweep)
+        await asyncio.to_thread(self._sweep_temps)
         record = self.journal.load()
         if record is None:
             await asyncio.to_thread(self.files.drop_backup)
@@ -388,6 +389,15 @@ class Upgrader:
             md5=mount.md5, info=info, files=files, services=services, installed=time.time(),
         )
         return plan, manifest
+
+    def _sweep_temps(self) -> None:
+        """Temp files of atomic writes a kill cut short: journal, results, manifests, boot files."""
+        boot_dir = Boot(self.root).name_file.parent
+        for folder in (self.state_dir, self.manifests.root, self.manifests.bins_dir, boot_dir):
+            removed = sweep_temps(folder)
+            if removed:
+                log.info("temp files of interrupted writes removed",
+                         extra={"paths": [str(p) for p in removed]})
 
     def _owned_elsewhere(self, key: str) -> dict[str, str]:
         """Every path of the installed manifests other than ``key``'s -> who owns it."""
