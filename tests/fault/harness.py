@@ -56,6 +56,7 @@ class Tally:
     """Scenario, kill and violation counts of one campaign; ``summary()`` is its report line."""
 
     name: str
+    unit: str = "kills"
     scenarios: int = 0
     kills: int = 0
     recovery_kills: int = 0
@@ -68,7 +69,7 @@ class Tally:
             self.violations.append(f"{label}: {problem}")
 
     def summary(self) -> str:
-        return (f"{self.name}: {self.scenarios} scenarios, {self.kills} kills "
+        return (f"{self.name}: {self.scenarios} scenarios, {self.kills} {self.unit} "
                 f"({self.recovery_kills} during recovery), {len(self.violations)} violations, "
                 f"{time.monotonic() - self.started:.1f} s")
 

@@ -10,6 +10,7 @@ for every other phase, and what the durable manifest names when there is no jour
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -66,10 +67,39 @@ def pick_cuts(total: int, limit: int | None) -> list[int]:
     return sorted({round(i * step) for i in range(limit)})
 
 
+def _recover_and_check(hub_url: str, root: Path, state: Path, pair: ReleasePair,
+                       digests: dict[str, dict[str, str]]) -> tuple[str | None, list[str]]:
+    """Recover the node at ``root``/``state`` as a fresh process would; check every file invariant
+    and that it went where its durable journal/manifest said."""
+    want = expected_release(state)
+    try:
+        asyncio.run(_recover(hub_url, root, state, MemorySupervisor(pair.services[OLD])))
+    except Exception as exc:  # any failure of recovery is a finding
+        return None, [f"recovery raised {type(exc).__name__}: {exc}"]
+    recovered, problems = which_release(root, digests)
+    if recovered is not None:
+        problems += check_state(root, state, recovered, pair.fqdn(recovered))
+        if recovered != want:
+            problems.append(f"recovered to {recovered}; the durable journal/manifest call for {want}")
+    return recovered, problems
+
+
+def _label(seed: int, tracker: DurabilityTracker, k: int) -> str:
+    where = tracker.events[k - 1] if k else None
+    return (f"seed {seed} cut {k}/{len(tracker.events)} after "
+            f"{where.what + ' ' + Path(where.path).name if where else 'nothing'}")
+
+
 def power_loss_campaign(base: Path, seed: int, monkeypatch: pytest.MonkeyPatch, *,
-                        limit: int | None = None) -> tuple[Tally, int]:
-    """Returns the tally and the number of durability events of the tracked upgrade."""
-    tally = Tally(f"power loss (seed {seed})")
+                        limit: int | None = None, nested: int = 0) -> tuple[Tally, int]:
+    """Cut the upgrade after each durability event (or ``limit`` of them) and recover each cut.
+
+    With ``nested``, that many cuts (spread over those that leave a journal, i.e. where recovery
+    has work to do) have their RECOVERY tracked and cut after each of its own events too, and each
+    of those trees is recovered again: a power cut during recovery.
+    Returns the tally and the number of durability events of the tracked upgrade.
+    """
+    tally = Tally(f"power loss (seed {seed})", unit="power cuts")
     box = Sandbox(base / "live")
     pair = release_pair(box.root, seed, small=True)
     with box.serving_hub() as hub_url:
@@ -86,29 +116,49 @@ def power_loss_campaign(base: Path, seed: int, monkeypatch: pytest.MonkeyPatch, 
             asyncio.run(_upgrade(box, pair, NEW, sup, self_update=True))
         live, problems = which_release(box.root, digests)
         assert live == NEW and not problems, problems
-        cuts = set(pick_cuts(len(tracker.events), limit))
+        cuts = pick_cuts(len(tracker.events), limit)
+        with_journal = [k for k in cuts if _journal_event_before(tracker, k)]
+        deep = {with_journal[i] for i in pick_cuts(len(with_journal) - 1, nested)} if nested else set()
         for k, dirs, files in tracker.states():
             if k not in cuts:
                 continue
-            where = tracker.events[k - 1] if k else None
-            label = (f"seed {seed} cut {k}/{len(tracker.events)} after "
-                     f"{where.what + ' ' + Path(where.path).name if where else 'nothing'}")
+            label = _label(seed, tracker, k)
+            tally.kills += 1
             cut = base / f"cut-{k}"
             root, state = cut / "node", cut / "state"
             tracker.rebuild(dirs, files, [root, state])
-            want = expected_release(state)
-            try:
-                asyncio.run(_recover(hub_url, root, state, MemorySupervisor(pair.services[OLD])))
-            except Exception as exc:  # any failure of recovery is a finding
-                tally.record(label, [f"recovery raised {type(exc).__name__}: {exc}"])
-                continue
-            recovered, problems = which_release(root, digests)
-            if recovered is not None:
-                problems += check_state(root, state, recovered, pair.fqdn(recovered))
-                if recovered != want:
-                    problems.append(f"recovered to {recovered}; the durable journal/manifest call for {want}")
+            if k in deep:
+                _cut_the_recovery(tally, label, cut, hub_url, pair, digests, monkeypatch)
+            recovered, problems = _recover_and_check(hub_url, root, state, pair, digests)
             if k == len(tracker.events) and recovered != NEW:
                 problems.append(f"with every write durable the node recovered to {recovered}, not {NEW}")
             tally.record(label, problems)
             shutil.rmtree(cut)
     return tally, len(tracker.events)
+
+
+def _journal_event_before(tracker: DurabilityTracker, k: int) -> bool:
+    """True when some event among the first ``k`` synced the journal (a cut there may leave one)."""
+    return any("journal.json" in event.path for event in tracker.events[:k])
+
+
+def _cut_the_recovery(tally: Tally, label: str, cut: Path, hub_url: str, pair: ReleasePair,
+                      digests: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recover a copy of ``cut`` under a tracker, then cut that recovery after each of its events
+    and recover each of those trees again."""
+    first = cut.with_name(cut.name + "-r")
+    shutil.copytree(cut, first, symlinks=True)
+    tracker = DurabilityTracker([first / "node", first / "state"])
+    tracker.start()
+    # the tracked recovery's own outcome is checked on the uncut copy, so its errors are not ours here
+    with tracker.tracking(monkeypatch), contextlib.suppress(Exception):
+        asyncio.run(_recover(hub_url, first / "node", first / "state", MemorySupervisor(pair.services[OLD])))
+    for j, dirs, files in tracker.states():
+        again = cut.with_name(f"{cut.name}-r{j}")
+        tracker.rebuild(dirs, files, [again / "node", again / "state"])
+        _, problems = _recover_and_check(hub_url, again / "node", again / "state", pair, digests)
+        tally.record(f"{label}, recovery cut {j}/{len(tracker.events)}", problems)
+        tally.kills += 1
+        tally.recovery_kills += 1
+        shutil.rmtree(again)
+    shutil.rmtree(first)

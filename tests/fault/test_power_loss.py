@@ -1,5 +1,6 @@
-"""The power-loss model over every durable step of an upgrade, three seeds (fault suite); the
-``make test`` subset runs a sample of the cuts (``test_crash_smoke.py``)."""
+"""The power-loss model over every durable step of an upgrade, three seeds (fault suite), with four
+of the recoveries per seed cut at every one of their own steps too; the ``make test`` subset runs a
+sample of the cuts (``test_crash_smoke.py``). See ``powerloss.py`` for what the model covers."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from tests.fault.power_campaign import power_loss_campaign
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_power_cut_recovers_to_exactly_one_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         seed: int) -> None:
-    tally, events = power_loss_campaign(tmp_path, seed, monkeypatch)
+    tally, events = power_loss_campaign(tmp_path, seed, monkeypatch, nested=4)
     tally.report()
-    assert tally.scenarios == events + 1
+    assert tally.scenarios == events + 1 + tally.recovery_kills
+    assert tally.recovery_kills > 4  # four recoveries, each cut at every one of its steps
     assert tally.violations == []
 
 
