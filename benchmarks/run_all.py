@@ -18,13 +18,22 @@ def main() -> int:
     me = Path(__file__).name
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != me and not p.name.startswith("_"))
     for script in scripts:
-        print(f"\n=== {script.name} ===", flush=True)
+        # the machine may be shared: the load average before and after says how far to trust the figures
+        print(f"\n=== {script.name} (load average {_loadavg()}) ===", flush=True)
         started = time.monotonic()
         rc = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
-        print(f"=== {script.name}: exit {rc} after {time.monotonic() - started:.0f}s ===", flush=True)
+        print(f"=== {script.name}: exit {rc} after {time.monotonic() - started:.0f}s "
+              f"(load average {_loadavg()}) ===", flush=True)
         if rc != 0:
             return rc
     return 0
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":
