@@ -316,7 +316,8 @@ class Daemon:
                                                   started=started, duration=duration)
             log.error("transaction did not apply", extra={
                 "what": what, "result": result, "detail": detail, "from_version": from_version,
-                "to_version": to_version, "current_version": str(self.current_version())})
+                "to_version": to_version, "current_version": str(self.current_version()),
+                **_report_fields(getattr(exc, "report", None))})  # UpgradeFailed: the partial report
             return _Applied(result, None, f"{what}: {detail}")
         duration = self._monotonic() - start
         downloaded = int(getattr(report, "bytes_downloaded", 0) or 0)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from zos_upgrade.errors import ZosUpgradeError
+
+if TYPE_CHECKING:
+    from zos_upgrade.upgrade.upgrader import UpgradeReport
 
 __all__ = [
     "HookFailed",
@@ -29,14 +34,20 @@ class RestartNeeded(UpgradeError):
 
 
 class UpgradeFailed(UpgradeError):
-    """A transaction failed at ``step``; ``rolled_back`` says the node is back on the old release."""
+    """A transaction failed at ``step``; ``rolled_back`` says the node is back on the old release.
 
-    def __init__(self, reason: str, *, step: str, rolled_back: bool) -> None:
+    ``report`` is the transaction's partial ``UpgradeReport`` when it got that far (bytes downloaded,
+    blocks, time of each phase up to and including the failing one); None otherwise.
+    """
+
+    def __init__(self, reason: str, *, step: str, rolled_back: bool,
+                 report: UpgradeReport | None = None) -> None:
         state = "rolled back to the old release" if rolled_back else "NOT rolled back"
         super().__init__(f"upgrade failed at {step}: {reason} ({state})")
         self.reason = reason
         self.step = step
         self.rolled_back = rolled_back
+        self.report = report
 
 
 class JournalError(UpgradeError):

@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 
 from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
+from zos_upgrade.upgrade.datapaths import SavedPath
 from zos_upgrade.upgrade.errors import JournalError
 from zos_upgrade.upgrade.plan import Plan
 
@@ -77,8 +78,12 @@ class Failure(msgspec.Struct, forbid_unknown_fields=True):
     from_phase: Phase  # how far the transaction got: tells the rollback what there is to undo
 
 
-class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Everything recovery needs without the network: what, from where, the plan, how far we got."""
+class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Everything recovery needs without the network: what, from where, the plan, how far we got.
+
+    Fields added later have defaults (a journal written before them still loads) and are omitted
+    while at their default (a journal that does not use them still loads in an older upgrader).
+    """
 
     id: str
     kind: TransactionKind
@@ -94,6 +99,9 @@ class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     started: float
     updated: float
     failure: Failure | None = None
+    # node paths the hooks may change, as they were before the first hook (saved copies under
+    # <state>/backup/data); recorded once, before any hook runs; rollback restores them
+    data_saved: list[SavedPath] = msgspec.field(default_factory=list)
 
 
 class Journal:
@@ -149,6 +157,17 @@ class Journal:
                 f"{self.path}: illegal transition {current.value!r} -> {phase.value!r} (allowed: {allowed})"
             )
         self._write(msgspec.structs.replace(self.record, phase=phase, updated=self._clock()))
+
+    def record_data_saved(self, saved: list[SavedPath]) -> None:
+        """Record the saved data paths: once, before the first hook (``planned`` or ``self-updated``)."""
+        current = self.record.phase
+        if current not in (Phase.PLANNED, Phase.SELF_UPDATED):
+            raise JournalError(
+                f"{self.path}: data paths are saved before the first hook, not in phase {current.value!r}"
+            )
+        if self.record.data_saved:
+            raise JournalError(f"{self.path}: data paths already saved; the first copies are the old data")
+        self._write(msgspec.structs.replace(self.record, data_saved=list(saved), updated=self._clock()))
 
     def begin_rollback(self, step: str, reason: str) -> None:
         """Record why we undo; allowed from any phase before the commit point, and again while undoing."""

@@ -27,6 +27,7 @@ from zos_upgrade.upgrade.errors import PlanRefused, UpgradeError
 
 __all__ = [
     "HOOK_NAMES",
+    "RELEASE_CONTROL_FILES",
     "SERVICE_DIR",
     "FileRecord",
     "Manifest",
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # Executables at the flist root that run during the transaction and are never copied onto the node.
 HOOK_NAMES = ("pre-copy", "post-copy", "migrate", "post-start")
+# Control files at the flist root, never copied onto the node: the hooks and the list of node paths
+# they may change (``datapaths.DATA_PATHS_FILE``).
+RELEASE_CONTROL_FILES = (*HOOK_NAMES, "hooks.paths")
 # Where a release ships its zinit service configs (SPEC 10), relative to its root.
 SERVICE_DIR = "etc/zinit"
 _MAX_SERVICE_FILE = 64 * 1024
@@ -101,14 +105,14 @@ def _walk(tree: Path) -> Iterator[tuple[str, Path]]:
 
 
 def scan_release(tree: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
-    """Every path of a staged release (hooks at its root excluded) and its service configs.
+    """Every path of a staged release (root control files excluded: hooks, hooks.paths) and its services.
 
     Service configs (``etc/zinit/<name>.yaml``) are parsed strictly here, at the boundary, so a bad
     one refuses the release before anything on the node changes.
     """
     files: dict[str, FileRecord] = {}
     for rel, full in _walk(tree):
-        if rel in HOOK_NAMES:
+        if rel in RELEASE_CONTROL_FILES:
             continue
         record = record_of(full)
         if record is None:

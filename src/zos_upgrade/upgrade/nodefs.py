@@ -24,7 +24,7 @@ from zos_upgrade.upgrade.dirs import ensure_dir
 from zos_upgrade.upgrade.errors import UnsafePath, UpgradeError
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
-__all__ = ["NEW_SUFFIX", "NodeFS", "check_relative"]
+__all__ = ["NEW_SUFFIX", "NodeFS", "check_relative", "copy_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,11 @@ class NodeFS:
             path = self.node_path(rel)
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(path.with_name(path.name + NEW_SUFFIX))
+
+
+def copy_entry(src: Path, dest: Path) -> None:
+    """Copy one regular file or symlink to the new name ``dest`` (content fsynced, mode kept)."""
+    _copy_entry(src, dest)
 
 
 def _copy_entry(src: Path, dest: Path, digest: str | None = None) -> None:

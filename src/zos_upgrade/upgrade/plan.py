@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["Plan", "make_plan"]
 
 
-class Plan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Plan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    # omit_defaults: a plan without data paths encodes exactly as before they existed, so a journal
+    # it is part of stays readable by an older upgrader (e.g. after a self-update is rolled back)
     add: list[str] = msgspec.field(default_factory=list)        # files/links not on the node yet
     replace: list[str] = msgspec.field(default_factory=list)    # files/links on the node that differ
     remove: list[str] = msgspec.field(default_factory=list)     # files/links of the old release only
@@ -42,6 +44,7 @@ class Plan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     services_remove: list[str] = msgspec.field(default_factory=list)
     services_config: list[str] = msgspec.field(default_factory=list)  # configs to install (new/changed)
     program_update: bool = False
+    data_paths: list[str] = msgspec.field(default_factory=list)  # node paths hooks may change (datapaths)
 
     @property
     def files_changed(self) -> bool:

@@ -10,6 +10,11 @@ the new release stopped, added files removed, replaced and removed files renamed
 backup, old configs reinstalled and old services restarted. The one exception is ``self-updated``:
 the upgrader replaced its own program and exits (``RestartNeeded``); the next process finds the
 journal there and continues forward from ``pre-copy``.
+
+**Data the hooks change** (``datapaths.py``): a release lists in ``hooks.paths`` the node paths its
+hooks may change outside its own files. They are validated at plan time (a hostile entry refuses
+the release before anything runs), copied into ``<state>/backup/data`` and recorded in the journal
+before the first hook, restored on rollback (before the release's files), dropped at commit.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from zos_upgrade.publisher.base import Upgrade
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade import services as svc
 from zos_upgrade.upgrade.crash import crash_point
+from zos_upgrade.upgrade.datapaths import DataPaths, read_data_paths, state_relative
 from zos_upgrade.upgrade.errors import RestartNeeded, UpgradeError, UpgradeFailed
 from zos_upgrade.upgrade.flister import Flister, Mount
 from zos_upgrade.upgrade.hooks import run_hook
@@ -111,6 +117,7 @@ class Upgrader:
         self.journal = Journal(self.state_dir)
         self.manifests = ManifestStore(self.state_dir)
         self.files = NodeFS(self.root, self.state_dir / "backup" / "current")
+        self.data = DataPaths(self.files, self.state_dir / "backup" / "data", self.state_dir)
         self.last_report: UpgradeReport | None = None
         self._configs_are_files = svc.configs_are_files(supervisor, self.root)
 
@@ -190,7 +197,7 @@ class Upgrader:
         await asyncio.to_thread(self._sweep_temps)
         record = self.journal.load()
         if record is None:
-            await asyncio.to_thread(self.files.drop_backup)
+            await asyncio.to_thread(self._drop_backups)
             return None
         log.warning("unfinished transaction found", extra={"phase": record.phase.value, "id": record.id})
         if record.phase is Phase.COMMITTED:
@@ -262,7 +269,12 @@ class Upgrader:
             # 3. self-update: install our own new program and let the supervisor restart us
             if tree is not None and not resumed and plan.program_update and self.self_update:
                 await self._self_update(tree)
-            # 4. pre-copy, stop, backup, apply, post-copy, migrate
+            # 4. save the data the hooks may change, pre-copy, stop, backup, apply, post-copy, migrate
+            step = "save-data"
+            if tree is not None and plan.data_paths and not self.journal.record.data_saved:
+                with self._timed(report, step):
+                    saved = await asyncio.to_thread(self.data.save_all, plan.data_paths)
+                    self.journal.record_data_saved(saved)
             step = "pre-copy"
             with self._timed(report, step):
                 await self._hook(tree, "pre-copy")
@@ -318,10 +330,14 @@ class Upgrader:
             reason = f"{type(exc).__name__}: {exc}"
             log.error("transaction failed, rolling back", extra={"step": step, "reason": reason})
             # a cancelled task (SIGTERM) still rolls back before it ends
-            await asyncio.shield(self._roll_back(step, reason))
+            try:
+                await asyncio.shield(self._roll_back(step, reason))
+            except UpgradeFailed as failed:
+                failed.report = report
+                raise
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise UpgradeFailed(reason, step=step, rolled_back=True) from exc
+            raise UpgradeFailed(reason, step=step, rolled_back=True, report=report) from exc
         # 7. commit: THE COMMIT POINT is this durable journal write (it carries the new manifest)
         self.journal.advance(Phase.COMMITTED)
         with self._timed(report, "commit"):
@@ -375,13 +391,20 @@ class Upgrader:
     def _plan(self, mount: Mount, old: Manifest | None, *, kind: TransactionKind, fqdn: str, source: str,
               version: str, info: dict[str, Any]) -> tuple[Plan, Manifest]:
         files, services = scan_release(mount.path)
+        owned_elsewhere = self._owned_elsewhere("boot" if kind == "boot" else fqdn)
         plan = make_plan(
             old_files=old.files if old else {}, old_services=old.services if old else {},
             new_files=files, new_services=services, node=self.files.record, protected=self.protected,
             program=self.program if self.self_update and kind == "boot" else None,
             require_services=kind == "boot", source=source,
-            owned_elsewhere=self._owned_elsewhere("boot" if kind == "boot" else fqdn),
+            owned_elsewhere=owned_elsewhere,
         )
+        # before anything runs: a hostile hooks.paths refuses the release here (nothing changed yet)
+        owned = {*files, *(old.files if old else {}), *owned_elsewhere}
+        plan.data_paths = read_data_paths(
+            mount.path, state_rel=state_relative(self.root, self.state_dir), owned=owned)
+        for rel in plan.data_paths:
+            self.data.check(rel)
         if not info.get("md5"):
             info = {**info, "md5": mount.md5}
         manifest = Manifest(
@@ -470,6 +493,8 @@ class Upgrader:
         kwargs = self._pace()
         if touched_services:
             await svc.stop_services(self.supervisor, plan.services_start + plan.services_restart, **kwargs)
+        # the hooks' data first: removing what they created may empty a directory the release added
+        await asyncio.to_thread(self.data.restore_all, record.data_saved)
         await asyncio.to_thread(self._restore_files, plan, old)
         crash_point("mid-rollback")
         if touched_services:
@@ -481,7 +506,7 @@ class Upgrader:
                 await svc.install_configs(self.supervisor, old_services, configs)
             again = [n for n in plan.services_restart + plan.services_remove if n in old_services]
             await svc.restart_services(self.supervisor, again, **kwargs)
-        await asyncio.to_thread(self.files.drop_backup)
+        await asyncio.to_thread(self._drop_backups)
         failure_doc = {"step": failure.step, "reason": failure.reason} if failure else {}
         self._write_result(record, "rolled-back", **failure_doc)
         self.journal.finish()
@@ -510,7 +535,7 @@ class Upgrader:
         crash_point("after-manifest")
         self.sync_boot_files()
         crash_point("after-boot-files")
-        await asyncio.to_thread(self.files.drop_backup)
+        await asyncio.to_thread(self._drop_backups)
         keep = {m.md5 for m in self.installed_bins().values()}
         boot = self.installed_boot()
         if boot is not None:
@@ -520,6 +545,10 @@ class Upgrader:
         self.journal.finish()
 
     # ============================================================== helpers
+
+    def _drop_backups(self) -> None:
+        self.files.drop_backup()
+        self.data.drop()
 
     def _pace(self) -> dict[str, Any]:
         return {"stop_timeout": self.stop_timeout, "sleep": self._sleep, "clock": self._clock}
@@ -546,7 +575,7 @@ class Upgrader:
         self._write_result_doc({"kind": report.kind, "from_version": report.from_version,
                                 "to_version": report.to_version, "result": "refused", "step": step,
                                 "reason": reason, "time": time.time()})
-        return UpgradeFailed(reason, step=step, rolled_back=True)
+        return UpgradeFailed(reason, step=step, rolled_back=True, report=report)
 
     def _write_result(self, record: JournalRecord, result: str, **extra: str) -> None:
         self._write_result_doc({"kind": record.kind, "from_version": record.from_version,
