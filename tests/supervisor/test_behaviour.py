@@ -323,3 +323,30 @@ def test_zinit_reports_dependencies(backend: Backend) -> None:
         await cleanup(sup, [svc, dep])
 
     run(body())
+
+
+def test_supervisord_backoff_reports_why_and_the_real_exit_status_not_zero() -> None:
+    """A program that exits before ``startsecs`` is BACKOFF then FATAL, and supervisord's
+    getProcessInfo says exitstatus 0 for it whatever it returned: the status must not claim that."""
+    from tests.support.supervisord import running_supervisord
+    from zos_upgrade.supervisor.supervisord import SupervisordClient
+
+    async def body(sup: SupervisordClient) -> list[tuple[str, str]]:
+        await sup.install_config("quick", python_service("raise SystemExit(5)"))
+        await sup.monitor("quick")
+        seen: list[tuple[str, str]] = []
+        status = await wait_status(sup, "quick", lambda s: s.state in ("BACKOFF", "FATAL"))
+        seen.append((status.state, status.detail))
+        status = await wait_status(sup, "quick", lambda s: s.state == "FATAL", timeout=30)
+        seen.append((status.state, status.detail))
+        return seen
+
+    with running_supervisord() as sd:
+        sup = SupervisordClient(sd.socket_path, include_dir=sd.include_dir, timeout=5, start_seconds=5)
+        seen = asyncio.run(body(sup))
+        raw = (sd.dir / "supervisord.log").read_text()
+    assert "exited: quick (exit status 5; not expected)" in raw  # what supervisord itself logged
+    for state, detail in seen:
+        assert "status 0" not in detail, (state, detail)
+        assert detail.startswith("Exited too quickly"), (state, detail)
+        assert detail.endswith("last exit: exit status 5"), (state, detail)

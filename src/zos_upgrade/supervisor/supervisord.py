@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import http.client
+import re
 import socket
 import time
 import xmlrpc.client
@@ -61,6 +62,8 @@ _FAMILIES = {
     "UNKNOWN": StateFamily.UNKNOWN,
 }
 _UP_STATES = ("STARTING", "BACKOFF", "RUNNING")
+_EXITED_TOO_QUICKLY = "Exited too quickly"  # supervisord's spawnerr for an exit before startsecs
+_LOG_TAIL = 64 * 1024  # bytes of supervisord's main log searched for a program's last exit
 _LOG_FILES = {"ring": "AUTO", "stdout": "/dev/stdout", "null": "NONE"}
 
 
@@ -251,15 +254,37 @@ class SupervisordClient:
                                 f"reply of the wrong shape: {exc}") from None
         family = _FAMILIES.get(info.statename, StateFamily.UNKNOWN)
         detail = info.description
-        if info.statename in ("EXITED", "FATAL", "BACKOFF"):
-            # supervisord's description of these is a date; the exit status is what tells them apart
+        if info.statename == "EXITED":
+            # supervisord's description of EXITED is a date; the exit status is what tells them apart
             detail = f"exited with status {info.exitstatus}"
             if info.spawnerr:
                 detail += f" ({info.spawnerr})"
+        elif info.statename in ("BACKOFF", "FATAL"):
+            # A program that exits before ``startsecs`` goes STARTING -> BACKOFF (FATAL once retries
+            # run out) and supervisord CLEARS its exit status: getProcessInfo says 0 whatever the
+            # program returned. What it keeps is the reason (``spawnerr``, also the description);
+            # the real status only reaches supervisord's own log ("exited: NAME (exit status 1; ...)").
+            detail = info.spawnerr or info.description or "failed to start"
+            if detail.startswith(_EXITED_TOO_QUICKLY):
+                last = await self._last_exit_from_log(name)
+                if last:
+                    detail += f"; last exit: {last}"
         return ServiceStatus(
             name=name, pid=info.pid, state=info.statename, family=family, detail=detail,
             target="up" if info.statename in _UP_STATES else "down",
         )
+
+    async def _last_exit_from_log(self, name: str) -> str:
+        """``exit status N`` / ``terminated by SIGX`` of ``name``'s last exit, from the tail of
+        supervisord's main log; "" when the log is not readable (no logfile, syslog, ...)."""
+        try:
+            tail = await self._call("readLog", -_LOG_TAIL, 0, name=name)
+        except SupervisorError:
+            return ""
+        if not isinstance(tail, str):
+            return ""
+        found = re.findall(rf"exited: {re.escape(name)} \(([^;)\n]{{1,100}})", tail)
+        return str(found[-1]) if found else ""
 
     async def start(self, name: str) -> None:
         validate_service_name(name)
