@@ -365,3 +365,24 @@ def test_route_validates_range() -> None:
         Route(10, 5, "dir:///x")
     with pytest.raises(StoreError):
         Route(0, 256, "dir:///x")
+
+
+# --- import cost -----------------------------------------------------------------------------------
+
+
+def test_redis_is_imported_only_when_a_zdb_store_is_opened() -> None:
+    """redis-py costs every CLI start a noticeable fraction of a second; only zdb:// needs it."""
+    import subprocess
+
+    code = textwrap.dedent("""
+        import sys
+        import zos_upgrade.cli, zos_upgrade.flist.stores as stores
+        before = "redis" in sys.modules
+        stores.open_store("dir:///tmp")
+        after_dir = "redis" in sys.modules
+        stores.open_store("zdb://127.0.0.1:1/default")
+        print(before, after_dir, "redis" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60)
+    assert out.stdout.split() == ["False", "False", "True"]
