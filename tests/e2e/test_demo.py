@@ -45,6 +45,10 @@ def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up() -> None:
     assert "0.0.0 -> 1.0.0" in rows["first install"] and "installed" in rows["first install"]
     assert "1.0.0 -> 1.1.0" in rows["upgrade"] and "upgraded" in rows["upgrade"]
     assert "1.1.0 -> 1.2.0" in rows["broken release"] and "rolled back" in rows["broken release"]
+    # a rolled-back transaction still reports what it downloaded and the phases it went through
+    broken_cells = [c.strip() for c in rows["broken release"].split("│")]
+    assert broken_cells[4].endswith("iB") and broken_cells[6] != "-", broken_cells
+    assert "broken release 1.2.0" in out
     # the upgrade downloads far less than the release: the unchanged 2 MiB asset is reused
     upgrade_cells = [c.strip() for c in rows["upgrade"].split("│")]
     assert upgrade_cells[4].endswith("KiB") and upgrade_cells[5].endswith("MiB")
