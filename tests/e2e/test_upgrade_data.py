@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,13 +86,23 @@ def release_1_1_0(box: Sandbox, *, crash: tuple[str, ...] = (), declared: str = 
     }))
 
 
+def wait_running(sd: RunningSupervisord, name: str, timeout: float = 10.0) -> bool:
+    """Recovery returns once services are started; a child's programs count as started after 1 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if asyncio.run(client(sd).status(name)).family is StateFamily.RUNNING:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def assert_old_release_runs(box: Sandbox, sd: RunningSupervisord, before: dict[str, str]) -> None:
     assert tree_digest(box.root) == before
     assert (box.root / "srv/app/data.txt").read_bytes() == DATA
     assert not (box.root / "srv/cache").exists()
     for name in ("alpha", "beta"):
         assert box.wait_version(name, "1.0.0") == "1.0.0"
-        assert asyncio.run(client(sd).status(name)).family is StateFamily.RUNNING
+        assert wait_running(sd, name), name
     assert leftovers(box) == []
 
 
@@ -117,6 +128,20 @@ def test_crash_after_migrate_then_recovery_restores_the_data(box: Sandbox, sd: R
     run = run_child(box, "upgrade", to="tf-zos/zos:1.1.0.fl", crash_at="after-migrate", **common)  # type: ignore[arg-type]
     assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
     assert b"format=2" in (box.root / "srv/app/data.txt").read_bytes()  # the crash left migrated data
+    again = run_child(box, "recover", **common)  # type: ignore[arg-type]
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "rolled back to 1.0.0" in again.stdout
+    assert_old_release_runs(box, sd, before)
+
+
+def test_crash_during_the_rollback_then_recovery_still_restores_the_data(
+    box: Sandbox, sd: RunningSupervisord
+) -> None:
+    before = node_on_1_0_0(box, sd)
+    release_1_1_0(box, crash=("beta",))
+    common = {"socket": sd.socket_path, "include": sd.include_dir}
+    run = run_child(box, "upgrade", to="tf-zos/zos:1.1.0.fl", crash_at="mid-rollback", **common)  # type: ignore[arg-type]
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
     again = run_child(box, "recover", **common)  # type: ignore[arg-type]
     assert again.returncode == 0, again.stderr[-3000:]
     assert "rolled back to 1.0.0" in again.stdout

@@ -4,8 +4,9 @@ It holds only states that are valid and raises the moment an illegal transition 
 does no other I/O than writing itself durably (``fsutil.atomic_write_json``: temp, fsync, rename,
 fsync dir) at every step. The upgrader reads it on start-up to decide what a crash left behind:
 
-* phases before ``committed`` roll BACK (restore the backup, remove added files, restore services),
-  except ``self-updated``, which rolls FORWARD (the new program continues the transaction);
+* phases before ``committed`` roll BACK (restore the data paths saved in ``data_saved``, the
+  backup, remove added files, restore services), except ``self-updated``, which rolls FORWARD (the
+  new program continues the transaction);
 * ``committed`` (the new manifest was renamed in place: the commit point) rolls FORWARD;
 * ``rolling-back`` continues the rollback (every rollback step is idempotent).
 """
