@@ -188,12 +188,14 @@ def _copy_entry(src: Path, dest: Path, digest: str | None = None) -> None:
     elif stat.S_ISREG(st.st_mode):
         fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            hasher = hashlib.blake2b(digest_size=32)
+            # hashed only when checked: backups and saved data copies need no digest
+            hasher = hashlib.blake2b(digest_size=32) if digest is not None else None
             with open(src, "rb") as fin, os.fdopen(fd_out, "wb") as fout:
                 while chunk := fin.read(_COPY_CHUNK):
-                    hasher.update(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     fout.write(chunk)
-                if digest is not None and hasher.hexdigest() != digest:
+                if hasher is not None and hasher.hexdigest() != digest:
                     raise StagedFileChanged(
                         f"{src}: content hashes to {hasher.hexdigest()}, the plan recorded {digest}; "
                         "the staged release changed after it was planned"
