@@ -2,7 +2,9 @@
 
 The modules underneath are the machinery: ``journal`` (the persisted state machine), ``plan`` (what
 changes), ``manifest`` (what is installed), ``nodefs`` (confined file operations), ``hooks``,
-``services`` (supervisor steps and probation), ``crash`` (named crash points).
+``services`` (supervisor steps and probation), ``datapaths`` (node data the hooks may change, declared
+in a release's ``hooks.paths``: saved before the first hook, restored on rollback), ``crash`` (named
+crash points).
 """
 
 from zos_upgrade.upgrade.crash import CRASH_ENV, CRASH_POINTS, crash_point
