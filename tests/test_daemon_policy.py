@@ -214,8 +214,8 @@ def _state(state_dir: Path) -> dict[str, Any]:
     return dict(json.loads((state_dir / "status.json").read_text()))
 
 
-def failed(reason: str, step: str, rolled_back: bool = True) -> UpgradeFailed:
-    return UpgradeFailed(reason, step=step, rolled_back=rolled_back)
+def failed(reason: str, step: str, rolled_back: bool = True, refused: bool = False) -> UpgradeFailed:
+    return UpgradeFailed(reason, step=step, rolled_back=rolled_back, refused=refused)
 
 
 # --- start-up and --once -------------------------------------------------------------------------
@@ -258,10 +258,18 @@ def test_once_rolled_back_upgrade_exits_1_says_why_and_is_not_confirmed(tmp_path
     assert "probation" in state["last_error"] and "web exited" in state["last_error"]
 
 
-def test_once_failure_without_rollback_is_failed(tmp_path: Path) -> None:
+def test_once_failure_without_rollback_is_rollback_incomplete(tmp_path: Path) -> None:
     node = FakeNode(Ev(LINK, "1.0.0"), fail={"1.2.0": failed("disk gone", "restore", rolled_back=False)})
     assert _once(_parts(node, Hub(link="1.2.0"))[0], tmp_path) == EXIT_FAILED
-    assert _state(tmp_path)["last_result"] == "failed"
+    assert _state(tmp_path)["last_result"] == "rollback-incomplete"
+
+
+def test_once_refused_release_is_failed_not_rolled_back(tmp_path: Path) -> None:
+    node = FakeNode(Ev(LINK, "1.0.0"), fail={"1.2.0": failed("block missing", "fetch", refused=True)})
+    assert _once(_parts(node, Hub(link="1.2.0"))[0], tmp_path) == EXIT_FAILED
+    state = _state(tmp_path)
+    assert state["last_result"] == "failed" and state["current_version"] == "1.0.0"
+    assert "block missing" in state["last_error"]
 
 
 def test_once_with_unreachable_source_records_error(tmp_path: Path) -> None:

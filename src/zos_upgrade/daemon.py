@@ -65,7 +65,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 # outcome of a round, worst first (the names of node.state.CheckResult)
-_SEVERITY = ("error", "failed", "rolled-back", "upgraded", "up-to-date")
+_SEVERITY = ("rollback-incomplete", "error", "failed", "rolled-back", "upgraded", "up-to-date")
 
 
 # --- what the daemon needs from the layers below -------------------------------------------------
@@ -128,14 +128,14 @@ class CheckOutcome:
 
     @property
     def failed(self) -> bool:
-        return self.result in ("error", "failed", "rolled-back")
+        return self.result in ("rollback-incomplete", "error", "failed", "rolled-back")
 
 
 @dataclass
 class _Applied:
     """How one transaction ended."""
 
-    result: str  # upgraded | rolled-back | failed
+    result: str  # upgraded | failed (refused, node unchanged) | rolled-back | rollback-incomplete
     report: Any
     detail: str
 
@@ -164,12 +164,16 @@ def _report_fields(report: Any) -> dict[str, Any]:
 
 
 def _failure(exc: BaseException) -> tuple[str, str]:
-    """(result, detail) of a transaction that raised (UpgradeFailed carries reason/step/rolled_back)."""
-    rolled_back = bool(getattr(exc, "rolled_back", False))
+    """(result, detail) of a transaction that raised (UpgradeFailed: reason, step, refused, rolled_back)."""
     step = getattr(exc, "step", None)
     reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
     detail = f"{reason} (at step {step})" if step else str(reason)
-    return ("rolled-back" if rolled_back else "failed"), detail
+    if getattr(exc, "refused", False):
+        return "failed", detail  # refused before anything changed: nothing was rolled back
+    if getattr(exc, "rolled_back", False):
+        return "rolled-back", detail
+    # the rollback itself could not finish: the journal stays and the next start retries it
+    return "rollback-incomplete", detail
 
 
 def _version_of(event: Any) -> Version:

@@ -72,6 +72,7 @@ def test_the_daemon_refuses_a_hostile_release_behind_its_link_round_after_round(
             assert asyncio.run(one_round()) == EXIT_FAILED
             state = read_state(box.state)
             assert state is not None and state.current_version == "1.0.0"
+            assert state.last_result == "failed"  # refused before anything changed: nothing rolled back
             assert state.last_error is not None and "its parent is not a directory" in state.last_error
             assert daemon_view(node) == before
     finally:

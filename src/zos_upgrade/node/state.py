@@ -32,9 +32,11 @@ STATE_FILE = "status.json"
 # the document is a few hundred bytes; anything this large is not ours
 _MAX_STATE_BYTES = 1 << 20
 
-CheckResult = Literal["up-to-date", "upgraded", "rolled-back", "failed", "error"]
-"""What the last check led to: nothing newer; an upgrade committed; an upgrade rolled back; an upgrade
-failed without needing a rollback (e.g. the download); the check itself failed (hub unreachable...)."""
+CheckResult = Literal["up-to-date", "upgraded", "rolled-back", "failed", "rollback-incomplete", "error"]
+"""What the last check led to: nothing newer; an upgrade committed; an upgrade rolled back; a release
+refused before anything changed (a bad download, a hostile flist...); a rollback that could not finish
+(the journal stays, the next start retries it: look at the node); the check itself failed (hub
+unreachable...)."""
 
 
 class StateFileError(ZosUpgradeError):

@@ -36,17 +36,23 @@ class RestartNeeded(UpgradeError):
 class UpgradeFailed(UpgradeError):
     """A transaction failed at ``step``; ``rolled_back`` says the node is back on the old release.
 
-    ``report`` is the transaction's partial ``UpgradeReport`` when it got that far (bytes downloaded,
-    blocks, time of each phase up to and including the failing one); None otherwise.
+    ``refused`` says the release was refused before anything on the node changed (fetch or plan),
+    so there was nothing to roll back. ``report`` is the transaction's partial ``UpgradeReport`` when
+    it got that far (bytes downloaded, blocks, time of each phase up to and including the failing
+    one); None otherwise.
     """
 
-    def __init__(self, reason: str, *, step: str, rolled_back: bool,
+    def __init__(self, reason: str, *, step: str, rolled_back: bool, refused: bool = False,
                  report: UpgradeReport | None = None) -> None:
-        state = "rolled back to the old release" if rolled_back else "NOT rolled back"
+        if refused:
+            state = "release refused; node unchanged"
+        else:
+            state = "rolled back to the old release" if rolled_back else "NOT rolled back"
         super().__init__(f"upgrade failed at {step}: {reason} ({state})")
         self.reason = reason
         self.step = step
-        self.rolled_back = rolled_back
+        self.rolled_back = rolled_back or refused
+        self.refused = refused
         self.report = report
 
 

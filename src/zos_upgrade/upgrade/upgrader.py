@@ -149,7 +149,8 @@ class Upgrader:
         The signature itself is checked by the publisher layer (``TrustedKeys.verify``) before this.
         """
         if not release.hash:
-            raise UpgradeFailed(f"release {version} pins no flist hash", step="fetch", rolled_back=True)
+            raise UpgradeFailed(f"release {version} pins no flist hash", step="fetch", rolled_back=True,
+                                refused=True)
         fqdn = _fqdn_of_url(release.flist)
         info = {"type": "regular", "updated": int(time.time()), "md5": "", "name": fqdn.split("/")[1],
                 "target": None}
@@ -575,7 +576,7 @@ class Upgrader:
         self._write_result_doc({"kind": report.kind, "from_version": report.from_version,
                                 "to_version": report.to_version, "result": "refused", "step": step,
                                 "reason": reason, "time": time.time()})
-        return UpgradeFailed(reason, step=step, rolled_back=True, report=report)
+        return UpgradeFailed(reason, step=step, rolled_back=True, refused=True, report=report)
 
     def _write_result(self, record: JournalRecord, result: str, **extra: str) -> None:
         self._write_result_doc({"kind": record.kind, "from_version": record.from_version,
@@ -626,5 +627,5 @@ def _fqdn_of_url(url: str) -> str:
         except HubError:
             pass
     raise UpgradeFailed(f"release flist URL {url!r} does not end in a usable flist name", step="fetch",
-                        rolled_back=True)
+                        rolled_back=True, refused=True)
 
