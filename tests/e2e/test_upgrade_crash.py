@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.upgrading import client
 from tests.support.node import Exe, Sandbox, event_for, leftovers, run_child, service_release, tree_digest
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.supervisor import StateFamily
@@ -33,10 +34,6 @@ class Node:
     sd: RunningSupervisord
     digests: dict[str, dict[str, str]]
     current: str
-
-
-def client(sd: RunningSupervisord) -> SupervisordClient:
-    return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
 
 
 def release(root: Path, version: str) -> dict[str, object]:

@@ -12,25 +12,22 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.upgrading import client, install
 from tests.support.node import (
     Dir,
     Exe,
     Link,
     Sandbox,
-    event_for,
     leftovers,
     run_child,
     service_release,
     tree_digest,
 )
-from tests.support.supervisord import RunningSupervisord, running_supervisord
+from tests.support.supervisord import RunningSupervisord
 from zos_upgrade.supervisor import StateFamily
-from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.upgrade import UpgradeFailed
 from zos_upgrade.upgrade.journal import JOURNAL_NAME
 
@@ -44,28 +41,6 @@ MIGRATE = Exe(
     'mkdir -p "$ZOS_ROOT/srv/cache" && echo warm > "$ZOS_ROOT/srv/cache/state"\n'
 )
 DECLARED = "# what migrate changes\n/srv/app\n/srv/cache\n"
-
-
-@pytest.fixture
-def sd() -> Iterator[RunningSupervisord]:
-    with running_supervisord() as running:
-        yield running
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path)
-    with sandbox.serving_hub():
-        yield sandbox
-
-
-def client(sd: RunningSupervisord) -> SupervisordClient:
-    return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
-
-
-async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str) -> object:
-    async with box.hub_client() as hub:
-        return await box.upgrader(hub, client(sd)).upgrade(None, await event_for(hub, fqdn))
 
 
 def node_on_1_0_0(box: Sandbox, sd: RunningSupervisord) -> dict[str, str]:

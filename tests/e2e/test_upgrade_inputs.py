@@ -18,46 +18,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.upgrading import client, install
 from tests.support.node import (
     BINS_REPO,
     Exe,
     Sandbox,
-    event_for,
     leftovers,
     service_release,
     service_yaml,
     tree_digest,
 )
-from tests.support.supervisord import RunningSupervisord, running_supervisord
+from tests.support.supervisord import RunningSupervisord
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.publisher.base import Upgrade
 from zos_upgrade.publisher.signing import file_hash
 from zos_upgrade.supervisor import StateFamily, UnknownService
-from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
 from zos_upgrade.upgrade.journal import Journal, Phase
-
-
-@pytest.fixture
-def sd() -> Iterator[RunningSupervisord]:
-    with running_supervisord() as running:
-        yield running
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path)
-    with sandbox.serving_hub():
-        yield sandbox
-
-
-def client(sd: RunningSupervisord) -> SupervisordClient:
-    return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
-
-
-async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str, **options: object) -> object:
-    async with box.hub_client() as hub:
-        return await box.upgrader(hub, client(sd), **options).upgrade(None, await event_for(hub, fqdn))
 
 
 def program(version: str) -> Exe:

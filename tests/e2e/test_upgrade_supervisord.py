@@ -4,40 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.upgrading import client, install
 from tests.support.node import Exe, Sandbox, event_for, leftovers, service_release, tree_digest
-from tests.support.supervisord import RunningSupervisord, running_supervisord
+from tests.support.supervisord import RunningSupervisord
 from zos_upgrade.supervisor import StateFamily
-from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.upgrade import UpgradeFailed
 from zos_upgrade.upgrade.journal import JOURNAL_NAME
-
-
-@pytest.fixture
-def sd() -> Iterator[RunningSupervisord]:
-    with running_supervisord() as running:
-        yield running
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path)
-    with sandbox.serving_hub():
-        yield sandbox
-
-
-def client(sd: RunningSupervisord) -> SupervisordClient:
-    return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
-
-
-async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str, **options: object) -> object:
-    async with box.hub_client() as hub:
-        upgrader = box.upgrader(hub, client(sd), **options)
-        return await upgrader.upgrade(None, await event_for(hub, fqdn))
 
 
 def test_first_install_then_upgrade_changes_files_and_restarts_services(

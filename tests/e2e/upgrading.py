@@ -1,0 +1,17 @@
+"""What the supervisord end-to-end tests share: a client of the fixture's supervisord, and one
+boot upgrade through a fresh Upgrader (first install when the node has none)."""
+
+from __future__ import annotations
+
+from tests.support.node import Sandbox, event_for
+from tests.support.supervisord import RunningSupervisord
+from zos_upgrade.supervisor.supervisord import SupervisordClient
+
+
+def client(sd: RunningSupervisord) -> SupervisordClient:
+    return SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
+
+
+async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str, **options: object) -> object:
+    async with box.hub_client() as hub:
+        return await box.upgrader(hub, client(sd), **options).upgrade(None, await event_for(hub, fqdn))
