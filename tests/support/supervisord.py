@@ -3,6 +3,9 @@
 It listens on its own unix socket, includes ``<dir>/programs/*.conf`` (where
 ``SupervisordClient.install_config`` writes ``[program:x]`` files), and is stopped by its own process
 at the end — its children first with SIGKILL, so a program that ignores SIGTERM cannot slow teardown.
+Its log goes to its log file only (``silent``): in the foreground it would also echo it to stdout,
+an unread pipe here, and stop answering once that pipe is full (about 64 KiB of log: a few hundred
+service starts and stops, as the fault suite's campaigns do).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ chmod=0700
 
 [supervisord]
 nodaemon=true
+silent=true
 logfile={dir}/supervisord.log
 pidfile={dir}/supervisord.pid
 childlogdir={dir}/logs
