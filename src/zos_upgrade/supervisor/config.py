@@ -6,16 +6,20 @@ types are refused with a ``ConfigError`` that names the file and the key.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import signal as _signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import yaml
 
 from zos_upgrade.errors import ConfigError
+from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.supervisor.errors import InvalidServiceName
 
 __all__ = [
@@ -205,3 +209,24 @@ def render_service_config(cfg: ServiceConfig) -> str:
     if cfg.dir:
         doc["dir"] = cfg.dir
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+async def write_config_file(path: Path, data: bytes) -> None:
+    """Durably install one service config file (its directory created when missing)."""
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+
+    await asyncio.to_thread(write)
+
+
+async def remove_config_file(path: Path) -> None:
+    """Durably remove one service config file; a missing one is already removed."""
+
+    def remove() -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            fsync_dir(path.parent)
+
+    await asyncio.to_thread(remove)

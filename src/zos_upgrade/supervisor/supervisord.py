@@ -23,10 +23,15 @@ from xml.parsers.expat import ExpatError
 
 import msgspec
 
-from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.supervisor._socket import check_socket, connect_error
 from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
-from zos_upgrade.supervisor.config import ServiceConfig, normalize_signal, validate_service_name
+from zos_upgrade.supervisor.config import (
+    ServiceConfig,
+    normalize_signal,
+    remove_config_file,
+    validate_service_name,
+    write_config_file,
+)
 from zos_upgrade.supervisor.errors import (
     AlreadyMonitored,
     ProtocolError,
@@ -318,24 +323,11 @@ class SupervisordClient:
 
     async def install_config(self, name: str, config: ServiceConfig) -> None:
         data = render_program(name, config, start_seconds=self._start_seconds).encode()
-        path = self._program_path(name)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, data)
-
-        await asyncio.to_thread(write)
+        await write_config_file(self._program_path(name), data)
 
     async def remove_config(self, name: str) -> None:
         validate_service_name(name)
-        path = self._program_path(name)
-
-        def remove() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                fsync_dir(path.parent)
-
-        await asyncio.to_thread(remove)
+        await remove_config_file(self._program_path(name))
 
     async def aclose(self) -> None:
         """Nothing to release: every call uses its own connection."""

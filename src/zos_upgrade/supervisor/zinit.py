@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.supervisor._socket import check_socket, connect_error
 from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
 from zos_upgrade.supervisor.config import (
     ServiceConfig,
     normalize_signal,
     parse_service_config,
+    remove_config_file,
     render_service_config,
     validate_service_name,
+    write_config_file,
 )
 from zos_upgrade.supervisor.errors import (
     AlreadyMonitored,
@@ -218,25 +219,11 @@ class ZinitClient:
 
     async def install_config(self, name: str, config: ServiceConfig) -> None:
         validate_service_name(name)
-        path = self.config_dir / f"{name}.yaml"
-        data = render_service_config(config).encode()
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, data)
-
-        await asyncio.to_thread(write)
+        await write_config_file(self.config_dir / f"{name}.yaml", render_service_config(config).encode())
 
     async def remove_config(self, name: str) -> None:
         validate_service_name(name)
-        path = self.config_dir / f"{name}.yaml"
-
-        def remove() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                fsync_dir(path.parent)
-
-        await asyncio.to_thread(remove)
+        await remove_config_file(self.config_dir / f"{name}.yaml")
 
     async def load_config(self, name: str) -> ServiceConfig:
         """Read and validate the installed config of ``name`` (UnknownService if absent)."""
