@@ -236,7 +236,7 @@ def poll(port: int, nodes: int, interval: float, jitter: float, seconds: float,
 # --- a materializing node (its own process) ----------------------------------------------------------
 
 
-async def _materialize_node(base: str, dest: Path, cache_dir: Path) -> dict[str, object]:
+async def _materialize_node(base: str, dest: Path, cache_dir: Path, keepalive: float) -> dict[str, object]:
     import httpx
 
     from zos_upgrade import net
@@ -255,7 +255,9 @@ async def _materialize_node(base: str, dest: Path, cache_dir: Path) -> dict[str,
 
     logging.getLogger("zos_upgrade.net").addHandler(CountRetries(logging.WARNING))
     started = time.monotonic()
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    # keepalive < 0: httpx's default (5 s, what the node's clients use)
+    limits = httpx.Limits() if keepalive < 0 else httpx.Limits(keepalive_expiry=keepalive)
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
         answer = await net.fetch(client, f"{base}/{RELEASE}", max_bytes=64 * MB)
         flist = dest.parent / f"{dest.name}.fl"
         flist.write_bytes(answer.body)
@@ -392,6 +394,9 @@ def main() -> int:
     parser.add_argument("--release-mb", type=int, default=50)
     parser.add_argument("--generators", type=int, default=1, help="load generator processes")
     parser.add_argument("--phases", default="1,2,3", help="which phases to run")
+    parser.add_argument("--keepalive-expiry", type=float, default=-1.0,
+                        help="idle seconds before a materializing node drops a pooled connection "
+                             "(default: httpx's 5 s, the node's own)")
     args = parser.parse_args()
     args.seconds = min(args.seconds, MAX_SECONDS)
     args.short = min(args.short, MAX_SECONDS)
@@ -444,7 +449,8 @@ def phase_one(args: argparse.Namespace, work: Path, hub: subprocess.Popen[bytes]
     base = f"http://127.0.0.1:{hub_port}"
     workers = [
         subprocess.Popen([sys.executable, __file__, "--materialize", base,
-                          str(work / f"node{i}" / "dest"), str(work / f"node{i}" / "cache")],
+                          str(work / f"node{i}" / "dest"), str(work / f"node{i}" / "cache"),
+                          str(args.keepalive_expiry)],
                          stdout=subprocess.PIPE, text=True)
         for i in range(args.materializers)
     ]
@@ -558,10 +564,10 @@ if __name__ == "__main__":
                               min(float(seconds), MAX_SECONDS), int(seed))))
         sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "--materialize":
-        base, dest, cache = sys.argv[2:5]
+        base, dest, cache, keepalive = sys.argv[2:6]
         began = time.monotonic()
         try:
-            print(json.dumps(asyncio.run(_materialize_node(base, Path(dest), Path(cache)))))
+            print(json.dumps(asyncio.run(_materialize_node(base, Path(dest), Path(cache), float(keepalive)))))
         except Exception as exc:  # reported as an error of the run, with its type and message
             print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "seconds": time.monotonic() - began}))
         sys.exit(0)
