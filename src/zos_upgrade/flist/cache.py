@@ -59,13 +59,20 @@ class BlockCache:
         when the bytes fail, exactly as ``get`` does itself.
         """
         path = self.path_for(block_id)
+        # one open and one read(2), without a buffered file object: this runs once per block of every
+        # warm materialize. A short read (never seen on a local file) would only fail verification.
         try:
-            with path.open("rb") as handle:
-                data = handle.read(_MAX_CACHED_BYTES + 1)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise CacheError(f"block cache {self.root}: cannot read {path}: {exc}") from exc
+        try:
+            data = os.read(fd, _MAX_CACHED_BYTES + 1)
+        except OSError as exc:
+            raise CacheError(f"block cache {self.root}: cannot read {path}: {exc}") from exc
+        finally:
+            os.close(fd)
         return data if len(data) <= _MAX_CACHED_BYTES else None
 
     def discard(self, block_id: bytes) -> None:
