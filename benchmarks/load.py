@@ -289,13 +289,29 @@ def start_pollers(port: int, nodes: int, interval: float, seconds: float, genera
                   jitter: float) -> list[subprocess.Popen[str]]:
     shares = [nodes // generators + (1 if i < nodes % generators else 0) for i in range(generators)]
     return [
-        subprocess.Popen(
+        child(
             [sys.executable, __file__, "--poll", str(port), str(share), str(interval), str(jitter),
              str(seconds), str(1000 + i)],
-            stdout=subprocess.PIPE, text=True,
         )
         for i, share in enumerate(shares)
     ]
+
+
+_CHILDREN: list[subprocess.Popen[str]] = []
+
+
+def child(cmd: list[str]) -> subprocess.Popen[str]:
+    """A load or node process of this benchmark, remembered so that ``main`` stops it whatever happens."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    _CHILDREN.append(proc)
+    return proc
+
+
+def stop_children() -> None:
+    for proc in _CHILDREN:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def collect(procs: Sequence[subprocess.Popen[str]], timeout: float) -> list[dict[str, object]]:
@@ -423,18 +439,25 @@ def main() -> int:
         os.utime(static / LIGHT.lstrip("/"), (past, past))
         with serving(hub_cmd, hub_port) as hub, serving(static_cmd, static_port) as baseline:
             check_same_answer(hub_port, static_port, light)
-
-            phases = set(args.phases.split(","))
-            if "1" in phases:
-                phase_one(args, work, hub, hub_port, release_bytes)
-            if "2" in phases:
-                phase_two(args, hub_port, static_port)
-            if "3" in phases:
-                phase_three(args, steps, hub_port, static_port)
+            try:
+                run_phases(args, steps, work, hub, hub_port, static_port, release_bytes)
+            finally:
+                stop_children()
             print(f"\nhub peak RSS (VmHWM) over all phases {vm_hwm_kib(hub.pid) / 1024:.1f} MiB; "
                   f"http.server {vm_hwm_kib(baseline.pid) / 1024:.1f} MiB")
     print(f"load average at end: {loadavg()}")
     return 0
+
+
+def run_phases(args: argparse.Namespace, steps: list[float], work: Path, hub: subprocess.Popen[bytes],
+               hub_port: int, static_port: int, release_bytes: int) -> None:
+    phases = set(args.phases.split(","))
+    if "1" in phases:
+        phase_one(args, work, hub, hub_port, release_bytes)
+    if "2" in phases:
+        phase_two(args, hub_port, static_port)
+    if "3" in phases:
+        phase_three(args, steps, hub_port, static_port)
 
 
 def phase_one(args: argparse.Namespace, work: Path, hub: subprocess.Popen[bytes], hub_port: int,
@@ -451,10 +474,8 @@ def phase_one(args: argparse.Namespace, work: Path, hub: subprocess.Popen[bytes]
     mat_started = time.monotonic()
     base = f"http://127.0.0.1:{hub_port}"
     workers = [
-        subprocess.Popen([sys.executable, __file__, "--materialize", base,
-                          str(work / f"node{i}" / "dest"), str(work / f"node{i}" / "cache"),
-                          str(args.keepalive_expiry)],
-                         stdout=subprocess.PIPE, text=True)
+        child([sys.executable, __file__, "--materialize", base, str(work / f"node{i}" / "dest"),
+               str(work / f"node{i}" / "cache"), str(args.keepalive_expiry)])
         for i in range(args.materializers)
     ]
     mats = collect(workers, MAX_SECONDS)
