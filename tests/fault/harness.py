@@ -69,8 +69,8 @@ class Tally:
             self.violations.append(f"{label}: {problem}")
 
     def summary(self) -> str:
-        return (f"{self.name}: {self.scenarios} scenarios, {self.kills} {self.unit} "
-                f"({self.recovery_kills} during recovery), {len(self.violations)} violations, "
+        return (f"{self.name}: {self.scenarios} scenarios, {self.kills} {self.unit} of upgrades "
+                f"+ {self.recovery_kills} of recoveries, {len(self.violations)} violations, "
                 f"{time.monotonic() - self.started:.1f} s")
 
     def report(self) -> str:

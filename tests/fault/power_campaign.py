@@ -158,7 +158,6 @@ def _cut_the_recovery(tally: Tally, label: str, cut: Path, hub_url: str, pair: R
         tracker.rebuild(dirs, files, [again / "node", again / "state"])
         _, problems = _recover_and_check(hub_url, again / "node", again / "state", pair, digests)
         tally.record(f"{label}, recovery cut {j}/{len(tracker.events)}", problems)
-        tally.kills += 1
         tally.recovery_kills += 1
         shutil.rmtree(again)
     shutil.rmtree(first)
