@@ -18,6 +18,7 @@ import httpx
 from zos_upgrade.errors import ZosUpgradeError
 
 __all__ = [
+    "SERVER_KEEP_ALIVE",
     "Backoff",
     "FetchResult",
     "HTTPStatusError",
@@ -32,6 +33,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# Our servers keep an idle connection open longer than any client keeps it in its pool (httpx: 5 s),
+# so it is always the client that closes: otherwise a request sent on a connection the server is
+# closing at that instant fails with "Server disconnected" and costs a retry.
+SERVER_KEEP_ALIVE = 75
 
 
 class TransportError(ZosUpgradeError):

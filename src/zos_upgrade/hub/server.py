@@ -44,6 +44,7 @@ from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.names import FLIST_SUFFIXES, validate_name
 from zos_upgrade.hub.storage import Conflict, FileChanged, HubStorage, NotInStorage, StoredFlist
 from zos_upgrade.hub.upload import UploadTooLarge, check_upload
+from zos_upgrade.net import SERVER_KEEP_ALIVE
 
 __all__ = ["create_app", "serve"]
 
@@ -412,4 +413,5 @@ def serve(config: HubConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
     import uvicorn
 
     log.info("hub serving", extra={"root": str(config.root), "host": host, "port": port})
-    uvicorn.run(create_app(config), host=host, port=port, http="h11", log_level="warning", access_log=False)
+    uvicorn.run(create_app(config), host=host, port=port, http="h11", log_level="warning", access_log=False,
+                timeout_keep_alive=SERVER_KEEP_ALIVE)

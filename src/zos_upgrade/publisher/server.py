@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from zos_upgrade.net import SERVER_KEEP_ALIVE
 from zos_upgrade.publisher.base import INDEX_MAX_BYTES, PublisherError
 from zos_upgrade.publisher.tree import LATEST, VERSIONS
 from zos_upgrade.versions import InvalidVersion, parse_version
@@ -137,4 +138,4 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
     app = create_app(root)
     log.info("release server listening", extra={"root": str(root), "url": f"http://{host}:{port}"})
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False,
-                lifespan="off")
+                lifespan="off", timeout_keep_alive=SERVER_KEEP_ALIVE)
