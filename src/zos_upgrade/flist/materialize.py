@@ -19,6 +19,7 @@ Safety rules, in the order they are enforced:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import errno
@@ -28,9 +29,11 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from zos_upgrade.flist import FlistReader, open_flist
 from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
@@ -97,6 +100,11 @@ class _Written:
 _BATCH_FILES = 1024
 _BATCH_BYTES = 256 * 1024 * 1024
 
+# Fetched blocks are written to the cache by their own threads, off the path that writes the tree:
+# at most this many blocks (stored bytes kept in memory until written) wait for a cache writer.
+_CACHE_BACKLOG = 64
+_CACHE_WRITERS = 2
+
 
 def _load_syncfs() -> Callable[[int], None] | None:
     """Linux ``syncfs(2)`` through libc, or None where it does not exist (then each file is fsynced)."""
@@ -115,6 +123,16 @@ def _load_syncfs() -> Callable[[int], None] | None:
 
 
 _SYNCFS = _load_syncfs()
+
+
+@runtime_checkable
+class _LocalStore(Protocol):
+    """A store that can read a block without the event loop (``dir://``): a file's blocks are then
+    fetched, verified, cached and written in the one worker-thread hop that writes the file."""
+
+    url: str
+
+    def read_block(self, block_id: bytes) -> bytes: ...
 
 
 @dataclass
@@ -141,6 +159,14 @@ class _Run:
     written_bytes: int = 0
     syncfs: Callable[[int], None] | None = field(default_factory=lambda: _SYNCFS)
     naming: asyncio.Task[None] | None = None  # the batch being flushed and renamed
+    # verified blocks handed to a cache writer and not yet written: readers take them from here
+    uncached: dict[bytes, bytes] = field(default_factory=dict)
+    cache_writes: set[asyncio.Future[None]] = field(default_factory=set)
+    cache_error: BaseException | None = None
+    cache_pool: concurrent.futures.ThreadPoolExecutor | None = None
+    # blocks being fetched by worker threads (the local-store path): a second thread waits for the first
+    claims: dict[bytes, threading.Event] = field(default_factory=dict)
+    claims_lock: threading.Lock = field(default_factory=threading.Lock)
     fds: _DirFds = field(init=False)
 
     def __post_init__(self) -> None:
@@ -176,10 +202,14 @@ async def materialize(
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
         run = _Run(dest, store, cache, asyncio.Semaphore(concurrency), concurrency, allow_devices, progress)
+        if cache is not None:
+            run.cache_pool = concurrent.futures.ThreadPoolExecutor(_CACHE_WRITERS, "zos-block-cache")
         try:
             await _materialize(reader, run)
         finally:
             run.fds.close()
+            if run.cache_pool is not None:
+                run.cache_pool.shutdown(wait=True)  # _materialize waited for every write already
     except BaseException:
         _remove_created(dest, created_dest)
         raise
@@ -268,12 +298,14 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
         await _name_written(run)
         if run.naming is not None:
             await run.naming
+        await _cache_drained(run, 0)
     except BaseException:
         for task in files:
             task.cancel()
         await asyncio.gather(*files, return_exceptions=True)
         if run.naming is not None:  # a thread may be renaming: let it finish before anyone cleans up
             await asyncio.gather(run.naming, return_exceptions=True)
+        await asyncio.gather(*run.cache_writes, return_exceptions=True)
         raise
     await asyncio.to_thread(_finish_dirs, run, root)
 
@@ -460,7 +492,7 @@ async def _load_plain(run: _Run, ref: BlockRef) -> bytes:
     the hops, not the hashing, were what a profile of many small files showed.
     """
     if run.cache is not None:
-        plain = await asyncio.to_thread(_from_cache, run.cache, ref)
+        plain = await asyncio.to_thread(_from_cache, run.cache, run.uncached, ref)
         if plain is not None:
             run.report.blocks_from_cache += 1
             return plain
@@ -468,18 +500,55 @@ async def _load_plain(run: _Run, ref: BlockRef) -> bytes:
     run.report.blocks_fetched += 1
     run.report.bytes_downloaded += len(stored)
     try:
-        return await asyncio.to_thread(_decrypt_and_cache, run.cache, ref, stored)
+        plain = await asyncio.to_thread(decrypt_block, ref, stored)
     except BlockCorrupt as exc:
         raise BlockCorrupt(f"from {run.store.url}: {exc}") from exc
+    if run.cache is not None:
+        await _cache_later(run, run.cache, ref.id, stored)
+    return plain
 
 
-def _from_cache(cache: BlockCache, ref: BlockRef) -> bytes | None:
+async def _cache_later(run: _Run, cache: BlockCache, block_id: bytes, stored: bytes) -> None:
+    """Hand verified ``stored`` bytes to a cache writer thread, waiting while the backlog is full.
+
+    The block is readable from ``run.uncached`` until its file is in place, so a file that needs it
+    meanwhile neither waits for the write nor fetches it again.
+    """
+    await _cache_drained(run, _CACHE_BACKLOG - 1)
+    if block_id in run.uncached:
+        return
+    run.uncached[block_id] = stored
+    job = asyncio.get_running_loop().run_in_executor(run.cache_pool, cache.put_verified, block_id, stored)
+    run.cache_writes.add(job)
+
+    def written(done: asyncio.Future[None]) -> None:
+        run.cache_writes.discard(done)
+        run.uncached.pop(block_id, None)
+        if not done.cancelled() and done.exception() is not None and run.cache_error is None:
+            run.cache_error = done.exception()
+
+    job.add_done_callback(written)
+
+
+async def _cache_drained(run: _Run, backlog: int) -> None:
+    """Wait until at most ``backlog`` cache writes are pending; raise the first one that failed."""
+    while len(run.cache_writes) > backlog:
+        await asyncio.wait(set(run.cache_writes), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.sleep(0)  # let the done callbacks run
+    if run.cache_error is not None:
+        raise run.cache_error
+
+
+def _from_cache(cache: BlockCache, pending: dict[bytes, bytes], ref: BlockRef) -> bytes | None:
     """The plain bytes of ``ref`` from a good cached copy, or None (absent, or corrupt: then dropped).
 
     ``decrypt_block`` checks the id and the key, so cached bytes are verified by decrypting them,
-    not hashed a second time.
+    not hashed a second time. ``pending`` holds blocks on their way into the cache (read from worker
+    threads: a dict lookup is atomic); they are decrypted, so checked, like any cached copy.
     """
-    cached = cache.peek(ref.id)
+    cached = pending.get(ref.id)
+    if cached is None:
+        cached = cache.peek(ref.id)
     if cached is None:
         return None
     try:
@@ -489,13 +558,6 @@ def _from_cache(cache: BlockCache, ref: BlockRef) -> bytes | None:
                     extra={"block": ref.id.hex(), "cache": str(cache.root)})
         cache.discard(ref.id)
         return None
-
-
-def _decrypt_and_cache(cache: BlockCache | None, ref: BlockRef, stored: bytes) -> bytes:
-    plain = decrypt_block(ref, stored)
-    if cache is not None:
-        cache.put_verified(ref.id, stored)
-    return plain
 
 
 async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
@@ -508,7 +570,9 @@ async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
     tmp = f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
     loop = asyncio.get_running_loop()
     start = await _to_thread_to_the_end(_write_cached_start, run, entry, parts, tmp, loop)
-    run.report.blocks_from_cache += start.blocks
+    run.report.blocks_from_cache += start.from_cache
+    run.report.blocks_fetched += start.fetched
+    run.report.bytes_downloaded += start.downloaded
     run.report.bytes_written += start.written
     if start.fd is not None:
         fd = start.fd
@@ -526,11 +590,15 @@ async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
 @dataclass(frozen=True)
 class _Start:
     """What ``_write_cached_start`` did: the open fd (None once the file is complete and closed), how
-    many leading blocks came from the cache and how many bytes they wrote."""
+    many leading blocks it wrote and their bytes, and how many of them came from the cache and how
+    many (and how many stored bytes) from a local store."""
 
     fd: int | None
     blocks: int
     written: int
+    from_cache: int = 0
+    fetched: int = 0
+    downloaded: int = 0
 
 
 def _check_size(entry: Entry, written: int) -> None:
@@ -547,14 +615,22 @@ def _write_cached_start(run: _Run, entry: Entry, parts: list[str], tmp: str,
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=pfd)
     try:
-        index = written = 0
+        index = written = from_cache = fetched = downloaded = 0
+        local = run.store if isinstance(run.store, _LocalStore) else None
         if run.cache is not None:
             for ref in entry.blocks:
                 try:
-                    plain = _from_cache(run.cache, ref)
+                    plain = _from_cache(run.cache, run.uncached, ref)
                 except BlockCorrupt as exc:  # pragma: no cover - _from_cache drops a corrupt copy
                     raise BlockCorrupt(f"{entry.path}: block {index}: {exc}") from exc
-                if plain is None:
+                if plain is not None:
+                    from_cache += 1
+                elif local is not None:
+                    plain, stored_bytes = _fetch_local(run, run.cache, local, entry, index, ref)
+                    if stored_bytes is not None:
+                        fetched += 1
+                        downloaded += stored_bytes
+                else:
                     break
                 written += len(plain)
                 _check_not_longer(entry, written)
@@ -563,14 +639,50 @@ def _write_cached_start(run: _Run, entry: Entry, parts: list[str], tmp: str,
                 if run.progress is not None:
                     loop.call_soon_threadsafe(run.progress, len(plain))
         if index < len(entry.blocks):
-            return _Start(fd, index, written)
+            return _Start(fd, index, written, from_cache, fetched, downloaded)
         _check_size(entry, written)
         _seal_file(run, entry, fd)
     except BaseException:
         os.close(fd)
         raise
     os.close(fd)
-    return _Start(None, index, written)
+    return _Start(None, index, written, from_cache, fetched, downloaded)
+
+
+def _fetch_local(run: _Run, cache: BlockCache, store: _LocalStore, entry: Entry, index: int,
+                 ref: BlockRef) -> tuple[bytes, int | None]:
+    """Block ``index`` of ``entry`` from a local store, in a worker thread: read, verified and
+    decrypted (``decrypt_block`` checks id and key), then cached. Returns its plain bytes and its
+    stored size, or None for the size when another thread fetched it meanwhile (then it is counted
+    neither as fetched nor as from the cache, as on the event-loop path)."""
+    while True:
+        with run.claims_lock:
+            claim = run.claims.get(ref.id)
+            mine = claim is None
+            if claim is None:
+                claim = run.claims[ref.id] = threading.Event()
+        if not mine:
+            claim.wait()
+            continue
+        try:
+            # another thread may have cached it between our miss and our claim
+            plain = _from_cache(cache, run.uncached, ref)
+            if plain is not None:
+                return plain, None
+            try:
+                stored = store.read_block(ref.id)
+            except BlockMissing as exc:
+                raise FileBlockMissing(entry.path, index, exc) from exc
+            try:
+                plain = decrypt_block(ref, stored)
+            except BlockCorrupt as exc:
+                raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
+            cache.put_verified(ref.id, stored)
+            return plain, len(stored)
+        finally:
+            with run.claims_lock:
+                del run.claims[ref.id]
+            claim.set()
 
 
 async def _to_thread_to_the_end(fn: Callable[..., _Start], *args: object) -> _Start:

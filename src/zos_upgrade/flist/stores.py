@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,15 +97,23 @@ class DirStore:
         name = _hex(block_id)
         return self.root / name[:2] / name, self.root / name
 
-    def _read(self, block_id: bytes) -> bytes:
+    def read_block(self, block_id: bytes) -> bytes:
+        """The stored bytes of ``block_id``, read synchronously (a local store needs no event loop)."""
         for path in self._paths(block_id):
+            # one open and one read(2), no buffered file object: a cold materialize reads every block
+            # here. A short read (never seen on a local file) would only fail verification.
             try:
-                with path.open("rb") as handle:
-                    data = handle.read(MAX_STORED_BYTES + 1)
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
                 raise StoreError(f"{self.url}: cannot read block file {path}: {exc}") from exc
+            try:
+                data = os.read(fd, MAX_STORED_BYTES + 1)
+            except OSError as exc:
+                raise StoreError(f"{self.url}: cannot read block file {path}: {exc}") from exc
+            finally:
+                os.close(fd)
             if len(data) > MAX_STORED_BYTES:
                 raise StoreError(f"{self.url}: block file {path} is larger than {MAX_STORED_BYTES} bytes")
             return data
@@ -119,7 +128,7 @@ class DirStore:
             raise StoreError(f"{self.url}: cannot write block {block_id.hex()}: {exc}") from exc
 
     async def get(self, block_id: bytes) -> bytes:
-        return await asyncio.to_thread(self._read, block_id)
+        return await asyncio.to_thread(self.read_block, block_id)
 
     async def put(self, block_id: bytes, data: bytes) -> None:
         await asyncio.to_thread(self._write, block_id, data)
