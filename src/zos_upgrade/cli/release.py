@@ -28,7 +28,7 @@ from zos_upgrade.versions import Version
 
 @click.group(name="release")
 def command() -> None:
-    """Sign and publish releases for a release server (SPEC 7).
+    """Sign and publish releases for a release server (versions, latest, signed release objects).
 
     \b
     zos-upgrade release keygen --out signer            -> signer.key (0600), signer.pub
