@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,14 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from zos_upgrade.demo.processes import free_port
+from zos_upgrade.demo.processes import stop_group as stop_process
+
+__all__ = ["REPO", "free_port", "serving", "stop_process", "wait_for_port", "zos_upgrade_cmd"]
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
@@ -41,20 +38,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
 def zos_upgrade_cmd(*args: str) -> list[str]:
     """The command line that runs our CLI with this interpreter."""
     return [sys.executable, "-m", "zos_upgrade.cli", *args]
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """SIGTERM the process group, then SIGKILL what is left."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout)
 
 
 @contextlib.contextmanager

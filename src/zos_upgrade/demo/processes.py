@@ -34,6 +34,7 @@ class DemoFailed(ZosUpgradeError):
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -54,7 +55,8 @@ def supervisord_config(sock: Path, run_dir: Path, include_dir: Path) -> str:
     )
 
 
-def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -103,13 +105,13 @@ class Children:
         wait_for(lambda: sock.exists(), 20, "supervisord to open its socket", proc)
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        _stop_group(proc)
+        stop_group(proc)
 
     def stop_all(self) -> None:
         for name, proc, log in reversed(self._procs):
             if name == "supervisord" and self._supervisord is not None and proc.poll() is None:
                 _kill_supervised(*self._supervisord)
-            _stop_group(proc)
+            stop_group(proc)
             log.close()
         self._procs.clear()
 
