@@ -20,7 +20,7 @@ from zos_upgrade.flist.cache import BlockCache, CacheError
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind
 from zos_upgrade.flist.reader import write_flist
-from zos_upgrade.flist.stores import BlockMissing, DirStore
+from zos_upgrade.flist.stores import BlockMissing, BlockStore, DirStore, Route, Router, StoreError
 
 
 class CountingStore:
@@ -121,3 +121,70 @@ def test_a_second_run_through_an_async_store_reads_nothing_from_it(tmp_path: Pat
     again = CountingStore(store.root)
     report = asyncio.run(materialize(flist, tmp_path / "two", store=again, cache=cache))
     assert (report.blocks_fetched, report.blocks_from_cache, again.gets) == (0, 24, 0)
+
+
+class SyncOnlyDirStore(DirStore):
+    """A ``dir://`` store that fails the test if anything reads it through the event loop."""
+
+    async def get(self, block_id: bytes) -> bytes:
+        raise AssertionError(f"block {block_id.hex()} was read through the event loop")
+
+
+def test_a_router_of_local_routes_takes_the_worker_thread_path(tmp_path: Path) -> None:
+    """A flist materialized through its recorded ``dir://`` routes (no ``store=``) is a Router: when
+    every route is local its blocks are read in the file-writing thread, like a bare DirStore's."""
+    flist, _, blocks, _ = release(tmp_path)
+    low, high = DirStore(tmp_path / "low"), DirStore(tmp_path / "high")
+    for ref, stored in blocks:  # split the blocks over two stores by their first id byte
+        asyncio.run((low if ref.id[0] < 128 else high).put(ref.id, stored))
+    routes = [Route(0, 127, "dir://low"), Route(128, 255, "dir://high")]
+    roots = {"dir://low": low.root, "dir://high": high.root}
+    router = Router(routes, opener=lambda url: SyncOnlyDirStore(roots[url], url))
+    assert router.is_local()
+    cache = BlockCache(tmp_path / "cache")
+    report = asyncio.run(materialize(flist, tmp_path / "dest", store=router, cache=cache))
+    assert (report.blocks_fetched, report.files) == (13, 12)
+    assert report.bytes_downloaded == sum(len(stored) for _, stored in blocks)
+    assert all((tmp_path / "dest" / f"f{i:02d}").stat().st_size == BLOCK_SIZE + 1000 + i for i in range(12))
+
+
+def test_a_router_with_one_remote_route_stays_on_the_event_loop(tmp_path: Path) -> None:
+    flist, store, _, _ = release(tmp_path)
+    counting = CountingStore(store.root)
+    opened: dict[str, BlockStore] = {"dir://blocks": SyncOnlyDirStore(store.root, "dir://blocks"),
+                                     "zdb://remote": counting}
+    router = Router([Route(0, 255, "zdb://remote"), Route(0, 255, "dir://blocks")], opener=opened.__getitem__)
+    assert not router.is_local()
+    cache = BlockCache(tmp_path / "cache")
+    report = asyncio.run(materialize(flist, tmp_path / "dest", store=router, cache=cache))
+    assert report.blocks_fetched == counting.gets == 13
+
+
+class BrokenStore(DirStore):
+    def read_block(self, block_id: bytes) -> bytes:
+        raise StoreError(f"{self.url}: disk on fire")
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_a_router_reads_the_same_way_with_and_without_the_event_loop(tmp_path: Path, how: str) -> None:
+    """Routes are tried in order; a failing store is skipped; the error names every store tried."""
+    ref, stored = encrypt_block(b"payload", "v2")
+    good, empty = DirStore(tmp_path / "good", "dir://good"), DirStore(tmp_path / "empty", "dir://empty")
+    asyncio.run(good.put(ref.id, stored))
+    opened: dict[str, DirStore] = {"dir://broken": BrokenStore(tmp_path / "b", "dir://broken"),
+                                   "dir://empty": empty, "dir://good": good}
+
+    def read(router: Router, block_id: bytes) -> bytes:
+        return router.read_block(block_id) if how == "sync" else asyncio.run(router.get(block_id))
+
+    urls = ["dir://broken", "dir://empty", "dir://good"]
+    router = Router([Route(0, 255, url) for url in urls], opener=opened.__getitem__)
+    assert read(router, ref.id) == stored
+    other, _ = encrypt_block(b"nowhere", "v2")
+    missing = Router([Route(0, 255, url) for url in urls[1:]], opener=opened.__getitem__)
+    with pytest.raises(BlockMissing) as caught:
+        read(missing, other.id)
+    assert list(caught.value.stores) == ["dir://empty", "dir://good"]
+    failing = Router([Route(0, 255, url) for url in urls[:2]], opener=opened.__getitem__)
+    with pytest.raises(StoreError, match="disk on fire"):
+        read(failing, other.id)

@@ -33,13 +33,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from zos_upgrade.flist import FlistReader, open_flist
 from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
-from zos_upgrade.flist.stores import BlockMissing, BlockStore, Router
+from zos_upgrade.flist.stores import BlockMissing, BlockStore, LocalStore, Router
 from zos_upgrade.fsutil import TEMP_MARK
 
 __all__ = ["FileBlockMissing", "MaterializeReport", "materialize"]
@@ -123,16 +122,6 @@ def _load_syncfs() -> Callable[[int], None] | None:
 
 
 _SYNCFS = _load_syncfs()
-
-
-@runtime_checkable
-class _LocalStore(Protocol):
-    """A store that can read a block without the event loop (``dir://``): a file's blocks are then
-    fetched, verified, cached and written in the one worker-thread hop that writes the file."""
-
-    url: str
-
-    def read_block(self, block_id: bytes) -> bytes: ...
 
 
 @dataclass
@@ -616,7 +605,7 @@ def _write_cached_start(run: _Run, entry: Entry, parts: list[str], tmp: str,
                      dir_fd=pfd)
     try:
         index = written = from_cache = fetched = downloaded = 0
-        local = run.store if isinstance(run.store, _LocalStore) else None
+        local = _local_reader(run.store)
         if run.cache is not None:
             for ref in entry.blocks:
                 try:
@@ -649,7 +638,15 @@ def _write_cached_start(run: _Run, entry: Entry, parts: list[str], tmp: str,
     return _Start(None, index, written, from_cache, fetched, downloaded)
 
 
-def _fetch_local(run: _Run, cache: BlockCache, store: _LocalStore, entry: Entry, index: int,
+def _local_reader(store: BlockStore) -> LocalStore | None:
+    """``store`` when it can read a block without the event loop: a ``dir://`` store, or a router
+    whose every route is one (a flist materialized through its own recorded ``dir://`` routes)."""
+    if isinstance(store, Router):
+        return store if store.is_local() else None
+    return store if isinstance(store, LocalStore) else None
+
+
+def _fetch_local(run: _Run, cache: BlockCache, store: LocalStore, entry: Entry, index: int,
                  ref: BlockRef) -> tuple[bytes, int | None]:
     """Block ``index`` of ``entry`` from a local store, in a worker thread: read, verified and
     decrypted (``decrypt_block`` checks id and key), then cached. Returns its plain bytes and its

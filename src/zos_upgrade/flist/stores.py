@@ -18,7 +18,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -34,6 +34,7 @@ __all__ = [
     "BlockStore",
     "DirStore",
     "HttpStore",
+    "LocalStore",
     "Route",
     "Router",
     "StoreError",
@@ -74,6 +75,16 @@ class BlockStore(Protocol):
     async def has(self, block_id: bytes) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LocalStore(Protocol):
+    """A store that also reads a block synchronously, without the event loop (``dir://``): a caller
+    already in a worker thread reads, verifies and writes a block in that one thread."""
+
+    url: str
+
+    def read_block(self, block_id: bytes) -> bytes: ...
 
 
 def _hex(block_id: bytes) -> str:
@@ -381,12 +392,25 @@ class Router:
             except BlockMissing:
                 continue
             except StoreError as exc:
-                log.warning("block store failed", extra={"store": store.url, "block": block_id.hex(),
-                                                         "reason": str(exc)})
-                errors.append(exc)
-        if errors:
-            raise StoreError(f"block {block_id.hex()}: " + "; ".join(str(e) for e in errors))
-        raise BlockMissing(block_id, [s.url for s in stores])
+                errors.append(_store_failed(store, block_id, exc))
+        raise _not_found(block_id, stores, errors)
+
+    def is_local(self) -> bool:
+        """True when every route's store reads blocks without the event loop (all ``dir://``)."""
+        return all(isinstance(self._store(r.url), LocalStore) for r in self.routes)
+
+    def read_block(self, block_id: bytes) -> bytes:
+        """``get`` without the event loop, for a router that ``is_local``: same order, same errors."""
+        stores = self._matching(block_id)
+        errors: list[StoreError] = []
+        for store in stores:
+            try:
+                return cast(LocalStore, store).read_block(block_id)  # is_local checked every store
+            except BlockMissing:
+                continue
+            except StoreError as exc:
+                errors.append(_store_failed(store, block_id, exc))
+        raise _not_found(block_id, stores, errors)
 
     async def put(self, block_id: bytes, data: bytes) -> None:
         stores = self._matching(block_id)
@@ -406,3 +430,16 @@ class Router:
         for store in stores:
             await store.aclose()
 
+
+
+def _store_failed(store: BlockStore, block_id: bytes, exc: StoreError) -> StoreError:
+    """Log a store that failed (the next route is tried) and hand its error back for the summary."""
+    log.warning("block store failed", extra={"store": store.url, "block": block_id.hex(), "reason": str(exc)})
+    return exc
+
+
+def _not_found(block_id: bytes, stores: list[BlockStore], errors: list[StoreError]) -> FlistError:
+    """What a router raises when no store gave the block: the failures if any, else BlockMissing."""
+    if errors:
+        return StoreError(f"block {block_id.hex()}: " + "; ".join(str(e) for e in errors))
+    return BlockMissing(block_id, [s.url for s in stores])
