@@ -20,6 +20,7 @@ import asyncio
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -92,10 +93,37 @@ def shell(command: str) -> None:
     subprocess.run(command, shell=True, check=True)
 
 
-def timed(action: Callable[[], object]) -> float:
+def untar(tarball: Path, out: Path, then: str) -> None:
+    out.mkdir()
+    subprocess.run(f"tar -xzf '{tarball}'{then}", shell=True, check=True, cwd=out)
+
+
+def timed(action: Callable[[], object]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, ours and our children's: tar, gzip) of ``action``."""
+    # Untimed: write back what the previous step left dirty, so no step pays for another's data (a
+    # materialize ends with syncfs, which would otherwise also flush the tarball or tree before it).
+    os.sync()
+    before = cpu_seconds()
     started = time.perf_counter()
     action()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds() - before
+
+
+def cpu_seconds() -> float:
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+def on_one_core(action: Callable[[], object]) -> Callable[[], object]:
+    """``action`` with this process, the threads it starts and its children held to one CPU."""
+    def pinned() -> None:
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})
+        try:
+            action()
+        finally:
+            os.sched_setaffinity(0, allowed)
+    return pinned
 
 
 def fresh(path: Path) -> Path:
@@ -159,47 +187,52 @@ def main() -> int:
         print(f"tree: {files} files, {size / MB:.1f} MB, generated in {time.perf_counter() - started:.1f}s",
               flush=True)
 
-        pack_s, tarc_s, cold_s, warm_s, tarx_s, tarxs_s = [], [], [], [], [], []
-        flist, blocks, tarball = base / "rel.fl", base / "blocks", base / "rel.tar.gz"
+        # Every timed step writes into directories of its own and nothing is deleted until the end:
+        # on a file system that is short of recently freed inodes (ext4 without a journal, as here)
+        # creating files right after thousands were deleted costs several times more (perf: ext4's
+        # recently_deleted scan), which would charge one step for the clean-up of the one before.
+        times: dict[str, list[tuple[float, float]]] = {}
         for run in range(RUNS):
-            fresh(blocks)
-            flist.unlink(missing_ok=True)
-            pack_s.append(timed(partial(run_pack, src, flist, blocks)))
-            tarball.unlink(missing_ok=True)
-            tarc_s.append(timed(partial(shell, f"tar -czf '{tarball}' -C '{src}' .")))
-            cache = BlockCache(fresh(base / "cache"))
-            cold_s.append(timed(partial(run_materialize, flist, fresh(base / "dest"), blocks, cache)))
-            warm_s.append(timed(partial(run_materialize, flist, fresh(base / "dest"), blocks, cache)))
-            out = fresh(base / "untar")
-            out.mkdir()
-            tarx_s.append(timed(partial(shell, f"tar -xzf '{tarball}' -C '{out}'")))
-            # materialize returns with the tree on disk (syncfs); tar leaves it in the page cache. This
-            # second baseline pays the same durability: extract, then sync that file system.
-            out = fresh(base / "untar")
-            out.mkdir()
-            tarxs_s.append(timed(partial(shell, f"tar -xzf '{tarball}' -C '{out}' && sync -f '{out}'")))
-            print(f"run {run + 1}: pack {pack_s[-1]:.2f}s, tar -czf {tarc_s[-1]:.2f}s, "
-                  f"materialize cold {cold_s[-1]:.2f}s / warm {warm_s[-1]:.2f}s, tar -xzf {tarx_s[-1]:.2f}s, "
-                  f"tar -xzf + sync {tarxs_s[-1]:.2f}s", flush=True)
+            flist, blocks, tarball = base / f"rel{run}.fl", base / f"blocks{run}", base / f"rel{run}.tar.gz"
+            cold, warm = BlockCache(base / f"cache{run}"), BlockCache(base / f"cache{run}")
+            cold1 = BlockCache(base / f"cache{run}-1core")
+            # materialize returns with the tree on disk (syncfs); tar leaves it in the page cache, so
+            # tar is also timed followed by `sync -f` of its file system: the same durability.
+            steps: list[tuple[str, Callable[[], object]]] = [
+                ("pack (v2 .fl)", partial(run_pack, src, flist, blocks)),
+                ("tar -czf", partial(shell, f"tar -czf '{tarball}' -C '{src}' .")),
+                ("materialize, cold cache", partial(run_materialize, flist, base / f"cold{run}", blocks,
+                                                    cold)),
+                ("materialize, warm cache", partial(run_materialize, flist, base / f"warm{run}", blocks,
+                                                    warm)),
+                ("tar -xzf", partial(untar, tarball, base / f"untar{run}", "")),
+                ("tar -xzf + sync -f", partial(untar, tarball, base / f"untar-sync{run}", " && sync -f .")),
+                ("1 core: materialize, cold", on_one_core(
+                    partial(run_materialize, flist, base / f"cold{run}-1core", blocks, cold1))),
+                ("1 core: materialize, warm", on_one_core(
+                    partial(run_materialize, flist, base / f"warm{run}-1core", blocks, cold1))),
+                ("1 core: tar -xzf", on_one_core(partial(untar, tarball, base / f"untar{run}-1core", ""))),
+            ]
+            for name, action in steps:
+                times.setdefault(name, []).append(timed(action))
+            print(f"run {run + 1}: " + ", ".join(f"{name} {times[name][-1][0]:.2f}s" for name, _ in steps),
+                  flush=True)
 
-        p, line_p = summary("pack (v2 .fl)", pack_s, size)
-        c, line_c = summary("tar -czf", tarc_s, size)
-        mc, line_mc = summary("materialize, cold cache", cold_s, size)
-        mw, line_mw = summary("materialize, warm cache", warm_s, size)
-        x, line_x = summary("tar -xzf", tarx_s, size)
-        xs, line_xs = summary("tar -xzf + sync -f", tarxs_s, size)
-        for line in (line_p, line_c, line_mc, line_mw, line_x, line_xs):
-            print(line)
-        print(f"ratio pack / tar -czf:               {p / c:.2f}")
-        print(f"ratio materialize cold / tar -xzf:   {mc / x:.2f}")
-        print(f"ratio materialize warm / tar -xzf:   {mw / x:.2f}")
-        print(f"ratio materialize cold / tar -xzf + sync: {mc / xs:.2f}")
-        print(f"ratio materialize warm / tar -xzf + sync: {mw / xs:.2f}")
+        rate = {name: summary(name, [wall for wall, _ in runs], size) for name, runs in times.items()}
+        for name, runs in times.items():
+            print(f"{rate[name][1]}   CPU {statistics.median(cpu for _, cpu in runs):.2f} s (median)")
+        for ours, theirs in (("pack (v2 .fl)", "tar -czf"),
+                             ("materialize, cold cache", "tar -xzf"), ("materialize, warm cache", "tar -xzf"),
+                             ("materialize, cold cache", "tar -xzf + sync -f"),
+                             ("materialize, warm cache", "tar -xzf + sync -f"),
+                             ("1 core: materialize, cold", "1 core: tar -xzf"),
+                             ("1 core: materialize, warm", "1 core: tar -xzf")):
+            print(f"ratio {ours} / {theirs}: {rate[ours][0] / rate[theirs][0]:.2f}")
         release_stored = sum(f.stat().st_size for f in blocks.rglob("*") if f.is_file())
         print(f"release: {size / MB:.1f} MB of files, {release_stored / MB:.1f} MB of stored blocks, "
               f"tar.gz {tarball.stat().st_size / MB:.1f} MB")
 
-        # the first release's blocks are cached (by the last warm run); make two kinds of 1 % change
+        # the first release's blocks are cached (by the last cold run); make two kinds of 1 % change
         rng = random.Random(2)
         changes = (("whole files", change_whole_files), ("scattered 4 KiB edits", change_scattered))
         for label, change in changes:
@@ -209,8 +242,8 @@ def main() -> int:
             second = base / "rel2.fl"
             second.unlink(missing_ok=True)
             asyncio.run(pack(tree, second, DirStore(blocks)))
-            scratch = BlockCache(fresh(base / "cache2"))
-            shutil.copytree(base / "cache", scratch.root, dirs_exist_ok=True)
+            scratch = BlockCache(fresh(base / "scratch-cache"))
+            shutil.copytree(base / f"cache{RUNS - 1}", scratch.root, dirs_exist_ok=True)
             report = asyncio.run(materialize(second, fresh(base / "dest2"), store=DirStore(blocks),
                                              cache=scratch))
             print(f"1 % change ({label}): {changed / MB:.2f} MB of files changed; fetched "
