@@ -138,3 +138,73 @@ def test_refused_cli_add_exits_1_and_says_why(tmp_path: Path, flist: Path) -> No
     result = runner.invoke(cli, ["release", "add", "2.0.0", *args[:4], "--key", str(tmp_path / "k.pub"),
                                  "--root", str(tmp_path / "tree")])
     assert result.exit_code == 1 and "InvalidKey" in result.output
+
+
+def test_withdraw_takes_a_version_off_the_offer_and_moves_latest_back(tmp_path: Path, flist: Path) -> None:
+    key = generate_key()
+    tree = ReleaseTree(tmp_path / "tree")
+    for version in ["1.0.0", "1.1.0", "1.2.0"]:
+        tree.add(version, flist_url=URL, flist_file=flist, key=key)
+    assert tree.withdraw("1.1.0") == parse_version("1.2.0")  # not latest: latest stays
+    assert tree.versions() == [parse_version("1.0.0"), parse_version("1.2.0")]
+    assert tree.latest() == parse_version("1.2.0")
+    assert tree.withdraw("1.2.0") == parse_version("1.0.0")  # latest: moves back to the newest left
+    assert json.loads((tree.root / "versions").read_text()) == ["1.0.0"]
+    assert json.loads((tree.root / "latest").read_text()) == "1.0.0"
+    # the signed objects stay, so a withdrawn version can never come back with another flist
+    assert tree.get(parse_version("1.2.0")).version == "1.2.0"
+    with pytest.raises(ReleaseExists, match="does not list it"):
+        tree.add("1.2.0", flist_url=URL, flist_file=flist, key=key)
+    tree.add("1.2.1", flist_url=URL, flist_file=flist, key=key)
+    assert tree.latest() == parse_version("1.2.1")
+
+
+@pytest.mark.parametrize(
+    ("version", "error", "message"),
+    [
+        ("1.5.0", PublisherError, r"1\.5\.0 is not listed in versions; listed: 1\.0\.0, 2\.0\.0"),
+        ("v2.0.0", InvalidVersion, "not a semver"),
+        ("../1.0.0", InvalidVersion, "not a semver"),
+    ],
+)
+def test_a_refused_withdraw_changes_nothing(
+    tmp_path: Path, flist: Path, version: str, error: type[Exception], message: str
+) -> None:
+    key = generate_key()
+    tree = ReleaseTree(tmp_path / "tree")
+    tree.add("1.0.0", flist_url=URL, flist_file=flist, key=key)
+    tree.add("2.0.0", flist_url=URL, flist_file=flist, key=key)
+    before = snapshot(tree.root)
+    with pytest.raises(error, match=message):
+        tree.withdraw(version)
+    assert snapshot(tree.root) == before
+
+
+def test_withdraw_refuses_the_last_version_and_a_garbled_tree(tmp_path: Path, flist: Path) -> None:
+    tree = ReleaseTree(tmp_path / "tree")
+    with pytest.raises(PublisherError, match="not a directory"):
+        tree.withdraw("1.0.0")
+    tree.add("1.0.0", flist_url=URL, flist_file=flist, key=generate_key())
+    before = snapshot(tree.root)
+    with pytest.raises(PublisherError, match="only listed version"):
+        tree.withdraw("1.0.0")
+    assert snapshot(tree.root) == before
+    tree.root.joinpath("latest").write_bytes(b"[")
+    before = snapshot(tree.root)
+    with pytest.raises(PublisherError, match="latest"):
+        tree.withdraw("1.0.0")
+    assert snapshot(tree.root) == before
+
+
+def test_withdraw_through_the_cli(tmp_path: Path, flist: Path) -> None:
+    key = generate_key()
+    tree = ReleaseTree(tmp_path / "tree")
+    tree.add("1.0.0", flist_url=URL, flist_file=flist, key=key)
+    tree.add("1.1.0", flist_url=URL, flist_file=flist, key=key)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["release", "withdraw", "1.1.0", "--root", str(tree.root)])
+    assert result.exit_code == 0, result.output
+    assert "withdrew 1.1.0; latest is 1.0.0" in result.output
+    result = runner.invoke(cli, ["release", "withdraw", "1.1.0", "--root", str(tree.root)])
+    assert result.exit_code == 1 and "not listed" in result.output
+    assert runner.invoke(cli, ["release", "withdraw", "--root", str(tree.root)]).exit_code == 2

@@ -34,6 +34,7 @@ def command() -> None:
     zos-upgrade release keygen --out signer            -> signer.key (0600), signer.pub
     zos-upgrade release add 1.2.0 --flist URL --flist-file F --key signer.key --root DIR
     zos-upgrade release ls --root DIR --key signer.pub  (or --url URL)
+    zos-upgrade release withdraw 1.2.0 --root DIR      -> no longer offered to nodes
     zos-upgrade release serve --root DIR --port 8080
     """
 
@@ -75,6 +76,20 @@ def add(
         transaction_id=transaction_id,
     )
     click.echo(f"added {upgrade.version}: flist {upgrade.flist} hash {upgrade.hash} key {upgrade.key_id}")
+
+
+@command.command()
+@click.argument("version")
+@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path), help="Release tree.")
+def withdraw(version: str, root: Path) -> None:
+    """Stop offering VERSION to nodes (a bad release): takes it off `versions` (and `latest` back).
+
+    Nodes already on VERSION stay on it until a newer release is added; nodes below it are no longer
+    taken through it. Its signed object is kept, so VERSION can never be published again with another
+    flist: fix forward with a new version.
+    """
+    latest = ReleaseTree(root).withdraw(version)
+    click.echo(f"withdrew {version}; latest is {latest}")
 
 
 @dataclass

@@ -3,7 +3,9 @@
 It is plain static files so that any web server, object store or CDN can serve it. ``add`` checks
 everything before it writes anything, then writes the new release object, ``versions`` and
 ``latest`` each atomically (in that order, so a reader never sees a listed version without its
-object); concurrent ``add``\\ s on one tree are serialised by a lock on the tree's directory.
+object); ``withdraw`` takes a version off ``versions`` (moving ``latest`` first when it was the one,
+so ``latest`` is always listed) and keeps its signed object. Writers on one tree are serialised by a
+lock on the tree's directory.
 """
 
 from __future__ import annotations
@@ -117,3 +119,30 @@ class ReleaseTree:
             fsutil.atomic_write_json(self.root / VERSIONS, [str(v) for v in updated])
             fsutil.atomic_write_json(self.root / LATEST, str(updated[-1]))
         return upgrade
+
+    def withdraw(self, version_text: str) -> Version:
+        """Stop offering ``version``: take it off ``versions``; return the new ``latest``.
+
+        Its signed object stays, so the version can never be re-published with another flist (``add``
+        refuses a version whose object exists). Refuses, changing nothing, a version that is not
+        listed and the last listed one (a tree must offer something: remove the tree instead).
+        """
+        version = parse_version(version_text)
+        if not self.root.is_dir():
+            raise PublisherError(f"{self.root}: release root is not a directory")
+        with self._locked():
+            listed = self.versions()
+            current = self.latest()
+            remaining = [v for v in listed if version.compare(v) != 0]
+            if len(remaining) == len(listed):
+                raise PublisherError(f"{self.root}: version {version} is not listed in {VERSIONS}; "
+                                     f"listed: {', '.join(map(str, listed)) or 'none'}")
+            if not remaining:
+                raise PublisherError(f"{self.root}: {version} is the only listed version; a tree must "
+                                     "offer at least one release")
+            newest = remaining[-1]
+            # latest first when it moves, so a reader between the two writes sees it still listed
+            if current is None or current.compare(newest) != 0:
+                fsutil.atomic_write_json(self.root / LATEST, str(newest))
+            fsutil.atomic_write_json(self.root / VERSIONS, [str(v) for v in remaining])
+        return newest
