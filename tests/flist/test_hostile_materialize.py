@@ -2,7 +2,8 @@
 
 Most cases feed entries straight to materialize through a minimal reader, so materialize's own checks
 are tested even where the real readers would already refuse the flist; the block cases use real
-flist files and a real dir:// store.
+flist files and a real dir:// store, read both ways materialize reads stores: in the worker thread
+(``dir://``) and fetched on the event loop first (what ``http://`` and ``zdb://`` stores take).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, HostileFlist
 from zos_upgrade.flist.reader import FlistReader, write_flist
-from zos_upgrade.flist.stores import BlockMissing, DirStore, Route
+from zos_upgrade.flist.stores import BlockMissing, DirStore, LocalStore, Route
 
 DIR = stat.S_IFDIR | 0o755
 FILE = stat.S_IFREG | 0o644
@@ -60,9 +61,22 @@ def listing(root: Path) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> DirStore:
-    return DirStore(tmp_path / "blocks")
+class RemoteLikeStore(DirStore):
+    """A real ``dir://`` store offered only through the async store protocol, as a remote one is."""
+
+    read_block = None  # type: ignore[assignment]  # a None method fails the LocalStore protocol check
+
+    async def get(self, block_id: bytes) -> bytes:
+        return await asyncio.to_thread(DirStore.read_block, self, block_id)
+
+
+@pytest.fixture(params=["local", "remote"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> DirStore:
+    if request.param == "local":
+        return DirStore(tmp_path / "blocks")
+    async_only = RemoteLikeStore(tmp_path / "blocks", "remote://blocks")
+    assert not isinstance(async_only, LocalStore)
+    return async_only
 
 
 def put(store: DirStore, plain: bytes) -> BlockRef:

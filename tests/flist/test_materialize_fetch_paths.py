@@ -1,9 +1,10 @@
 """materialize's two ways of fetching a block the cache lacks, with the same checks and counts:
 
-- a local store (``dir://``, has ``read_block``): fetched, verified, cached and written in the worker
-  thread that writes the file, threads sharing one fetch of a block;
-- any other store (HTTP, zdb, a router): fetched on the event loop, then handed to cache-writer
-  threads; until written, the block is served from memory to the files that need it.
+- a local store (``dir://``, has ``read_block``, or a router of them): read, verified, cached and
+  written in the worker thread that writes the file, threads sharing one read of a block;
+- any other store (HTTP, zdb, a router with a remote route): the blocks of the next window the cache
+  lacks are fetched on the event loop (a block several files want is fetched once), then the worker
+  thread verifies, caches and writes them exactly as it does blocks of a local store.
 """
 
 from __future__ import annotations
@@ -188,3 +189,69 @@ def test_a_router_reads_the_same_way_with_and_without_the_event_loop(tmp_path: P
     failing = Router([Route(0, 255, url) for url in urls[:2]], opener=opened.__getitem__)
     with pytest.raises(StoreError, match="disk on fire"):
         read(failing, other.id)
+
+
+def long_file(tmp_path: Path, blocks: int) -> tuple[Path, DirStore, list[tuple[BlockRef, bytes]], bytes]:
+    """One file of ``blocks`` distinct blocks (more than one fetch window of a remote store)."""
+    rng = random.Random(7)
+    chunks = [rng.randbytes(BLOCK_SIZE) for _ in range(blocks - 1)] + [rng.randbytes(100)]
+    encoded = [encrypt_block(chunk, "v2") for chunk in chunks]
+    store = DirStore(tmp_path / "blocks")
+    for ref, stored in encoded:
+        asyncio.run(store.put(ref.id, stored))
+    content = b"".join(chunks)
+    entries = [Entry("/", EntryKind.DIR, stat.S_IFDIR | 0o755),
+               Entry("/long", EntryKind.FILE, stat.S_IFREG | 0o644, size=len(content),
+                     blocks=tuple(ref for ref, _ in encoded))]
+    write_flist(tmp_path / "long.fl", entries)
+    return tmp_path / "long.fl", store, encoded, content
+
+
+def test_a_remote_store_is_asked_only_for_the_blocks_the_cache_lacks(tmp_path: Path) -> None:
+    """Blocks come in windows: each window fetches only what the cache lacks, whatever the pattern."""
+    flist, store, encoded, content = long_file(tmp_path, 21)
+    cache = BlockCache(tmp_path / "cache")
+    for ref, stored in encoded[::3]:  # every third block is cached already
+        cache.put(ref.id, stored)
+    remote = CountingStore(store.root)
+    report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote, cache=cache))
+    assert (tmp_path / "dest" / "long").read_bytes() == content
+    assert remote.gets == report.blocks_fetched == 14
+    assert report.blocks_from_cache == 7
+    assert report.bytes_downloaded == sum(len(stored) for i, (_, stored) in enumerate(encoded) if i % 3)
+    assert all(cache.get(ref.id) == stored for ref, stored in encoded)
+
+
+def test_a_remote_store_without_a_cache_writes_every_block(tmp_path: Path) -> None:
+    flist, store, _, content = long_file(tmp_path, 19)
+    remote = CountingStore(store.root)
+    report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote))
+    assert (tmp_path / "dest" / "long").read_bytes() == content
+    assert remote.gets == report.blocks_fetched == 19
+
+
+class FailingStore(CountingStore):
+    """Fails one block with a store error (a network failure after the retries) and serves the rest."""
+
+    def __init__(self, root: Path, bad: bytes) -> None:
+        super().__init__(root)
+        self.bad = bad
+
+    async def get(self, block_id: bytes) -> bytes:
+        if block_id == self.bad:
+            await asyncio.sleep(0.01)
+            raise StoreError(f"{self.url}: connection reset")
+        return await super().get(block_id)
+
+
+def test_a_remote_store_failure_fails_the_run_and_leaves_no_fetch_behind(tmp_path: Path) -> None:
+    flist, store, blocks, _ = release(tmp_path, files=12)
+
+    async def run() -> list[asyncio.Task[object]]:
+        failing = FailingStore(store.root, blocks[5][0].id)
+        with pytest.raises(StoreError, match="connection reset"):
+            await materialize(flist, tmp_path / "dest", store=failing, cache=BlockCache(tmp_path / "c"))
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert asyncio.run(run()) == []
+    assert not (tmp_path / "dest").exists()

@@ -19,18 +19,16 @@ Safety rules, in the order they are enforced:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import ctypes
 import errno
-import itertools
 import logging
 import os
 import secrets
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,11 +97,6 @@ class _Written:
 _BATCH_FILES = 1024
 _BATCH_BYTES = 256 * 1024 * 1024
 
-# Fetched blocks are written to the cache by their own threads, off the path that writes the tree:
-# at most this many blocks (stored bytes kept in memory until written) wait for a cache writer.
-_CACHE_BACKLOG = 64
-_CACHE_WRITERS = 2
-
 
 def _load_syncfs() -> Callable[[int], None] | None:
     """Linux ``syncfs(2)`` through libc, or None where it does not exist (then each file is fsynced)."""
@@ -140,7 +133,9 @@ class _Run:
     dirs: set[str] = field(default_factory=lambda: {"/"})
     links: set[str] = field(default_factory=set)
     finish: list[_DirFinish] = field(default_factory=list)
-    inflight: dict[BlockRef, asyncio.Future[bytes]] = field(default_factory=dict)
+    # blocks being fetched from a remote store, by id, and every such fetch (to wait for on failure)
+    inflight: dict[bytes, _Shared] = field(default_factory=dict)
+    fetches: set[asyncio.Future[bytes]] = field(default_factory=set)
     # files whose task started but which do not carry their final name yet (duplicate detection)
     unnamed: set[str] = field(default_factory=set)
     # files written and closed under a temporary name, waiting for the next flush and rename
@@ -148,12 +143,7 @@ class _Run:
     written_bytes: int = 0
     syncfs: Callable[[int], None] | None = field(default_factory=lambda: _SYNCFS)
     naming: asyncio.Task[None] | None = None  # the batch being flushed and renamed
-    # verified blocks handed to a cache writer and not yet written: readers take them from here
-    uncached: dict[bytes, bytes] = field(default_factory=dict)
-    cache_writes: set[asyncio.Future[None]] = field(default_factory=set)
-    cache_error: BaseException | None = None
-    cache_pool: concurrent.futures.ThreadPoolExecutor | None = None
-    # blocks being fetched by worker threads (the local-store path): a second thread waits for the first
+    # blocks being verified and cached by a worker thread: a second thread waits for the first
     claims: dict[bytes, threading.Event] = field(default_factory=dict)
     claims_lock: threading.Lock = field(default_factory=threading.Lock)
     fds: _DirFds = field(init=False)
@@ -191,14 +181,10 @@ async def materialize(
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
         run = _Run(dest, store, cache, asyncio.Semaphore(concurrency), concurrency, allow_devices, progress)
-        if cache is not None:
-            run.cache_pool = concurrent.futures.ThreadPoolExecutor(_CACHE_WRITERS, "zos-block-cache")
         try:
             await _materialize(reader, run)
         finally:
             run.fds.close()
-            if run.cache_pool is not None:
-                run.cache_pool.shutdown(wait=True)  # _materialize waited for every write already
     except BaseException:
         _remove_created(dest, created_dest)
         raise
@@ -287,14 +273,13 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
         await _name_written(run)
         if run.naming is not None:
             await run.naming
-        await _cache_drained(run, 0)
     except BaseException:
         for task in files:
             task.cancel()
         await asyncio.gather(*files, return_exceptions=True)
         if run.naming is not None:  # a thread may be renaming: let it finish before anyone cleans up
             await asyncio.gather(run.naming, return_exceptions=True)
-        await asyncio.gather(*run.cache_writes, return_exceptions=True)
+        await asyncio.gather(*run.fetches, return_exceptions=True)
         raise
     await asyncio.to_thread(_finish_dirs, run, root)
 
@@ -451,93 +436,13 @@ def _create_node(run: _Run, entry: Entry, name: str, pfd: int) -> None:
         raise HostileFlist(f"entry {entry.path!r}: unknown kind {entry.kind!r}")
 
 
-async def _plain_block(run: _Run, ref: BlockRef) -> bytes:
-    """The plain bytes of one block; a block wanted again while in flight is loaded once."""
-    async with run.limit:
-        pending = run.inflight.get(ref)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        run.inflight[ref] = future
-        try:
-            plain = await _load_plain(run, ref)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark it retrieved: any waiter gets it through its own await
-            raise
-        finally:
-            del run.inflight[ref]
-        future.set_result(plain)
-        return plain
-
-
-async def _load_plain(run: _Run, ref: BlockRef) -> bytes:
-    """Decrypt from the cache if it holds a good copy, else from the store (then cache the block).
-
-    Each path is one hop to a worker thread (read + verify + decrypt, or verify + decrypt + cache):
-    the hops, not the hashing, were what a profile of many small files showed.
-    """
-    if run.cache is not None:
-        plain = await asyncio.to_thread(_from_cache, run.cache, run.uncached, ref)
-        if plain is not None:
-            run.report.blocks_from_cache += 1
-            return plain
-    stored = await run.store.get(ref.id)
-    run.report.blocks_fetched += 1
-    run.report.bytes_downloaded += len(stored)
-    try:
-        plain = await asyncio.to_thread(decrypt_block, ref, stored)
-    except BlockCorrupt as exc:
-        raise BlockCorrupt(f"from {run.store.url}: {exc}") from exc
-    if run.cache is not None:
-        await _cache_later(run, run.cache, ref.id, stored)
-    return plain
-
-
-async def _cache_later(run: _Run, cache: BlockCache, block_id: bytes, stored: bytes) -> None:
-    """Hand verified ``stored`` bytes to a cache writer thread, waiting while the backlog is full.
-
-    The block is readable from ``run.uncached`` until its file is in place, so a file that needs it
-    meanwhile neither waits for the write nor fetches it again.
-    """
-    await _cache_drained(run, _CACHE_BACKLOG - 1)
-    if block_id in run.uncached:
-        return
-    run.uncached[block_id] = stored
-    job = asyncio.get_running_loop().run_in_executor(run.cache_pool, cache.put_verified, block_id, stored)
-    run.cache_writes.add(job)
-
-    def written(done: asyncio.Future[None]) -> None:
-        run.cache_writes.discard(done)
-        run.uncached.pop(block_id, None)
-        if not done.cancelled() and done.exception() is not None and run.cache_error is None:
-            run.cache_error = done.exception()
-
-    job.add_done_callback(written)
-
-
-async def _cache_drained(run: _Run, backlog: int) -> None:
-    """Wait until at most ``backlog`` cache writes are pending; raise the first one that failed."""
-    while len(run.cache_writes) > backlog:
-        await asyncio.wait(set(run.cache_writes), return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.sleep(0)  # let the done callbacks run
-    if run.cache_error is not None:
-        raise run.cache_error
-
-
-def _from_cache(cache: BlockCache, pending: dict[bytes, bytes], ref: BlockRef) -> bytes | None:
-    """The plain bytes of ``ref`` from a good cached copy, or None (absent, or corrupt: then dropped).
-
-    ``decrypt_block`` checks the id and the key, so cached bytes are verified by decrypting them,
-    not hashed a second time. ``pending`` holds blocks on their way into the cache (read from worker
-    threads: a dict lookup is atomic); they are decrypted, so checked, like any cached copy.
-    """
-    cached = pending.get(ref.id)
-    if cached is None:
-        cached = cache.peek(ref.id)
+def _from_cache(cache: BlockCache | None, ref: BlockRef) -> bytes | None:
+    """The plain bytes of ``ref`` from a good cached copy, or None (no cache, absent, or corrupt: then
+    dropped). ``decrypt_block`` checks the id and the key, so cached bytes are verified by decrypting
+    them, not hashed a second time."""
+    if cache is None:
+        return None
+    cached = cache.peek(ref.id)
     if cached is None:
         return None
     try:
@@ -549,109 +454,184 @@ def _from_cache(cache: BlockCache, pending: dict[bytes, bytes], ref: BlockRef) -
         return None
 
 
+class _NotFetched(Exception):
+    """Raised by ``_Fetched`` for a block outside the window it holds: write up to here, fetch more."""
+
+
+@dataclass
+class _Fetched:
+    """Blocks a remote store returned on the event loop, offered to a worker thread as a local store:
+    the thread verifies, caches and writes them exactly as it does blocks read from ``dir://``."""
+
+    url: str
+    blocks: dict[bytes, bytes | BaseException]
+
+    def read_block(self, block_id: bytes) -> bytes:
+        got = self.blocks.get(block_id)
+        if got is None:
+            raise _NotFetched(block_id.hex())
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+
+# A file whose blocks come from a remote store is written in windows of this many blocks: fetched
+# together on the event loop (bounded by ``concurrency`` across files), then written in one hop.
+_FETCH_WINDOW = 8
+
+
 async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
     """Write one file under a temporary name; ``_name_written`` flushes and renames it later.
 
-    A worker thread creates the file and writes, in order, every leading block the cache holds; a
-    file wholly in the cache (every file of a warm run) is sealed and closed in that same hop. The
-    blocks from the first one the cache lacks on are fetched with a look-ahead window here.
+    A worker thread creates the file and writes its blocks in order: from the cache, else from a
+    local store. A file wholly in the cache or in a ``dir://`` store (every file of a warm run) is
+    written, sealed and closed in that one hop. With a remote store, the thread stops at the first
+    block it lacks and names the blocks of the next window the cache lacks; those are fetched on the
+    event loop (a block several files want is fetched once) and the next hop writes them, and so on.
     """
     tmp = f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
     loop = asyncio.get_running_loop()
-    start = await _to_thread_to_the_end(_write_cached_start, run, entry, parts, tmp, loop)
-    run.report.blocks_from_cache += start.from_cache
-    run.report.blocks_fetched += start.fetched
-    run.report.bytes_downloaded += start.downloaded
-    run.report.bytes_written += start.written
-    if start.fd is not None:
-        fd = start.fd
-        try:
-            written = await _write_blocks(run, entry, fd, start.blocks, start.written)
-            _check_size(entry, written)
-            await asyncio.to_thread(_seal_file, run, entry, fd)
-        finally:
-            os.close(fd)
+    local = _local_reader(run.store)
+    step = await _in_thread(_create_and_write, run, entry, parts, tmp, local, loop, owns_fd=True)
+    try:
+        _count(run, step)
+        while not step.done:
+            async with _fetched(run, [entry.blocks[i].id for i in step.missing]) as window:
+                step = await _in_thread(_write_from, run, entry, step.fd, step.blocks, step.written,
+                                        window, loop, owns_fd=False)
+            _count(run, step)
+    finally:
+        os.close(step.fd)
     run.written.append(_Written(parts, tmp))
     run.written_bytes += entry.size
     run.report.files += 1
 
 
-@dataclass(frozen=True)
-class _Start:
-    """What ``_write_cached_start`` did: the open fd (None once the file is complete and closed), how
-    many leading blocks it wrote and their bytes, and how many of them came from the cache and how
-    many (and how many stored bytes) from a local store."""
+def _count(run: _Run, step: _Step) -> None:
+    run.report.blocks_from_cache += step.from_cache
+    run.report.blocks_fetched += step.fetched
+    run.report.bytes_downloaded += step.downloaded
+    run.report.bytes_written += step.added
 
-    fd: int | None
+
+@contextlib.asynccontextmanager
+async def _fetched(run: _Run, block_ids: list[bytes]) -> AsyncIterator[_Fetched]:
+    """The stored bytes (or the error) of each of ``block_ids`` from ``run.store``, held until the
+    caller's hop has verified and cached them. A block another file is fetching, or has fetched and
+    not cached yet, is not fetched again: both use the one request."""
+    wanted = list(dict.fromkeys(block_ids))
+    for block_id in wanted:
+        shared = run.inflight.get(block_id)
+        if shared is None:
+            task = asyncio.ensure_future(_fetch_stored(run, block_id))
+            run.fetches.add(task)
+            task.add_done_callback(run.fetches.discard)
+            shared = run.inflight[block_id] = _Shared(task)
+        shared.users += 1
+    try:
+        await asyncio.wait([run.inflight[b].task for b in wanted])
+        got: dict[bytes, bytes | BaseException] = {}
+        for block_id in wanted:
+            fetch = run.inflight[block_id].task
+            error = fetch.exception()
+            got[block_id] = error if error is not None else fetch.result()
+        yield _Fetched(run.store.url, got)
+    finally:
+        for block_id in wanted:
+            shared = run.inflight[block_id]
+            shared.users -= 1
+            if shared.users == 0:
+                del run.inflight[block_id]
+                if not shared.task.done():
+                    shared.task.cancel()
+                elif not shared.task.cancelled():
+                    shared.task.exception()  # retrieved: its users got it above
+
+
+@dataclass
+class _Shared:
+    """One block fetch and how many files' windows wait for it."""
+
+    task: asyncio.Future[bytes]
+    users: int = 0
+
+
+async def _fetch_stored(run: _Run, block_id: bytes) -> bytes:
+    async with run.limit:
+        return await run.store.get(block_id)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one worker-thread hop did to a file: whether it is complete (written, sized and sealed;
+    ``fd`` stays open for the caller to close), the index of the next block to write and the bytes
+    written so far, which blocks of the next window the cache lacks, and what the hop counted."""
+
+    fd: int
+    done: bool
     blocks: int
     written: int
+    missing: list[int]
+    added: int = 0
     from_cache: int = 0
     fetched: int = 0
     downloaded: int = 0
 
 
-def _check_size(entry: Entry, written: int) -> None:
-    if written != entry.size:
-        raise HostileFlist(
-            f"file {entry.path!r}: its blocks hold {written} bytes but the entry says {entry.size}"
-        )
-
-
-def _write_cached_start(run: _Run, entry: Entry, parts: list[str], tmp: str,
-                        loop: asyncio.AbstractEventLoop) -> _Start:
+def _create_and_write(run: _Run, entry: Entry, parts: list[str], tmp: str, source: LocalStore | None,
+                      loop: asyncio.AbstractEventLoop) -> _Step:
+    """Create the file under its temporary name and write what the cache and ``source`` hold."""
     with run.fds.parent(parts) as pfd:
         # a name taken earlier in this run is caught by _check_parent, and again before the rename
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=pfd)
     try:
-        index = written = from_cache = fetched = downloaded = 0
-        local = _local_reader(run.store)
-        if run.cache is not None:
-            for ref in entry.blocks:
-                try:
-                    plain = _from_cache(run.cache, run.uncached, ref)
-                except BlockCorrupt as exc:  # pragma: no cover - _from_cache drops a corrupt copy
-                    raise BlockCorrupt(f"{entry.path}: block {index}: {exc}") from exc
-                if plain is not None:
-                    from_cache += 1
-                elif local is not None:
-                    plain, stored_bytes = _fetch_local(run, run.cache, local, entry, index, ref)
-                    if stored_bytes is not None:
-                        fetched += 1
-                        downloaded += stored_bytes
-                else:
-                    break
-                written += len(plain)
-                _check_not_longer(entry, written)
-                _write_all(fd, plain)
-                index += 1
-                if run.progress is not None:
-                    loop.call_soon_threadsafe(run.progress, len(plain))
-        if index < len(entry.blocks):
-            return _Start(fd, index, written, from_cache, fetched, downloaded)
-        _check_size(entry, written)
-        _seal_file(run, entry, fd)
+        return _write_from(run, entry, fd, 0, 0, source, loop)
     except BaseException:
         os.close(fd)
         raise
-    os.close(fd)
-    return _Start(None, index, written, from_cache, fetched, downloaded)
 
 
-def _local_reader(store: BlockStore) -> LocalStore | None:
-    """``store`` when it can read a block without the event loop: a ``dir://`` store, or a router
-    whose every route is one (a flist materialized through its own recorded ``dir://`` routes)."""
-    if isinstance(store, Router):
-        return store if store.is_local() else None
-    return store if isinstance(store, LocalStore) else None
+def _write_from(run: _Run, entry: Entry, fd: int, first: int, written: int, source: LocalStore | None,
+                loop: asyncio.AbstractEventLoop) -> _Step:
+    """Write the blocks of ``entry`` from index ``first`` on, each from the cache or else ``source``,
+    until one is in neither (then name the next window's blocks the cache lacks) or the file is
+    complete (then check its size and seal it). Never closes ``fd``."""
+    index, start, from_cache, fetched, downloaded = first, written, 0, 0, 0
+    for index in range(first, len(entry.blocks)):
+        ref = entry.blocks[index]
+        plain = _from_cache(run.cache, ref)
+        if plain is not None:
+            from_cache += 1
+        else:
+            try:
+                plain, stored_bytes = _fetch_local(run, source, entry, index, ref)
+            except _NotFetched:
+                missing = [i for i in range(index, min(index + _FETCH_WINDOW, len(entry.blocks)))
+                           if run.cache is None or not run.cache.has(entry.blocks[i].id)]
+                return _Step(fd, False, index, written, missing or [index], written - start, from_cache,
+                             fetched, downloaded)
+            if stored_bytes is not None:
+                fetched += 1
+                downloaded += stored_bytes
+        written += len(plain)
+        _check_not_longer(entry, written)
+        _write_all(fd, plain)
+        if run.progress is not None:
+            loop.call_soon_threadsafe(run.progress, len(plain))
+    _check_size(entry, written)
+    _seal_file(run, entry, fd)
+    return _Step(fd, True, len(entry.blocks), written, [], written - start, from_cache, fetched, downloaded)
 
 
-def _fetch_local(run: _Run, cache: BlockCache, store: LocalStore, entry: Entry, index: int,
+def _fetch_local(run: _Run, store: LocalStore | None, entry: Entry, index: int,
                  ref: BlockRef) -> tuple[bytes, int | None]:
-    """Block ``index`` of ``entry`` from a local store, in a worker thread: read, verified and
-    decrypted (``decrypt_block`` checks id and key), then cached. Returns its plain bytes and its
-    stored size, or None for the size when another thread fetched it meanwhile (then it is counted
-    neither as fetched nor as from the cache, as on the event-loop path)."""
+    """Block ``index`` of ``entry`` from ``store``, in a worker thread: read, verified and decrypted
+    (``decrypt_block`` checks id and key), then cached. Returns its plain bytes and its stored size,
+    or None for the size when another thread cached it meanwhile (then it is counted neither as
+    fetched nor as from the cache). Threads wanting the same block take turns (a claim per id)."""
+    if store is None:
+        raise _NotFetched(ref.id.hex())
     while True:
         with run.claims_lock:
             claim = run.claims.get(ref.id)
@@ -663,7 +643,7 @@ def _fetch_local(run: _Run, cache: BlockCache, store: LocalStore, entry: Entry, 
             continue
         try:
             # another thread may have cached it between our miss and our claim
-            plain = _from_cache(cache, run.uncached, ref)
+            plain = _from_cache(run.cache, ref)
             if plain is not None:
                 return plain, None
             try:
@@ -674,7 +654,8 @@ def _fetch_local(run: _Run, cache: BlockCache, store: LocalStore, entry: Entry, 
                 plain = decrypt_block(ref, stored)
             except BlockCorrupt as exc:
                 raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
-            cache.put_verified(ref.id, stored)
+            if run.cache is not None:
+                run.cache.put_verified(ref.id, stored)
             return plain, len(stored)
         finally:
             with run.claims_lock:
@@ -682,17 +663,18 @@ def _fetch_local(run: _Run, cache: BlockCache, store: LocalStore, entry: Entry, 
             claim.set()
 
 
-async def _to_thread_to_the_end(fn: Callable[..., _Start], *args: object) -> _Start:
-    """``asyncio.to_thread`` that, when cancelled, still waits for the thread (and closes the fd it
-    returns) before re-raising: nobody may clean the destination up while a thread writes into it."""
+async def _in_thread(fn: Callable[..., _Step], *args: object, owns_fd: bool) -> _Step:
+    """``asyncio.to_thread`` that, when cancelled, still waits for the thread before re-raising:
+    nobody may clean the destination up while a thread writes into it. With ``owns_fd`` (the hop that
+    creates the file) it also closes the fd the thread returns, which the caller never sees."""
     job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
-            started = await job
-            if started.fd is not None:
-                os.close(started.fd)
+            step = await job
+            if owns_fd:
+                os.close(step.fd)
         raise
 
 
@@ -727,42 +709,19 @@ def _flush_and_rename(run: _Run, batch: list[_Written]) -> None:
         run.unnamed.discard("/" + "/".join(item.parts))
 
 
-async def _file_block(run: _Run, entry: Entry, index: int, ref: BlockRef) -> bytes:
-    """One block of ``entry``; its errors name the file and the block's position in it."""
-    try:
-        return await _plain_block(run, ref)
-    except BlockMissing as exc:
-        raise FileBlockMissing(entry.path, index, exc) from exc
-    except BlockCorrupt as exc:
-        raise BlockCorrupt(f"{entry.path}: block {index}: {exc}") from exc
+def _local_reader(store: BlockStore) -> LocalStore | None:
+    """``store`` when it can read a block without the event loop: a ``dir://`` store, or a router
+    whose every route is one (a flist materialized through its own recorded ``dir://`` routes)."""
+    if isinstance(store, Router):
+        return store if store.is_local() else None
+    return store if isinstance(store, LocalStore) else None
 
 
-async def _write_blocks(run: _Run, entry: Entry, fd: int, first: int, written: int) -> int:
-    """Fetch the blocks of ``entry`` from index ``first`` on with a bounded look-ahead and write them in
-    order after the ``written`` bytes already there; return the file's size so far."""
-    window: list[asyncio.Task[bytes]] = []
-    refs = itertools.islice(enumerate(entry.blocks), first, None)
-    try:
-        while True:
-            while len(window) < run.window:
-                nxt = next(refs, None)
-                if nxt is None:
-                    break
-                window.append(asyncio.create_task(_file_block(run, entry, *nxt)))
-            if not window:
-                return written
-            plain = await window.pop(0)
-            written += len(plain)
-            _check_not_longer(entry, written)
-            await asyncio.to_thread(_write_all, fd, plain)
-            run.report.bytes_written += len(plain)
-            if run.progress is not None:
-                run.progress(len(plain))
-    finally:
-        for task in window:
-            task.cancel()
-        if window:
-            await asyncio.gather(*window, return_exceptions=True)
+def _check_size(entry: Entry, written: int) -> None:
+    if written != entry.size:
+        raise HostileFlist(
+            f"file {entry.path!r}: its blocks hold {written} bytes but the entry says {entry.size}"
+        )
 
 
 def _check_not_longer(entry: Entry, written: int) -> None:

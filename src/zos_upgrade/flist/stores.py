@@ -169,7 +169,7 @@ class HttpStore:
         self.url = url
         self._base = url.rstrip("/")
         self._limit = asyncio.Semaphore(concurrency)
-        self._retry = retry
+        self._retry = retry or net.RetryPolicy()  # one policy (and its jitter source) for every block
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
