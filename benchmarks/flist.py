@@ -1,6 +1,6 @@
 """Flist pack and materialize throughput vs tar+gzip, and the download cost of a 1 % change.
 
-Run: ``.venv/bin/python benchmarks/flist.py`` (about two minutes on 2 cores; ``--quick`` for a 20 MB
+Run: ``.venv/bin/python benchmarks/flist.py`` (about three minutes on 2 cores; ``--quick`` for a 20 MB
 smoke run). It generates a 200 MB tree of 2,000 files of mixed sizes and mixed compressibility in a
 temporary directory, then, three times each, interleaved so background load hits both sides alike:
 
@@ -8,9 +8,13 @@ temporary directory, then, three times each, interleaved so background load hits
 - materialize with a cold block cache and with a warm one vs ``tar -xzf`` of that archive.
 
 It reports the median and min-max of each and the ratio of the medians (ours over tar's, as
-throughput: above 1 means faster than tar). Then it makes a second release that rewrites whole files
-adding up to 1 % of the tree's bytes, and one that makes scattered 4 KiB edits adding up to 1 %, and
-materializes each with the first release's blocks in the cache, reporting the bytes fetched.
+throughput: above 1 means faster than tar), each step's CPU seconds, and materialize and ``tar -xzf``
+pinned to one core. Then, with both servers on loopback in their own processes, materialize with a
+cold cache from our hub's ``/blocks`` vs ``curl | tar -xzf`` of the tarball from ``python -m
+http.server`` (CPU seconds of client and server apart). Last it makes a second release that
+rewrites whole files adding up to 1 % of the tree's bytes, and one that makes scattered 4 KiB edits
+adding up to 1 %, and materializes each with the first release's blocks in the cache, reporting the
+bytes fetched.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from zos_upgrade.demo.processes import free_port, stop_group, wait_for_port, zos_upgrade_cmd
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.stores import DirStore
+from zos_upgrade.flist.stores import DirStore, HttpStore
 
 MB = 1_000_000
 RUNS = 3
@@ -89,6 +94,65 @@ def run_materialize(flist: Path, dest: Path, blocks: Path, cache: BlockCache) ->
     asyncio.run(materialize(flist, dest, store=DirStore(blocks), cache=cache))
 
 
+def run_materialize_http(flist: Path, dest: Path, url: str, cache: BlockCache) -> None:
+    async def run() -> None:
+        store = HttpStore(url)
+        try:
+            await materialize(flist, dest, store=store, cache=cache)
+        finally:
+            await store.aclose()
+    asyncio.run(run())
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def over_http(base: Path, flist: Path, blocks: Path, tarball: Path, size: int) -> None:
+    """Cold materialize from our hub's /blocks vs curl | tar -xzf from python -m http.server, both
+    servers on loopback in their own processes, sharing the two cores with the client."""
+    hub_port, static_port = free_port(), free_port()
+    (base / "hub-root").mkdir()
+    hub = subprocess.Popen(zos_upgrade_cmd("hub", "serve", "--root", str(base / "hub-root"), "--blocks",
+                                           str(blocks), "--port", str(hub_port)),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    static = subprocess.Popen([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1",
+                               "--directory", str(tarball.parent)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_port(hub_port, hub)
+        wait_for_port(static_port, static)
+        times: dict[str, list[tuple[float, float, float]]] = {}
+        url = f"http://127.0.0.1:{static_port}/{tarball.name}"
+        for run in range(RUNS):
+            steps: list[tuple[str, subprocess.Popen[bytes], Callable[[], object]]] = [
+                ("materialize from the hub, cold", hub, partial(
+                    run_materialize_http, flist, base / f"http{run}", f"http://127.0.0.1:{hub_port}/blocks",
+                    BlockCache(base / f"http-cache{run}"))),
+                ("curl | tar -xzf", static, partial(untar_url, url, base / f"curl{run}", "")),
+                ("curl | tar -xzf + sync -f", static, partial(untar_url, url, base / f"curl-sync{run}",
+                                                             " && sync -f .")),
+            ]
+            for name, server, action in steps:
+                before = process_cpu(server.pid)
+                wall, cpu = timed(action)
+                times.setdefault(name, []).append((wall, cpu, process_cpu(server.pid) - before))
+            done = ", ".join(f"{name} {times[name][-1][0]:.2f}s" for name, _, _ in steps)
+            print(f"http run {run + 1}: {done}", flush=True)
+        rate = {name: summary(name, [wall for wall, _, _ in runs], size) for name, runs in times.items()}
+        for name, runs in times.items():
+            print(f"{rate[name][1]}   CPU {statistics.median(c for _, c, _ in runs):.2f} s client, "
+                  f"{statistics.median(c for _, _, c in runs):.2f} s server (medians)")
+        ours = "materialize from the hub, cold"
+        for theirs in ("curl | tar -xzf", "curl | tar -xzf + sync -f"):
+            print(f"ratio {ours} / {theirs}: {rate[ours][0] / rate[theirs][0]:.2f}")
+    finally:
+        stop_group(hub)
+        stop_group(static)
+
+
 def shell(command: str) -> None:
     subprocess.run(command, shell=True, check=True)
 
@@ -96,6 +160,11 @@ def shell(command: str) -> None:
 def untar(tarball: Path, out: Path, then: str) -> None:
     out.mkdir()
     subprocess.run(f"tar -xzf '{tarball}'{then}", shell=True, check=True, cwd=out)
+
+
+def untar_url(url: str, out: Path, then: str) -> None:
+    out.mkdir()
+    subprocess.run(f"curl -sSf '{url}' | tar -xzf -{then}", shell=True, check=True, cwd=out)
 
 
 def timed(action: Callable[[], object]) -> tuple[float, float]:
@@ -228,6 +297,7 @@ def main() -> int:
                              ("1 core: materialize, cold", "1 core: tar -xzf"),
                              ("1 core: materialize, warm", "1 core: tar -xzf")):
             print(f"ratio {ours} / {theirs}: {rate[ours][0] / rate[theirs][0]:.2f}")
+        over_http(base, flist, blocks, tarball, size)
         release_stored = sum(f.stat().st_size for f in blocks.rglob("*") if f.is_file())
         print(f"release: {size / MB:.1f} MB of files, {release_stored / MB:.1f} MB of stored blocks, "
               f"tar.gz {tarball.stat().st_size / MB:.1f} MB")
