@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from zos_upgrade import net
 from zos_upgrade.flist.blocks import BLOCK_SIZE
 from zos_upgrade.flist.model import FlistError
 from zos_upgrade.fsutil import atomic_write_bytes
+from zos_upgrade.http11 import LeanTransport
 
 __all__ = [
     "MAX_STORED_BYTES",
@@ -154,6 +156,12 @@ class DirStore:
 # --- http(s):// ------------------------------------------------------------------------------------
 
 
+def _proxied() -> bool:
+    """True when the environment names an HTTP proxy: then httpx's own transport goes through it."""
+    proxies = urllib.request.getproxies()
+    return "http" in proxies or "all" in proxies
+
+
 class HttpStore:
     """Read-only blocks over HTTP: the 0-hub ``/blocks`` layout or any static file server."""
 
@@ -171,7 +179,8 @@ class HttpStore:
         self._limit = asyncio.Semaphore(concurrency)
         self._retry = retry or net.RetryPolicy()  # one policy (and its jitter source) for every block
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False,
+                                                   transport=None if _proxied() else LeanTransport())
 
     async def _request(self, method: str, url: str) -> net.FetchResult:
         async with self._limit:
