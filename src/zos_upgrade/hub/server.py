@@ -217,13 +217,16 @@ class HubApp:
                 return path
         return None
 
+    def _open_block(self, hexid: str) -> int | None:
+        path = self._block_path(hexid)
+        return None if path is None else _open_regular(path)
+
     async def get_block(self, request: Request) -> Response:
         params = request.path_params
         hexid = params["hex"]
         if "xx" in params and params["xx"] != hexid[:2]:
             return api_error(request, f"block {hexid} is not in folder {params['xx']!r}", 404)
-        path = await run_in_threadpool(self._block_path, hexid)
-        fd = await run_in_threadpool(_open_regular, path) if path is not None else None
+        fd = await run_in_threadpool(self._open_block, hexid)  # one hop: a node asks for thousands
         if fd is None:
             return api_error(request, "block not found", 404)
         st = os.fstat(fd)
