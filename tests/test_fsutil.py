@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from zos_upgrade.fsutil import TEMP_MARK, atomic_symlink, atomic_write_bytes, atomic_write_json, atomic_writer
+from zos_upgrade.fsutil import (
+    TEMP_MARK,
+    atomic_symlink,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_writer,
+    read_at_most,
+)
 
 
 def test_atomic_write_replaces_content_and_sets_mode(tmp_path: Path) -> None:
@@ -38,3 +45,13 @@ def test_atomic_symlink_replaces_existing_link(tmp_path: Path) -> None:
     atomic_symlink("b", link)
     assert os.readlink(link) == "b"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
+
+
+def test_read_at_most_reads_one_byte_past_the_limit_and_says_none_for_no_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"0123456789")
+    assert read_at_most(tmp_path / "f", 4) == b"01234"  # one more than the limit: the caller sees "too big"
+    assert read_at_most(tmp_path / "f", 100) == b"0123456789"
+    assert read_at_most(tmp_path / "absent", 4) is None
+    assert read_at_most(tmp_path / "f" / "below-a-file", 4) is None
+    with pytest.raises(IsADirectoryError):
+        read_at_most(tmp_path, 4)

@@ -21,6 +21,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_writer",
     "fsync_dir",
+    "read_at_most",
     "sweep_temps",
     "temp_sibling",
 ]
@@ -34,6 +35,20 @@ def fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_at_most(path: Path | str, limit: int) -> bytes | None:
+    """Up to ``limit + 1`` bytes of the file at ``path`` (so a caller can tell it is too big), or None
+    when there is no such file. One ``open`` and one ``read(2)``, no buffered file object: block
+    stores and the block cache call this once per block. Other failures raise ``OSError``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return os.read(fd, limit + 1)
     finally:
         os.close(fd)
 

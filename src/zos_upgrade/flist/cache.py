@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches
 from zos_upgrade.flist.model import FlistError
-from zos_upgrade.fsutil import temp_sibling
+from zos_upgrade.fsutil import read_at_most, temp_sibling
 
 __all__ = ["BlockCache", "CacheError"]
 
@@ -60,21 +60,12 @@ class BlockCache:
         when the bytes fail, exactly as ``get`` does itself.
         """
         path = self.path_for(block_id)
-        # one open and one read(2), without a buffered file object: this runs once per block of every
-        # warm materialize. A short read (never seen on a local file) would only fail verification.
+        # a short read (never seen on a local file) would only fail verification
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            data = read_at_most(path, _MAX_CACHED_BYTES)
         except OSError as exc:
             raise CacheError(f"block cache {self.root}: cannot read {path}: {exc}") from exc
-        try:
-            data = os.read(fd, _MAX_CACHED_BYTES + 1)
-        except OSError as exc:
-            raise CacheError(f"block cache {self.root}: cannot read {path}: {exc}") from exc
-        finally:
-            os.close(fd)
-        return data if len(data) <= _MAX_CACHED_BYTES else None
+        return data if data is not None and len(data) <= _MAX_CACHED_BYTES else None
 
     def discard(self, block_id: bytes) -> None:
         """Remove a cached block (one that failed verification)."""

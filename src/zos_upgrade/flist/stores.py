@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import httpx
 from zos_upgrade import net
 from zos_upgrade.flist.blocks import BLOCK_SIZE
 from zos_upgrade.flist.model import FlistError
-from zos_upgrade.fsutil import atomic_write_bytes
+from zos_upgrade.fsutil import atomic_write_bytes, read_at_most
 from zos_upgrade.http11 import LeanTransport
 
 __all__ = [
@@ -113,20 +112,13 @@ class DirStore:
     def read_block(self, block_id: bytes) -> bytes:
         """The stored bytes of ``block_id``, read synchronously (a local store needs no event loop)."""
         for path in self._paths(block_id):
-            # one open and one read(2), no buffered file object: a cold materialize reads every block
-            # here. A short read (never seen on a local file) would only fail verification.
+            # a short read (never seen on a local file) would only fail verification
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except (FileNotFoundError, NotADirectoryError):
+                data = read_at_most(path, MAX_STORED_BYTES)
+            except OSError as exc:
+                raise StoreError(f"{self.url}: cannot read block file {path}: {exc}") from exc
+            if data is None:
                 continue
-            except OSError as exc:
-                raise StoreError(f"{self.url}: cannot read block file {path}: {exc}") from exc
-            try:
-                data = os.read(fd, MAX_STORED_BYTES + 1)
-            except OSError as exc:
-                raise StoreError(f"{self.url}: cannot read block file {path}: {exc}") from exc
-            finally:
-                os.close(fd)
             if len(data) > MAX_STORED_BYTES:
                 raise StoreError(f"{self.url}: block file {path} is larger than {MAX_STORED_BYTES} bytes")
             return data
