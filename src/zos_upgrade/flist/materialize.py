@@ -147,8 +147,11 @@ class _Run:
     claims: dict[bytes, threading.Event] = field(default_factory=dict)
     claims_lock: threading.Lock = field(default_factory=threading.Lock)
     fds: _DirFds = field(init=False)
+    # the store itself when it reads blocks without the event loop (decided once, not per file)
+    local: LocalStore | None = field(init=False)
 
     def __post_init__(self) -> None:
+        self.local = _local_reader(self.store)  # first: opening a router's stores may fail
         self.fds = _DirFds(self.dest)
 
 
@@ -491,8 +494,7 @@ async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
     """
     tmp = f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
     loop = asyncio.get_running_loop()
-    local = _local_reader(run.store)
-    step = await _in_thread(_create_and_write, run, entry, parts, tmp, local, loop, owns_fd=True)
+    step = await _in_thread(_create_and_write, run, entry, parts, tmp, run.local, loop, owns_fd=True)
     try:
         _count(run, step)
         while not step.done:
