@@ -73,14 +73,7 @@ class _Body(httpx.AsyncByteStream):
                 async for piece in self._chunks():
                     yield piece
             elif self._framing.length is not None:
-                left = self._framing.length
-                while left:
-                    piece = await self._read(min(left, _READ_CHUNK))
-                    if not piece:
-                        raise httpx.RemoteProtocolError(
-                            f"server closed the connection {left} bytes before the end of the body",
-                            request=self._request)
-                    left -= len(piece)
+                async for piece in self._exactly(self._framing.length, "before the end of the body"):
                     yield piece
             else:
                 while piece := await self._read(_READ_CHUNK):
@@ -101,16 +94,21 @@ class _Body(httpx.AsyncByteStream):
                 while await self._line():  # trailers, up to the empty line
                     pass
                 return
-            left = size
-            while left:
-                piece = await self._read(min(left, _READ_CHUNK))
-                if not piece:
-                    raise httpx.RemoteProtocolError("server closed the connection inside a chunk",
-                                                    request=self._request)
-                left -= len(piece)
+            async for piece in self._exactly(size, "inside a chunk"):
                 yield piece
             if await self._line() != b"":
                 raise httpx.RemoteProtocolError("chunk not followed by CRLF", request=self._request)
+
+    async def _exactly(self, size: int, where: str) -> AsyncIterator[bytes]:
+        """The next ``size`` bytes, as they arrive; the server closing before them is an error."""
+        left = size
+        while left:
+            piece = await self._read(min(left, _READ_CHUNK))
+            if not piece:
+                raise httpx.RemoteProtocolError(f"server closed the connection {where} ({left} bytes short)",
+                                                request=self._request)
+            left -= len(piece)
+            yield piece
 
     async def _read(self, size: int) -> bytes:
         return await _io(self._conn.reader.read(size), self._timeout, self._request, httpx.ReadTimeout,
