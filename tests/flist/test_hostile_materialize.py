@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.stores import AsyncOnlyDirStore
 from zos_upgrade.flist.blocks import BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.materialize import materialize
@@ -61,20 +62,11 @@ def listing(root: Path) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
-class RemoteLikeStore(DirStore):
-    """A real ``dir://`` store offered only through the async store protocol, as a remote one is."""
-
-    read_block = None  # type: ignore[assignment]  # a None method fails the LocalStore protocol check
-
-    async def get(self, block_id: bytes) -> bytes:
-        return await asyncio.to_thread(DirStore.read_block, self, block_id)
-
-
 @pytest.fixture(params=["local", "remote"])
 def store(tmp_path: Path, request: pytest.FixtureRequest) -> DirStore:
     if request.param == "local":
         return DirStore(tmp_path / "blocks")
-    async_only = RemoteLikeStore(tmp_path / "blocks", "remote://blocks")
+    async_only = AsyncOnlyDirStore(tmp_path / "blocks", "remote://blocks")
     assert not isinstance(async_only, LocalStore)
     return async_only
 

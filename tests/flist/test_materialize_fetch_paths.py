@@ -16,35 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.stores import AsyncOnlyDirStore
 from zos_upgrade.flist.blocks import BLOCK_SIZE, BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache, CacheError
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind
 from zos_upgrade.flist.reader import write_flist
 from zos_upgrade.flist.stores import BlockMissing, BlockStore, DirStore, Route, Router, StoreError
-
-
-class CountingStore:
-    """A real ``DirStore`` seen only through the async store protocol (no ``read_block``): the path
-    HTTP and zdb stores take. Counts the reads it serves."""
-
-    def __init__(self, root: Path) -> None:
-        self.inner = DirStore(root)
-        self.url = self.inner.url
-        self.gets = 0
-
-    async def get(self, block_id: bytes) -> bytes:
-        self.gets += 1
-        return await self.inner.get(block_id)
-
-    async def put(self, block_id: bytes, data: bytes) -> None:
-        await self.inner.put(block_id, data)
-
-    async def has(self, block_id: bytes) -> bool:
-        return await self.inner.has(block_id)
-
-    async def aclose(self) -> None:
-        return None
 
 
 def release(tmp_path: Path, files: int = 12) -> tuple[Path, DirStore, list[tuple[BlockRef, bytes]], bytes]:
@@ -68,7 +46,7 @@ def release(tmp_path: Path, files: int = 12) -> tuple[Path, DirStore, list[tuple
 @pytest.mark.parametrize("local", [True, False], ids=["local-store", "async-store"])
 def test_a_cold_run_fetches_each_block_once_caches_all_writes_every_file(tmp_path: Path, local: bool) -> None:
     flist, store, blocks, shared = release(tmp_path)
-    counting = CountingStore(store.root)
+    counting = AsyncOnlyDirStore(store.root)
     cache = BlockCache(tmp_path / "cache")
     report = asyncio.run(materialize(flist, tmp_path / "dest", store=store if local else counting,
                                      cache=cache, concurrency=8))
@@ -110,16 +88,16 @@ def test_a_cache_that_cannot_be_written_fails_the_run_and_cleans_up(tmp_path: Pa
     flist, store, _, _ = release(tmp_path, files=3)
     (tmp_path / "cache").write_bytes(b"not a directory")
     with pytest.raises(CacheError, match="cannot write block"):
-        asyncio.run(materialize(flist, tmp_path / "dest", store=store if local else CountingStore(store.root),
-                                cache=BlockCache(tmp_path / "cache")))
+        source = store if local else AsyncOnlyDirStore(store.root)
+        asyncio.run(materialize(flist, tmp_path / "dest", store=source, cache=BlockCache(tmp_path / "cache")))
     assert not (tmp_path / "dest").exists()
 
 
 def test_a_second_run_through_an_async_store_reads_nothing_from_it(tmp_path: Path) -> None:
     flist, store, _, _ = release(tmp_path)
     cache = BlockCache(tmp_path / "cache")
-    asyncio.run(materialize(flist, tmp_path / "one", store=CountingStore(store.root), cache=cache))
-    again = CountingStore(store.root)
+    asyncio.run(materialize(flist, tmp_path / "one", store=AsyncOnlyDirStore(store.root), cache=cache))
+    again = AsyncOnlyDirStore(store.root)
     report = asyncio.run(materialize(flist, tmp_path / "two", store=again, cache=cache))
     assert (report.blocks_fetched, report.blocks_from_cache, again.gets) == (0, 24, 0)
 
@@ -151,7 +129,7 @@ def test_a_router_of_local_routes_takes_the_worker_thread_path(tmp_path: Path) -
 
 def test_a_router_with_one_remote_route_stays_on_the_event_loop(tmp_path: Path) -> None:
     flist, store, _, _ = release(tmp_path)
-    counting = CountingStore(store.root)
+    counting = AsyncOnlyDirStore(store.root)
     opened: dict[str, BlockStore] = {"dir://blocks": SyncOnlyDirStore(store.root, "dir://blocks"),
                                      "zdb://remote": counting}
     router = Router([Route(0, 255, "zdb://remote"), Route(0, 255, "dir://blocks")], opener=opened.__getitem__)
@@ -213,7 +191,7 @@ def test_a_remote_store_is_asked_only_for_the_blocks_the_cache_lacks(tmp_path: P
     cache = BlockCache(tmp_path / "cache")
     for ref, stored in encoded[::3]:  # every third block is cached already
         cache.put(ref.id, stored)
-    remote = CountingStore(store.root)
+    remote = AsyncOnlyDirStore(store.root)
     report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote, cache=cache))
     assert (tmp_path / "dest" / "long").read_bytes() == content
     assert remote.gets == report.blocks_fetched == 14
@@ -224,13 +202,13 @@ def test_a_remote_store_is_asked_only_for_the_blocks_the_cache_lacks(tmp_path: P
 
 def test_a_remote_store_without_a_cache_writes_every_block(tmp_path: Path) -> None:
     flist, store, _, content = long_file(tmp_path, 19)
-    remote = CountingStore(store.root)
+    remote = AsyncOnlyDirStore(store.root)
     report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote))
     assert (tmp_path / "dest" / "long").read_bytes() == content
     assert remote.gets == report.blocks_fetched == 19
 
 
-class FailingStore(CountingStore):
+class FailingStore(AsyncOnlyDirStore):
     """Fails one block with a store error (a network failure after the retries) and serves the rest."""
 
     def __init__(self, root: Path, bad: bytes) -> None:
