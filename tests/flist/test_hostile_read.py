@@ -89,6 +89,11 @@ def _v2(tmp_path: Path, *tamper: str, params: Sequence[Any] = ()) -> Path:
         ("UPDATE inode SET mtime = ? WHERE name = 'passwd'", (2**63 - 1,),
          r"'/etc/passwd': time .* out of range"),
         ("UPDATE inode SET rdev = -1 WHERE name = 'b'", (), r"'/a/b': device -1 or mode .* out of range"),
+        # found by the fault suite's byte-flipping fuzz: a mode no stat.S_IS* accepts
+        ("UPDATE inode SET mode = -32531 WHERE name = 'passwd'", (),
+         r"'/etc/passwd': device 0 or mode -0o77423 is out of range"),
+        ("UPDATE inode SET mode = ? WHERE name = 'passwd'", (2**40 | 0o100644,),
+         r"'/etc/passwd': device 0 or mode 0o\d+ is out of range"),
         ("UPDATE inode SET name = 'root' WHERE ino = 1", (), r"no root inode"),
         ("DELETE FROM inode WHERE ino = 1", (), r"no root inode"),
     ],

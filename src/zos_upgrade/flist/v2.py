@@ -85,11 +85,14 @@ _ROOT = (
 
 
 def _kind(mode: int) -> EntryKind:
-    if stat.S_ISDIR(mode):
+    # masked by hand: stat.S_IFMT raises OverflowError for a mode outside a C unsigned int, and the
+    # entry checker refuses such a mode (with its value) right after
+    file_type = mode & 0o170000
+    if file_type == stat.S_IFDIR:
         return EntryKind.DIR
-    if stat.S_ISREG(mode):
+    if file_type == stat.S_IFREG:
         return EntryKind.FILE
-    if stat.S_ISLNK(mode):
+    if file_type == stat.S_IFLNK:
         return EntryKind.LINK
     return EntryKind.SPECIAL
 
