@@ -69,18 +69,29 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         proc.wait(timeout)
 
 
-def _kill_supervised(sock: Path, include_dir: Path) -> None:
-    """SIGKILL every program supervisord runs (each is its own process group) before stopping it."""
+def _supervised_pids(sock: Path, include_dir: Path) -> list[int]:
+    """The pid of every program supervisord runs now (each leads its own process group)."""
 
     async def pids() -> list[int]:
         client = SupervisordClient(sock, include_dir=include_dir, timeout=3)
         return [(await client.status(name)).pid for name in await client.list()]
 
     with contextlib.suppress(SupervisorError, OSError):
-        for pid in asyncio.run(pids()):
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+        return [pid for pid in asyncio.run(pids()) if pid]
+    return []
+
+
+def _kill_supervisord(proc: subprocess.Popen[bytes], sock: Path, include_dir: Path) -> None:
+    """SIGKILL supervisord, then every program it ran. In that order: supervisord restarts a program it
+    sees die (autorestart), and a program started in its own group after it was listed outlived the
+    demo now and then when the programs went first."""
+    supervised = _supervised_pids(sock, include_dir)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(5)
+    for pid in supervised:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 class Children:
@@ -110,7 +121,7 @@ class Children:
     def stop_all(self) -> None:
         for name, proc, log in reversed(self._procs):
             if name == "supervisord" and self._supervisord is not None and proc.poll() is None:
-                _kill_supervised(*self._supervisord)
+                _kill_supervisord(proc, *self._supervisord)
             stop_group(proc)
             log.close()
         self._procs.clear()
