@@ -5,11 +5,23 @@ names. See ``SPEC`` section 2 for the layering: hub/publisher -> watcher -> upgr
 -> supervisor.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("zos-upgrade")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from __future__ import annotations
 
 __all__ = ["__version__"]
+
+__version__: str  # declared for type checkers; the value comes from __getattr__ below
+
+
+def __getattr__(name: str) -> str:
+    # Looked up on first use, not at import: importlib.metadata costs every process importing any
+    # submodule ~40 ms, the file-writer children of a materialize included.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("zos-upgrade")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        found = "0.0.0+unknown"
+    globals()["__version__"] = found
+    return found

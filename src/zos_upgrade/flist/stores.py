@@ -12,22 +12,21 @@ A store is transport only: it moves opaque bytes under an id. It does not decryp
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
-from zos_upgrade import net
 from zos_upgrade.flist.blocks import BLOCK_SIZE
 from zos_upgrade.flist.model import FlistError
 from zos_upgrade.fsutil import atomic_write_bytes, read_at_most
-from zos_upgrade.http11 import LeanTransport
+
+if TYPE_CHECKING:
+    import httpx
+
+    from zos_upgrade import net
 
 __all__ = [
     "MAX_STORED_BYTES",
@@ -133,9 +132,13 @@ class DirStore:
             raise StoreError(f"{self.url}: cannot write block {block_id.hex()}: {exc}") from exc
 
     async def get(self, block_id: bytes) -> bytes:
+        import asyncio  # here, not at the top: see HttpStore
+
         return await asyncio.to_thread(self.read_block, block_id)
 
     async def put(self, block_id: bytes, data: bytes) -> None:
+        import asyncio
+
         await asyncio.to_thread(self._write, block_id, data)
 
     async def has(self, block_id: bytes) -> bool:
@@ -150,12 +153,19 @@ class DirStore:
 
 def _proxied() -> bool:
     """True when the environment names an HTTP proxy: then httpx's own transport goes through it."""
+    import urllib.request
+
     proxies = urllib.request.getproxies()
     return "http" in proxies or "all" in proxies
 
 
 class HttpStore:
-    """Read-only blocks over HTTP: the 0-hub ``/blocks`` layout or any static file server."""
+    """Read-only blocks over HTTP: the 0-hub ``/blocks`` layout or any static file server.
+
+    httpx, the transport and asyncio are imported when a store is made, not with this module: a
+    file-writer process (``writer_child``) loads the ``dir://`` store alone and starts in a third of
+    the time.
+    """
 
     def __init__(
         self,
@@ -166,6 +176,13 @@ class HttpStore:
         retry: net.RetryPolicy | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
+        import asyncio
+
+        import httpx
+
+        from zos_upgrade import net
+        from zos_upgrade.http11 import LeanTransport
+
         self.url = url
         self._base = url.rstrip("/")
         self._limit = asyncio.Semaphore(concurrency)
@@ -175,6 +192,8 @@ class HttpStore:
                                                    transport=None if _proxied() else LeanTransport())
 
     async def _request(self, method: str, url: str) -> net.FetchResult:
+        from zos_upgrade import net
+
         async with self._limit:
             try:
                 return await net.fetch(
@@ -236,13 +255,15 @@ class ZdbStore:
         url: str | None = None,
         timeout: float = 10.0,
         attempts: int = 3,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep | None = None,
     ) -> None:
+        import asyncio
+
         self.url = url or f"zdb://{host}:{port}/{namespace}"
         self.namespace = namespace
         self._password = password
         self._attempts = attempts
-        self._sleep = sleep
+        self._sleep = sleep or asyncio.sleep
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -395,6 +416,10 @@ class Router:
             except StoreError as exc:
                 errors.append(_store_failed(store, block_id, exc))
         raise _not_found(block_id, stores, errors)
+
+    def store_for(self, route: Route) -> BlockStore:
+        """The store ``route`` reads from (opened on first use)."""
+        return self._store(route.url)
 
     def is_local(self) -> bool:
         """True when every route's store reads blocks without the event loop (all ``dir://``)."""
