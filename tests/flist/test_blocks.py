@@ -115,6 +115,19 @@ def test_content_that_does_not_match_its_key(fmt: str, size: int) -> None:
         stored = AESGCM(key).encrypt(key[:12], compressed, None)
     with pytest.raises(BlockCorrupt, match="does not match its key"):
         decrypt_block(BlockRef(_blake(stored, size), key), stored)
+    # materialize skips that check: the id pins these exact bytes, so what they decrypt to is what the
+    # flist's publisher packed (a packer that recorded a wrong key; `flist verify` reports it)
+    unchecked = decrypt_block(BlockRef(_blake(stored, size), key), stored, check_key=False)
+    assert unchecked == b"something else entirely"
+
+
+@pytest.mark.parametrize(("fmt", "size"), PIPELINES)
+def test_without_the_key_check_the_id_is_still_checked(fmt: str, size: int) -> None:
+    ref, stored = encrypt_block(b"payload" * 300, fmt)  # type: ignore[arg-type]
+    assert decrypt_block(ref, stored, check_key=False) == b"payload" * 300
+    flipped = stored[:-1] + bytes([stored[-1] ^ 1])
+    with pytest.raises(BlockCorrupt, match="not to the block id"):
+        decrypt_block(ref, flipped, check_key=False)
 
 
 def _bomb() -> bytes:
