@@ -66,6 +66,14 @@ def test_pack_ls_unpack_verify(tmp_path: Path, suffix: str) -> None:
     assert (tmp_path / "dest" / "bin" / "tool").read_bytes() == (src / "bin" / "tool").read_bytes()
     assert os.readlink(tmp_path / "dest" / "bin" / "alias") == "tool"
 
+    # the same through file-writer processes, and a worker count the option refuses
+    code, text = run("unpack", str(out), str(tmp_path / "dest2"), "--workers", "2")
+    assert code == 0, text
+    assert "writer_processes=2" in text and "blocks_fetched=3" in text
+    assert (tmp_path / "dest2" / "bin" / "tool").read_bytes() == (src / "bin" / "tool").read_bytes()
+    code, text = run("unpack", str(out), str(tmp_path / "dest3"), "--workers", "-1")
+    assert code == 2 and "--workers" in text and not (tmp_path / "dest3").exists()
+
     code, text = run("verify", str(out))
     assert code == 0, text
     assert "all 3 blocks of 2 files present and authentic" in text

@@ -110,17 +110,21 @@ def test_a_directory_through_a_relative_symlink_is_refused(tmp_path: Path, store
 def test_the_descriptor_walk_never_follows_a_symlink(tmp_path: Path) -> None:
     # the second line of defence, below the bookkeeping: reaching a parent directory one component
     # at a time with O_NOFOLLOW refuses a symlink, whoever put it there
-    from zos_upgrade.flist.materialize import _parent_fd
+    from zos_upgrade.flist.filewrite import DIR_OPEN, DirFds
 
     dest, outside = tmp_path / "dest", tmp_path / "outside"
     dest.mkdir()
     outside.mkdir()
     os.symlink(outside, dest / "a")
-    with pytest.raises(HostileFlist, match="'a' is not a real directory"), _parent_fd(dest, ["a", "x"]):
-        pass
     (dest / "file").write_text("")
-    with pytest.raises(HostileFlist, match="'file' is not a real directory"), _parent_fd(dest, ["file", "x"]):
-        pass
+    for learn in (False, True):  # the walk of a file-writer process also caches what it reached
+        fds = DirFds(os.open(dest, DIR_OPEN), learn=learn)
+        with pytest.raises(HostileFlist, match="'a' is not a real directory"), fds.parent(["a", "x"]):
+            pass
+        with pytest.raises(HostileFlist, match="'file' is not a real directory"), fds.parent(["file", "x"]):
+            pass
+        assert list(fds.fds) == ["/"]
+        fds.close()
 
 
 def test_a_link_and_a_directory_of_the_same_name_are_refused(tmp_path: Path, store: DirStore) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -72,3 +73,27 @@ def _output(proc: subprocess.Popen[bytes]) -> str:
         log.seek(0)
         return log.read()[-20000:].decode(errors="replace")
     return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+
+
+def pids_running(fragment: str, *, parent: int | None = None) -> list[int]:
+    """Live (not zombie) processes whose command line contains ``fragment``, optionally only the
+    children of ``parent``, found by reading /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ")
+            state, ppid = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if fragment.encode() in cmdline and state != "Z" and (parent is None or int(ppid) == parent):
+            found.append(int(name))
+    return found
+
+
+def kill_running(fragment: str) -> None:
+    """SIGKILL every process whose command line contains ``fragment`` (what a test left behind)."""
+    for pid in pids_running(fragment):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -182,7 +182,11 @@ def ls_command(flist: Path, as_json: bool) -> None:
               help="Where to read blocks (default: the stores recorded in the flist). Repeatable.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
               help="A block cache directory: blocks found there are not downloaded again.")
-def unpack_command(flist: Path, dest: Path, stores: tuple[str, ...], cache: Path | None) -> None:
+@click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
+              help="File-writer processes for a dir:// store: 0 writes in this process only "
+                   "[default: one per core, once the tree is big enough to repay starting them].")
+def unpack_command(flist: Path, dest: Path, stores: tuple[str, ...], cache: Path | None,
+                   workers: int | None) -> None:
     """Materialize FLIST into DEST (absent or empty)."""
     store = _store_for(stores)
 
@@ -190,8 +194,8 @@ def unpack_command(flist: Path, dest: Path, stores: tuple[str, ...], cache: Path
         try:
             total = _flist_bytes(flist) if _on_terminal() else None
             with _progress("unpacking", total) as progress:
-                report = await materialize(flist, dest, store=store,
-                                           cache=BlockCache(cache) if cache else None, progress=progress)
+                report = await materialize(flist, dest, store=store, progress=progress, workers=workers,
+                                           cache=BlockCache(cache) if cache else None)
         finally:
             if store is not None:
                 await store.aclose()

@@ -14,6 +14,10 @@ Safety rules, in the order they are enforced:
   fraction of the journal commits. A final ``syncfs`` makes the whole tree durable before we return.
 - Directory modes and mtimes are applied last, deepest first, so writing their contents neither
   fails on a read-only directory nor bumps the mtime we restored.
+
+Regular files are written by worker threads, or, for a big tree from a local store, by file-writer
+processes (``writer_pool``): one process cannot use a second core. Either way the walk, every check
+above, the renames and the flushes stay here.
 """
 
 from __future__ import annotations
@@ -21,22 +25,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import logging
 import os
 import secrets
 import shutil
 import stat
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import FlistReader, open_flist
-from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
-from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
-from zos_upgrade.flist.stores import BlockMissing, BlockStore, LocalStore, Router
+from zos_upgrade.flist.filewrite import (
+    DIR_OPEN,
+    BlockSource,
+    DirFds,
+    FileBlockMissing,
+    NotFetched,
+    Step,
+    Tally,
+    create_temp,
+    write_blocks,
+)
+from zos_upgrade.flist.model import Entry, EntryKind, FlistError, HostileFlist
+from zos_upgrade.flist.reader import FlistReader, open_flist
+from zos_upgrade.flist.stores import BlockStore, LocalStore, Router
+from zos_upgrade.flist.writer_child import StoreSpec, describe_store
+from zos_upgrade.flist.writer_pool import WriterPool
 from zos_upgrade.fsutil import TEMP_MARK
 
 __all__ = ["FileBlockMissing", "MaterializeReport", "materialize"]
@@ -44,19 +58,6 @@ __all__ = ["FileBlockMissing", "MaterializeReport", "materialize"]
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class FileBlockMissing(BlockMissing):
-    """A block a file needs is in no store: says which file, which block and which stores were tried."""
-
-    def __init__(self, path: str, index: int, cause: BlockMissing) -> None:
-        FlistError.__init__(self, f"{path}: block {index} ({cause.block_id.hex()}) is missing; "
-                                  f"tried: {', '.join(cause.stores) or 'no store'}")
-        self.block_id = cause.block_id
-        self.stores = cause.stores
-        self.path = path
 
 
 @dataclass
@@ -75,6 +76,7 @@ class MaterializeReport:
     blocks_from_cache: int = 0
     bytes_downloaded: int = 0
     owners_skipped: int = 0
+    writer_processes: int = 0  # file-writer processes that took part (0: all written in this process)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,11 @@ class _Written:
 # dirty data per flush, and a bounded list in memory for million-entry flists.
 _BATCH_FILES = 1024
 _BATCH_BYTES = 256 * 1024 * 1024
+
+# With ``workers=None`` file-writer processes are started once the walk has met this much file data
+# or this many files: below that, starting them (~50 ms and a core) costs more than they win.
+_POOL_AFTER_BYTES = 16 * 1024 * 1024
+_POOL_AFTER_FILES = 500
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
@@ -128,6 +135,9 @@ class _Run:
     window: int
     allow_devices: bool
     progress: Progress | None
+    workers: int  # file-writer processes to start (0: none)
+    pool_after: tuple[int, int]  # (bytes, files) of the walk before they are started
+    wait_for_pool: bool  # asked for by number: files wait for a child instead of going to threads
     as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
     report: MaterializeReport = field(default_factory=MaterializeReport)
     dirs: set[str] = field(default_factory=lambda: {"/"})
@@ -143,16 +153,26 @@ class _Run:
     written_bytes: int = 0
     syncfs: Callable[[int], None] | None = field(default_factory=lambda: _SYNCFS)
     naming: asyncio.Task[None] | None = None  # the batch being flushed and renamed
-    # blocks being verified and cached by a worker thread: a second thread waits for the first
-    claims: dict[bytes, threading.Event] = field(default_factory=dict)
-    claims_lock: threading.Lock = field(default_factory=threading.Lock)
-    fds: _DirFds = field(init=False)
+    pool: WriterPool | None = None
+    seen: tuple[int, int] = (0, 0)  # (bytes, files) of regular files walked so far
+    source: BlockSource = field(init=False)
+    fds: DirFds = field(init=False)
     # the store itself when it reads blocks without the event loop (decided once, not per file)
     local: LocalStore | None = field(init=False)
+    store_spec: StoreSpec | None = field(init=False)  # how a file-writer process reopens the store
 
     def __post_init__(self) -> None:
         self.local = _local_reader(self.store)  # first: opening a router's stores may fail
-        self.fds = _DirFds(self.dest)
+        # a child reopens only dir:// stores; remote blocks are fetched here
+        self.store_spec = describe_store(self.store) if self.local is not None else None
+        self.source = BlockSource(self.cache)
+        self.fds = DirFds(os.open(self.dest, DIR_OPEN))
+
+
+def _auto_workers() -> int:
+    """One file-writer process per usable core, none on a single core (it would only add a process)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, 8) if cores > 1 else 0
 
 
 async def materialize(
@@ -164,14 +184,19 @@ async def materialize(
     concurrency: int = 16,
     allow_devices: bool = False,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> MaterializeReport:
     """Write the tree ``flist`` describes into ``dest`` (absent or empty); return what was done.
 
     ``store`` defaults to the routes recorded in the flist. With a ``cache``, blocks it holds are not
-    fetched, and fetched blocks are added to it.
+    fetched, and fetched blocks are added to it. ``workers`` file-writer processes write the regular
+    files when the store is local (``dir://``): by default one per core once the tree proves big
+    enough to repay starting them; ``0`` writes everything in this process; ``N`` starts N at once.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
     dest = Path(dest)
     created_dest = _prepare_dest(dest)
     own_reader = not isinstance(flist, FlistReader)
@@ -183,7 +208,9 @@ async def materialize(
             if not routes:
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
-        run = _Run(dest, store, cache, asyncio.Semaphore(concurrency), concurrency, allow_devices, progress)
+        pool_after = (_POOL_AFTER_BYTES, _POOL_AFTER_FILES) if workers is None else (0, 0)
+        run = _Run(dest, store, cache, asyncio.Semaphore(concurrency), concurrency, allow_devices, progress,
+                   _auto_workers() if workers is None else workers, pool_after, workers is not None)
         try:
             await _materialize(reader, run)
         finally:
@@ -259,10 +286,16 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
             if entry.kind is EntryKind.FILE:
                 if len(run.written) >= _BATCH_FILES or run.written_bytes >= _BATCH_BYTES:
                     await _name_written(run)
-                await file_slots.acquire()
+                tmp = f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
+                pool = await _pool_for(run, entry)
+                if pool is not None:
+                    written = pool.submit(entry, tmp)
+                    task = asyncio.create_task(_write_in_pool(run, entry, parts, tmp, written))
+                else:
+                    await file_slots.acquire()
+                    task = asyncio.create_task(_write_file(run, entry, parts, tmp))
+                    task.add_done_callback(lambda _t: file_slots.release())
                 run.unnamed.add(entry.path)
-                task = asyncio.create_task(_write_file(run, entry, parts))
-                task.add_done_callback(lambda _t: file_slots.release())
                 files.add(task)
                 # surface a failed file now instead of after the whole walk
                 for done in [t for t in files if t.done()]:
@@ -273,10 +306,14 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
                 _create_other(run, entry, parts[-1], pfd)
         if files:
             await asyncio.gather(*files)
+        if run.pool is not None:
+            await run.pool.close()
         await _name_written(run)
         if run.naming is not None:
             await run.naming
     except BaseException:
+        if run.pool is not None:  # first: no child may write while the destination is cleaned up
+            await run.pool.kill()
         for task in files:
             task.cancel()
         await asyncio.gather(*files, return_exceptions=True)
@@ -285,6 +322,36 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
         await asyncio.gather(*run.fetches, return_exceptions=True)
         raise
     await asyncio.to_thread(_finish_dirs, run, root)
+
+
+async def _pool_for(run: _Run, entry: Entry) -> WriterPool | None:
+    """The writer pool when ``entry`` should go to it (starting the pool once the walk has seen
+    enough), or None to write it in this process: no pool, or none of its children ready yet."""
+    seen_bytes, seen_files = run.seen = (run.seen[0] + entry.size, run.seen[1] + 1)
+    if run.pool is None:
+        if not run.workers or run.store_spec is None or (
+            seen_bytes < run.pool_after[0] and seen_files < run.pool_after[1]
+        ):
+            return None
+        run.pool = WriterPool(run.workers, run.fds.root, run.cache, run.store_spec, run.as_root)
+        await run.pool.start()
+    if not run.pool.ready and not run.wait_for_pool:
+        return None  # automatic: threads write while the children start
+    if not await run.pool.room():
+        return None  # every child failed to start: threads write everything
+    run.report.writer_processes = max(run.report.writer_processes, run.pool.running)
+    return run.pool
+
+
+async def _write_in_pool(run: _Run, entry: Entry, parts: list[str], tmp: str,
+                         written: asyncio.Future[Tally]) -> None:
+    tally = await written
+    _count(run, tally)
+    if run.progress is not None:
+        run.progress(tally.added)
+    run.written.append(_Written(parts, tmp))
+    run.written_bytes += entry.size
+    run.report.files += 1
 
 
 def _split(path: str) -> list[str]:
@@ -310,75 +377,6 @@ def _check_parent(run: _Run, entry: Entry, parts: list[str]) -> None:
         raise HostileFlist(f"entry {entry.path!r}: its parent {parent!r} is not a directory listed before it")
     if entry.path in run.dirs or entry.path in run.links or entry.path in run.unnamed:
         raise HostileFlist(f"entry {entry.path!r} appears twice")
-
-
-@contextlib.contextmanager
-def _parent_fd(dest: Path, parts: list[str]) -> Iterator[int]:
-    """An fd of the parent directory of ``parts`` under ``dest``, reached without following any symlink."""
-    base = os.open(dest, _DIR_OPEN)
-    try:
-        with _walk(base, parts[:-1], parts) as fd:
-            yield fd
-    finally:
-        os.close(base)
-
-
-@contextlib.contextmanager
-def _walk(base: int, names: list[str], parts: list[str]) -> Iterator[int]:
-    """Open ``names`` one below the other from the directory fd ``base`` with O_NOFOLLOW; yield the last."""
-    fd = base
-    try:
-        for name in names:
-            try:
-                nxt = os.open(name, _DIR_OPEN, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise HostileFlist(
-                        f"entry '/{'/'.join(parts)}': component {name!r} is not a real directory "
-                        "(a symlink or a file): refusing to write through it"
-                    ) from exc
-                raise
-            if fd != base:
-                os.close(fd)
-            fd = nxt
-        yield fd
-    finally:
-        if fd != base:
-            os.close(fd)
-
-
-class _DirFds:
-    """Open descriptors of directories this run created, so most entries are one ``openat`` away.
-
-    Every cached fd was opened with O_NOFOLLOW right after its ``mkdir``; a directory deeper than
-    the cache (it holds at most ``cap`` fds) is reached from its deepest cached ancestor by ``_walk``.
-    """
-
-    def __init__(self, dest: Path, cap: int = 256) -> None:
-        self.cap = cap
-        self.fds: dict[str, int] = {"/": os.open(dest, _DIR_OPEN)}
-
-    def remember(self, path: str, parent_fd: int, name: str) -> None:
-        if len(self.fds) < self.cap:
-            self.fds[path] = os.open(name, _DIR_OPEN, dir_fd=parent_fd)
-
-    def get(self, path: str) -> int | None:
-        return self.fds.get(path)
-
-    @contextlib.contextmanager
-    def parent(self, parts: list[str]) -> Iterator[int]:
-        """An fd of the parent directory of the entry ``parts``."""
-        depth = len(parts) - 1
-        while depth > 0 and ("/" + "/".join(parts[:depth])) not in self.fds:
-            depth -= 1
-        base = self.fds["/" + "/".join(parts[:depth]) if depth else "/"]
-        with _walk(base, parts[depth:-1], parts) as fd:
-            yield fd
-
-    def close(self) -> None:
-        fds, self.fds = list(self.fds.values()), {}
-        for fd in fds:
-            os.close(fd)
 
 
 def _exists(name: str, pfd: int) -> bool:
@@ -439,28 +437,6 @@ def _create_node(run: _Run, entry: Entry, name: str, pfd: int) -> None:
         raise HostileFlist(f"entry {entry.path!r}: unknown kind {entry.kind!r}")
 
 
-def _from_cache(cache: BlockCache | None, ref: BlockRef) -> bytes | None:
-    """The plain bytes of ``ref`` from a good cached copy, or None (no cache, absent, or corrupt: then
-    dropped). ``decrypt_block`` checks the id and the key, so cached bytes are verified by decrypting
-    them, not hashed a second time."""
-    if cache is None:
-        return None
-    cached = cache.peek(ref.id)
-    if cached is None:
-        return None
-    try:
-        return decrypt_block(ref, cached)
-    except BlockCorrupt:
-        log.warning("cached block failed verification; fetching it again",
-                    extra={"block": ref.id.hex(), "cache": str(cache.root)})
-        cache.discard(ref.id)
-        return None
-
-
-class _NotFetched(Exception):
-    """Raised by ``_Fetched`` for a block outside the window it holds: write up to here, fetch more."""
-
-
 @dataclass
 class _Fetched:
     """Blocks a remote store returned on the event loop, offered to a worker thread as a local store:
@@ -472,18 +448,13 @@ class _Fetched:
     def read_block(self, block_id: bytes) -> bytes:
         got = self.blocks.get(block_id)
         if got is None:
-            raise _NotFetched(block_id.hex())
+            raise NotFetched(block_id.hex())
         if isinstance(got, BaseException):
             raise got
         return got
 
 
-# A file whose blocks come from a remote store is written in windows of this many blocks: fetched
-# together on the event loop (bounded by ``concurrency`` across files), then written in one hop.
-_FETCH_WINDOW = 8
-
-
-async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
+async def _write_file(run: _Run, entry: Entry, parts: list[str], tmp: str) -> None:
     """Write one file under a temporary name; ``_name_written`` flushes and renames it later.
 
     A worker thread creates the file and writes its blocks in order: from the cache, else from a
@@ -492,16 +463,16 @@ async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
     block it lacks and names the blocks of the next window the cache lacks; those are fetched on the
     event loop (a block several files want is fetched once) and the next hop writes them, and so on.
     """
-    tmp = f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
     loop = asyncio.get_running_loop()
-    step = await _in_thread(_create_and_write, run, entry, parts, tmp, run.local, loop, owns_fd=True)
+    on_bytes = None if run.progress is None else _threadsafe(loop, run.progress)
+    step = await _in_thread(_create_and_write, run, entry, parts, tmp, on_bytes, owns_fd=True)
     try:
-        _count(run, step)
+        _count(run, step.tally)
         while not step.done:
             async with _fetched(run, [entry.blocks[i].id for i in step.missing]) as window:
-                step = await _in_thread(_write_from, run, entry, step.fd, step.blocks, step.written,
-                                        window, loop, owns_fd=False)
-            _count(run, step)
+                step = await _in_thread(write_blocks, run.source, entry, step.fd, step.blocks, step.written,
+                                        window, run.as_root, on_bytes, owns_fd=False)
+            _count(run, step.tally)
     finally:
         os.close(step.fd)
     run.written.append(_Written(parts, tmp))
@@ -509,11 +480,19 @@ async def _write_file(run: _Run, entry: Entry, parts: list[str]) -> None:
     run.report.files += 1
 
 
-def _count(run: _Run, step: _Step) -> None:
-    run.report.blocks_from_cache += step.from_cache
-    run.report.blocks_fetched += step.fetched
-    run.report.bytes_downloaded += step.downloaded
-    run.report.bytes_written += step.added
+def _threadsafe(loop: asyncio.AbstractEventLoop, progress: Progress) -> Progress:
+    """``progress`` called from a worker thread, run on the event loop's thread."""
+    def report(count: int) -> None:
+        loop.call_soon_threadsafe(progress, count)
+    return report
+
+
+def _count(run: _Run, tally: Tally) -> None:
+    run.report.blocks_from_cache += tally.from_cache
+    run.report.blocks_fetched += tally.fetched
+    run.report.bytes_downloaded += tally.downloaded
+    run.report.bytes_written += tally.added
+    run.report.owners_skipped += tally.owner_skipped
 
 
 @contextlib.asynccontextmanager
@@ -563,109 +542,18 @@ async def _fetch_stored(run: _Run, block_id: bytes) -> bytes:
         return await run.store.get(block_id)
 
 
-@dataclass(frozen=True)
-class _Step:
-    """What one worker-thread hop did to a file: whether it is complete (written, sized and sealed;
-    ``fd`` stays open for the caller to close), the index of the next block to write and the bytes
-    written so far, which blocks of the next window the cache lacks, and what the hop counted."""
-
-    fd: int
-    done: bool
-    blocks: int
-    written: int
-    missing: list[int]
-    added: int = 0
-    from_cache: int = 0
-    fetched: int = 0
-    downloaded: int = 0
-
-
-def _create_and_write(run: _Run, entry: Entry, parts: list[str], tmp: str, source: LocalStore | None,
-                      loop: asyncio.AbstractEventLoop) -> _Step:
-    """Create the file under its temporary name and write what the cache and ``source`` hold."""
-    with run.fds.parent(parts) as pfd:
-        # a name taken earlier in this run is caught by _check_parent, and again before the rename
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=pfd)
+def _create_and_write(run: _Run, entry: Entry, parts: list[str], tmp: str,
+                      on_bytes: Progress | None) -> Step:
+    """Create the file under its temporary name and write what the cache and the local store hold."""
+    fd = create_temp(run.fds, parts, tmp)
     try:
-        return _write_from(run, entry, fd, 0, 0, source, loop)
+        return write_blocks(run.source, entry, fd, 0, 0, run.local, run.as_root, on_bytes)
     except BaseException:
         os.close(fd)
         raise
 
 
-def _write_from(run: _Run, entry: Entry, fd: int, first: int, written: int, source: LocalStore | None,
-                loop: asyncio.AbstractEventLoop) -> _Step:
-    """Write the blocks of ``entry`` from index ``first`` on, each from the cache or else ``source``,
-    until one is in neither (then name the next window's blocks the cache lacks) or the file is
-    complete (then check its size and seal it). Never closes ``fd``."""
-    index, start, from_cache, fetched, downloaded = first, written, 0, 0, 0
-    for index in range(first, len(entry.blocks)):
-        ref = entry.blocks[index]
-        plain = _from_cache(run.cache, ref)
-        if plain is not None:
-            from_cache += 1
-        else:
-            try:
-                plain, stored_bytes = _fetch_local(run, source, entry, index, ref)
-            except _NotFetched:
-                missing = [i for i in range(index, min(index + _FETCH_WINDOW, len(entry.blocks)))
-                           if run.cache is None or not run.cache.has(entry.blocks[i].id)]
-                return _Step(fd, False, index, written, missing or [index], written - start, from_cache,
-                             fetched, downloaded)
-            if stored_bytes is not None:
-                fetched += 1
-                downloaded += stored_bytes
-        written += len(plain)
-        _check_not_longer(entry, written)
-        _write_all(fd, plain)
-        if run.progress is not None:
-            loop.call_soon_threadsafe(run.progress, len(plain))
-    _check_size(entry, written)
-    _seal_file(run, entry, fd)
-    return _Step(fd, True, len(entry.blocks), written, [], written - start, from_cache, fetched, downloaded)
-
-
-def _fetch_local(run: _Run, store: LocalStore | None, entry: Entry, index: int,
-                 ref: BlockRef) -> tuple[bytes, int | None]:
-    """Block ``index`` of ``entry`` from ``store``, in a worker thread: read, verified and decrypted
-    (``decrypt_block`` checks id and key), then cached. Returns its plain bytes and its stored size,
-    or None for the size when another thread cached it meanwhile (then it is counted neither as
-    fetched nor as from the cache). Threads wanting the same block take turns (a claim per id)."""
-    if store is None:
-        raise _NotFetched(ref.id.hex())
-    while True:
-        with run.claims_lock:
-            claim = run.claims.get(ref.id)
-            mine = claim is None
-            if claim is None:
-                claim = run.claims[ref.id] = threading.Event()
-        if not mine:
-            claim.wait()
-            continue
-        try:
-            # another thread may have cached it between our miss and our claim
-            plain = _from_cache(run.cache, ref)
-            if plain is not None:
-                return plain, None
-            try:
-                stored = store.read_block(ref.id)
-            except BlockMissing as exc:
-                raise FileBlockMissing(entry.path, index, exc) from exc
-            try:
-                plain = decrypt_block(ref, stored)
-            except BlockCorrupt as exc:
-                raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
-            if run.cache is not None:
-                run.cache.put_verified(ref.id, stored)
-            return plain, len(stored)
-        finally:
-            with run.claims_lock:
-                del run.claims[ref.id]
-            claim.set()
-
-
-async def _in_thread(fn: Callable[..., _Step], *args: object, owns_fd: bool) -> _Step:
+async def _in_thread(fn: Callable[..., Step], *args: object, owns_fd: bool) -> Step:
     """``asyncio.to_thread`` that, when cancelled, still waits for the thread before re-raising:
     nobody may clean the destination up while a thread writes into it. With ``owns_fd`` (the hop that
     creates the file) it also closes the fd the thread returns, which the caller never sees."""
@@ -695,7 +583,7 @@ async def _name_written(run: _Run) -> None:
 
 def _flush_and_rename(run: _Run, batch: list[_Written]) -> None:
     if run.syncfs is not None:
-        run.syncfs(run.fds.fds["/"])  # every file of the batch is on disk before any is renamed
+        run.syncfs(run.fds.root)  # every file of the batch is on disk before any is renamed
     for item in batch:
         name = item.parts[-1]
         with run.fds.parent(item.parts) as pfd:
@@ -719,35 +607,6 @@ def _local_reader(store: BlockStore) -> LocalStore | None:
     return store if isinstance(store, LocalStore) else None
 
 
-def _check_size(entry: Entry, written: int) -> None:
-    if written != entry.size:
-        raise HostileFlist(
-            f"file {entry.path!r}: its blocks hold {written} bytes but the entry says {entry.size}"
-        )
-
-
-def _check_not_longer(entry: Entry, written: int) -> None:
-    if written > entry.size:
-        raise HostileFlist(
-            f"file {entry.path!r}: its blocks hold more than the {entry.size} bytes the entry says"
-        )
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _seal_file(run: _Run, entry: Entry, fd: int) -> None:
-    if run.as_root:
-        os.fchown(fd, entry.uid, entry.gid)
-    elif (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
-        run.report.owners_skipped += 1
-    os.fchmod(fd, entry.permissions)
-    os.utime(fd, ns=(entry.mtime * 1_000_000_000,) * 2)
-
-
 def _finish_dirs(run: _Run, root: Entry | None) -> None:
     """Modes, owners and mtimes of directories, deepest first, then of ``dest`` itself from the root;
     then make the whole tree durable (one ``syncfs``, or an fsync of every directory without it)."""
@@ -759,12 +618,12 @@ def _finish_dirs(run: _Run, root: Entry | None) -> None:
             continue
         parts = _split(item.path)
         with run.fds.parent(parts) as pfd:
-            fd = os.open(parts[-1], _DIR_OPEN, dir_fd=pfd)
+            fd = os.open(parts[-1], DIR_OPEN, dir_fd=pfd)
             try:
                 _seal_dir(fd, item.mode, item.mtime, each)
             finally:
                 os.close(fd)
-    top = run.fds.fds["/"]
+    top = run.fds.root
     if root is not None:
         if run.as_root:
             os.fchown(top, root.uid, root.gid)

@@ -1,0 +1,286 @@
+"""One regular file of a flist, written under a temporary name inside the destination from verified
+blocks: what materialize's worker threads and its file-writer processes both do.
+
+The directory holding the file is reached from the destination one component at a time with
+``O_NOFOLLOW`` (a symlink is never a way out); every block comes from the cache or a local store and
+is trusted only after ``decrypt_block`` checked its id (its key check is redundant then and skipped:
+see ``blocks``); the file ends up exactly the size its entry says, with its mode, owner (as root)
+and mtime, and is closed by the caller, never renamed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
+from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.model import BlockRef, Entry, FlistError, HostileFlist
+from zos_upgrade.flist.stores import BlockMissing, LocalStore
+
+__all__ = [
+    "DIR_OPEN",
+    "BlockSource",
+    "DirFds",
+    "FileBlockMissing",
+    "NotFetched",
+    "Step",
+    "Tally",
+    "create_temp",
+    "walk",
+    "write_blocks",
+]
+
+log = logging.getLogger(__name__)
+
+DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# A file whose blocks come from a remote store is written in windows of this many blocks: the
+# caller fetches them together, then writes them in one hop.
+FETCH_WINDOW = 8
+
+
+class FileBlockMissing(BlockMissing):
+    """A block a file needs is in no store: says which file, which block and which stores were tried."""
+
+    def __init__(self, path: str, index: int, cause: BlockMissing) -> None:
+        FlistError.__init__(self, f"{path}: block {index} ({cause.block_id.hex()}) is missing; "
+                                  f"tried: {', '.join(cause.stores) or 'no store'}")
+        self.block_id = cause.block_id
+        self.stores = cause.stores
+        self.path = path
+        self.index = index
+
+
+class NotFetched(Exception):
+    """A block is in neither the cache nor the store at hand: write up to here, fetch more."""
+
+
+@contextlib.contextmanager
+def walk(base: int, names: list[str], parts: list[str]) -> Iterator[int]:
+    """Open ``names`` one below the other from the directory fd ``base`` with O_NOFOLLOW; yield the last."""
+    fd = base
+    try:
+        for name in names:
+            try:
+                nxt = os.open(name, DIR_OPEN, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise HostileFlist(
+                        f"entry '/{'/'.join(parts)}': component {name!r} is not a real directory "
+                        "(a symlink or a file): refusing to write through it"
+                    ) from exc
+                raise
+            if fd != base:
+                os.close(fd)
+            fd = nxt
+        yield fd
+    finally:
+        if fd != base:
+            os.close(fd)
+
+
+class DirFds:
+    """Open descriptors of directories under the destination, so most entries are one ``openat`` away.
+
+    ``root`` is an fd of the destination (owned from now on). Every other cached fd was opened with
+    O_NOFOLLOW from a cached parent; a directory deeper than the cache (it holds at most ``cap`` fds)
+    is reached from its deepest cached ancestor by ``walk``.
+    """
+
+    def __init__(self, root: int, cap: int = 256, *, learn: bool = False) -> None:
+        self.cap = cap
+        self.learn = learn  # also cache the directories ``parent`` walks to (for a process that did not
+        self.fds: dict[str, int] = {"/": root}  # create them, so could not ``remember`` them)
+
+    @property
+    def root(self) -> int:
+        return self.fds["/"]
+
+    def remember(self, path: str, parent_fd: int, name: str) -> None:
+        if len(self.fds) < self.cap:
+            self.fds[path] = os.open(name, DIR_OPEN, dir_fd=parent_fd)
+
+    def get(self, path: str) -> int | None:
+        return self.fds.get(path)
+
+    @contextlib.contextmanager
+    def parent(self, parts: list[str]) -> Iterator[int]:
+        """An fd of the parent directory of the entry ``parts``."""
+        depth = len(parts) - 1
+        while depth > 0 and ("/" + "/".join(parts[:depth])) not in self.fds:
+            depth -= 1
+        base = self.fds["/" + "/".join(parts[:depth]) if depth else "/"]
+        with walk(base, parts[depth:-1], parts) as fd:
+            if self.learn and fd != base and len(self.fds) < self.cap:
+                self.fds["/" + "/".join(parts[:-1])] = os.dup(fd)
+            yield fd
+
+    def close(self) -> None:
+        fds, self.fds = list(self.fds.values()), {}
+        for fd in fds:
+            os.close(fd)
+
+
+class BlockSource:
+    """The plain bytes of blocks, verified: from the cache, else from a local store (then cached).
+
+    Threads wanting the same uncached block take turns (a claim per id), so it is read once.
+    """
+
+    def __init__(self, cache: BlockCache | None) -> None:
+        self.cache = cache
+        self._claims: dict[bytes, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, ref: BlockRef) -> bytes | None:
+        """The plain bytes of ``ref`` from a good cached copy, or None (no cache, absent, or corrupt:
+        then dropped). ``decrypt_block`` checks the id, so cached bytes are verified by decrypting
+        them, not hashed a second time."""
+        if self.cache is None:
+            return None
+        stored = self.cache.peek(ref.id)
+        if stored is None:
+            return None
+        try:
+            return decrypt_block(ref, stored, check_key=False)
+        except BlockCorrupt:
+            log.warning("cached block failed verification; fetching it again",
+                        extra={"block": ref.id.hex(), "cache": str(self.cache.root)})
+            self.cache.discard(ref.id)
+            return None
+
+    def lacks(self, ref: BlockRef) -> bool:
+        return self.cache is None or not self.cache.has(ref.id)
+
+    def read(self, store: LocalStore | None, entry: Entry, index: int) -> tuple[bytes, int | None]:
+        """Block ``index`` of ``entry`` from ``store``: read, verified, decrypted, then cached. Returns
+        its plain bytes and its stored size, or None for the size when another thread cached it
+        meanwhile (then it is counted neither as fetched nor as from the cache)."""
+        ref = entry.blocks[index]
+        if store is None:
+            raise NotFetched(ref.id.hex())
+        while True:
+            with self._lock:
+                claim = self._claims.get(ref.id)
+                mine = claim is None
+                if claim is None:
+                    claim = self._claims[ref.id] = threading.Event()
+            if not mine:
+                claim.wait()
+                continue
+            try:
+                # another thread may have cached it between our miss and our claim
+                plain = self.cached(ref)
+                if plain is not None:
+                    return plain, None
+                try:
+                    stored = store.read_block(ref.id)
+                except BlockMissing as exc:
+                    raise FileBlockMissing(entry.path, index, exc) from exc
+                try:
+                    plain = decrypt_block(ref, stored, check_key=False)
+                except BlockCorrupt as exc:
+                    raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
+                if self.cache is not None:
+                    self.cache.put_verified(ref.id, stored)
+                return plain, len(stored)
+            finally:
+                with self._lock:
+                    del self._claims[ref.id]
+                claim.set()
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What writing (part of) one file counted."""
+
+    added: int = 0
+    from_cache: int = 0
+    fetched: int = 0
+    downloaded: int = 0
+    owner_skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one hop did to a file: whether it is complete (written, sized and sealed; ``fd`` stays
+    open for the caller to close), the index of the next block to write and the bytes written so far,
+    which blocks of the next window the cache lacks, and what the hop counted."""
+
+    fd: int
+    done: bool
+    blocks: int
+    written: int
+    missing: list[int]
+    tally: Tally
+
+
+def create_temp(fds: DirFds, parts: list[str], tmp: str) -> int:
+    """Create the file ``tmp`` (empty, 0600) in the parent directory of ``parts``; return its fd."""
+    with fds.parent(parts) as pfd:
+        # a name taken earlier in this run is caught before, and again before the rename
+        return os.open(tmp, _FILE_CREATE, 0o600, dir_fd=pfd)
+
+
+def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written: int,
+                 store: LocalStore | None, as_root: bool,
+                 on_bytes: Callable[[int], None] | None = None) -> Step:
+    """Write the blocks of ``entry`` from index ``first`` on, each from the cache or else ``store``,
+    until one is in neither (then name the next window's blocks the cache lacks) or the file is
+    complete (then check its size and seal it). Never closes ``fd``."""
+    index, start, from_cache, fetched, downloaded = first, written, 0, 0, 0
+    for index in range(first, len(entry.blocks)):
+        plain = source.cached(entry.blocks[index])
+        if plain is not None:
+            from_cache += 1
+        else:
+            try:
+                plain, stored_bytes = source.read(store, entry, index)
+            except NotFetched:
+                end = min(index + FETCH_WINDOW, len(entry.blocks))
+                missing = [i for i in range(index, end) if source.lacks(entry.blocks[i])]
+                return Step(fd, False, index, written, missing or [index],
+                            Tally(written - start, from_cache, fetched, downloaded))
+            if stored_bytes is not None:
+                fetched += 1
+                downloaded += stored_bytes
+        written += len(plain)
+        if written > entry.size:
+            raise HostileFlist(
+                f"file {entry.path!r}: its blocks hold more than the {entry.size} bytes the entry says"
+            )
+        _write_all(fd, plain)
+        if on_bytes is not None:
+            on_bytes(len(plain))
+    if written != entry.size:
+        raise HostileFlist(
+            f"file {entry.path!r}: its blocks hold {written} bytes but the entry says {entry.size}"
+        )
+    skipped = _seal(entry, fd, as_root)
+    return Step(fd, True, len(entry.blocks), written, [],
+                Tally(written - start, from_cache, fetched, downloaded, skipped))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _seal(entry: Entry, fd: int, as_root: bool) -> bool:
+    """Owner (as root), mode and mtime of the written file; True when the owner had to be skipped."""
+    skipped = False
+    if as_root:
+        os.fchown(fd, entry.uid, entry.gid)
+    else:
+        skipped = (entry.uid, entry.gid) != (os.geteuid(), os.getegid())
+    os.fchmod(fd, entry.permissions)
+    os.utime(fd, ns=(entry.mtime * 1_000_000_000,) * 2)
+    return skipped

@@ -1,0 +1,206 @@
+"""File-writer processes of a materialize: started on demand, fed one file at a time, stopped with it.
+
+One Python process writes files at about the speed ``tar -xzf`` does on one core, but gains little
+from a second core (the interpreter lock serialises the work between system calls), while ``tar``
+and ``gzip`` use two. So a materialize of a big tree from a local store hands its regular files to
+child processes (``writer_child``), one per core. The parent keeps everything that decides what is
+safe: it walks the flist, refuses hostile entries, creates directories, links and specials, and
+renames a file into place only after a child has written, sized and sealed it under its temporary
+name and the batch is flushed.
+
+Children are started as a fresh interpreter rather than forked: the parent may run threads, and a
+fork taken while one holds a lock deadlocks the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import marshal
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.filewrite import Tally
+from zos_upgrade.flist.model import Entry, FlistError
+from zos_upgrade.flist.writer_child import HEADER, StoreSpec, rebuild_error
+
+__all__ = ["WriterPool"]
+
+log = logging.getLogger(__name__)
+
+# Files queued per child: enough that a child never waits for the parent between two files, few
+# enough that the last files still spread over every child.
+_QUEUED_PER_CHILD = 3
+_CLOSE_TIMEOUT = 30.0
+
+# glibc serves each block-sized buffer (512 KiB read, decrypted, inflated) from a fresh mmap, or from
+# heap it just trimmed: either way every byte is a page fault again (70,000 per 200 MB measured).
+# A child keeps its freed buffers instead; it holds a few MB at most. The caller's own values win.
+_MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(8 * 1024 * 1024),
+                  "MALLOC_TRIM_THRESHOLD_": str(64 * 1024 * 1024)}
+
+
+@dataclass
+class _Child:
+    proc: asyncio.subprocess.Process
+    ready: bool = False
+    alive: bool = True
+    queued: list[tuple[str, asyncio.Future[Tally]]] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+
+class WriterPool:
+    """``size`` file-writer processes writing into the destination behind ``dest_fd``."""
+
+    child_module = "zos_upgrade.flist.writer_child"  # what each child runs (``python -m``)
+
+    def __init__(self, size: int, dest_fd: int, cache: BlockCache | None, store: StoreSpec,
+                 as_root: bool) -> None:
+        if size < 1:
+            raise ValueError(f"a writer pool needs at least one process, got {size}")
+        self.size = size
+        self._dest_fd = dest_fd
+        self._setup = (dest_fd, None if cache is None else str(cache.root), store, as_root, os.getpid())
+        self._children: list[_Child] = []
+        self._changed = asyncio.Event()
+        self._next_job = 0
+
+    async def start(self) -> None:
+        """Spawn the children; each says ``ready`` once it has loaded what it needs (not waited for)."""
+        env = {**_MALLOC_TUNING, **os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        for _ in range(self.size):
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-P", "-m", self.child_module,
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, pass_fds=(self._dest_fd,),
+                    env=env,
+                )
+            except OSError as exc:
+                log.warning("cannot start a file writer process", extra={"reason": str(exc)})
+                continue
+            child = _Child(proc)
+            self._send(child, self._setup)
+            child.reader = asyncio.create_task(self._read_replies(child))
+            self._children.append(child)
+        self._changed.set()
+
+    @property
+    def ready(self) -> bool:
+        """At least one child can take files."""
+        return any(c.ready and c.alive for c in self._children)
+
+    @property
+    def running(self) -> int:
+        """Children started and not exited."""
+        return sum(c.alive for c in self._children)
+
+    @property
+    def failed(self) -> bool:
+        """No child is running or starting: the caller writes files itself."""
+        return not any(c.alive for c in self._children)
+
+    async def room(self) -> bool:
+        """Wait until a ready child has room for a file (True) or no child is left (False)."""
+        while True:
+            if self._pick() is not None:
+                return True
+            if self.failed:
+                return False
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _pick(self) -> _Child | None:
+        ready = [c for c in self._children if c.ready and c.alive and len(c.queued) < _QUEUED_PER_CHILD]
+        return min(ready, key=lambda c: len(c.queued), default=None)
+
+    def submit(self, entry: Entry, tmp: str) -> asyncio.Future[Tally]:
+        """Hand ``entry`` to the least busy ready child (call after ``room`` said True, no await
+        between): it writes the file as ``tmp`` beside its final name; the future has the counts."""
+        child = self._pick()
+        if child is None:
+            raise RuntimeError("WriterPool.submit without room")
+        done: asyncio.Future[Tally] = asyncio.get_running_loop().create_future()
+        self._next_job += 1
+        ids, keys = tuple(b.id for b in entry.blocks), tuple(b.key for b in entry.blocks)
+        self._send(child, (self._next_job, entry.path, tmp, entry.size, entry.mode, entry.uid, entry.gid,
+                           entry.mtime, ids, keys))
+        child.queued.append((entry.path, done))
+        return done
+
+    def _send(self, child: _Child, message: tuple[Any, ...]) -> None:
+        payload = marshal.dumps(message)
+        assert child.proc.stdin is not None
+        # no drain: at most _QUEUED_PER_CHILD jobs are ever unanswered, so the buffer stays small
+        child.proc.stdin.write(HEADER.pack(len(payload)) + payload)
+
+    async def _read_replies(self, child: _Child) -> None:
+        assert child.proc.stdout is not None
+        stdout = child.proc.stdout
+        try:
+            while True:
+                size = HEADER.unpack(await stdout.readexactly(HEADER.size))[0]
+                reply = marshal.loads(await stdout.readexactly(size))
+                if reply[0] == "ready":
+                    child.ready = True
+                else:
+                    self._settle(child, reply)
+                self._changed.set()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the child exited
+        except Exception as exc:  # a reply we cannot read: the child is not trusted with more files
+            log.error("file writer process sent a malformed reply", extra={"pid": child.proc.pid,
+                                                                           "reason": repr(exc)})
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+        finally:
+            child.alive = False
+            self._changed.set()
+        code = await child.proc.wait()
+        if child.queued or not child.ready:
+            log.warning("file writer process exited", extra={"pid": child.proc.pid, "code": code,
+                                                            "started": child.ready})
+        for path, done in child.queued:
+            if not done.done():
+                done.set_exception(FlistError(
+                    f"{path}: the file writer process {child.proc.pid} exited with code {code} "
+                    "before writing it"))
+        child.queued.clear()
+
+    def _settle(self, child: _Child, reply: tuple[Any, ...]) -> None:
+        status, body, records = reply[1], reply[2], reply[3]
+        _path, done = child.queued.pop(0)
+        for name, level, message, extra in records:
+            logging.getLogger(name).log(level, message, extra=extra)
+        if done.done():  # the file's task was cancelled: the run is failing anyway
+            return
+        if status == "ok":
+            done.set_result(Tally(*body))
+        else:
+            done.set_exception(rebuild_error(*body))
+
+    async def close(self) -> None:
+        """After the last file: let every child finish and exit (killed after a generous timeout)."""
+        for child in self._children:
+            if child.proc.stdin is not None:
+                child.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self._reap(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            await self.kill()
+
+    async def kill(self) -> None:
+        """Stop every child now and wait until each has exited: after this, nothing writes any more."""
+        for child in self._children:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+        await asyncio.shield(self._reap())
+
+    async def _reap(self) -> None:
+        for child in self._children:
+            await child.proc.wait()
+            if child.reader is not None:
+                await asyncio.gather(child.reader, return_exceptions=True)
