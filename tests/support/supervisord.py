@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.procs import stop_process
+from tests.support.procs import kill_running, stop_process
 from tests.support.zinit_emulator import wait_for_unix_socket
 from zos_upgrade.supervisor import SupervisorError
 from zos_upgrade.supervisor.supervisord import SupervisordClient
@@ -88,6 +88,12 @@ def running_supervisord() -> Iterator[RunningSupervisord]:
         if proc.poll() is None:
             _kill_children(sock, base / "programs")
         stop_process(proc)
+        # a program supervisord no longer tracked (its config replaced mid-test, or restarted behind
+        # our kill) would outlive the test: any process still running a configured command goes too
+        for conf in (base / "programs").glob("*"):
+            for line in conf.read_text(errors="replace").splitlines():
+                if line.startswith("command"):
+                    kill_running(line.split("=", 1)[1].strip().replace("%%", "%"))
         if proc.stdout:
             proc.stdout.close()
         shutil.rmtree(base, ignore_errors=True)
