@@ -5,6 +5,9 @@
 - any other store (HTTP, zdb, a router with a remote route): the blocks of the next window the cache
   lacks are fetched on the event loop (a block several files want is fetched once), then the worker
   thread verifies, caches and writes them exactly as it does blocks of a local store.
+
+Each is run with worker threads and with a file-writer process (``workers``): a child reads a local
+store itself; for a remote store its parent fills the cache and the child writes from there.
 """
 
 from __future__ import annotations
@@ -43,14 +46,18 @@ def release(tmp_path: Path, files: int = 12) -> tuple[Path, DirStore, list[tuple
     return tmp_path / "rel.fl", store, blocks, shared
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
 @pytest.mark.parametrize("local", [True, False], ids=["local-store", "async-store"])
-def test_a_cold_run_fetches_each_block_once_caches_all_writes_every_file(tmp_path: Path, local: bool) -> None:
+def test_a_cold_run_fetches_each_block_once_caches_all_writes_every_file(tmp_path: Path, local: bool,
+                                                                         workers: int) -> None:
     flist, store, blocks, shared = release(tmp_path)
     counting = AsyncOnlyDirStore(store.root)
     cache = BlockCache(tmp_path / "cache")
     report = asyncio.run(materialize(flist, tmp_path / "dest", store=store if local else counting,
-                                     cache=cache, concurrency=8))
-    assert report.files == 12
+                                     cache=cache, concurrency=8, workers=workers))
+    assert (report.files, report.writer_processes) == (12, workers)
+    # the shared block: fetched once; a file that waited for that fetch counts it as neither
+    assert report.blocks_from_cache <= 11
     assert report.blocks_fetched == len(blocks) == 13
     assert report.bytes_downloaded == sum(len(stored) for _, stored in blocks)
     if not local:
@@ -62,44 +69,54 @@ def test_a_cold_run_fetches_each_block_once_caches_all_writes_every_file(tmp_pat
         assert data[:BLOCK_SIZE] == shared and len(data) == BLOCK_SIZE + 1000 + i
 
 
-def test_a_corrupt_block_in_a_local_store_is_named_and_not_cached(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+def test_a_corrupt_block_in_a_local_store_is_named_and_not_cached(tmp_path: Path, workers: int) -> None:
     flist, store, blocks, _ = release(tmp_path, files=1)
     ref, stored = blocks[1]
     store.root.joinpath(ref.id.hex()[:2], ref.id.hex()).write_bytes(stored[:-1] + b"\0")
     cache = BlockCache(tmp_path / "cache")
     expected = rf"/f00: block 1: from dir://.*: block {ref.id.hex()}: stored bytes hash"
     with pytest.raises(BlockCorrupt, match=expected):
-        asyncio.run(materialize(flist, tmp_path / "dest", store=store, cache=cache))
+        asyncio.run(materialize(flist, tmp_path / "dest", store=store, cache=cache, workers=workers))
     assert not (tmp_path / "dest").exists()
     assert not cache.has(ref.id)
 
 
-def test_a_block_missing_from_a_local_store_names_the_file_and_its_position(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+def test_a_block_missing_from_a_local_store_names_the_file_and_its_position(tmp_path: Path,
+                                                                           workers: int) -> None:
     flist, store, blocks, _ = release(tmp_path, files=1)
     ref, _ = blocks[1]
     store.root.joinpath(ref.id.hex()[:2], ref.id.hex()).unlink()
     with pytest.raises(BlockMissing, match=rf"/f00: block 1 \({ref.id.hex()}\) is missing; tried: dir://"):
-        asyncio.run(materialize(flist, tmp_path / "dest", store=store, cache=BlockCache(tmp_path / "cache")))
+        asyncio.run(materialize(flist, tmp_path / "dest", store=store, cache=BlockCache(tmp_path / "cache"),
+                                workers=workers))
     assert not (tmp_path / "dest").exists()
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
 @pytest.mark.parametrize("local", [True, False], ids=["local-store", "async-store"])
-def test_a_cache_that_cannot_be_written_fails_the_run_and_cleans_up(tmp_path: Path, local: bool) -> None:
+def test_a_cache_that_cannot_be_written_fails_the_run_and_cleans_up(tmp_path: Path, local: bool,
+                                                                    workers: int) -> None:
     flist, store, _, _ = release(tmp_path, files=3)
     (tmp_path / "cache").write_bytes(b"not a directory")
     with pytest.raises(CacheError, match="cannot write block"):
         source = store if local else AsyncOnlyDirStore(store.root)
-        asyncio.run(materialize(flist, tmp_path / "dest", store=source, cache=BlockCache(tmp_path / "cache")))
+        asyncio.run(materialize(flist, tmp_path / "dest", store=source, cache=BlockCache(tmp_path / "cache"),
+                                workers=workers))
     assert not (tmp_path / "dest").exists()
 
 
-def test_a_second_run_through_an_async_store_reads_nothing_from_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+def test_a_second_run_through_an_async_store_reads_nothing_from_it(tmp_path: Path, workers: int) -> None:
     flist, store, _, _ = release(tmp_path)
     cache = BlockCache(tmp_path / "cache")
-    asyncio.run(materialize(flist, tmp_path / "one", store=AsyncOnlyDirStore(store.root), cache=cache))
+    asyncio.run(materialize(flist, tmp_path / "one", store=AsyncOnlyDirStore(store.root), cache=cache,
+                            workers=workers))
     again = AsyncOnlyDirStore(store.root)
-    report = asyncio.run(materialize(flist, tmp_path / "two", store=again, cache=cache))
+    report = asyncio.run(materialize(flist, tmp_path / "two", store=again, cache=cache, workers=workers))
     assert (report.blocks_fetched, report.blocks_from_cache, again.gets) == (0, 24, 0)
+    assert report.writer_processes == workers
 
 
 class SyncOnlyDirStore(DirStore):
@@ -185,14 +202,15 @@ def long_file(tmp_path: Path, blocks: int) -> tuple[Path, DirStore, list[tuple[B
     return tmp_path / "long.fl", store, encoded, content
 
 
-def test_a_remote_store_is_asked_only_for_the_blocks_the_cache_lacks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+def test_a_remote_store_is_asked_only_for_the_blocks_the_cache_lacks(tmp_path: Path, workers: int) -> None:
     """Blocks come in windows: each window fetches only what the cache lacks, whatever the pattern."""
     flist, store, encoded, content = long_file(tmp_path, 21)
     cache = BlockCache(tmp_path / "cache")
     for ref, stored in encoded[::3]:  # every third block is cached already
         cache.put(ref.id, stored)
     remote = AsyncOnlyDirStore(store.root)
-    report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote, cache=cache))
+    report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote, cache=cache, workers=workers))
     assert (tmp_path / "dest" / "long").read_bytes() == content
     assert remote.gets == report.blocks_fetched == 14
     assert report.blocks_from_cache == 7
@@ -203,9 +221,27 @@ def test_a_remote_store_is_asked_only_for_the_blocks_the_cache_lacks(tmp_path: P
 def test_a_remote_store_without_a_cache_writes_every_block(tmp_path: Path) -> None:
     flist, store, _, content = long_file(tmp_path, 19)
     remote = AsyncOnlyDirStore(store.root)
-    report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote))
+    # a file-writer process of a remote store reads the cache its parent fills: none, so no process
+    report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote, workers=2))
     assert (tmp_path / "dest" / "long").read_bytes() == content
     assert remote.gets == report.blocks_fetched == 19
+    assert report.writer_processes == 0
+
+
+def test_a_bad_cached_block_a_process_finds_is_fetched_again_here(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    flist, store, encoded, content = long_file(tmp_path, 3)
+    cache = BlockCache(tmp_path / "cache")
+    for ref, stored in encoded:
+        cache.put(ref.id, stored)
+    cache.path_for(encoded[1][0].id).write_bytes(b"rotten")  # present, so the parent fetches nothing
+    remote = AsyncOnlyDirStore(store.root)
+    report = asyncio.run(materialize(flist, tmp_path / "dest", store=remote, cache=cache, workers=1))
+    assert (tmp_path / "dest" / "long").read_bytes() == content
+    assert (remote.gets, report.blocks_fetched, report.blocks_from_cache) == (1, 1, 2)
+    assert cache.get(encoded[1][0].id) == encoded[1][1]
+    assert any(r.getMessage().startswith("a block the file writer process needed") for r in caplog.records)
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["long"]
 
 
 class FailingStore(AsyncOnlyDirStore):
@@ -222,13 +258,16 @@ class FailingStore(AsyncOnlyDirStore):
         return await super().get(block_id)
 
 
-def test_a_remote_store_failure_fails_the_run_and_leaves_no_fetch_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+def test_a_remote_store_failure_fails_the_run_and_leaves_no_fetch_behind(tmp_path: Path,
+                                                                         workers: int) -> None:
     flist, store, blocks, _ = release(tmp_path, files=12)
 
     async def run() -> list[asyncio.Task[object]]:
         failing = FailingStore(store.root, blocks[5][0].id)
         with pytest.raises(StoreError, match="connection reset"):
-            await materialize(flist, tmp_path / "dest", store=failing, cache=BlockCache(tmp_path / "c"))
+            await materialize(flist, tmp_path / "dest", store=failing, cache=BlockCache(tmp_path / "c"),
+                              workers=workers)
         return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
     assert asyncio.run(run()) == []

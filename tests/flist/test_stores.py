@@ -14,6 +14,9 @@ import pytest
 
 from tests.support.procs import free_port, serving
 from zos_upgrade.flist.blocks import decrypt_block, encrypt_block_v1, encrypt_block_v2
+from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.materialize import MaterializeReport, materialize
+from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import (
     MAX_STORED_BYTES,
     BlockMissing,
@@ -386,3 +389,29 @@ def test_redis_is_imported_only_when_a_zdb_store_is_opened() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=60)
     assert out.stdout.split() == ["False", "False", "True"]
+
+
+def test_materialize_over_http_through_file_writer_processes(http_blocks: tuple[str, Path],
+                                                             tmp_path: Path) -> None:
+    """The node's path: blocks from an HTTP store; the parent fills the cache, children write."""
+    from tests.flist.test_writer_pool import make_tree, snapshot
+
+    base, root = http_blocks
+    src = tmp_path / "src"
+    src.mkdir()
+    make_tree(src, files=20)
+    asyncio.run(pack(src, tmp_path / "rel.fl", DirStore(root)))
+
+    async def unpack(dest: str, workers: int) -> MaterializeReport:
+        store = HttpStore(f"{base}/blocks")
+        try:
+            return await materialize(tmp_path / "rel.fl", tmp_path / dest, store=store, workers=workers,
+                                     cache=BlockCache(tmp_path / f"cache-{dest}"))
+        finally:
+            await store.aclose()
+
+    one, two = asyncio.run(unpack("one", 0)), asyncio.run(unpack("two", 2))
+    assert two.writer_processes == 2 and one.writer_processes == 0
+    assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one") == snapshot(src)
+    assert (two.blocks_fetched, two.bytes_downloaded, two.bytes_written) == (
+        one.blocks_fetched, one.bytes_downloaded, one.bytes_written)

@@ -134,7 +134,7 @@ def test_automatic_processes_only_for_a_big_enough_tree(tmp_path: Path,
     assert snapshot(tmp_path / "big") == snapshot(tmp_path / "small") == snapshot(src)
 
 
-def test_a_remote_store_never_uses_processes(tmp_path: Path) -> None:
+def test_only_dir_stores_are_reopened_in_a_child(tmp_path: Path) -> None:
     _src, blocks, _flist = packed(tmp_path, files=2)
     assert describe_store(DirStore(blocks)) is not None
     assert describe_store(Router([Route(0, 255, f"dir://{blocks}")])) is not None

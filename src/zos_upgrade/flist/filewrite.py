@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
+from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.model import BlockRef, Entry, FlistError, HostileFlist
 from zos_upgrade.flist.stores import BlockMissing, LocalStore
@@ -28,6 +28,7 @@ __all__ = [
     "BlockSource",
     "DirFds",
     "FileBlockMissing",
+    "NotCached",
     "NotFetched",
     "Step",
     "Tally",
@@ -60,6 +61,17 @@ class FileBlockMissing(BlockMissing):
 
 class NotFetched(Exception):
     """A block is in neither the cache nor the store at hand: write up to here, fetch more."""
+
+
+class NotCached(FlistError):
+    """A file-writer process working from the cache alone (its parent fetches from a remote store)
+    found a block missing there, or failing verification there (then dropped): the parent writes
+    that file itself."""
+
+    def __init__(self, path: str, index: int) -> None:
+        super().__init__(f"{path}: block {index} is not (or no longer) good in the block cache")
+        self.path = path
+        self.index = index
 
 
 @contextlib.contextmanager
@@ -166,35 +178,60 @@ class BlockSource:
         ref = entry.blocks[index]
         if store is None:
             raise NotFetched(ref.id.hex())
+        with self._claim(ref.id):
+            # another thread may have cached it between our miss and our claim
+            plain = self.cached(ref)
+            if plain is not None:
+                return plain, None
+            stored = self._read_stored(store, entry, index)
+            try:
+                plain = decrypt_block(ref, stored, check_key=False)
+            except BlockCorrupt as exc:
+                raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
+            if self.cache is not None:
+                self.cache.put_verified(ref.id, stored)
+            return plain, len(stored)
+
+    def cache_stored(self, store: LocalStore, entry: Entry, index: int) -> int | None:
+        """Put block ``index`` of ``entry`` from ``store`` into the cache, its id checked (a file-writer
+        process decrypts it from there). Returns its stored size, or None when another thread cached
+        it meanwhile."""
+        ref = entry.blocks[index]
+        if self.cache is None:
+            raise ValueError("cache_stored needs a cache")
+        with self._claim(ref.id):
+            if self.cache.has(ref.id):
+                return None
+            stored = self._read_stored(store, entry, index)
+            if not block_id_matches(ref.id, stored):
+                raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: block {ref.id.hex()}: "
+                                   "stored bytes do not hash to the block id")
+            self.cache.put_verified(ref.id, stored)
+            return len(stored)
+
+    @staticmethod
+    def _read_stored(store: LocalStore, entry: Entry, index: int) -> bytes:
+        try:
+            return store.read_block(entry.blocks[index].id)
+        except BlockMissing as exc:
+            raise FileBlockMissing(entry.path, index, exc) from exc
+
+    @contextlib.contextmanager
+    def _claim(self, block_id: bytes) -> Iterator[None]:
+        """Hold the one claim on ``block_id`` (waiting for whoever holds it first)."""
         while True:
             with self._lock:
-                claim = self._claims.get(ref.id)
-                mine = claim is None
+                claim = self._claims.get(block_id)
                 if claim is None:
-                    claim = self._claims[ref.id] = threading.Event()
-            if not mine:
-                claim.wait()
-                continue
-            try:
-                # another thread may have cached it between our miss and our claim
-                plain = self.cached(ref)
-                if plain is not None:
-                    return plain, None
-                try:
-                    stored = store.read_block(ref.id)
-                except BlockMissing as exc:
-                    raise FileBlockMissing(entry.path, index, exc) from exc
-                try:
-                    plain = decrypt_block(ref, stored, check_key=False)
-                except BlockCorrupt as exc:
-                    raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
-                if self.cache is not None:
-                    self.cache.put_verified(ref.id, stored)
-                return plain, len(stored)
-            finally:
-                with self._lock:
-                    del self._claims[ref.id]
-                claim.set()
+                    claim = self._claims[block_id] = threading.Event()
+                    break
+            claim.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._claims[block_id]
+            claim.set()
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ Safety rules, in the order they are enforced:
 - Directory modes and mtimes are applied last, deepest first, so writing their contents neither
   fails on a read-only directory nor bumps the mtime we restored.
 
-Regular files are written by worker threads, or, for a big tree from a local store, by file-writer
-processes (``writer_pool``): one process cannot use a second core. Either way the walk, every check
-above, the renames and the flushes stay here.
+Regular files are written by worker threads, or, for a big tree, by file-writer processes
+(``writer_pool``): one process cannot use a second core. Either way the walk, every check above,
+fetching from remote stores, the renames and the flushes stay here.
 """
 
 from __future__ import annotations
@@ -31,15 +31,17 @@ import secrets
 import shutil
 import stat
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.filewrite import (
     DIR_OPEN,
+    FETCH_WINDOW,
     BlockSource,
     DirFds,
     FileBlockMissing,
+    NotCached,
     NotFetched,
     Step,
     Tally,
@@ -49,7 +51,7 @@ from zos_upgrade.flist.filewrite import (
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError, HostileFlist
 from zos_upgrade.flist.reader import FlistReader, open_flist
 from zos_upgrade.flist.stores import BlockStore, LocalStore, Router
-from zos_upgrade.flist.writer_child import StoreSpec, describe_store
+from zos_upgrade.flist.writer_child import CACHE_ONLY, StoreSpec, describe_store
 from zos_upgrade.flist.writer_pool import WriterPool
 from zos_upgrade.fsutil import TEMP_MARK
 
@@ -163,8 +165,11 @@ class _Run:
 
     def __post_init__(self) -> None:
         self.local = _local_reader(self.store)  # first: opening a router's stores may fail
-        # a child reopens only dir:// stores; remote blocks are fetched here
-        self.store_spec = describe_store(self.store) if self.local is not None else None
+        # a child reopens a dir:// store; with a remote one it writes from the cache, which we fill
+        if self.local is not None:
+            self.store_spec = describe_store(self.store)
+        else:
+            self.store_spec = CACHE_ONLY if self.cache is not None else None
         self.source = BlockSource(self.cache)
         self.fds = DirFds(os.open(self.dest, DIR_OPEN))
 
@@ -190,7 +195,8 @@ async def materialize(
 
     ``store`` defaults to the routes recorded in the flist. With a ``cache``, blocks it holds are not
     fetched, and fetched blocks are added to it. ``workers`` file-writer processes write the regular
-    files when the store is local (``dir://``): by default one per core once the tree proves big
+    files when the store is ``dir://`` or there is a cache (they read blocks from the cache, which
+    this process fills from a remote store): by default one per core once the tree proves big
     enough to repay starting them; ``0`` writes everything in this process; ``N`` starts N at once.
     """
     if concurrency < 1:
@@ -286,15 +292,13 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
             if entry.kind is EntryKind.FILE:
                 if len(run.written) >= _BATCH_FILES or run.written_bytes >= _BATCH_BYTES:
                     await _name_written(run)
-                tmp = f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
                 pool = await _pool_for(run, entry)
+                await file_slots.acquire()
                 if pool is not None:
-                    written = pool.submit(entry, tmp)
-                    task = asyncio.create_task(_write_in_pool(run, entry, parts, tmp, written))
+                    task = asyncio.create_task(_write_in_pool(run, pool, entry, parts))
                 else:
-                    await file_slots.acquire()
-                    task = asyncio.create_task(_write_file(run, entry, parts, tmp))
-                    task.add_done_callback(lambda _t: file_slots.release())
+                    task = asyncio.create_task(_write_file(run, entry, parts, _temp_name(parts)))
+                task.add_done_callback(lambda _t: file_slots.release())
                 run.unnamed.add(entry.path)
                 files.add(task)
                 # surface a failed file now instead of after the whole walk
@@ -326,7 +330,7 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
 
 async def _pool_for(run: _Run, entry: Entry) -> WriterPool | None:
     """The writer pool when ``entry`` should go to it (starting the pool once the walk has seen
-    enough), or None to write it in this process: no pool, or none of its children ready yet."""
+    enough), or None to write it in this process: no pool, or (automatic) no child ready yet."""
     seen_bytes, seen_files = run.seen = (run.seen[0] + entry.size, run.seen[1] + 1)
     if run.pool is None:
         if not run.workers or run.store_spec is None or (
@@ -335,23 +339,68 @@ async def _pool_for(run: _Run, entry: Entry) -> WriterPool | None:
             return None
         run.pool = WriterPool(run.workers, run.fds.root, run.cache, run.store_spec, run.as_root)
         await run.pool.start()
-    if not run.pool.ready and not run.wait_for_pool:
-        return None  # automatic: threads write while the children start
-    if not await run.pool.room():
-        return None  # every child failed to start: threads write everything
-    run.report.writer_processes = max(run.report.writer_processes, run.pool.running)
+    if run.pool.failed or (not run.pool.ready and not run.wait_for_pool):
+        return None  # no child left, or automatic and still starting: threads write meanwhile
     return run.pool
 
 
-async def _write_in_pool(run: _Run, entry: Entry, parts: list[str], tmp: str,
-                         written: asyncio.Future[Tally]) -> None:
-    tally = await written
-    _count(run, tally)
+def _temp_name(parts: list[str]) -> str:
+    return f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
+
+
+async def _write_in_pool(run: _Run, pool: WriterPool, entry: Entry, parts: list[str]) -> None:
+    """Have a file-writer process write one file; ``_name_written`` flushes and renames it later.
+
+    With a remote store, the blocks the cache lacks are fetched and cached (their ids checked) here
+    first, and the child writes from the cache alone. If the child then misses one (the cached copy
+    went bad and was dropped), or no child is left, the file is written by a worker thread instead.
+    """
+    settled = await _cache_missing(run, entry) if run.local is None else 0
+    tmp = _temp_name(parts)
+    if not await pool.room():
+        await _write_file(run, entry, parts, tmp)
+        return
+    run.report.writer_processes = max(run.report.writer_processes, pool.running)
+    try:
+        tally = await pool.submit(entry, tmp)
+    except NotCached as exc:
+        log.warning("a block the file writer process needed is not in the cache; writing the file here",
+                    extra={"entry": entry.path, "block_index": exc.index})
+        await _write_file(run, entry, parts, _temp_name(parts))
+        return
+    # the blocks fetched (or waited for) above were counted then, not again as read from the cache
+    _count(run, replace(tally, from_cache=tally.from_cache - settled))
     if run.progress is not None:
         run.progress(tally.added)
     run.written.append(_Written(parts, tmp))
     run.written_bytes += entry.size
     run.report.files += 1
+
+
+async def _cache_missing(run: _Run, entry: Entry) -> int:
+    """Fetch the blocks of ``entry`` the cache lacks into it, a window at a time; count them as
+    fetched (a block another file cached meanwhile counts as neither). Returns how many there were."""
+    first_of = {}
+    for index, ref in enumerate(entry.blocks):
+        if ref.id not in first_of and run.source.lacks(ref):
+            first_of[ref.id] = index
+    missing = list(first_of.values())
+    for start in range(0, len(missing), FETCH_WINDOW):
+        indices = missing[start:start + FETCH_WINDOW]
+        async with _fetched(run, [entry.blocks[i].id for i in indices]) as window:
+            tally = await asyncio.to_thread(_cache_window, run, entry, indices, window)
+        _count(run, tally)
+    return len(missing)
+
+
+def _cache_window(run: _Run, entry: Entry, indices: list[int], window: _Fetched) -> Tally:
+    fetched = downloaded = 0
+    for index in indices:
+        size = run.source.cache_stored(window, entry, index)
+        if size is not None:
+            fetched += 1
+            downloaded += size
+    return Tally(fetched=fetched, downloaded=downloaded)
 
 
 def _split(path: str) -> list[str]:

@@ -35,6 +35,7 @@ from zos_upgrade.flist.filewrite import (
     BlockSource,
     DirFds,
     FileBlockMissing,
+    NotCached,
     Tally,
     create_temp,
     write_blocks,
@@ -42,7 +43,7 @@ from zos_upgrade.flist.filewrite import (
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
 from zos_upgrade.flist.stores import BlockMissing, BlockStore, DirStore, LocalStore, Route, Router, StoreError
 
-__all__ = ["HEADER", "StoreSpec", "describe_error", "describe_store", "main", "open_store_spec",
+__all__ = ["CACHE_ONLY", "HEADER", "StoreSpec", "describe_error", "describe_store", "main", "open_store_spec",
            "rebuild_error", "serve"]
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 HEADER = struct.Struct(">I")
 
 StoreSpec = tuple[Any, ...]
+
+
+# a child of a run whose store is remote: it writes from the block cache alone, which its parent fills
+CACHE_ONLY: StoreSpec = ("cache",)
 
 
 def describe_store(store: BlockStore) -> StoreSpec | None:
@@ -67,7 +72,9 @@ def describe_store(store: BlockStore) -> StoreSpec | None:
     return None
 
 
-def open_store_spec(spec: StoreSpec) -> LocalStore:
+def open_store_spec(spec: StoreSpec) -> LocalStore | None:
+    if spec == CACHE_ONLY:
+        return None
     if spec[0] == "dir":
         return DirStore(Path(spec[1]), spec[2])
     roots = {url: root for _start, _end, url, root in spec[1]}
@@ -85,6 +92,8 @@ _BY_MESSAGE: dict[str, type[FlistError]] = {
 def describe_error(exc: BaseException) -> tuple[str, tuple[Any, ...]]:
     if isinstance(exc, FileBlockMissing):
         return "FileBlockMissing", (exc.path, exc.index, exc.block_id, tuple(exc.stores))
+    if isinstance(exc, NotCached):
+        return "NotCached", (exc.path, exc.index)
     for cls in type(exc).__mro__:  # the nearest class the parent knows: a subclass travels as its base
         if _BY_MESSAGE.get(cls.__name__) is cls:
             return cls.__name__, (str(exc),)
@@ -98,6 +107,8 @@ def rebuild_error(kind: str, args: tuple[Any, ...]) -> BaseException:
     if kind == "FileBlockMissing":
         path, index, block_id, stores = args
         return FileBlockMissing(path, index, BlockMissing(block_id, list(stores)))
+    if kind == "NotCached":
+        return NotCached(*args)
     if kind in _BY_MESSAGE:
         return _BY_MESSAGE[kind](args[0])
     if kind == "OSError":
@@ -150,18 +161,21 @@ def _write(stream: BinaryIO, message: tuple[Any, ...]) -> None:
     stream.flush()
 
 
-def _write_one(fds: DirFds, source: BlockSource, store: LocalStore, as_root: bool,
+def _write_one(fds: DirFds, source: BlockSource, store: LocalStore | None, as_root: bool,
                job: tuple[Any, ...]) -> Tally:
     _job_id, path, tmp, size, mode, uid, gid, mtime, ids, keys = job
     entry = Entry(path, EntryKind.FILE, mode, size, uid, gid, mtime,
                   blocks=tuple(BlockRef(i, k) for i, k in zip(ids, keys, strict=True)))
-    fd = create_temp(fds, path[1:].split("/"), tmp)
+    parts = path[1:].split("/")
+    fd = create_temp(fds, parts, tmp)
     try:
         step = write_blocks(source, entry, fd, 0, 0, store, as_root)
     finally:
         os.close(fd)
-    if not step.done:  # a local store never leaves a block unread
-        raise FlistError(f"{path}: block {step.blocks} was not read")
+    if not step.done:  # only without a store: the parent fetches the file again and writes it itself
+        with fds.parent(parts) as pfd:
+            os.unlink(tmp, dir_fd=pfd)
+        raise NotCached(path, step.blocks)
     return step.tally
 
 

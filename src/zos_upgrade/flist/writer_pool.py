@@ -2,11 +2,12 @@
 
 One Python process writes files at about the speed ``tar -xzf`` does on one core, but gains little
 from a second core (the interpreter lock serialises the work between system calls), while ``tar``
-and ``gzip`` use two. So a materialize of a big tree from a local store hands its regular files to
-child processes (``writer_child``), one per core. The parent keeps everything that decides what is
-safe: it walks the flist, refuses hostile entries, creates directories, links and specials, and
-renames a file into place only after a child has written, sized and sealed it under its temporary
-name and the batch is flushed.
+and ``gzip`` use two. So a materialize of a big tree hands its regular files to child processes
+(``writer_child``), one per core: a child reads a ``dir://`` store itself; for a remote store the
+parent fetches what the block cache lacks into it and the child writes from the cache. The parent
+keeps everything that decides what is safe: it walks the flist, refuses hostile entries, creates
+directories, links and specials, and renames a file into place only after a child has written,
+sized and sealed it under its temporary name and the batch is flushed.
 
 Children are started as a fresh interpreter rather than forked: the parent may run threads, and a
 fork taken while one holds a lock deadlocks the child.
