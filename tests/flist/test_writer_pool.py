@@ -330,3 +330,21 @@ def test_a_child_answering_garbage_is_stopped_and_fails_the_run(
         asyncio.run(materialize(flist, tmp_path / "dest", store=DirStore(blocks), workers=1))
     assert any(r.getMessage() == "file writer process sent a malformed reply" for r in caplog.records)
     assert not (tmp_path / "dest").exists() and writer_children() == []
+
+
+def test_a_cancelled_run_stops_its_children_and_cleans_up(tmp_path: Path) -> None:
+    _src, blocks, flist = packed(tmp_path, files=60)
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+        run = asyncio.create_task(materialize(flist, tmp_path / "dest", store=DirStore(blocks), workers=2,
+                                              progress=lambda _n: started.set()))
+        await started.wait()
+        assert len(writer_children()) == 2
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(scenario())
+    assert not (tmp_path / "dest").exists()
+    assert writer_children() == []

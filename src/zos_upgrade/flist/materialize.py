@@ -316,10 +316,10 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
         if run.naming is not None:
             await run.naming
     except BaseException:
-        if run.pool is not None:  # first: no child may write while the destination is cleaned up
-            await run.pool.kill()
-        for task in files:
+        for task in files:  # first, so no file falls back to a thread once its child is gone
             task.cancel()
+        if run.pool is not None:  # no child may write while the destination is cleaned up
+            await run.pool.kill()
         await asyncio.gather(*files, return_exceptions=True)
         if run.naming is not None:  # a thread may be renaming: let it finish before anyone cleans up
             await asyncio.gather(run.naming, return_exceptions=True)
