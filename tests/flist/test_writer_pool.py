@@ -118,11 +118,21 @@ def test_a_v1_flist_through_processes(tmp_path: Path, golden: Path) -> None:
 
 def test_automatic_processes_only_for_a_big_enough_tree(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    src, blocks, flist = packed(tmp_path, files=30)
-    small = asyncio.run(materialize(flist, tmp_path / "small", store=DirStore(blocks)))
-    assert small.writer_processes == 0
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 5)
+    started: list[int] = []
+    real_start = WriterPool.start
+
+    async def start(pool: WriterPool) -> None:
+        started.append(pool.size)
+        await real_start(pool)
+
+    monkeypatch.setattr(WriterPool, "start", start)
     monkeypatch.setattr(materialize_module, "_auto_workers", lambda: 2)
+    src, blocks, flist = packed(tmp_path, files=30)
+    monkeypatch.setattr(materialize_module, "_POOL_AFTER_BYTES", 10**12)
+    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 1000)
+    small = asyncio.run(materialize(flist, tmp_path / "small", store=DirStore(blocks)))
+    assert small.writer_processes == 0 and started == []  # below both bounds: never started
+    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 5)
     stalls = iter(range(40))
 
     def slow_walk(_count: int) -> None:  # on the event loop: holds the walk until the children are up
@@ -348,3 +358,18 @@ def test_a_cancelled_run_stops_its_children_and_cleans_up(tmp_path: Path) -> Non
     asyncio.run(scenario())
     assert not (tmp_path / "dest").exists()
     assert writer_children() == []
+
+
+def test_children_still_starting_when_the_run_ends_are_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    src, blocks, flist = packed(tmp_path, files=10)
+    monkeypatch.setattr(WriterPool, "child_module", "tests.support.slow_writer")
+    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 1)
+    monkeypatch.setattr(materialize_module, "_auto_workers", lambda: 2)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        report = asyncio.run(materialize(flist, tmp_path / "dest", store=DirStore(blocks)))
+    assert time.monotonic() - started < 4  # the children sleep 5 s before they could be ready
+    assert report.writer_processes == 0 and snapshot(tmp_path / "dest") == snapshot(src)
+    assert writer_children() == [] and not caplog.records

@@ -69,6 +69,7 @@ class WriterPool:
         self._children: list[_Child] = []
         self._changed = asyncio.Event()
         self._next_job = 0
+        self._stopping = False  # children exit because we close or kill them: nothing to report
 
     async def start(self) -> None:
         """Spawn the children; each says ``ready`` once it has loaded what it needs (not waited for)."""
@@ -161,7 +162,7 @@ class WriterPool:
             child.alive = False
             self._changed.set()
         code = await child.proc.wait()
-        if child.queued or not child.ready:
+        if not self._stopping and (child.queued or not child.ready):
             log.warning("file writer process exited", extra={"pid": child.proc.pid, "code": code,
                                                             "started": child.ready})
         for path, done in child.queued:
@@ -184,8 +185,13 @@ class WriterPool:
             done.set_exception(rebuild_error(*body))
 
     async def close(self) -> None:
-        """After the last file: let every child finish and exit (killed after a generous timeout)."""
+        """After the last file: let every child finish and exit (killed after a generous timeout).
+        A child still starting was given nothing: it is killed rather than waited for."""
+        self._stopping = True
         for child in self._children:
+            if not child.ready:
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.kill()
             if child.proc.stdin is not None:
                 child.proc.stdin.close()
         try:
@@ -195,6 +201,7 @@ class WriterPool:
 
     async def kill(self) -> None:
         """Stop every child now and wait until each has exited: after this, nothing writes any more."""
+        self._stopping = True
         for child in self._children:
             with contextlib.suppress(ProcessLookupError):
                 child.proc.kill()
