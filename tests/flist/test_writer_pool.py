@@ -372,4 +372,4 @@ def test_children_still_starting_when_the_run_ends_are_not_waited_for(
         report = asyncio.run(materialize(flist, tmp_path / "dest", store=DirStore(blocks)))
     assert time.monotonic() - started < 4  # the children sleep 5 s before they could be ready
     assert report.writer_processes == 0 and snapshot(tmp_path / "dest") == snapshot(src)
-    assert writer_children() == [] and not caplog.records
+    assert writer_children() == [] and not [r for r in caplog.records if r.levelno >= logging.WARNING]
