@@ -157,7 +157,7 @@ def test_a_router_with_one_remote_route_stays_on_the_event_loop(tmp_path: Path) 
 
 
 class BrokenStore(DirStore):
-    def read_block(self, block_id: bytes) -> bytes:
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, Path]:  # under read_block and get
         raise StoreError(f"{self.url}: disk on fire")
 
 

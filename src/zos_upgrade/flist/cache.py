@@ -4,6 +4,10 @@ The cache is shared by ``materialize`` and the upgrader's Flister. It holds the 
 store holds them, so one cached block serves every release that uses it (delta updates without a
 delta format, SPEC 5). Nothing read from it is trusted: ``get`` checks that the bytes hash to their
 id and deletes a block that does not, so the caller fetches it again.
+
+A block read from a ``dir://`` store on the same file system is cached as a hard link to the store's
+file (``adopt_verified``), not a copy: so the two share one copy on disk, and damage to it shows in
+both (and is caught in both by the same verification).
 """
 
 from __future__ import annotations
@@ -80,6 +84,27 @@ class BlockCache:
         """Store ``data`` under ``block_id`` atomically; refuses bytes that are not that block."""
         if not block_id_matches(block_id, data):
             raise BlockCorrupt(f"block {block_id.hex()}: refusing to cache bytes that do not hash to its id")
+        self.put_verified(block_id, data)
+
+    def adopt_verified(self, block_id: bytes, data: bytes, source: Path | None) -> None:
+        """``put_verified``, by a hard link to ``source`` (the store's file ``data`` was just read
+        from) when it can: no copy, no second write-back, half the disk. Blocks are immutable and
+        named by their content, and every read from the cache verifies the bytes again, so a file
+        changed behind our back is caught there like any corruption. A link across file systems, or
+        one the system refuses (protected hardlinks), falls back to writing ``data``."""
+        if source is not None:
+            path = self.path_for(block_id)
+            try:
+                try:
+                    os.link(source, path)
+                except FileNotFoundError:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(source, path)
+                return
+            except FileExistsError:
+                return  # cached meanwhile (by another process): the same content by its name
+            except OSError:
+                pass  # EXDEV, EPERM, EMLINK...: write a copy
         self.put_verified(block_id, data)
 
     def put_verified(self, block_id: bytes, data: bytes) -> None:

@@ -17,11 +17,12 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.model import BlockRef, Entry, FlistError, HostileFlist
-from zos_upgrade.flist.stores import BlockMissing, LocalStore
+from zos_upgrade.flist.stores import BlockMissing, DirStore, LocalStore, Router
 
 __all__ = [
     "DIR_OPEN",
@@ -183,13 +184,13 @@ class BlockSource:
             plain = self.cached(ref)
             if plain is not None:
                 return plain, None
-            stored = self._read_stored(store, entry, index)
+            stored, source = self._read_stored(store, entry, index)
             try:
                 plain = decrypt_block(ref, stored, check_key=False)
             except BlockCorrupt as exc:
                 raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
             if self.cache is not None:
-                self.cache.put_verified(ref.id, stored)
+                self.cache.adopt_verified(ref.id, stored, source)
             return plain, len(stored)
 
     def cache_stored(self, store: LocalStore, entry: Entry, index: int) -> int | None:
@@ -202,7 +203,7 @@ class BlockSource:
         with self._claim(ref.id):
             if self.cache.has(ref.id):
                 return None
-            stored = self._read_stored(store, entry, index)
+            stored, _source = self._read_stored(store, entry, index)
             if not block_id_matches(ref.id, stored):
                 raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: block {ref.id.hex()}: "
                                    "stored bytes do not hash to the block id")
@@ -210,9 +211,13 @@ class BlockSource:
             return len(stored)
 
     @staticmethod
-    def _read_stored(store: LocalStore, entry: Entry, index: int) -> bytes:
+    def _read_stored(store: LocalStore, entry: Entry, index: int) -> tuple[bytes, Path | None]:
+        """The stored bytes, and the file they were read from when the store is ``dir://``."""
+        block_id = entry.blocks[index].id
         try:
-            return store.read_block(entry.blocks[index].id)
+            if isinstance(store, DirStore | Router):
+                return store.read_block_file(block_id)
+            return store.read_block(block_id), None
         except BlockMissing as exc:
             raise FileBlockMissing(entry.path, index, exc) from exc
 

@@ -110,6 +110,10 @@ class DirStore:
 
     def read_block(self, block_id: bytes) -> bytes:
         """The stored bytes of ``block_id``, read synchronously (a local store needs no event loop)."""
+        return self.read_block_file(block_id)[0]
+
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, Path]:
+        """``read_block``, and the file the bytes came from (a cache on the same file system links it)."""
         for path in self._paths(block_id):
             # a short read (never seen on a local file) would only fail verification
             try:
@@ -120,7 +124,7 @@ class DirStore:
                 continue
             if len(data) > MAX_STORED_BYTES:
                 raise StoreError(f"{self.url}: block file {path} is larger than {MAX_STORED_BYTES} bytes")
-            return data
+            return data, path
         raise BlockMissing(block_id, [self.url])
 
     def _write(self, block_id: bytes, data: bytes) -> None:
@@ -427,11 +431,18 @@ class Router:
 
     def read_block(self, block_id: bytes) -> bytes:
         """``get`` without the event loop, for a router that ``is_local``: same order, same errors."""
+        return self.read_block_file(block_id)[0]
+
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, Path | None]:
+        """``read_block``, and the file the bytes came from when the store that had them is ``dir://``."""
         stores = self._matching(block_id)
         errors: list[StoreError] = []
         for store in stores:
             try:
-                return cast(LocalStore, store).read_block(block_id)  # is_local checked every store
+                if isinstance(store, DirStore):
+                    found, path = store.read_block_file(block_id)
+                    return found, path
+                return cast(LocalStore, store).read_block(block_id), None  # is_local checked every store
             except BlockMissing:
                 continue
             except StoreError as exc:
