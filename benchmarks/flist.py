@@ -1,11 +1,12 @@
 """Flist pack and materialize throughput vs tar+gzip, and the download cost of a 1 % change.
 
-Run: ``.venv/bin/python benchmarks/flist.py`` (about three minutes on 2 cores; ``--quick`` for a 20 MB
+Run: ``.venv/bin/python benchmarks/flist.py`` (about five minutes on 2 cores; ``--quick`` for a 20 MB
 smoke run). It generates a 200 MB tree of 2,000 files of mixed sizes and mixed compressibility in a
 temporary directory, then, three times each, interleaved so background load hits both sides alike:
 
 - pack (v2 ``.fl``, into a fresh ``dir://`` store) vs ``tar -czf`` of the same tree;
-- materialize with a cold block cache and with a warm one vs ``tar -xzf`` of that archive.
+- materialize with a cold block cache and with a warm one vs ``tar -xzf`` of that archive: with the
+  default file-writer processes (one per core), and in one process (``workers=0``).
 
 It reports the median and min-max of each and the ratio of the medians (ours over tar's, as
 throughput: above 1 means faster than tar), each step's CPU seconds, and materialize and ``tar -xzf``
@@ -90,8 +91,9 @@ def run_pack(src: Path, flist: Path, blocks: Path) -> None:
     asyncio.run(pack(src, flist, DirStore(blocks)))
 
 
-def run_materialize(flist: Path, dest: Path, blocks: Path, cache: BlockCache) -> None:
-    asyncio.run(materialize(flist, dest, store=DirStore(blocks), cache=cache))
+def run_materialize(flist: Path, dest: Path, blocks: Path, cache: BlockCache,
+                    workers: int | None = None) -> None:
+    asyncio.run(materialize(flist, dest, store=DirStore(blocks), cache=cache, workers=workers))
 
 
 def run_materialize_http(flist: Path, dest: Path, url: str, cache: BlockCache) -> None:
@@ -265,6 +267,7 @@ def main() -> int:
             flist, blocks, tarball = base / f"rel{run}.fl", base / f"blocks{run}", base / f"rel{run}.tar.gz"
             cold, warm = BlockCache(base / f"cache{run}"), BlockCache(base / f"cache{run}")
             cold1 = BlockCache(base / f"cache{run}-1core")
+            cold0 = BlockCache(base / f"cache{run}-0w")
             # materialize returns with the tree on disk (syncfs); tar leaves it in the page cache, so
             # tar is also timed followed by `sync -f` of its file system: the same durability.
             steps: list[tuple[str, Callable[[], object]]] = [
@@ -274,6 +277,10 @@ def main() -> int:
                                                     cold)),
                 ("materialize, warm cache", partial(run_materialize, flist, base / f"warm{run}", blocks,
                                                     warm)),
+                ("one process: materialize, cold", partial(
+                    run_materialize, flist, base / f"cold{run}-0w", blocks, cold0, 0)),
+                ("one process: materialize, warm", partial(
+                    run_materialize, flist, base / f"warm{run}-0w", blocks, cold0, 0)),
                 ("tar -xzf", partial(untar, tarball, base / f"untar{run}", "")),
                 ("tar -xzf + sync -f", partial(untar, tarball, base / f"untar-sync{run}", " && sync -f .")),
                 ("1 core: materialize, cold", on_one_core(
@@ -294,6 +301,8 @@ def main() -> int:
                              ("materialize, cold cache", "tar -xzf"), ("materialize, warm cache", "tar -xzf"),
                              ("materialize, cold cache", "tar -xzf + sync -f"),
                              ("materialize, warm cache", "tar -xzf + sync -f"),
+                             ("one process: materialize, cold", "tar -xzf"),
+                             ("one process: materialize, warm", "tar -xzf"),
                              ("1 core: materialize, cold", "1 core: tar -xzf"),
                              ("1 core: materialize, warm", "1 core: tar -xzf")):
             print(f"ratio {ours} / {theirs}: {rate[ours][0] / rate[theirs][0]:.2f}")
