@@ -350,6 +350,13 @@ def _temp_name(parts: list[str]) -> str:
     return f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
 
 
+def _closed(run: _Run, entry: Entry, parts: list[str], tmp: str) -> None:
+    """``entry`` is written, sealed and closed as ``tmp``: it waits for the next flush and rename."""
+    run.written.append(_Written(parts, tmp))
+    run.written_bytes += entry.size
+    run.report.files += 1
+
+
 async def _write_in_pool(run: _Run, pool: WriterPool, entry: Entry, parts: list[str]) -> None:
     """Have a file-writer process write one file; ``_name_written`` flushes and renames it later.
 
@@ -374,9 +381,7 @@ async def _write_in_pool(run: _Run, pool: WriterPool, entry: Entry, parts: list[
     _count(run, replace(tally, from_cache=tally.from_cache - settled))
     if run.progress is not None:
         run.progress(tally.added)
-    run.written.append(_Written(parts, tmp))
-    run.written_bytes += entry.size
-    run.report.files += 1
+    _closed(run, entry, parts, tmp)
 
 
 async def _cache_missing(run: _Run, entry: Entry) -> int:
@@ -526,9 +531,7 @@ async def _write_file(run: _Run, entry: Entry, parts: list[str], tmp: str) -> No
             _count(run, step.tally)
     finally:
         os.close(step.fd)
-    run.written.append(_Written(parts, tmp))
-    run.written_bytes += entry.size
-    run.report.files += 1
+    _closed(run, entry, parts, tmp)
 
 
 def _threadsafe(loop: asyncio.AbstractEventLoop, progress: Progress) -> Progress:
