@@ -53,11 +53,21 @@ def test_paths_resolve_under_the_node_root(tmp_path: Path) -> None:
         (('state_dir = "/var/cache/modules/upgrade"', 'state_dir = "var/x"'), "absolute"),
         (('state_dir = "/var/cache/modules/upgrade"', 'state_dir = "/var/../etc"'), r"'\.\.'"),
         (("[upgrade]", "[upgrade\n"), "not valid TOML"),
+        (("probation = 30", "writer_processes = -1"), r"Expected `int` >= 0 - at `\$.upgrade.writer_proc"),
+        (("probation = 30", 'writer_processes = "many"'), r"Invalid enum value 'many' - at `\$.upgrade.wr"),
+        (("probation = 30", "writer_processes = 65"), r"Expected `int` <= 64"),
     ],
 )
 def test_bad_configs_name_the_problem(change: tuple[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(EXAMPLE.replace(*change), source="node.toml")
+
+
+def test_writer_processes_automatic_by_default_or_a_number() -> None:
+    assert parse_config(EXAMPLE).upgrade.workers is None
+    assert parse_config(EXAMPLE + 'writer_processes = "auto"\n').upgrade.workers is None
+    assert parse_config(EXAMPLE + "writer_processes = 0\n").upgrade.workers == 0
+    assert parse_config(EXAMPLE + "writer_processes = 3\n").upgrade.workers == 3
 
 
 def test_source_is_required() -> None:

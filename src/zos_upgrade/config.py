@@ -61,6 +61,14 @@ class UpgradeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     probation: Seconds = 30  # seconds a restarted service must stay up
     hook_timeout: PositiveSeconds = 300
     stop_timeout: PositiveSeconds = 30
+    # file-writer processes while a release is written: "auto" is one per core for a release of more
+    # than 4 MiB or 100 files; 0 keeps the upgrader to one process (a node whose cores are spoken for)
+    writer_processes: Annotated[int, msgspec.Meta(ge=0, le=64)] | Literal["auto"] = "auto"
+
+    @property
+    def workers(self) -> int | None:
+        """``writer_processes`` as ``materialize`` takes it (None: automatic)."""
+        return None if self.writer_processes == "auto" else self.writer_processes
 
 
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

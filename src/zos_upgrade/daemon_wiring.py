@@ -49,7 +49,7 @@ def build(config: Config) -> NodeParts:
     # publisher mode: release objects carry full flist URLs, the Flister fetches those directly
     hub = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists") if src.hub else None
     supervisor = make_supervisor(config)
-    flister = Flister(state_dir, hub)
+    flister = Flister(state_dir, hub, workers=up.workers)
     upgrader = Upgrader(
         config.root, state_dir, hub, flister, supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),

@@ -52,6 +52,16 @@ def test_mount_materializes_once_and_reuses_the_tree(tmp_path: Path) -> None:
     assert second.report.blocks_from_cache == 2 and second.report.blocks_fetched == 1
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_writer_processes_the_node_is_configured_for(tmp_path: Path, workers: int) -> None:
+    flist, blocks = packed(tmp_path, "a.fl", {f"data/f{i}": os.urandom(1000) for i in range(120)})
+    flister = Flister(tmp_path / "state", None, store_url=f"dir://{blocks}", workers=workers,
+                      fetch_url=lambda _url: asyncio.to_thread(flist.read_bytes))
+    mount = asyncio.run(flister.mount("http://h/a.fl"))
+    assert mount.report.writer_processes == workers and mount.report.files == 120
+    assert (mount.path / "data" / "f7").stat().st_size == 1000
+
+
 def test_hash_mismatch_refuses_before_materializing(tmp_path: Path) -> None:
     flist, blocks = packed(tmp_path, "a.fl", {"etc/x": "x"})
     flister = flister_for(tmp_path, {"http://h/a.fl": flist}, blocks, [])

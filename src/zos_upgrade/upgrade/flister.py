@@ -88,6 +88,7 @@ class Flister:
         fetch_url: FetchUrl = _default_fetch_url,
         store_url: str | None = None,
         concurrency: int = 16,
+        workers: int | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.mounts_dir = self.state_dir / "mounts"
@@ -97,6 +98,7 @@ class Flister:
         self._fetch_url = fetch_url
         self._store_url = store_url
         self._concurrency = concurrency
+        self._workers = workers  # file-writer processes of materialize (None: automatic)
 
     async def mount(self, url_or_fqdn: str, *, expected_hash: str | None = None) -> Mount:
         """The tree of ``url_or_fqdn`` (``repo/name`` on the hub, or an http(s) URL).
@@ -125,7 +127,8 @@ class Flister:
                 store = self._store_for(reader.routes(), url_or_fqdn)
                 try:
                     report = await materialize(
-                        reader, tmp, store=store, cache=self.cache, concurrency=self._concurrency
+                        reader, tmp, store=store, cache=self.cache, concurrency=self._concurrency,
+                        workers=self._workers,
                     )
                 finally:
                     await store.aclose()
