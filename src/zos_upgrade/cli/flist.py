@@ -181,7 +181,8 @@ def ls_command(flist: Path, as_json: bool) -> None:
 @click.option("--store", "stores", multiple=True, metavar="[RANGE=]URL",
               help="Where to read blocks (default: the stores recorded in the flist). Repeatable.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
-              help="A block cache directory: blocks found there are not downloaded again.")
+              help="A block cache directory: blocks found there are not downloaded again (blocks "
+                   "of a dir:// store on the same file system are hard-linked into it, not copied).")
 @click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
               help="File-writer processes (for a dir:// store, or any store with --cache): 0 writes "
                    "in this process only "
