@@ -26,7 +26,7 @@ from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, Host
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.reader import open_flist, write_flist
 from zos_upgrade.flist.stores import BlockMissing, DirStore, Route, Router, StoreError
-from zos_upgrade.flist.writer_child import describe_error, describe_store, rebuild_error, serve
+from zos_upgrade.flist.writer_child import describe_error, describe_store, read_message, rebuild_error, serve
 from zos_upgrade.flist.writer_pool import WriterPool
 
 FILE = stat.S_IFREG | 0o644
@@ -294,14 +294,9 @@ def test_the_child_never_writes_through_a_symlinked_directory(tmp_path: Path) ->
 
 
 def _replies(data: bytes) -> list[tuple[object, ...]]:
-    import marshal
-    import struct
-
-    out, at = [], 0
-    while at < len(data):
-        (size,) = struct.unpack(">I", data[at:at + 4])
-        out.append(marshal.loads(data[at + 4:at + 4 + size]))
-        at += 4 + size
+    stream, out = io.BytesIO(data), []
+    while (reply := read_message(stream)) is not None:
+        out.append(reply)
     return out
 
 

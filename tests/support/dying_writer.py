@@ -15,11 +15,11 @@ from zos_upgrade.flist import writer_child
 
 def main() -> None:
     stdin = sys.stdin.buffer
-    setup = writer_child._read(stdin)
+    setup = writer_child.read_message(stdin)
 
     def jobs() -> Iterator[tuple[Any, ...]]:
         taken = 0
-        while (job := writer_child._read(stdin)) is not None:
+        while (job := writer_child.read_message(stdin)) is not None:
             taken += 1
             if taken == 2:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -3,24 +3,18 @@ that are no reply at all. ``WriterPool`` runs it as ``python -m tests.support.ga
 
 from __future__ import annotations
 
-import marshal
 import sys
 
-from zos_upgrade.flist.writer_child import HEADER
-
-
-def _frame(payload: bytes) -> bytes:
-    return HEADER.pack(len(payload)) + payload
+from zos_upgrade.flist.writer_child import HEADER, read_message, write_message
 
 
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    frames = 0
-    while len(head := stdin.read(HEADER.size)) == HEADER.size:
-        stdin.read(HEADER.unpack(head)[0])
-        frames += 1
-        # the first frame is the setup: answer it as a real child would, then the jobs with garbage
-        stdout.write(_frame(marshal.dumps(("ready", 0)) if frames == 1 else b"\xffnot marshal"))
+    read_message(stdin)  # the setup: answered as a real child would
+    write_message(stdout, ("ready", 0))
+    while read_message(stdin) is not None:  # every job: bytes that are no reply
+        garbage = b"\xffnot marshal"
+        stdout.write(HEADER.pack(len(garbage)) + garbage)
         stdout.flush()
 
 

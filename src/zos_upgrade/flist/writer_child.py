@@ -43,8 +43,20 @@ from zos_upgrade.flist.filewrite import (
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
 from zos_upgrade.flist.stores import BlockMissing, BlockStore, DirStore, LocalStore, Route, Router, StoreError
 
-__all__ = ["CACHE_ONLY", "HEADER", "StoreSpec", "describe_error", "describe_store", "main", "open_store_spec",
-           "rebuild_error", "serve"]
+__all__ = [
+    "CACHE_ONLY",
+    "HEADER",
+    "StoreSpec",
+    "describe_error",
+    "describe_store",
+    "frame",
+    "main",
+    "open_store_spec",
+    "read_message",
+    "rebuild_error",
+    "serve",
+    "write_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +160,22 @@ def _die_with_parent(parent: int) -> bool:
     return os.getppid() == parent
 
 
-def _read(stream: BinaryIO) -> Any:
+def read_message(stream: BinaryIO) -> Any:
+    """The next message on ``stream``, or None at its end."""
     head = stream.read(HEADER.size)
     if len(head) < HEADER.size:
         return None
     return marshal.loads(stream.read(HEADER.unpack(head)[0]))
 
 
-def _write(stream: BinaryIO, message: tuple[Any, ...]) -> None:
+def frame(message: tuple[Any, ...]) -> bytes:
+    """``message`` as it goes over the pipe: its length, then its marshal bytes."""
     payload = marshal.dumps(message)
-    stream.write(HEADER.pack(len(payload)) + payload)
+    return HEADER.pack(len(payload)) + payload
+
+
+def write_message(stream: BinaryIO, message: tuple[Any, ...]) -> None:
+    stream.write(frame(message))
     stream.flush()
 
 
@@ -186,7 +204,7 @@ def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO
     source = BlockSource(None if cache_root is None else BlockCache(cache_root))
     store = open_store_spec(store_spec)
     with _collecting() as collect:
-        _write(out, ("ready", os.getpid()))
+        write_message(out, ("ready", os.getpid()))
         try:
             for job in jobs:
                 try:
@@ -194,7 +212,7 @@ def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO
                     reply: tuple[Any, ...] = (job[0], "ok", astuple(tally), collect.take())
                 except Exception as exc:  # every failure goes back to the parent, which decides
                     reply = (job[0], "error", describe_error(exc), collect.take())
-                _write(out, reply)
+                write_message(out, reply)
         finally:
             fds.close()
 
@@ -220,12 +238,12 @@ def main() -> None:
     # the replies get a descriptor of their own; anything else printing to stdout goes to stderr
     stdout = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    setup = _read(stdin)
+    setup = read_message(stdin)
     if setup is None or not _die_with_parent(setup[4]):
         return
 
     def jobs() -> Iterable[tuple[Any, ...]]:
-        while (job := _read(stdin)) is not None:
+        while (job := read_message(stdin)) is not None:
             yield job
 
     serve(jobs(), setup, stdout)

@@ -27,7 +27,7 @@ from typing import Any
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.filewrite import Tally
 from zos_upgrade.flist.model import Entry, FlistError
-from zos_upgrade.flist.writer_child import HEADER, StoreSpec, rebuild_error
+from zos_upgrade.flist.writer_child import HEADER, StoreSpec, frame, rebuild_error
 
 __all__ = ["WriterPool"]
 
@@ -134,10 +134,9 @@ class WriterPool:
         return done
 
     def _send(self, child: _Child, message: tuple[Any, ...]) -> None:
-        payload = marshal.dumps(message)
         assert child.proc.stdin is not None
         # no drain: at most _QUEUED_PER_CHILD jobs are ever unanswered, so the buffer stays small
-        child.proc.stdin.write(HEADER.pack(len(payload)) + payload)
+        child.proc.stdin.write(frame(message))
 
     async def _read_replies(self, child: _Child) -> None:
         assert child.proc.stdout is not None
