@@ -29,10 +29,12 @@ from tests.support.node import (
     tree_digest,
 )
 from tests.support.supervisord import RunningSupervisord
+from zos_upgrade.fsutil import TEMP_MARK
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.publisher.base import Upgrade
 from zos_upgrade.publisher.signing import file_hash
 from zos_upgrade.supervisor import StateFamily, UnknownService
+from zos_upgrade.supervisor.zinit import ZinitClient
 from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
 from zos_upgrade.upgrade.journal import Journal, Phase
 
@@ -206,3 +208,30 @@ def test_full_disk_during_apply_rolls_back(
         result = json.loads((box.state / "last-transaction.json").read_text())
         assert result["result"] == "rolled-back" and "No space left" in result["reason"]
         assert leftovers(box) == []
+
+
+def test_recovery_sweeps_temp_files_of_interrupted_config_writes(box: Sandbox,
+                                                                 sd: RunningSupervisord) -> None:
+    # a kill while a service's config was being written leaves its temp file in the include dir
+    # (found by the random-kill campaign); recovery removes it and nothing else there
+    stray = sd.include_dir / f".delta.conf{TEMP_MARK}26601-ecaac4ce"
+    stray.write_text("[program:delta]\ncommand=/bin/true\n")
+    kept = sd.include_dir / "notes.txt"
+    kept.write_text("not ours\n")
+
+    async def recover() -> str | None:
+        async with box.hub_client() as hub:
+            return await box.upgrader(hub, client(sd)).recover()
+
+    assert asyncio.run(recover()) is None  # no journal: nothing else to do
+    assert not stray.exists() and kept.read_text() == "not ours\n"
+
+
+def test_zinit_config_temps_are_swept_from_its_config_dir(tmp_path: Path) -> None:
+    configs = tmp_path / "etc" / "zinit"
+    configs.mkdir(parents=True)
+    (configs / "web.yaml").write_text("exec: /bin/web\n")
+    stray = configs / f".web.yaml{TEMP_MARK}1-00ff00ff"
+    stray.write_text("exec: /bin/w")
+    swept = ZinitClient(tmp_path / "zinit.sock", root=tmp_path).sweep_config_temps()
+    assert list(swept) == [stray] and not stray.exists() and (configs / "web.yaml").exists()

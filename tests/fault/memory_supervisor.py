@@ -7,7 +7,8 @@ so probation passes at once instead of sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from zos_upgrade.supervisor import (
     AlreadyMonitored,
@@ -76,6 +77,9 @@ class MemorySupervisor:
 
     async def remove_config(self, name: str) -> None:
         self.configs.discard(name)
+
+    def sweep_config_temps(self) -> Sequence[Path]:
+        return []  # configs live in memory: no write can be cut short
 
     async def aclose(self) -> None:
         pass

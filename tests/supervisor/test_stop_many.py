@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +88,7 @@ class FakeSupervisor:
 
     async def install_config(self, name: str, config: ServiceConfig) -> None: ...
     async def remove_config(self, name: str) -> None: ...
+    def sweep_config_temps(self) -> Sequence[Path]: ...
     async def aclose(self) -> None: ...
 
 

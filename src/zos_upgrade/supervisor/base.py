@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
@@ -150,6 +151,11 @@ class Supervisor(Protocol):
 
     async def remove_config(self, name: str) -> None:
         """Delete the service's config file (no error if it is absent)."""
+        ...
+
+    def sweep_config_temps(self) -> Sequence[Path]:
+        """Remove the temp files of config writes a kill cut short (call where no write can be
+        running: at start-up, under the node's lock); return them."""
         ...
 
     async def aclose(self) -> None:

@@ -17,12 +17,14 @@ import re
 import socket
 import time
 import xmlrpc.client
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.parsers.expat import ExpatError
 
 import msgspec
 
+from zos_upgrade.fsutil import sweep_temps
 from zos_upgrade.supervisor._socket import check_socket, connect_error
 from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
 from zos_upgrade.supervisor.config import (
@@ -320,6 +322,9 @@ class SupervisordClient:
 
     def _program_path(self, name: str) -> Path:
         return self.include_dir / f"{name}.conf"
+
+    def sweep_config_temps(self) -> Sequence[Path]:
+        return sweep_temps(self.include_dir)
 
     async def install_config(self, name: str, config: ServiceConfig) -> None:
         data = render_program(name, config, start_seconds=self._start_seconds).encode()

@@ -18,11 +18,13 @@ import contextlib
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from zos_upgrade.fsutil import sweep_temps
 from zos_upgrade.supervisor._socket import check_socket, connect_error
 from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
 from zos_upgrade.supervisor.config import (
@@ -216,6 +218,9 @@ class ZinitClient:
         except ValueError as exc:
             raise SupervisorError(f"kill {name}: {exc}") from None
         await self._call("kill", "service_kill", [name, sig])
+
+    def sweep_config_temps(self) -> Sequence[Path]:
+        return sweep_temps(self.config_dir)
 
     async def install_config(self, name: str, config: ServiceConfig) -> None:
         validate_service_name(name)

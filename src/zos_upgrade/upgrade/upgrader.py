@@ -415,13 +415,14 @@ class Upgrader:
         return plan, manifest
 
     def _sweep_temps(self) -> None:
-        """Temp files of atomic writes a kill cut short: journal, results, manifests, boot files."""
+        """Temp files of atomic writes a kill cut short: journal, results, manifests, boot files, and
+        the supervisor's service configs."""
         boot_dir = Boot(self.root).name_file.parent
-        for folder in (self.state_dir, self.manifests.root, self.manifests.bins_dir, boot_dir):
-            removed = sweep_temps(folder)
-            if removed:
-                log.info("temp files of interrupted writes removed",
-                         extra={"paths": [str(p) for p in removed]})
+        removed = [p for folder in (self.state_dir, self.manifests.root, self.manifests.bins_dir, boot_dir)
+                   for p in sweep_temps(folder)]
+        removed += self.supervisor.sweep_config_temps()
+        if removed:
+            log.info("temp files of interrupted writes removed", extra={"paths": [str(p) for p in removed]})
 
     def _owned_elsewhere(self, key: str) -> dict[str, str]:
         """Every path of the installed manifests other than ``key``'s -> who owns it."""
