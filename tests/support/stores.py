@@ -12,7 +12,7 @@ class AsyncOnlyDirStore(DirStore):
     """A real ``dir://`` store offered only through the async store protocol, as ``http://`` and
     ``zdb://`` stores are (materialize then fetches on the event loop); counts the reads it serves."""
 
-    read_block = None  # type: ignore[assignment]  # a None method fails the LocalStore protocol check
+    read_block_file = None  # type: ignore[assignment]  # a None method fails the LocalStore protocol check
 
     def __init__(self, root: Path, url: str | None = None) -> None:
         super().__init__(root, url)
@@ -20,4 +20,5 @@ class AsyncOnlyDirStore(DirStore):
 
     async def get(self, block_id: bytes) -> bytes:
         self.gets += 1
-        return await asyncio.to_thread(DirStore.read_block, self, block_id)
+        found, _path = await asyncio.to_thread(DirStore.read_block_file, self, block_id)
+        return found

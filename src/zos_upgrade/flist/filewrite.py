@@ -22,7 +22,7 @@ from pathlib import Path
 from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.model import BlockRef, Entry, FlistError, HostileFlist
-from zos_upgrade.flist.stores import BlockMissing, DirStore, LocalStore, Router
+from zos_upgrade.flist.stores import BlockMissing, LocalStore
 
 __all__ = [
     "DIR_OPEN",
@@ -212,12 +212,9 @@ class BlockSource:
 
     @staticmethod
     def _read_stored(store: LocalStore, entry: Entry, index: int) -> tuple[bytes, Path | None]:
-        """The stored bytes, and the file they were read from when the store is ``dir://``."""
-        block_id = entry.blocks[index].id
+        """The stored bytes, and the file they were read from when the store has one."""
         try:
-            if isinstance(store, DirStore | Router):
-                return store.read_block_file(block_id)
-            return store.read_block(block_id), None
+            return store.read_block_file(entry.blocks[index].id)
         except BlockMissing as exc:
             raise FileBlockMissing(entry.path, index, exc) from exc
 

@@ -501,13 +501,13 @@ class _Fetched:
     url: str
     blocks: dict[bytes, bytes | BaseException]
 
-    def read_block(self, block_id: bytes) -> bytes:
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, Path | None]:
         got = self.blocks.get(block_id)
         if got is None:
             raise NotFetched(block_id.hex())
         if isinstance(got, BaseException):
             raise got
-        return got
+        return got, None  # fetched over the network: no file to link
 
 
 async def _write_file(run: _Run, entry: Entry, parts: list[str], tmp: str) -> None:

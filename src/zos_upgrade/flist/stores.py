@@ -80,11 +80,12 @@ class BlockStore(Protocol):
 @runtime_checkable
 class LocalStore(Protocol):
     """A store that also reads a block synchronously, without the event loop (``dir://``): a caller
-    already in a worker thread reads, verifies and writes a block in that one thread."""
+    already in a worker thread reads, verifies and writes a block in that one thread. With the bytes
+    comes the file they were read from, when there is one (a cache on the same file system links it)."""
 
     url: str
 
-    def read_block(self, block_id: bytes) -> bytes: ...
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, Path | None]: ...
 
 
 def _hex(block_id: bytes) -> str:
@@ -434,15 +435,12 @@ class Router:
         return self.read_block_file(block_id)[0]
 
     def read_block_file(self, block_id: bytes) -> tuple[bytes, Path | None]:
-        """``read_block``, and the file the bytes came from when the store that had them is ``dir://``."""
+        """``read_block``, and the file the bytes came from when the store that had them has one."""
         stores = self._matching(block_id)
         errors: list[StoreError] = []
         for store in stores:
             try:
-                if isinstance(store, DirStore):
-                    found, path = store.read_block_file(block_id)
-                    return found, path
-                return cast(LocalStore, store).read_block(block_id), None  # is_local checked every store
+                return cast(LocalStore, store).read_block_file(block_id)  # is_local checked every store
             except BlockMissing:
                 continue
             except StoreError as exc:
