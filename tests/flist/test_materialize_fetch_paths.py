@@ -83,6 +83,19 @@ def test_a_corrupt_block_in_a_local_store_is_named_and_not_cached(tmp_path: Path
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+def test_a_corrupt_block_from_a_remote_store_is_named_and_not_cached(tmp_path: Path, workers: int) -> None:
+    flist, store, blocks, _ = release(tmp_path, files=1)
+    ref, stored = blocks[1]
+    store.root.joinpath(ref.id.hex()[:2], ref.id.hex()).write_bytes(stored[:-1] + b"\0")
+    cache = BlockCache(tmp_path / "cache")
+    with pytest.raises(BlockCorrupt, match=rf"/f00: block 1: from dir://.*: block {ref.id.hex()}: "):
+        asyncio.run(materialize(flist, tmp_path / "dest", store=AsyncOnlyDirStore(store.root), cache=cache,
+                                workers=workers))
+    assert not (tmp_path / "dest").exists()
+    assert not cache.has(ref.id)
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
 def test_a_block_missing_from_a_local_store_names_the_file_and_its_position(tmp_path: Path,
                                                                            workers: int) -> None:
     flist, store, blocks, _ = release(tmp_path, files=1)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches, decrypt_block
+from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.model import BlockRef, Entry, FlistError, HostileFlist
 from zos_upgrade.flist.stores import BlockMissing, LocalStore
@@ -204,10 +204,10 @@ class BlockSource:
             if self.cache.has(ref.id):
                 return None
             stored, _source = self._read_stored(store, entry, index)
-            if not block_id_matches(ref.id, stored):
-                raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: block {ref.id.hex()}: "
-                                   "stored bytes do not hash to the block id")
-            self.cache.put_verified(ref.id, stored)
+            try:
+                self.cache.put(ref.id, stored)  # checks the id first
+            except BlockCorrupt as exc:
+                raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
             return len(stored)
 
     @staticmethod
