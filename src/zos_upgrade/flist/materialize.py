@@ -140,8 +140,9 @@ class _Run:
     allow_devices: bool
     progress: Progress | None
     workers: int  # file-writer processes to start (0: none)
-    pool_after: tuple[int, int]  # (bytes, files) of the walk before they are started
-    wait_for_pool: bool  # asked for by number: files wait for a child instead of going to threads
+    # asked for by number: started with the first file, and files wait for a child instead of going
+    # to threads; else started after _POOL_AFTER_BYTES or _POOL_AFTER_FILES
+    wait_for_pool: bool
     as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
     report: MaterializeReport = field(default_factory=MaterializeReport)
     dirs: set[str] = field(default_factory=lambda: {"/"})
@@ -216,9 +217,8 @@ async def materialize(
             if not routes:
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
-        pool_after = (_POOL_AFTER_BYTES, _POOL_AFTER_FILES) if workers is None else (0, 0)
         run = _Run(dest, store, cache, asyncio.Semaphore(concurrency), concurrency, allow_devices, progress,
-                   _auto_workers() if workers is None else workers, pool_after, workers is not None)
+                   _auto_workers() if workers is None else workers, workers is not None)
         try:
             await _materialize(reader, run)
         finally:
@@ -335,9 +335,8 @@ async def _pool_for(run: _Run, entry: Entry) -> WriterPool | None:
     enough), or None to write it in this process: no pool, or (automatic) no child ready yet."""
     seen_bytes, seen_files = run.seen = (run.seen[0] + entry.size, run.seen[1] + 1)
     if run.pool is None:
-        if not run.workers or run.store_spec is None or (
-            seen_bytes < run.pool_after[0] and seen_files < run.pool_after[1]
-        ):
+        too_early = seen_bytes < _POOL_AFTER_BYTES and seen_files < _POOL_AFTER_FILES
+        if not run.workers or run.store_spec is None or (too_early and not run.wait_for_pool):
             return None
         run.pool = WriterPool(run.workers, run.fds.root, run.cache, run.store_spec, run.as_root)
         await run.pool.start()
