@@ -11,7 +11,8 @@ parent (``PR_SET_PDEATHSIG``) and ends when its stdin closes.
 
 Wire: 4-byte big-endian length + ``marshal`` payload, both ways (the two ends are the same program,
 so marshal's lack of a stable format across Python versions does not matter). This module imports
-neither asyncio nor the network stack: a child is ready in about 60 ms, not 130.
+neither asyncio nor the network stack: a child's imports take ~0.09 s, not ~0.13 s (measured with
+this module run on an empty stdin).
 """
 
 from __future__ import annotations
