@@ -1,8 +1,9 @@
 """Run a REAL supervisord (the ``supervisor`` package from PyPI) for a test, in its own temp dir.
 
 It listens on its own unix socket, includes ``<dir>/programs/*.conf`` (where
-``SupervisordClient.install_config`` writes ``[program:x]`` files), and is stopped by its own process
-at the end — its children first with SIGKILL, so a program that ignores SIGTERM cannot slow teardown.
+``SupervisordClient.install_config`` writes ``[program:x]`` files), and is stopped at the end with
+SIGKILL, then its programs (the demo's ``kill_supervisord``: in that order, so supervisord cannot
+restart one behind the kill), then anything still running a configured command.
 Its log goes to its log file only (``silent``): in the foreground it would also echo it to stdout,
 an unread pipe here, and stop answering once that pipe is full (about 64 KiB of log: a few hundred
 service starts and stops, as the fault suite's campaigns do).
@@ -10,11 +11,8 @@ service starts and stops, as the fault suite's campaigns do).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,10 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.procs import kill_running, stop_process
+from tests.support.procs import kill_running
 from tests.support.zinit_emulator import wait_for_unix_socket
-from zos_upgrade.supervisor import SupervisorError
-from zos_upgrade.supervisor.supervisord import SupervisordClient
+from zos_upgrade.demo.processes import kill_supervisord
 
 CONFIG = """\
 [unix_http_server]
@@ -56,18 +53,6 @@ class RunningSupervisord:
     process: subprocess.Popen[bytes]
 
 
-def _kill_children(socket_path: Path, include_dir: Path) -> None:
-    async def pids() -> list[int]:
-        client = SupervisordClient(socket_path, include_dir=include_dir, timeout=5)
-        return [(await client.status(name)).pid for name in await client.list()]
-
-    with contextlib.suppress(SupervisorError):
-        for pid in asyncio.run(pids()):
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-
-
 @contextlib.contextmanager
 def running_supervisord() -> Iterator[RunningSupervisord]:
     """A supervisord for the duration of the block (a short temp dir: socket paths are limited)."""
@@ -86,10 +71,9 @@ def running_supervisord() -> Iterator[RunningSupervisord]:
         yield RunningSupervisord(dir=base, socket_path=sock, include_dir=base / "programs", process=proc)
     finally:
         if proc.poll() is None:
-            _kill_children(sock, base / "programs")
-        stop_process(proc)
-        # a program supervisord no longer tracked (its config replaced mid-test, or restarted behind
-        # our kill) would outlive the test: any process still running a configured command goes too
+            kill_supervisord(proc, sock, base / "programs")  # supervisord first, then its programs
+        # a program supervisord no longer tracked (its config replaced mid-test) would outlive the
+        # test: any process still running a configured command goes too
         for conf in (base / "programs").glob("*"):
             for line in conf.read_text(errors="replace").splitlines():
                 if line.startswith("command"):

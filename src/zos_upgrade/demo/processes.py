@@ -22,6 +22,7 @@ __all__ = [
     "Children",
     "DemoFailed",
     "free_port",
+    "kill_supervisord",
     "supervisord_config",
     "wait_for",
     "wait_for_port",
@@ -81,7 +82,7 @@ def _supervised_pids(sock: Path, include_dir: Path) -> list[int]:
     return []
 
 
-def _kill_supervisord(proc: subprocess.Popen[bytes], sock: Path, include_dir: Path) -> None:
+def kill_supervisord(proc: subprocess.Popen[bytes], sock: Path, include_dir: Path) -> None:
     """SIGKILL supervisord, then every program it ran. In that order: supervisord restarts a program it
     sees die (autorestart), and a program started in its own group after it was listed outlived the
     demo now and then when the programs went first."""
@@ -121,7 +122,7 @@ class Children:
     def stop_all(self) -> None:
         for name, proc, log in reversed(self._procs):
             if name == "supervisord" and self._supervisord is not None and proc.poll() is None:
-                _kill_supervisord(proc, *self._supervisord)
+                kill_supervisord(proc, *self._supervisord)
             stop_group(proc)
             log.close()
         self._procs.clear()
