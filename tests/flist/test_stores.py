@@ -394,7 +394,8 @@ def test_redis_is_imported_only_when_a_zdb_store_is_opened() -> None:
 def test_materialize_over_http_through_file_writer_processes(http_blocks: tuple[str, Path],
                                                              tmp_path: Path) -> None:
     """The node's path: blocks from an HTTP store; the parent fills the cache, children write."""
-    from tests.flist.test_writer_pool import make_tree, snapshot
+    from tests.flist.test_roundtrip import snapshot
+    from tests.flist.test_writer_pool import make_tree
 
     base, root = http_blocks
     src = tmp_path / "src"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.flist.test_roundtrip import snapshot  # everything a round trip must keep
 from tests.support.procs import pids_running
 from zos_upgrade.flist import materialize as materialize_module
 from zos_upgrade.flist.blocks import BlockCorrupt, encrypt_block
@@ -55,20 +56,6 @@ def packed(tmp_path: Path, files: int = 40) -> tuple[Path, Path, Path]:
     make_tree(src, files)
     asyncio.run(pack(src, flist, DirStore(blocks), routes=[Route(0, 255, f"dir://{blocks}")]))
     return src, blocks, flist
-
-
-def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
-    out: dict[str, tuple[object, ...]] = {}
-    for path in sorted(root.rglob("*")):
-        st = os.lstat(path)
-        rel = str(path.relative_to(root))
-        if stat.S_ISLNK(st.st_mode):
-            out[rel] = ("link", os.readlink(path))
-        elif stat.S_ISDIR(st.st_mode):
-            out[rel] = ("dir", st.st_mode, int(st.st_mtime))  # flists keep seconds
-        else:
-            out[rel] = ("file", st.st_mode, int(st.st_mtime), st.st_uid, st.st_gid, path.read_bytes())
-    return out
 
 
 def writer_children() -> list[int]:
