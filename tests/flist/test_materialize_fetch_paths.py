@@ -257,6 +257,32 @@ def test_a_bad_cached_block_a_process_finds_is_fetched_again_here(tmp_path: Path
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["long"]
 
 
+def test_a_job_of_several_files_with_one_bad_cached_block_rewrites_only_that_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # small files travel to a child together, one job; the child answers each file on its own
+    rng = random.Random(5)
+    store = DirStore(tmp_path / "blocks")
+    cache = BlockCache(tmp_path / "cache")
+    entries, contents = [Entry("/", EntryKind.DIR, stat.S_IFDIR | 0o755)], {}
+    for i in range(6):
+        contents[f"s{i}"] = rng.randbytes(2000 + i)
+        ref, stored = encrypt_block(contents[f"s{i}"], "v2")
+        asyncio.run(store.put(ref.id, stored))
+        cache.put(ref.id, stored)
+        entries.append(Entry(f"/s{i}", EntryKind.FILE, stat.S_IFREG | 0o644, size=len(contents[f"s{i}"]),
+                             blocks=(ref,)))
+    write_flist(tmp_path / "rel.fl", entries)
+    cache.path_for(entries[3].blocks[0].id).write_bytes(b"rotten")
+    remote = AsyncOnlyDirStore(store.root)
+    report = asyncio.run(materialize(tmp_path / "rel.fl", tmp_path / "dest", store=remote, cache=cache,
+                                     workers=1))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dest").iterdir()} == contents
+    assert (report.files, report.writer_processes, remote.gets, report.blocks_fetched) == (6, 1, 1, 1)
+    assert report.blocks_from_cache == 5
+    warnings = [r for r in caplog.records if r.getMessage().startswith("a block the file writer process")]
+    assert [r.__dict__["entry"] for r in warnings] == ["/s2"]
+
+
 class FailingStore(AsyncOnlyDirStore):
     """Fails one block with a store error (a network failure after the retries) and serves the rest."""
 

@@ -27,7 +27,14 @@ from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, Host
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.reader import open_flist, write_flist
 from zos_upgrade.flist.stores import BlockMissing, DirStore, Route, Router, StoreError
-from zos_upgrade.flist.writer_child import describe_error, describe_store, read_message, rebuild_error, serve
+from zos_upgrade.flist.writer_child import (
+    describe_error,
+    describe_store,
+    job_file,
+    read_message,
+    rebuild_error,
+    serve,
+)
 from zos_upgrade.flist.writer_pool import WriterPool
 
 FILE = stat.S_IFREG | 0o644
@@ -269,15 +276,20 @@ def test_the_child_never_writes_through_a_symlinked_directory(tmp_path: Path) ->
     outside.mkdir()
     os.symlink(outside, dest / "d")
     setup = (os.open(dest, DIR_OPEN), None, describe_store(store), False, os.getppid())
-    job = (1, "/d/f", ".f.tmp", len(content), FILE, 0, 0, 0, (ref.id,), (ref.key,))
+    through_link = Entry("/d/f", EntryKind.FILE, FILE, len(content), 0, 0, 0, blocks=(ref,))
+    plain = Entry("/g", EntryKind.FILE, FILE, len(content), 0, 0, 0, blocks=(ref,))
     out = io.BytesIO()
-    serve([job], setup, out)
+    serve([(1, (job_file(through_link, ".f.tmp"), job_file(plain, ".g.tmp")))], setup, out)
     replies = _replies(out.getvalue())
     assert replies[0][0] == "ready"
-    job_id, status, (kind, args), _logs = replies[1]
+    job_id, results, _logs = replies[1]
+    (status, (kind, args)), second = results
     assert (job_id, status, kind) == (1, "error", "HostileFlist")
     assert "'d' is not a real directory" in args[0]
     assert list(outside.iterdir()) == []
+    # one file of a job failing does not stop the next one
+    assert second[0] == "ok"
+    assert (dest / ".g.tmp").read_bytes() == content
 
 
 def _replies(data: bytes) -> list[tuple[object, ...]]:
@@ -312,11 +324,14 @@ def test_an_unexpected_error_becomes_a_flist_error_with_its_message() -> None:
     assert str(rebuilt) == "file writer process failed: ZeroDivisionError: division by zero"
 
 
+@pytest.mark.parametrize("garbage", ["bytes", "short"])
 def test_a_child_answering_garbage_is_stopped_and_fails_the_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, garbage: str,
 ) -> None:
+    # bytes that are no message; or one result fewer than the job's files (none may go unanswered)
     _src, blocks, flist = packed(tmp_path, files=6)
     monkeypatch.setattr(WriterPool, "child_module", "tests.support.garbage_writer")
+    monkeypatch.setenv("ZU_TEST_GARBAGE", garbage)
     with pytest.raises(FlistError, match=r"file writer process \d+ exited with code -9 before writing it"):
         asyncio.run(materialize(flist, tmp_path / "dest", store=DirStore(blocks), workers=1))
     assert any(r.getMessage() == "file writer process sent a malformed reply" for r in caplog.records)

@@ -1,4 +1,4 @@
-"""A file-writer child that is killed (SIGKILL, like the OOM killer would) on taking its second file,
+"""A file-writer child that is killed (SIGKILL, like the OOM killer would) on taking its second job,
 for the pool's tests; until then it is the real one. ``WriterPool`` runs it as
 ``python -m tests.support.dying_writer``."""
 

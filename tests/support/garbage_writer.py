@@ -1,8 +1,11 @@
-"""A file-writer child gone wrong, for the pool's tests: says ready, then answers every job with bytes
-that are no reply at all. ``WriterPool`` runs it as ``python -m tests.support.garbage_writer``."""
+"""A file-writer child gone wrong, for the pool's tests: says ready, then answers every job with what
+is no reply to it. ``WriterPool`` runs it as ``python -m tests.support.garbage_writer``;
+``ZU_TEST_GARBAGE`` says how: ``bytes`` (the default: bytes that are no message at all) or
+``short`` (a well-formed message holding one result fewer than the job has files)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from zos_upgrade.flist.writer_child import HEADER, read_message, write_message
@@ -10,9 +13,14 @@ from zos_upgrade.flist.writer_child import HEADER, read_message, write_message
 
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    how = os.environ.get("ZU_TEST_GARBAGE", "bytes")
     read_message(stdin)  # the setup: answered as a real child would
     write_message(stdout, ("ready", 0))
-    while read_message(stdin) is not None:  # every job: bytes that are no reply
+    while (job := read_message(stdin)) is not None:
+        if how == "short":
+            job_id, files = job
+            write_message(stdout, (job_id, (("ok", (1, 0, 0, 0, False)),) * (len(files) - 1), []))
+            continue
         garbage = b"\xffnot marshal"
         stdout.write(HEADER.pack(len(garbage)) + garbage)
         stdout.flush()

@@ -30,9 +30,10 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.filewrite import (
@@ -108,6 +109,12 @@ _BATCH_BYTES = 256 * 1024 * 1024
 _POOL_AFTER_BYTES = 4 * 1024 * 1024
 _POOL_AFTER_FILES = 100
 
+# Files go to a file-writer process in jobs of up to this many files or bytes (a bigger file is a
+# job alone): one message, one answer and one task per job instead of per file (the parent used a
+# third of a core on that with one file per job); small enough that the last jobs spread evenly.
+_JOB_FILES = 32
+_JOB_BYTES = 1024 * 1024
+
 
 def _load_syncfs() -> Callable[[int], None] | None:
     """Linux ``syncfs(2)`` through libc, or None where it does not exist (then each file is fsynced)."""
@@ -158,6 +165,8 @@ class _Run:
     written_bytes: int = 0
     syncfs: Callable[[int], None] | None = field(default_factory=lambda: _SYNCFS)
     naming: asyncio.Task[None] | None = None  # the batch being flushed and renamed
+    token: str = field(default_factory=lambda: secrets.token_hex(4))  # in every temporary name
+    temps: int = 0  # temporary names given so far
     pool: WriterPool | None = None
     seen: tuple[int, int] = (0, 0)  # (bytes, files) of regular files walked so far
     source: BlockSource = field(init=False)
@@ -282,7 +291,20 @@ def _remove_created(dest: Path, created_dest: bool) -> None:
 async def _materialize(reader: FlistReader, run: _Run) -> None:
     files: set[asyncio.Task[None]] = set()
     file_slots = asyncio.Semaphore(run.window)
+    job: list[tuple[Entry, list[str]]] = []  # files for the next job of the writer pool
+    job_bytes = 0
     root: Entry | None = None
+
+    async def start(write: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        await file_slots.acquire()
+        task = asyncio.create_task(write(run, *args))
+        task.add_done_callback(lambda _t: file_slots.release())
+        files.add(task)
+        # surface a failed file now instead of after the whole walk
+        for done in [t for t in files if t.done()]:
+            files.discard(done)
+            done.result()
+
     try:
         for entry in reader.entries():
             run.report.entries += 1
@@ -294,22 +316,21 @@ async def _materialize(reader: FlistReader, run: _Run) -> None:
             if entry.kind is EntryKind.FILE:
                 if len(run.written) >= _BATCH_FILES or run.written_bytes >= _BATCH_BYTES:
                     await _name_written(run)
-                pool = await _pool_for(run, entry)
-                await file_slots.acquire()
-                if pool is not None:
-                    task = asyncio.create_task(_write_in_pool(run, pool, entry, parts))
-                else:
-                    task = asyncio.create_task(_write_file(run, entry, parts, _temp_name(parts)))
-                task.add_done_callback(lambda _t: file_slots.release())
                 run.unnamed.add(entry.path)
-                files.add(task)
-                # surface a failed file now instead of after the whole walk
-                for done in [t for t in files if t.done()]:
-                    files.discard(done)
-                    done.result()
+                pool = await _pool_for(run, entry)
+                if pool is None:
+                    await start(_write_file, entry, parts, _temp_name(run, parts))
+                    continue
+                job.append((entry, parts))
+                job_bytes += entry.size
+                if len(job) >= _JOB_FILES or job_bytes >= _JOB_BYTES:
+                    await start(_write_in_pool, pool, job)
+                    job, job_bytes = [], 0
                 continue
             with run.fds.parent(parts) as pfd:
                 _create_other(run, entry, parts[-1], pfd)
+        if job and run.pool is not None:
+            await start(_write_in_pool, run.pool, job)
         if files:
             await asyncio.gather(*files)
         if run.pool is not None:
@@ -345,8 +366,10 @@ async def _pool_for(run: _Run, entry: Entry) -> WriterPool | None:
     return run.pool
 
 
-def _temp_name(parts: list[str]) -> str:
-    return f".{parts[-1][:200]}{TEMP_MARK}{secrets.token_hex(4)}"
+def _temp_name(run: _Run, parts: list[str]) -> str:
+    """A name no entry can take by design: unpredictable for the run, unique within it."""
+    run.temps += 1
+    return f".{parts[-1][:200]}{TEMP_MARK}{run.token}{run.temps:x}"
 
 
 def _closed(run: _Run, entry: Entry, parts: list[str], tmp: str) -> None:
@@ -356,31 +379,43 @@ def _closed(run: _Run, entry: Entry, parts: list[str], tmp: str) -> None:
     run.report.files += 1
 
 
-async def _write_in_pool(run: _Run, pool: WriterPool, entry: Entry, parts: list[str]) -> None:
-    """Have a file-writer process write one file; ``_name_written`` flushes and renames it later.
+async def _write_in_pool(run: _Run, pool: WriterPool, files: list[tuple[Entry, list[str]]]) -> None:
+    """Have a file-writer process write ``files`` as one job; ``_name_written`` flushes and renames
+    them later.
 
     With a remote store, the blocks the cache lacks are fetched and cached (their ids checked) here
-    first, and the child writes from the cache alone. If the child then misses one (the cached copy
-    went bad and was dropped), or no child is left, the file is written by a worker thread instead.
+    first, and the child writes from the cache alone. A file the child then misses a block for (the
+    cached copy went bad and was dropped), or every file when no child is left, is written by a
+    worker thread instead.
     """
-    settled = await _cache_missing(run, entry) if run.local is None else 0
-    tmp = _temp_name(parts)
+    if run.local is None:
+        settled = await asyncio.gather(*(_cache_missing(run, entry) for entry, _parts in files))
+    else:
+        settled = [0] * len(files)
+    named = [(entry, parts, _temp_name(run, parts)) for entry, parts in files]
     if not await pool.room():
-        await _write_file(run, entry, parts, tmp)
+        await asyncio.gather(*(_write_file(run, entry, parts, tmp) for entry, parts, tmp in named))
         return
     run.report.writer_processes = max(run.report.writer_processes, pool.running)
-    try:
-        tally = await pool.submit(entry, tmp)
-    except NotCached as exc:
-        log.warning("a block the file writer process needed is not in the cache; writing the file here",
-                    extra={"entry": entry.path, "block_index": exc.index})
-        await _write_file(run, entry, parts, _temp_name(parts))
-        return
-    # the blocks fetched (or waited for) above were counted then, not again as read from the cache
-    _count(run, replace(tally, from_cache=tally.from_cache - settled))
-    if run.progress is not None:
-        run.progress(tally.added)
-    _closed(run, entry, parts, tmp)
+    outcomes = await asyncio.gather(*pool.submit([(entry, tmp) for entry, _parts, tmp in named]),
+                                    return_exceptions=True)
+    again = []
+    for (entry, parts, tmp), fetched, outcome in zip(named, settled, outcomes, strict=True):
+        if isinstance(outcome, NotCached):
+            log.warning("a block the file writer process needed is not in the cache; writing the file here",
+                        extra={"entry": entry.path, "block_index": outcome.index})
+            again.append(_write_file(run, entry, parts, _temp_name(run, parts)))
+        elif isinstance(outcome, BaseException):
+            for retry in again:
+                retry.close()
+            raise outcome
+        else:
+            # the blocks fetched (or waited for) above were counted then, not again as read from the cache
+            _count(run, replace(outcome, from_cache=outcome.from_cache - fetched))
+            if run.progress is not None:
+                run.progress(outcome.added)
+            _closed(run, entry, parts, tmp)
+    await asyncio.gather(*again)
 
 
 async def _cache_missing(run: _Run, entry: Entry) -> int:

@@ -2,12 +2,14 @@
 
 The parent (``writer_pool``) starts this module as ``python -P -m zos_upgrade.flist.writer_child``
 with its own ``sys.path``, sends one setup message (the destination's descriptor, which it passes
-down, the block cache, how to reopen its ``dir://`` store, whether to set owners, its pid), then one
-job per file. For each job the child creates the file under the temporary name it is given, in a
-directory reached from the destination's descriptor with ``O_NOFOLLOW``, writes it from blocks it
-verifies itself, sizes and seals it, closes it and answers: the counts, or the error, plus the log
-records the job produced. It never renames, deletes or creates anything else. It dies with its
-parent (``PR_SET_PDEATHSIG``) and ends when its stdin closes.
+down, the block cache, how to reopen its ``dir://`` store, whether to set owners, its pid), then jobs
+of one or more files (many small files travel together: one message and one answer each way per
+file cost the parent more than the writing). For each file of a job the child creates it under the
+temporary name it is given, in a directory reached from the destination's descriptor with
+``O_NOFOLLOW``, writes it from blocks it verifies itself, sizes and seals it and closes it; then it
+answers the job: each file's counts or error, plus the log records the job produced. It never
+renames, deletes or creates anything else. It dies with its parent (``PR_SET_PDEATHSIG``) and ends
+when its stdin closes.
 
 Wire: 4-byte big-endian length + ``marshal`` payload, both ways (the two ends are the same program,
 so marshal's lack of a stable format across Python versions does not matter). This module imports
@@ -51,6 +53,7 @@ __all__ = [
     "describe_error",
     "describe_store",
     "frame",
+    "job_file",
     "main",
     "open_store_spec",
     "read_message",
@@ -180,9 +183,15 @@ def write_message(stream: BinaryIO, message: tuple[Any, ...]) -> None:
     stream.flush()
 
 
+def job_file(entry: Entry, tmp: str) -> tuple[Any, ...]:
+    """One file of a job, as it travels to the child."""
+    return (entry.path, tmp, entry.size, entry.mode, entry.uid, entry.gid, entry.mtime,
+            tuple(b.id for b in entry.blocks), tuple(b.key for b in entry.blocks))
+
+
 def _write_one(fds: DirFds, source: BlockSource, store: LocalStore | None, as_root: bool,
-               job: tuple[Any, ...]) -> Tally:
-    _job_id, path, tmp, size, mode, uid, gid, mtime, ids, keys = job
+               file: tuple[Any, ...]) -> Tally:
+    path, tmp, size, mode, uid, gid, mtime, ids, keys = file
     entry = Entry(path, EntryKind.FILE, mode, size, uid, gid, mtime,
                   blocks=tuple(BlockRef(i, k) for i, k in zip(ids, keys, strict=True)))
     parts = path[1:].split("/")
@@ -199,7 +208,10 @@ def _write_one(fds: DirFds, source: BlockSource, store: LocalStore | None, as_ro
 
 
 def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO) -> None:
-    """Write each job's file and answer it, in order (the child's whole life after the setup)."""
+    """Write each job's files and answer the job, in order (the child's whole life after the setup).
+    A job is ``(job id, files)``; its answer ``(job id, results, log records)`` holds ``("ok",
+    counts)`` or ``("error", error)`` per file, in the job's order: one file failing does not stop
+    the others (the parent decides what a failure means)."""
     dest_fd, cache_root, store_spec, as_root, _parent = setup
     fds = DirFds(dest_fd, learn=True)
     source = BlockSource(None if cache_root is None else BlockCache(cache_root))
@@ -207,13 +219,14 @@ def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO
     with _collecting() as collect:
         write_message(out, ("ready", os.getpid()))
         try:
-            for job in jobs:
-                try:
-                    tally = _write_one(fds, source, store, as_root, job)
-                    reply: tuple[Any, ...] = (job[0], "ok", astuple(tally), collect.take())
-                except Exception as exc:  # every failure goes back to the parent, which decides
-                    reply = (job[0], "error", describe_error(exc), collect.take())
-                write_message(out, reply)
+            for job_id, files in jobs:
+                results: list[tuple[str, Any]] = []
+                for file in files:
+                    try:
+                        results.append(("ok", astuple(_write_one(fds, source, store, as_root, file))))
+                    except Exception as exc:  # every failure goes back to the parent, which decides
+                        results.append(("error", describe_error(exc)))
+                write_message(out, (job_id, tuple(results), collect.take()))
         finally:
             fds.close()
 

@@ -21,21 +21,22 @@ import logging
 import marshal
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.filewrite import Tally
 from zos_upgrade.flist.model import Entry, FlistError
-from zos_upgrade.flist.writer_child import HEADER, StoreSpec, frame, rebuild_error
+from zos_upgrade.flist.writer_child import HEADER, StoreSpec, frame, job_file, rebuild_error
 
 __all__ = ["WriterPool"]
 
 log = logging.getLogger(__name__)
 
-# Files queued per child: enough that a child never waits for the parent between two files, few
+# Jobs queued per child: enough that a child never waits for the parent between two jobs, few
 # enough that the last files still spread over every child.
-_QUEUED_PER_CHILD = 3
+_QUEUED_PER_CHILD = 2
 _CLOSE_TIMEOUT = 30.0
 
 # glibc serves each block-sized buffer (512 KiB read, decrypted, inflated) from a fresh mmap, or from
@@ -50,7 +51,7 @@ class _Child:
     proc: asyncio.subprocess.Process
     ready: bool = False
     alive: bool = True
-    queued: list[tuple[str, asyncio.Future[Tally]]] = field(default_factory=list)
+    queued: list[list[tuple[str, asyncio.Future[Tally]]]] = field(default_factory=list)  # per job
     reader: asyncio.Task[None] | None = None
 
 
@@ -67,7 +68,7 @@ class WriterPool:
         self._dest_fd = dest_fd
         self._setup = (dest_fd, None if cache is None else str(cache.root), store, as_root, os.getpid())
         self._children: list[_Child] = []
-        self._changed = asyncio.Event()
+        self._waiting: list[asyncio.Future[None]] = []  # callers of ``room``, first come first woken
         self._next_job = 0
         self._stopping = False  # children exit because we close or kill them: nothing to report
 
@@ -88,7 +89,7 @@ class WriterPool:
             self._send(child, self._setup)
             child.reader = asyncio.create_task(self._read_replies(child))
             self._children.append(child)
-        self._changed.set()
+        self._wake()
 
     @property
     def ready(self) -> bool:
@@ -112,26 +113,49 @@ class WriterPool:
                 return True
             if self.failed:
                 return False
-            self._changed.clear()
-            await self._changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken for a slot it will not take: pass it on
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+
+    def _wake(self) -> None:
+        """Wake as many callers of ``room`` as there are free slots (all of them when no child is
+        left): waking every waiter on every reply made the parent spend its time re-checking."""
+        alive = [c for c in self._children if c.alive]
+        free = len(self._waiting) if not alive else sum(
+            _QUEUED_PER_CHILD - len(c.queued) for c in alive if c.ready)
+        woken = 0
+        for waiter in self._waiting:
+            if woken >= free:
+                break
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
 
     def _pick(self) -> _Child | None:
         ready = [c for c in self._children if c.ready and c.alive and len(c.queued) < _QUEUED_PER_CHILD]
         return min(ready, key=lambda c: len(c.queued), default=None)
 
-    def submit(self, entry: Entry, tmp: str) -> asyncio.Future[Tally]:
-        """Hand ``entry`` to the least busy ready child (call after ``room`` said True, no await
-        between): it writes the file as ``tmp`` beside its final name; the future has the counts."""
+    def submit(self, files: Sequence[tuple[Entry, str]]) -> list[asyncio.Future[Tally]]:
+        """Hand ``files`` (entry, temporary name) to the least busy ready child as one job (call after
+        ``room`` said True, no await between): it writes each file under its temporary name beside
+        its final one; each future has that file's counts or error."""
         child = self._pick()
         if child is None:
             raise RuntimeError("WriterPool.submit without room")
-        done: asyncio.Future[Tally] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        job = [(entry.path, loop.create_future()) for entry, _tmp in files]
         self._next_job += 1
-        ids, keys = tuple(b.id for b in entry.blocks), tuple(b.key for b in entry.blocks)
-        self._send(child, (self._next_job, entry.path, tmp, entry.size, entry.mode, entry.uid, entry.gid,
-                           entry.mtime, ids, keys))
-        child.queued.append((entry.path, done))
-        return done
+        self._send(child, (self._next_job, tuple(job_file(entry, tmp) for entry, tmp in files)))
+        child.queued.append(job)
+        return [done for _path, done in job]
 
     def _send(self, child: _Child, message: tuple[Any, ...]) -> None:
         assert child.proc.stdin is not None
@@ -149,7 +173,7 @@ class WriterPool:
                     child.ready = True
                 else:
                     self._settle(child, reply)
-                self._changed.set()
+                self._wake()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the child exited
         except Exception as exc:  # a reply we cannot read: the child is not trusted with more files
@@ -159,12 +183,12 @@ class WriterPool:
                 child.proc.kill()
         finally:
             child.alive = False
-            self._changed.set()
+            self._wake()
         code = await child.proc.wait()
         if not self._stopping and (child.queued or not child.ready):
             log.warning("file writer process exited", extra={"pid": child.proc.pid, "code": code,
                                                             "started": child.ready})
-        for path, done in child.queued:
+        for path, done in (file for job in child.queued for file in job):
             if not done.done():
                 done.set_exception(FlistError(
                     f"{path}: the file writer process {child.proc.pid} exited with code {code} "
@@ -172,16 +196,22 @@ class WriterPool:
         child.queued.clear()
 
     def _settle(self, child: _Child, reply: tuple[Any, ...]) -> None:
-        status, body, records = reply[1], reply[2], reply[3]
-        _path, done = child.queued.pop(0)
+        """Settle the oldest job's files from ``reply``, read whole first: a reply that does not
+        parse raises before any file is settled, so every file of the job fails with the child."""
+        _job_id, results, records = reply
+        expected = len(child.queued[0]) if child.queued else 0
+        if len(results) != expected:
+            raise ValueError(f"{len(results)} results for a job of {expected} files")
+        outcomes = [Tally(*body) if status == "ok" else rebuild_error(*body) for status, body in results]
         for name, level, message, extra in records:
             logging.getLogger(name).log(level, message, extra=extra)
-        if done.done():  # the file's task was cancelled: the run is failing anyway
-            return
-        if status == "ok":
-            done.set_result(Tally(*body))
-        else:
-            done.set_exception(rebuild_error(*body))
+        for (_path, done), outcome in zip(child.queued.pop(0), outcomes, strict=True):
+            if done.done():  # the file's task was cancelled: the run is failing anyway
+                continue
+            if isinstance(outcome, Tally):
+                done.set_result(outcome)
+            else:
+                done.set_exception(outcome)
 
     async def close(self) -> None:
         """After the last file: let every child finish and exit (killed after a generous timeout).
