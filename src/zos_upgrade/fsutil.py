@@ -24,6 +24,7 @@ __all__ = [
     "read_at_most",
     "sweep_temps",
     "temp_sibling",
+    "write_all",
 ]
 
 # Every temporary name we create carries this mark, so recovery can sweep leftovers of a crash.
@@ -51,6 +52,13 @@ def read_at_most(path: Path | str, limit: int) -> bytes | None:
         return os.read(fd, limit + 1)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """``write(2)`` until all of ``data`` is written (a regular file may take less per call)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def temp_sibling(path: Path) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches
 from zos_upgrade.flist.model import FlistError
-from zos_upgrade.fsutil import read_at_most, temp_sibling
+from zos_upgrade.fsutil import read_at_most, temp_sibling, write_all
 
 __all__ = ["BlockCache", "CacheError"]
 
@@ -39,12 +39,17 @@ class BlockCache:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._prefix = os.path.join(self.root, "")
 
     def path_for(self, block_id: bytes) -> Path:
+        return Path(self._file(block_id))
+
+    def _file(self, block_id: bytes) -> str:
+        # a plain string, not a Path: built several times per block, and pathlib costs ~10x as much
         if len(block_id) not in (16, 32):
             raise CacheError(f"a block id must be 16 (v1) or 32 (v2) bytes, got {len(block_id)}")
         name = block_id.hex()
-        return self.root / name[:2] / name
+        return f"{self._prefix}{name[:2]}/{name}"
 
     def get(self, block_id: bytes) -> bytes | None:
         """The stored bytes of ``block_id``, or None when absent (or present but corrupt, then removed)."""
@@ -63,7 +68,7 @@ class BlockCache:
         For callers that verify anyway (``decrypt_block`` checks the id): they must call ``discard``
         when the bytes fail, exactly as ``get`` does itself.
         """
-        path = self.path_for(block_id)
+        path = self._file(block_id)
         # a short read (never seen on a local file) would only fail verification
         try:
             data = read_at_most(path, _MAX_CACHED_BYTES)
@@ -78,7 +83,7 @@ class BlockCache:
 
     def has(self, block_id: bytes) -> bool:
         """True when a file for ``block_id`` exists (not verified: ``get`` verifies)."""
-        return self.path_for(block_id).is_file()
+        return os.path.isfile(self._file(block_id))
 
     def put(self, block_id: bytes, data: bytes) -> None:
         """Store ``data`` under ``block_id`` atomically; refuses bytes that are not that block."""
@@ -86,19 +91,19 @@ class BlockCache:
             raise BlockCorrupt(f"block {block_id.hex()}: refusing to cache bytes that do not hash to its id")
         self.put_verified(block_id, data)
 
-    def adopt_verified(self, block_id: bytes, data: bytes, source: Path | None) -> None:
+    def adopt_verified(self, block_id: bytes, data: bytes, source: str | None) -> None:
         """``put_verified``, by a hard link to ``source`` (the store's file ``data`` was just read
         from) when it can: no copy, no second write-back, half the disk. Blocks are immutable and
         named by their content, and every read from the cache verifies the bytes again, so a file
         changed behind our back is caught there like any corruption. A link across file systems, or
         one the system refuses (protected hardlinks), falls back to writing ``data``."""
         if source is not None:
-            path = self.path_for(block_id)
+            path = self._file(block_id)
             try:
                 try:
                     os.link(source, path)
                 except FileNotFoundError:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
                     os.link(source, path)
                 return
             except FileExistsError:
@@ -124,9 +129,7 @@ class BlockCache:
                 # No fsync on purpose: a block torn by a crash fails verification on the next read and
                 # is fetched again, so durability would only cost time. The rename keeps readers from
                 # ever seeing a half-written file.
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(tmp, path)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.directio import DIRECT_MIN_SIZE, DirectWriter
 from zos_upgrade.flist.model import BlockRef, Entry, FlistError, HostileFlist
 from zos_upgrade.flist.stores import BlockMissing, LocalStore
+from zos_upgrade.fsutil import write_all
 
 __all__ = [
     "DIR_OPEN",
@@ -211,7 +213,7 @@ class BlockSource:
             return len(stored)
 
     @staticmethod
-    def _read_stored(store: LocalStore, entry: Entry, index: int) -> tuple[bytes, Path | None]:
+    def _read_stored(store: LocalStore, entry: Entry, index: int) -> tuple[bytes, str | None]:
         """The stored bytes, and the file they were read from when the store has one."""
         try:
             return store.read_block_file(entry.blocks[index].id)
@@ -270,11 +272,19 @@ def create_temp(fds: DirFds, parts: list[str], tmp: str) -> int:
 
 def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written: int,
                  store: LocalStore | None, as_root: bool,
-                 on_bytes: Callable[[int], None] | None = None) -> Step:
+                 on_bytes: Callable[[int], None] | None = None, direct: DirectWriter | None = None) -> Step:
     """Write the blocks of ``entry`` from index ``first`` on, each from the cache or else ``store``,
     until one is in neither (then name the next window's blocks the cache lacks) or the file is
-    complete (then check its size and seal it). Never closes ``fd``."""
+    complete (then check its size and seal it). Never closes ``fd``.
+
+    With ``direct``, a big file is written with direct I/O; the caller then writes it in this one
+    hop or not at all: a hop that stops early leaves the file short (its end still buffered)."""
     index, start, from_cache, fetched, downloaded = first, written, 0, 0, 0
+    if direct is not None and first == 0 and entry.size >= DIRECT_MIN_SIZE and direct.start(fd):
+        put: Callable[[bytes], None] = direct.write
+    else:
+        direct = None
+        put = functools.partial(write_all, fd)
     for index in range(first, len(entry.blocks)):
         plain = source.cached(entry.blocks[index])
         if plain is not None:
@@ -295,22 +305,18 @@ def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written
             raise HostileFlist(
                 f"file {entry.path!r}: its blocks hold more than the {entry.size} bytes the entry says"
             )
-        _write_all(fd, plain)
+        put(plain)
         if on_bytes is not None:
             on_bytes(len(plain))
     if written != entry.size:
         raise HostileFlist(
             f"file {entry.path!r}: its blocks hold {written} bytes but the entry says {entry.size}"
         )
+    if direct is not None:
+        direct.finish()
     skipped = _seal(entry, fd, as_root)
     return Step(fd, True, len(entry.blocks), written, [],
                 Tally(written - start, from_cache, fetched, downloaded, skipped))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _seal(entry: Entry, fd: int, as_root: bool) -> bool:

@@ -30,12 +30,14 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.directio import DirectWriter
 from zos_upgrade.flist.filewrite import (
     DIR_OPEN,
     FETCH_WINDOW,
@@ -166,6 +168,7 @@ class _Run:
     syncfs: Callable[[int], None] | None = field(default_factory=lambda: _SYNCFS)
     naming: asyncio.Task[None] | None = None  # the batch being flushed and renamed
     token: str = field(default_factory=lambda: secrets.token_hex(4))  # in every temporary name
+    direct: threading.local = field(default_factory=threading.local)  # each worker thread's DirectWriter
     temps: int = 0  # temporary names given so far
     pool: WriterPool | None = None
     seen: tuple[int, int] = (0, 0)  # (bytes, files) of regular files walked so far
@@ -535,7 +538,7 @@ class _Fetched:
     url: str
     blocks: dict[bytes, bytes | BaseException]
 
-    def read_block_file(self, block_id: bytes) -> tuple[bytes, Path | None]:
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, str | None]:
         got = self.blocks.get(block_id)
         if got is None:
             raise NotFetched(block_id.hex())
@@ -635,10 +638,20 @@ def _create_and_write(run: _Run, entry: Entry, parts: list[str], tmp: str,
     """Create the file under its temporary name and write what the cache and the local store hold."""
     fd = create_temp(run.fds, parts, tmp)
     try:
-        return write_blocks(run.source, entry, fd, 0, 0, run.local, run.as_root, on_bytes)
+        # direct I/O only where the file is written in this one hop: from a local store
+        direct = _thread_direct_writer(run) if run.local is not None else None
+        return write_blocks(run.source, entry, fd, 0, 0, run.local, run.as_root, on_bytes, direct)
     except BaseException:
         os.close(fd)
         raise
+
+
+def _thread_direct_writer(run: _Run) -> DirectWriter:
+    """The calling worker thread's direct-I/O buffer for this run."""
+    writer: DirectWriter | None = getattr(run.direct, "writer", None)
+    if writer is None:
+        writer = run.direct.writer = DirectWriter()
+    return writer
 
 
 async def _in_thread(fn: Callable[..., Step], *args: object, owns_fd: bool) -> Step:
