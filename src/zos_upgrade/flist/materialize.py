@@ -16,8 +16,10 @@ Safety rules, in the order they are enforced:
   fails on a read-only directory nor bumps the mtime we restored.
 
 Regular files are written by worker threads, or, for a big tree, by file-writer processes
-(``writer_pool``): one process cannot use a second core. Either way the walk, every check above,
-fetching from remote stores, the renames and the flushes stay here.
+(``writer_pool``, in jobs of several files): one process cannot use a second core. Either way the
+walk, every check above, fetching from remote stores, the renames and the flushes stay here. A big
+file written in one hop goes to disk with direct I/O (``directio``), so the flushes find little left
+to write.
 """
 
 from __future__ import annotations
