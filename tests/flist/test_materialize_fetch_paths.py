@@ -311,3 +311,45 @@ def test_a_remote_store_failure_fails_the_run_and_leaves_no_fetch_behind(tmp_pat
 
     assert asyncio.run(run()) == []
     assert not (tmp_path / "dest").exists()
+
+
+class SlowAndFailingStore(AsyncOnlyDirStore):
+    """Fails one block at once and serves another only after a long while."""
+
+    def __init__(self, root: Path, bad: bytes, slow: bytes) -> None:
+        super().__init__(root)
+        self.bad, self.slow = bad, slow
+
+    async def get(self, block_id: bytes) -> bytes:
+        if block_id == self.bad:
+            raise StoreError(f"{self.url}: connection reset")
+        if block_id == self.slow:
+            await asyncio.sleep(0.3)
+        return await super().get(block_id)
+
+
+def test_a_failed_fetch_in_a_job_of_several_files_stops_the_others_fetches(tmp_path: Path) -> None:
+    # small files travel to a child as one job, their missing blocks fetched side by side first: when
+    # one fetch fails, the other files' fetches are stopped, not left to fill the cache after the end
+    rng = random.Random(9)
+    store = DirStore(tmp_path / "blocks")
+    entries, refs = [Entry("/", EntryKind.DIR, stat.S_IFDIR | 0o755)], []
+    for i in range(4):
+        content = rng.randbytes(3000 + i)
+        ref, stored = encrypt_block(content, "v2")
+        asyncio.run(store.put(ref.id, stored))
+        refs.append(ref)
+        entries.append(Entry(f"/s{i}", EntryKind.FILE, stat.S_IFREG | 0o644, size=len(content), blocks=(ref,)))
+    write_flist(tmp_path / "rel.fl", entries)
+    cache = BlockCache(tmp_path / "cache")
+
+    async def run() -> list[asyncio.Task[object]]:
+        remote = SlowAndFailingStore(store.root, bad=refs[1].id, slow=refs[2].id)
+        with pytest.raises(StoreError, match="connection reset"):
+            await materialize(tmp_path / "rel.fl", tmp_path / "dest", store=remote, cache=cache, workers=1)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert asyncio.run(run()) == []
+    assert not (tmp_path / "dest").exists()
+    assert cache.get(refs[2].id) is None  # the slow fetch was stopped, not cached after the failure
+

@@ -59,6 +59,7 @@ from zos_upgrade.flist.stores import BlockStore, LocalStore, Router
 from zos_upgrade.flist.writer_child import CACHE_ONLY, StoreSpec, describe_store
 from zos_upgrade.flist.writer_pool import WriterPool
 from zos_upgrade.fsutil import TEMP_MARK
+from zos_upgrade.tasks import all_or_cancel
 
 __all__ = ["FileBlockMissing", "MaterializeReport", "materialize"]
 
@@ -394,33 +395,32 @@ async def _write_in_pool(run: _Run, pool: WriterPool, files: list[tuple[Entry, l
     worker thread instead.
     """
     if run.local is None:
-        settled = await asyncio.gather(*(_cache_missing(run, entry) for entry, _parts in files))
+        settled = await all_or_cancel(_cache_missing(run, entry) for entry, _parts in files)
     else:
         settled = [0] * len(files)
     named = [(entry, parts, _temp_name(run, parts)) for entry, parts in files]
     if not await pool.room():
-        await asyncio.gather(*(_write_file(run, entry, parts, tmp) for entry, parts, tmp in named))
+        await all_or_cancel(_write_file(run, entry, parts, tmp) for entry, parts, tmp in named)
         return
     run.report.writer_processes = max(run.report.writer_processes, pool.running)
     outcomes = await asyncio.gather(*pool.submit([(entry, tmp) for entry, _parts, tmp in named]),
                                     return_exceptions=True)
+    for outcome in outcomes:  # a failure fails the run; only a file missing from the cache is retried
+        if isinstance(outcome, BaseException) and not isinstance(outcome, NotCached):
+            raise outcome
     again = []
     for (entry, parts, tmp), fetched, outcome in zip(named, settled, outcomes, strict=True):
         if isinstance(outcome, NotCached):
             log.warning("a block the file writer process needed is not in the cache; writing the file here",
                         extra={"entry": entry.path, "block_index": outcome.index})
             again.append(_write_file(run, entry, parts, _temp_name(run, parts)))
-        elif isinstance(outcome, BaseException):
-            for retry in again:
-                retry.close()
-            raise outcome
-        else:
+        elif not isinstance(outcome, BaseException):
             # the blocks fetched (or waited for) above were counted then, not again as read from the cache
             _count(run, replace(outcome, from_cache=outcome.from_cache - fetched))
             if run.progress is not None:
                 run.progress(outcome.added)
             _closed(run, entry, parts, tmp)
-    await asyncio.gather(*again)
+    await all_or_cancel(again)
 
 
 async def _cache_missing(run: _Run, entry: Entry) -> int:

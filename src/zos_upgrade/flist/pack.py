@@ -30,6 +30,7 @@ from zos_upgrade.flist.blocks import BLOCK_SIZE, encrypt_block
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError
 from zos_upgrade.flist.reader import write_flist
 from zos_upgrade.flist.stores import BlockStore, Route
+from zos_upgrade.tasks import all_or_cancel
 
 __all__ = ["PackError", "PackReport", "flist_format", "pack"]
 
@@ -220,15 +221,8 @@ class _Packer:
         )
 
     async def _file_blocks(self, disk: Path, size: int) -> tuple[BlockRef, ...]:
-        offsets = range(0, size, BLOCK_SIZE)
-        tasks = [asyncio.create_task(self._block(disk, off, min(BLOCK_SIZE, size - off))) for off in offsets]
-        try:
-            return tuple(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        blocks = (self._block(disk, off, min(BLOCK_SIZE, size - off)) for off in range(0, size, BLOCK_SIZE))
+        return tuple(await all_or_cancel(blocks))
 
     async def _block(self, disk: Path, offset: int, length: int) -> BlockRef:
         async with self.limit:
