@@ -1,4 +1,4 @@
-"""File-writer processes of a materialize: started on demand, fed one file at a time, stopped with it.
+"""File-writer processes of a materialize: started on demand, fed jobs of files, stopped with it.
 
 One Python process writes files at about the speed ``tar -xzf`` does on one core, but gains little
 from a second core (the interpreter lock serialises the work between system calls), while ``tar``
@@ -107,7 +107,7 @@ class WriterPool:
         return not any(c.alive for c in self._children)
 
     async def room(self) -> bool:
-        """Wait until a ready child has room for a file (True) or no child is left (False)."""
+        """Wait until a ready child has room for a job (True) or no child is left (False)."""
         while True:
             if self._pick() is not None:
                 return True
