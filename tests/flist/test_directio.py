@@ -9,6 +9,9 @@ import errno
 import fcntl
 import mmap
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,42 @@ from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import DirStore
 
 RUN = 1024 * 1024
+
+
+def enforces_direct_io(directory: Path) -> bool:
+    """True when direct writes in ``directory`` really go around the page cache: its file system
+    refuses an unaligned one (a tmpfs takes any: it has nothing but the page cache)."""
+    probe = directory / ".direct-io-probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    buffer = mmap.mmap(-1, mmap.PAGESIZE)
+    try:
+        os.write(fd, memoryview(buffer)[:1])
+        return False
+    except OSError as exc:
+        return exc.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+        probe.unlink()
+        buffer.close()
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a file system with real direct I/O: the test's tmp_path when it is one, else a
+    fresh one under /var/tmp (disk-backed by convention, also where /tmp is a tmpfs)."""
+    if enforces_direct_io(tmp_path):
+        yield tmp_path
+        return
+    var_tmp = Path(tempfile.mkdtemp(prefix="zu-direct-io-", dir="/var/tmp"))
+    try:
+        if not enforces_direct_io(var_tmp):
+            pytest.skip("no file system with real direct I/O on this machine (tmp dir and /var/tmp)")
+        yield var_tmp
+    finally:
+        shutil.rmtree(var_tmp)
 
 
 def is_direct(fd: int) -> bool:
@@ -47,51 +86,51 @@ def write_through(writer: DirectWriter, path: Path, pieces: list[bytes]) -> bool
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, RUN - 1, RUN, RUN + 1, 3 * RUN + 123])
-def test_every_size_is_written_exactly(tmp_path: Path, size: int) -> None:
+def test_every_size_is_written_exactly(disk_dir: Path, size: int) -> None:
     data = os.urandom(size)
     writer = DirectWriter()
-    assert write_through(writer, tmp_path / "f", [data])
-    assert (tmp_path / "f").read_bytes() == data
+    assert write_through(writer, disk_dir / "f", [data])
+    assert (disk_dir / "f").read_bytes() == data
     writer.close()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(0, 700_000), max_size=8))
-def test_any_split_into_pieces_gives_the_same_file(tmp_path: Path, sizes: list[int]) -> None:
+def test_any_split_into_pieces_gives_the_same_file(disk_dir: Path, sizes: list[int]) -> None:
     pieces = [os.urandom(size) for size in sizes]
     writer = DirectWriter()  # one writer, file after file, as a worker uses it
     for index in range(2):
-        path = tmp_path / f"f{len(os.listdir(tmp_path))}-{index}"
+        path = disk_dir / f"f{len(os.listdir(disk_dir))}-{index}"
         write_through(writer, path, pieces)
         assert path.read_bytes() == b"".join(pieces)
     writer.close()
 
 
-def test_a_file_abandoned_half_way_does_not_leak_into_the_next(tmp_path: Path) -> None:
+def test_a_file_abandoned_half_way_does_not_leak_into_the_next(disk_dir: Path) -> None:
     writer = DirectWriter()
-    fd = os.open(tmp_path / "abandoned", os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(disk_dir / "abandoned", os.O_WRONLY | os.O_CREAT, 0o600)
     writer.start(fd)
     writer.write(b"x" * (RUN + 5000))  # one run written, 5000 bytes still buffered; then an error
     os.close(fd)
-    assert write_through(writer, tmp_path / "next", [b"next file"])
-    assert (tmp_path / "next").read_bytes() == b"next file"
+    assert write_through(writer, disk_dir / "next", [b"next file"])
+    assert (disk_dir / "next").read_bytes() == b"next file"
 
 
-def test_a_write_the_kernel_refuses_goes_through_the_page_cache(tmp_path: Path) -> None:
+def test_a_write_the_kernel_refuses_goes_through_the_page_cache(disk_dir: Path) -> None:
     # a direct write at an unaligned offset is refused (EINVAL): a real refusal, as from a disk whose
     # logical blocks are bigger than a page; the file still gets every byte, later files go plainly
     writer = DirectWriter()
-    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(disk_dir / "f", os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, b"!")  # the next write starts at offset 1
     assert writer.start(fd)
     data = os.urandom(RUN + 777)
     writer.write(data)
     writer.finish()
     os.close(fd)
-    assert (tmp_path / "f").read_bytes() == b"!" + data
+    assert (disk_dir / "f").read_bytes() == b"!" + data
     assert not writer.supported
-    assert not write_through(writer, tmp_path / "g", [data])
-    assert (tmp_path / "g").read_bytes() == data
+    assert not write_through(writer, disk_dir / "g", [data])
+    assert (disk_dir / "g").read_bytes() == data
 
 
 def test_a_file_system_without_direct_io_gets_plain_writes(tmp_path: Path,
@@ -140,18 +179,18 @@ def resident_pages(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
-def test_materialize_writes_big_files_around_the_page_cache(tmp_path: Path, workers: int) -> None:
+def test_materialize_writes_big_files_around_the_page_cache(disk_dir: Path, workers: int) -> None:
     # a big file goes to disk directly: none of its full pages are cached afterwards (written through
     # the page cache, all of them would be); a small one is written plainly
     big, small = os.urandom(3 * RUN + 1000), os.urandom(10_000)
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "big").write_bytes(big)
-    (tmp_path / "src" / "small").write_bytes(small)
-    store = DirStore(tmp_path / "blocks")
-    asyncio.run(pack(tmp_path / "src", tmp_path / "rel.fl", store))
-    asyncio.run(materialize(tmp_path / "rel.fl", tmp_path / "dest", store=store, workers=workers))
-    cached, pages = resident_pages(tmp_path / "dest" / "big")
+    (disk_dir / "src").mkdir()
+    (disk_dir / "src" / "big").write_bytes(big)
+    (disk_dir / "src" / "small").write_bytes(small)
+    store = DirStore(disk_dir / "blocks")
+    asyncio.run(pack(disk_dir / "src", disk_dir / "rel.fl", store))
+    asyncio.run(materialize(disk_dir / "rel.fl", disk_dir / "dest", store=store, workers=workers))
+    cached, pages = resident_pages(disk_dir / "dest" / "big")
     assert pages == 769 and cached <= 1  # at most the page of the tail
-    assert resident_pages(tmp_path / "dest" / "small") == (3, 3)
-    assert (tmp_path / "dest" / "big").read_bytes() == big
-    assert (tmp_path / "dest" / "small").read_bytes() == small
+    assert resident_pages(disk_dir / "dest" / "small") == (3, 3)
+    assert (disk_dir / "dest" / "big").read_bytes() == big
+    assert (disk_dir / "dest" / "small").read_bytes() == small
