@@ -339,7 +339,8 @@ def test_a_failed_fetch_in_a_job_of_several_files_stops_the_others_fetches(tmp_p
         ref, stored = encrypt_block(content, "v2")
         asyncio.run(store.put(ref.id, stored))
         refs.append(ref)
-        entries.append(Entry(f"/s{i}", EntryKind.FILE, stat.S_IFREG | 0o644, size=len(content), blocks=(ref,)))
+        entries.append(Entry(f"/s{i}", EntryKind.FILE, stat.S_IFREG | 0o644, size=len(content),
+                             blocks=(ref,)))
     write_flist(tmp_path / "rel.fl", entries)
     cache = BlockCache(tmp_path / "cache")
 
