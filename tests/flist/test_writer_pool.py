@@ -324,11 +324,12 @@ def test_an_unexpected_error_becomes_a_flist_error_with_its_message() -> None:
     assert str(rebuilt) == "file writer process failed: ZeroDivisionError: division by zero"
 
 
-@pytest.mark.parametrize("garbage", ["bytes", "short"])
+@pytest.mark.parametrize("garbage", ["bytes", "short", "wrong-id"])
 def test_a_child_answering_garbage_is_stopped_and_fails_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, garbage: str,
 ) -> None:
-    # bytes that are no message; or one result fewer than the job's files (none may go unanswered)
+    # bytes that are no message; one result fewer than the job's files (none may go unanswered); or
+    # an answer to a job that is not the one waiting
     _src, blocks, flist = packed(tmp_path, files=6)
     monkeypatch.setattr(WriterPool, "child_module", "tests.support.garbage_writer")
     monkeypatch.setenv("ZU_TEST_GARBAGE", garbage)

@@ -1,7 +1,8 @@
 """A file-writer child gone wrong, for the pool's tests: says ready, then answers every job with what
 is no reply to it. ``WriterPool`` runs it as ``python -m tests.support.garbage_writer``;
-``ZU_TEST_GARBAGE`` says how: ``bytes`` (the default: bytes that are no message at all) or
-``short`` (a well-formed message holding one result fewer than the job has files)."""
+``ZU_TEST_GARBAGE`` says how: ``bytes`` (the default: bytes that are no message at all), ``short``
+(a well-formed message holding one result fewer than the job has files) or ``wrong-id`` (a result
+for every file, under another job's id)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ def main() -> None:
     read_message(stdin)  # the setup: answered as a real child would
     write_message(stdout, ("ready", 0))
     while (job := read_message(stdin)) is not None:
-        if how == "short":
+        if how in ("short", "wrong-id"):
             job_id, files = job
-            write_message(stdout, (job_id, (("ok", (1, 0, 0, 0, False)),) * (len(files) - 1), []))
+            answered = len(files) - 1 if how == "short" else len(files)
+            answer_id = job_id + 1 if how == "wrong-id" else job_id
+            write_message(stdout, (answer_id, (("ok", (1, 0, 0, 0, False)),) * answered, []))
             continue
         garbage = b"\xffnot marshal"
         stdout.write(HEADER.pack(len(garbage)) + garbage)

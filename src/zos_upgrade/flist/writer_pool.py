@@ -51,7 +51,8 @@ class _Child:
     proc: asyncio.subprocess.Process
     ready: bool = False
     alive: bool = True
-    queued: list[list[tuple[str, asyncio.Future[Tally]]]] = field(default_factory=list)  # per job
+    # per job sent and not answered: its id and each file's path and future
+    queued: list[tuple[int, list[tuple[str, asyncio.Future[Tally]]]]] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
 
 
@@ -154,7 +155,7 @@ class WriterPool:
         job = [(entry.path, loop.create_future()) for entry, _tmp in files]
         self._next_job += 1
         self._send(child, (self._next_job, tuple(job_file(entry, tmp) for entry, tmp in files)))
-        child.queued.append(job)
+        child.queued.append((self._next_job, job))
         return [done for _path, done in job]
 
     def _send(self, child: _Child, message: tuple[Any, ...]) -> None:
@@ -188,7 +189,7 @@ class WriterPool:
         if not self._stopping and (child.queued or not child.ready):
             log.warning("file writer process exited", extra={"pid": child.proc.pid, "code": code,
                                                             "started": child.ready})
-        for path, done in (file for job in child.queued for file in job):
+        for path, done in (file for _job_id, job in child.queued for file in job):
             if not done.done():
                 done.set_exception(FlistError(
                     f"{path}: the file writer process {child.proc.pid} exited with code {code} "
@@ -197,15 +198,20 @@ class WriterPool:
 
     def _settle(self, child: _Child, reply: tuple[Any, ...]) -> None:
         """Settle the oldest job's files from ``reply``, read whole first: a reply that does not
-        parse raises before any file is settled, so every file of the job fails with the child."""
-        _job_id, results, records = reply
-        expected = len(child.queued[0]) if child.queued else 0
-        if len(results) != expected:
-            raise ValueError(f"{len(results)} results for a job of {expected} files")
+        parse, or answers another job, raises before any file is settled, so every file of the job
+        fails with the child."""
+        job_id, results, records = reply
+        if not child.queued:
+            raise ValueError(f"an answer to job {job_id!r}, but no job is waiting for one")
+        expected_id, job = child.queued[0]
+        if job_id != expected_id or len(results) != len(job):
+            raise ValueError(f"{len(results)} results for job {job_id!r}; expected job {expected_id} "
+                             f"with {len(job)} files")
         outcomes = [Tally(*body) if status == "ok" else rebuild_error(*body) for status, body in results]
         for name, level, message, extra in records:
             logging.getLogger(name).log(level, message, extra=extra)
-        for (_path, done), outcome in zip(child.queued.pop(0), outcomes, strict=True):
+        child.queued.pop(0)
+        for (_path, done), outcome in zip(job, outcomes, strict=True):
             if done.done():  # the file's task was cancelled: the run is failing anyway
                 continue
             if isinstance(outcome, Tally):
