@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from tests.hub.conftest import GOLDEN_FLISTS, TOKEN_A, HubFactory, make_golden_layout
+from tests.support.hub import GOLDEN_FLISTS, TOKEN_A, HubFactory, make_golden_layout
 from zos_upgrade.cli import cli
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub.conftest import GOLDEN_FLISTS, TOKEN_A, Hub, HubFactory, make_golden_layout
+from tests.support.hub import GOLDEN_FLISTS, TOKEN_A, Hub, HubFactory, make_golden_layout
 from zos_upgrade.hub import FlistInfo, HubAnswerInvalid, HubClient
 from zos_upgrade.net import Backoff, NetworkError, RetryPolicy
 

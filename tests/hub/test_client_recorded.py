@@ -9,41 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub.conftest import RECORDED
+from tests.support.hub import RECORDED, RECORDED_ROUTES
 from zos_upgrade.hub import FlistContents, FlistInfo, HubAnswerInvalid, HubClient, NotFound, RepoEntry
 from zos_upgrade.net import Backoff, RetryPolicy
 
 FAST = RetryPolicy(attempts=2, backoff=Backoff(base=0.001, cap=0.001), deadline=5.0)
 
-# request path -> (recorded file, status, content type)
-ROUTES = {
-    "/api/repositories": ("repositories.json", 200, "application/json"),
-    "/api/flist": ("flist.json", 200, "application/json"),
-    "/api/fileslist": ("fileslist.json", 200, "application/json"),
-    "/api/flist/golden": ("flist-golden.json", 200, "application/json"),
-    "/api/flist/golden/v1.flist/light": ("flist-golden-v1.flist-light.json", 200, "application/json"),
-    "/api/flist/golden/v2.flist/light": ("flist-golden-v2.flist-light.json", 200, "application/json"),
-    "/api/flist/golden/app:latest.flist/light": (
-        "flist-golden-app_latest.flist-light.json",
-        200,
-        "application/json",
-    ),
-    "/api/flist/golden/v2/light": ("flist-golden-v2-noext-light.json", 200, "application/json"),
-    "/api/flist/golden/v1.flist": ("flist-golden-v1.flist.json", 200, "application/json"),
-    "/api/flist/golden/v2.flist": ("flist-golden-v2.flist.json", 200, "application/json"),
-    "/api/flist/golden/app:latest.flist": ("flist-golden-app_latest.flist.json", 200, "application/json"),
-    "/api/flist/golden/missing.flist/light": (
-        "flist-golden-missing.flist-light.json",
-        404,
-        "application/json",
-    ),
-    "/api/flist/nouser": ("flist-nouser.html", 404, "text/html; charset=utf-8"),
-    "/api/flist/nouser/v1.flist/light": ("flist-nouser-v1.flist-light.json", 404, "application/json"),
-}
-
 
 def replay(request: httpx.Request) -> httpx.Response:
-    name, status, kind = ROUTES[request.url.path]
+    name, status, kind = RECORDED_ROUTES[request.url.path]
     return httpx.Response(
         status, stream=httpx.ByteStream((RECORDED / name).read_bytes()), headers={"Content-Type": kind}
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub.conftest import TOKEN_A, Hub, HubFactory
+from tests.support.hub import TOKEN_A, Hub, HubFactory
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import DirStore
 from zos_upgrade.hub import HubClient, WriteRefused

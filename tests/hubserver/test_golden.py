@@ -7,13 +7,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.hub.conftest import RECORDED, HubFactory
-from tests.hub.test_client_recorded import ROUTES
+from tests.support.hub import RECORDED, RECORDED_ROUTES, HubFactory
 
 
 def test_every_recorded_answer_is_reproduced(start_hub: HubFactory, golden_root: Path) -> None:
     with start_hub(golden_root) as hub, httpx.Client(base_url=hub.url) as http:
-        requests = [("GET", path, spec) for path, spec in ROUTES.items()]
+        requests = [("GET", path, spec) for path, spec in RECORDED_ROUTES.items()]
         requests.append(
             (
                 "INFO",

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.hub.conftest import HubFactory
+from tests.support.hub import HubFactory
 
 HTTPX_POOL_EXPIRY = 5.0  # httpx's default keepalive_expiry: how long a node reuses an idle connection
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.hub.conftest import GOLDEN_FLISTS, Hub, hub_process, make_golden_layout
+from tests.support.hub import GOLDEN_FLISTS, Hub, hub_process, make_golden_layout
 
 
 def make_rich_layout(root: Path) -> Path:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub.conftest import make_golden_layout
+from tests.support.hub import make_golden_layout
 from zos_upgrade.hub.models import InvalidName
-from zos_upgrade.hub.storage import Conflict, HubStorage, NotInStorage, clean_symlink
+from zos_upgrade.hubserver.storage import Conflict, HubStorage, NotInStorage, clean_symlink
 
 OLD = 1_600_000_000
 

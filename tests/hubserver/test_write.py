@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub.conftest import GOLDEN_FLISTS, TOKEN_A, TOKEN_B, Hub, HubFactory
+from tests.support.hub import GOLDEN_FLISTS, TOKEN_A, TOKEN_B, Hub, HubFactory
 from zos_upgrade.hub import HubClient, NotFound, RepoFList, WriteRefused
 from zos_upgrade.net import Backoff, RetryPolicy
 

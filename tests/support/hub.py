@@ -1,4 +1,8 @@
-"""Hub fixtures: the recorded hub's storage layout, and real hub servers on free loopback ports."""
+"""Hub fixtures shared by the client tests (tests/hub) and the server tests (tests/hubserver): the
+recorded hub's answers and storage layout, and real hub servers on free loopback ports.
+
+Each of those packages' conftest.py re-exports the ``start_hub`` and ``golden_root`` fixtures.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,32 @@ GOLDEN_FLISTS = RECORDED / "flists"
 
 TOKEN_A = "token-of-repo-alpha-0123456789"
 TOKEN_B = "token-of-repo-beta-9876543210"
+
+# what the real 0-hub answered, per request path: (recorded file, status, content type)
+RECORDED_ROUTES = {
+    "/api/repositories": ("repositories.json", 200, "application/json"),
+    "/api/flist": ("flist.json", 200, "application/json"),
+    "/api/fileslist": ("fileslist.json", 200, "application/json"),
+    "/api/flist/golden": ("flist-golden.json", 200, "application/json"),
+    "/api/flist/golden/v1.flist/light": ("flist-golden-v1.flist-light.json", 200, "application/json"),
+    "/api/flist/golden/v2.flist/light": ("flist-golden-v2.flist-light.json", 200, "application/json"),
+    "/api/flist/golden/app:latest.flist/light": (
+        "flist-golden-app_latest.flist-light.json",
+        200,
+        "application/json",
+    ),
+    "/api/flist/golden/v2/light": ("flist-golden-v2-noext-light.json", 200, "application/json"),
+    "/api/flist/golden/v1.flist": ("flist-golden-v1.flist.json", 200, "application/json"),
+    "/api/flist/golden/v2.flist": ("flist-golden-v2.flist.json", 200, "application/json"),
+    "/api/flist/golden/app:latest.flist": ("flist-golden-app_latest.flist.json", 200, "application/json"),
+    "/api/flist/golden/missing.flist/light": (
+        "flist-golden-missing.flist-light.json",
+        404,
+        "application/json",
+    ),
+    "/api/flist/nouser": ("flist-nouser.html", 404, "text/html; charset=utf-8"),
+    "/api/flist/nouser/v1.flist/light": ("flist-nouser-v1.flist-light.json", 404, "application/json"),
+}
 
 
 def make_golden_layout(root: Path) -> Path:

@@ -59,8 +59,8 @@ def command() -> None:
 )
 def serve(root: Path, host: str, port: int, config_file: Path | None, blocks: Path | None) -> None:
     """Serve the hub stored under ROOT (one folder per repository)."""
-    from zos_upgrade.hub.config import load_hub_config
-    from zos_upgrade.hub.server import serve as run_server
+    from zos_upgrade.hubserver import load_hub_config
+    from zos_upgrade.hubserver import serve as run_server
 
     root.mkdir(parents=True, exist_ok=True)
     if blocks is not None:

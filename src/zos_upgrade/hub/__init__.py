@@ -1,6 +1,6 @@
-"""A 0-hub: the client nodes and release engineers use, and a compatible server (SPEC 6).
+"""The node-side 0-hub client (SPEC 6): HubClient, the hub's wire objects, names and RepoFList.
 
-The server lives in :mod:`zos_upgrade.hub.server` (imported on demand: nodes do not need Starlette).
+The compatible server is :mod:`zos_upgrade.hubserver`; nothing here imports it (nodes need no Starlette).
 """
 
 from zos_upgrade.hub.client import HubClient

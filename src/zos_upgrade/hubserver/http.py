@@ -1,4 +1,5 @@
-"""HTTP details the hub server shares between its routes: JSON answers, ETags, Range, file bodies.
+"""HTTP details the hub server shares between its routes: JSON answers, ETags, Range, file bodies,
+request bodies read within a limit.
 
 JSON bodies are ``json.dumps(obj) + "\\n"`` exactly as the real 0-hub (Flask) writes them, so our
 answers are byte-identical to its, not merely equal once parsed.
@@ -10,20 +11,30 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator
+import stat
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from zos_upgrade.hub.models import HubError
+
 __all__ = [
     "FLASK_404_HTML",
+    "BodyTooLarge",
     "api_error",
     "api_success",
+    "file_etag",
     "file_response",
     "json_response",
+    "limited_stream",
     "not_modified",
+    "open_regular",
+    "read_limited",
+    "text_response",
 ]
 
 # what the real hub (Flask's default page) answers for an unknown repository on /api/flist/<repo>
@@ -36,6 +47,10 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 _CHUNK = 256 * 1024
 _SMALL_FILE = 4 * 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class BodyTooLarge(HubError):
+    """A request body is larger than the hub accepts: HTTP 413."""
 
 
 def body_etag(body: bytes) -> str:
@@ -166,3 +181,33 @@ async def _stream(fd: int, start: int, length: int) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         os.close(fd)
+
+
+def open_regular(path: Path) -> int | None:
+    """Open a regular file for reading without following a final symlink; ``None`` if it is not one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+async def limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The request body, chunk by chunk; raises :class:`BodyTooLarge` once it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes is over the {limit} bytes allowed")
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise BodyTooLarge(f"request body is over the {limit} bytes allowed")
+        yield chunk
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The whole request body, if it is at most ``limit`` bytes (else :class:`BodyTooLarge`)."""
+    return b"".join([chunk async for chunk in limited_stream(request, limit)])

@@ -7,16 +7,11 @@ from typing import IO, Any
 
 from zos_upgrade.flist import EntryKind, FlistError, open_flist
 from zos_upgrade.flist.stores import DirStore
-from zos_upgrade.hub.models import HubError
-from zos_upgrade.hub.storage import HubStorage
+from zos_upgrade.hubserver.storage import HubStorage
 
-__all__ = ["UploadTooLarge", "check_upload"]
+__all__ = ["check_upload"]
 
 _SHOWN_MISSING = 5
-
-
-class UploadTooLarge(HubError):
-    """A request body is larger than the hub accepts: HTTP 413."""
 
 
 def check_upload(
