@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
 
 from tests.support.procs import REPO, zos_upgrade_cmd
+from tests.support.subreaper import descendants, kill_descendants, reaped_cmd
 
 
-def _demo_processes() -> set[int]:
-    """Processes whose command line names a demo sandbox (they all live under /tmp/zu-demo-*)."""
-    pids = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"/tmp/zu-demo-" in cmdline:
-            pids.add(int(proc.name))
-    return pids
+def _demo_cmd(report: Path) -> list[str]:
+    """The demo, run under the subreaper: what it leaves running is reported, whoever else runs demos."""
+    return reaped_cmd(report, zos_upgrade_cmd("demo"))
 
 
-def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up() -> None:
-    before = _demo_processes()
-    sandboxes = set(Path("/tmp").glob("zu-demo-*"))
+def _sandbox(out: str) -> Path:
+    """The sandbox this very demo made: its first line names it."""
+    match = re.search(r"^sandbox (/\S+)$", out, re.MULTILINE)
+    assert match is not None, f"the demo did not name its sandbox:\n{out}"
+    return Path(match.group(1))
+
+
+def _left_running(report: Path) -> dict[str, str]:
+    """What the demo left running when it exited (pid -> command line), as the subreaper found it."""
+    left: dict[str, str] = json.loads(report.read_text())
+    return left
+
+
+def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up(tmp_path: Path) -> None:
+    report = tmp_path / "left-running.json"
     env = {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
-    proc = subprocess.run(zos_upgrade_cmd("demo"), capture_output=True, text=True, timeout=110, cwd=REPO,
+    proc = subprocess.run(_demo_cmd(report), capture_output=True, text=True, timeout=110, cwd=REPO,
                           env=env, check=False)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
@@ -55,31 +60,38 @@ def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up() -> None:
     for phase in ("fetch", "apply", "migrate", "restart", "probation", "commit"):
         assert any(line.strip("│ ").startswith(phase) for line in out.splitlines()), phase
     # nothing left behind: no process, no sandbox
-    assert _demo_processes() - before == set()
-    assert set(Path("/tmp").glob("zu-demo-*")) - sandboxes == set()
+    assert _left_running(report) == {}
+    assert not _sandbox(out).exists()
 
 
-def test_demo_interrupted_mid_upgrade_stops_everything_it_started() -> None:
-    before = _demo_processes()
-    sandboxes = set(Path("/tmp").glob("zu-demo-*"))
+def test_demo_interrupted_mid_upgrade_stops_everything_it_started(tmp_path: Path) -> None:
+    report = tmp_path / "left-running.json"
     env = {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
-    proc = subprocess.Popen(zos_upgrade_cmd("demo"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    # the subreaper forwards the Ctrl-C to the demo, and keeps whatever the demo orphans findable
+    proc = subprocess.Popen(_demo_cmd(report), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, cwd=REPO, env=env)
+    seen = ""
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
+            seen += line
             if "release 1.1.0 packed" in line:  # hub, supervisord, services and the daemon all run now
                 break
         else:
             raise AssertionError("the demo ended before publishing 1.1.0")
-        assert _demo_processes() - before, "expected the demo's children to be running"
+        running = descendants(proc.pid)
+        sandbox = str(_sandbox(seen))
+        assert any(sandbox in cmdline for cmdline in running.values()), (
+            f"expected the demo's children (working in {sandbox}) to be running, found {running}"
+        )
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         rest = proc.stdout.read()
         assert proc.wait(30) == 130
         assert "interrupted" in rest
     finally:
         if proc.poll() is None:
+            kill_descendants(proc.pid)
             proc.kill()
             proc.wait()
-    assert _demo_processes() - before == set()
-    assert set(Path("/tmp").glob("zu-demo-*")) - sandboxes == set()
+    assert _left_running(report) == {}
+    assert not _sandbox(seen).exists()
