@@ -83,7 +83,7 @@ class UpgraderPort(Protocol):
 
 
 class WatcherPort(Protocol):
-    """A watcher of :mod:`zos_upgrade.node.watch`: one look, and the confirmation of an event."""
+    """A watcher of :mod:`zos_upgrade.watch`: one look, and the confirmation of an event."""
 
     async def check(self) -> Any | None: ...
     def confirm(self, value: Any) -> None: ...

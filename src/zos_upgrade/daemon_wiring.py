@@ -14,7 +14,6 @@ from zos_upgrade.daemon import NodeParts, WatcherPort
 from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.node.boot import Boot
-from zos_upgrade.node.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.supervisor.supervisord import SupervisordClient
@@ -22,6 +21,7 @@ from zos_upgrade.supervisor.zinit import ZinitClient
 from zos_upgrade.upgrade.flister import Flister
 from zos_upgrade.upgrade.upgrader import Upgrader
 from zos_upgrade.versions import Version
+from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 
 __all__ = ["build", "make_supervisor"]
 

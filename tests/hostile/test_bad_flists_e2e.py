@@ -20,9 +20,9 @@ from zos_upgrade.flist.stores import DirStore, Route, Router
 from zos_upgrade.hub import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.state import read_state
-from zos_upgrade.node.watch import FListSemverWatcher
 from zos_upgrade.upgrade import UpgradeFailed
 from zos_upgrade.versions import Version
+from zos_upgrade.watch import FListSemverWatcher
 
 CASES_BY_NAME = [case for case, _ in params()]
 E2E = [(case, fmt) for case, fmt in params() if case.limits is None and case.e2e]

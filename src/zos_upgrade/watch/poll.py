@@ -1,8 +1,8 @@
-"""Watchers: notice that something newer exists (SPEC 9) and tell the upgrader, one event at a time.
+"""The rules every watcher shares: when to look again, and the ``watch()`` loop (SPEC 9).
 
 Each ``watch()`` is an async generator run by the consumer's own task: it starts no task of its
 own, so cancelling the consumer ends it and leaks nothing. The rules, shared by all three watchers
-through :func:`_poll`:
+through :func:`poll`:
 
 - the first check runs before the first event, and a failure there raises (the caller decides);
 - then a check every ``interval`` seconds plus a random ``jitter`` (so a fleet does not hit the
@@ -18,23 +18,16 @@ failure, for a daemon that runs its own loop and policy (``watch()`` is that loo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol, TypeVar
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.hub.client import HubClient
-from zos_upgrade.hub.flists import RepoFList
-from zos_upgrade.hub.models import FlistInfo
-from zos_upgrade.hub.names import split_fqdn, validate_name
 from zos_upgrade.net import Backoff
-from zos_upgrade.node.events import Event, FListEvent, ReleaseEvent, RepoEvent
-from zos_upgrade.publisher.base import Publisher
-from zos_upgrade.versions import Version
+from zos_upgrade.node.events import Event
 
-__all__ = ["FListRepoWatcher", "FListSemverWatcher", "PublisherWatcher", "Watcher"]
+__all__ = ["DEFAULT_MAX_BACKOFF", "Schedule", "Sleep", "Watcher", "poll"]
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +35,13 @@ E = TypeVar("E")
 Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_MAX_BACKOFF = 3600.0
-# only these are packages a node can install; tags and taglinks are folders of links
-_INSTALLABLE = ("regular", "symlink")
 
 
 class Watcher(Protocol):
     def watch(self) -> AsyncIterator[Event]: ...
 
 
-class _Schedule:
+class Schedule:
     """When to look next: ``interval`` + jitter normally; exponential backoff (at least
     ``interval``, at most ``max_backoff``) while checks fail or an event stays unconfirmed."""
 
@@ -72,11 +63,11 @@ class _Schedule:
         return self._backoff.delay(attempt + 1)
 
 
-async def _poll(
+async def poll(
     what: Mapping[str, str],
     check: Callable[[], Awaitable[E | None]],
     confirmed: Callable[[E], bool],
-    schedule: _Schedule,
+    schedule: Schedule,
     sleep: Sleep,
 ) -> AsyncIterator[E]:
     event = await check()  # a failure of the first check is the caller's to handle
@@ -106,196 +97,3 @@ async def _poll(
             if failures:
                 log.info("check succeeds again", extra={**what, "after_failures": failures})
             failures = 0
-
-
-class FListSemverWatcher:
-    """Watch one flist (a link such as ``tf-zos/zos:production:latest.flist``) for a newer version.
-
-    Emits an :class:`FListEvent` when the version behind the link is strictly greater than
-    ``current``; a downgrade or a same-version change (new ``updated``/``md5``) is ignored.
-    """
-
-    def __init__(
-        self,
-        flist: str,
-        interval: float,
-        current: Version,
-        *,
-        hub: HubClient,
-        jitter: float = 0.0,
-        rng: random.Random | None = None,
-        sleep: Sleep = asyncio.sleep,
-        max_backoff: float = DEFAULT_MAX_BACKOFF,
-    ) -> None:
-        self.repo, _ = split_fqdn(flist)
-        self.flist = flist
-        self.current = current
-        self._hub = hub
-        self._schedule = _Schedule(interval, jitter, rng, max_backoff)
-        self._sleep = sleep
-        self._ignored: Version | None = None
-
-    def confirm(self, version: Version) -> None:
-        """The consumer's upgrade to ``version`` succeeded: never propose it (or anything older) again."""
-        if version > self.current:
-            self.current = version
-
-    async def check(self) -> FListEvent | None:
-        """Ask the hub once; the event if the link's version is newer than ``current``."""
-        info = await self._hub.info(self.flist)
-        event = FListEvent(self.repo, info, self._hub)
-        version = event.version()  # a target without a version is an error, not "0.0.0 < current"
-        if version > self.current:
-            return event
-        if version < self.current and version != self._ignored:
-            log.info("hub link points below the node's version; ignored",
-                     extra={"flist": self.flist, "remote": str(version), "current": str(self.current)})
-        self._ignored = version
-        return None
-
-    def watch(self) -> AsyncIterator[FListEvent]:
-        return _poll({"flist": self.flist}, self.check, lambda e: not e.version() > self.current,
-                     self._schedule, self._sleep)
-
-
-class FListRepoWatcher:
-    """Watch a repository of packages (``tf-zos-bins``): what appeared, changed, or disappeared.
-
-    ``current`` maps ``repo/name`` to what the node has installed; keys of other repositories are
-    not this watcher's business and are never proposed for deletion.
-    """
-
-    def __init__(
-        self,
-        repo: str,
-        current: Mapping[str, RepoFList | FlistInfo],
-        interval: float,
-        *,
-        hub: HubClient,
-        jitter: float = 0.0,
-        rng: random.Random | None = None,
-        sleep: Sleep = asyncio.sleep,
-        max_backoff: float = DEFAULT_MAX_BACKOFF,
-    ) -> None:
-        self.repo = validate_name(repo, "repository")
-        self.current = _as_flists(current)
-        self._hub = hub
-        self._schedule = _Schedule(interval, jitter, rng, max_backoff)
-        self._sleep = sleep
-        self._confirmations = 0
-        self._proposed: dict[str, RepoFList] = {}  # ``all`` of the last event emitted
-
-    def confirm(self, all: Mapping[str, RepoFList | FlistInfo] | None = None) -> None:
-        """The consumer applied an event: ``all`` is what the node has now (default: the ``all`` of
-        the last event emitted). Pass a smaller mapping when only part of it could be installed:
-        the rest is proposed again."""
-        self.current = _as_flists(all) if all is not None else dict(self._proposed)
-        self._confirmations += 1
-
-    async def diff(self) -> tuple[dict[str, RepoFList], list[RepoFList], list[RepoFList]]:
-        """``(all, to_add, to_del)``: every installable remote flist; those missing locally or whose
-        ``updated``, ``md5`` or target changed; the local entries (the real ones) missing remotely."""
-        entries = await self._hub.list(self.repo)
-        remote: dict[str, RepoFList] = {}
-        for entry in entries:
-            if entry.type in _INSTALLABLE:
-                flist = RepoFList(self.repo, entry, self._hub)
-                remote[flist.fqdn()] = flist
-        to_add = [flist for key, flist in sorted(remote.items())
-                  if key not in self.current or _changed(self.current[key], flist)]
-        prefix = self.repo + "/"
-        to_del = [flist for key, flist in sorted(self.current.items())
-                  if key.startswith(prefix) and key not in remote]
-        return remote, to_add, to_del
-
-    async def check(self) -> RepoEvent | None:
-        everything, to_add, to_del = await self.diff()
-        if not to_add and not to_del:
-            return None
-        self._proposed = everything
-        return RepoEvent(self.repo, to_add, to_del, all=everything)
-
-    def watch(self) -> AsyncIterator[RepoEvent]:
-        seen = self._confirmations
-
-        def confirmed(_: RepoEvent) -> bool:
-            nonlocal seen
-            fresh, seen = self._confirmations != seen, self._confirmations
-            return fresh
-
-        return _poll({"repo": self.repo}, self.check, confirmed, self._schedule, self._sleep)
-
-
-def _as_flists(mapping: Mapping[str, RepoFList | FlistInfo]) -> dict[str, RepoFList]:
-    out: dict[str, RepoFList] = {}
-    for key, value in mapping.items():
-        if isinstance(value, RepoFList):
-            out[key] = value
-        else:
-            repo, _ = split_fqdn(key)
-            out[key] = RepoFList(repo, value)
-    return out
-
-
-def _resolved(flist: RepoFList) -> str | None:
-    try:
-        return flist.absolute()
-    except ZosUpgradeError:
-        return None
-
-
-def _changed(local: RepoFList, remote: RepoFList) -> bool:
-    if local.info.updated != remote.info.updated or local.info.type != remote.info.type:
-        return True
-    old_md5 = getattr(local.info, "md5", "")
-    new_md5 = getattr(remote.info, "md5", "")
-    if old_md5 and new_md5 and old_md5 != new_md5:  # listings carry no md5: compare when both know it
-        return True
-    return _resolved(local) != _resolved(remote)
-
-
-class PublisherWatcher:
-    """Watch a release server (SPEC 7) for versions above ``current``.
-
-    Emits a :class:`ReleaseEvent` for the next version above ``current`` (or for ``latest`` when
-    ``jump_to_latest``), with its release object; versions above ``latest`` are staged, not offered.
-    """
-
-    def __init__(
-        self,
-        publisher: Publisher,
-        current: Version,
-        interval: float,
-        *,
-        jump_to_latest: bool = False,
-        jitter: float = 0.0,
-        rng: random.Random | None = None,
-        sleep: Sleep = asyncio.sleep,
-        max_backoff: float = DEFAULT_MAX_BACKOFF,
-    ) -> None:
-        self.publisher = publisher
-        self.current = current
-        self.jump_to_latest = jump_to_latest
-        self._schedule = _Schedule(interval, jitter, rng, max_backoff)
-        self._sleep = sleep
-
-    def confirm(self, version: Version) -> None:
-        """The node now runs ``version``: the next event proposes what comes after it."""
-        if version > self.current:
-            self.current = version
-
-    async def check(self) -> ReleaseEvent | None:
-        latest = await self.publisher.latest()
-        if not latest > self.current:
-            return None
-        if self.jump_to_latest:
-            pending = [latest]
-        else:
-            pending = [v for v in await self.publisher.list() if self.current < v <= latest] or [latest]
-        upgrade = await self.publisher.get(pending[0])
-        return ReleaseEvent(pending[0], upgrade, tuple(pending))
-
-    def watch(self) -> AsyncIterator[ReleaseEvent]:
-        where = str(getattr(self.publisher, "base_url", type(self.publisher).__name__))
-        return _poll({"publisher": where}, self.check,
-                     lambda e: not e.version > self.current, self._schedule, self._sleep)
