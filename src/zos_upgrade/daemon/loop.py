@@ -1,20 +1,17 @@
-"""The upgrade loop that runs on a node (``zos-upgrade daemon``).
+"""The upgrade loop that runs on a node: start-up, rounds over the policies, one transaction at a time.
 
-Start-up, in this order: take the node's lock, sweep stale mounts, recover an unfinished
-transaction, rebuild the boot files from the manifests when ``/tmp`` lost them. Then every round
-asks each watcher once (``check()``): the bins repository first (install/uninstall by diff), then
-the boot flist link or the release server, and applies what they propose, one transaction at a
-time. A watcher's event is confirmed only after its transaction succeeded, so a failed upgrade is
-proposed again (after a backoff) instead of forgotten. A node without boot files is simply at
-version 0.0.0: the first event installs the boot flist and writes the boot files (first install).
-After every round the daemon writes ``status.json`` (``zos-upgrade status``).
+Start-up, in this order: sweep stale mounts, recover an unfinished transaction, rebuild the boot
+files from the manifests when ``/tmp`` lost them, then start each policy from what the node runs.
+Every round asks each policy once (``step``: check, apply, confirm on success) — the bins
+repository first, then the boot link or the release server — and applies what they propose. An
+event is confirmed only after its transaction succeeded, so a failed upgrade is proposed again
+(after a backoff) instead of forgotten. A node without boot files is simply at version 0.0.0: the
+first event installs the boot flist (first install). After every round the daemon writes
+``status.json`` (``zos-upgrade status``).
 
-Why rounds of ``check()`` and not the watchers' ``watch()`` iterators: one loop makes "one
-transaction at a time" true by construction across watchers, an event is confirmed before the
-watcher looks again, and every check (not only those that found something) updates the status.
-
-The policy lives in :class:`Daemon`; it reaches the layers below through the small protocols
-declared here, and :mod:`zos_upgrade.daemon_wiring` builds the real ones from the config.
+Why rounds and not the watchers' ``watch()`` iterators: one loop makes "one transaction at a time"
+true by construction across sources, an event is confirmed before the watcher looks again, and every
+check (not only those that found something) updates the status.
 """
 
 from __future__ import annotations
@@ -24,35 +21,25 @@ import contextlib
 import logging
 import os
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-from zos_upgrade.config import Config
+from zos_upgrade.daemon.outcome import CheckOutcome, classify_failure, merge_outcomes, report_fields
+from zos_upgrade.daemon.policy import CheckFailed, Followed, Transaction
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.lock import DaemonLock
-from zos_upgrade.metrics import Metrics, NullMetrics, start_metrics
+from zos_upgrade.metrics import Metrics, NullMetrics
 from zos_upgrade.versions import ZERO, Version
 
-# The upgrade, node and net layers are imported where they are used: this module is imported by the
-# CLI at start-up (for its exit codes), and every `zos-upgrade` command would otherwise pay for them.
 if TYPE_CHECKING:
+    from zos_upgrade.daemon.ports import BootPort, UpgraderPort
+    from zos_upgrade.hub.flists import RepoFList
+    from zos_upgrade.node.events import FListEvent
     from zos_upgrade.node.state import UpgradeRecord
 
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_RESTART",
-    "CheckOutcome",
-    "Daemon",
-    "NodeParts",
-    "build_parts",
-    "run_daemon",
-]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_RESTART", "Daemon", "NodeParts"]
 
 log = logging.getLogger(__name__)
 
@@ -64,48 +51,18 @@ EXIT_RESTART = 75
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-# outcome of a round, worst first (the names of node.state.CheckResult)
-_SEVERITY = ("rollback-incomplete", "error", "failed", "rolled-back", "upgraded", "up-to-date")
-
-
-# --- what the daemon needs from the layers below -------------------------------------------------
-
-
-class UpgraderPort(Protocol):
-    """The slice of :class:`zos_upgrade.upgrade.upgrader.Upgrader` the daemon drives."""
-
-    async def recover(self) -> str | None: ...
-    async def upgrade(self, from_event: Any, to_event: Any) -> Any: ...
-    async def upgrade_release(self, release: Any, version: Version) -> Any: ...
-    async def install_binary(self, flist: Any) -> Any: ...
-    async def uninstall_binary(self, fqdn: str) -> Any: ...
-    def sync_boot_files(self) -> None: ...
-
-
-class WatcherPort(Protocol):
-    """A watcher of :mod:`zos_upgrade.watch`: one look, and the confirmation of an event."""
-
-    async def check(self) -> Any | None: ...
-    def confirm(self, value: Any) -> None: ...
-
 
 @dataclass
 class NodeParts:
-    """Everything the daemon drives, built once per process.
+    """Everything the daemon drives, built once per process (:mod:`zos_upgrade.daemon.wiring`).
 
-    The watcher factories take what the node runs at the end of start-up (a version, or the
-    installed bins); they are called once at start-up (the publisher's once more after a first
-    install, to go on at the configured pace). ``None`` means that source is not configured.
+    ``policies`` run in this order every round (bins first, then the boot link or release server).
     """
 
     upgrader: UpgraderPort
-    boot: Any  # zos_upgrade.node.boot.Boot
+    boot: BootPort
+    policies: list[Followed] = field(default_factory=list)
     sweep: Callable[[], object] | None = None
-    boot_watcher: Callable[[Version], WatcherPort] | None = None
-    bins_watcher: Callable[[Mapping[str, Any]], WatcherPort] | None = None
-    # (current, jump_to_latest): jump is forced for a first install, see Daemon.start_up
-    publisher_watcher: Callable[[Version, bool], WatcherPort] | None = None
-    jump_to_latest: bool = False
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -116,78 +73,8 @@ class NodeParts:
                 log.warning("closing a client failed", extra={"error": str(exc)})
 
 
-@dataclass
-class CheckOutcome:
-    """What one round (or one event) led to: the line ``zos-upgrade status`` shows."""
-
-    at: float
-    result: str  # one of _SEVERITY
-    version: str
-    detail: str = ""
-    reports: list[Any] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return self.result in ("rollback-incomplete", "error", "failed", "rolled-back")
-
-
-@dataclass
-class _Applied:
-    """How one transaction ended."""
-
-    result: str  # upgraded | failed (refused, node unchanged) | rolled-back | rollback-incomplete
-    report: Any
-    detail: str
-
-    @property
-    def ok(self) -> bool:
-        return self.result == "upgraded"
-
-
-_REPORT_FIELDS = ("kind", "bytes_downloaded", "blocks_fetched", "blocks_from_cache", "release_bytes",
-                  "files_added", "files_replaced", "files_removed", "services_restarted", "phases")
-
-
-def _report_fields(report: Any) -> dict[str, Any]:
-    """The upgrader's report as log fields (what ``zos-upgrade demo`` and operators read back)."""
-    out: dict[str, Any] = {}
-    for name in _REPORT_FIELDS:
-        value = getattr(report, name, None)
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            value = {str(k): round(v, 3) if isinstance(v, float) else v for k, v in value.items()}
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            value = sorted(str(v) for v in value)
-        out[name] = value
-    return out
-
-
-def _failure(exc: BaseException) -> tuple[str, str]:
-    """(result, detail) of a transaction that raised (UpgradeFailed: reason, step, refused, rolled_back)."""
-    step = getattr(exc, "step", None)
-    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-    detail = f"{reason} (at step {step})" if step else str(reason)
-    if getattr(exc, "refused", False):
-        return "failed", detail  # refused before anything changed: nothing was rolled back
-    if getattr(exc, "rolled_back", False):
-        return "rolled-back", detail
-    # the rollback itself could not finish: the journal stays and the next start retries it
-    return "rollback-incomplete", detail
-
-
-def _version_of(event: Any) -> Version:
-    """An event's version: ``ReleaseEvent.version`` is an attribute, ``FListEvent.version()`` a call."""
-    version = event.version
-    return version if isinstance(version, Version) else version()
-
-
-def _fqdn(flist: Any) -> str:
-    return flist if isinstance(flist, str) else str(flist.fqdn())
-
-
 class Daemon:
-    """The policy: what to apply, in which order, what to confirm, what to record."""
+    """The loop: start-up, rounds, one transaction at a time, the status record, SIGTERM."""
 
     def __init__(
         self,
@@ -221,15 +108,20 @@ class Daemon:
         self._backoff = Backoff(base=interval, cap=max(interval, max_backoff), rng=self._rng)
         self._busy = False
         self._stop_requested = False
-        self._main: asyncio.Task[Any] | None = None
-        self._watchers: list[tuple[str, WatcherPort]] = []
-        self._fresh_install = False
+        self._main: asyncio.Task[object] | None = None
         self.last: CheckOutcome | None = None
         self.last_upgrade: UpgradeRecord | None = None
 
-    # --- what the node runs --------------------------------------------------------------------
+    # --- what the node runs (the policies' DaemonContext) --------------------------------------
 
-    def current_event(self) -> Any | None:
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    def now(self) -> float:
+        return self._clock()
+
+    def current_event(self) -> FListEvent | None:
         """The boot flist the node runs, or None on a node that was never installed."""
         boot = self.parts.boot
         if str(boot.detect_boot_method()) != "flist":
@@ -245,12 +137,12 @@ class Daemon:
         if event is None:
             return ZERO
         try:
-            return _version_of(event)
+            return event.version()
         except ZosUpgradeError as exc:
             log.error("boot flist names no version, treating the node as 0.0.0", extra={"error": str(exc)})
             return ZERO
 
-    def current_bins(self) -> Mapping[str, Any]:
+    def current_bins(self) -> Mapping[str, RepoFList]:
         try:
             return dict(self.parts.boot.current_bins())
         except ZosUpgradeError as exc:
@@ -260,25 +152,15 @@ class Daemon:
     # --- start-up ------------------------------------------------------------------------------
 
     async def start_up(self) -> None:
-        """Sweep, recover, make the boot files agree with the manifests, then create the watchers."""
+        """Sweep, recover, make the boot files agree with the manifests, then start the policies."""
         if self.parts.sweep is not None:
             await asyncio.to_thread(self.parts.sweep)
         recovered = await self.parts.upgrader.recover()
         if recovered:
             log.warning("unfinished transaction recovered", extra={"recovery": recovered})
         await asyncio.to_thread(self.parts.upgrader.sync_boot_files)
-        p = self.parts
-        self._watchers = []
-        if p.bins_watcher is not None:
-            self._watchers.append(("bins", p.bins_watcher(self.current_bins())))
-        if p.publisher_watcher is not None:
-            # a fresh node installs the latest release, not every release ever published in turn
-            current = self.current_version()
-            self._fresh_install = current == ZERO
-            jump = p.jump_to_latest or self._fresh_install
-            self._watchers.append(("publisher", p.publisher_watcher(current, jump)))
-        if p.boot_watcher is not None:
-            self._watchers.append(("boot", p.boot_watcher(self.current_version())))
+        for policy in self.parts.policies:
+            policy.start(self)
 
     # --- one transaction -----------------------------------------------------------------------
 
@@ -291,16 +173,14 @@ class Daemon:
         finally:
             self._busy = False
 
-    async def _transaction(
-        self, what: str, call: Callable[[], Awaitable[Any]], *, to_version: str | None
-    ) -> _Applied:
-        """Run one transaction and classify how it ended. RestartNeeded passes through.
+    async def transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome:
+        """Run one transaction and record how it ended. RestartNeeded passes through.
 
         ``to_version`` is the boot release it moves to (recorded as ``last_upgrade`` in the status);
         None for a bins package, which is not the node's release.
         """
         from zos_upgrade.node.state import UpgradeRecord
-        from zos_upgrade.upgrade.errors import RestartNeeded
+        from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
 
         started, start = self._clock(), self._monotonic()
         from_version = str(self.current_version())
@@ -312,20 +192,20 @@ class Daemon:
         except RestartNeeded:
             raise
         except ZosUpgradeError as exc:
-            result, detail = _failure(exc)
+            result, detail = classify_failure(exc)
             duration = self._monotonic() - start
             self.metrics.upgrade(result.replace("-", "_"), duration=duration)
             if to_version is not None:
                 self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
                                                   started=started, duration=duration)
+            partial_report = exc.report if isinstance(exc, UpgradeFailed) else None
             log.error("transaction did not apply", extra={
                 "what": what, "result": result, "detail": detail, "from_version": from_version,
                 "to_version": to_version, "current_version": str(self.current_version()),
-                **_report_fields(getattr(exc, "report", None))})  # UpgradeFailed: the partial report
-            return _Applied(result, None, f"{what}: {detail}")
+                **report_fields(partial_report)})
+            return CheckOutcome(self._clock(), result, str(self.current_version()), f"{what}: {detail}")
         duration = self._monotonic() - start
-        downloaded = int(getattr(report, "bytes_downloaded", 0) or 0)
-        reused = int(getattr(report, "blocks_from_cache", 0) or 0)
+        downloaded, reused = report.bytes_downloaded, report.blocks_from_cache
         self.metrics.upgrade("success", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
         if to_version is not None:
             self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
@@ -333,105 +213,32 @@ class Daemon:
                                               bytes_downloaded=downloaded)
         log.info("transaction applied", extra={
             "what": what, "from_version": from_version, "to_version": to_version,
-            "duration": round(duration, 3), **_report_fields(report)})
-        return _Applied("upgraded", report, "")
-
-    # --- the three kinds of event --------------------------------------------------------------
-
-    async def apply_boot(self, event: Any) -> CheckOutcome:
-        """Upgrade (or first-install) the boot flist to ``event`` (an FListEvent)."""
-        current = self.current_event()
-        target = _version_of(event)
-        what = f"boot {'install' if current is None else 'upgrade'} {event.fqdn()} {target}"
-        done = await self._transaction(what, partial(self.parts.upgrader.upgrade, current, event),
-                                       to_version=str(target))
-        return self._outcome(done)
-
-    async def apply_release(self, event: Any) -> CheckOutcome:
-        """Apply the release a publisher proposed (a ReleaseEvent, its signature already verified)."""
-        version = event.version
-        done = await self._transaction(
-            f"release {version}", partial(self.parts.upgrader.upgrade_release, event.upgrade, version),
-            to_version=str(version))
-        return self._outcome(done)
-
-    async def apply_bins(self, event: Any) -> CheckOutcome:
-        """Install what the bins repository added or changed, uninstall what it dropped (a RepoEvent)."""
-        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-        for flist in event.to_add:
-            steps.append((f"install {_fqdn(flist)}", partial(self.parts.upgrader.install_binary, flist)))
-        for flist in event.to_del:
-            name = _fqdn(flist)
-            steps.append((f"uninstall {name}", partial(self.parts.upgrader.uninstall_binary, name)))
-        outcomes: list[CheckOutcome] = []
-        for what, call in steps:
-            if self._stop_requested:
-                break
-            outcomes.append(self._outcome(await self._transaction(what, call, to_version=None)))
-        return self._merge(outcomes)
-
-    def _outcome(self, done: _Applied) -> CheckOutcome:
-        reports = [done.report] if done.ok else []
-        return CheckOutcome(self._clock(), done.result, str(self.current_version()), done.detail, reports)
-
-    def _merge(self, outcomes: list[CheckOutcome]) -> CheckOutcome:
-        """One status line for a round that may have run several transactions: the worst wins."""
-        if not outcomes:
-            return CheckOutcome(self._clock(), "up-to-date", str(self.current_version()))
-        worst = min(outcomes, key=lambda o: _SEVERITY.index(o.result))
-        return CheckOutcome(self._clock(), worst.result, str(self.current_version()),
-                            "; ".join(o.detail for o in outcomes if o.detail),
-                            [r for o in outcomes for r in o.reports])
+            "duration": round(duration, 3), **report_fields(report)})
+        return CheckOutcome(self._clock(), "upgraded", str(self.current_version()), "", [report])
 
     # --- rounds --------------------------------------------------------------------------------
 
     async def round(self) -> CheckOutcome:
-        """Ask every watcher once and apply what they propose; record the outcome. Never raises for
+        """Ask every policy once and apply what they propose; record the outcome. Never raises for
         a failed check or a failed upgrade (RestartNeeded and cancellation pass through)."""
         outcomes: list[CheckOutcome] = []
-        for kind, watcher in self._watchers:
-            # a publisher-driven node applies the versions above its own one at a time, in order
+        for policy in self.parts.policies:
             while not self._stop_requested:
                 try:
-                    event = await watcher.check()
-                except Exception as exc:  # the hub is down, answers garbage...: the next round retries
-                    log.error("check failed", exc_info=not isinstance(exc, ZosUpgradeError),
-                              extra={"watcher": kind, "error": f"{type(exc).__name__}: {exc}"})
+                    outcome = await policy.step(self)
+                except CheckFailed as exc:  # the hub is down, answers garbage...: the next round retries
+                    cause = exc.cause
+                    log.error("check failed", exc_info=not isinstance(cause, ZosUpgradeError),
+                              extra={"watcher": policy.name, "error": f"{type(cause).__name__}: {cause}"})
                     outcomes.append(CheckOutcome(self._clock(), "error", str(self.current_version()),
-                                                 f"{kind} check: {type(exc).__name__}: {exc}"))
+                                                 str(exc)))
                     break
-                if event is None:
+                if outcome is None:
                     break
-                outcome = await self._apply(kind, event)
                 outcomes.append(outcome)
-                if outcome.failed:
-                    break  # not confirmed: proposed again next round, never skipped over
-                watcher.confirm(self._confirmation(kind, event))
-                if kind != "publisher":
-                    break
-                if self._fresh_install:  # installed: from now on, the configured pace
-                    self._fresh_install = False
-                    self._replace_publisher_watcher()
-        return self.record(self._merge(outcomes))
-
-    def _replace_publisher_watcher(self) -> None:
-        factory = self.parts.publisher_watcher
-        assert factory is not None
-        fresh = factory(self.current_version(), self.parts.jump_to_latest)
-        self._watchers = [(k, fresh if k == "publisher" else w) for k, w in self._watchers]
-
-    async def _apply(self, kind: str, event: Any) -> CheckOutcome:
-        if kind == "bins":
-            return await self.apply_bins(event)
-        if kind == "publisher":
-            return await self.apply_release(event)
-        return await self.apply_boot(event)
-
-    @staticmethod
-    def _confirmation(kind: str, event: Any) -> Any:
-        if kind == "bins":
-            return event.all  # what the repository holds and the node now has
-        return _version_of(event)
+                if outcome.failed or not policy.repeats:
+                    break  # a failed event is not confirmed: proposed again next round, never skipped
+        return self.record(merge_outcomes(outcomes, at=self._clock(), version=str(self.current_version())))
 
     def record(self, outcome: CheckOutcome) -> CheckOutcome:
         """Remember the outcome and write ``status.json`` for ``zos-upgrade status``."""
@@ -442,8 +249,7 @@ class Daemon:
 
             state = DaemonState(
                 updated=self._clock(), pid=os.getpid(), source=self.source or None,
-                current_version=outcome.version, last_check=outcome.at,
-                last_result=outcome.result,  # type: ignore[arg-type]
+                current_version=outcome.version, last_check=outcome.at, last_result=outcome.result,
                 last_error=(outcome.detail or None) if outcome.failed else None,
                 last_upgrade=self.last_upgrade,
             )
@@ -492,66 +298,3 @@ class Daemon:
                 log.info("stopped by signal")
                 return EXIT_OK
             raise
-
-
-# --- the process ---------------------------------------------------------------------------------
-
-
-def build_parts(config: Config) -> NodeParts:
-    """The real layers, wired from the config (imported here so ``--help`` stays fast)."""
-    from zos_upgrade.daemon_wiring import build
-
-    return build(config)
-
-
-def _flush_logs() -> None:
-    for handler in logging.getLogger().handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-
-
-def _source_name(config: Config) -> str:
-    src = config.source
-    return src.publisher if src.publisher else f"hub {src.hub} {src.flist}"
-
-
-async def _run(config: Config, *, once: bool, parts: NodeParts | None, sleep: Sleep) -> int:
-    metrics = start_metrics(config.metrics.enabled, config.metrics.host, config.metrics.port)
-    try:
-        parts = parts or build_parts(config)
-    except BaseException:
-        metrics.close()
-        raise
-    daemon = Daemon(parts, state_dir=config.state_dir, source=_source_name(config),
-                    interval=config.source.interval, jitter=config.source.jitter, metrics=metrics,
-                    sleep=sleep)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.request_stop)
-    try:
-        return await daemon.run(once=once)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await parts.aclose()
-        metrics.close()
-
-
-def run_daemon(config: Config, *, once: bool = False, parts: NodeParts | None = None,
-               sleep: Sleep = asyncio.sleep) -> int:
-    """Hold the node's lock and run the daemon; the process exit code (EXIT_*)."""
-    from zos_upgrade.upgrade.errors import RestartNeeded
-
-    lock = DaemonLock(config.state_dir)
-    lock.acquire()
-    log.info("daemon started", extra={"root": str(config.root), "state_dir": str(config.state_dir),
-                                      "source": _source_name(config), "once": once})
-    try:
-        return asyncio.run(_run(config, once=once, parts=parts, sleep=sleep))
-    except RestartNeeded as exc:
-        log.warning("restart needed: the upgrader replaced its own program",
-                    extra={"exit": EXIT_RESTART, "detail": str(exc)})
-        return EXIT_RESTART
-    finally:
-        lock.release()
-        _flush_logs()
