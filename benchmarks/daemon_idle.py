@@ -33,7 +33,7 @@ from tests.support.node import Sandbox, service_release  # noqa: E402
 from tests.support.procs import stop_process, zos_upgrade_cmd  # noqa: E402
 from tests.support.supervisord import running_supervisord  # noqa: E402
 
-IMPORTS = ("import zos_upgrade.cli, zos_upgrade.daemon_wiring, zos_upgrade.daemon, time; "
+IMPORTS = ("import zos_upgrade.cli, zos_upgrade.daemon.wiring, zos_upgrade.daemon, time; "
            "print('ready', flush=True); time.sleep(600)")
 
 

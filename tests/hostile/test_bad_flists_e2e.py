@@ -14,15 +14,16 @@ import pytest
 from tests.hostile.badflists import SUFFIX, BadFlist, Format, fresh, param_id, params
 from tests.hostile.conftest import Node, assert_node_unchanged, fingerprint
 from tests.support.node import BINS_REPO, REPO_NAME, Exe, write_tree
-from zos_upgrade.daemon import EXIT_FAILED, EXIT_OK, Daemon, NodeParts
+from zos_upgrade.daemon import EXIT_FAILED, EXIT_OK, BootPolicy, Daemon, NodeParts
+from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import DirStore, Route, Router
 from zos_upgrade.hub import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.state import read_state
-from zos_upgrade.node.watch import FListSemverWatcher
 from zos_upgrade.upgrade import UpgradeFailed
 from zos_upgrade.versions import Version
+from zos_upgrade.watch import FListSemverWatcher
 
 CASES_BY_NAME = [case for case, _ in params()]
 E2E = [(case, fmt) for case, fmt in params() if case.limits is None and case.e2e]
@@ -64,7 +65,9 @@ def test_the_daemon_refuses_a_hostile_release_behind_its_link_round_after_round(
             def watcher(current: Version) -> FListSemverWatcher:
                 return FListSemverWatcher(f"{REPO_NAME}/latest.fl", 60, current, hub=hub)
 
-            parts = NodeParts(upgrader=node.upgrader(hub), boot=Boot(box.root), boot_watcher=watcher)
+            upgrader = node.upgrader(hub)
+            policy = BootPolicy(upgrader, HubSource(hub, upgrader.flister.downloads_dir), watcher)
+            parts = NodeParts(upgrader=upgrader, boot=Boot(box.root), policies=[policy])
             return await Daemon(parts, state_dir=box.state, source="hostile suite").run(once=True)
 
     try:

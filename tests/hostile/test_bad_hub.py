@@ -24,9 +24,9 @@ from zos_upgrade.flist import open_flist
 from zos_upgrade.flist.blocks import BlockCorrupt
 from zos_upgrade.hub import HubAnswerInvalid, NotFound
 from zos_upgrade.net import NetworkError, ResponseTooLarge
-from zos_upgrade.node.watch import FListSemverWatcher
 from zos_upgrade.upgrade import UpgradeFailed
 from zos_upgrade.versions import Version
+from zos_upgrade.watch import FListSemverWatcher
 
 NAME = "zos:1.1.0.fl"
 FQDN = f"{REPO_NAME}/{NAME}"

@@ -24,7 +24,6 @@ from tests.support.procs import free_port, serving, zos_upgrade_cmd
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.net import NetworkError, ResponseTooLarge, RetryPolicy
 from zos_upgrade.node.events import ReleaseEvent
-from zos_upgrade.node.watch import PublisherWatcher
 from zos_upgrade.publisher import (
     BadSignature,
     HashMismatch,
@@ -40,6 +39,7 @@ from zos_upgrade.publisher import (
 from zos_upgrade.publisher.signing import file_hash, generate_key, sign_upgrade
 from zos_upgrade.upgrade import Flister, UpgradeFailed, Upgrader
 from zos_upgrade.versions import Version
+from zos_upgrade.watch import PublisherWatcher
 
 CURRENT = Version.parse("1.0.0")
 NEXT = Version.parse("1.1.0")

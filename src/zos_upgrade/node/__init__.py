@@ -1,8 +1,7 @@
-"""The node's knowledge: what it runs (boot files), what it noticed (events, watchers), what the
-daemon last did (``status.json``). See SPEC sections 8 and 9.
+"""The node's own files: what it runs (boot files), the events that name releases, ``status.json`` (SPEC 8).
 
-``Boot`` lives in :mod:`.boot`, the events in :mod:`.events`, the watchers in :mod:`.watch`, the
-daemon's state document in :mod:`.state`.
+``Boot`` lives in :mod:`.boot`, the events in :mod:`.events`, the daemon's state document in
+:mod:`.state`. The watchers that produce events are in :mod:`zos_upgrade.watch`.
 """
 
 from zos_upgrade.node.boot import (

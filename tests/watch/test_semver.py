@@ -15,8 +15,8 @@ from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.models import HubAnswerInvalid
 from zos_upgrade.net import NetworkError
 from zos_upgrade.node.events import FListEvent
-from zos_upgrade.node.watch import FListSemverWatcher
 from zos_upgrade.versions import InvalidVersion, Version
+from zos_upgrade.watch import FListSemverWatcher
 
 INTERVAL = 0.5
 
@@ -155,7 +155,7 @@ def test_target_without_version(hub: HubServer, caplog: pytest.LogCaptureFixture
         task = asyncio.create_task(_collect(watcher, events))
         await wait_until(lambda: len(ticker.delays) == 1)
         hub.link(repo, "latest.flist", "stable.flist")
-        with caplog.at_level(logging.WARNING, logger="zos_upgrade.node.watch"):
+        with caplog.at_level(logging.WARNING, logger="zos_upgrade.watch"):
             await ticker.step(2)
         assert ticker.delays[2] > INTERVAL  # second failure in a row: backing off
         failures = [r for r in caplog.records if r.getMessage() == "check failed, backing off"]
@@ -193,7 +193,7 @@ def test_survives_the_hub_going_away_and_coming_back(
             task = asyncio.create_task(_collect(watcher, events))
             await wait_until(lambda: len(ticker.delays) == 1)
         # the hub is gone
-        with caplog.at_level(logging.WARNING, logger="zos_upgrade.node.watch"):
+        with caplog.at_level(logging.WARNING, logger="zos_upgrade.watch"):
             await ticker.step(5)
         assert not task.done()
         gone = ticker.delays[2:6]
@@ -296,10 +296,10 @@ def test_bad_answers_of_a_lying_hub(hostile: tuple[str, Path], caplog: pytest.Lo
         task = asyncio.create_task(_collect(watcher, events))
         await wait_until(lambda: len(ticker.delays) == 1)
         light.write_text(good.replace('"updated": 1', '"updated": "last tuesday"'))
-        with caplog.at_level(logging.WARNING, logger="zos_upgrade.node.watch"):
+        with caplog.at_level(logging.WARNING, logger="zos_upgrade.watch"):
             await ticker.step(1)
         light.write_text("<html>oops</html>")
-        with caplog.at_level(logging.WARNING, logger="zos_upgrade.node.watch"):
+        with caplog.at_level(logging.WARNING, logger="zos_upgrade.watch"):
             await ticker.step(1)
         errors = [r.error for r in caplog.records if r.getMessage() == "check failed, backing off"]  # type: ignore[attr-defined]
         assert len(errors) == 2 and "updated" in errors[0] and "not valid JSON" in errors[1]

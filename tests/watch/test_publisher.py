@@ -13,12 +13,12 @@ from tests.node.conftest import ONE_ATTEMPT, Ticker, wait_until
 from tests.support.procs import free_port, serving, zos_upgrade_cmd
 from zos_upgrade.fsutil import atomic_write_json
 from zos_upgrade.node.events import EventType, ReleaseEvent
-from zos_upgrade.node.watch import PublisherWatcher
 from zos_upgrade.publisher.base import UnknownKey
 from zos_upgrade.publisher.http import HTTPPublisher
 from zos_upgrade.publisher.signing import generate_key
 from zos_upgrade.publisher.tree import ReleaseTree
 from zos_upgrade.versions import Version
+from zos_upgrade.watch import PublisherWatcher
 
 INTERVAL = 0.5
 

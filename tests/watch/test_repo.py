@@ -16,7 +16,7 @@ from zos_upgrade.hub.models import FlistInfo, HubAnswerInvalid
 from zos_upgrade.net import ResponseTooLarge
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.events import EventType, RepoEvent
-from zos_upgrade.node.watch import FListRepoWatcher
+from zos_upgrade.watch import FListRepoWatcher
 
 INTERVAL = 0.5
 
@@ -212,7 +212,7 @@ def test_bad_listings_after_start_are_logged_not_fatal(
 
         task = asyncio.create_task(consume())
         await wait_until(lambda: len(ticker.delays) == 1)
-        with caplog.at_level(logging.WARNING, logger="zos_upgrade.node.watch"):
+        with caplog.at_level(logging.WARNING, logger="zos_upgrade.watch"):
             listing.write_text(_listing(ENTRY % ("a.flist", 1), ENTRY % ("a.flist", 1)))
             await ticker.step(1)
             listing.write_text(_listing(ENTRY % ("a.flist", '"soon"')))

@@ -1,8 +1,9 @@
-"""The daemon's policy: what to apply, in which order, what to confirm, what to record, how it exits.
+"""The daemon's loop and policies: what to apply, in which order, what to confirm, what to record, how
+it exits.
 
 The layers below the daemon are in-memory stand-ins that keep to the upgrader and watcher
-contracts (``check()``/``confirm()``, ``UpgradeFailed``'s fields), so each rule is checked alone and
-fast; tests/e2e/test_daemon*.py run the same rules on the real stack.
+contracts (``check()``/``confirm()``, the ``UpgradeFailed`` subclasses), so each rule is checked
+alone and fast; tests/e2e/test_daemon*.py run the same rules on the real stack.
 """
 
 from __future__ import annotations
@@ -18,11 +19,21 @@ import pytest
 
 from tests.support.procs import free_port
 from zos_upgrade.config import Config, parse_config
-from zos_upgrade.daemon import EXIT_FAILED, EXIT_OK, EXIT_RESTART, Daemon, NodeParts, run_daemon
+from zos_upgrade.daemon import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_RESTART,
+    BinsPolicy,
+    BootPolicy,
+    Daemon,
+    NodeParts,
+    ReleasePolicy,
+    run_daemon,
+)
 from zos_upgrade.errors import ConfigError, ZosUpgradeError
 from zos_upgrade.lock import DaemonLock
 from zos_upgrade.metrics import NullMetrics, PrometheusMetrics, start_metrics
-from zos_upgrade.upgrade.errors import RestartNeeded, UpgradeFailed
+from zos_upgrade.upgrade import ReleaseRefused, RestartNeeded, RollbackIncomplete, RolledBack, UpgradeFailed
 from zos_upgrade.versions import Version
 
 LINK = "tf/zos:latest.fl"
@@ -102,19 +113,28 @@ class FakeNode:
         if key in self.fail:
             raise self.fail[key]
 
-    async def upgrade(self, from_event: Ev | None, to_event: Ev) -> Report:
-        self.calls.append(("upgrade", from_event, to_event))
+    async def install_from(self, source: Any, candidate: Any, target: str) -> Report:
+        assert source is SOURCE
+        if target == "bin":
+            return await self._install_binary(candidate)
+        if isinstance(candidate, Release):
+            return await self._upgrade_release(candidate)
+        return await self._upgrade(candidate)
+
+    async def _upgrade(self, to_event: Ev) -> Report:
+        self.calls.append(("upgrade", self.event, to_event))  # what the node ran before, and the target
         await self._work(to_event.ver)
         self.event = to_event
+        self.garbled = False
         return Report()
 
-    async def upgrade_release(self, release: Any, version: Version) -> Report:
-        self.calls.append(("release", str(version), release))
-        await self._work(str(version))
-        self.event = Ev("pub/zos.fl", str(version))
+    async def _upgrade_release(self, release: Release) -> Report:
+        self.calls.append(("release", str(release.version), release.upgrade))
+        await self._work(str(release.version))
+        self.event = Ev("pub/zos.fl", str(release.version))
         return Report()
 
-    async def install_binary(self, flist: Ev) -> Report:
+    async def _install_binary(self, flist: Ev) -> Report:
         self.calls.append(("install", flist.name))
         await self._work(flist.name)
         self.bins[flist.name] = flist
@@ -144,6 +164,7 @@ class Hub:
 class SemverWatcher:
     def __init__(self, hub: Hub, current: Version) -> None:
         self.hub, self.current, self.confirmed = hub, current, list[Version]()
+        self.started = current
 
     async def check(self) -> Ev | None:
         if self.hub.down:
@@ -187,6 +208,10 @@ class ReleaseWatcher:
         self.current = max(self.current, version)
 
 
+# the release source the policies hand to the upgrader; the fake upgrader checks it is passed through
+SOURCE: Any = object()
+
+
 def _parts(node: FakeNode, hub: Hub, *, bins: bool = False, publisher: bool = False,
            jump: bool = False) -> tuple[NodeParts, list[Any]]:
     made: list[Any] = []
@@ -196,13 +221,13 @@ def _parts(node: FakeNode, hub: Hub, *, bins: bool = False, publisher: bool = Fa
         return w
 
     parts = NodeParts(upgrader=node, boot=node, sweep=lambda: node.calls.append(("sweep",)))
-    if publisher:
-        parts.publisher_watcher = lambda current, jmp: keep(ReleaseWatcher(hub, current, jmp))
-        parts.jump_to_latest = jump
-    else:
-        parts.boot_watcher = lambda current: keep(SemverWatcher(hub, current))
     if bins:
-        parts.bins_watcher = lambda current: keep(RepoWatcher(hub, dict(current)))
+        parts.policies.append(BinsPolicy(node, SOURCE, lambda current: keep(RepoWatcher(hub, dict(current)))))
+    if publisher:
+        parts.policies.append(ReleasePolicy(
+            node, SOURCE, lambda current, jmp: keep(ReleaseWatcher(hub, current, jmp)), jump_to_latest=jump))
+    else:
+        parts.policies.append(BootPolicy(node, SOURCE, lambda current: keep(SemverWatcher(hub, current))))
     return parts, made
 
 
@@ -215,7 +240,8 @@ def _state(state_dir: Path) -> dict[str, Any]:
 
 
 def failed(reason: str, step: str, rolled_back: bool = True, refused: bool = False) -> UpgradeFailed:
-    return UpgradeFailed(reason, step=step, rolled_back=rolled_back, refused=refused)
+    kind = ReleaseRefused if refused else RolledBack if rolled_back else RollbackIncomplete
+    return kind(reason, step=step)
 
 
 # --- start-up and --once -------------------------------------------------------------------------
@@ -282,17 +308,19 @@ def test_once_with_unreachable_source_records_error(tmp_path: Path) -> None:
 
 def test_first_install_upgrades_from_nothing(tmp_path: Path) -> None:
     node = FakeNode(None)
-    assert _once(_parts(node, Hub(link="1.0.0"))[0], tmp_path) == EXIT_OK
+    parts, made = _parts(node, Hub(link="1.0.0"))
+    assert _once(parts, tmp_path) == EXIT_OK
     [(_, frm, to)] = [c for c in node.calls if c[0] == "upgrade"]
-    assert frm is None and to.ver == "1.0.0"
+    assert frm is None and to.ver == "1.0.0" and made[0].started == V("0.0.0")
     assert _state(tmp_path)["current_version"] == "1.0.0"
 
 
 def test_garbled_boot_files_count_as_0_0_0(tmp_path: Path) -> None:
     node = FakeNode(Ev(LINK, "1.0.0"), garbled=True)
-    assert _once(_parts(node, Hub(link="1.1.0"))[0], tmp_path) == EXIT_OK
-    [(_, frm, _to)] = [c for c in node.calls if c[0] == "upgrade"]
-    assert frm is None
+    parts, made = _parts(node, Hub(link="1.1.0"))
+    assert _once(parts, tmp_path) == EXIT_OK
+    assert made[0].started == V("0.0.0")  # the watcher starts from nothing: any version is newer
+    assert node.done("upgrade") == ["1.1.0"]
 
 
 def test_bins_installed_and_uninstalled_by_diff_before_the_boot_upgrade(tmp_path: Path) -> None:

@@ -1,27 +1,29 @@
 """Build the daemon's parts from its config: the one place that knows every concrete class.
 
-Kept apart from :mod:`zos_upgrade.daemon` so the policy there can be exercised with other parts,
-and so ``zos-upgrade daemon --help`` does not import the whole stack.
+Kept apart from the loop so the policy can be exercised with other parts, and so
+``zos-upgrade daemon --help`` does not import the whole stack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from zos_upgrade.config import Config
-from zos_upgrade.daemon import NodeParts, WatcherPort
+from zos_upgrade.daemon.loop import NodeParts
+from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
 from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.client import HubClient
+from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
-from zos_upgrade.node.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
+from zos_upgrade.sources.hub import HubSource
+from zos_upgrade.sources.publisher import PublisherSource
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.supervisor.zinit import ZinitClient
-from zos_upgrade.upgrade.flister import Flister
-from zos_upgrade.upgrade.upgrader import Upgrader
+from zos_upgrade.upgrade import Flister, Upgrader
 from zos_upgrade.versions import Version
+from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 
 __all__ = ["build", "make_supervisor"]
 
@@ -46,12 +48,10 @@ def build(config: Config) -> NodeParts:
                 "the daemon never applies a release it cannot verify"
             )
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
-    # publisher mode: release objects carry full flist URLs, the Flister fetches those directly
-    hub = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists") if src.hub else None
     supervisor = make_supervisor(config)
-    flister = Flister(state_dir, hub, workers=up.workers)
+    flister = Flister(state_dir, workers=up.workers)
     upgrader = Upgrader(
-        config.root, state_dir, hub, flister, supervisor,
+        config.root, state_dir, flister, supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
     )
@@ -61,25 +61,28 @@ def build(config: Config) -> NodeParts:
         pub = publisher
         parts.closers.append(pub.aclose)
 
-        def publisher_watcher(current: Version, jump: bool) -> WatcherPort:
+        def publisher_watcher(current: Version, jump: bool) -> PublisherWatcher:
             return PublisherWatcher(pub, current, src.interval, jump_to_latest=jump)
 
-        parts.publisher_watcher = publisher_watcher
-        parts.jump_to_latest = src.jump_to_latest
+        # release objects carry full flist URLs: the source fetches those and checks the signed hash
+        releases = PublisherSource(flister.downloads_dir)
+        parts.policies.append(ReleasePolicy(upgrader, releases, publisher_watcher,
+                                            jump_to_latest=src.jump_to_latest))
         return parts
-    assert hub is not None and src.flist is not None  # the config requires hub + flist otherwise
-    hub_client, flist = hub, src.flist
-    parts.closers.append(hub_client.aclose)
-
-    def boot_watcher(current: Version) -> WatcherPort:
-        return FListSemverWatcher(flist, src.interval, current, hub=hub_client)
-
-    parts.boot_watcher = boot_watcher
+    assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
+    hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
+    parts.closers.append(hub.aclose)
+    flists = HubSource(hub, flister.downloads_dir)
     if src.bins_repo is not None:
         repo = src.bins_repo
 
-        def bins_watcher(current: Mapping[str, Any]) -> WatcherPort:
-            return FListRepoWatcher(repo, current, src.interval, hub=hub_client)
+        def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
+            return FListRepoWatcher(repo, current, src.interval, hub=hub)
 
-        parts.bins_watcher = bins_watcher
+        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher))
+
+    def boot_watcher(current: Version) -> FListSemverWatcher:
+        return FListSemverWatcher(flist, src.interval, current, hub=hub)
+
+    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher))
     return parts

@@ -1,0 +1,300 @@
+"""The upgrade loop that runs on a node: start-up, rounds over the policies, one transaction at a time.
+
+Start-up, in this order: sweep stale mounts, recover an unfinished transaction, rebuild the boot
+files from the manifests when ``/tmp`` lost them, then start each policy from what the node runs.
+Every round asks each policy once (``step``: check, apply, confirm on success) — the bins
+repository first, then the boot link or the release server — and applies what they propose. An
+event is confirmed only after its transaction succeeded, so a failed upgrade is proposed again
+(after a backoff) instead of forgotten. A node without boot files is simply at version 0.0.0: the
+first event installs the boot flist (first install). After every round the daemon writes
+``status.json`` (``zos-upgrade status``).
+
+Why rounds and not the watchers' ``watch()`` iterators: one loop makes "one transaction at a time"
+true by construction across sources, an event is confirmed before the watcher looks again, and every
+check (not only those that found something) updates the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zos_upgrade.daemon.outcome import CheckOutcome, classify_failure, merge_outcomes, report_fields
+from zos_upgrade.daemon.policy import CheckFailed, Followed, Transaction
+from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.metrics import Metrics, NullMetrics
+from zos_upgrade.versions import ZERO, Version
+
+if TYPE_CHECKING:
+    from zos_upgrade.daemon.ports import BootPort, UpgraderPort
+    from zos_upgrade.hub.flists import RepoFList
+    from zos_upgrade.node.events import FListEvent
+    from zos_upgrade.node.state import UpgradeRecord
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_RESTART", "Daemon", "NodeParts"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+# EX_TEMPFAIL: the upgrader replaced its own program; the supervisor must start the new one.
+EXIT_RESTART = 75
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class NodeParts:
+    """Everything the daemon drives, built once per process (:mod:`zos_upgrade.daemon.wiring`).
+
+    ``policies`` run in this order every round (bins first, then the boot link or release server).
+    """
+
+    upgrader: UpgraderPort
+    boot: BootPort
+    policies: list[Followed] = field(default_factory=list)
+    sweep: Callable[[], object] | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                await close()
+            except Exception as exc:  # closing must not hide why the daemon stopped
+                log.warning("closing a client failed", extra={"error": str(exc)})
+
+
+class Daemon:
+    """The loop: start-up, rounds, one transaction at a time, the status record, SIGTERM."""
+
+    def __init__(
+        self,
+        parts: NodeParts,
+        *,
+        state_dir: Path | None = None,
+        source: str = "",
+        interval: float = 600.0,
+        jitter: float = 0.0,
+        metrics: Metrics | None = None,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        max_backoff: float = 3600.0,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"check interval must be positive, got {interval!r}")
+        self.parts = parts
+        self.state_dir = state_dir
+        self.source = source
+        self.interval = interval
+        self.jitter = jitter
+        self.metrics = metrics or NullMetrics()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        from zos_upgrade.net import Backoff
+
+        self._rng = rng or random.Random()
+        self._backoff = Backoff(base=interval, cap=max(interval, max_backoff), rng=self._rng)
+        self._busy = False
+        self._stop_requested = False
+        self._main: asyncio.Task[object] | None = None
+        self.last: CheckOutcome | None = None
+        self.last_upgrade: UpgradeRecord | None = None
+
+    # --- what the node runs (the policies' DaemonContext) --------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    def now(self) -> float:
+        return self._clock()
+
+    def current_event(self) -> FListEvent | None:
+        """The boot flist the node runs, or None on a node that was never installed."""
+        boot = self.parts.boot
+        if str(boot.detect_boot_method()) != "flist":
+            return None
+        try:
+            return boot.current()
+        except ZosUpgradeError as exc:  # garbled boot files must not crash the daemon (SPEC 12)
+            log.error("boot files unreadable, treating the node as 0.0.0", extra={"error": str(exc)})
+            return None
+
+    def current_version(self) -> Version:
+        event = self.current_event()
+        if event is None:
+            return ZERO
+        try:
+            return event.version()
+        except ZosUpgradeError as exc:
+            log.error("boot flist names no version, treating the node as 0.0.0", extra={"error": str(exc)})
+            return ZERO
+
+    def current_bins(self) -> Mapping[str, RepoFList]:
+        try:
+            return dict(self.parts.boot.current_bins())
+        except ZosUpgradeError as exc:
+            log.error("installed bins unreadable, treating them as none", extra={"error": str(exc)})
+            return {}
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    async def start_up(self) -> None:
+        """Sweep, recover, make the boot files agree with the manifests, then start the policies."""
+        if self.parts.sweep is not None:
+            await asyncio.to_thread(self.parts.sweep)
+        recovered = await self.parts.upgrader.recover()
+        if recovered:
+            log.warning("unfinished transaction recovered", extra={"recovery": recovered})
+        await asyncio.to_thread(self.parts.upgrader.sync_boot_files)
+        for policy in self.parts.policies:
+            policy.start(self)
+
+    # --- one transaction -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _critical(self) -> Iterator[None]:
+        """A stretch SIGTERM must not cut: it is let finish (or roll back) before the daemon exits."""
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+
+    async def transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome:
+        """Run one transaction and record how it ended. RestartNeeded passes through.
+
+        ``to_version`` is the boot release it moves to (recorded as ``last_upgrade`` in the status);
+        None for a bins package, which is not the node's release.
+        """
+        from zos_upgrade.node.state import UpgradeRecord
+        from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
+
+        started, start = self._clock(), self._monotonic()
+        from_version = str(self.current_version())
+        log.info("transaction starts", extra={"what": what, "from_version": from_version,
+                                              "to_version": to_version})
+        try:
+            with self._critical():
+                report = await call()
+        except RestartNeeded:
+            raise
+        except ZosUpgradeError as exc:
+            result, detail = classify_failure(exc)
+            duration = self._monotonic() - start
+            self.metrics.upgrade(result.replace("-", "_"), duration=duration)
+            if to_version is not None:
+                self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
+                                                  started=started, duration=duration)
+            partial_report = exc.report if isinstance(exc, UpgradeFailed) else None
+            log.error("transaction did not apply", extra={
+                "what": what, "result": result, "detail": detail, "from_version": from_version,
+                "to_version": to_version, "current_version": str(self.current_version()),
+                **report_fields(partial_report)})
+            return CheckOutcome(self._clock(), result, str(self.current_version()), f"{what}: {detail}")
+        duration = self._monotonic() - start
+        downloaded, reused = report.bytes_downloaded, report.blocks_from_cache
+        self.metrics.upgrade("success", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
+        if to_version is not None:
+            self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
+                                              started=started, duration=duration,
+                                              bytes_downloaded=downloaded)
+        log.info("transaction applied", extra={
+            "what": what, "from_version": from_version, "to_version": to_version,
+            "duration": round(duration, 3), **report_fields(report)})
+        return CheckOutcome(self._clock(), "upgraded", str(self.current_version()), "", [report])
+
+    # --- rounds --------------------------------------------------------------------------------
+
+    async def round(self) -> CheckOutcome:
+        """Ask every policy once and apply what they propose; record the outcome. Never raises for
+        a failed check or a failed upgrade (RestartNeeded and cancellation pass through)."""
+        outcomes: list[CheckOutcome] = []
+        for policy in self.parts.policies:
+            while not self._stop_requested:
+                try:
+                    outcome = await policy.step(self)
+                except CheckFailed as exc:  # the hub is down, answers garbage...: the next round retries
+                    cause = exc.cause
+                    log.error("check failed", exc_info=not isinstance(cause, ZosUpgradeError),
+                              extra={"watcher": policy.name, "error": f"{type(cause).__name__}: {cause}"})
+                    outcomes.append(CheckOutcome(self._clock(), "error", str(self.current_version()),
+                                                 str(exc)))
+                    break
+                if outcome is None:
+                    break
+                outcomes.append(outcome)
+                if outcome.failed or not policy.repeats:
+                    break  # a failed event is not confirmed: proposed again next round, never skipped
+        return self.record(merge_outcomes(outcomes, at=self._clock(), version=str(self.current_version())))
+
+    def record(self, outcome: CheckOutcome) -> CheckOutcome:
+        """Remember the outcome and write ``status.json`` for ``zos-upgrade status``."""
+        self.last = outcome
+        self.metrics.check("error" if outcome.result == "error" else "ok")
+        if self.state_dir is not None:
+            from zos_upgrade.node.state import DaemonState, write_state
+
+            state = DaemonState(
+                updated=self._clock(), pid=os.getpid(), source=self.source or None,
+                current_version=outcome.version, last_check=outcome.at, last_result=outcome.result,
+                last_error=(outcome.detail or None) if outcome.failed else None,
+                last_upgrade=self.last_upgrade,
+            )
+            try:
+                write_state(self.state_dir, state)
+            except (OSError, ZosUpgradeError) as exc:
+                log.error("cannot write daemon state", extra={"error": str(exc)})
+        log.info("check done", extra={"result": outcome.result, "version": outcome.version,
+                                      "detail": outcome.detail})
+        return outcome
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """SIGTERM: stop now if idle; else let the transaction finish (or roll back) first."""
+        if not self._stop_requested:
+            log.info("stop requested", extra={"in_transaction": self._busy})
+        self._stop_requested = True
+        if not self._busy and self._main is not None:
+            self._main.cancel()
+
+    def _delay(self, failures: int) -> float:
+        if failures:
+            return self._backoff.delay(failures + 1)
+        return self.interval + self._rng.uniform(0, self.jitter)
+
+    async def run(self, *, once: bool) -> int:
+        """Start up, then one round (``once``) or rounds until stopped; the process exit code."""
+        self._main = asyncio.current_task()
+        try:
+            with self._critical():
+                await self.start_up()
+            failures = 0
+            while not self._stop_requested:
+                outcome = await self.round()
+                if once:
+                    return EXIT_FAILED if outcome.failed else EXIT_OK
+                failures = failures + 1 if outcome.failed else 0
+                if self._stop_requested:
+                    break
+                await self._sleep(self._delay(failures))
+            log.info("stopped")
+            return EXIT_OK
+        except asyncio.CancelledError:
+            if self._stop_requested:
+                log.info("stopped by signal")
+                return EXIT_OK
+            raise

@@ -1,0 +1,217 @@
+"""The daemon's policy per followed thing: the boot link, the bins repository, the release server.
+
+Each policy owns its watcher and its release source and answers three questions, one method each:
+``check`` (is something new?), ``apply`` (what transactions does it take?) and ``confirm`` (the
+transactions succeeded: never propose this again). The Upgrader decides *how* a release is
+installed; a policy decides *whether* and *which*. Later rules (failed-release memory, hold,
+maintenance windows, fleet lock) are more methods of these classes, not more branches in the loop.
+
+The loop (:mod:`zos_upgrade.daemon.loop`) sees only :class:`Followed`: ``start`` once the node is
+recovered, then ``step`` (check, apply, confirm on success) until nothing is new.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from zos_upgrade.daemon.outcome import CheckOutcome, merge_outcomes
+from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.versions import ZERO, Version
+
+if TYPE_CHECKING:
+    from zos_upgrade.daemon.ports import UpgraderPort, WatcherPort
+    from zos_upgrade.hub.flists import RepoFList
+    from zos_upgrade.node.events import FListEvent, ReleaseEvent, RepoEvent
+    from zos_upgrade.sources import ReleaseSource
+    from zos_upgrade.upgrade import UpgradeReport
+
+__all__ = ["BinsPolicy", "BootPolicy", "CheckFailed", "DaemonContext", "Followed", "Policy", "ReleasePolicy"]
+
+E = TypeVar("E")
+W = TypeVar("W")
+Transaction = Callable[[], Awaitable["UpgradeReport"]]
+
+
+class CheckFailed(ZosUpgradeError):
+    """A policy's look at its source failed (hub down, bad answer); the next round looks again."""
+
+    def __init__(self, policy: str, cause: Exception) -> None:
+        super().__init__(f"{policy} check: {type(cause).__name__}: {cause}")
+        self.policy = policy
+        self.cause = cause
+
+
+class DaemonContext(Protocol):
+    """What a policy needs of the daemon: what the node runs, and one transaction at a time."""
+
+    @property
+    def stopping(self) -> bool: ...
+    def now(self) -> float: ...
+    def current_version(self) -> Version: ...
+    def current_event(self) -> FListEvent | None: ...
+    def current_bins(self) -> Mapping[str, RepoFList]: ...
+    async def transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome: ...
+
+
+class Followed(Protocol):
+    """A policy as the loop sees it, whatever its kind of event."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def repeats(self) -> bool: ...
+    def start(self, node: DaemonContext) -> None: ...
+    async def step(self, node: DaemonContext) -> CheckOutcome | None: ...
+
+
+class Policy(ABC, Generic[E]):
+    """One followed thing. ``repeats``: after a success, look again in the same round (a release
+    server applies the versions above the node's one at a time)."""
+
+    name = "policy"
+    repeats = False
+
+    @abstractmethod
+    def start(self, node: DaemonContext) -> None:
+        """Create the watcher from what the node runs at the end of start-up."""
+
+    @abstractmethod
+    async def check(self) -> E | None:
+        """One look at the source: what is new, or None."""
+
+    @abstractmethod
+    async def apply(self, event: E, node: DaemonContext) -> CheckOutcome:
+        """Run the transactions the event calls for; never raises for a failed transaction."""
+
+    @abstractmethod
+    def confirm(self, event: E, node: DaemonContext) -> None:
+        """The event was applied: the watcher moves on."""
+
+    async def step(self, node: DaemonContext) -> CheckOutcome | None:
+        """Check, apply, confirm on success: None when nothing was new. A failed check raises
+        CheckFailed; an unconfirmed event is proposed again at the next round, never skipped."""
+        try:
+            event = await self.check()
+        except Exception as exc:  # CancelledError is not an Exception: it passes through
+            raise CheckFailed(self.name, exc) from exc
+        if event is None:
+            return None
+        outcome = await self.apply(event, node)
+        if not outcome.failed:
+            self.confirm(event, node)
+        return outcome
+
+
+class BootPolicy(Policy["FListEvent"]):
+    """The boot flist's link on a hub: upgrade (or first-install) when its version rises."""
+
+    name = "boot"
+
+    def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
+                 watcher: Callable[[Version], WatcherPort[FListEvent, Version]]) -> None:
+        self._upgrader = upgrader
+        self._source = source
+        self._make_watcher = watcher
+        self._watcher: WatcherPort[FListEvent, Version] | None = None
+
+    def start(self, node: DaemonContext) -> None:
+        self._watcher = self._make_watcher(node.current_version())
+
+    async def check(self) -> FListEvent | None:
+        return await _started(self._watcher, self.name).check()
+
+    async def apply(self, event: FListEvent, node: DaemonContext) -> CheckOutcome:
+        target = event.version()
+        verb = "install" if node.current_event() is None else "upgrade"
+        call = partial(self._upgrader.install_from, self._source, event, "boot")
+        return await node.transaction(f"boot {verb} {event.fqdn()} {target}", call, to_version=str(target))
+
+    def confirm(self, event: FListEvent, node: DaemonContext) -> None:
+        _started(self._watcher, self.name).confirm(event.version())
+
+
+class BinsPolicy(Policy["RepoEvent"]):
+    """A repository of bins packages: install what it added or changed, uninstall what it dropped."""
+
+    name = "bins"
+
+    def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
+                 watcher: Callable[[Mapping[str, RepoFList]],
+                                   WatcherPort[RepoEvent, Mapping[str, RepoFList]]]) -> None:
+        self._upgrader = upgrader
+        self._source = source
+        self._make_watcher = watcher
+        self._watcher: WatcherPort[RepoEvent, Mapping[str, RepoFList]] | None = None
+
+    def start(self, node: DaemonContext) -> None:
+        self._watcher = self._make_watcher(node.current_bins())
+
+    async def check(self) -> RepoEvent | None:
+        return await _started(self._watcher, self.name).check()
+
+    async def apply(self, event: RepoEvent, node: DaemonContext) -> CheckOutcome:
+        steps: list[tuple[str, Transaction]] = []
+        for flist in event.to_add:
+            steps.append((f"install {flist.fqdn()}",
+                          partial(self._upgrader.install_from, self._source, flist, "bin")))
+        for flist in event.to_del:
+            name = flist.fqdn()
+            steps.append((f"uninstall {name}", partial(self._upgrader.uninstall_binary, name)))
+        outcomes: list[CheckOutcome] = []
+        for what, call in steps:
+            if node.stopping:
+                break
+            outcomes.append(await node.transaction(what, call, to_version=None))
+        return merge_outcomes(outcomes, at=node.now(), version=str(node.current_version()))
+
+    def confirm(self, event: RepoEvent, node: DaemonContext) -> None:
+        # what the repository holds and the node now has
+        _started(self._watcher, self.name).confirm(event.all)
+
+
+class ReleasePolicy(Policy["ReleaseEvent"]):
+    """A release server: the signed versions above the node's, one transaction each, in order.
+
+    A node that runs nothing yet installs ``latest`` (not every release ever published), then
+    follows at the configured pace (``jump_to_latest`` or one version at a time).
+    """
+
+    name = "publisher"
+    repeats = True
+
+    def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[ReleaseEvent],
+                 watcher: Callable[[Version, bool], WatcherPort[ReleaseEvent, Version]],
+                 *, jump_to_latest: bool = False) -> None:
+        self._upgrader = upgrader
+        self._source = source
+        self._make_watcher = watcher
+        self._jump = jump_to_latest
+        self._fresh_install = False
+        self._watcher: WatcherPort[ReleaseEvent, Version] | None = None
+
+    def start(self, node: DaemonContext) -> None:
+        current = node.current_version()
+        self._fresh_install = current == ZERO
+        self._watcher = self._make_watcher(current, self._jump or self._fresh_install)
+
+    async def check(self) -> ReleaseEvent | None:
+        return await _started(self._watcher, self.name).check()
+
+    async def apply(self, event: ReleaseEvent, node: DaemonContext) -> CheckOutcome:
+        call = partial(self._upgrader.install_from, self._source, event, "boot")
+        return await node.transaction(f"release {event.version}", call, to_version=str(event.version))
+
+    def confirm(self, event: ReleaseEvent, node: DaemonContext) -> None:
+        _started(self._watcher, self.name).confirm(event.version)
+        if self._fresh_install:  # installed: from now on, the configured pace
+            self._fresh_install = False
+            self._watcher = self._make_watcher(node.current_version(), self._jump)
+
+
+def _started(watcher: W | None, policy: str) -> W:
+    if watcher is None:
+        raise RuntimeError(f"the {policy} policy was asked to check before start()")
+    return watcher
