@@ -21,64 +21,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-import posixpath
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 import msgspec
 
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.fsutil import atomic_write_json, sweep_temps
-from zos_upgrade.hub.client import HubClient
-from zos_upgrade.hub.flists import RepoFList
-from zos_upgrade.hub.models import FlistInfo, HubError
+from zos_upgrade.hub.models import FlistInfo
 from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.events import FListEvent
-from zos_upgrade.node.infofile import decode_info, info_document
-from zos_upgrade.publisher.base import Upgrade
+from zos_upgrade.node.infofile import decode_info
+from zos_upgrade.sources.base import ReleaseSource, Target, VerifiedRelease
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade import services as svc
 from zos_upgrade.upgrade.crash import crash_point
 from zos_upgrade.upgrade.datapaths import DataPaths, read_data_paths, state_relative
-from zos_upgrade.upgrade.errors import RestartNeeded, UpgradeError, UpgradeFailed
+from zos_upgrade.upgrade.errors import (
+    ReleaseRefused,
+    RestartNeeded,
+    RollbackIncomplete,
+    RolledBack,
+    UpgradeError,
+)
 from zos_upgrade.upgrade.flister import Flister, Mount
 from zos_upgrade.upgrade.hooks import run_hook
 from zos_upgrade.upgrade.journal import Journal, JournalRecord, Phase, TransactionKind
 from zos_upgrade.upgrade.manifest import Manifest, ManifestStore, scan_release
 from zos_upgrade.upgrade.nodefs import NodeFS, check_relative
 from zos_upgrade.upgrade.plan import Plan, make_plan
-from zos_upgrade.versions import Version
+from zos_upgrade.upgrade.report import UpgradeReport
 
-__all__ = ["RestartNeeded", "UpgradeFailed", "UpgradeReport", "Upgrader"]
+__all__ = ["Upgrader"]
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 LAST_RESULT = "last-transaction.json"
-
-
-@dataclass
-class UpgradeReport:
-    kind: TransactionKind
-    from_version: str
-    to_version: str
-    files_added: int = 0
-    files_replaced: int = 0
-    files_removed: int = 0
-    services_restarted: list[str] = field(default_factory=list)
-    bytes_downloaded: int = 0
-    blocks_fetched: int = 0
-    blocks_from_cache: int = 0
-    release_bytes: int = 0
-    phases: dict[str, float] = field(default_factory=dict)
+C = TypeVar("C")
+_KIND_OF: dict[Target, TransactionKind] = {"boot": "boot", "bin": "bin-install"}
 
 
 class Upgrader:
@@ -86,7 +74,6 @@ class Upgrader:
         self,
         root: Path,
         state_dir: Path,
-        hub: HubClient | None,
         flister: Flister,
         supervisor: Supervisor,
         *,
@@ -102,7 +89,6 @@ class Upgrader:
     ) -> None:
         self.root = Path(root)
         self.state_dir = Path(state_dir)
-        self.hub = hub
         self.flister = flister
         self.supervisor = supervisor
         self.self_update = self_update
@@ -129,44 +115,27 @@ class Upgrader:
     def installed_bins(self) -> dict[str, Manifest]:
         return self.manifests.bins()
 
-    async def upgrade(self, from_event: FListEvent | None, to_event: FListEvent) -> UpgradeReport:
-        """Move the node's boot release to ``to_event`` (``from_event`` None: first install).
+    async def install(self, release: VerifiedRelease) -> UpgradeReport:
+        """Install a verified release: the boot release (also a first install) or one bins package."""
+        self._refuse_open_journal()
+        return await self._transaction(release, self._clock())
 
-        The flist mounted is the link's resolved target (never the moving link name, SPEC 12).
+    async def install_from(self, source: ReleaseSource[C], candidate: C, target: Target) -> UpgradeReport:
+        """Let ``source`` verify ``candidate`` as the first part of the fetch step, then install it.
+
+        A candidate the source rejects is refused like any fetch failure: ReleaseRefused at step
+        ``fetch``, recorded in ``last-transaction.json``, the node unchanged.
         """
-        installed = self.installed_boot()
-        if from_event is not None and installed is not None and installed.fqdn != from_event.fqdn():
-            log.warning("boot flist differs from the manifest; the manifest wins",
-                        extra={"event": from_event.fqdn(), "manifest": installed.fqdn})
-        return await self._transaction(
-            kind="boot", key="boot", fqdn=to_event.fqdn(), source=to_event.absolute(),
-            version=str(to_event.try_version()), info=info_document(to_event.info), expected_hash=None,
-        )
-
-    async def upgrade_release(self, release: Upgrade, version: Version | str) -> UpgradeReport:
-        """Publisher mode: the flist at ``release.flist`` must have the signed ``release.hash``.
-
-        The signature itself is checked by the publisher layer (``TrustedKeys.verify``) before this.
-        """
-        if not release.hash:
-            raise UpgradeFailed(f"release {version} pins no flist hash", step="fetch", rolled_back=True,
-                                refused=True)
-        fqdn = _fqdn_of_url(release.flist)
-        info = {"type": "regular", "updated": int(time.time()), "md5": "", "name": fqdn.split("/")[1],
-                "target": None}
-        return await self._transaction(
-            kind="boot", key="boot", fqdn=fqdn, source=release.flist, version=str(version), info=info,
-            expected_hash=release.hash,
-        )
-
-    async def install_binary(self, flist: RepoFList) -> UpgradeReport:
-        """Install or update one bins package (its resolved target is mounted)."""
-        info = info_document(flist.info)
-        info.setdefault("size", 0)
-        return await self._transaction(
-            kind="bin-install", key=flist.fqdn(), fqdn=flist.fqdn(), source=flist.absolute(),
-            version=str(flist.try_version()), info=info, expected_hash=None,
-        )
+        self._refuse_open_journal()
+        started = self._clock()
+        try:
+            release = await source.verify(candidate, target)
+        except (ZosUpgradeError, OSError) as exc:
+            # which bins package it would have been is the source's to say; the boot one is known
+            old = self.installed_boot() if target == "boot" else None
+            report = UpgradeReport(_KIND_OF[target], old.version if old else "", "")
+            raise self._refused(report, "fetch", exc) from exc
+        return await self._transaction(release, started)
 
     async def uninstall_binary(self, fqdn: str) -> UpgradeReport:
         """Remove a bins package using OUR manifest (the hub may not list it any more)."""
@@ -183,8 +152,8 @@ class Upgrader:
             source=fqdn, owned_elsewhere=self._owned_elsewhere(fqdn),
         )
         report = UpgradeReport("bin-uninstall", old.version, "")
-        self._begin(kind="bin-uninstall", key=fqdn, source=fqdn, expected_hash=None, from_version=old.version,
-                    to_version="", md5="", plan=plan, new_manifest=None)
+        self._begin(kind="bin-uninstall", key=fqdn, source=fqdn, release=None, from_version=old.version,
+                    to_version="", plan=plan, new_manifest=None)
         crash_point("after-plan")
         return await self._run(None, report, resumed=False)
 
@@ -227,17 +196,13 @@ class Upgrader:
 
     # ============================================================== the transaction
 
-    async def _transaction(
-        self, *, kind: TransactionKind, key: str, fqdn: str, source: str, version: str,
-        info: dict[str, Any], expected_hash: str | None,
-    ) -> UpgradeReport:
-        self._refuse_open_journal()
-        old = self.manifests.load(key)
-        report = UpgradeReport(kind, old.version if old else "", version)
-        # 1. fetch: the whole release, verified, into <state>/mounts; nothing on the node changes
-        started = self._clock()
+    async def _transaction(self, release: VerifiedRelease, started: float) -> UpgradeReport:
+        old = self.manifests.load(release.key)
+        report = UpgradeReport(_KIND_OF[release.target], old.version if old else "", release.version)
+        # 1. fetch (from ``started``: the source's verification is part of it): the whole release,
+        #    every block checked, into <state>/mounts; nothing on the node changes
         try:
-            mount = await self.flister.mount(source, expected_hash=expected_hash)
+            mount = await self.flister.mount(release)
         except (ZosUpgradeError, OSError) as exc:
             raise self._refused(report, "fetch", exc) from exc
         report.phases["fetch"] = self._clock() - started
@@ -246,14 +211,12 @@ class Upgrader:
         # 2. plan against the manifest of what is installed and the node as it is
         started = self._clock()
         try:
-            plan, manifest = await asyncio.to_thread(
-                self._plan, mount, old, kind=kind, fqdn=fqdn, source=source, version=version, info=info
-            )
+            plan, manifest = await asyncio.to_thread(self._plan, mount, old, release)
         except (ZosUpgradeError, OSError) as exc:
             raise self._refused(report, "plan", exc) from exc
         report.phases["plan"] = self._clock() - started
-        self._begin(kind=kind, key=key, source=source, expected_hash=expected_hash,
-                    from_version=report.from_version, to_version=version, md5=mount.md5, plan=plan,
+        self._begin(kind=report.kind, key=release.key, source=release.source, release=release,
+                    from_version=report.from_version, to_version=release.version, plan=plan,
                     new_manifest=manifest)
         crash_point("after-plan")
         return await self._run(mount.path, report, resumed=False)
@@ -333,12 +296,12 @@ class Upgrader:
             # a cancelled task (SIGTERM) still rolls back before it ends
             try:
                 await asyncio.shield(self._roll_back(step, reason))
-            except UpgradeFailed as failed:
+            except RollbackIncomplete as failed:
                 failed.report = report
                 raise
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise UpgradeFailed(reason, step=step, rolled_back=True, report=report) from exc
+            raise RolledBack(reason, step=step, report=report) from exc
         # 7. commit: THE COMMIT POINT is this durable journal write (it carries the new manifest)
         self.journal.advance(Phase.COMMITTED)
         with self._timed(report, "commit"):
@@ -369,35 +332,52 @@ class Upgrader:
         )
 
     async def _continue_after_self_update(self, record: JournalRecord) -> str:
+        """Re-mount the release from the flist file the journal names (no network: the source
+        checked it before the plan; its md5 is checked again here) and continue from pre-copy."""
         report = UpgradeReport(record.kind, record.from_version, record.to_version)
         try:
-            mount = await self.flister.mount(record.source, expected_hash=record.expected_hash)
-            if mount.md5 != record.mount_md5:
-                raise UpgradeError(f"release {record.source} changed since the plan "
-                                   f"(md5 {mount.md5}, planned {record.mount_md5})")
+            mount = await self.flister.mount(await asyncio.to_thread(self._kept_release, record))
         except (ZosUpgradeError, OSError) as exc:
             reason = f"cannot continue after self-update: {type(exc).__name__}: {exc}"
             await self._roll_back("fetch", reason)
             return f"rolled back to {record.from_version or 'nothing'}: {reason}"
         try:
             await self._run(mount.path, report, resumed=True)
-        except UpgradeFailed as exc:
-            if not exc.rolled_back:
-                raise
+        except RolledBack as exc:
             return f"continued after self-update, failed at {exc.step}, rolled back: {exc.reason}"
         return f"continued after self-update: committed {record.to_version}"
 
+    def _kept_release(self, record: JournalRecord) -> VerifiedRelease:
+        """The release a journal was planned for, from its kept flist file (md5 re-checked)."""
+        manifest = _decode_manifest(record.new_manifest)
+        if manifest is None:
+            raise UpgradeError(f"{self.journal.path}: a self-update journal without the new manifest")
+        # journals of upgraders before the release sources name no file: the sources' naming rule
+        flist = self.flister.downloads_dir / record.mount_md5
+        if record.flist_file:
+            flist = self.state_dir / record.flist_file  # relative, unless it was outside the state dir
+        actual = _md5_of_file(flist)
+        if actual != record.mount_md5:
+            raise UpgradeError(f"release {record.source}: kept flist file {flist} changed since the plan "
+                               f"(md5 {actual}, planned {record.mount_md5})")
+        return VerifiedRelease(
+            target="boot" if manifest.kind == "boot" else "bin", fqdn=manifest.fqdn,
+            version=manifest.version, source=record.source, flist=flist, md5=record.mount_md5,
+            verified_by="md5 recorded in the journal", info=manifest.info, block_store=record.block_store,
+        )
+
     # ============================================================== steps
 
-    def _plan(self, mount: Mount, old: Manifest | None, *, kind: TransactionKind, fqdn: str, source: str,
-              version: str, info: dict[str, Any]) -> tuple[Plan, Manifest]:
+    def _plan(self, mount: Mount, old: Manifest | None, release: VerifiedRelease) -> tuple[Plan, Manifest]:
         files, services = scan_release(mount.path)
-        owned_elsewhere = self._owned_elsewhere("boot" if kind == "boot" else fqdn)
+        boot = release.target == "boot"
+        source, info = release.source, release.info
+        owned_elsewhere = self._owned_elsewhere(release.key)
         plan = make_plan(
             old_files=old.files if old else {}, old_services=old.services if old else {},
             new_files=files, new_services=services, node=self.files.record, protected=self.protected,
-            program=self.program if self.self_update and kind == "boot" else None,
-            require_services=kind == "boot", source=source,
+            program=self.program if self.self_update and boot else None,
+            require_services=boot, source=source,
             owned_elsewhere=owned_elsewhere,
         )
         # before anything runs: a hostile hooks.paths refuses the release here (nothing changed yet)
@@ -409,7 +389,7 @@ class Upgrader:
         if not info.get("md5"):
             info = {**info, "md5": mount.md5}
         manifest = Manifest(
-            kind="boot" if kind == "boot" else "bin", fqdn=fqdn, source=source, version=version,
+            kind=release.target, fqdn=release.fqdn, source=source, version=release.version,
             md5=mount.md5, info=info, files=files, services=services, installed=time.time(),
         )
         return plan, manifest
@@ -481,8 +461,8 @@ class Upgrader:
         except (Exception, asyncio.CancelledError) as exc:
             log.error("rollback failed; it is retried at the next start",
                       extra={"step": step, "error": f"{type(exc).__name__}: {exc}"})
-            raise UpgradeFailed(f"{reason}; rollback failed: {type(exc).__name__}: {exc}", step=step,
-                                rolled_back=False) from exc
+            raise RollbackIncomplete(f"{reason}; rollback failed: {type(exc).__name__}: {exc}",
+                                     step=step) from exc
 
     async def _undo(self) -> None:
         """Put the node back exactly on the old release. Every step is idempotent (crash-safe)."""
@@ -556,28 +536,37 @@ class Upgrader:
         return {"stop_timeout": self.stop_timeout, "sleep": self._sleep, "clock": self._clock}
 
     def _begin(
-        self, *, kind: TransactionKind, key: str, source: str, expected_hash: str | None, from_version: str,
-        to_version: str, md5: str, plan: Plan, new_manifest: Manifest | None,
+        self, *, kind: TransactionKind, key: str, source: str, release: VerifiedRelease | None,
+        from_version: str, to_version: str, plan: Plan, new_manifest: Manifest | None,
     ) -> None:
         now = time.time()
         self.journal.begin(JournalRecord(
-            id=uuid.uuid4().hex, kind=kind, phase=Phase.PLANNED, source=source, expected_hash=expected_hash,
-            target_key=key, from_version=from_version, to_version=to_version, mount_md5=md5, plan=plan,
-            new_manifest=msgspec.json.encode(new_manifest).decode() if new_manifest else "",
-            started=now, updated=now,
+            id=uuid.uuid4().hex, kind=kind, phase=Phase.PLANNED, source=source, target_key=key,
+            from_version=from_version, to_version=to_version, mount_md5=release.md5 if release else "",
+            plan=plan, new_manifest=msgspec.json.encode(new_manifest).decode() if new_manifest else "",
+            started=now, updated=now, flist_file=self._state_path(release.flist) if release else "",
+            block_store=release.block_store if release else None,
         ))
+
+    def _state_path(self, path: Path) -> str:
+        """``path`` as the journal records it: relative to the state directory when inside it, so a
+        state directory moved or copied whole (a restored backup) still recovers."""
+        try:
+            return str(path.relative_to(self.state_dir))
+        except ValueError:
+            return str(path)
 
     def _refuse_open_journal(self) -> None:
         if self.journal.open or self.journal.load() is not None:
             raise UpgradeError(f"{self.journal.path}: an unfinished transaction exists; call recover() first")
 
-    def _refused(self, report: UpgradeReport, step: str, exc: BaseException) -> UpgradeFailed:
+    def _refused(self, report: UpgradeReport, step: str, exc: BaseException) -> ReleaseRefused:
         reason = f"{type(exc).__name__}: {exc}"
         log.error("release refused; node unchanged", extra={"step": step, "reason": reason})
         self._write_result_doc({"kind": report.kind, "from_version": report.from_version,
                                 "to_version": report.to_version, "result": "refused", "step": step,
                                 "reason": reason, "time": time.time()})
-        return UpgradeFailed(reason, step=step, rolled_back=True, refused=True, report=report)
+        return ReleaseRefused(reason, step=step, report=report)
 
     def _write_result(self, record: JournalRecord, result: str, **extra: str) -> None:
         self._write_result_doc({"kind": record.kind, "from_version": record.from_version,
@@ -613,20 +602,9 @@ def _flist_info(manifest: Manifest) -> FlistInfo:
     return decode_info(msgspec.json.encode(manifest.info))
 
 
-def _fqdn_of_url(url: str) -> str:
-    """``http://hub/repo/name.fl`` -> ``repo/name.fl`` (what the boot files record in publisher mode)."""
-    parts = [p for p in posixpath.normpath(urlsplit(url).path).split("/") if p]
-    if len(parts) >= 2:
-        try:
-            repo, name = split_fqdn(f"{parts[-2]}/{parts[-1]}")
-            return f"{repo}/{name}"
-        except HubError:
-            pass
-    if parts:
-        try:
-            return "/".join(split_fqdn(f"releases/{parts[-1]}"))
-        except HubError:
-            pass
-    raise UpgradeFailed(f"release flist URL {url!r} does not end in a usable flist name", step="fetch",
-                        rolled_back=True, refused=True)
-
+def _md5_of_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
