@@ -53,7 +53,7 @@ from zos_upgrade.upgrade.errors import (
 from zos_upgrade.upgrade.flister import Flister, Mount
 from zos_upgrade.upgrade.hooks import run_hook
 from zos_upgrade.upgrade.journal import Journal, JournalRecord, Phase, TransactionKind
-from zos_upgrade.upgrade.manifest import Manifest, ManifestStore, scan_release
+from zos_upgrade.upgrade.manifest import SERVICE_DIR, Manifest, ManifestStore, scan_release
 from zos_upgrade.upgrade.nodefs import NodeFS, check_relative
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.report import UpgradeReport
@@ -105,7 +105,9 @@ class Upgrader:
         self.files = NodeFS(self.root, self.state_dir / "backup" / "current")
         self.data = DataPaths(self.files, self.state_dir / "backup" / "data", self.state_dir)
         self.last_report: UpgradeReport | None = None
-        self._configs_are_files = svc.configs_are_files(supervisor, self.root)
+        # zinit reads the release's etc/zinit/*.yaml itself: those files, applied and rolled back
+        # byte for byte with the others, ARE its configs; other back-ends get them rendered
+        self._configs_are_files = supervisor.reads_configs_from(self.root / SERVICE_DIR)
 
     # ============================================================== public API
 
