@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from tests.support.node import Sandbox, event_for, service_release  # noqa: E402
+from tests.support.node import Sandbox, install_hub_flist, service_release  # noqa: E402
 from tests.support.procs import free_port, serving  # noqa: E402
 from tests.support.supervisord import running_supervisord  # noqa: E402
 from zos_upgrade.supervisor import restart_many  # noqa: E402
@@ -55,12 +55,12 @@ def make_trees(root: Path, files: int, size: int) -> dict[str, dict[str, object]
 
 async def upgrade_run(box: Sandbox, sup: SupervisordClient) -> tuple[float, float, int, int]:
     async with box.hub_client() as hub:
-        upgrader = box.upgrader(hub, sup, probation=0.0)
+        upgrader = box.upgrader(sup, probation=0.0)
         started = time.perf_counter()
-        await upgrader.upgrade(None, await event_for(hub, "tf-zos/zos:1.0.0.fl"))
+        await install_hub_flist(upgrader, hub, "tf-zos/zos:1.0.0.fl")
         install = time.perf_counter() - started
         started = time.perf_counter()
-        report = await upgrader.upgrade(None, await event_for(hub, "tf-zos/zos:1.1.0.fl"))
+        report = await install_hub_flist(upgrader, hub, "tf-zos/zos:1.1.0.fl")
         upgrade = time.perf_counter() - started
     print("  upgrade phases (s): " + " ".join(f"{k}={v:.2f}" for k, v in report.phases.items()), flush=True)
     return install, upgrade, report.bytes_downloaded, report.release_bytes

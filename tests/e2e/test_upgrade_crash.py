@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.upgrading import client
-from tests.support.node import Exe, Sandbox, event_for, leftovers, run_child, service_release, tree_digest
+from tests.support.node import (
+    Exe,
+    Sandbox,
+    install_hub_flist,
+    leftovers,
+    run_child,
+    service_release,
+    tree_digest,
+)
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.supervisor import StateFamily
 from zos_upgrade.supervisor.supervisord import SupervisordClient
@@ -47,7 +55,7 @@ def release(root: Path, version: str) -> dict[str, object]:
 
 async def _install(box: Sandbox, sd: RunningSupervisord, fqdn: str) -> None:
     async with box.hub_client() as hub:
-        await box.upgrader(hub, client(sd), self_update=False).upgrade(None, await event_for(hub, fqdn))
+        await install_hub_flist(box.upgrader(client(sd), self_update=False), hub, fqdn)
 
 
 @pytest.fixture
@@ -131,7 +139,7 @@ def test_every_crash_point_converges(node: Node) -> None:
 
 
 def test_rollback_that_cannot_reach_the_supervisor_is_retried_by_the_next_recovery(node: Node) -> None:
-    from zos_upgrade.upgrade import UpgradeFailed
+    from zos_upgrade.upgrade import RollbackIncomplete
     from zos_upgrade.upgrade.journal import Journal, Phase
 
     box, sd = node.box, node.sd
@@ -142,13 +150,12 @@ def test_rollback_that_cannot_reach_the_supervisor_is_retried_by_the_next_recove
     assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
 
     async def recover(socket: Path) -> str | None:
-        async with box.hub_client() as hub:
-            sup = SupervisordClient(socket, include_dir=sd.include_dir, timeout=2)
-            return await box.upgrader(hub, sup).recover()
+        sup = SupervisordClient(socket, include_dir=sd.include_dir, timeout=2)
+        return await box.upgrader(sup).recover()
 
-    with pytest.raises(UpgradeFailed) as failed:
+    with pytest.raises(RollbackIncomplete) as failed:
         asyncio.run(recover(box.base / "no-such.sock"))
-    assert not failed.value.rolled_back and "rollback failed" in failed.value.reason
+    assert "rollback failed" in failed.value.reason
     record = Journal(box.state).load()
     assert record is not None and record.phase is Phase.ROLLING_BACK  # kept for the next attempt
     assert asyncio.run(recover(sd.socket_path)) is not None

@@ -28,7 +28,7 @@ from tests.support.node import (
 )
 from tests.support.supervisord import RunningSupervisord
 from zos_upgrade.supervisor import StateFamily
-from zos_upgrade.upgrade import UpgradeFailed
+from zos_upgrade.upgrade import RolledBack, UpgradeFailed
 from zos_upgrade.upgrade.journal import JOURNAL_NAME
 
 DATA = b"format=1\nalice 1\nbob 2\n"
@@ -88,7 +88,7 @@ def test_probation_failure_after_migrate_restores_the_data_byte_for_byte(
     release_1_1_0(box, crash=("beta",))
     with pytest.raises(UpgradeFailed) as failed:
         asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
-    assert failed.value.step == "probation" and failed.value.rolled_back
+    assert failed.value.step == "probation" and isinstance(failed.value, RolledBack)
     partial = failed.value.report  # what the transaction did before it failed (the demo shows it)
     assert partial is not None and partial.to_version == "1.1.0" and partial.release_bytes > 0
     assert {"fetch", "plan", "save-data", "migrate", "restart", "probation"} <= set(partial.phases)

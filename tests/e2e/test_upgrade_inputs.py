@@ -23,6 +23,7 @@ from tests.support.node import (
     BINS_REPO,
     Exe,
     Sandbox,
+    install_hub_flist,
     leftovers,
     service_release,
     service_yaml,
@@ -30,13 +31,15 @@ from tests.support.node import (
 )
 from tests.support.supervisord import RunningSupervisord
 from zos_upgrade.fsutil import TEMP_MARK
-from zos_upgrade.hub.flists import RepoFList
+from zos_upgrade.node.events import ReleaseEvent
 from zos_upgrade.publisher.base import Upgrade
 from zos_upgrade.publisher.signing import file_hash
+from zos_upgrade.sources import PublisherSource
 from zos_upgrade.supervisor import StateFamily, UnknownService
 from zos_upgrade.supervisor.zinit import ZinitClient
-from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
+from zos_upgrade.upgrade import RestartNeeded, RolledBack, UpgradeFailed
 from zos_upgrade.upgrade.journal import Journal, Phase
+from zos_upgrade.versions import parse_version
 
 
 def program(version: str) -> Exe:
@@ -57,8 +60,8 @@ def test_self_update_raises_restart_needed_and_a_fresh_upgrader_continues(
     assert box.version_file("alpha") == "1.0.0"  # nothing else moved yet
 
     async def restart() -> str | None:
-        async with box.hub_client() as hub:
-            return await box.upgrader(hub, client(sd)).recover()
+        # no hub: the journal names the kept flist file, checked by md5 again
+        return await box.upgrader(client(sd)).recover()
 
     outcome = asyncio.run(restart())
     assert outcome == "continued after self-update: committed 1.1.0"
@@ -79,8 +82,7 @@ def test_bins_package_install_then_uninstall_from_our_manifest(box: Sandbox, sd:
 
     async def install_bin() -> object:
         async with box.hub_client() as hub:
-            flist = RepoFList(BINS_REPO, await hub.info(fqdn))
-            return await box.upgrader(hub, client(sd)).install_binary(flist)
+            return await install_hub_flist(box.upgrader(client(sd)), hub, fqdn, "bin")
 
     report = asyncio.run(install_bin())
     assert report.kind == "bin-install" and report.services_restarted == ["toold"]  # type: ignore[attr-defined]
@@ -94,8 +96,7 @@ def test_bins_package_install_then_uninstall_from_our_manifest(box: Sandbox, sd:
     shutil.rmtree(box.root / "tmp")
 
     async def resync() -> None:
-        async with box.hub_client() as hub:
-            box.upgrader(hub, client(sd)).sync_boot_files()
+        box.upgrader(client(sd)).sync_boot_files()
 
     asyncio.run(resync())
     assert {name: (box.root / "tmp" / name).read_bytes() for name in boot_files} == boot_files
@@ -103,11 +104,10 @@ def test_bins_package_install_then_uninstall_from_our_manifest(box: Sandbox, sd:
     (box.hub_root / BINS_REPO / "tool:2.0.0.fl").unlink()
 
     async def uninstall() -> object:
-        async with box.hub_client() as hub:
-            upgrader = box.upgrader(hub, client(sd))
-            done = await upgrader.uninstall_binary(fqdn)
-            assert upgrader.installed_bins() == {}
-            return done
+        upgrader = box.upgrader(client(sd))
+        done = await upgrader.uninstall_binary(fqdn)
+        assert upgrader.installed_bins() == {}
+        return done
 
     report = asyncio.run(uninstall())
     assert report.kind == "bin-uninstall" and report.files_removed == 2  # type: ignore[attr-defined]
@@ -128,9 +128,9 @@ def test_publisher_mode_refuses_an_flist_not_matching_the_signed_hash(
     url = f"{box.hub_url}/tf-zos/zos:1.1.0.fl"
 
     async def release(pinned: str) -> object:
-        async with box.hub_client() as hub:
-            upgrader = box.upgrader(hub, client(sd))
-            return await upgrader.upgrade_release(Upgrade(flist=url, hash=pinned, version="1.1.0"), "1.1.0")
+        upgrader = box.upgrader(client(sd))
+        candidate = ReleaseEvent(parse_version("1.1.0"), Upgrade(flist=url, hash=pinned, version="1.1.0"))
+        return await upgrader.install_from(PublisherSource(upgrader.flister.downloads_dir), candidate, "boot")
 
     with pytest.raises(UpgradeFailed) as failed:
         asyncio.run(release("ab" * 32))
@@ -200,7 +200,7 @@ def test_full_disk_during_apply_rolls_back(
             monkeypatch.setattr(nodefs, "_copy_entry", copy)
         with pytest.raises(UpgradeFailed) as failed:
             asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
-        assert failed.value.step == "apply" and failed.value.rolled_back
+        assert failed.value.step == "apply" and isinstance(failed.value, RolledBack)
         assert "No space left" in failed.value.reason
         assert tree_digest(box.root) == before
         assert box.wait_version("alpha", "1.0.0") == "1.0.0"
@@ -220,8 +220,7 @@ def test_recovery_sweeps_temp_files_of_interrupted_config_writes(box: Sandbox,
     kept.write_text("not ours\n")
 
     async def recover() -> str | None:
-        async with box.hub_client() as hub:
-            return await box.upgrader(hub, client(sd)).recover()
+        return await box.upgrader(client(sd)).recover()
 
     assert asyncio.run(recover()) is None  # no journal: nothing else to do
     assert not stray.exists() and kept.read_text() == "not ours\n"

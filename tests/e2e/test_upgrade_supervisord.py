@@ -8,10 +8,10 @@ import json
 import pytest
 
 from tests.e2e.upgrading import client, install
-from tests.support.node import Exe, Sandbox, event_for, leftovers, service_release, tree_digest
+from tests.support.node import Exe, Sandbox, install_hub_flist, leftovers, service_release, tree_digest
 from tests.support.supervisord import RunningSupervisord
 from zos_upgrade.supervisor import StateFamily
-from zos_upgrade.upgrade import UpgradeFailed
+from zos_upgrade.upgrade import RolledBack, UpgradeFailed
 from zos_upgrade.upgrade.journal import JOURNAL_NAME
 
 
@@ -33,9 +33,8 @@ def test_first_install_then_upgrade_changes_files_and_restarts_services(
 
     async def upgrade() -> object:
         async with box.hub_client() as hub:
-            upgrader = box.upgrader(hub, client(sd))
-            before = await event_for(hub, "tf-zos/zos:latest.fl")
-            report = await upgrader.upgrade(None, before)
+            upgrader = box.upgrader(client(sd))
+            report = await install_hub_flist(upgrader, hub, "tf-zos/zos:latest.fl")
             status = {n: await upgrader.supervisor.status(n) for n in ("alpha", "beta")}
             return report, status
 
@@ -66,7 +65,7 @@ def test_failing_migrate_hook_rolls_back_to_byte_identical_old_release(
     }))
     with pytest.raises(UpgradeFailed) as failed:
         asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
-    assert failed.value.rolled_back and failed.value.step == "migrate"
+    assert isinstance(failed.value, RolledBack) and failed.value.step == "migrate"
     assert "exited with status 7" in failed.value.reason
     assert tree_digest(box.root) == before
     assert (box.root / "tmp/flist.info").read_bytes() == boot_before
@@ -85,7 +84,7 @@ def test_service_failing_probation_rolls_back(box: Sandbox, sd: RunningSuperviso
     box.pack("zos:1.2.0.fl", service_release(box.root, "1.2.0", crash=("beta",)))
     with pytest.raises(UpgradeFailed) as failed:
         asyncio.run(install(box, sd, "tf-zos/zos:1.2.0.fl"))
-    assert failed.value.step == "probation" and failed.value.rolled_back
+    assert failed.value.step == "probation" and isinstance(failed.value, RolledBack)
     assert "beta" in failed.value.reason
     assert tree_digest(box.root) == before
     assert box.wait_version("beta", "1.0.0") == "1.0.0"
@@ -131,7 +130,7 @@ def test_bad_hooks_fail_cleanly_and_keep_the_old_release(
     box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra=hooks))  # type: ignore[arg-type]
     with pytest.raises(UpgradeFailed) as failed:
         asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl", hook_timeout=0.5))
-    assert failed.value.step == step and failed.value.rolled_back
+    assert failed.value.step == step and isinstance(failed.value, RolledBack)
     assert words in failed.value.reason
     assert tree_digest(box.root) == before
     assert box.wait_version("alpha", "1.0.0") == "1.0.0"
@@ -166,8 +165,8 @@ def test_cancelled_mid_transaction_rolls_back_before_ending(box: Sandbox, sd: Ru
 
     async def cancel_during_probation() -> str:
         async with box.hub_client() as hub:
-            upgrader = box.upgrader(hub, client(sd), probation=30.0)
-            task = asyncio.create_task(upgrader.upgrade(None, await event_for(hub, "tf-zos/zos:1.1.0.fl")))
+            upgrader = box.upgrader(client(sd), probation=30.0)
+            task = asyncio.create_task(install_hub_flist(upgrader, hub, "tf-zos/zos:1.1.0.fl"))
             journal = box.state / JOURNAL_NAME
             for _ in range(400):
                 if journal.exists() and b'"restarted"' in journal.read_bytes():

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.node import Exe, Sandbox, event_for, leftovers, run_child, service_release, tree_digest
+from tests.support.node import (
+    Exe,
+    Sandbox,
+    install_hub_flist,
+    leftovers,
+    run_child,
+    service_release,
+    tree_digest,
+)
 from tests.support.zinit_emulator import running_zinit
 from zos_upgrade.supervisor import StateFamily
 from zos_upgrade.supervisor.zinit import ZinitClient
@@ -29,8 +37,7 @@ def zinit(tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
 
 async def install(box: Sandbox, sock: Path, fqdn: str) -> object:
     async with box.hub_client() as hub:
-        upgrader = box.upgrader(hub, ZinitClient(sock, root=box.root))
-        return await upgrader.upgrade(None, await event_for(hub, fqdn))
+        return await install_hub_flist(box.upgrader(ZinitClient(sock, root=box.root)), hub, fqdn)
 
 
 def running(sock: Path, root: Path, name: str) -> bool:

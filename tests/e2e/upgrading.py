@@ -3,7 +3,7 @@ boot upgrade through a fresh Upgrader (first install when the node has none)."""
 
 from __future__ import annotations
 
-from tests.support.node import Sandbox, event_for
+from tests.support.node import Sandbox, install_hub_flist
 from tests.support.supervisord import RunningSupervisord
 from zos_upgrade.supervisor.supervisord import SupervisordClient
 
@@ -14,4 +14,4 @@ def client(sd: RunningSupervisord) -> SupervisordClient:
 
 async def install(box: Sandbox, sd: RunningSupervisord, fqdn: str, **options: object) -> object:
     async with box.hub_client() as hub:
-        return await box.upgrader(hub, client(sd), **options).upgrade(None, await event_for(hub, fqdn))
+        return await install_hub_flist(box.upgrader(client(sd), **options), hub, fqdn)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tests.fault.invariants import check_services, check_state, which_release
 from tests.fault.releases import FAILING, NEW, OLD, ReleasePair, flist_name, release_pair
-from tests.support.node import Sandbox, child_command, event_for, tree_digest
+from tests.support.node import Sandbox, child_command, install_hub_flist, tree_digest
 from tests.support.procs import REPO
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.supervisor.supervisord import SupervisordClient
@@ -231,8 +231,8 @@ class FaultNode:
 async def _install(box: Sandbox, sd: RunningSupervisord, fqdn: str) -> None:
     client = SupervisordClient(sd.socket_path, include_dir=sd.include_dir, start_seconds=0)
     async with box.hub_client() as hub:
-        upgrader = box.upgrader(hub, client, self_update=False, probation=0.2)
-        await upgrader.upgrade(None, await event_for(hub, fqdn))
+        upgrader = box.upgrader(client, self_update=False, probation=0.2)
+        await install_hub_flist(upgrader, hub, fqdn)
 
 
 @contextlib.contextmanager

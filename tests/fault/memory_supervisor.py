@@ -81,5 +81,8 @@ class MemorySupervisor:
     def sweep_config_temps(self) -> Sequence[Path]:
         return []  # configs live in memory: no write can be cut short
 
+    def reads_configs_from(self, directory: Path) -> bool:
+        return False  # configs are installed through install_config, like supervisord's
+
     async def aclose(self) -> None:
         pass

@@ -21,16 +21,14 @@ from tests.fault.invariants import check_state, which_release
 from tests.fault.memory_supervisor import MemorySupervisor
 from tests.fault.powerloss import DurabilityTracker
 from tests.fault.releases import NEW, OLD, ReleasePair, flist_name, release_pair
-from tests.support.node import Sandbox, event_for, tree_digest
-from zos_upgrade.hub.client import HubClient
+from tests.support.node import Sandbox, install_hub_flist, tree_digest
 from zos_upgrade.upgrade import Flister, RestartNeeded, Upgrader
 from zos_upgrade.upgrade.journal import Journal
 from zos_upgrade.upgrade.manifest import ManifestStore
 
 
-def _upgrader(root: Path, state: Path, hub: HubClient, sup: MemorySupervisor, *,
-              self_update: bool) -> Upgrader:
-    return Upgrader(root, state, hub, Flister(state, hub), sup, self_update=self_update, probation=0.5,
+def _upgrader(root: Path, state: Path, sup: MemorySupervisor, *, self_update: bool) -> Upgrader:
+    return Upgrader(root, state, Flister(state), sup, self_update=self_update, probation=0.5,
                     start_timeout=5.0, hook_timeout=10.0, stop_timeout=1.0, sleep=sup.sleep, clock=sup.clock)
 
 
@@ -38,16 +36,15 @@ async def _upgrade(box: Sandbox, pair: ReleasePair, version: str, sup: MemorySup
                    self_update: bool) -> None:
     """Upgrade in this process; on RestartNeeded a new Upgrader (a new process) continues."""
     async with box.hub_client() as hub:
-        event = await event_for(hub, pair.fqdn(version))
         try:
-            await _upgrader(box.root, box.state, hub, sup, self_update=self_update).upgrade(None, event)
+            upgrader = _upgrader(box.root, box.state, sup, self_update=self_update)
+            await install_hub_flist(upgrader, hub, pair.fqdn(version))
         except RestartNeeded:
-            await _upgrader(box.root, box.state, hub, sup, self_update=self_update).recover()
+            await _upgrader(box.root, box.state, sup, self_update=self_update).recover()
 
 
-async def _recover(hub_url: str, root: Path, state: Path, sup: MemorySupervisor) -> str | None:
-    async with HubClient(hub_url, cache_dir=state / "flists") as hub:
-        return await _upgrader(root, state, hub, sup, self_update=True).recover()
+async def _recover(root: Path, state: Path, sup: MemorySupervisor) -> str | None:
+    return await _upgrader(root, state, sup, self_update=True).recover()
 
 
 def expected_release(state: Path) -> str:
@@ -67,13 +64,13 @@ def pick_cuts(total: int, limit: int | None) -> list[int]:
     return sorted({round(i * step) for i in range(limit)})
 
 
-def _recover_and_check(hub_url: str, root: Path, state: Path, pair: ReleasePair,
+def _recover_and_check(root: Path, state: Path, pair: ReleasePair,
                        digests: dict[str, dict[str, str]]) -> tuple[str | None, list[str]]:
     """Recover the node at ``root``/``state`` as a fresh process would; check every file invariant
     and that it went where its durable journal/manifest said."""
     want = expected_release(state)
     try:
-        asyncio.run(_recover(hub_url, root, state, MemorySupervisor(pair.services[OLD])))
+        asyncio.run(_recover(root, state, MemorySupervisor(pair.services[OLD])))
     except Exception as exc:  # any failure of recovery is a finding
         return None, [f"recovery raised {type(exc).__name__}: {exc}"]
     recovered, problems = which_release(root, digests)
@@ -102,7 +99,7 @@ def power_loss_campaign(base: Path, seed: int, monkeypatch: pytest.MonkeyPatch, 
     tally = Tally(f"power loss (seed {seed})", unit="power cuts")
     box = Sandbox(base / "live")
     pair = release_pair(box.root, seed, small=True)
-    with box.serving_hub() as hub_url:
+    with box.serving_hub():
         for version in (OLD, NEW):
             box.pack(flist_name(version), pair.trees[version])
         digests = {}
@@ -128,8 +125,8 @@ def power_loss_campaign(base: Path, seed: int, monkeypatch: pytest.MonkeyPatch, 
             root, state = cut / "node", cut / "state"
             tracker.rebuild(dirs, files, [root, state])
             if k in deep:
-                _cut_the_recovery(tally, label, cut, hub_url, pair, digests, monkeypatch)
-            recovered, problems = _recover_and_check(hub_url, root, state, pair, digests)
+                _cut_the_recovery(tally, label, cut, pair, digests, monkeypatch)
+            recovered, problems = _recover_and_check(root, state, pair, digests)
             if k == len(tracker.events) and recovered != NEW:
                 problems.append(f"with every write durable the node recovered to {recovered}, not {NEW}")
             tally.record(label, problems)
@@ -142,7 +139,7 @@ def _journal_event_before(tracker: DurabilityTracker, k: int) -> bool:
     return any("journal.json" in event.path for event in tracker.events[:k])
 
 
-def _cut_the_recovery(tally: Tally, label: str, cut: Path, hub_url: str, pair: ReleasePair,
+def _cut_the_recovery(tally: Tally, label: str, cut: Path, pair: ReleasePair,
                       digests: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
     """Recover a copy of ``cut`` under a tracker, then cut that recovery after each of its events
     and recover each of those trees again."""
@@ -152,11 +149,11 @@ def _cut_the_recovery(tally: Tally, label: str, cut: Path, hub_url: str, pair: R
     tracker.start()
     # the tracked recovery's own outcome is checked on the uncut copy, so its errors are not ours here
     with tracker.tracking(monkeypatch), contextlib.suppress(Exception):
-        asyncio.run(_recover(hub_url, first / "node", first / "state", MemorySupervisor(pair.services[OLD])))
+        asyncio.run(_recover(first / "node", first / "state", MemorySupervisor(pair.services[OLD])))
     for j, dirs, files in tracker.states():
         again = cut.with_name(f"{cut.name}-r{j}")
         tracker.rebuild(dirs, files, [again / "node", again / "state"])
-        _, problems = _recover_and_check(hub_url, again / "node", again / "state", pair, digests)
+        _, problems = _recover_and_check(again / "node", again / "state", pair, digests)
         tally.record(f"{label}, recovery cut {j}/{len(tracker.events)}", problems)
         tally.recovery_kills += 1
         shutil.rmtree(again)

@@ -54,7 +54,7 @@ def test_recovery_removes_temp_files_of_writes_cut_by_a_kill(tmp_path: Path) -> 
     for path in [*planted, kept]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("half")
-    upgrader = Upgrader(box.root, box.state, None, Flister(box.state, None), MemorySupervisor())
+    upgrader = Upgrader(box.root, box.state, Flister(box.state), MemorySupervisor())
     assert asyncio.run(upgrader.recover()) is None
     assert stray_files(box.root, box.state) == []
     assert kept.read_text() == "half"

@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.liar import script_file
-from tests.support.node import Sandbox, event_for, service_release, tree_digest
+from tests.support.node import Sandbox, install_hub_flist, service_release, tree_digest
 from tests.support.procs import REPO, free_port, serving
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.net import RetryPolicy
+from zos_upgrade.sources import ReleaseRejected
 from zos_upgrade.supervisor.supervisord import SupervisordClient
-from zos_upgrade.upgrade import Upgrader, UpgradeReport
+from zos_upgrade.upgrade import ReleaseRefused, UpgradeFailed, Upgrader, UpgradeReport
 
 # Not durable node state: content-addressed caches (every entry verified before use) and the
 # record of the last refusal, which is the one thing a refused release is expected to write.
@@ -42,8 +43,8 @@ class Node:
     def supervisor(self) -> SupervisordClient:
         return SupervisordClient(self.sd.socket_path, include_dir=self.sd.include_dir, start_seconds=0)
 
-    def upgrader(self, hub: HubClient) -> Upgrader:
-        return self.box.upgrader(hub, self.supervisor())
+    def upgrader(self) -> Upgrader:
+        return self.box.upgrader(self.supervisor())
 
     def hub_client(self, url: str | None = None, **options: object) -> HubClient:
         """A node's hub client (short timeouts and few retries: the hostile cases must fail fast)."""
@@ -55,7 +56,7 @@ class Node:
     async def upgrade_to(self, fqdn: str, hub_url: str | None = None, **options: object) -> UpgradeReport:
         """What the daemon does for a hub event: read /light, then run the transaction."""
         async with self.hub_client(hub_url, **options) as hub:
-            return await self.upgrader(hub).upgrade(None, await event_for(hub, fqdn))
+            return await install_hub_flist(self.upgrader(), hub, fqdn)
 
 
 def fingerprint(box: Sandbox) -> dict[str, object]:
@@ -78,6 +79,18 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         assert report.to_version == "1.0.0"
         assert box.wait_version("alpha", "1.0.0") == "1.0.0"
         yield installed
+
+
+def refusal_cause(failed: UpgradeFailed) -> BaseException | None:
+    """The typed error at the root of a refusal at fetch: what the source or the Flister caught.
+
+    A source's verdict (ReleaseRejected) chains the error that made it; that one names the lie.
+    """
+    assert isinstance(failed, ReleaseRefused) and failed.step == "fetch", repr(failed)
+    cause = failed.__cause__
+    if isinstance(cause, ReleaseRejected):
+        cause = cause.__cause__
+    return cause
 
 
 def assert_node_unchanged(node: Node, before: dict[str, object]) -> None:

@@ -13,15 +13,14 @@ import pytest
 
 from tests.hostile.badflists import SUFFIX, BadFlist, Format, fresh, param_id, params
 from tests.hostile.conftest import Node, assert_node_unchanged, fingerprint
-from tests.support.node import BINS_REPO, REPO_NAME, Exe, write_tree
+from tests.support.node import BINS_REPO, REPO_NAME, Exe, install_hub_flist, write_tree
 from zos_upgrade.daemon import EXIT_FAILED, EXIT_OK, BootPolicy, Daemon, NodeParts
-from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import DirStore, Route, Router
-from zos_upgrade.hub import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.state import read_state
-from zos_upgrade.upgrade import UpgradeFailed
+from zos_upgrade.sources import HubSource
+from zos_upgrade.upgrade import ReleaseRefused
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListSemverWatcher
 
@@ -42,10 +41,10 @@ def test_the_upgrader_refuses_a_hostile_release_and_the_node_is_unchanged(
     case.build[fmt](node.box.hub_root / REPO_NAME / name, DirStore(node.box.blocks))
     before = fingerprint(node.box)
 
-    with pytest.raises(UpgradeFailed) as failed:
+    with pytest.raises(ReleaseRefused) as failed:
         asyncio.run(node.upgrade_to(f"{REPO_NAME}/{name}"))
 
-    assert failed.value.step == "fetch" and failed.value.rolled_back
+    assert failed.value.step == "fetch"
     assert isinstance(failed.value.__cause__, case.error), repr(failed.value.__cause__)
     assert case.fragment_for(fmt) in failed.value.reason, failed.value.reason
     assert_node_unchanged(node, before)
@@ -65,7 +64,7 @@ def test_the_daemon_refuses_a_hostile_release_behind_its_link_round_after_round(
             def watcher(current: Version) -> FListSemverWatcher:
                 return FListSemverWatcher(f"{REPO_NAME}/latest.fl", 60, current, hub=hub)
 
-            upgrader = node.upgrader(hub)
+            upgrader = node.upgrader()
             policy = BootPolicy(upgrader, HubSource(hub, upgrader.flister.downloads_dir), watcher)
             parts = NodeParts(upgrader=upgrader, boot=Boot(box.root), policies=[policy])
             return await Daemon(parts, state_dir=box.state, source="hostile suite").run(once=True)
@@ -114,7 +113,7 @@ def test_a_package_whose_recorded_store_the_node_cannot_reach_installs_from_the_
 
     async def install() -> None:
         async with node.hub_client() as hub:
-            await node.upgrader(hub).install_binary(RepoFList(BINS_REPO, await hub.info(fqdn)))
+            await install_hub_flist(node.upgrader(), hub, fqdn, "bin")
 
     asyncio.run(install())
     assert (box.root / "usr/share/tool/data").read_bytes() == data

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hostile.conftest import Liar, Node, assert_node_unchanged, fingerprint
+from tests.hostile.conftest import Liar, Node, assert_node_unchanged, fingerprint, refusal_cause
 from tests.support.node import REPO_NAME, service_release
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.flist import open_flist
@@ -56,9 +56,9 @@ def attempt(node: Node, liar: Liar, **options: object) -> BaseException:
     try:
         asyncio.run(node.upgrade_to(FQDN, liar.url, **options))
     except UpgradeFailed as failed:
-        assert failed.step == "fetch" and failed.rolled_back
-        assert failed.__cause__ is not None
-        return failed.__cause__
+        cause = refusal_cause(failed)
+        assert cause is not None
+        return cause
     except ZosUpgradeError as exc:  # refused before the transaction: the event could not be read
         return exc
     raise AssertionError("the lie was believed: the upgrade went through")

@@ -3,8 +3,8 @@
 The node (release 1.0.0 installed) trusts one ed25519 key. A real ``zos-upgrade release serve``
 publishes 1.0.0 and 1.1.0 signed by that key, with a liar in front of it (and another in front of
 the hub that holds the flists). One round is what the daemon does: the publisher watcher checks,
-and a proposed release is applied with ``upgrade_release``. Every lie must end in a typed error
-naming what was wrong (or, for a downgrade, in no proposal at all) and the node must not change.
+and a proposed release is verified by a ``PublisherSource`` and installed. Every lie must end in a
+typed error naming what was wrong (or, for a downgrade, in no proposal at all) and the node must not change.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.hostile.conftest import Liar, Node, assert_node_unchanged, fingerprint, lying_in_front_of
+from tests.hostile.conftest import (
+    Liar,
+    Node,
+    assert_node_unchanged,
+    fingerprint,
+    lying_in_front_of,
+    refusal_cause,
+)
 from tests.support.node import REPO_NAME, service_release
 from tests.support.procs import free_port, serving, zos_upgrade_cmd
 from zos_upgrade.errors import ZosUpgradeError
@@ -37,6 +44,7 @@ from zos_upgrade.publisher import (
     Upgrade,
 )
 from zos_upgrade.publisher.signing import file_hash, generate_key, sign_upgrade
+from zos_upgrade.sources import PublisherSource
 from zos_upgrade.upgrade import Flister, UpgradeFailed, Upgrader
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import PublisherWatcher
@@ -95,9 +103,9 @@ def publisher_round(node: Node, site: Site,
             event = await PublisherWatcher(publisher, CURRENT, 60).check()
         if event is None:
             return None
-        upgrader = Upgrader(node.box.root, node.box.state, None, Flister(node.box.state, None),
+        upgrader = Upgrader(node.box.root, node.box.state, Flister(node.box.state),
                             node.supervisor(), probation=0.3, start_timeout=10.0, stop_timeout=2.0)
-        await upgrader.upgrade_release(event.upgrade, event.version)
+        await upgrader.install_from(PublisherSource(upgrader.flister.downloads_dir), event, "boot")
         return event
 
     return asyncio.run(run())
@@ -109,8 +117,7 @@ def refused(node: Node, site: Site, error: type[Exception], fragment: str,
     try:
         publisher_round(node, site, trusted)
     except UpgradeFailed as failed:
-        assert failed.step == "fetch" and failed.rolled_back
-        exc: BaseException | None = failed.__cause__
+        exc: BaseException | None = refusal_cause(failed)
     except ZosUpgradeError as caught:
         exc = caught
     else:
@@ -203,7 +210,7 @@ def test_a_release_whose_signature_was_flipped_is_refused(node: Node, pub: Site)
 def test_an_flist_swapped_in_transit_is_refused_by_its_signed_hash(node: Node, pub: Site) -> None:
     # the release object is genuine; the hub (or a CDN) serves the old release's bytes under its URL
     pub.hub_liar.lie(f"/{REPO_NAME}/zos:1.1.0.fl", **{"from": f"/{REPO_NAME}/zos:1.0.0.fl"})
-    refused(node, pub, HashMismatch, "the signed release pins")
+    refused(node, pub, HashMismatch, "the release object pins")
 
 
 @pytest.mark.parametrize("latest", ["0.9.0", "1.0.0"])

@@ -33,8 +33,9 @@ from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import DirStore
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.node.events import FListEvent
+from zos_upgrade.sources import HubSource, Target
 from zos_upgrade.supervisor import Supervisor
-from zos_upgrade.upgrade import Flister, Upgrader
+from zos_upgrade.upgrade import Flister, Upgrader, UpgradeReport
 
 REPO_NAME = "tf-zos"
 BINS_REPO = "tf-zos-bins"
@@ -191,11 +192,11 @@ class Sandbox:
     def hub_client(self) -> HubClient:
         return HubClient(self.hub_url, cache_dir=self.state / "flists")
 
-    def upgrader(self, hub: HubClient, supervisor: Supervisor, **options: object) -> Upgrader:
+    def upgrader(self, supervisor: Supervisor, **options: object) -> Upgrader:
         defaults: dict[str, object] = {"probation": 0.3, "start_timeout": 10.0, "hook_timeout": 10.0,
                                        "stop_timeout": 2.0}
         defaults.update(options)
-        return Upgrader(self.root, self.state, hub, Flister(self.state, hub), supervisor,
+        return Upgrader(self.root, self.state, Flister(self.state), supervisor,
                         **defaults)  # type: ignore[arg-type]
 
     def version_file(self, service: str) -> str:
@@ -228,13 +229,21 @@ async def event_for(hub: HubClient, fqdn: str) -> FListEvent:
     return FListEvent(repo, await hub.info(fqdn), hub)
 
 
+async def install_hub_flist(upgrader: Upgrader, hub: HubClient, fqdn: str,
+                            target: Target = "boot") -> UpgradeReport:
+    """What the daemon does with a hub flist: read its /light (as a watcher would), let the
+    HubSource download and check its resolved target, and let the Upgrader install that."""
+    source = HubSource(hub, upgrader.flister.downloads_dir)
+    return await upgrader.install_from(source, await event_for(hub, fqdn), target)
+
+
 # ------------------------------------------------------------------ child-process entry point
 
 
 async def _child(args: argparse.Namespace) -> int:
     from zos_upgrade.supervisor.supervisord import SupervisordClient
     from zos_upgrade.supervisor.zinit import ZinitClient
-    from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
+    from zos_upgrade.upgrade import RestartNeeded, RollbackIncomplete, UpgradeFailed
 
     root, state = Path(args.root), Path(args.state)
     sup: Supervisor
@@ -243,7 +252,7 @@ async def _child(args: argparse.Namespace) -> int:
     else:
         sup = SupervisordClient(args.socket, include_dir=args.include)
     async with HubClient(args.hub, cache_dir=state / "flists") as hub:
-        upgrader = Upgrader(root, state, hub, Flister(state, hub), sup, probation=args.probation,
+        upgrader = Upgrader(root, state, Flister(state), sup, probation=args.probation,
                             start_timeout=10.0, hook_timeout=10.0, stop_timeout=2.0,
                             self_update=args.self_update)
         try:
@@ -251,15 +260,14 @@ async def _child(args: argparse.Namespace) -> int:
                 print(json.dumps({"recovered": await upgrader.recover()}), flush=True)
                 return 0
             await upgrader.recover()
-            event = await event_for(hub, args.to)
-            report = await upgrader.upgrade(None, event)
+            report = await install_hub_flist(upgrader, hub, args.to)
             print(json.dumps({"committed": report.to_version}), flush=True)
             return 0
         except RestartNeeded:
             return 3
         except UpgradeFailed as exc:
             print(json.dumps({"failed": exc.reason, "step": exc.step}), flush=True)
-            return 1 if exc.rolled_back else 2
+            return 2 if isinstance(exc, RollbackIncomplete) else 1
 
 
 def child_command(sandbox: Sandbox, action: str, *, socket: Path, include: Path | None = None, to: str = "",

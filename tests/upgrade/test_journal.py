@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from zos_upgrade.fsutil import TEMP_MARK
 from zos_upgrade.upgrade.errors import JournalError
 from zos_upgrade.upgrade.journal import JOURNAL_NAME, Journal, JournalRecord, Phase
 from zos_upgrade.upgrade.plan import Plan
@@ -24,16 +27,63 @@ def record(**changes: object) -> JournalRecord:
     return msgspec.structs.replace(base, **changes)
 
 
-def test_full_forward_path_is_persisted_at_every_step(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, clock=lambda: 5.0)
+class DurableWrites:
+    """Records, in order, the fsyncs (of a file or a directory, by path) and renames of this process."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, str]] = []
+        real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
+
+        def fsync(fd: int) -> None:
+            kind = "fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file"
+            self.calls.append((kind, os.readlink(f"/proc/self/fd/{fd}")))
+            real_fsync(fd)
+
+        def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+            self.calls.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+            real_replace(src, dst)
+
+        def unlink(path: str | os.PathLike[str], *args: object, **kwargs: object) -> None:
+            self.calls.append(("unlink", os.fspath(path)))
+            real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "unlink", unlink)
+
+    def take(self) -> list[tuple[str, str]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def assert_durably_replaced(calls: list[tuple[str, str]], journal: Path) -> None:
+    """One write of ``journal``: its temp file fsynced, renamed over it, then its directory fsynced."""
+    assert [kind for kind, _ in calls] == ["fsync-file", "replace", "fsync-dir"], calls
+    tmp = calls[0][1]
+    assert TEMP_MARK in Path(tmp).name and Path(tmp).parent == journal.parent, calls
+    assert calls[1][1] == f"{tmp} -> {journal}" and calls[2][1] == str(journal.parent), calls
+
+
+def test_full_forward_path_is_persisted_at_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # durable means: fsynced, renamed into place, directory fsynced, at EVERY step before it returns
+    state = tmp_path.resolve()
+    journal_path = state / JOURNAL_NAME
+    writes = DurableWrites(monkeypatch)
+    journal = Journal(state, clock=lambda: 5.0)
     journal.begin(record())
+    assert_durably_replaced(writes.take(), journal_path)
     for phase in FORWARD:
         journal.advance(phase)
-        reread = Journal(tmp_path).load()
+        assert_durably_replaced(writes.take(), journal_path)
+        reread = Journal(state).load()
         assert reread is not None and reread.phase is phase and reread.plan.add == ["opt/x"]
     journal.finish()
-    assert not (tmp_path / JOURNAL_NAME).exists()
-    assert Journal(tmp_path).load() is None
+    # the delete is durable too: unlinked, then the directory fsynced
+    assert writes.take() == [("unlink", str(journal_path)), ("fsync-dir", str(state))]
+    assert not journal_path.exists()
+    assert Journal(state).load() is None
 
 
 def test_self_update_is_an_optional_step_after_planning(tmp_path: Path) -> None:

@@ -15,7 +15,15 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from zos_upgrade.errors import ZosUpgradeError
 
-__all__ = ["ReleaseRejected", "ReleaseSource", "Target", "VerifiedRelease"]
+__all__ = [
+    "FetchFailed",
+    "ReleaseRejected",
+    "ReleaseSource",
+    "Target",
+    "UnusableRelease",
+    "VerificationFailed",
+    "VerifiedRelease",
+]
 
 # what a release installs: the node's own release (the boot flist), or one bins package
 Target = Literal["boot", "bin"]
@@ -23,6 +31,18 @@ Target = Literal["boot", "bin"]
 
 class ReleaseRejected(ZosUpgradeError):
     """A source could not vouch for a candidate (download failed, bytes or signature do not match)."""
+
+
+class FetchFailed(ReleaseRejected):
+    """The candidate's flist file could not be fetched or stored (network, hub, disk); see the cause."""
+
+
+class VerificationFailed(ReleaseRejected):
+    """The fetched flist file is not the one the source vouches for (e.g. not the signed hash)."""
+
+
+class UnusableRelease(ReleaseRejected):
+    """The candidate cannot be installed as described (no pinned hash, no usable flist name...)."""
 
 
 @dataclass(frozen=True)

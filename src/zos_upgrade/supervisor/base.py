@@ -158,6 +158,12 @@ class Supervisor(Protocol):
         running: at start-up, under the node's lock); return them."""
         ...
 
+    def reads_configs_from(self, directory: Path) -> bool:
+        """True when this supervisor reads its service configs straight from the files in
+        ``directory`` (zinit and a node's ``etc/zinit``): a release's files there ARE the configs,
+        so whoever installs the release must not render them again with ``install_config``."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections; the client must not be used afterwards."""
         ...

@@ -326,6 +326,10 @@ class SupervisordClient:
     def sweep_config_temps(self) -> Sequence[Path]:
         return sweep_temps(self.include_dir)
 
+    def reads_configs_from(self, directory: Path) -> bool:
+        # its configs are [program:x] files rendered from the release's yaml: never the yaml itself
+        return False
+
     async def install_config(self, name: str, config: ServiceConfig) -> None:
         data = render_program(name, config, start_seconds=self._start_seconds).encode()
         await write_config_file(self._program_path(name), data)

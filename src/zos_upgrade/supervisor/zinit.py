@@ -222,6 +222,11 @@ class ZinitClient:
     def sweep_config_temps(self) -> Sequence[Path]:
         return sweep_temps(self.config_dir)
 
+    def reads_configs_from(self, directory: Path) -> bool:
+        # zinit reads the yaml files of its config dir itself; the same directory by another path
+        # (a symlinked root) still is
+        return os.path.realpath(self.config_dir) == os.path.realpath(directory)
+
     async def install_config(self, name: str, config: ServiceConfig) -> None:
         validate_service_name(name)
         await write_config_file(self.config_dir / f"{name}.yaml", render_service_config(config).encode())

@@ -1,10 +1,10 @@
-"""The upgrade transaction: Flister (flist -> tree), Upgrader (the crash-safe transaction), crash points.
+"""The upgrade transaction: a verified release -> installed crash-safely (Flister, Upgrader, crash points).
 
 The modules underneath are the machinery: ``journal`` (the persisted state machine), ``plan`` (what
 changes), ``manifest`` (what is installed), ``nodefs`` (confined file operations), ``hooks``,
 ``services`` (supervisor steps and probation), ``datapaths`` (node data the hooks may change, declared
 in a release's ``hooks.paths``: saved before the first hook, restored on rollback), ``crash`` (named
-crash points).
+crash points), ``report`` (what a transaction did), ``errors`` (how it failed).
 """
 
 from zos_upgrade.upgrade.crash import CRASH_ENV, CRASH_POINTS, crash_point
@@ -12,14 +12,18 @@ from zos_upgrade.upgrade.errors import (
     HookFailed,
     PlanRefused,
     ProbationFailed,
+    ReleaseRefused,
     RestartNeeded,
+    RollbackIncomplete,
+    RolledBack,
     UnsafePath,
     UpgradeError,
     UpgradeFailed,
 )
 from zos_upgrade.upgrade.flister import Flister, Mount, MountError
 from zos_upgrade.upgrade.manifest import Manifest
-from zos_upgrade.upgrade.upgrader import Upgrader, UpgradeReport
+from zos_upgrade.upgrade.report import UpgradeReport
+from zos_upgrade.upgrade.upgrader import Upgrader
 
 __all__ = [
     "CRASH_ENV",
@@ -31,7 +35,10 @@ __all__ = [
     "MountError",
     "PlanRefused",
     "ProbationFailed",
+    "ReleaseRefused",
     "RestartNeeded",
+    "RollbackIncomplete",
+    "RolledBack",
     "UnsafePath",
     "UpgradeError",
     "UpgradeFailed",

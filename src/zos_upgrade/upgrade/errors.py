@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from zos_upgrade.errors import ZosUpgradeError
-
-if TYPE_CHECKING:
-    from zos_upgrade.upgrade.upgrader import UpgradeReport
+from zos_upgrade.upgrade.report import UpgradeReport
 
 __all__ = [
     "HookFailed",
     "JournalError",
     "PlanRefused",
     "ProbationFailed",
+    "ReleaseRefused",
     "RestartNeeded",
+    "RollbackIncomplete",
+    "RolledBack",
     "UnsafePath",
     "UpgradeError",
     "UpgradeFailed",
@@ -34,26 +33,37 @@ class RestartNeeded(UpgradeError):
 
 
 class UpgradeFailed(UpgradeError):
-    """A transaction failed at ``step``; ``rolled_back`` says the node is back on the old release.
+    """A transaction failed at ``step`` for ``reason``; the subclass says where the node is now.
 
-    ``refused`` says the release was refused before anything on the node changed (fetch or plan),
-    so there was nothing to roll back. ``report`` is the transaction's partial ``UpgradeReport`` when
-    it got that far (bytes downloaded, blocks, time of each phase up to and including the failing
-    one); None otherwise.
+    ``report`` is the transaction's partial ``UpgradeReport`` when it got that far (bytes
+    downloaded, blocks, time of each phase up to and including the failing one); None otherwise.
     """
 
-    def __init__(self, reason: str, *, step: str, rolled_back: bool, refused: bool = False,
-                 report: UpgradeReport | None = None) -> None:
-        if refused:
-            state = "release refused; node unchanged"
-        else:
-            state = "rolled back to the old release" if rolled_back else "NOT rolled back"
-        super().__init__(f"upgrade failed at {step}: {reason} ({state})")
+    outcome = "outcome unknown"
+
+    def __init__(self, reason: str, *, step: str, report: UpgradeReport | None = None) -> None:
+        super().__init__(f"upgrade failed at {step}: {reason} ({self.outcome})")
         self.reason = reason
         self.step = step
-        self.rolled_back = rolled_back or refused
-        self.refused = refused
         self.report = report
+
+
+class ReleaseRefused(UpgradeFailed):
+    """Refused before anything on the node changed (fetch or plan): there was nothing to roll back."""
+
+    outcome = "release refused; node unchanged"
+
+
+class RolledBack(UpgradeFailed):
+    """The transaction failed after it began changing the node; the node is back on the old release."""
+
+    outcome = "rolled back to the old release"
+
+
+class RollbackIncomplete(UpgradeFailed):
+    """The rollback itself failed: the journal stays and the next start (``recover``) tries again."""
+
+    outcome = "NOT rolled back"
 
 
 class JournalError(UpgradeError):

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 
@@ -27,13 +26,12 @@ from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.upgrade.datapaths import SavedPath
 from zos_upgrade.upgrade.errors import JournalError
 from zos_upgrade.upgrade.plan import Plan
+from zos_upgrade.upgrade.report import TransactionKind
 
 __all__ = ["JOURNAL_NAME", "Journal", "JournalRecord", "Phase", "TransactionKind"]
 
 JOURNAL_NAME = "journal.json"
 _MAX_JOURNAL_BYTES = 64 * 1024 * 1024
-
-TransactionKind = Literal["boot", "bin-install", "bin-uninstall"]
 
 
 class Phase(StrEnum):
@@ -89,8 +87,7 @@ class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
     id: str
     kind: TransactionKind
     phase: Phase
-    source: str                  # what the Flister mounts: an fqdn (resolved target) or a URL
-    expected_hash: str | None    # publisher mode: blake2b-256 the flist must have
+    source: str                  # where the release was found (VerifiedRelease.source): logs, status
     target_key: str              # boot: "boot"; bins: the package's fqdn (the manifest key)
     from_version: str
     to_version: str
@@ -103,6 +100,13 @@ class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
     # node paths the hooks may change, as they were before the first hook (saved copies under
     # <state>/backup/data); recorded once, before any hook runs; rollback restores them
     data_saved: list[SavedPath] = msgspec.field(default_factory=list)
+    # what re-mounting the release needs without the network (continuing after self-update): the
+    # checked flist file (re-checked by ``mount_md5`` before use) and where its blocks live
+    flist_file: str = ""
+    block_store: str | None = None
+    # written by upgraders before the release sources (publisher mode re-checked this hash at every
+    # mount); only read so that their journals still load
+    expected_hash: str | None = None
 
 
 class Journal:

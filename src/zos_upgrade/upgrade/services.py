@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 
 from zos_upgrade.supervisor import (
     ServiceStatus,
@@ -23,13 +21,9 @@ from zos_upgrade.supervisor import (
     restart_many,
     stop_many,
 )
-from zos_upgrade.supervisor.zinit import ZinitClient
 from zos_upgrade.upgrade.errors import ProbationFailed
-from zos_upgrade.upgrade.manifest import SERVICE_DIR
 
-__all__ = [
-    "configs_are_files",
-    "install_configs", "probation", "remove_services", "restart_services", "stop_services"]
+__all__ = ["install_configs", "probation", "remove_services", "restart_services", "stop_services"]
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +37,6 @@ def _oneshot_succeeded(status: ServiceStatus) -> bool:
     if status.state == "Success":
         return True
     return status.state == "EXITED" and status.detail.startswith("exited with status 0")
-
-
-def configs_are_files(sup: Supervisor, root: Path) -> bool:
-    """True when the supervisor reads the node's ``etc/zinit/*.yaml`` itself (zinit): the release's
-    files ARE its configs, applied and rolled back byte for byte with the other files, so the
-    upgrader must not render them again through ``install_config``."""
-    config_dir = getattr(sup, "config_dir", None)
-    if not isinstance(sup, ZinitClient) or config_dir is None:
-        return False
-    return bool(os.path.realpath(config_dir) == os.path.realpath(root / SERVICE_DIR))
 
 
 async def install_configs(sup: Supervisor, services: Mapping[str, str], names: Sequence[str]) -> None:

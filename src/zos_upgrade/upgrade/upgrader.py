@@ -1,15 +1,14 @@
-"""The Upgrader: one crash-safe transaction per release (SPEC 11), read top to bottom in ``_run``.
+"""The Upgrader: one crash-safe transaction per release (SPEC 11); the public API and recovery.
 
-fetch -> plan -> self -> pre-copy -> stop -> backup -> apply -> post-copy -> migrate -> restart ->
-probation -> post-start -> commit. The journal (``journal.py``) records every step durably first.
+What a transaction does, step by step, is the table in ``steps.py``; how it ends (rolled back,
+rolled forward, refused) is ``outcome.py``. This module decides which transaction to run, and what
+a journal found at start-up means:
 
-**Commit point**: the journal's durable move to ``committed``. That record carries the new manifest,
-so everything after it (writing the manifest, the boot files, dropping the backup, deleting the
-journal) is idempotent roll-forward work. Before it, any failure or crash rolls BACK: services of
-the new release stopped, added files removed, replaced and removed files renamed back from the
-backup, old configs reinstalled and old services restarted. The one exception is ``self-updated``:
-the upgrader replaced its own program and exits (``RestartNeeded``); the next process finds the
-journal there and continues forward from ``pre-copy``.
+* ``committed`` (the commit point passed) rolls FORWARD;
+* ``rolling-back`` finishes the rollback;
+* ``self-updated`` continues the table after the self step: the new program re-mounts the release
+  from the flist file the journal names, without the network (its md5 is checked again);
+* any other phase rolls BACK.
 
 **Data the hooks change** (``datapaths.py``): a release lists in ``hooks.paths`` the node paths its
 hooks may change outside its own files. They are validated at plan time (a hostile entry refuses
@@ -20,65 +19,38 @@ before the first hook, restored on rollback (before the release's files), droppe
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 import logging
-import posixpath
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TypeVar
 
 import msgspec
 
+import zos_upgrade.upgrade.outcome as outcome
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.fsutil import atomic_write_json, sweep_temps
-from zos_upgrade.hub.client import HubClient
-from zos_upgrade.hub.flists import RepoFList
-from zos_upgrade.hub.models import FlistInfo, HubError
+from zos_upgrade.fsutil import sweep_temps
 from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.boot import Boot
-from zos_upgrade.node.events import FListEvent
-from zos_upgrade.node.infofile import decode_info, info_document
-from zos_upgrade.publisher.base import Upgrade
+from zos_upgrade.sources.base import ReleaseSource, Target, VerifiedRelease
 from zos_upgrade.supervisor import Supervisor
-from zos_upgrade.upgrade import services as svc
-from zos_upgrade.upgrade.crash import crash_point
-from zos_upgrade.upgrade.datapaths import DataPaths, read_data_paths, state_relative
-from zos_upgrade.upgrade.errors import RestartNeeded, UpgradeError, UpgradeFailed
-from zos_upgrade.upgrade.flister import Flister, Mount
-from zos_upgrade.upgrade.hooks import run_hook
-from zos_upgrade.upgrade.journal import Journal, JournalRecord, Phase, TransactionKind
-from zos_upgrade.upgrade.manifest import Manifest, ManifestStore, scan_release
-from zos_upgrade.upgrade.nodefs import NodeFS, check_relative
-from zos_upgrade.upgrade.plan import Plan, make_plan
-from zos_upgrade.versions import Version
+from zos_upgrade.upgrade.context import Clock, Context, Settings, Sleep
+from zos_upgrade.upgrade.errors import RolledBack, UpgradeError
+from zos_upgrade.upgrade.flister import Flister
+from zos_upgrade.upgrade.journal import JournalRecord, Phase
+from zos_upgrade.upgrade.manifest import Manifest
+from zos_upgrade.upgrade.nodefs import check_relative
+from zos_upgrade.upgrade.plan import make_plan
+from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
+from zos_upgrade.upgrade.steps import Transaction, run_steps
 
-__all__ = ["RestartNeeded", "UpgradeFailed", "UpgradeReport", "Upgrader"]
+__all__ = ["Upgrader"]
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], float]
-LAST_RESULT = "last-transaction.json"
-
-
-@dataclass
-class UpgradeReport:
-    kind: TransactionKind
-    from_version: str
-    to_version: str
-    files_added: int = 0
-    files_replaced: int = 0
-    files_removed: int = 0
-    services_restarted: list[str] = field(default_factory=list)
-    bytes_downloaded: int = 0
-    blocks_fetched: int = 0
-    blocks_from_cache: int = 0
-    release_bytes: int = 0
-    phases: dict[str, float] = field(default_factory=dict)
+C = TypeVar("C")
+_KIND_OF: dict[Target, TransactionKind] = {"boot": "boot", "bin": "bin-install"}
 
 
 class Upgrader:
@@ -86,7 +58,6 @@ class Upgrader:
         self,
         root: Path,
         state_dir: Path,
-        hub: HubClient | None,
         flister: Flister,
         supervisor: Supervisor,
         *,
@@ -100,73 +71,43 @@ class Upgrader:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.root = Path(root)
-        self.state_dir = Path(state_dir)
-        self.hub = hub
-        self.flister = flister
-        self.supervisor = supervisor
-        self.self_update = self_update
-        self.program = check_relative(program.lstrip("/"), "program path")
-        self.protected = tuple(protected)
-        self.probation = probation
-        self.start_timeout = start_timeout
-        self.hook_timeout = hook_timeout
-        self.stop_timeout = stop_timeout
-        self._sleep = sleep
-        self._clock = clock
-        self.journal = Journal(self.state_dir)
-        self.manifests = ManifestStore(self.state_dir)
-        self.files = NodeFS(self.root, self.state_dir / "backup" / "current")
-        self.data = DataPaths(self.files, self.state_dir / "backup" / "data", self.state_dir)
+        settings = Settings(
+            self_update=self_update, program=check_relative(program.lstrip("/"), "program path"),
+            protected=tuple(protected), probation=probation, start_timeout=start_timeout,
+            hook_timeout=hook_timeout, stop_timeout=stop_timeout, sleep=sleep, clock=clock,
+        )
+        self._ctx = Context(Path(root), Path(state_dir), flister, supervisor, settings)
+        self.root, self.state_dir = self._ctx.root, self._ctx.state_dir
+        self.flister, self.supervisor = flister, supervisor
+        self.journal, self.manifests = self._ctx.journal, self._ctx.manifests
         self.last_report: UpgradeReport | None = None
-        self._configs_are_files = svc.configs_are_files(supervisor, self.root)
 
     # ============================================================== public API
 
     def installed_boot(self) -> Manifest | None:
-        return self.manifests.load("boot")
+        return self._ctx.installed_boot()
 
     def installed_bins(self) -> dict[str, Manifest]:
-        return self.manifests.bins()
+        return self._ctx.installed_bins()
 
-    async def upgrade(self, from_event: FListEvent | None, to_event: FListEvent) -> UpgradeReport:
-        """Move the node's boot release to ``to_event`` (``from_event`` None: first install).
+    async def install(self, release: VerifiedRelease) -> UpgradeReport:
+        """Install a verified release: the boot release (also a first install) or one bins package."""
+        self._refuse_open_journal()
+        tx = Transaction(UpgradeReport(_KIND_OF[release.target], "", release.version))
+        tx.know(self._ctx, release)
+        return await self._run(tx, "fetch")
 
-        The flist mounted is the link's resolved target (never the moving link name, SPEC 12).
+    async def install_from(self, source: ReleaseSource[C], candidate: C, target: Target) -> UpgradeReport:
+        """Let ``source`` verify ``candidate`` as the first part of the fetch step, then install it.
+
+        A candidate the source rejects is refused like any fetch failure: ReleaseRefused at step
+        ``fetch``, recorded in ``last-transaction.json``, the node unchanged.
         """
-        installed = self.installed_boot()
-        if from_event is not None and installed is not None and installed.fqdn != from_event.fqdn():
-            log.warning("boot flist differs from the manifest; the manifest wins",
-                        extra={"event": from_event.fqdn(), "manifest": installed.fqdn})
-        return await self._transaction(
-            kind="boot", key="boot", fqdn=to_event.fqdn(), source=to_event.absolute(),
-            version=str(to_event.try_version()), info=info_document(to_event.info), expected_hash=None,
-        )
-
-    async def upgrade_release(self, release: Upgrade, version: Version | str) -> UpgradeReport:
-        """Publisher mode: the flist at ``release.flist`` must have the signed ``release.hash``.
-
-        The signature itself is checked by the publisher layer (``TrustedKeys.verify``) before this.
-        """
-        if not release.hash:
-            raise UpgradeFailed(f"release {version} pins no flist hash", step="fetch", rolled_back=True,
-                                refused=True)
-        fqdn = _fqdn_of_url(release.flist)
-        info = {"type": "regular", "updated": int(time.time()), "md5": "", "name": fqdn.split("/")[1],
-                "target": None}
-        return await self._transaction(
-            kind="boot", key="boot", fqdn=fqdn, source=release.flist, version=str(version), info=info,
-            expected_hash=release.hash,
-        )
-
-    async def install_binary(self, flist: RepoFList) -> UpgradeReport:
-        """Install or update one bins package (its resolved target is mounted)."""
-        info = info_document(flist.info)
-        info.setdefault("size", 0)
-        return await self._transaction(
-            kind="bin-install", key=flist.fqdn(), fqdn=flist.fqdn(), source=flist.absolute(),
-            version=str(flist.try_version()), info=info, expected_hash=None,
-        )
+        self._refuse_open_journal()
+        # until the source says which bins package it is, only the boot release's version is known
+        old = self.installed_boot() if target == "boot" else None
+        report = UpgradeReport(_KIND_OF[target], old.version if old else "", "")
+        return await self._run(Transaction(report, verify=lambda: source.verify(candidate, target)), "fetch")
 
     async def uninstall_binary(self, fqdn: str) -> UpgradeReport:
         """Remove a bins package using OUR manifest (the hub may not list it any more)."""
@@ -179,170 +120,47 @@ class Upgrader:
         self._refuse_open_journal()
         plan = make_plan(
             old_files=old.files, old_services=old.services, new_files={}, new_services={},
-            node=self.files.record, protected=self.protected, program=None, require_services=False,
-            source=fqdn, owned_elsewhere=self._owned_elsewhere(fqdn),
+            node=self._ctx.files.record, protected=self._ctx.settings.protected, program=None,
+            require_services=False, source=fqdn, owned_elsewhere=self._ctx.owned_elsewhere(fqdn),
         )
-        report = UpgradeReport("bin-uninstall", old.version, "")
-        self._begin(kind="bin-uninstall", key=fqdn, source=fqdn, expected_hash=None, from_version=old.version,
-                    to_version="", md5="", plan=plan, new_manifest=None)
-        crash_point("after-plan")
-        return await self._run(None, report, resumed=False)
+        tx = Transaction(UpgradeReport("bin-uninstall", old.version, ""), key=fqdn, old=old, plan=plan)
+        return await self._run(tx, "plan")
 
     async def recover(self) -> str | None:
         """Finish what a previous process left: roll forward, continue after self-update, or roll back.
 
-        Returns what was done (None when there was no journal). Raises UpgradeFailed only when a
-        rollback itself could not complete (the journal stays; the next call tries again).
+        Returns what was done (None when there was no journal). Raises RollbackIncomplete only when
+        a rollback itself could not complete (the journal stays; the next call tries again).
         """
         await asyncio.to_thread(self.flister.sweep)
         await asyncio.to_thread(self._sweep_temps)
         record = self.journal.load()
         if record is None:
-            await asyncio.to_thread(self._drop_backups)
+            await asyncio.to_thread(self._ctx.drop_backups)
             return None
         log.warning("unfinished transaction found", extra={"phase": record.phase.value, "id": record.id})
         if record.phase is Phase.COMMITTED:
-            await self._roll_forward()
+            await outcome.roll_forward(self._ctx)
             return f"rolled forward: committed {record.to_version or 'uninstall of ' + record.target_key}"
         if record.phase is Phase.ROLLING_BACK:
-            await self._undo()
+            await outcome.undo(self._ctx)
             reason = record.failure.reason if record.failure else "unknown"
             return f"rolled back to {record.from_version or 'nothing'}: {reason}"
         if record.phase is Phase.SELF_UPDATED:
             return await self._continue_after_self_update(record)
         reason = f"the upgrader stopped in phase {record.phase.value!r} (crash or kill)"
-        await self._roll_back("recovery", reason)
+        await outcome.roll_back(self._ctx, "recovery", reason)
         return f"rolled back to {record.from_version or 'nothing'}: {reason}"
 
     def sync_boot_files(self) -> None:
         """Rewrite the boot files from the manifests (they are a view; the manifests are the truth)."""
-        boot = Boot(self.root)
-        manifest = self.installed_boot()
-        if manifest is not None:
-            repo, _ = split_fqdn(manifest.fqdn)
-            boot.set(FListEvent(repo, _flist_info(manifest)))
-        bins = self.installed_bins()
-        if bins or boot.bins_file.exists():
-            boot.set_bins({key: _flist_info(m) for key, m in bins.items()})
+        outcome.sync_boot_files(self._ctx)
 
-    # ============================================================== the transaction
+    # ============================================================== internals
 
-    async def _transaction(
-        self, *, kind: TransactionKind, key: str, fqdn: str, source: str, version: str,
-        info: dict[str, Any], expected_hash: str | None,
-    ) -> UpgradeReport:
-        self._refuse_open_journal()
-        old = self.manifests.load(key)
-        report = UpgradeReport(kind, old.version if old else "", version)
-        # 1. fetch: the whole release, verified, into <state>/mounts; nothing on the node changes
-        started = self._clock()
-        try:
-            mount = await self.flister.mount(source, expected_hash=expected_hash)
-        except (ZosUpgradeError, OSError) as exc:
-            raise self._refused(report, "fetch", exc) from exc
-        report.phases["fetch"] = self._clock() - started
-        _count_download(report, mount)
-        crash_point("after-fetch")
-        # 2. plan against the manifest of what is installed and the node as it is
-        started = self._clock()
-        try:
-            plan, manifest = await asyncio.to_thread(
-                self._plan, mount, old, kind=kind, fqdn=fqdn, source=source, version=version, info=info
-            )
-        except (ZosUpgradeError, OSError) as exc:
-            raise self._refused(report, "plan", exc) from exc
-        report.phases["plan"] = self._clock() - started
-        self._begin(kind=kind, key=key, source=source, expected_hash=expected_hash,
-                    from_version=report.from_version, to_version=version, md5=mount.md5, plan=plan,
-                    new_manifest=manifest)
-        crash_point("after-plan")
-        return await self._run(mount.path, report, resumed=False)
-
-    async def _run(self, tree: Path | None, report: UpgradeReport, *, resumed: bool) -> UpgradeReport:
-        """Steps 3-7 of SPEC 11 from the journal's phase; ``tree`` is None for an uninstall."""
-        record = self.journal.record
-        plan = record.plan
-        new = _decode_manifest(record.new_manifest)
-        new_services = new.services if new else {}
-        restarted = plan.services_restart + plan.services_start
-        step = "self"
-        try:
-            # 3. self-update: install our own new program and let the supervisor restart us
-            if tree is not None and not resumed and plan.program_update and self.self_update:
-                await self._self_update(tree)
-            # 4. save the data the hooks may change, pre-copy, stop, backup, apply, post-copy, migrate
-            step = "save-data"
-            if tree is not None and plan.data_paths and not self.journal.record.data_saved:
-                with self._timed(report, step):
-                    saved = await asyncio.to_thread(self.data.save_all, plan.data_paths)
-                    self.journal.record_data_saved(saved)
-            step = "pre-copy"
-            with self._timed(report, step):
-                await self._hook(tree, "pre-copy")
-            self.journal.advance(Phase.PRE_COPIED)
-            crash_point("after-pre-copy")
-            step = "stop"
-            with self._timed(report, step):
-                await svc.stop_services(self.supervisor, plan.to_stop, **self._pace())
-            self.journal.advance(Phase.STOPPED)
-            crash_point("after-stop")
-            step = "backup"
-            with self._timed(report, step):
-                await asyncio.to_thread(self._backup, plan)
-            self.journal.advance(Phase.BACKED_UP)
-            crash_point("after-backup")
-            step = "apply"
-            self.journal.advance(Phase.APPLYING)
-            with self._timed(report, step):
-                await asyncio.to_thread(self._apply, tree, plan, new)
-            step = "post-copy"
-            with self._timed(report, step):
-                await self._hook(tree, "post-copy")
-            self.journal.advance(Phase.APPLIED)
-            crash_point("after-apply")
-            step = "migrate"
-            with self._timed(report, step):
-                await self._hook(tree, "migrate")
-            self.journal.advance(Phase.MIGRATED)
-            crash_point("after-migrate")
-            # 5. restart: configs in, removed services out, forget/monitor/start the rest
-            step = "restart"
-            with self._timed(report, step):
-                if not self._configs_are_files:
-                    await svc.install_configs(self.supervisor, new_services, plan.services_config)
-                await svc.remove_services(self.supervisor, plan.services_remove, **self._pace(),
-                                          remove_configs=not self._configs_are_files)
-                await svc.restart_services(self.supervisor, restarted, **self._pace())
-            self.journal.advance(Phase.RESTARTED)
-            crash_point("after-restart")
-            # 6. probation, post-start
-            step = "probation"
-            with self._timed(report, step):
-                await svc.probation(self.supervisor, restarted, new_services, duration=self.probation,
-                                    start_timeout=self.start_timeout, sleep=self._sleep, clock=self._clock)
-            step = "post-start"
-            with self._timed(report, step):
-                await self._hook(tree, "post-start")
-            self.journal.advance(Phase.PROBATION_PASSED)
-            crash_point("after-probation")
-        except RestartNeeded:
-            raise
-        except (Exception, asyncio.CancelledError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("transaction failed, rolling back", extra={"step": step, "reason": reason})
-            # a cancelled task (SIGTERM) still rolls back before it ends
-            try:
-                await asyncio.shield(self._roll_back(step, reason))
-            except UpgradeFailed as failed:
-                failed.report = report
-                raise
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise UpgradeFailed(reason, step=step, rolled_back=True, report=report) from exc
-        # 7. commit: THE COMMIT POINT is this durable journal write (it carries the new manifest)
-        self.journal.advance(Phase.COMMITTED)
-        with self._timed(report, "commit"):
-            await self._roll_forward()
+    async def _run(self, tx: Transaction, start: str) -> UpgradeReport:
+        await run_steps(self._ctx, tx, start)
+        plan, report = tx.planned, tx.report
         report.files_added, report.files_replaced, report.files_removed = (
             len(plan.add), len(plan.replace), len(plan.remove))
         report.services_restarted = plan.services_restart + plan.services_start
@@ -351,68 +169,43 @@ class Upgrader:
                                                  "to": report.to_version})
         return report
 
-    async def _self_update(self, tree: Path) -> None:
-        self.files.backup(self.program)
-        new = _decode_manifest(self.journal.record.new_manifest)
-        # a fresh node may lack the program's directory yet; rollback removes planned dirs again
-        ancestors = set(Path(self.program).parents)
-        for rel in self.journal.record.plan.dirs_add:
-            if new is not None and Path(rel) in ancestors:
-                self.files.make_dir(rel, new.files[rel].mode)
-        self.files.apply(self.program, tree / self.program, new.files.get(self.program) if new else None)
-        self.journal.advance(Phase.SELF_UPDATED)
-        crash_point("after-self-update")
-        log.warning("upgrader program replaced; restart needed", extra={"program": "/" + self.program})
-        raise RestartNeeded(
-            f"/{self.program} was replaced by the release's copy; exit and let the supervisor restart it "
-            "(the journal continues the transaction)"
-        )
-
     async def _continue_after_self_update(self, record: JournalRecord) -> str:
+        """Re-mount the release from the flist file the journal names (no network: the source
+        checked it before the plan; its md5 is checked again here) and continue after self."""
         report = UpgradeReport(record.kind, record.from_version, record.to_version)
         try:
-            mount = await self.flister.mount(record.source, expected_hash=record.expected_hash)
-            if mount.md5 != record.mount_md5:
-                raise UpgradeError(f"release {record.source} changed since the plan "
-                                   f"(md5 {mount.md5}, planned {record.mount_md5})")
+            release = await asyncio.to_thread(self._kept_release, record)
+            mount = await self.flister.mount(release)
         except (ZosUpgradeError, OSError) as exc:
             reason = f"cannot continue after self-update: {type(exc).__name__}: {exc}"
-            await self._roll_back("fetch", reason)
+            await outcome.roll_back(self._ctx, "fetch", reason)
             return f"rolled back to {record.from_version or 'nothing'}: {reason}"
+        tx = Transaction(report, key=record.target_key, release=release, tree=mount.path, plan=record.plan,
+                         new_manifest=_decode_manifest(record.new_manifest))
         try:
-            await self._run(mount.path, report, resumed=True)
-        except UpgradeFailed as exc:
-            if not exc.rolled_back:
-                raise
+            await self._run(tx, "save-data")
+        except RolledBack as exc:
             return f"continued after self-update, failed at {exc.step}, rolled back: {exc.reason}"
         return f"continued after self-update: committed {record.to_version}"
 
-    # ============================================================== steps
-
-    def _plan(self, mount: Mount, old: Manifest | None, *, kind: TransactionKind, fqdn: str, source: str,
-              version: str, info: dict[str, Any]) -> tuple[Plan, Manifest]:
-        files, services = scan_release(mount.path)
-        owned_elsewhere = self._owned_elsewhere("boot" if kind == "boot" else fqdn)
-        plan = make_plan(
-            old_files=old.files if old else {}, old_services=old.services if old else {},
-            new_files=files, new_services=services, node=self.files.record, protected=self.protected,
-            program=self.program if self.self_update and kind == "boot" else None,
-            require_services=kind == "boot", source=source,
-            owned_elsewhere=owned_elsewhere,
+    def _kept_release(self, record: JournalRecord) -> VerifiedRelease:
+        """The release a journal was planned for, from its kept flist file (md5 re-checked)."""
+        manifest = _decode_manifest(record.new_manifest)
+        if manifest is None:
+            raise UpgradeError(f"{self.journal.path}: a self-update journal without the new manifest")
+        # journals of upgraders before the release sources name no file: the sources' naming rule
+        flist = self.flister.downloads_dir / record.mount_md5
+        if record.flist_file:
+            flist = self.state_dir / record.flist_file  # relative, unless it was outside the state dir
+        actual = _md5_of_file(flist)
+        if actual != record.mount_md5:
+            raise UpgradeError(f"release {record.source}: kept flist file {flist} changed since the plan "
+                               f"(md5 {actual}, planned {record.mount_md5})")
+        return VerifiedRelease(
+            target=manifest.kind, fqdn=manifest.fqdn, version=manifest.version, source=record.source,
+            flist=flist, md5=record.mount_md5, verified_by="md5 recorded in the journal",
+            info=manifest.info, block_store=record.block_store,
         )
-        # before anything runs: a hostile hooks.paths refuses the release here (nothing changed yet)
-        owned = {*files, *(old.files if old else {}), *owned_elsewhere}
-        plan.data_paths = read_data_paths(
-            mount.path, state_rel=state_relative(self.root, self.state_dir), owned=owned)
-        for rel in plan.data_paths:
-            self.data.check(rel)
-        if not info.get("md5"):
-            info = {**info, "md5": mount.md5}
-        manifest = Manifest(
-            kind="boot" if kind == "boot" else "bin", fqdn=fqdn, source=source, version=version,
-            md5=mount.md5, info=info, files=files, services=services, installed=time.time(),
-        )
-        return plan, manifest
 
     def _sweep_temps(self) -> None:
         """Temp files of atomic writes a kill cut short: journal, results, manifests, boot files, and
@@ -424,209 +217,18 @@ class Upgrader:
         if removed:
             log.info("temp files of interrupted writes removed", extra={"paths": [str(p) for p in removed]})
 
-    def _owned_elsewhere(self, key: str) -> dict[str, str]:
-        """Every path of the installed manifests other than ``key``'s -> who owns it."""
-        owners = {"boot": self.installed_boot(), **self.installed_bins()}
-        owned: dict[str, str] = {}
-        for owner, manifest in owners.items():
-            if owner == key or manifest is None:
-                continue
-            label = "the boot release" if owner == "boot" else f"bins package {owner}"
-            for rel in manifest.files:
-                owned.setdefault(rel, label)
-        return owned
-
-    def _backup(self, plan: Plan) -> None:
-        for rel in plan.replace + plan.remove:
-            self.files.backup(rel)
-
-    def _apply(self, tree: Path | None, plan: Plan, new: Manifest | None) -> None:
-        if tree is not None and new is not None:
-            for rel in plan.dirs_add:
-                self.files.make_dir(rel, new.files[rel].mode)
-            changes = plan.add + plan.replace
-            half = len(changes) // 2
-            for rel in changes[:half]:
-                self.files.apply(rel, tree / rel, new.files[rel])
-            crash_point("mid-apply")
-            for rel in changes[half:]:
-                self.files.apply(rel, tree / rel, new.files[rel])
-        else:
-            crash_point("mid-apply")
-        for rel in plan.remove:
-            self.files.remove(rel)
-        for rel in plan.dirs_remove:
-            self.files.remove_dir_if_empty(rel)
-
-    async def _hook(self, tree: Path | None, name: str) -> None:
-        if tree is None:
-            return
-        record = self.journal.record
-        env = {
-            "ZOS_ROOT": str(self.root),
-            "ZOS_STATE_DIR": str(self.state_dir),
-            "ZOS_RELEASE": str(tree),
-            "ZOS_FROM_VERSION": record.from_version,
-            "ZOS_TO_VERSION": record.to_version,
-            "ZOS_TRANSACTION": record.kind,
-        }
-        await run_hook(tree, name, env=env, timeout=self.hook_timeout)
-
-    # ============================================================== rollback and roll-forward
-
-    async def _roll_back(self, step: str, reason: str) -> None:
-        self.journal.begin_rollback(step, reason)
-        try:
-            await self._undo()
-        except (Exception, asyncio.CancelledError) as exc:
-            log.error("rollback failed; it is retried at the next start",
-                      extra={"step": step, "error": f"{type(exc).__name__}: {exc}"})
-            raise UpgradeFailed(f"{reason}; rollback failed: {type(exc).__name__}: {exc}", step=step,
-                                rolled_back=False) from exc
-
-    async def _undo(self) -> None:
-        """Put the node back exactly on the old release. Every step is idempotent (crash-safe)."""
-        record = self.journal.record
-        plan = record.plan
-        failure = record.failure
-        touched_services = failure is None or failure.from_phase not in (Phase.PLANNED, Phase.SELF_UPDATED)
-        old = self.manifests.load(record.target_key)
-        old_services = old.services if old else {}
-        kwargs = self._pace()
-        if touched_services:
-            await svc.stop_services(self.supervisor, plan.services_start + plan.services_restart, **kwargs)
-        # the hooks' data first: removing what they created may empty a directory the release added
-        await asyncio.to_thread(self.data.restore_all, record.data_saved)
-        await asyncio.to_thread(self._restore_files, plan, old)
-        crash_point("mid-rollback")
-        if touched_services:
-            added = [n for n in plan.services_start if n not in old_services]
-            await svc.remove_services(self.supervisor, added, **kwargs,
-                                      remove_configs=not self._configs_are_files)
-            if not self._configs_are_files:
-                configs = [n for n in plan.services_config + plan.services_remove if n in old_services]
-                await svc.install_configs(self.supervisor, old_services, configs)
-            again = [n for n in plan.services_restart + plan.services_remove if n in old_services]
-            await svc.restart_services(self.supervisor, again, **kwargs)
-        await asyncio.to_thread(self._drop_backups)
-        failure_doc = {"step": failure.step, "reason": failure.reason} if failure else {}
-        self._write_result(record, "rolled-back", **failure_doc)
-        self.journal.finish()
-        log.warning("transaction rolled back", extra={"kind": record.kind, "version": record.from_version,
-                                                      **failure_doc})
-
-    def _restore_files(self, plan: Plan, old: Manifest | None) -> None:
-        # added files go first: on a full disk that frees the space the restores need
-        self.files.clear_temps(plan.touched_paths)
-        for rel in plan.add:
-            self.files.remove(rel)
-        for rel in reversed(plan.dirs_add):
-            self.files.remove_dir_if_empty(rel)
-        for rel in sorted(plan.dirs_remove):
-            mode = old.files[rel].mode if old and rel in old.files else 0o755
-            self.files.make_dir(rel, mode)
-        for rel in plan.replace + plan.remove:
-            self.files.restore(rel)
-
-    async def _roll_forward(self) -> None:
-        record = self.journal.record
-        if record.new_manifest:
-            self.manifests.save_text(record.target_key, record.new_manifest.encode())
-        else:
-            self.manifests.remove(record.target_key)
-        crash_point("after-manifest")
-        self.sync_boot_files()
-        crash_point("after-boot-files")
-        await asyncio.to_thread(self._drop_backups)
-        keep = {m.md5 for m in self.installed_bins().values()}
-        boot = self.installed_boot()
-        if boot is not None:
-            keep.add(boot.md5)
-        await asyncio.to_thread(self.flister.prune, keep)
-        self._write_result(record, "committed")
-        self.journal.finish()
-
-    # ============================================================== helpers
-
-    def _drop_backups(self) -> None:
-        self.files.drop_backup()
-        self.data.drop()
-
-    def _pace(self) -> dict[str, Any]:
-        return {"stop_timeout": self.stop_timeout, "sleep": self._sleep, "clock": self._clock}
-
-    def _begin(
-        self, *, kind: TransactionKind, key: str, source: str, expected_hash: str | None, from_version: str,
-        to_version: str, md5: str, plan: Plan, new_manifest: Manifest | None,
-    ) -> None:
-        now = time.time()
-        self.journal.begin(JournalRecord(
-            id=uuid.uuid4().hex, kind=kind, phase=Phase.PLANNED, source=source, expected_hash=expected_hash,
-            target_key=key, from_version=from_version, to_version=to_version, mount_md5=md5, plan=plan,
-            new_manifest=msgspec.json.encode(new_manifest).decode() if new_manifest else "",
-            started=now, updated=now,
-        ))
-
     def _refuse_open_journal(self) -> None:
         if self.journal.open or self.journal.load() is not None:
             raise UpgradeError(f"{self.journal.path}: an unfinished transaction exists; call recover() first")
-
-    def _refused(self, report: UpgradeReport, step: str, exc: BaseException) -> UpgradeFailed:
-        reason = f"{type(exc).__name__}: {exc}"
-        log.error("release refused; node unchanged", extra={"step": step, "reason": reason})
-        self._write_result_doc({"kind": report.kind, "from_version": report.from_version,
-                                "to_version": report.to_version, "result": "refused", "step": step,
-                                "reason": reason, "time": time.time()})
-        return UpgradeFailed(reason, step=step, rolled_back=True, refused=True, report=report)
-
-    def _write_result(self, record: JournalRecord, result: str, **extra: str) -> None:
-        self._write_result_doc({"kind": record.kind, "from_version": record.from_version,
-                                "to_version": record.to_version, "result": result, "time": time.time(),
-                                **extra})
-
-    def _write_result_doc(self, doc: dict[str, Any]) -> None:
-        """``<state>/last-transaction.json``: what the last transaction did and why (for status)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.state_dir / LAST_RESULT, doc)
-
-    @contextlib.contextmanager
-    def _timed(self, report: UpgradeReport, name: str) -> Iterator[None]:
-        started = self._clock()
-        try:
-            yield
-        finally:
-            report.phases[name] = report.phases.get(name, 0.0) + self._clock() - started
-
-
-def _count_download(report: UpgradeReport, mount: Mount) -> None:
-    report.bytes_downloaded = mount.report.bytes_downloaded
-    report.blocks_fetched = mount.report.blocks_fetched
-    report.blocks_from_cache = mount.report.blocks_from_cache
-    report.release_bytes = mount.report.bytes_written
 
 
 def _decode_manifest(text: str) -> Manifest | None:
     return msgspec.json.decode(text, type=Manifest) if text else None
 
 
-def _flist_info(manifest: Manifest) -> FlistInfo:
-    return decode_info(msgspec.json.encode(manifest.info))
-
-
-def _fqdn_of_url(url: str) -> str:
-    """``http://hub/repo/name.fl`` -> ``repo/name.fl`` (what the boot files record in publisher mode)."""
-    parts = [p for p in posixpath.normpath(urlsplit(url).path).split("/") if p]
-    if len(parts) >= 2:
-        try:
-            repo, name = split_fqdn(f"{parts[-2]}/{parts[-1]}")
-            return f"{repo}/{name}"
-        except HubError:
-            pass
-    if parts:
-        try:
-            return "/".join(split_fqdn(f"releases/{parts[-1]}"))
-        except HubError:
-            pass
-    raise UpgradeFailed(f"release flist URL {url!r} does not end in a usable flist name", step="fetch",
-                        rolled_back=True, refused=True)
-
+def _md5_of_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,379 @@
+"""The transaction as data: SPEC 11 top to bottom in :data:`STEPS`, run by one loop (:func:`run_steps`).
+
+Each row names the step (as failures, reports and ``last-transaction.json`` name it), what a
+failure in it means, the journal phase recorded before and after it, and the crash point right
+after it. The journal records every step durably before the next one begins; crash points are
+where the proof suite kills the process (``crash.py``; ``mid-apply``, ``after-manifest`` and
+``after-boot-files`` are inside their steps).
+
+A failure in ``fetch`` or ``plan`` refuses the release (nothing on the node changed yet). A failure
+from ``self`` to ``post-start`` rolls BACK (``outcome.roll_back``). **The commit point** is the
+durable journal record ``committed`` before ``commit``: it carries the new manifest, so everything
+after it is idempotent roll-forward work, and a failure there is finished at the next start. The
+one exception to "before the commit point rolls back" is ``self``: the upgrader replaced its own
+program and exits (``RestartNeeded``); the next process finds the journal and continues the table
+from ``save-data``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import msgspec
+
+import zos_upgrade.upgrade.services as svc
+from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.sources.base import VerifiedRelease
+from zos_upgrade.upgrade.context import Context
+from zos_upgrade.upgrade.crash import crash_point
+from zos_upgrade.upgrade.datapaths import read_data_paths, state_relative
+from zos_upgrade.upgrade.errors import RestartNeeded, RollbackIncomplete, RolledBack
+from zos_upgrade.upgrade.flister import Mount
+from zos_upgrade.upgrade.hooks import run_hook
+from zos_upgrade.upgrade.journal import JournalRecord, Phase
+from zos_upgrade.upgrade.manifest import Manifest, scan_release
+from zos_upgrade.upgrade.outcome import refused, roll_back, roll_forward
+from zos_upgrade.upgrade.plan import Plan, make_plan
+from zos_upgrade.upgrade.report import UpgradeReport
+
+__all__ = ["STEPS", "OnFailure", "Step", "Transaction", "run_steps"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Transaction:
+    """One run through the table: what it installs and what the steps learnt so far."""
+
+    report: UpgradeReport
+    key: str = ""                                  # the manifest it replaces ("boot" or a bins fqdn)
+    release: VerifiedRelease | None = None         # None: an uninstall, or not verified yet
+    verify: Callable[[], Awaitable[VerifiedRelease]] | None = None  # the source's check, in fetch
+    old: Manifest | None = None                    # what is installed now under ``key``
+    tree: Path | None = None                       # the mounted release (None: an uninstall)
+    plan: Plan | None = None                       # set by plan (an uninstall comes planned)
+    new_manifest: Manifest | None = None           # what commit records (None: an uninstall)
+
+    def know(self, ctx: Context, release: VerifiedRelease) -> None:
+        """The release is verified: from here the transaction knows what it replaces."""
+        self.release, self.key = release, release.key
+        self.old = ctx.manifests.load(release.key)
+        self.report.from_version = self.old.version if self.old else ""
+        self.report.to_version = release.version
+
+    @property
+    def planned(self) -> Plan:
+        if self.plan is None:
+            raise ZosUpgradeError("internal: a step after plan ran without a plan")
+        return self.plan
+
+
+class OnFailure(StrEnum):
+    REFUSE = "refuse"              # nothing changed yet: ReleaseRefused, recorded as "refused"
+    ROLL_BACK = "roll back"        # undo to the old release: RolledBack (or RollbackIncomplete)
+    ROLL_FORWARD = "roll forward"  # past the commit point: raised as is; recover() finishes it
+
+
+StepRun = Callable[[Context, Transaction], Awaitable[None]]
+When = Callable[[Context, Transaction], bool]
+
+
+def _always(_ctx: Context, _tx: Transaction) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: StepRun
+    on_failure: OnFailure
+    phase_before: Phase | None = None  # recorded before the step runs
+    phase_after: Phase | None = None   # recorded when it is done (``planned``: the journal begins)
+    crash_after: str | None = None     # the crash point right after that record
+    when: When = _always               # steps that only some transactions need
+    exits: bool = False                # after it, the process must exit (RestartNeeded)
+
+
+# ------------------------------------------------------------------ the steps
+
+
+async def _fetch(ctx: Context, tx: Transaction) -> None:
+    """The source verifies its candidate (when asked to), then the whole release is materialized and
+    every block checked into <state>/mounts. Nothing on the node changes."""
+    if tx.verify is not None:
+        tx.know(ctx, await tx.verify())
+    if tx.release is None:
+        raise ZosUpgradeError("internal: fetch without a release")
+    mount = await ctx.flister.mount(tx.release)
+    tx.tree = mount.path
+    _count_download(tx.report, mount)
+
+
+async def _plan(ctx: Context, tx: Transaction) -> None:
+    """Compare the release with the manifest of what is installed and the node as it is."""
+    if tx.plan is None:
+        tx.plan, tx.new_manifest = await asyncio.to_thread(_make_plan, ctx, tx)
+
+
+def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
+    release, old, tree = tx.release, tx.old, tx.tree
+    if release is None or tree is None:
+        raise ZosUpgradeError("internal: plan before fetch")
+    files, services = scan_release(tree)
+    boot = release.target == "boot"
+    owned_elsewhere = ctx.owned_elsewhere(release.key)
+    settings = ctx.settings
+    plan = make_plan(
+        old_files=old.files if old else {}, old_services=old.services if old else {},
+        new_files=files, new_services=services, node=ctx.files.record, protected=settings.protected,
+        program=settings.program if settings.self_update and boot else None,
+        require_services=boot, source=release.source, owned_elsewhere=owned_elsewhere,
+    )
+    # before anything runs: a hostile hooks.paths refuses the release here (nothing changed yet)
+    owned = {*files, *(old.files if old else {}), *owned_elsewhere}
+    plan.data_paths = read_data_paths(tree, state_rel=state_relative(ctx.root, ctx.state_dir), owned=owned)
+    for rel in plan.data_paths:
+        ctx.data.check(rel)
+    info = release.info if release.info.get("md5") else {**release.info, "md5": release.md5}
+    manifest = Manifest(
+        kind=release.target, fqdn=release.fqdn, source=release.source, version=release.version,
+        md5=release.md5, info=info, files=files, services=services, installed=time.time(),
+    )
+    return plan, manifest
+
+
+def _updates_self(ctx: Context, tx: Transaction) -> bool:
+    return tx.tree is not None and tx.planned.program_update and ctx.settings.self_update
+
+
+async def _self_update(ctx: Context, tx: Transaction) -> None:
+    """Install our own new program (atomic rename); the supervisor restarts us after the exit."""
+    program, new, tree = ctx.settings.program, tx.new_manifest, tx.tree
+    if tree is None:
+        raise ZosUpgradeError("internal: self-update without a release tree")
+    ctx.files.backup(program)
+    # a fresh node may lack the program's directory yet; rollback removes planned dirs again
+    ancestors = set(Path(program).parents)
+    for rel in tx.planned.dirs_add:
+        if new is not None and Path(rel) in ancestors:
+            ctx.files.make_dir(rel, new.files[rel].mode)
+    ctx.files.apply(program, tree / program, new.files.get(program) if new else None)
+
+
+def _saves_data(ctx: Context, tx: Transaction) -> bool:
+    return tx.tree is not None and bool(tx.planned.data_paths) and not ctx.journal.record.data_saved
+
+
+async def _save_data(ctx: Context, tx: Transaction) -> None:
+    """Copy the node data the hooks may change (``hooks.paths``), recorded before the first hook."""
+    saved = await asyncio.to_thread(ctx.data.save_all, tx.planned.data_paths)
+    ctx.journal.record_data_saved(saved)
+
+
+def _hook(name: str) -> StepRun:
+    async def run(ctx: Context, tx: Transaction) -> None:
+        if tx.tree is None:
+            return
+        record = ctx.journal.record
+        env = {
+            "ZOS_ROOT": str(ctx.root),
+            "ZOS_STATE_DIR": str(ctx.state_dir),
+            "ZOS_RELEASE": str(tx.tree),
+            "ZOS_FROM_VERSION": record.from_version,
+            "ZOS_TO_VERSION": record.to_version,
+            "ZOS_TRANSACTION": record.kind,
+        }
+        await run_hook(tx.tree, name, env=env, timeout=ctx.settings.hook_timeout)
+
+    return run
+
+
+async def _stop(ctx: Context, tx: Transaction) -> None:
+    await svc.stop_services(ctx.supervisor, tx.planned.to_stop, **ctx.pace())
+
+
+async def _backup(ctx: Context, tx: Transaction) -> None:
+    """Hard-link (or copy) every file to be replaced or removed into the backup."""
+    plan = tx.planned
+
+    def backup() -> None:
+        for rel in plan.replace + plan.remove:
+            ctx.files.backup(rel)
+
+    await asyncio.to_thread(backup)
+
+
+async def _apply(ctx: Context, tx: Transaction) -> None:
+    """Each file to ``<file>.zu-new``, fsync, rename over the old; removed files and dirs go."""
+    await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest)
+
+
+def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | None) -> None:
+    files = ctx.files
+    if tree is not None and new is not None:
+        for rel in plan.dirs_add:
+            files.make_dir(rel, new.files[rel].mode)
+        changes = plan.add + plan.replace
+        half = len(changes) // 2
+        for rel in changes[:half]:
+            files.apply(rel, tree / rel, new.files[rel])
+        crash_point("mid-apply")
+        for rel in changes[half:]:
+            files.apply(rel, tree / rel, new.files[rel])
+    else:
+        crash_point("mid-apply")
+    for rel in plan.remove:
+        files.remove(rel)
+    for rel in plan.dirs_remove:
+        files.remove_dir_if_empty(rel)
+
+
+async def _restart(ctx: Context, tx: Transaction) -> None:
+    """Configs in, removed services out, then forget/monitor/start the rest (zinit's order)."""
+    plan, sup = tx.planned, ctx.supervisor
+    if not ctx.configs_are_files:
+        await svc.install_configs(sup, _new_services(tx), plan.services_config)
+    await svc.remove_services(sup, plan.services_remove, **ctx.pace(),
+                              remove_configs=not ctx.configs_are_files)
+    await svc.restart_services(sup, plan.services_restart + plan.services_start, **ctx.pace())
+
+
+async def _probation(ctx: Context, tx: Transaction) -> None:
+    """Every restarted service must come up and stay up (same pid) for the probation time."""
+    plan, settings = tx.planned, ctx.settings
+    await svc.probation(ctx.supervisor, plan.services_restart + plan.services_start, _new_services(tx),
+                        duration=settings.probation, start_timeout=settings.start_timeout,
+                        sleep=settings.sleep, clock=settings.clock)
+
+
+async def _commit(ctx: Context, _tx: Transaction) -> None:
+    await roll_forward(ctx)
+
+
+# ------------------------------------------------------------------ SPEC 11, top to bottom
+
+_RB = OnFailure.ROLL_BACK
+STEPS: tuple[Step, ...] = (
+    Step("fetch", _fetch, OnFailure.REFUSE, crash_after="after-fetch"),
+    Step("plan", _plan, OnFailure.REFUSE, phase_after=Phase.PLANNED, crash_after="after-plan"),
+    Step("self", _self_update, _RB, phase_after=Phase.SELF_UPDATED, crash_after="after-self-update",
+         when=_updates_self, exits=True),
+    Step("save-data", _save_data, _RB, when=_saves_data),
+    Step("pre-copy", _hook("pre-copy"), _RB, phase_after=Phase.PRE_COPIED, crash_after="after-pre-copy"),
+    Step("stop", _stop, _RB, phase_after=Phase.STOPPED, crash_after="after-stop"),
+    Step("backup", _backup, _RB, phase_after=Phase.BACKED_UP, crash_after="after-backup"),
+    Step("apply", _apply, _RB, phase_before=Phase.APPLYING),
+    Step("post-copy", _hook("post-copy"), _RB, phase_after=Phase.APPLIED, crash_after="after-apply"),
+    Step("migrate", _hook("migrate"), _RB, phase_after=Phase.MIGRATED, crash_after="after-migrate"),
+    Step("restart", _restart, _RB, phase_after=Phase.RESTARTED, crash_after="after-restart"),
+    Step("probation", _probation, _RB),
+    Step("post-start", _hook("post-start"), _RB, phase_after=Phase.PROBATION_PASSED,
+         crash_after="after-probation"),
+    # THE COMMIT POINT is the durable record before this step (it carries the new manifest)
+    Step("commit", _commit, OnFailure.ROLL_FORWARD, phase_before=Phase.COMMITTED),
+)
+
+
+# ------------------------------------------------------------------ the loop
+
+
+async def run_steps(ctx: Context, tx: Transaction, start: str = "fetch") -> None:
+    """Run the table from ``start``; raises ReleaseRefused / RolledBack / RollbackIncomplete /
+    RestartNeeded as the failing step's row says."""
+    names = [step.name for step in STEPS]
+    for step in STEPS[names.index(start):]:
+        if not step.when(ctx, tx):
+            continue
+        try:
+            if step.phase_before is not None:
+                _record(ctx, tx, step.phase_before)
+            with _timed(tx.report, step.name, ctx.settings.clock):
+                await step.run(ctx, tx)
+            if step.phase_after is not None:
+                _record(ctx, tx, step.phase_after)
+        except (ZosUpgradeError, OSError) as exc:
+            if step.on_failure is OnFailure.REFUSE:
+                raise refused(ctx, tx.report, step.name, exc) from exc
+            await _failed(ctx, tx, step, exc)
+        except (Exception, asyncio.CancelledError) as exc:
+            await _failed(ctx, tx, step, exc)
+        if step.crash_after is not None:
+            crash_point(step.crash_after)
+        if step.exits:
+            log.warning("upgrader program replaced; restart needed",
+                        extra={"program": "/" + ctx.settings.program})
+            raise RestartNeeded(
+                f"/{ctx.settings.program} was replaced by the release's copy; exit and let the supervisor "
+                "restart it (the journal continues the transaction)"
+            )
+
+
+async def _failed(ctx: Context, tx: Transaction, step: Step, exc: BaseException) -> None:
+    """What the row says a failure means; always raises."""
+    if step.on_failure is not OnFailure.ROLL_BACK:
+        raise exc  # refused steps refuse only typed errors; past the commit point recover() finishes
+    reason = f"{type(exc).__name__}: {exc}"
+    log.error("transaction failed, rolling back", extra={"step": step.name, "reason": reason})
+    # a cancelled task (SIGTERM) still rolls back before it ends
+    try:
+        await asyncio.shield(roll_back(ctx, step.name, reason))
+    except RollbackIncomplete as failed:
+        failed.report = tx.report
+        raise
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    raise RolledBack(reason, step=step.name, report=tx.report) from exc
+
+
+def _record(ctx: Context, tx: Transaction, phase: Phase) -> None:
+    """The journal's durable record of ``phase``; ``planned`` begins the journal."""
+    if phase is not Phase.PLANNED:
+        ctx.journal.advance(phase)
+        return
+    release, now = tx.release, time.time()
+    ctx.journal.begin(JournalRecord(
+        id=uuid.uuid4().hex, kind=tx.report.kind, phase=Phase.PLANNED,
+        source=release.source if release else tx.key, target_key=tx.key,
+        from_version=tx.report.from_version, to_version=tx.report.to_version,
+        mount_md5=release.md5 if release else "", plan=tx.planned,
+        new_manifest=msgspec.json.encode(tx.new_manifest).decode() if tx.new_manifest else "",
+        started=now, updated=now, flist_file=_state_path(ctx, release.flist) if release else "",
+        block_store=release.block_store if release else None,
+    ))
+
+
+def _state_path(ctx: Context, path: Path) -> str:
+    """``path`` as the journal records it: relative to the state directory when inside it, so a
+    state directory moved or copied whole (a restored backup) still recovers."""
+    try:
+        return str(path.relative_to(ctx.state_dir))
+    except ValueError:
+        return str(path)
+
+
+def _new_services(tx: Transaction) -> dict[str, str]:
+    return tx.new_manifest.services if tx.new_manifest else {}
+
+
+def _count_download(report: UpgradeReport, mount: Mount) -> None:
+    report.bytes_downloaded = mount.report.bytes_downloaded
+    report.blocks_fetched = mount.report.blocks_fetched
+    report.blocks_from_cache = mount.report.blocks_from_cache
+    report.release_bytes = mount.report.bytes_written
+
+
+@contextlib.contextmanager
+def _timed(report: UpgradeReport, name: str, clock: Callable[[], float]) -> Iterator[None]:
+    started = clock()
+    try:
+        yield
+    finally:
+        report.phases[name] = report.phases.get(name, 0.0) + clock() - started
