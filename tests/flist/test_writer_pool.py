@@ -22,10 +22,10 @@ from zos_upgrade.flist import materialize as materialize_module
 from zos_upgrade.flist.blocks import BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache, CacheError
 from zos_upgrade.flist.filewrite import DIR_OPEN, FileBlockMissing
+from zos_upgrade.flist.formats import open_flist, write_flist
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.reader import open_flist, write_flist
 from zos_upgrade.flist.stores import BlockMissing, DirStore, Route, Router, StoreError
 from zos_upgrade.flist.writer_child import (
     describe_error,

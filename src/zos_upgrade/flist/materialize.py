@@ -53,8 +53,9 @@ from zos_upgrade.flist.filewrite import (
     create_temp,
     write_blocks,
 )
+from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError, HostileFlist
-from zos_upgrade.flist.reader import FlistReader, open_flist
+from zos_upgrade.flist.reader import FlistReader
 from zos_upgrade.flist.stores import BlockStore, LocalStore, Router
 from zos_upgrade.flist.writer_child import CACHE_ONLY, StoreSpec, describe_store
 from zos_upgrade.flist.writer_pool import WriterPool

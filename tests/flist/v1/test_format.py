@@ -28,7 +28,7 @@ from zos_upgrade.flist import (
     write_flist,
 )
 from zos_upgrade.flist.blocks import encrypt_block_v1
-from zos_upgrade.flist.v1 import _capnp, acl_key, dir_key
+from zos_upgrade.flist.v1 import acl_key, dir_key, load_schema
 
 DIR, FILE, LINK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
 
@@ -102,7 +102,7 @@ def test_records_use_zflist_keys_and_fields(tmp_path: Path) -> None:
         "metadata": "CREATE TABLE metadata (key VARCHAR(64) PRIMARY KEY, value TEXT)",
     }
     rows = dict(db.execute("SELECT key, value FROM entries"))
-    schema = _capnp()
+    schema = load_schema()
     with schema.Dir.from_bytes(rows[dir_key("/home")]) as home:
         assert (home.name, home.location, home.parent, home.size) == ("home", "home", dir_key("/"), 4096)
         assert home.aclkey == acl_key("ann", "ann", 0o750, 1000, 1000)
