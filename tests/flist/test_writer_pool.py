@@ -18,7 +18,7 @@ import pytest
 
 from tests.flist.test_roundtrip import snapshot  # everything a round trip must keep
 from tests.support.procs import pids_running
-from zos_upgrade.flist import materialize as materialize_module
+from zos_upgrade.flist import process_writer
 from zos_upgrade.flist.blocks import BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache, CacheError
 from zos_upgrade.flist.filewrite import DIR_OPEN, FileBlockMissing
@@ -123,13 +123,13 @@ def test_automatic_processes_only_for_a_big_enough_tree(tmp_path: Path,
         await real_start(pool)
 
     monkeypatch.setattr(WriterPool, "start", start)
-    monkeypatch.setattr(materialize_module, "_auto_workers", lambda: 2)
+    monkeypatch.setattr(process_writer, "_auto_workers", lambda: 2)
     src, blocks, flist = packed(tmp_path, files=30)
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_BYTES", 10**12)
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 1000)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_BYTES", 10**12)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_FILES", 1000)
     small = asyncio.run(materialize(flist, tmp_path / "small", store=DirStore(blocks)))
     assert small.writer_processes == 0 and started == []  # below both bounds: never started
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 5)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_FILES", 5)
     stalls = iter(range(40))
 
     def slow_walk(_count: int) -> None:  # on the event loop: holds the walk until the children are up
@@ -362,8 +362,8 @@ def test_children_still_starting_when_the_run_ends_are_not_waited_for(
 ) -> None:
     src, blocks, flist = packed(tmp_path, files=10)
     monkeypatch.setattr(WriterPool, "child_module", "tests.support.slow_writer")
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 1)
-    monkeypatch.setattr(materialize_module, "_auto_workers", lambda: 2)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_FILES", 1)
+    monkeypatch.setattr(process_writer, "_auto_workers", lambda: 2)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING):
         report = asyncio.run(materialize(flist, tmp_path / "dest", store=DirStore(blocks)))
