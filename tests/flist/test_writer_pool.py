@@ -265,6 +265,21 @@ def test_children_die_with_their_parent(tmp_path: Path) -> None:
 # --- the child loop itself, in this process -----------------------------------------------------
 
 
+def test_a_child_starts_without_the_readers_the_network_stack_or_asyncio() -> None:
+    """What a child imports is what writing files takes: its start-up is paid once per core per run."""
+    heavy = ["asyncio", "httpx", "redis", "capnp", "yaml", "sqlite3", "zos_upgrade.net", "zos_upgrade.http11",
+             "zos_upgrade.flist.formats", "zos_upgrade.flist.reader", "zos_upgrade.flist.v1",
+             "zos_upgrade.flist.v2", "zos_upgrade.flist.materialize"]
+    code = textwrap.dedent(f"""
+        import sys
+        import zos_upgrade.flist.writer_child
+        print(" ".join(name for name in {heavy!r} if name in sys.modules) or "none")
+    """)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60)
+    assert out.stdout.split() == ["none"]
+
+
 def test_the_child_never_writes_through_a_symlinked_directory(tmp_path: Path) -> None:
     # the parent refuses such entries first; a child refuses them again on its own (O_NOFOLLOW walk)
     content = b"secret" * 10
