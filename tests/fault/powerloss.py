@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from zos_upgrade.flist import materialize
+from zos_upgrade.flist import durability
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class DurabilityTracker:
     @contextlib.contextmanager
     def tracking(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         real_fsync, real_open, real_mkdir, real_symlink = os.fsync, os.open, os.mkdir, os.symlink
-        real_syncfs = materialize._SYNCFS
+        real_syncfs = durability._SYNCFS
 
         def fsync(fd: int) -> None:
             real_fsync(fd)
@@ -208,7 +208,7 @@ class DurabilityTracker:
         monkeypatch.setattr(os, "open", open_)
         monkeypatch.setattr(os, "mkdir", created(real_mkdir))
         monkeypatch.setattr(os, "symlink", created(real_symlink))
-        monkeypatch.setattr(materialize, "_SYNCFS", syncfs)
+        monkeypatch.setattr(durability, "_SYNCFS", syncfs)
         try:
             yield
         finally:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tests.support.procs import REPO, zos_upgrade_cmd
 from zos_upgrade.cli import cli
 from zos_upgrade.cli.flist import parse_store_specs
-from zos_upgrade.flist.reader import open_flist
+from zos_upgrade.flist.formats import open_flist
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "flist-v1"
 

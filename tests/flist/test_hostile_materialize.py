@@ -19,9 +19,10 @@ import pytest
 from tests.support.stores import AsyncOnlyDirStore
 from zos_upgrade.flist.blocks import BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.formats import write_flist
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, HostileFlist
-from zos_upgrade.flist.reader import FlistReader, write_flist
+from zos_upgrade.flist.reader import FlistReader
 from zos_upgrade.flist.stores import BlockMissing, DirStore, LocalStore, Route
 
 DIR = stat.S_IFDIR | 0o755

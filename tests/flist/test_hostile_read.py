@@ -30,7 +30,7 @@ from zos_upgrade.flist import (
     write_flist,
 )
 from zos_upgrade.flist.blocks import decrypt_block, encrypt_block_v1, encrypt_block_v2
-from zos_upgrade.flist.v1 import _capnp, dir_key
+from zos_upgrade.flist.v1 import dir_key, load_schema
 
 DIR, FILE, LINK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
 
@@ -186,7 +186,7 @@ Content = list[tuple[str, str, Any, int]]  # (name, kind, dir key | blocks | lin
 
 
 def dir_record(contents: Content, name: str = "") -> bytes:
-    message = _capnp().Dir.new_message(name=name, location=name, parent="", size=4096, aclkey="")
+    message = load_schema().Dir.new_message(name=name, location=name, parent="", size=4096, aclkey="")
     slots = message.init("contents", len(contents))
     for slot, (child, kind, value, size) in zip(slots, contents, strict=True):
         slot.name, slot.size = child, size

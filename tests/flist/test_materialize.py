@@ -14,10 +14,10 @@ import pytest
 
 from zos_upgrade.flist.blocks import BLOCK_SIZE, BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.formats import open_flist, write_flist
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.reader import open_flist, write_flist
 from zos_upgrade.flist.stores import BlockMissing, DirStore, Route
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "flist-v1"

@@ -22,9 +22,9 @@ import pytest
 from tests.support.stores import AsyncOnlyDirStore
 from zos_upgrade.flist.blocks import BLOCK_SIZE, BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache, CacheError
+from zos_upgrade.flist.formats import write_flist
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind
-from zos_upgrade.flist.reader import write_flist
 from zos_upgrade.flist.stores import BlockMissing, BlockStore, DirStore, Route, Router, StoreError
 
 

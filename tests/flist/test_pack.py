@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from zos_upgrade.flist.blocks import BLOCK_SIZE
+from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.model import EntryKind, HostileFlist
 from zos_upgrade.flist.pack import PackError, pack
-from zos_upgrade.flist.reader import open_flist
 from zos_upgrade.flist.stores import DirStore, Route
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "flist-v1"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from zos_upgrade.flist.blocks import encrypt_block
+from zos_upgrade.flist.formats import write_flist
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError
-from zos_upgrade.flist.reader import write_flist
 from zos_upgrade.flist.stores import DirStore, Route, Router
 from zos_upgrade.flist.verify import verify
 
@@ -108,7 +108,7 @@ def test_the_golden_v1_flists_verify_against_their_blocks(tmp_path: Path) -> Non
 def test_golden_v2_with_v1_only_blocks_removed_reports_its_three_own_blocks(tmp_path: Path) -> None:
     # a store holding only v1's blocks: the three blocks v2 adds are missing, each with its file
     shutil.copytree(GOLDEN / "blocks", tmp_path / "blocks")
-    from zos_upgrade.flist.reader import open_flist
+    from zos_upgrade.flist.formats import open_flist
 
     with open_flist(GOLDEN / "v1.flist") as one:
         v1_ids = {b.id.hex() for e in one.entries() for b in e.blocks}

@@ -18,14 +18,14 @@ import pytest
 
 from tests.flist.test_roundtrip import snapshot  # everything a round trip must keep
 from tests.support.procs import pids_running
-from zos_upgrade.flist import materialize as materialize_module
+from zos_upgrade.flist import process_writer
 from zos_upgrade.flist.blocks import BlockCorrupt, encrypt_block
 from zos_upgrade.flist.cache import BlockCache, CacheError
 from zos_upgrade.flist.filewrite import DIR_OPEN, FileBlockMissing
+from zos_upgrade.flist.formats import open_flist, write_flist
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.reader import open_flist, write_flist
 from zos_upgrade.flist.stores import BlockMissing, DirStore, Route, Router, StoreError
 from zos_upgrade.flist.writer_child import (
     describe_error,
@@ -123,13 +123,13 @@ def test_automatic_processes_only_for_a_big_enough_tree(tmp_path: Path,
         await real_start(pool)
 
     monkeypatch.setattr(WriterPool, "start", start)
-    monkeypatch.setattr(materialize_module, "_auto_workers", lambda: 2)
+    monkeypatch.setattr(process_writer, "_auto_workers", lambda: 2)
     src, blocks, flist = packed(tmp_path, files=30)
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_BYTES", 10**12)
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 1000)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_BYTES", 10**12)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_FILES", 1000)
     small = asyncio.run(materialize(flist, tmp_path / "small", store=DirStore(blocks)))
     assert small.writer_processes == 0 and started == []  # below both bounds: never started
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 5)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_FILES", 5)
     stalls = iter(range(40))
 
     def slow_walk(_count: int) -> None:  # on the event loop: holds the walk until the children are up
@@ -265,6 +265,21 @@ def test_children_die_with_their_parent(tmp_path: Path) -> None:
 # --- the child loop itself, in this process -----------------------------------------------------
 
 
+def test_a_child_starts_without_the_readers_the_network_stack_or_asyncio() -> None:
+    """What a child imports is what writing files takes: its start-up is paid once per core per run."""
+    heavy = ["asyncio", "httpx", "redis", "capnp", "yaml", "sqlite3", "zos_upgrade.net", "zos_upgrade.http11",
+             "zos_upgrade.flist.formats", "zos_upgrade.flist.reader", "zos_upgrade.flist.v1",
+             "zos_upgrade.flist.v2", "zos_upgrade.flist.materialize"]
+    code = textwrap.dedent(f"""
+        import sys
+        import zos_upgrade.flist.writer_child
+        print(" ".join(name for name in {heavy!r} if name in sys.modules) or "none")
+    """)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60)
+    assert out.stdout.split() == ["none"]
+
+
 def test_the_child_never_writes_through_a_symlinked_directory(tmp_path: Path) -> None:
     # the parent refuses such entries first; a child refuses them again on its own (O_NOFOLLOW walk)
     content = b"secret" * 10
@@ -362,8 +377,8 @@ def test_children_still_starting_when_the_run_ends_are_not_waited_for(
 ) -> None:
     src, blocks, flist = packed(tmp_path, files=10)
     monkeypatch.setattr(WriterPool, "child_module", "tests.support.slow_writer")
-    monkeypatch.setattr(materialize_module, "_POOL_AFTER_FILES", 1)
-    monkeypatch.setattr(materialize_module, "_auto_workers", lambda: 2)
+    monkeypatch.setattr(process_writer, "_POOL_AFTER_FILES", 1)
+    monkeypatch.setattr(process_writer, "_auto_workers", lambda: 2)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING):
         report = asyncio.run(materialize(flist, tmp_path / "dest", store=DirStore(blocks)))

@@ -45,7 +45,8 @@ from zos_upgrade.flist import (
     write_flist,
 )
 from zos_upgrade.flist.stores import DirStore
-from zos_upgrade.flist.v1 import DB_MEMBER, _capnp, dir_key
+from zos_upgrade.flist.v1 import DB_MEMBER, dir_key
+from zos_upgrade.flist.v1 import load_schema as _capnp
 
 DIR = stat.S_IFDIR | 0o755
 FILE = stat.S_IFREG | 0o644

@@ -20,10 +20,10 @@ from pathlib import Path
 import click
 
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.reader import open_flist
 from zos_upgrade.flist.stores import BlockStore, Route, Router
 from zos_upgrade.flist.verify import verify
 

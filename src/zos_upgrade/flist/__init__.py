@@ -18,14 +18,16 @@ if TYPE_CHECKING:
         decrypt_block,
         encrypt_block,
     )
+    from zos_upgrade.flist.formats import open_flist, write_flist
     from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist, Limits
-    from zos_upgrade.flist.reader import FlistReader, open_flist, write_flist
+    from zos_upgrade.flist.reader import FlistReader
     from zos_upgrade.flist.stores import BlockMissing, BlockStore, Route, Router, StoreError, open_store
 
 _HOMES = {
     "blocks": ("BLOCK_SIZE", "BlockCorrupt", "block_id_matches", "decrypt_block", "encrypt_block"),
     "model": ("BlockRef", "Entry", "EntryKind", "FlistError", "HostileFlist", "Limits"),
-    "reader": ("FlistReader", "open_flist", "write_flist"),
+    "formats": ("open_flist", "write_flist"),
+    "reader": ("FlistReader",),
     "stores": ("BlockMissing", "BlockStore", "Route", "Router", "StoreError", "open_store"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

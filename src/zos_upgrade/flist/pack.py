@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 from zos_upgrade.flist.blocks import BLOCK_SIZE, encrypt_block
+from zos_upgrade.flist.formats import format_for_name, write_flist
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError
-from zos_upgrade.flist.reader import write_flist
 from zos_upgrade.flist.stores import BlockStore, Route
 from zos_upgrade.tasks import all_or_cancel
 
@@ -63,11 +63,10 @@ class PackReport:
 
 def flist_format(out: Path) -> Literal["v1", "v2"]:
     """The format an output name asks for: ``.fl`` is v2 (rfs), ``.flist`` is v1 (0-flist)."""
-    if out.suffix == ".fl":
-        return "v2"
-    if out.suffix == ".flist":
-        return "v1"
-    raise PackError(f"output {out}: cannot tell the flist format: expected a .fl (v2) or .flist (v1) suffix")
+    try:
+        return format_for_name(out)
+    except FlistError as exc:
+        raise PackError(f"output {exc}") from exc
 
 
 async def pack(

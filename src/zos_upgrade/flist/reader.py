@@ -1,30 +1,28 @@
-"""The one reading interface of both flist formats, the checks every entry must pass, and the dispatch.
+"""The one reading interface of both flist formats and the checks every entry must pass.
 
 Readers stream: :meth:`FlistReader.entries` yields one :class:`Entry` at a time, parents before
 children, so a million-entry flist is read in bounded memory. Every entry goes through
 :class:`EntryChecker` (SPEC 4.3) before it is yielded; a hostile flist raises :class:`HostileFlist`
-naming the entry, never a half-trusted tree.
+naming the entry, never a half-trusted tree. Which reader opens a file is decided in
+:mod:`zos_upgrade.flist.formats`, which imports the readers; they import this module, never the reverse.
 """
 
 from __future__ import annotations
 
 import abc
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 from zos_upgrade.flist.blocks import BLOCK_SIZE
-from zos_upgrade.flist.model import Entry, EntryKind, FlistError, HostileFlist, Limits
+from zos_upgrade.flist.model import Entry, EntryKind, HostileFlist, Limits
 from zos_upgrade.flist.stores import Route
 
-__all__ = ["EntryChecker", "FlistReader", "check_name", "open_flist", "write_flist"]
+__all__ = ["EntryChecker", "FlistFormat", "FlistReader", "blocks_for", "check_name", "join"]
 
 FlistFormat = Literal["v1", "v2"]
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class FlistReader(abc.ABC):
@@ -145,53 +143,3 @@ _SPECIAL_TYPES = frozenset((stat.S_IFSOCK, stat.S_IFBLK, stat.S_IFCHR, stat.S_IF
 
 def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogateescape"))
-
-
-def sniff(path: Path) -> FlistFormat:
-    """Which format a file is, by its magic bytes (gzip: v1 tar.gz, SQLite: v2)."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
-    except OSError as exc:
-        raise FlistError(f"{path}: cannot open flist: {exc}") from exc
-    if head.startswith(_GZIP_MAGIC):
-        return "v1"
-    if head == _SQLITE_MAGIC:
-        return "v2"
-    raise FlistError(f"{path}: not an flist: expected gzip (v1 .flist) or SQLite (v2 .fl) magic bytes")
-
-
-_DEFAULT_LIMITS = Limits()
-
-
-def open_flist(path: Path | str, limits: Limits = _DEFAULT_LIMITS) -> FlistReader:
-    """Open an flist of either format, chosen by its content (not its name)."""
-    source = Path(path)
-    if sniff(source) == "v1":
-        from zos_upgrade.flist.v1 import V1Reader
-
-        return V1Reader(source, limits)
-    from zos_upgrade.flist.v2 import V2Reader
-
-    return V2Reader(source, limits)
-
-
-def write_flist(
-    path: Path | str,
-    entries: Iterable[Entry],
-    *,
-    tags: Mapping[str, str] = {},
-    routes: Sequence[Route] = (),
-) -> None:
-    """Write ``entries`` as an flist, atomically; the suffix picks the format (.fl: v2, .flist: v1)."""
-    target = Path(path)
-    if target.suffix == ".fl":
-        from zos_upgrade.flist.v2 import write_v2
-
-        write_v2(target, entries, tags=tags, routes=routes)
-    elif target.suffix == ".flist":
-        from zos_upgrade.flist.v1 import write_v1
-
-        write_v1(target, entries, tags=tags, routes=routes)
-    else:
-        raise FlistError(f"{target}: cannot tell the flist format: expected a .fl (v2) or .flist (v1) suffix")

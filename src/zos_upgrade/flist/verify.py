@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zos_upgrade.flist.blocks import BlockCorrupt, block_id_matches, decrypt_block
+from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.model import BlockRef, EntryKind, FlistError
-from zos_upgrade.flist.reader import FlistReader, open_flist
+from zos_upgrade.flist.reader import FlistReader
 from zos_upgrade.flist.stores import BlockMissing, BlockStore, Router, StoreError
 
 __all__ = ["BlockProblem", "VerifyReport", "verify"]

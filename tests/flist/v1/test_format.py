@@ -1,4 +1,4 @@
-"""The v1 .flist format: archive layout, capnp records, ACLs, metadata and routes, round trips."""
+"""The v1 .flist format through open_flist/write_flist: capnp records, ACLs, metadata, round trips."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import dataclasses
 import gc
 import gzip
 import io
-import json
 import os
 import sqlite3
 import stat
@@ -23,12 +22,11 @@ from zos_upgrade.flist import (
     Entry,
     EntryKind,
     FlistError,
-    Route,
     open_flist,
     write_flist,
 )
 from zos_upgrade.flist.blocks import encrypt_block_v1
-from zos_upgrade.flist.v1 import _capnp, acl_key, dir_key
+from zos_upgrade.flist.v1 import acl_key, dir_key, load_schema
 
 DIR, FILE, LINK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
 
@@ -72,18 +70,6 @@ def test_round_trip(tmp_path: Path) -> None:
     assert entries[0].permissions == 0o755 and entries[0].mtime == 3
 
 
-def test_archive_holds_only_the_database_with_fixed_headers(tmp_path: Path) -> None:
-    path = tmp_path / "a.flist"
-    write_flist(path, sample_entries())
-    raw = path.read_bytes()
-    assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\0\0\0\0"  # gzip, mtime 0
-    with tarfile.open(path) as archive:
-        members = archive.getmembers()
-    assert [(m.name, m.type, m.mtime, m.uid, m.gid) for m in members] == [
-        (".", tarfile.DIRTYPE, 0, 0, 0), ("./flistdb.sqlite3", tarfile.REGTYPE, 0, 0, 0)
-    ]
-
-
 def _database(path: Path, tmp_path: Path) -> sqlite3.Connection:
     with tarfile.open(path) as archive:
         handle = archive.extractfile("./flistdb.sqlite3")
@@ -102,7 +88,7 @@ def test_records_use_zflist_keys_and_fields(tmp_path: Path) -> None:
         "metadata": "CREATE TABLE metadata (key VARCHAR(64) PRIMARY KEY, value TEXT)",
     }
     rows = dict(db.execute("SELECT key, value FROM entries"))
-    schema = _capnp()
+    schema = load_schema()
     with schema.Dir.from_bytes(rows[dir_key("/home")]) as home:
         assert (home.name, home.location, home.parent, home.size) == ("home", "home", dir_key("/"), 4096)
         assert home.aclkey == acl_key("ann", "ann", 0o750, 1000, 1000)
@@ -121,37 +107,6 @@ def test_records_use_zflist_keys_and_fields(tmp_path: Path) -> None:
     acls = [k for k in rows if len(k) == 16]
     assert len(acls) == len(set(acls)) == 8
     db.close()
-
-
-def test_single_zdb_route_is_written_as_backend_metadata(tmp_path: Path) -> None:
-    path = tmp_path / "a.flist"
-    routes = [Route(0, 255, "zdb://:s3cret@hub.example:9900/myns")]
-    write_flist(path, sample_entries(), routes=routes)
-    with open_flist(path) as reader:
-        backend = json.loads(reader.tags()["backend"])
-        assert backend == {"host": "hub.example", "port": 9900, "namespace": "myns", "password": "s3cret"}
-        assert reader.routes() == routes
-
-
-def test_several_routes_are_written_as_router_yaml(tmp_path: Path) -> None:
-    path = tmp_path / "a.flist"
-    routes = [Route(0, 0x7F, "zdb://a:9900"), Route(0x80, 0xFF, "http://b/blocks")]
-    write_flist(path, sample_entries(), routes=routes)
-    with tarfile.open(path) as archive:
-        assert "./router.yaml" in archive.getnames()
-    with open_flist(path) as reader:
-        assert reader.routes() == routes
-        assert "backend" not in reader.tags()
-
-
-def test_backend_metadata_is_validated(tmp_path: Path) -> None:
-    path = tmp_path / "a.flist"
-    write_flist(path, sample_entries(), tags={"backend": '{"port": 9900}'})
-    with open_flist(path) as reader, pytest.raises(FlistError, match="'host'"):
-        reader.routes()
-    write_flist(path, sample_entries(), tags={"backend": '{"host": "h", "port": 99999}'})
-    with open_flist(path) as reader, pytest.raises(FlistError, match="not a TCP port"):
-        reader.routes()
 
 
 def test_flist_without_metadata_table(tmp_path: Path) -> None:

@@ -1,0 +1,29 @@
+"""Block stores by URL (SPEC 5): one module per scheme, registered by scheme, and the router over them.
+
+- ``dir:///path`` (:mod:`.dir`), ``http(s)://host/path`` (:mod:`.http`, read-only),
+  ``zdb://[user[:pass]@]host[:port][/namespace]`` (:mod:`.zdb`);
+- :func:`open_store` picks the module by the URL's scheme (:mod:`.registry`: a new scheme is one new
+  module and one line there);
+- :class:`Router` (:mod:`.router`) reads and writes through the stores its routes name.
+"""
+
+from zos_upgrade.flist.stores.base import MAX_STORED_BYTES, BlockMissing, BlockStore, LocalStore, StoreError
+from zos_upgrade.flist.stores.dir import DirStore
+from zos_upgrade.flist.stores.http import HttpStore
+from zos_upgrade.flist.stores.registry import open_store
+from zos_upgrade.flist.stores.router import Route, Router
+from zos_upgrade.flist.stores.zdb import ZdbStore
+
+__all__ = [
+    "MAX_STORED_BYTES",
+    "BlockMissing",
+    "BlockStore",
+    "DirStore",
+    "HttpStore",
+    "LocalStore",
+    "Route",
+    "Router",
+    "StoreError",
+    "ZdbStore",
+    "open_store",
+]

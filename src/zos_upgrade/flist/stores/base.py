@@ -1,0 +1,65 @@
+"""The contract every block store keeps: the ``BlockStore`` protocol, its errors, the bound on a block.
+
+A store is transport only: it moves opaque bytes under an id. It does not decrypt or verify them;
+:mod:`zos_upgrade.flist.blocks` does that, so a lying store is caught no matter which one answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from zos_upgrade.flist.blocks import BLOCK_SIZE
+from zos_upgrade.flist.model import FlistError
+
+__all__ = ["MAX_STORED_BYTES", "BlockMissing", "BlockStore", "LocalStore", "StoreError", "block_hex"]
+
+# The largest stored block either pipeline can produce (snappy worst case + framing/tag), rounded up:
+# a store answering more than this is not sending one of our blocks.
+MAX_STORED_BYTES = BLOCK_SIZE + BLOCK_SIZE // 6 + 1024
+
+
+class BlockMissing(FlistError):
+    """No store that was tried holds the block."""
+
+    def __init__(self, block_id: bytes, stores: Sequence[str]) -> None:
+        tried = ", ".join(stores) if stores else "no store (no route covers this id)"
+        super().__init__(f"block {block_id.hex()} is missing; tried: {tried}")
+        self.block_id = block_id
+        self.stores = tuple(stores)
+
+
+class StoreError(FlistError):
+    """A store URL is invalid, a store is unreachable (after retries), or it refused a write."""
+
+
+@runtime_checkable
+class BlockStore(Protocol):
+    url: str
+
+    async def get(self, block_id: bytes) -> bytes: ...
+
+    async def put(self, block_id: bytes, data: bytes) -> None: ...
+
+    async def has(self, block_id: bytes) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LocalStore(Protocol):
+    """A store that also reads a block synchronously, without the event loop (``dir://``): a caller
+    already in a worker thread reads, verifies and writes a block in that one thread. With the bytes
+    comes the file they were read from, when there is one (a cache on the same file system links it)."""
+
+    url: str
+
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, str | None]: ...
+
+
+def block_hex(block_id: bytes) -> str:
+    """The hex name of ``block_id``, refusing an id of neither format."""
+    # only ids of the two formats are ever looked up: this also keeps odd input out of paths and URLs
+    if len(block_id) not in (16, 32):
+        raise StoreError(f"a block id must be 16 (v1) or 32 (v2) bytes, got {len(block_id)}")
+    return block_id.hex()

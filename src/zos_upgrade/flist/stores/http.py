@@ -1,0 +1,105 @@
+"""``http(s)://host/path``: read-only blocks over HTTP, ``GET <url>/<hex[0:2]>/<hex>``, on 404
+``GET <url>/<hex>`` (the 0-hub ``/blocks`` layout or any static file server).
+
+httpx, the transport and asyncio are imported when a store is made, not with this module: a
+file-writer process (``writer_child``) loads the store modules but opens only ``dir://`` ones, and
+starts in a third of the time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult
+
+from zos_upgrade.flist.stores.base import MAX_STORED_BYTES, BlockMissing, StoreError, block_hex
+
+if TYPE_CHECKING:
+    import httpx
+
+    from zos_upgrade import net
+
+__all__ = ["HttpStore", "open_http_url"]
+
+
+def _proxied() -> bool:
+    """True when the environment names an HTTP proxy: then httpx's own transport goes through it."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    return "http" in proxies or "all" in proxies
+
+
+class HttpStore:
+    """Read-only blocks over HTTP: the 0-hub ``/blocks`` layout or any static file server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+        retry: net.RetryPolicy | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        import asyncio
+
+        import httpx
+
+        from zos_upgrade import net
+        from zos_upgrade.http11 import LeanTransport
+
+        self.url = url
+        self._base = url.rstrip("/")
+        self._limit = asyncio.Semaphore(concurrency)
+        self._retry = retry or net.RetryPolicy()  # one policy (and its jitter source) for every block
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False,
+                                                   transport=None if _proxied() else LeanTransport())
+
+    async def _request(self, method: str, url: str) -> net.FetchResult:
+        from zos_upgrade import net
+
+        async with self._limit:
+            try:
+                return await net.fetch(
+                    self._client, url, method=method, max_bytes=MAX_STORED_BYTES,
+                    expect=(200, 404, 405), retry=self._retry,
+                )
+            except net.TransportError as exc:
+                raise StoreError(f"{self.url}: {exc}") from exc
+
+    async def _lookup(self, method: str, block_id: bytes) -> net.FetchResult | None:
+        name = block_hex(block_id)
+        for url in (f"{self._base}/{name[:2]}/{name}", f"{self._base}/{name}"):
+            result = await self._request(method, url)
+            if result.status == 405 and method == "HEAD":
+                # a server without HEAD still answers GET: existence costs one download then
+                result = await self._request("GET", url)
+            if result.status == 200:
+                return result
+            if result.status == 405:
+                raise StoreError(f"{self.url}: {method} {url} is not allowed by the server")
+        return None
+
+    async def get(self, block_id: bytes) -> bytes:
+        result = await self._lookup("GET", block_id)
+        if result is None:
+            raise BlockMissing(block_id, [self.url])
+        return result.body
+
+    async def put(self, block_id: bytes, data: bytes) -> None:
+        raise StoreError(f"{self.url}: http(s) stores are read-only; cannot write block {block_id.hex()}")
+
+    async def has(self, block_id: bytes) -> bool:
+        return await self._lookup("HEAD", block_id) is not None
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+
+def open_http_url(url: str, parts: SplitResult) -> HttpStore:
+    """The store ``http(s)://host[/path]`` names."""
+    if not parts.hostname:
+        raise StoreError(f"invalid store URL {url!r}: no host")
+    return HttpStore(url)

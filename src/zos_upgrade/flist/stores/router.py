@@ -1,0 +1,131 @@
+"""Routes and the router: a store over several stores, picked by the first byte of a block's id."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from zos_upgrade.flist.model import FlistError
+from zos_upgrade.flist.stores.base import BlockMissing, BlockStore, LocalStore, StoreError
+from zos_upgrade.flist.stores.registry import open_store
+
+__all__ = ["Route", "Router"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Blocks whose first id byte lies in ``start..end`` (inclusive) live in the store at ``url``."""
+
+    start: int
+    end: int
+    url: str
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.start <= self.end <= 255):
+            raise StoreError(
+                f"route {self.start}-{self.end} -> {self.url}: expected 0 <= start <= end <= 255"
+            )
+
+    def covers(self, block_id: bytes) -> bool:
+        return bool(block_id) and self.start <= block_id[0] <= self.end
+
+
+class Router:
+    """A store over several stores: reads try matching routes in order, writes go to all of them."""
+
+    def __init__(self, routes: Sequence[Route], *, opener: Callable[[str], BlockStore] = open_store) -> None:
+        self.routes = tuple(routes)
+        self.url = " ".join(
+            r.url if (r.start, r.end) == (0, 255) else f"{r.start:02x}-{r.end:02x}={r.url}"
+            for r in self.routes
+        )
+        self._opener = opener
+        self._stores: dict[str, BlockStore] = {}
+
+    @classmethod
+    def single(cls, url: str) -> Router:
+        router = cls([Route(0, 255, url)])
+        router._store(url)  # a bad URL fails here, not at the first block
+        return router
+
+    def _store(self, url: str) -> BlockStore:
+        store = self._stores.get(url)
+        if store is None:
+            store = self._stores[url] = self._opener(url)
+        return store
+
+    def _matching(self, block_id: bytes) -> list[BlockStore]:
+        urls = dict.fromkeys(r.url for r in self.routes if r.covers(block_id))
+        return [self._store(url) for url in urls]
+
+    async def get(self, block_id: bytes) -> bytes:
+        stores = self._matching(block_id)
+        errors: list[StoreError] = []
+        for store in stores:
+            try:
+                return await store.get(block_id)
+            except BlockMissing:
+                continue
+            except StoreError as exc:
+                errors.append(_store_failed(store, block_id, exc))
+        raise _not_found(block_id, stores, errors)
+
+    def store_for(self, route: Route) -> BlockStore:
+        """The store ``route`` reads from (opened on first use)."""
+        return self._store(route.url)
+
+    def is_local(self) -> bool:
+        """True when every route's store reads blocks without the event loop (all ``dir://``)."""
+        return all(isinstance(self._store(r.url), LocalStore) for r in self.routes)
+
+    def read_block(self, block_id: bytes) -> bytes:
+        """``get`` without the event loop, for a router that ``is_local``: same order, same errors."""
+        return self.read_block_file(block_id)[0]
+
+    def read_block_file(self, block_id: bytes) -> tuple[bytes, str | None]:
+        """``read_block``, and the file the bytes came from when the store that had them has one."""
+        stores = self._matching(block_id)
+        errors: list[StoreError] = []
+        for store in stores:
+            try:
+                return cast(LocalStore, store).read_block_file(block_id)  # is_local checked every store
+            except BlockMissing:
+                continue
+            except StoreError as exc:
+                errors.append(_store_failed(store, block_id, exc))
+        raise _not_found(block_id, stores, errors)
+
+    async def put(self, block_id: bytes, data: bytes) -> None:
+        stores = self._matching(block_id)
+        if not stores:
+            raise StoreError(f"block {block_id.hex()}: no route covers first byte {block_id[0]:#04x}")
+        for store in stores:
+            await store.put(block_id, data)
+
+    async def has(self, block_id: bytes) -> bool:
+        for store in self._matching(block_id):
+            if await store.has(block_id):
+                return True
+        return False
+
+    async def aclose(self) -> None:
+        stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            await store.aclose()
+
+
+def _store_failed(store: BlockStore, block_id: bytes, exc: StoreError) -> StoreError:
+    """Log a store that failed (the next route is tried) and hand its error back for the summary."""
+    log.warning("block store failed", extra={"store": store.url, "block": block_id.hex(), "reason": str(exc)})
+    return exc
+
+
+def _not_found(block_id: bytes, stores: list[BlockStore], errors: list[StoreError]) -> FlistError:
+    """What a router raises when no store gave the block: the failures if any, else BlockMissing."""
+    if errors:
+        return StoreError(f"block {block_id.hex()}: " + "; ".join(str(e) for e in errors))
+    return BlockMissing(block_id, [s.url for s in stores])

@@ -1,0 +1,69 @@
+"""The router over dir:// stores: routes by the first id byte, fall-through, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.flist.stores.blocks import V2_DATA, V2_REF
+from zos_upgrade.flist.stores import BlockMissing, DirStore, Route, Router, StoreError
+
+
+def _id(first: int) -> bytes:
+    return bytes([first]) + b"\x11" * 31
+
+
+def test_router_routes_by_first_byte(tmp_path: Path) -> None:
+    low, high, both = tmp_path / "low", tmp_path / "high", tmp_path / "both"
+    router = Router([Route(0x00, 0x7F, f"dir://{low}"), Route(0x80, 0xFF, f"dir://{high}"),
+                     Route(0x70, 0x8F, f"dir://{both}")])
+
+    async def scenario() -> None:
+        await router.put(_id(0x10), b"a")
+        await router.put(_id(0x75), b"b")
+        await router.put(_id(0x90), b"c")
+        assert await router.get(_id(0x10)) == b"a"
+        assert await router.has(_id(0x90))
+        await router.aclose()
+
+    asyncio.run(scenario())
+    assert sorted(os.listdir(low)) == ["10", "75"]
+    assert sorted(os.listdir(high)) == ["90"]
+    assert sorted(os.listdir(both)) == ["75"]
+
+
+def test_router_read_falls_through_to_the_next_store(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    asyncio.run(DirStore(second).put(V2_REF.id, V2_DATA))
+    router = Router([Route(0, 255, f"dir://{first}"), Route(0, 255, f"dir://{second}")])
+    assert asyncio.run(router.get(V2_REF.id)) == V2_DATA
+
+
+def test_router_missing_everywhere_names_every_store(tmp_path: Path) -> None:
+    router = Router([Route(0, 255, f"dir://{tmp_path}/a"), Route(0, 255, f"dir://{tmp_path}/b")])
+    with pytest.raises(BlockMissing) as info:
+        asyncio.run(router.get(V2_REF.id))
+    assert f"{tmp_path}/a" in str(info.value) and f"{tmp_path}/b" in str(info.value)
+
+
+def test_router_without_a_matching_route(tmp_path: Path) -> None:
+    router = Router([Route(0, 0, f"dir://{tmp_path}")])
+    with pytest.raises(BlockMissing, match="no route"):
+        asyncio.run(router.get(_id(0x42)))
+    with pytest.raises(StoreError, match="no route covers"):
+        asyncio.run(router.put(_id(0x42), b"x"))
+
+
+def test_router_single_checks_url_early() -> None:
+    with pytest.raises(StoreError, match="unsupported"):
+        Router.single("nope://x")
+
+
+def test_route_validates_range() -> None:
+    with pytest.raises(StoreError, match="0 <= start <= end <= 255"):
+        Route(10, 5, "dir:///x")
+    with pytest.raises(StoreError):
+        Route(0, 256, "dir:///x")
