@@ -8,6 +8,9 @@ Protocol facts (checked against upstream threefoldtech/zinit):
   -32003 is down, -32004 invalid signal, -32005 config error.
 - status object: ``{"name", "pid", "state", "target", "after": {dep: state}}``; states are Rust
   debug strings: ``Running``, ``Success``, ``Error(Exited(Pid(123), 1))``...
+
+At ~400 lines this module is kept whole on purpose: the two protocols share one client, one reply
+decoder and one error mapping, and splitting them would put the same server facts in two places.
 """
 
 from __future__ import annotations
