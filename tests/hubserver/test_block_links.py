@@ -28,7 +28,9 @@ def _block(not_prefix: str = "") -> tuple[bytes, str]:
             return data, hexid
 
 
-def test_symlinked_fanout_folder_is_not_followed_by_the_real_hub(start_hub: HubFactory, tmp_path: Path) -> None:
+def test_symlinked_fanout_folder_is_not_followed_by_the_real_hub(
+    start_hub: HubFactory, tmp_path: Path
+) -> None:
     data, hexid = _block()
     other, other_id = _block(not_prefix=hexid[:2])
     outside = tmp_path / "outside"
