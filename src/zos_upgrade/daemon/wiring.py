@@ -48,6 +48,7 @@ def build(config: Config) -> NodeParts:
         config.root, state_dir, flister, supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
+        reserved=config.reserved_paths(),
     )
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep)
     parts.closers.append(supervisor.aclose)
