@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from zos_upgrade.config import load_config, parse_config
+from zos_upgrade.cli import cli
+from zos_upgrade.config import DURATION_BOUNDS, load_config, parse_config
 from zos_upgrade.errors import ConfigError
 
 EXAMPLE = """
@@ -23,6 +27,22 @@ socket = "/var/run/supervisor.sock"
 [upgrade]
 self_update = true
 probation = 30
+"""
+
+# a node of its own under a test's tmp_path (for the CLI cases)
+BASE = """
+[node]
+root = "{root}"
+state_dir = "/state"
+[source]
+hub = "http://127.0.0.1:9"
+flist = "a/b"
+interval = 600
+jitter = 60
+[upgrade]
+probation = 30
+hook_timeout = 300
+stop_timeout = 30
 """
 
 
@@ -99,3 +119,122 @@ def test_bins_repo_needs_a_hub() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "nope.toml")
+
+
+# ---------------------------------------------------------------- every path stays under the node root
+
+ESCAPES = ["/../x", "/etc/../../x", "relative/x", "/a/\x00b"]
+
+
+@pytest.mark.parametrize("value", ESCAPES, ids=["dotdot", "deep-dotdot", "relative", "nul"])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("node", "state_dir"), ("supervisor", "socket"), ("supervisor", "include_dir"), ("upgrade", "program"),
+     ("source", "trusted_keys")],
+)
+def test_every_configured_path_that_leaves_the_root_names_its_key(section: str, key: str, value: str) -> None:
+    toml_value = json.dumps([value] if key == "trusted_keys" else value)  # a JSON string is a TOML string
+    text = _with(f"{section}.{key}", toml_value)
+    shown = "source.trusted_keys[0]" if key == "trusted_keys" else f"{section}.{key}"
+    with pytest.raises(ConfigError, match=re.escape(f"node.toml: {shown} = ")) as caught:
+        parse_config(text, source="node.toml")
+    assert "absolute" in str(caught.value) or "'..' or NUL" in str(caught.value)
+
+
+# ---------------------------------------------------------------- durations: legal floats, not sane
+
+INSANE = {
+    "source.interval": ["inf", "nan", "1e-9", "0", "-1", "1e308"],
+    "source.jitter": ["inf", "nan", "-1", "1e308"],
+    "upgrade.probation": ["inf", "nan", "-0.5", "1e308"],
+    "upgrade.hook_timeout": ["inf", "nan", "1e-9", "0", "1e308"],
+    "upgrade.stop_timeout": ["inf", "-inf", "nan", "1e-9", "1e308"],
+}
+BAD_DURATIONS = [(key, value) for key, values in INSANE.items() for value in values]
+
+
+def _with(key: str, value: str, text: str = EXAMPLE) -> str:
+    section, name = key.split(".")
+    lines = [line for line in text.splitlines() if not line.startswith(f"{name} =")]
+    return "\n".join(lines).replace(f"[{section}]", f"[{section}]\n{name} = {value}") + "\n"
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_DURATIONS)
+def test_insane_durations_are_refused_with_their_bounds(key: str, value: str) -> None:
+    expected = rf"node.toml: {re.escape(key)} = .* is out of range: expected"
+    with pytest.raises(ConfigError, match=expected) as caught:
+        parse_config(_with(key, value), source="node.toml")
+    low, high = DURATION_BOUNDS[key]
+    assert f"{low:g} to {high:g} seconds" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", sorted(DURATION_BOUNDS))
+def test_the_bounds_themselves_are_accepted(key: str) -> None:
+    for bound in DURATION_BOUNDS[key]:
+        parse_config(_with(key, repr(float(bound))))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ('state_dir = "/"', r"node.state_dir = '/' is a system folder"),
+        ('state_dir = "//"', r"node.state_dir = '//' is a system folder"),
+        ('state_dir = "/etc/"', r"node.state_dir = '/etc/' is a system folder"),
+        ('state_dir = "/var/run"',
+         r"supervisor.socket = '/var/run/supervisor.sock' lies inside node.state_dir"),
+    ],
+)
+def test_state_dir_must_be_the_upgraders_own(change: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(EXAMPLE.replace('state_dir = "/var/cache/modules/upgrade"', change), source="node.toml")
+
+
+def test_supervisor_include_dir_is_not_the_root() -> None:
+    with pytest.raises(ConfigError, match=r"supervisor.include_dir = '/'"):
+        parse_config(EXAMPLE.replace("[supervisor]", '[supervisor]\ninclude_dir = "/"'))
+
+
+def test_reserved_paths_name_what_no_release_may_write() -> None:
+    cfg = parse_config(EXAMPLE.replace("[source]", '[source]\ntrusted_keys = ["/etc/zu/release.pub"]'))
+    assert cfg.reserved_paths() == {
+        "/var/cache/modules/upgrade": "the upgrader's state directory",
+        "/var/run/supervisor.sock": "the supervisor's socket",
+        "/etc/supervisor/conf.d": "the folder of supervisord's rendered program configs",
+        "/etc/zu/release.pub": "a trusted release key",
+    }
+
+
+# ---------------------------------------------------------------- `daemon` and `status` refuse the same
+
+CLI_CASES = [
+    *[(key, _with(key, value, BASE)) for key, value in [
+        ("source.interval", "1e-9"), ("source.jitter", "inf"), ("upgrade.probation", "inf"),
+        ("upgrade.hook_timeout", "1e308"), ("upgrade.stop_timeout", "nan"),
+    ]],
+    ("node.state_dir", BASE.replace('state_dir = "/state"', 'state_dir = "/"')),
+    ("supervisor.include_dir", BASE + '[supervisor]\ninclude_dir = "/../x"\n'),
+    ("source.trusted_keys[0]", BASE.replace("[source]", '[source]\ntrusted_keys = ["/etc/../../k.pub"]')),
+    ("trusted_keys", BASE.replace('hub = "http://127.0.0.1:9"\nflist = "a/b"', 'publisher = "http://127.0.0.1:9"')),
+]
+
+
+@pytest.mark.parametrize("command", ["daemon", "status"])
+@pytest.mark.parametrize(("key", "body"), CLI_CASES, ids=[key for key, _ in CLI_CASES])
+def test_daemon_and_status_refuse_the_same_configs(tmp_path: Path, command: str, key: str, body: str) -> None:
+    config = tmp_path / "zu.toml"
+    config.write_text(body.format(root=tmp_path))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = ["daemon", "--config", str(config), "--once"] if command == "daemon" else ["status", "--config",
+                                                                                       str(config)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert key in result.output and str(config) in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused before anything was made
+
+
+def test_the_base_of_the_cli_cases_is_accepted_by_both(tmp_path: Path) -> None:
+    config = tmp_path / "zu.toml"
+    config.write_text(BASE.format(root=tmp_path))
+    assert CliRunner().invoke(cli, ["status", "--config", str(config)]).exit_code == 0
+    load_config(config)

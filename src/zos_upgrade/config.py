@@ -7,7 +7,8 @@ ignores a misspelt ``probation`` would run without the safety the operator asked
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
+import math
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -27,8 +28,23 @@ __all__ = [
     "parse_config",
 ]
 
-Seconds = Annotated[float, msgspec.Meta(ge=0)]
-PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+# Every duration, in seconds, as (lowest, highest) sane value. Checked after decoding, in one place,
+# because TOML's legal floats include inf, nan, 1e-9 and 1e308: a probation that never ends or a
+# poll loop that spins is refused here, so `daemon` and `status` refuse exactly the same files.
+DURATION_BOUNDS: dict[str, tuple[float, float]] = {
+    "source.interval": (0.5, 7 * 86400.0),  # under half a second a node only loads its hub
+    "source.jitter": (0.0, 86400.0),
+    "upgrade.probation": (0.0, 3600.0),
+    "upgrade.hook_timeout": (0.1, 86400.0),
+    "upgrade.stop_timeout": (0.1, 3600.0),
+}
+
+# Top-level folders of a node's system: releases install into them, so none may be the upgrader's
+# state directory (item 7 refuses a release writing under the state dir: it could install nothing).
+SYSTEM_DIRS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run",
+    "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+})
 
 
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -43,8 +59,8 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     publisher: str | None = None  # ... or a release server
     trusted_keys: list[str] = msgspec.field(default_factory=list)
     jump_to_latest: bool = False  # publisher mode: skip intermediate versions
-    interval: PositiveSeconds = 600
-    jitter: Seconds = 60
+    interval: float = 600  # bounds: DURATION_BOUNDS
+    jitter: float = 60
 
 
 class SupervisorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -58,9 +74,9 @@ class UpgradeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     self_update: bool = True
     program: str = "/bin/zos-upgrade"  # the upgrader's own program inside releases
     protected: list[str] = msgspec.field(default_factory=lambda: ["upgrade"])
-    probation: Seconds = 30  # seconds a restarted service must stay up
-    hook_timeout: PositiveSeconds = 300
-    stop_timeout: PositiveSeconds = 30
+    probation: float = 30  # seconds a restarted service must stay up
+    hook_timeout: float = 300
+    stop_timeout: float = 30
     # file-writer processes while a release is written: "auto" is one per core for a release of more
     # than 4 MiB or 100 files; 0 keeps the upgrader to one process (a node whose cores are spoken for)
     writer_processes: Annotated[int, msgspec.Meta(ge=0, le=64)] | Literal["auto"] = "auto"
@@ -104,6 +120,20 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     def trusted_key_paths(self) -> list[Path]:
         return [self.node_path(p) for p in self.source.trusted_keys]
 
+    def reserved_paths(self) -> dict[str, str]:
+        """Node paths no release may write, each -> what it is: the upgrader's state, the files the
+        node's supervisor owns (its socket; for supervisord the folder its configs are rendered into)
+        and the keys releases are verified with (a release replacing them would choose its own trust)."""
+        reserved = {
+            self.node.state_dir: "the upgrader's state directory",
+            self.supervisor.socket: "the supervisor's socket",
+        }
+        if self.supervisor.kind == "supervisord":
+            reserved[self.supervisor.include_dir] = "the folder of supervisord's rendered program configs"
+        for key in self.source.trusted_keys:
+            reserved[key] = "a trusted release key"
+        return reserved
+
 
 def _check_url(value: str, key: str, source: str) -> None:
     parts = urlsplit(value)
@@ -124,18 +154,77 @@ def check_loopback(host: str, key: str, source: str) -> None:
         )
 
 
-def _validate(cfg: Config, source: str) -> Config:
+def _check_node_path(key: str, value: str, source: str) -> None:
+    """The one rule for every path the config names on the node: absolute, no ``..``, no NUL, so
+    resolving it under the node root (:meth:`Config.node_path`) can never leave the root."""
+    if not value.startswith("/"):
+        raise ConfigError(f"{source}: {key} = {value!r} must be an absolute path (a path on the node)")
+    if "\x00" in value or ".." in PurePosixPath(value).parts:
+        raise ConfigError(
+            f"{source}: {key} = {value!r} must not contain '..' or NUL: it would leave the node root"
+        )
+
+
+def _canonical(value: str) -> PurePosixPath:
+    # PurePosixPath keeps a leading "//" (POSIX leaves its meaning open); a node path never means that
+    return PurePosixPath("/", *PurePosixPath(value).parts[1:])
+
+
+def _node_paths(cfg: Config) -> dict[str, str]:
+    """Every configured node path by its key (``source.trusted_keys[0]`` for list items)."""
     paths = {
         "node.root": cfg.node.root,
         "node.state_dir": cfg.node.state_dir,
         "supervisor.socket": cfg.supervisor.socket,
+        "supervisor.include_dir": cfg.supervisor.include_dir,
         "upgrade.program": cfg.upgrade.program,
     }
-    for key, value in paths.items():
-        if not value.startswith("/"):
-            raise ConfigError(f"{source}: {key} = {value!r} must be an absolute path")
-        if "\x00" in value or ".." in Path(value).parts:
-            raise ConfigError(f"{source}: {key} = {value!r} must not contain '..' or NUL")
+    paths.update({f"source.trusted_keys[{i}]": p for i, p in enumerate(cfg.source.trusted_keys)})
+    return paths
+
+
+def _check_durations(cfg: Config, source: str) -> None:
+    values = {
+        "source.interval": cfg.source.interval,
+        "source.jitter": cfg.source.jitter,
+        "upgrade.probation": cfg.upgrade.probation,
+        "upgrade.hook_timeout": cfg.upgrade.hook_timeout,
+        "upgrade.stop_timeout": cfg.upgrade.stop_timeout,
+    }
+    for key, value in values.items():
+        low, high = DURATION_BOUNDS[key]
+        # `not (low <= v <= high)` is also true for NaN, which compares false with everything
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ConfigError(
+                f"{source}: {key} = {value!r} is out of range: expected {low:g} to {high:g} seconds"
+            )
+
+
+def _check_state_dir(cfg: Config, source: str) -> None:
+    state = _canonical(cfg.node.state_dir)
+    if str(state) in SYSTEM_DIRS:
+        raise ConfigError(
+            f"{source}: node.state_dir = {cfg.node.state_dir!r} is a system folder releases install into; "
+            "expected a folder of the upgrader's own, such as /var/cache/modules/upgrade"
+        )
+    for key, value in _node_paths(cfg).items():
+        if key != "node.state_dir" and key != "node.root" and _canonical(value).is_relative_to(state):
+            raise ConfigError(
+                f"{source}: {key} = {value!r} lies inside node.state_dir = {cfg.node.state_dir!r}: "
+                "the state directory holds the upgrader's own files only"
+            )
+    if str(_canonical(cfg.supervisor.include_dir)) == "/":
+        raise ConfigError(
+            f"{source}: supervisor.include_dir = '/': expected a folder of the supervisor's own, "
+            "such as /etc/supervisor/conf.d"
+        )
+
+
+def _validate(cfg: Config, source: str) -> Config:
+    for key, value in _node_paths(cfg).items():
+        _check_node_path(key, value, source)
+    _check_state_dir(cfg, source)
+    _check_durations(cfg, source)
     src = cfg.source
     if src.hub is None and src.publisher is None:
         raise ConfigError(f"{source}: [source] needs `hub` (with `flist`) or `publisher`")
@@ -151,6 +240,12 @@ def _validate(cfg: Config, source: str) -> Config:
         raise ConfigError(f"{source}: source.bins_repo names a repository of a hub: it needs `hub`")
     if src.bins_repo is not None and (not src.bins_repo or "/" in src.bins_repo):
         raise ConfigError(f"{source}: source.bins_repo = {src.bins_repo!r} must be a repository name")
+    # here, not where the daemon is wired: `zos-upgrade status` must refuse what the daemon does
+    if src.publisher is not None and not src.trusted_keys:
+        raise ConfigError(
+            f"{source}: [source] publisher needs trusted_keys (public key files): "
+            "the daemon never applies a release it cannot verify"
+        )
     check_loopback(cfg.metrics.host, "metrics.host", source)
     return cfg
 

@@ -98,7 +98,8 @@ def test_config_gives_root_and_state_dir(tmp_path: Path) -> None:
     make_node(node)
     write_state(node / "state", DaemonState(updated=1.0, last_check=1.0, last_result="up-to-date"))
     config = tmp_path / "zu.toml"
-    config.write_text(f'[node]\nroot = "{node}"\nstate_dir = "/state"\n[source]\npublisher = "http://127.0.0.1:1/"\n')
+    config.write_text(f'[node]\nroot = "{node}"\nstate_dir = "/state"\n[source]\npublisher = "http://127.0.0.1:1/"\n'
+                      'trusted_keys = ["/etc/zu/release.pub"]\n')
     result = CliRunner().invoke(cli, ["status", "--config", str(config), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)

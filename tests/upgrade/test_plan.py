@@ -113,3 +113,56 @@ def test_files_of_another_release_are_never_taken_over_and_shared_dirs_stay() ->
                      protected=(), program=None, require_services=False, source="pkg", owned_elsewhere=others)
     assert plan.remove == ["usr/bin/tool"]
     assert plan.dirs_remove == ["opt"]  # usr and usr/bin are the boot release's too
+
+
+# ------------------------------------------------------------ reserved paths are never the release's
+
+RESERVED = {
+    "var/cache/modules/upgrade": "the upgrader's state directory",
+    "sup/supervisor.sock": "the supervisor's socket",
+    "sup/conf.d": "the folder of supervisord's rendered program configs",
+    "etc/zu/release.pub": "a trusted release key",
+}
+L = FileRecord("link", 0o777, 0, "elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("rel", "record", "why"),
+    [
+        ("var/cache/modules/upgrade/daemon.lock", f("1"), "lies in the upgrader's state directory"),
+        ("var/cache/modules/upgrade/status.json", f("1"), "lies in the upgrader's state directory"),
+        ("var/cache/modules/upgrade/manifests/boot.json", f("1"), "lies in the upgrader's state directory"),
+        ("var/cache/modules/upgrade/mounts", D, "lies in the upgrader's state directory"),
+        ("var/cache/modules/upgrade", D, "lies in the upgrader's state directory"),
+        ("var/cache", L, "is a link where the folder of the upgrader's state directory"),
+        ("var/cache/modules", f("1"), "is a file where the folder of the upgrader's state directory"),
+        ("sup/supervisor.sock", f("1"), "lies in the supervisor's socket"),
+        ("sup", L, "is a link where the folder of the supervisor's socket"),
+        ("sup/conf.d/evil.conf", f("1"), "lies in the folder of supervisord's rendered program configs"),
+        ("etc/zu/release.pub", f("1"), "lies in a trusted release key"),
+    ],
+)
+def test_a_release_writing_a_reserved_path_is_refused(rel: str, record: FileRecord, why: str) -> None:
+    new = {"opt": D, "opt/a": f("1"), rel: record}
+    with pytest.raises(PlanRefused, match=rf"release test: /{rel} {why}.*may never write"):
+        make_plan(old_files={}, old_services={}, new_files=new, new_services=SVC, node={}.get,
+                  protected=("upgrade",), program=None, require_services=True, source="test",
+                  reserved=RESERVED)
+
+
+def test_folders_above_a_reserved_path_and_neighbours_are_fine() -> None:
+    new = {"var": D, "var/cache": D, "var/cache/modules": D, "var/cache/modules/upgrade2": f("1"),
+           "sup": D, "sup/other.sock": f("2"), "etc": D, "etc/zu": D, "etc/zu/release.pub.txt": f("3")}
+    plan = make_plan(old_files={}, old_services={}, new_files=new, new_services=SVC, node={}.get,
+                     protected=("upgrade",), program=None, require_services=True, source="test",
+                     reserved=RESERVED)
+    assert plan.add == ["etc/zu/release.pub.txt", "sup/other.sock", "var/cache/modules/upgrade2"]
+
+
+def test_a_release_installed_before_the_rule_never_removes_reserved_paths_on_its_way_out() -> None:
+    lock = "var/cache/modules/upgrade/daemon.lock"
+    old = {"opt/a": f("1"), lock: f("2"), "var/cache/modules/upgrade": D}
+    plan = make_plan(old_files=old, old_services=SVC, new_files={"opt/b": f("3")}, new_services=SVC,
+                     node=old.get, protected=("upgrade",), program=None, require_services=True,
+                     source="test", reserved=RESERVED)
+    assert plan.remove == ["opt/a"] and plan.dirs_remove == []

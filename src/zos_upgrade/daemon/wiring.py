@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
-from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
@@ -41,12 +40,7 @@ def build(config: Config) -> NodeParts:
     state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
     if src.publisher is not None:
-        # checked here, not in the config: `zos-upgrade status` reads the same file and needs no keys
-        if not src.trusted_keys:
-            raise ConfigError(
-                "[source] publisher needs trusted_keys (public key files): "
-                "the daemon never applies a release it cannot verify"
-            )
+        # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     supervisor = make_supervisor(config)
     flister = Flister(state_dir, workers=up.workers)
@@ -54,6 +48,7 @@ def build(config: Config) -> NodeParts:
         config.root, state_dir, flister, supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
+        reserved=config.reserved_paths(),
     )
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep)
     parts.closers.append(supervisor.aclose)

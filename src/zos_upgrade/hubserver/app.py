@@ -16,14 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from zos_upgrade.flist.stores import DirStore
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hubserver.auth import TokenGuard, Unauthorized
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.http import api_error, text_response
 from zos_upgrade.hubserver.read_api import ReadAPI
-from zos_upgrade.hubserver.storage import Conflict, FileChanged, HubStorage, NotInStorage
+from zos_upgrade.hubserver.storage import BlockFolder, Conflict, FileChanged, HubStorage, NotInStorage
 from zos_upgrade.hubserver.write_api import WriteAPI
 from zos_upgrade.net import SERVER_KEEP_ALIVE
 
@@ -60,7 +59,7 @@ class HubApp:
     def __init__(self, config: HubConfig) -> None:
         self.config = config
         self.storage = HubStorage(config.root, official=config.official)
-        block_store = DirStore(config.blocks) if config.blocks is not None else None
+        block_store = BlockFolder(config.blocks) if config.blocks is not None else None
         guard = TokenGuard(config.tokens)
         self.reads = ReadAPI(self.storage)
         self.blocks = BlockAPI(block_store, guard, config.max_block_bytes)

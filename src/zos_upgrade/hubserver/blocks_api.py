@@ -6,27 +6,28 @@ stored, and one that is already held is not written again.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from zos_upgrade.flist.blocks import block_id_matches
-from zos_upgrade.flist.stores import DirStore
 from zos_upgrade.hubserver.auth import TokenGuard
 from zos_upgrade.hubserver.http import (
     BodyTooLarge,
     api_error,
     api_success,
     file_response,
-    open_regular,
     read_limited,
 )
+from zos_upgrade.hubserver.storage import BlockFolder, LinkInBlockFolder
 
 __all__ = ["BlockAPI"]
+
+log = logging.getLogger(__name__)
 
 _BLOCK_HEX = re.compile(r"(?:[0-9a-f]{32}|[0-9a-f]{64})")
 
@@ -34,23 +35,17 @@ _BLOCK_HEX = re.compile(r"(?:[0-9a-f]{32}|[0-9a-f]{64})")
 class BlockAPI:
     """``GET /blocks/[xx/]<id>`` and ``PUT /blocks/<id>`` over one block folder (or none)."""
 
-    def __init__(self, store: DirStore | None, guard: TokenGuard, max_block_bytes: int) -> None:
+    def __init__(self, store: BlockFolder | None, guard: TokenGuard, max_block_bytes: int) -> None:
         self.store = store
-        self.folder = store.root if store is not None else None
         self.guard = guard
         self.max_block_bytes = max_block_bytes
 
-    def _block_path(self, hexid: str) -> Path | None:
-        if self.folder is None or not _BLOCK_HEX.fullmatch(hexid):
-            return None
-        for path in (self.folder / hexid[:2] / hexid, self.folder / hexid):
-            if path.is_file() and not path.is_symlink():
-                return path
-        return None
-
     def _open_block(self, hexid: str) -> int | None:
-        path = self._block_path(hexid)
-        return None if path is None else open_regular(path)
+        # BlockFolder opens each component without following a link: a symlinked fan-out folder is
+        # "not found", never a read outside the block folder
+        if self.store is None or not _BLOCK_HEX.fullmatch(hexid):
+            return None
+        return self.store.open_block(hexid)
 
     async def get_block(self, request: Request) -> Response:
         params = request.path_params
@@ -78,7 +73,13 @@ class BlockAPI:
             return api_error(
                 request, f"body of {len(body)} bytes does not hash (blake2b) to block {hexid}", 400
             )
-        existed = await run_in_threadpool(self._block_path, hexid) is not None
+        existed = await run_in_threadpool(self.store.holds, hexid)
         if not existed:
-            await self.store.put(bytes.fromhex(hexid), body)
+            try:
+                await self.store.put(bytes.fromhex(hexid), body)
+            except LinkInBlockFolder as exc:  # nothing written; the hub's paths stay in its log
+                log.error("block not stored", extra={"block": hexid, "reason": str(exc)})
+                return api_error(
+                    request, f"block {hexid} not stored: its folder {hexid[:2]!r} is not a plain folder", 409
+                )
         return api_success(request, {"id": hexid, "stored": not existed}, 200 if existed else 201)

@@ -7,7 +7,7 @@ from typing import IO, Any
 
 from zos_upgrade.flist import EntryKind, FlistError, open_flist
 from zos_upgrade.flist.stores import DirStore
-from zos_upgrade.hubserver.storage import HubStorage
+from zos_upgrade.hubserver.storage import BlockFolder, HubStorage
 
 __all__ = ["check_upload"]
 
@@ -52,4 +52,6 @@ def check_upload(
 
 
 def _held(blocks: DirStore, hexid: str) -> bool:
+    if isinstance(blocks, BlockFolder):  # the hub's own: never through a link out of its folder
+        return blocks.holds(hexid)
     return (blocks.root / hexid[:2] / hexid).is_file() or (blocks.root / hexid).is_file()

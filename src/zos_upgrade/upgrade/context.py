@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
 from zos_upgrade.supervisor import Supervisor
-from zos_upgrade.upgrade.datapaths import DataPaths
+from zos_upgrade.upgrade.datapaths import DataPaths, state_relative
 from zos_upgrade.upgrade.flister import Flister
 from zos_upgrade.upgrade.journal import Journal
 from zos_upgrade.upgrade.manifest import SERVICE_DIR, Manifest, ManifestStore
@@ -45,8 +45,19 @@ class Settings:
     start_timeout: float = 30.0
     hook_timeout: float = 300.0
     stop_timeout: float = 30.0
+    # node paths (absolute) no release may write -> what they are; the state dir is always one
+    reserved: Mapping[str, str] = field(default_factory=dict)
     sleep: Sleep = asyncio.sleep
     clock: Clock = time.monotonic
+
+
+def reserved_paths(root: Path, state_dir: Path, configured: Mapping[str, str]) -> dict[str, str]:
+    """What no release may write, relative to ``root``: ``configured`` node paths and the state dir."""
+    reserved = {path.strip("/"): what for path, what in configured.items() if path.strip("/")}
+    state = state_relative(root, state_dir)
+    if state:  # None: outside the root, where no release writes anyway
+        reserved[state] = "the upgrader's state directory"
+    return reserved
 
 
 class Context:
@@ -66,6 +77,7 @@ class Context:
         # zinit reads the release's etc/zinit/*.yaml itself: those files, applied and rolled back
         # byte for byte with the others, ARE its configs; other back-ends get them rendered
         self.configs_are_files = supervisor.reads_configs_from(self.root / SERVICE_DIR)
+        self.reserved = reserved_paths(self.root, self.state_dir, settings.reserved)
 
     def pace(self) -> Pace:
         return {"stop_timeout": self.settings.stop_timeout, "sleep": self.settings.sleep,

@@ -14,6 +14,11 @@ Service policy (documented in the README of the upgrade layer, SPEC 11 step 5):
   changed library or data file may be used by any of them; this is what the Go original did);
 * **protected** services (the upgrader itself) are never stopped or restarted; their configs are still
   installed. The upgrader's own program is updated by self-update (SPEC 11.3).
+
+**Reserved** paths (the upgrader's state directory, the supervisor's socket and rendered configs, the
+trusted keys) are never the release's: a release with an entry at, under, or (not a folder) above one
+is refused, and one installed before this rule is never allowed to remove them on its way out (it
+once deleted ``daemon.lock`` and let a second daemon run beside the first).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from zos_upgrade.upgrade.errors import PlanRefused
 if TYPE_CHECKING:
     from zos_upgrade.upgrade.manifest import FileRecord
 
-__all__ = ["Plan", "make_plan"]
+__all__ = ["Plan", "make_plan", "reserved_clash"]
 
 
 class Plan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
@@ -60,6 +65,20 @@ class Plan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaul
         return self.add + self.replace + self.remove
 
 
+def reserved_clash(rel: str, kind: str, reserved: Mapping[str, str]) -> str | None:
+    """Why an entry of ``kind`` at ``rel`` would write a reserved path, or None when it does not.
+
+    An entry at or below a reserved path writes it; so does anything but a folder above one (a file
+    or link there would replace the folder that holds it, or redirect it elsewhere).
+    """
+    for path, what in reserved.items():
+        if rel == path or rel.startswith(path + "/"):
+            return f"lies in {what} (/{path})"
+        if kind != "dir" and path.startswith(rel + "/"):
+            return f"is a {kind} where the folder of {what} (/{path}) is"
+    return None
+
+
 def make_plan(
     *,
     old_files: Mapping[str, FileRecord],
@@ -72,6 +91,7 @@ def make_plan(
     require_services: bool,
     source: str,
     owned_elsewhere: Mapping[str, str] | None = None,
+    reserved: Mapping[str, str] | None = None,
 ) -> Plan:
     """Compare the release with the installed manifest and the node; refuse what cannot be applied.
 
@@ -81,8 +101,17 @@ def make_plan(
     ``owned_elsewhere`` maps paths of the OTHER installed manifests (boot release, other bins
     packages) to their owner: a file of another release is never taken over (its uninstall would
     delete it from under the owner), and a directory another release also has is never removed.
+    ``reserved`` maps the paths no release may write (relative to the root) to what they are.
     """
     others = owned_elsewhere or {}
+    guard = reserved or {}
+    for rel in sorted(new_files):
+        clash = reserved_clash(rel, new_files[rel].kind, guard)
+        if clash is not None:
+            raise PlanRefused(
+                f"release {source}: /{rel} {clash}; a release may never write the upgrader's own state "
+                "or the supervisor's files"
+            )
     if require_services and not new_services:
         raise PlanRefused(
             f"release {source} ships no service config (expected at least one etc/zinit/<name>.yaml); "
@@ -118,8 +147,8 @@ def make_plan(
             plan.replace.append(rel)
     for rel in sorted(old_files, reverse=True):
         old = old_files[rel]
-        if rel in new_files:
-            continue
+        if rel in new_files or reserved_clash(rel, old.kind, guard) is not None:
+            continue  # a reserved path in an old manifest was never the release's to remove
         current = node(rel)
         if current is None:
             continue

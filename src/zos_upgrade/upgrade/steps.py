@@ -136,6 +136,7 @@ def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
         new_files=files, new_services=services, node=ctx.files.record, protected=settings.protected,
         program=settings.program if settings.self_update and boot else None,
         require_services=boot, source=release.source, owned_elsewhere=owned_elsewhere,
+        reserved=ctx.reserved,
     )
     # before anything runs: a hostile hooks.paths refuses the release here (nothing changed yet)
     owned = {*files, *(old.files if old else {}), *owned_elsewhere}

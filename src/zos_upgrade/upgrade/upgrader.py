@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,13 +68,15 @@ class Upgrader:
         start_timeout: float = 30.0,
         hook_timeout: float = 300.0,
         stop_timeout: float = 30.0,
+        reserved: Mapping[str, str] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
         settings = Settings(
             self_update=self_update, program=check_relative(program.lstrip("/"), "program path"),
             protected=tuple(protected), probation=probation, start_timeout=start_timeout,
-            hook_timeout=hook_timeout, stop_timeout=stop_timeout, sleep=sleep, clock=clock,
+            hook_timeout=hook_timeout, stop_timeout=stop_timeout, reserved=dict(reserved or {}),
+            sleep=sleep, clock=clock,
         )
         self._ctx = Context(Path(root), Path(state_dir), flister, supervisor, settings)
         self.root, self.state_dir = self._ctx.root, self._ctx.state_dir
@@ -122,6 +124,7 @@ class Upgrader:
             old_files=old.files, old_services=old.services, new_files={}, new_services={},
             node=self._ctx.files.record, protected=self._ctx.settings.protected, program=None,
             require_services=False, source=fqdn, owned_elsewhere=self._ctx.owned_elsewhere(fqdn),
+            reserved=self._ctx.reserved,
         )
         tx = Transaction(UpgradeReport("bin-uninstall", old.version, ""), key=fqdn, old=old, plan=plan)
         return await self._run(tx, "plan")
