@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from zos_upgrade.errors import ConfigError
-from zos_upgrade.hubserver import load_hub_config
+from zos_upgrade.hubserver import HubConfig, load_hub_config
 
 
 def test_hub_config(tmp_path: Path) -> None:
@@ -34,6 +34,15 @@ def test_hub_config(tmp_path: Path) -> None:
         ('[tokens]\n"0123456789abcdef-tok" = 3\n', "repository name"),
         ("official = 'x'\n", "list of repository names"),
         ("this is not toml", "not valid TOML"),
+        ("header_timeout = 0\n", "header_timeout must be a number above 0 and at most 300"),
+        ("header_timeout = inf\n", "header_timeout must be a number above 0"),
+        ("header_timeout = nan\n", "header_timeout must be a number above 0"),
+        ("header_timeout = 1e308\n", "at most 300"),
+        ("header_timeout = '5'\n", "header_timeout must be a number"),
+        ("max_headers = 0\n", "max_headers must be a positive integer"),
+        ("max_headers = 2.5\n", "max_headers must be a positive integer"),
+        ("max_header_bytes = 1073741824\n", "max_header_bytes must be at most 1048576"),
+        ("max_connections = 1000000\n", "max_connections must be at most 100000"),
     ],
 )
 def test_bad_hub_configs(tmp_path: Path, text: str, why: str) -> None:
@@ -41,3 +50,15 @@ def test_bad_hub_configs(tmp_path: Path, text: str, why: str) -> None:
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=why):
         load_hub_config(cfg, tmp_path)
+
+
+def _limits(config: HubConfig) -> tuple[float, int, int, int]:
+    return config.header_timeout, config.max_headers, config.max_header_bytes, config.max_connections
+
+
+def test_connection_limits_default_safe_and_are_read(tmp_path: Path) -> None:
+    assert _limits(load_hub_config(None, tmp_path)) == (10.0, 100, 16384, 512)
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text("header_timeout = 2.5\nmax_headers = 20\nmax_header_bytes = 4096\nmax_connections = 9\n")
+    assert _limits(load_hub_config(cfg, tmp_path)) == (2.5, 20, 4096, 9)
+

@@ -112,3 +112,21 @@ def start_hub(tmp_path: Path) -> HubFactory:
 @pytest.fixture
 def golden_root(tmp_path: Path) -> Path:
     return make_golden_layout(tmp_path / "golden-hub")
+
+
+def place_release(hub: Hub, work: Path, *, repo: str = "alpha", name: str = "rel.fl") -> dict[str, bytes]:
+    """Pack a small two-block tree straight into a running hub's storage and block folder (started
+    with ``blocks=True``); returns the blocks by hex id."""
+    import asyncio
+
+    from zos_upgrade.flist.pack import pack
+    from zos_upgrade.flist.stores import DirStore
+
+    assert hub.blocks is not None, "start the hub with blocks=True"
+    tree = work / f"tree-{repo}-{name}"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "tool").write_bytes(os.urandom(700_000))  # two blocks
+    (tree / "README").write_text("hello\n")
+    (hub.root / repo).mkdir(parents=True, exist_ok=True)
+    asyncio.run(pack(tree, hub.root / repo / name, DirStore(hub.blocks)))
+    return {p.name: p.read_bytes() for p in hub.blocks.rglob("*") if p.is_file()}

@@ -21,6 +21,7 @@ from zos_upgrade.hubserver.auth import TokenGuard, Unauthorized
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.http import api_error, text_response
+from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
 from zos_upgrade.hubserver.storage import BlockFolder, Conflict, FileChanged, HubStorage, NotInStorage
 from zos_upgrade.hubserver.write_api import WriteAPI
@@ -118,15 +119,23 @@ def create_app(config: HubConfig) -> Starlette:
 
 
 def serve(config: HubConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the hub with uvicorn until interrupted (h11: it accepts the real hub's INFO method)."""
+    """Run the hub with uvicorn until interrupted: h11 (it accepts the real hub's INFO method) behind
+    the connection limits of :mod:`~zos_upgrade.hubserver.protocol`."""
     import uvicorn
 
-    log.info("hub serving", extra={"root": str(config.root), "host": host, "port": port})
+    limits = ConnectionLimits(
+        header_timeout=config.header_timeout,
+        max_headers=config.max_headers,
+        max_header_bytes=config.max_header_bytes,
+        max_connections=config.max_connections,
+    )
+    log.info("hub serving", extra={"root": str(config.root), "host": host, "port": port,
+                                   "max_connections": limits.max_connections})
     uvicorn.run(
         create_app(config),
         host=host,
         port=port,
-        http="h11",
+        http=guarded_protocol(limits),
         log_level="warning",
         access_log=False,
         timeout_keep_alive=SERVER_KEEP_ALIVE,

@@ -6,6 +6,10 @@ max_block_bytes = 4194304             # largest accepted PUT /blocks/<id> body
 blocks = "blocks"                     # optional: serve and accept blocks from this folder
                                       # (relative to the config file); uploads must then
                                       # have every block present
+header_timeout = 10.0                 # seconds a request head may take (then 408 and close)
+max_headers = 100                     # header fields in one request (more: 431)
+max_header_bytes = 16384              # bytes of one request head (more: 431)
+max_connections = 512                 # open connections (one more: 503 and close at once)
 [tokens]                              # bearer token = the one repository it may write
 "a-long-random-secret" = "myrepo"
 """
@@ -25,7 +29,8 @@ from zos_upgrade.hub.names import validate_name
 __all__ = ["HubConfig", "load_hub_config"]
 
 MiB = 1024 * 1024
-_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens"}
+_LIMIT_KEYS = {"header_timeout", "max_headers", "max_header_bytes", "max_connections"}
+_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", *_LIMIT_KEYS}
 MIN_TOKEN_CHARS = 16
 
 
@@ -37,13 +42,28 @@ class HubConfig:
     max_upload_bytes: int = 64 * MiB
     max_block_bytes: int = 4 * MiB
     blocks: Path | None = None
+    # what a connection may cost before it has sent a request (hubserver/protocol.py)
+    header_timeout: float = 10.0
+    max_headers: int = 100
+    max_header_bytes: int = 16 * 1024
+    max_connections: int = 512
 
 
-def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str) -> int:
+def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str, high: int | None = None) -> int:
     value = doc.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where}: {key} must be at most {high}, got {value!r}")
     return value
+
+
+def _seconds(doc: Mapping[str, Any], key: str, default: float, high: float, where: str) -> float:
+    value = doc.get(key, default)
+    # `not 0 < value <= high` is also true of nan, so nan and inf are refused with the rest
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise ConfigError(f"{where}: {key} must be a number above 0 and at most {high:g}, got {value!r}")
+    return float(value)
 
 
 def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None) -> HubConfig:
@@ -89,4 +109,8 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
         max_upload_bytes=_positive_int(doc, "max_upload_bytes", 64 * MiB, where),
         max_block_bytes=_positive_int(doc, "max_block_bytes", 4 * MiB, where),
         blocks=blocks,
+        header_timeout=_seconds(doc, "header_timeout", 10.0, 300.0, where),
+        max_headers=_positive_int(doc, "max_headers", 100, where, high=10_000),
+        max_header_bytes=_positive_int(doc, "max_header_bytes", 16 * 1024, where, high=1024 * 1024),
+        max_connections=_positive_int(doc, "max_connections", 512, where, high=100_000),
     )

@@ -51,7 +51,9 @@ class HttpStore:
         self.url = url
         self._base = url.rstrip("/")
         self._limit = asyncio.Semaphore(concurrency)
-        self._retry = retry or net.RetryPolicy()  # one policy (and its jitter source) for every block
+        # one policy (and its jitter source) for every block; a block is at most ~600 KiB, so a whole
+        # fetch of one may take 90 s at most, each try 30 s, and a trickle below 1 KiB/s is cut off
+        self._retry = retry or net.RetryPolicy(deadline=30.0, total=90.0)
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                                    transport=None if _proxied() else LeanTransport())
@@ -66,6 +68,7 @@ class HttpStore:
                     expect=(200, 404, 405), retry=self._retry,
                 )
             except net.TransportError as exc:
+                # the message names the URL, and for a slow store the bytes received and the time taken
                 raise StoreError(f"{self.url}: {exc}") from exc
 
     async def _lookup(self, method: str, block_id: bytes) -> net.FetchResult | None:
