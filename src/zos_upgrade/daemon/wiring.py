@@ -48,12 +48,14 @@ def build(config: Config) -> NodeParts:
                 "the daemon never applies a release it cannot verify"
             )
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
+    trust_files = tuple(config.trusted_key_paths) if publisher is not None else ()
     supervisor = make_supervisor(config)
     flister = Flister(state_dir, workers=up.workers)
     upgrader = Upgrader(
         config.root, state_dir, flister, supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
+        trust_files=trust_files,
     )
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep)
     parts.closers.append(supervisor.aclose)

@@ -19,6 +19,7 @@ from zos_upgrade.upgrade.flister import Flister
 from zos_upgrade.upgrade.journal import Journal
 from zos_upgrade.upgrade.manifest import SERVICE_DIR, Manifest, ManifestStore
 from zos_upgrade.upgrade.nodefs import NodeFS
+from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 
 __all__ = ["Clock", "Context", "Pace", "Settings", "Sleep"]
 
@@ -47,6 +48,9 @@ class Settings:
     stop_timeout: float = 30.0
     sleep: Sleep = asyncio.sleep
     clock: Clock = time.monotonic
+    trust_files: tuple[Path, ...] = ()        # must be readable before a transaction (trusted keys)
+    free_space: FreeSpace = statvfs_space     # how preflight reads a file system's free space
+    space_margin: int = DEFAULT_MARGIN        # bytes preflight keeps free beyond what is written
 
 
 class Context:
