@@ -84,5 +84,8 @@ class MemorySupervisor:
     def reads_configs_from(self, directory: Path) -> bool:
         return False  # configs are installed through install_config, like supervisord's
 
+    async def output_tail(self, name: str) -> str:
+        return ""  # its services print nothing
+
     async def aclose(self) -> None:
         pass

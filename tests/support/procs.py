@@ -17,7 +17,7 @@ from typing import IO
 from zos_upgrade.demo.processes import free_port
 from zos_upgrade.demo.processes import stop_group as stop_process
 
-__all__ = ["REPO", "free_port", "serving", "stop_process", "wait_for_port", "zos_upgrade_cmd"]
+__all__ = ["REPO", "alive", "free_port", "serving", "stop_process", "wait_for_port", "zos_upgrade_cmd"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,6 +90,15 @@ def pids_running(fragment: str, *, parent: int | None = None) -> list[int]:
         if fragment.encode() in cmdline and state != "Z" and (parent is None or int(ppid) == parent):
             found.append(int(name))
     return found
+
+
+def alive(pid: int) -> bool:
+    """Process ``pid`` exists and has not exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def kill_running(fragment: str) -> None:

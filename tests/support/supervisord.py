@@ -74,7 +74,7 @@ def running_supervisord() -> Iterator[RunningSupervisord]:
             kill_supervisord(proc, sock, base / "programs")  # supervisord first, then its programs
         # a program supervisord no longer tracked (its config replaced mid-test) would outlive the
         # test: any process still running a configured command goes too
-        for conf in (base / "programs").glob("*"):
+        for conf in (base / "programs").glob("*.conf"):
             for line in conf.read_text(errors="replace").splitlines():
                 if line.startswith("command"):
                     kill_running(line.split("=", 1)[1].strip().replace("%%", "%"))

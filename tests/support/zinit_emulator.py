@@ -10,6 +10,10 @@ Rust-debug state strings (``Error(Exited(Pid(12), 1))``), signals sent to the pr
 
 Run it as a peer: ``python -m tests.support.zinit_emulator --socket S --root R [--protocol P]``;
 ``--protocol auto`` (default) picks per connection: a first line starting with ``{`` is JSON-RPC.
+Logs: a ``log: ring`` service's stdout and stderr lines go to one ring buffer as upstream writes them
+(``[+] name: text`` for stdout, ``[-] name: text`` for stderr); the line protocol's ``log snapshot``
+writes the buffer as raw lines and closes (``log`` without ``snapshot`` follows in upstream; here it
+sends the snapshot too), JSON-RPC's ``stream_currentLogs [name]`` returns the lines of one service.
 ``running_zinit(root)`` does that for a test and stops it (and every child) afterwards.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -36,6 +41,7 @@ from zos_upgrade.errors import ConfigError
 from zos_upgrade.supervisor.config import ServiceConfig, normalize_signal, parse_service_config
 
 MAX_REQUEST = 64 * 1024
+RING_LINES = 2000  # the ring buffer's size in lines (upstream keeps a bounded buffer too)
 
 
 class ZinitFault(Exception):
@@ -69,6 +75,17 @@ class Zinit:
         self.respawn_delay = respawn_delay
         self.dep_wait = dep_wait
         self.services: dict[str, Service] = {}
+        self.logs: collections.deque[str] = collections.deque(maxlen=RING_LINES)
+
+    def current_logs(self, name: str | None = None) -> list[str]:
+        """The ring buffer's lines, of one service when ``name`` is given (upstream's filter)."""
+        return [line for line in self.logs if name is None or line[4:].startswith(f"{name}:")]
+
+    async def _collect(self, name: str, stream: asyncio.StreamReader | None, mark: str) -> None:
+        if stream is None:
+            return
+        while line := await stream.readline():
+            self.logs.append(f"[{mark}] {name}: {line.decode(errors='replace').rstrip()}")
 
     def _get(self, name: str) -> Service:
         svc = self.services.get(name)
@@ -164,7 +181,7 @@ class Zinit:
             await self._wait_dependencies(svc)
             if svc.target != "Up":
                 break
-            out = None if cfg.log == "stdout" else subprocess.DEVNULL
+            out: int | None = {"stdout": None, "ring": subprocess.PIPE}.get(cfg.log, subprocess.DEVNULL)
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *shlex.split(cfg.exec), cwd=cfg.dir or None, env={**os.environ, **cfg.env},
@@ -174,10 +191,14 @@ class Zinit:
                 svc.state = "Failure"
                 return
             svc.proc, svc.pid, svc.state = proc, proc.pid, "Spawned"
+            collectors = [asyncio.get_running_loop().create_task(self._collect(svc.name, pipe, mark))
+                          for pipe, mark in ((proc.stdout, "+"), (proc.stderr, "-"))]
             tester = asyncio.get_running_loop().create_task(self._run_test(svc, proc)) if cfg.test else None
             if tester is None:
                 svc.state = "Running"
             code = await proc.wait()
+            with contextlib.suppress(asyncio.TimeoutError):  # a child of the service may hold the pipe
+                await asyncio.wait_for(asyncio.gather(*collectors), 1.0)
             if tester is not None:
                 tester.cancel()
             pid, svc.pid, svc.proc = proc.pid, 0, None
@@ -219,6 +240,8 @@ class Zinit:
 def dispatch(zinit: Zinit, command: str, args: list[Any]) -> Any:
     """Run one command; both protocols end up here. Raises ZinitFault."""
     names = {"list": 0, "status": 1, "start": 1, "stop": 1, "monitor": 1, "forget": 1, "kill": 2}
+    if command == "current_logs" and len(args) <= 1 and all(isinstance(a, str) for a in args):
+        return zinit.current_logs(*args)
     if command not in names or len(args) != names[command] or not all(isinstance(a, str) for a in args):
         raise ZinitFault(-32602, f"unknown command '{command}' or wrong arguments")
     result: Any = getattr(zinit, command)(*args)
@@ -227,6 +250,11 @@ def dispatch(zinit: Zinit, command: str, args: list[Any]) -> Any:
 
 async def serve_line(zinit: Zinit, first: bytes, writer: asyncio.StreamWriter) -> None:
     parts = first.decode(errors="replace").strip().split(" ")
+    if parts[0] == "log" and len(parts) <= 2 and parts[1:] in ([], ["snapshot"]):
+        for line in zinit.current_logs():  # raw lines, not a JSON reply, as upstream sends them
+            writer.write(line.encode() + b"\n")
+        await writer.drain()
+        return
     try:
         reply = {"state": "ok", "body": dispatch(zinit, parts[0], parts[1:])}
     except ZinitFault as exc:
@@ -238,7 +266,7 @@ async def serve_line(zinit: Zinit, first: bytes, writer: asyncio.StreamWriter) -
 _RPC_METHODS = {
     "service_list": "list", "service_status": "status", "service_start": "start",
     "service_stop": "stop", "service_monitor": "monitor", "service_forget": "forget",
-    "service_kill": "kill",
+    "service_kill": "kill", "stream_currentLogs": "current_logs",
 }
 
 

@@ -12,7 +12,7 @@ INSIDE = {"mid-apply": "apply", "after-manifest": "commit", "after-boot-files": 
 
 def test_the_steps_run_in_spec_order() -> None:
     assert [s.name for s in STEPS] == [
-        "fetch", "plan", "self", "save-data", "pre-copy", "stop", "backup", "apply", "post-copy",
+        "preflight", "fetch", "plan", "self", "save-data", "pre-copy", "stop", "backup", "apply", "post-copy",
         "migrate", "restart", "probation", "post-start", "commit"]
 
 
@@ -37,7 +37,7 @@ def test_journal_phases_are_recorded_in_the_order_the_journal_allows() -> None:
 
 def test_refused_before_the_journal_rolled_back_until_commit_then_forward() -> None:
     policy = {s.name: s.on_failure for s in STEPS}
-    assert policy.pop("fetch") is policy.pop("plan") is OnFailure.REFUSE
+    assert policy.pop("preflight") is policy.pop("fetch") is policy.pop("plan") is OnFailure.REFUSE
     assert policy.pop("commit") is OnFailure.ROLL_FORWARD
     assert set(policy.values()) == {OnFailure.ROLL_BACK}
     commit = STEPS[-1]

@@ -42,13 +42,14 @@ def build(config: Config) -> NodeParts:
     if src.publisher is not None:
         # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
+    trust_files = tuple(config.trusted_key_paths) if publisher is not None else ()
     supervisor = make_supervisor(config)
     flister = Flister(state_dir, workers=up.workers)
     upgrader = Upgrader(
         config.root, state_dir, flister, supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
-        reserved=config.reserved_paths(),
+        reserved=config.reserved_paths(), trust_files=trust_files,
     )
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep)
     parts.closers.append(supervisor.aclose)

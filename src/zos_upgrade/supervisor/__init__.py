@@ -1,6 +1,8 @@
 """Process supervisors: one ``Supervisor`` protocol, zinit (line and JSON-RPC) and supervisord back-ends."""
 
 from zos_upgrade.supervisor.base import (
+    OUTPUT_TAIL_BYTES,
+    OUTPUT_TAIL_LINES,
     AlreadyMonitored,
     InvalidServiceName,
     ProtocolError,
@@ -14,6 +16,7 @@ from zos_upgrade.supervisor.base import (
     SupervisorError,
     SupervisorUnavailable,
     UnknownService,
+    last_lines,
     normalize_signal,
     parse_service_config,
     render_service_config,
@@ -23,6 +26,8 @@ from zos_upgrade.supervisor.base import (
 )
 
 __all__ = [
+    "OUTPUT_TAIL_BYTES",
+    "OUTPUT_TAIL_LINES",
     "AlreadyMonitored",
     "InvalidServiceName",
     "ProtocolError",
@@ -36,6 +41,7 @@ __all__ = [
     "SupervisorError",
     "SupervisorUnavailable",
     "UnknownService",
+    "last_lines",
     "normalize_signal",
     "parse_service_config",
     "render_service_config",

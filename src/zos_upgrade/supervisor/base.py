@@ -37,6 +37,8 @@ from zos_upgrade.supervisor.errors import (
 )
 
 __all__ = [
+    "OUTPUT_TAIL_BYTES",
+    "OUTPUT_TAIL_LINES",
     "AlreadyMonitored",
     "InvalidServiceName",
     "ProtocolError",
@@ -50,6 +52,7 @@ __all__ = [
     "SupervisorError",
     "SupervisorUnavailable",
     "UnknownService",
+    "last_lines",
     "normalize_signal",
     "parse_service_config",
     "render_service_config",
@@ -62,6 +65,10 @@ log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+
+# What output_tail returns at most: enough for an operator to see why a service died.
+OUTPUT_TAIL_LINES = 20
+OUTPUT_TAIL_BYTES = 2048
 
 # SPEC 10: poll once a second; after the timeout, SIGKILL once a second, at most 10 rounds.
 POLL_INTERVAL = 1.0
@@ -149,6 +156,12 @@ class Supervisor(Protocol):
         """Write the service's config file durably (takes effect at the next monitor)."""
         ...
 
+    async def output_tail(self, name: str) -> str:
+        """The last lines the service printed (stdout and stderr, at most OUTPUT_TAIL_LINES lines and
+        OUTPUT_TAIL_BYTES bytes, oldest first); "" when the supervisor keeps none or cannot say.
+        Best effort: it never raises (it explains a failure; it must not replace it)."""
+        ...
+
     async def remove_config(self, name: str) -> None:
         """Delete the service's config file (no error if it is absent)."""
         ...
@@ -167,6 +180,20 @@ class Supervisor(Protocol):
     async def aclose(self) -> None:
         """Release connections; the client must not be used afterwards."""
         ...
+
+
+def last_lines(text: str, *, lines: int = OUTPUT_TAIL_LINES, size: int = OUTPUT_TAIL_BYTES) -> str:
+    """The end of ``text``: at most ``lines`` lines and ``size`` bytes, whole lines where possible,
+    control characters (terminal escapes) replaced, trailing blank lines dropped."""
+    kept = text.replace("\r\n", "\n").rstrip().splitlines()[-lines:]
+    clean = ["".join(c if c.isprintable() or c == "\t" else "?" for c in line) for line in kept]
+    out = "\n".join(clean)
+    encoded = out.encode()
+    if len(encoded) > size:
+        out = encoded[-size:].decode("utf-8", "ignore")
+        if "\n" in out:  # start at a line boundary rather than mid-line
+            out = out.split("\n", 1)[1]
+    return out
 
 
 def _unique_names(names: Iterable[str]) -> list[str]:

@@ -26,7 +26,7 @@ import msgspec
 
 from zos_upgrade.fsutil import sweep_temps
 from zos_upgrade.supervisor._socket import check_socket, connect_error
-from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
+from zos_upgrade.supervisor.base import OUTPUT_TAIL_BYTES, ServiceStatus, StateFamily, Supervisor, last_lines
 from zos_upgrade.supervisor.config import (
     ServiceConfig,
     normalize_signal,
@@ -71,7 +71,8 @@ _FAMILIES = {
 _UP_STATES = ("STARTING", "BACKOFF", "RUNNING")
 _EXITED_TOO_QUICKLY = "Exited too quickly"  # supervisord's spawnerr for an exit before startsecs
 _LOG_TAIL = 64 * 1024  # bytes of supervisord's main log searched for a program's last exit
-_LOG_FILES = {"ring": "AUTO", "stdout": "/dev/stdout", "null": "NONE"}
+_LOG_FILES = {"stdout": "/dev/stdout", "null": "NONE"}  # "ring": a file of its own, see render_program
+_LOG_MAXBYTES = "1MB"  # per program log file, one rotated backup: bounded, and enough for a tail
 
 
 class _AlreadyStarted(SupervisorError):
@@ -94,10 +95,14 @@ def _quote(value: str, *, where: str) -> str:
     return value.replace("%", "%%")
 
 
-def render_program(name: str, cfg: ServiceConfig, *, start_seconds: int = 1) -> str:
+def render_program(name: str, cfg: ServiceConfig, *, start_seconds: int = 1,
+                   log_dir: Path | str = "/var/log/supervisor") -> str:
     """The ``[program:<name>]`` section that runs ``cfg`` under supervisord.
 
-    ``test`` and ``after`` have no supervisord equivalent and are not translated.
+    ``test`` and ``after`` have no supervisord equivalent and are not translated. A ``ring`` log
+    (zinit's default) becomes ``<log_dir>/<name>.log``: one stable file per service, where
+    supervisord's ``AUTO`` would pick a new random name at every reload (one file per transaction,
+    never cleaned up while supervisord runs) — and where the upgrader reads a failed service's tail.
     """
     validate_service_name(name)
     where = f"program {name}"
@@ -111,11 +116,13 @@ def render_program(name: str, cfg: ServiceConfig, *, start_seconds: int = 1) -> 
         f"stopsignal={normalize_signal(cfg.signal_stop)[3:]}",
         "stopasgroup=true",
         "killasgroup=true",
-        f"stdout_logfile={_LOG_FILES[cfg.log]}",
+        f"stdout_logfile={_log_file(name, cfg, log_dir, where)}",
         "redirect_stderr=true",
     ]
     if cfg.log == "stdout":
         lines.append("stdout_logfile_maxbytes=0")
+    elif cfg.log == "ring":
+        lines += [f"stdout_logfile_maxbytes={_LOG_MAXBYTES}", "stdout_logfile_backups=1"]
     if cfg.dir:
         lines.append(f"directory={_quote(cfg.dir, where=where)}")
     if cfg.env:
@@ -125,6 +132,12 @@ def render_program(name: str, cfg: ServiceConfig, *, start_seconds: int = 1) -> 
             pairs.append(f'{key}="{escaped}"')
         lines.append("environment=" + ",".join(pairs))
     return "\n".join(lines) + "\n"
+
+
+def _log_file(name: str, cfg: ServiceConfig, log_dir: Path | str, where: str) -> str:
+    if cfg.log != "ring":
+        return _LOG_FILES[cfg.log]
+    return _quote(str(Path(log_dir) / f"{name}.log"), where=where)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -179,13 +192,16 @@ class SupervisordClient:
 
     ``include_dir`` is where ``[program:x]`` files go (supervisord's ``[include]`` must cover
     ``<include_dir>/*.conf``). ``start_seconds`` is supervisord's ``startsecs`` for long-running
-    programs (oneshot programs use 0).
+    programs (oneshot programs use 0). ``log_dir`` holds one output file per service
+    (``<name>.log``; default ``<include_dir>/log``, beside the programs it belongs to).
     """
 
     def __init__(self, socket_path: Path | str, *, include_dir: Path | str, timeout: float = 10.0,
-                 max_reply_bytes: int = DEFAULT_MAX_REPLY, start_seconds: int = 1) -> None:
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY, start_seconds: int = 1,
+                 log_dir: Path | str | None = None) -> None:
         self.socket_path = Path(socket_path)
         self.include_dir = Path(include_dir)
+        self.log_dir = Path(log_dir) if log_dir is not None else self.include_dir / "log"
         self._timeout = timeout
         self._max = max_reply_bytes
         self._start_seconds = start_seconds
@@ -331,8 +347,19 @@ class SupervisordClient:
         return False
 
     async def install_config(self, name: str, config: ServiceConfig) -> None:
-        data = render_program(name, config, start_seconds=self._start_seconds).encode()
+        data = render_program(name, config, start_seconds=self._start_seconds, log_dir=self.log_dir).encode()
+        if config.log == "ring":  # supervisord refuses a program whose log directory is missing
+            await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True)
         await write_config_file(self._program_path(name), data)
+
+    async def output_tail(self, name: str) -> str:
+        validate_service_name(name)
+        try:
+            # a negative offset with length 0 reads the last bytes of the program's log file
+            text = await self._call("readProcessStdoutLog", name, -2 * OUTPUT_TAIL_BYTES, 0, name=name)
+        except SupervisorError:
+            return ""  # no log file (log: stdout/null), or the program is unknown by now
+        return last_lines(text) if isinstance(text, str) else ""
 
     async def remove_config(self, name: str) -> None:
         validate_service_name(name)

@@ -9,7 +9,7 @@ Protocol facts (checked against upstream threefoldtech/zinit):
 - status object: ``{"name", "pid", "state", "target", "after": {dep: state}}``; states are Rust
   debug strings: ``Running``, ``Success``, ``Error(Exited(Pid(123), 1))``...
 
-At ~400 lines this module is kept whole on purpose: the two protocols share one client, one reply
+At ~430 lines this module is kept whole on purpose: the two protocols share one client, one reply
 decoder and one error mapping, and splitting them would put the same server facts in two places.
 """
 
@@ -29,7 +29,7 @@ import msgspec
 
 from zos_upgrade.fsutil import sweep_temps
 from zos_upgrade.supervisor._socket import check_socket, connect_error
-from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor
+from zos_upgrade.supervisor.base import ServiceStatus, StateFamily, Supervisor, last_lines
 from zos_upgrade.supervisor.config import (
     ServiceConfig,
     normalize_signal,
@@ -238,6 +238,28 @@ class ZinitClient:
         validate_service_name(name)
         await remove_config_file(self.config_dir / f"{name}.yaml")
 
+    async def output_tail(self, name: str) -> str:
+        """From zinit's ring buffer: ``log snapshot`` (line protocol: raw ``[+] name: text`` lines to
+        EOF) or ``stream_currentLogs [name]`` (JSON-RPC: a list of those lines)."""
+        validate_service_name(name)
+        where = self._where("log snapshot", name)
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._protocol == "auto":
+                    await self._probe()
+                if self._protocol == "line":
+                    raw = (await self._line_raw("log snapshot", where)).decode("utf-8", "replace")
+                    lines: builtins.list[str] = raw.splitlines()
+                else:
+                    body = await self._rpc_call("stream_currentLogs", [name], where)
+                    lines = _decode_body(body, builtins.list[str], where)
+        except (SupervisorError, TimeoutError):
+            return ""
+        # "[+] name: text" is stdout, "[-] name: text" stderr (upstream filters on line[4:] too)
+        prefix = f"{name}: "
+        mine = [line[4 + len(prefix):] for line in lines if line[4:].startswith(prefix)]
+        return last_lines("\n".join(mine))
+
     async def load_config(self, name: str) -> ServiceConfig:
         """Read and validate the installed config of ``name`` (UnknownService if absent)."""
         validate_service_name(name)
@@ -294,6 +316,10 @@ class ZinitClient:
         return b"".join(chunks)
 
     async def _line_call(self, command: str, where: str) -> Any:
+        return self._line_result(await self._line_raw(command, where), where)
+
+    async def _line_raw(self, command: str, where: str) -> bytes:
+        """Send one line-protocol command; its whole reply, to EOF (size-limited)."""
         reader, writer = await self._open()
         try:
             writer.write(command.encode() + b"\n")
@@ -305,7 +331,7 @@ class ZinitClient:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        return self._line_result(raw, where)
+        return raw
 
     def _line_result(self, raw: bytes, where: str) -> Any:
         if not raw:

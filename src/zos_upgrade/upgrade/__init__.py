@@ -11,6 +11,7 @@ from zos_upgrade.upgrade.crash import CRASH_ENV, CRASH_POINTS, crash_point
 from zos_upgrade.upgrade.errors import (
     HookFailed,
     PlanRefused,
+    PreflightFailed,
     ProbationFailed,
     ReleaseRefused,
     RestartNeeded,
@@ -34,6 +35,7 @@ __all__ = [
     "Mount",
     "MountError",
     "PlanRefused",
+    "PreflightFailed",
     "ProbationFailed",
     "ReleaseRefused",
     "RestartNeeded",

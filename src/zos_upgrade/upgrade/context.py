@@ -19,6 +19,7 @@ from zos_upgrade.upgrade.flister import Flister
 from zos_upgrade.upgrade.journal import Journal
 from zos_upgrade.upgrade.manifest import SERVICE_DIR, Manifest, ManifestStore
 from zos_upgrade.upgrade.nodefs import NodeFS
+from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 
 __all__ = ["Clock", "Context", "Pace", "Settings", "Sleep"]
 
@@ -49,6 +50,9 @@ class Settings:
     reserved: Mapping[str, str] = field(default_factory=dict)
     sleep: Sleep = asyncio.sleep
     clock: Clock = time.monotonic
+    trust_files: tuple[Path, ...] = ()        # must be readable before a transaction (trusted keys)
+    free_space: FreeSpace = statvfs_space     # how preflight reads a file system's free space
+    space_margin: int = DEFAULT_MARGIN        # bytes preflight keeps free beyond what is written
 
 
 def reserved_paths(root: Path, state_dir: Path, configured: Mapping[str, str]) -> dict[str, str]:

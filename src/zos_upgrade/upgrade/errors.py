@@ -9,6 +9,7 @@ __all__ = [
     "HookFailed",
     "JournalError",
     "PlanRefused",
+    "PreflightFailed",
     "ProbationFailed",
     "ReleaseRefused",
     "RestartNeeded",
@@ -72,6 +73,10 @@ class JournalError(UpgradeError):
 
 class PlanRefused(UpgradeError):
     """The release cannot be applied as planned (a type change, a release without services...)."""
+
+
+class PreflightFailed(UpgradeError):
+    """A check before the transaction failed: the supervisor, the disk room or the trust material."""
 
 
 class UnsafePath(UpgradeError):

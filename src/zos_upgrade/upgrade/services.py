@@ -111,9 +111,8 @@ async def probation(
             if name in oneshot:
                 if status.family is StateFamily.EXITED:
                     if not _oneshot_succeeded(status):
-                        raise ProbationFailed(
-                            f"oneshot service {name} did not succeed: {status.state} {status.detail}".rstrip()
-                        )
+                        raise await _failed(sup, [name], f"oneshot service {name} did not succeed: "
+                                                         f"{status.state} {status.detail}".rstrip())
                     done.add(name)
                     continue
             elif status.family is StateFamily.RUNNING and status.pid > 0:
@@ -121,16 +120,14 @@ async def probation(
                 continue
             elif status.family is StateFamily.EXITED or status.state.upper() == "BACKOFF":
                 # supervisord BACKOFF: it exited before counting as started; it will not get better
-                raise ProbationFailed(
-                    f"service {name} is not running: {status.state} {status.detail}".rstrip()
-                )
+                raise await _failed(sup, [name],
+                                    f"service {name} is not running: {status.state} {status.detail}".rstrip())
             pending.append(name)
         if not pending:
             break
         if clock() >= start_deadline:
-            raise ProbationFailed(
-                f"services not up after {start_timeout:g}s: {', '.join(pending)}"
-            )
+            message = f"services not up after {start_timeout:g}s: {', '.join(pending)}"
+            raise await _failed(sup, pending, message)
         await sleep(interval)
     # 2. the long-running ones must stay up, same process, for the whole probation
     deadline = clock() + duration
@@ -138,14 +135,23 @@ async def probation(
         for name, pid in pids.items():
             status = await _status(sup, name)
             if status.family is not StateFamily.RUNNING or status.pid != pid:
-                raise ProbationFailed(
+                raise await _failed(sup, [name], (
                     f"service {name} did not stay up during the {duration:g}s probation: "
-                    f"pid {pid} -> {status.pid}, state {status.state} {status.detail}".rstrip()
-                )
+                    f"pid {pid} -> {status.pid}, state {status.state} {status.detail}").rstrip())
         if clock() >= deadline:
             break
         await sleep(min(interval, max(0.0, deadline - clock())))
     log.info("probation passed", extra={"services": list(names), "seconds": duration})
+
+
+async def _failed(sup: Supervisor, names: Sequence[str], message: str) -> ProbationFailed:
+    """The failure, with what each failed service printed last: the supervisor's state says THAT it
+    died ("BACKOFF Exited too quickly"), its own output usually says WHY."""
+    for name in names:
+        tail = await sup.output_tail(name)
+        if tail:
+            message += f"\n--- last output of {name} ---\n{tail}"
+    return ProbationFailed(message)
 
 
 async def _status(sup: Supervisor, name: str) -> ServiceStatus:

@@ -6,8 +6,10 @@ after it. The journal records every step durably before the next one begins; cra
 where the proof suite kills the process (``crash.py``; ``mid-apply``, ``after-manifest`` and
 ``after-boot-files`` are inside their steps).
 
-A failure in ``fetch`` or ``plan`` refuses the release (nothing on the node changed yet). A failure
-from ``self`` to ``post-start`` rolls BACK (``outcome.roll_back``). **The commit point** is the
+A failure in ``preflight``, ``fetch`` or ``plan`` refuses the release (nothing on the node changed
+yet). ``preflight`` checks the supervisor and the trust material before anything is downloaded;
+``plan`` ends with the disk-space preflight, the first moment the sizes are known (``preflight.py``).
+A failure from ``self`` to ``post-start`` rolls BACK (``outcome.roll_back``). **The commit point** is the
 durable journal record ``committed`` before ``commit``: it carries the new manifest, so everything
 after it is idempotent roll-forward work, and a failure there is finished at the next start. The
 one exception to "before the commit point rolls back" is ``self``: the upgrader replaced its own
@@ -42,6 +44,7 @@ from zos_upgrade.upgrade.journal import JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest, scan_release
 from zos_upgrade.upgrade.outcome import refused, roll_back, roll_forward
 from zos_upgrade.upgrade.plan import Plan, make_plan
+from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
 from zos_upgrade.upgrade.report import UpgradeReport
 
 __all__ = ["STEPS", "OnFailure", "Step", "Transaction", "run_steps"]
@@ -105,6 +108,24 @@ class Step:
 # ------------------------------------------------------------------ the steps
 
 
+async def _preflight(ctx: Context, _tx: Transaction) -> None:
+    """Before anything is downloaded: the supervisor answers, the trust material is readable."""
+    await check_supervisor(ctx.supervisor)
+    await asyncio.to_thread(check_trust_files, ctx.settings.trust_files)
+
+
+def _needs_fetch(_ctx: Context, tx: Transaction) -> bool:
+    return tx.plan is None  # an uninstall comes planned: there is nothing to fetch
+
+
+async def _preflight_space(ctx: Context, tx: Transaction) -> None:
+    """Once the sizes are known: room for the staged new files and for the backup."""
+    settings, node_path = ctx.settings, ctx.files.node_path
+    staged, kept = await asyncio.to_thread(transaction_sizes, tx.planned, tx.new_manifest, node_path)
+    await asyncio.to_thread(check_room, root=ctx.root, state_dir=ctx.state_dir, staged=staged, backed_up=kept,
+                            free_space=settings.free_space, margin=settings.space_margin)
+
+
 async def _fetch(ctx: Context, tx: Transaction) -> None:
     """The source verifies its candidate (when asked to), then the whole release is materialized and
     every block checked into <state>/mounts. Nothing on the node changes."""
@@ -118,9 +139,11 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
 
 
 async def _plan(ctx: Context, tx: Transaction) -> None:
-    """Compare the release with the manifest of what is installed and the node as it is."""
+    """Compare the release with the manifest of what is installed and the node as it is; then the
+    space preflight, which needs the plan's sizes, before the journal begins (``planned``)."""
     if tx.plan is None:
         tx.plan, tx.new_manifest = await asyncio.to_thread(_make_plan, ctx, tx)
+    await _preflight_space(ctx, tx)
 
 
 def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
@@ -263,7 +286,8 @@ async def _commit(ctx: Context, _tx: Transaction) -> None:
 
 _RB = OnFailure.ROLL_BACK
 STEPS: tuple[Step, ...] = (
-    Step("fetch", _fetch, OnFailure.REFUSE, crash_after="after-fetch"),
+    Step("preflight", _preflight, OnFailure.REFUSE),
+    Step("fetch", _fetch, OnFailure.REFUSE, crash_after="after-fetch", when=_needs_fetch),
     Step("plan", _plan, OnFailure.REFUSE, phase_after=Phase.PLANNED, crash_after="after-plan"),
     Step("self", _self_update, _RB, phase_after=Phase.SELF_UPDATED, crash_after="after-self-update",
          when=_updates_self, exits=True),

@@ -42,6 +42,7 @@ from zos_upgrade.upgrade.journal import JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.nodefs import check_relative
 from zos_upgrade.upgrade.plan import make_plan
+from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.steps import Transaction, run_steps
 
@@ -71,12 +72,16 @@ class Upgrader:
         reserved: Mapping[str, str] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        trust_files: Sequence[Path] = (),
+        free_space: FreeSpace = statvfs_space,
+        space_margin: int = DEFAULT_MARGIN,
     ) -> None:
         settings = Settings(
             self_update=self_update, program=check_relative(program.lstrip("/"), "program path"),
             protected=tuple(protected), probation=probation, start_timeout=start_timeout,
             hook_timeout=hook_timeout, stop_timeout=stop_timeout, reserved=dict(reserved or {}),
             sleep=sleep, clock=clock,
+            trust_files=tuple(Path(p) for p in trust_files), free_space=free_space, space_margin=space_margin,
         )
         self._ctx = Context(Path(root), Path(state_dir), flister, supervisor, settings)
         self.root, self.state_dir = self._ctx.root, self._ctx.state_dir
@@ -97,7 +102,7 @@ class Upgrader:
         self._refuse_open_journal()
         tx = Transaction(UpgradeReport(_KIND_OF[release.target], "", release.version))
         tx.know(self._ctx, release)
-        return await self._run(tx, "fetch")
+        return await self._run(tx, "preflight")
 
     async def install_from(self, source: ReleaseSource[C], candidate: C, target: Target) -> UpgradeReport:
         """Let ``source`` verify ``candidate`` as the first part of the fetch step, then install it.
@@ -109,7 +114,8 @@ class Upgrader:
         # until the source says which bins package it is, only the boot release's version is known
         old = self.installed_boot() if target == "boot" else None
         report = UpgradeReport(_KIND_OF[target], old.version if old else "", "")
-        return await self._run(Transaction(report, verify=lambda: source.verify(candidate, target)), "fetch")
+        return await self._run(Transaction(report, verify=lambda: source.verify(candidate, target)),
+                               "preflight")
 
     async def uninstall_binary(self, fqdn: str) -> UpgradeReport:
         """Remove a bins package using OUR manifest (the hub may not list it any more)."""
@@ -127,7 +133,7 @@ class Upgrader:
             reserved=self._ctx.reserved,
         )
         tx = Transaction(UpgradeReport("bin-uninstall", old.version, ""), key=fqdn, old=old, plan=plan)
-        return await self._run(tx, "plan")
+        return await self._run(tx, "preflight")
 
     async def recover(self) -> str | None:
         """Finish what a previous process left: roll forward, continue after self-update, or roll back.
