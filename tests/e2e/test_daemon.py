@@ -306,3 +306,36 @@ def test_self_update_exits_75_and_the_next_start_finishes_the_transaction(node: 
     assert not (node.state / "journal.json").exists()
     assert node.status()["current_version"] == "1.0.0"
     assert node.box.wait_version("alpha", "1.0.0") == "1.0.0"
+
+
+def test_a_release_failing_probation_is_held_until_cleared_and_a_newer_one_applies(node: Node) -> None:
+    node.release("1.0.0")
+    assert node.once().returncode == 0
+    node.box.wait_version("beta", "1.0.0")
+    before = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+    node.release("1.1.0", crash=("beta",), extra={"opt/app/new.txt": "new"})
+    assert node.once().returncode == 1  # tried once: rolled back
+
+    proc = node.once()  # the next round, a new process: not tried again, nothing stopped or restarted
+    assert proc.returncode == 0, proc.stderr
+    assert "transaction starts" not in proc.stderr
+    status = node.status()
+    assert status["last_result"] == "held" and status["current_version"] == "1.0.0"
+    assert "clear-failed 1.1.0" in status["last_error"]
+    assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
+    shown = subprocess.run(zos_upgrade_cmd("status", "--config", str(node.config)), capture_output=True,
+                           text=True, timeout=30, check=True, cwd=REPO)
+    assert "held releases:  1" in shown.stdout and "probation" in shown.stdout
+
+    cleared = subprocess.run(zos_upgrade_cmd("clear-failed", "1.1.0", "--config", str(node.config)),
+                             capture_output=True, text=True, timeout=30, check=False, cwd=REPO)
+    assert cleared.returncode == 0 and "cleared 1.1.0" in cleared.stdout, cleared.stderr
+    proc = node.once()  # cleared: tried again (and fails again)
+    assert proc.returncode == 1 and "transaction starts" in proc.stderr
+    assert node.status()["last_result"] == "rolled-back"
+
+    node.release("1.2.0")  # a newer release is applied at once
+    proc = node.once()
+    assert proc.returncode == 0, proc.stderr
+    assert node.status()["current_version"] == "1.2.0"
+    assert node.box.wait_version("beta", "1.2.0") == "1.2.0"

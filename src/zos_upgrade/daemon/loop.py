@@ -34,6 +34,7 @@ from zos_upgrade.metrics import Metrics, NullMetrics
 from zos_upgrade.versions import ZERO, Version
 
 if TYPE_CHECKING:
+    from zos_upgrade.daemon.memory import ReleaseMemory
     from zos_upgrade.daemon.ports import BootPort, UpgraderPort
     from zos_upgrade.hub.flists import RepoFList
     from zos_upgrade.node.events import FListEvent
@@ -63,6 +64,7 @@ class NodeParts:
     boot: BootPort
     policies: list[Followed] = field(default_factory=list)
     sweep: Callable[[], object] | None = None
+    memory: ReleaseMemory | None = None  # the policies' failed releases (metrics count them)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -203,7 +205,8 @@ class Daemon:
                 "what": what, "result": result, "detail": detail, "from_version": from_version,
                 "to_version": to_version, "current_version": str(self.current_version()),
                 **report_fields(partial_report)})
-            return CheckOutcome(self._clock(), result, str(self.current_version()), f"{what}: {detail}")
+            return CheckOutcome(self._clock(), result, str(self.current_version()), f"{what}: {detail}",
+                                failed_step=exc.step if isinstance(exc, UpgradeFailed) else "")
         duration = self._monotonic() - start
         downloaded, reused = report.bytes_downloaded, report.blocks_from_cache
         self.metrics.upgrade("success", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
@@ -236,21 +239,26 @@ class Daemon:
                 if outcome is None:
                     break
                 outcomes.append(outcome)
-                if outcome.failed or not policy.repeats:
-                    break  # a failed event is not confirmed: proposed again next round, never skipped
+                if not outcome.applied or not policy.repeats:
+                    break  # a failed or held event is not confirmed: proposed again next round, never skipped
         return self.record(merge_outcomes(outcomes, at=self._clock(), version=str(self.current_version())))
 
     def record(self, outcome: CheckOutcome) -> CheckOutcome:
         """Remember the outcome and write ``status.json`` for ``zos-upgrade status``."""
         self.last = outcome
-        self.metrics.check("error" if outcome.result == "error" else "ok")
+        self.metrics.check(outcome.result if outcome.result in ("error", "held") else "ok")
+        if self.parts.memory is not None:
+            held = self.parts.memory.count()
+            if held is not None:
+                self.metrics.held(held)
         if self.state_dir is not None:
             from zos_upgrade.node.state import DaemonState, write_state
 
             state = DaemonState(
                 updated=self._clock(), pid=os.getpid(), source=self.source or None,
                 current_version=outcome.version, last_check=outcome.at, last_result=outcome.result,
-                last_error=(outcome.detail or None) if outcome.failed else None,
+                # a held release is not a failure of this round, but what the operator must read
+                last_error=(outcome.detail or None) if outcome.failed or outcome.result == "held" else None,
                 last_upgrade=self.last_upgrade,
             )
             try:

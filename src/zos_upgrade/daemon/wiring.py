@@ -10,11 +10,13 @@ from collections.abc import Mapping
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.loop import NodeParts
+from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
 from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
@@ -35,7 +37,8 @@ def make_supervisor(config: Config) -> Supervisor:
     return ZinitClient(config.supervisor_socket, sup.protocol, root=config.root)
 
 
-def build(config: Config) -> NodeParts:
+def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
+    """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults)."""
     src, up = config.source, config.upgrade
     state_dir = config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -48,14 +51,16 @@ def build(config: Config) -> NodeParts:
                 "the daemon never applies a release it cannot verify"
             )
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
-    supervisor = make_supervisor(config)
+    supervisor = supervisor or make_supervisor(config)
     flister = Flister(state_dir, workers=up.workers)
     upgrader = Upgrader(
         config.root, state_dir, flister, supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
     )
-    parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep)
+    # one memory of failed releases for every policy: a release that failed is never applied twice
+    memory = ReleaseMemory(FailedReleases(state_dir))
+    parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep, memory=memory)
     parts.closers.append(supervisor.aclose)
     if publisher is not None:
         pub = publisher
@@ -67,7 +72,7 @@ def build(config: Config) -> NodeParts:
         # release objects carry full flist URLs: the source fetches those and checks the signed hash
         releases = PublisherSource(flister.downloads_dir)
         parts.policies.append(ReleasePolicy(upgrader, releases, publisher_watcher,
-                                            jump_to_latest=src.jump_to_latest))
+                                            jump_to_latest=src.jump_to_latest, memory=memory))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
@@ -79,10 +84,10 @@ def build(config: Config) -> NodeParts:
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
             return FListRepoWatcher(repo, current, src.interval, hub=hub)
 
-        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher))
+        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory))
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return FListSemverWatcher(flist, src.interval, current, hub=hub)
 
-    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher))
+    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory))
     return parts
