@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from zos_upgrade import __version__
-from zos_upgrade.cli import daemon, demo, failed, flist, hub, release, status
+from zos_upgrade.cli import daemon, demo, failed, flist, hub, recover, release, status
 from zos_upgrade.cli._common import run_command
 from zos_upgrade.log import setup_logging
 
@@ -50,7 +50,7 @@ def cli(log_format: str, verbose: bool) -> None:
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
 
 
-for _module in (flist, hub, release, daemon, status, failed, demo):
+for _module in (flist, hub, release, daemon, status, failed, recover, demo):
     cli.add_command(_module.command)
 
 

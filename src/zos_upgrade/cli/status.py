@@ -144,6 +144,12 @@ def render_text(status: NodeStatus, now: float) -> str:
                 f"last upgrade:   {upgrade['from']} -> {upgrade['to']} at {_when(upgrade['started'], now)}, "
                 f"{upgrade['duration']:.1f}s, {upgrade.get('bytes_downloaded', 0)} bytes downloaded"
             )
+        recovery = daemon.get("recovery")
+        if recovery:
+            due = recovery.get("next_try")
+            next_try = f", next try in {max(0, int(due - now))}s" if due is not None else ""
+            lines.append(f"recovery:       PENDING since {_when(recovery['since'], now)}, "
+                         f"{recovery['attempts']} attempt(s) failed{next_try}: {recovery['last_error']}")
         if daemon.get("pid") is not None:
             lines.append(f"daemon pid:     {daemon['pid']}")
         lines.append(f"state written:  {_when(daemon.get('updated'), now)}")

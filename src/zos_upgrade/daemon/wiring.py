@@ -27,7 +27,7 @@ from zos_upgrade.upgrade import Flister, Upgrader
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 
-__all__ = ["build", "make_supervisor"]
+__all__ = ["build", "make_supervisor", "make_upgrader"]
 
 
 def make_supervisor(config: Config) -> Supervisor:
@@ -37,9 +37,19 @@ def make_supervisor(config: Config) -> Supervisor:
     return ZinitClient(config.supervisor_socket, sup.protocol, root=config.root)
 
 
+def make_upgrader(config: Config, supervisor: Supervisor) -> Upgrader:
+    """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s)."""
+    up = config.upgrade
+    return Upgrader(
+        config.root, config.state_dir, Flister(config.state_dir, workers=up.workers), supervisor,
+        self_update=up.self_update, program=up.program, protected=tuple(up.protected),
+        probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
+    )
+
+
 def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
     """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults)."""
-    src, up = config.source, config.upgrade
+    src = config.source
     state_dir = config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
@@ -52,12 +62,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
             )
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     supervisor = supervisor or make_supervisor(config)
-    flister = Flister(state_dir, workers=up.workers)
-    upgrader = Upgrader(
-        config.root, state_dir, flister, supervisor,
-        self_update=up.self_update, program=up.program, protected=tuple(up.protected),
-        probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
-    )
+    upgrader = make_upgrader(config, supervisor)
+    flister = upgrader.flister
     # one memory of failed releases for every policy: a release that failed is never applied twice
     memory = ReleaseMemory(FailedReleases(state_dir))
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep, memory=memory)

@@ -21,6 +21,7 @@ __all__ = [
     "STATE_FILE",
     "CheckResult",
     "DaemonState",
+    "RecoveryRecord",
     "StateFileError",
     "UpgradeRecord",
     "read_state",
@@ -57,6 +58,16 @@ class UpgradeRecord(
     bytes_downloaded: int = 0
 
 
+class RecoveryRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """An unfinished transaction the daemon could not recover yet: it retries with backoff and applies
+    nothing meanwhile."""
+
+    since: float  # unix time of the first failed attempt
+    attempts: int
+    last_error: str
+    next_try: float | None = None  # unix time of the next attempt (None: not scheduled, e.g. --once)
+
+
 class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
     updated: float  # unix time this document was written
     pid: int | None = None  # the daemon's process id when it wrote this
@@ -66,6 +77,7 @@ class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
     last_result: CheckResult | None = None
     last_error: str | None = None  # message of the last failure; None once a check succeeds
     last_upgrade: UpgradeRecord | None = None
+    recovery: RecoveryRecord | None = None  # set while an unfinished transaction awaits recovery
 
 
 def state_path(state_dir: Path | str) -> Path:
