@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 
 class Metrics(Protocol):
     def check(self, result: str) -> None:
-        """One check of the source finished (``ok`` or ``error``)."""
+        """One check of the source finished (``ok``, ``error``, or ``held``: a release that failed here
+        before was not applied again)."""
+
+    def held(self, releases: int) -> None:
+        """How many failed releases the daemon holds back (``failed-releases.json``)."""
 
     def upgrade(self, result: str, *, duration: float, bytes_downloaded: int = 0,
                 blocks_reused: int = 0) -> None:
@@ -34,6 +38,9 @@ class NullMetrics:
     """Metrics disabled."""
 
     def check(self, result: str) -> None:
+        pass
+
+    def held(self, releases: int) -> None:
         pass
 
     def upgrade(self, result: str, *, duration: float, bytes_downloaded: int = 0,
@@ -64,6 +71,9 @@ class PrometheusMetrics:
                                    registry=self.registry)
         self._reused = prom.Counter("zos_upgrade_blocks_reused", "Blocks taken from the local cache",
                                     registry=self.registry)
+        self._held = prom.Gauge("zos_upgrade_failed_releases_held",
+                                "Releases that failed here and are not applied again until cleared",
+                                registry=self.registry)
         self._duration = prom.Histogram(
             "zos_upgrade_upgrade_duration_seconds", "Duration of upgrade transactions",
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800), registry=self.registry)
@@ -76,6 +86,9 @@ class PrometheusMetrics:
 
     def check(self, result: str) -> None:
         self._checks.labels(result=result).inc()
+
+    def held(self, releases: int) -> None:
+        self._held.set(releases)
 
     def upgrade(self, result: str, *, duration: float, bytes_downloaded: int = 0,
                 blocks_reused: int = 0) -> None:

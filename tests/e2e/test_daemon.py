@@ -87,6 +87,20 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
 
 
+def _killed_mid_apply(node: Node) -> None:
+    """One daemon run killed (SIGKILL) in the middle of applying the release: the journal stays."""
+    crash = subprocess.run(
+        zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(node.config), "--once"),
+        capture_output=True, text=True, timeout=90, check=False, cwd=REPO,
+        env={**_clean_env(), "ZOS_UPGRADE_CRASH_AT": "mid-apply"})
+    assert crash.returncode == -signal.SIGKILL, crash.stderr
+
+
+def _recover_from_backup(node: Node) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(zos_upgrade_cmd("recover", "--from-backup", "--config", str(node.config)),
+                          capture_output=True, text=True, timeout=60, check=False, cwd=REPO, env=_clean_env())
+
+
 def _wait(cond: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -155,11 +169,7 @@ def test_crashed_daemon_is_recovered_by_the_next_start(node: Node) -> None:
     node.release("1.0.0")
     assert node.once().returncode == 0
     node.release("1.1.0", extra={"opt/app/new.txt": "new"})
-    crash = subprocess.run(
-        zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(node.config), "--once"),
-        capture_output=True, text=True, timeout=90, check=False, cwd=REPO,
-        env={**_clean_env(), "ZOS_UPGRADE_CRASH_AT": "mid-apply"})
-    assert crash.returncode == -signal.SIGKILL, crash.stderr
+    _killed_mid_apply(node)
     assert (node.state / "journal.json").exists()
     proc = node.once()  # recovers (rolls back), then the unconfirmed 1.1.0 is applied again
     assert proc.returncode == 0, proc.stderr
@@ -306,3 +316,90 @@ def test_self_update_exits_75_and_the_next_start_finishes_the_transaction(node: 
     assert not (node.state / "journal.json").exists()
     assert node.status()["current_version"] == "1.0.0"
     assert node.box.wait_version("alpha", "1.0.0") == "1.0.0"
+
+
+def test_a_release_failing_probation_is_held_until_cleared_and_a_newer_one_applies(node: Node) -> None:
+    node.release("1.0.0")
+    assert node.once().returncode == 0
+    node.box.wait_version("beta", "1.0.0")
+    before = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+    node.release("1.1.0", crash=("beta",), extra={"opt/app/new.txt": "new"})
+    assert node.once().returncode == 1  # tried once: rolled back
+
+    proc = node.once()  # the next round, a new process: not tried again, nothing stopped or restarted
+    assert proc.returncode == 0, proc.stderr
+    assert "transaction starts" not in proc.stderr
+    status = node.status()
+    assert status["last_result"] == "held" and status["current_version"] == "1.0.0"
+    assert "clear-failed 1.1.0" in status["last_error"]
+    assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
+    shown = subprocess.run(zos_upgrade_cmd("status", "--config", str(node.config)), capture_output=True,
+                           text=True, timeout=30, check=True, cwd=REPO)
+    assert "held releases:  1" in shown.stdout and "probation" in shown.stdout
+
+    cleared = subprocess.run(zos_upgrade_cmd("clear-failed", "1.1.0", "--config", str(node.config)),
+                             capture_output=True, text=True, timeout=30, check=False, cwd=REPO)
+    assert cleared.returncode == 0 and "cleared 1.1.0" in cleared.stdout, cleared.stderr
+    proc = node.once()  # cleared: tried again (and fails again)
+    assert proc.returncode == 1 and "transaction starts" in proc.stderr
+    assert node.status()["last_result"] == "rolled-back"
+
+    node.release("1.2.0")  # a newer release is applied at once
+    proc = node.once()
+    assert proc.returncode == 0, proc.stderr
+    assert node.status()["current_version"] == "1.2.0"
+    assert node.box.wait_version("beta", "1.2.0") == "1.2.0"
+
+
+def test_truncated_journal_refuses_the_start_and_recover_from_backup_restores_the_node(node: Node) -> None:
+    node.release("1.0.0", extra={"opt/app/gone.txt": "old"})
+    assert node.once().returncode == 0
+    node.box.wait_version("beta", "1.0.0")
+    committed = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+    node.release("1.1.0", extra={"opt/app/new.txt": "new", "opt/new/deep.txt": "deep"})
+    _killed_mid_apply(node)
+    journal = node.state / "journal.json"
+    journal.write_bytes(journal.read_bytes()[: journal.stat().st_size // 2])  # truncated
+    half_applied = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+    assert half_applied != committed
+
+    proc = node.once()
+    assert proc.returncode == 1
+    assert "JournalBlocked" in proc.stderr and "zos-upgrade recover --from-backup" in proc.stderr
+    assert node.status()["last_result"] == "rollback-incomplete"
+    assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == half_applied  # refused: unchanged
+
+    fixed = _recover_from_backup(node)
+    assert fixed.returncode == 0, fixed.stderr
+    assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == committed
+    assert not journal.exists() and list(node.state.glob("journal.json.unreadable-*"))
+    assert node.box.wait_version("beta", "1.0.0") == "1.0.0"
+
+    again = _recover_from_backup(node)
+    assert again.returncode == 1 and "no interrupted transaction to undo" in again.stderr  # no journal
+
+    proc = node.once()  # the daemon starts again and applies 1.1.0 (never committed, not held)
+    assert proc.returncode == 0, proc.stderr
+    assert node.status()["current_version"] == "1.1.0"
+    assert (node.root / "opt/new/deep.txt").read_text() == "deep"
+
+
+def test_recover_from_backup_refuses_when_the_backup_lacks_a_committed_file(node: Node) -> None:
+    node.release("1.0.0")
+    assert node.once().returncode == 0
+    node.release("1.1.0", extra={"opt/app/new.txt": "new"})
+    _killed_mid_apply(node)
+    (node.state / "journal.json").write_text("{")
+    shutil.rmtree(node.state / "backup", ignore_errors=True)
+    # a committed file the transaction replaced, whose backup copy is lost with the backup
+    files = json.loads((node.state / "manifests/boot.json").read_text())["files"]
+    replaced = next(rel for rel, record in sorted(files.items()) if record[0] == "file")
+    (node.root / replaced).write_text("changed by the interrupted transaction")
+    before = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+    proc = _recover_from_backup(node)
+    assert proc.returncode == 1
+    assert "RestoreRefused" in proc.stderr and "holds no copy with the committed content" in proc.stderr
+    assert "nothing was changed" in proc.stderr and f"/{replaced}" in proc.stderr
+    assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
+    assert (node.state / "journal.json").read_text() == "{"  # the evidence stays where it was
+    assert not list(node.state.glob("journal.json.unreadable-*"))

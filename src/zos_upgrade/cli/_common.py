@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -34,3 +35,16 @@ def placeholder_group(name: str, summary: str, issue: int) -> click.Group:
         ctx.exit(2)
 
     return group
+
+
+def locate_node(config: Path | None, root: Path | None) -> tuple[Path, Path]:
+    """(node root, state dir) from ``--config FILE`` or ``--root DIR`` (default ``/``), never both."""
+    from zos_upgrade.config import NodeConfig, load_config
+
+    if config is not None and root is not None:
+        raise click.UsageError("give --config or --root, not both")
+    if config is not None:
+        cfg = load_config(config)
+        return cfg.root, cfg.state_dir
+    node_root = root if root is not None else Path("/")
+    return node_root, node_root / NodeConfig().state_dir.lstrip("/")

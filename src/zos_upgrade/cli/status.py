@@ -1,6 +1,7 @@
 """``zos-upgrade status``: what this node runs and what its daemon last did, at a glance.
 
-Reads only local files (boot files under the node root, ``status.json`` in the state directory);
+Reads only local files (boot files under the node root, ``status.json`` and ``failed-releases.json``
+in the state directory);
 never the network. A garbled boot or state file is shown as such (exit 0): ``status`` is what an
 operator runs when something is wrong. Exit 1 only when the root or the config cannot be read.
 """
@@ -18,9 +19,10 @@ from typing import Any
 import click
 import msgspec
 
-from zos_upgrade.config import NodeConfig, load_config
+from zos_upgrade.cli._common import locate_node
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.state import read_state
 
 __all__ = ["NodeStatus", "collect_status", "command", "render_text"]
@@ -47,6 +49,9 @@ class NodeStatus:
     bins_error: str | None = None
     daemon: dict[str, Any] | None = None  # DaemonState as JSON; None: the daemon never wrote one
     daemon_error: str | None = None
+    # releases that failed here and are held back (failed-releases.json), oldest first
+    failed_releases: list[dict[str, Any]] = field(default_factory=list)
+    failed_releases_error: str | None = None
 
 
 def collect_status(root: Path, state_dir: Path) -> NodeStatus:
@@ -82,6 +87,10 @@ def collect_status(root: Path, state_dir: Path) -> NodeStatus:
         status.daemon = None if state is None else msgspec.to_builtins(state)
     except ZosUpgradeError as exc:
         status.daemon_error = str(exc)
+    try:
+        status.failed_releases = [msgspec.to_builtins(r) for r in FailedReleases(state_dir).load()]
+    except ZosUpgradeError as exc:
+        status.failed_releases_error = str(exc)
     return status
 
 
@@ -135,22 +144,34 @@ def render_text(status: NodeStatus, now: float) -> str:
                 f"last upgrade:   {upgrade['from']} -> {upgrade['to']} at {_when(upgrade['started'], now)}, "
                 f"{upgrade['duration']:.1f}s, {upgrade.get('bytes_downloaded', 0)} bytes downloaded"
             )
+        recovery = daemon.get("recovery")
+        if recovery:
+            due = recovery.get("next_try")
+            next_try = f", next try in {max(0, int(due - now))}s" if due is not None else ""
+            lines.append(f"recovery:       PENDING since {_when(recovery['since'], now)}, "
+                         f"{recovery['attempts']} attempt(s) failed{next_try}: {recovery['last_error']}")
         if daemon.get("pid") is not None:
             lines.append(f"daemon pid:     {daemon['pid']}")
         lines.append(f"state written:  {_when(daemon.get('updated'), now)}")
+    lines += _render_failed(status, now)
     return "\n".join(lines)
 
 
-def _locate(config: Path | None, root: Path | None) -> tuple[Path, Path]:
-    if config is not None:
-        cfg = load_config(config)
-        return cfg.root, cfg.state_dir
-    node_root = root if root is not None else Path("/")
-    return node_root, node_root / NodeConfig().state_dir.lstrip("/")
+def _render_failed(status: NodeStatus, now: float) -> list[str]:
+    if status.failed_releases_error:
+        return [f"held releases:  unknown, nothing is applied ({status.failed_releases_error})"]
+    if not status.failed_releases:
+        return []
+    lines = [f"held releases:  {len(status.failed_releases)} (failed here; not applied again until "
+             "`zos-upgrade clear-failed [VERSION]` or a newer release appears)"]
+    for entry in status.failed_releases:
+        lines.append(f"  {entry['version'] or entry['id']}  {entry['id']}  failed at {entry['step']} "
+                     f"{_when(entry['at'], now)}: {entry['reason']}")
+    return lines
 
 
 def _run(config: Path | None, root: Path | None, as_json: bool, clock: Callable[[], float]) -> None:
-    node_root, state_dir = _locate(config, root)
+    node_root, state_dir = locate_node(config, root)
     status = collect_status(node_root, state_dir)
     if as_json:
         click.echo(json.dumps(asdict(status), sort_keys=True))
@@ -170,6 +191,4 @@ def command(config: Path | None, root: Path | None, as_json: bool) -> None:
     Boot method, boot flist and its version, installed packages with versions, the daemon's last
     check (time, age, result) and last error. Reads local files only.
     """
-    if config is not None and root is not None:
-        raise click.UsageError("give --config or --root, not both")
     _run(config, root, as_json, time.time)

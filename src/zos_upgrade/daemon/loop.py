@@ -2,6 +2,10 @@
 
 Start-up, in this order: sweep stale mounts, recover an unfinished transaction, rebuild the boot
 files from the manifests when ``/tmp`` lost them, then start each policy from what the node runs.
+A recovery that fails (a rollback that could not finish, at start-up or in a transaction) is
+retried at every round with the rounds' backoff, and nothing is applied until it succeeds
+(``status.json`` says so: ``recovery``). A journal that cannot be read at all refuses the start
+(:class:`JournalBlocked`) naming the way out, ``zos-upgrade recover --from-backup``.
 Every round asks each policy once (``step``: check, apply, confirm on success) — the bins
 repository first, then the boot link or the release server — and applies what they propose. An
 event is confirmed only after its transaction succeeded, so a failed upgrade is proposed again
@@ -27,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from zos_upgrade.daemon.outcome import CheckOutcome, classify_failure, merge_outcomes, report_fields
 from zos_upgrade.daemon.policy import CheckFailed, Followed, Transaction
 from zos_upgrade.errors import ZosUpgradeError
@@ -34,12 +40,14 @@ from zos_upgrade.metrics import Metrics, NullMetrics
 from zos_upgrade.versions import ZERO, Version
 
 if TYPE_CHECKING:
+    from zos_upgrade.daemon.memory import ReleaseMemory
     from zos_upgrade.daemon.ports import BootPort, UpgraderPort
     from zos_upgrade.hub.flists import RepoFList
     from zos_upgrade.node.events import FListEvent
-    from zos_upgrade.node.state import UpgradeRecord
+    from zos_upgrade.node.state import RecoveryRecord, UpgradeRecord
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_RESTART", "Daemon", "NodeParts"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_RESTART", "RECOVER_COMMAND", "Daemon", "JournalBlocked",
+           "NodeParts"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,11 @@ EXIT_RESTART = 75
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+RECOVER_COMMAND = "zos-upgrade recover --from-backup --config FILE"
+
+
+class JournalBlocked(ZosUpgradeError):
+    """The journal cannot be read: no recovery can tell what the interrupted transaction changed."""
 
 
 @dataclass
@@ -63,6 +76,7 @@ class NodeParts:
     boot: BootPort
     policies: list[Followed] = field(default_factory=list)
     sweep: Callable[[], object] | None = None
+    memory: ReleaseMemory | None = None  # the policies' failed releases (metrics count them)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -111,6 +125,8 @@ class Daemon:
         self._main: asyncio.Task[object] | None = None
         self.last: CheckOutcome | None = None
         self.last_upgrade: UpgradeRecord | None = None
+        self.recovery: RecoveryRecord | None = None  # an unfinished transaction awaits recovery
+        self._recovery_due = False  # retry at the next round (set after each sleep)
 
     # --- what the node runs (the policies' DaemonContext) --------------------------------------
 
@@ -155,12 +171,44 @@ class Daemon:
         """Sweep, recover, make the boot files agree with the manifests, then start the policies."""
         if self.parts.sweep is not None:
             await asyncio.to_thread(self.parts.sweep)
-        recovered = await self.parts.upgrader.recover()
-        if recovered:
-            log.warning("unfinished transaction recovered", extra={"recovery": recovered})
-        await asyncio.to_thread(self.parts.upgrader.sync_boot_files)
+        await self._recover()
         for policy in self.parts.policies:
             policy.start(self)
+
+    async def _recover(self) -> bool:
+        """One recovery attempt; True when no unfinished transaction is left (boot files rebuilt).
+        A failure is recorded in ``self.recovery``; an unreadable journal raises JournalBlocked."""
+        from zos_upgrade.upgrade import JournalUnreadable
+
+        try:
+            recovered = await self.parts.upgrader.recover()
+        except JournalUnreadable as exc:
+            raise JournalBlocked(
+                f"{exc}. The daemon cannot tell what the interrupted transaction changed and applies "
+                f"nothing: stop it and run `{RECOVER_COMMAND}` to put the node back on its last "
+                "committed release from the backup (docs/operations.md, 'Recovering after a crash')"
+            ) from exc
+        except ZosUpgradeError as exc:
+            self._recovery_pending(f"{type(exc).__name__}: {exc}", attempt=True)
+            return False
+        if recovered:
+            log.warning("unfinished transaction recovered", extra={"recovery": recovered})
+        if self.recovery is not None:
+            log.warning("recovery completed", extra={"attempts": self.recovery.attempts + 1})
+            self.recovery = None
+        await asyncio.to_thread(self.parts.upgrader.sync_boot_files)
+        return True
+
+    def _recovery_pending(self, error: str, *, attempt: bool) -> None:
+        from zos_upgrade.node.state import RecoveryRecord
+
+        prev = self.recovery
+        attempts = (prev.attempts if prev else 0) + (1 if attempt else 0)
+        self.recovery = RecoveryRecord(since=prev.since if prev else self._clock(), attempts=attempts,
+                                       last_error=error)
+        self._recovery_due = False  # the next round after the next sleep (the rounds' backoff)
+        log.error("recovery pending: retried every round with backoff, nothing is applied meanwhile",
+                  extra={"attempts": attempts, "error": error})
 
     # --- one transaction -----------------------------------------------------------------------
 
@@ -198,12 +246,15 @@ class Daemon:
             if to_version is not None:
                 self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
                                                   started=started, duration=duration)
+            if result == "rollback-incomplete":  # a journal may be left: recover before anything else
+                self._recovery_pending(detail, attempt=False)
             partial_report = exc.report if isinstance(exc, UpgradeFailed) else None
             log.error("transaction did not apply", extra={
                 "what": what, "result": result, "detail": detail, "from_version": from_version,
                 "to_version": to_version, "current_version": str(self.current_version()),
                 **report_fields(partial_report)})
-            return CheckOutcome(self._clock(), result, str(self.current_version()), f"{what}: {detail}")
+            return CheckOutcome(self._clock(), result, str(self.current_version()), f"{what}: {detail}",
+                                failed_step=exc.step if isinstance(exc, UpgradeFailed) else "")
         duration = self._monotonic() - start
         downloaded, reused = report.bytes_downloaded, report.blocks_from_cache
         self.metrics.upgrade("success", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
@@ -221,6 +272,18 @@ class Daemon:
     async def round(self) -> CheckOutcome:
         """Ask every policy once and apply what they propose; record the outcome. Never raises for
         a failed check or a failed upgrade (RestartNeeded and cancellation pass through)."""
+        if self.recovery is not None:
+            recovered = False
+            if self._recovery_due:
+                self._recovery_due = False
+                with self._critical():
+                    recovered = await self._recover()
+            if not recovered:
+                assert self.recovery is not None
+                detail = (f"recovery of an unfinished transaction pending after {self.recovery.attempts} "
+                          f"attempt(s), nothing applied meanwhile: {self.recovery.last_error}")
+                return self.record(CheckOutcome(self._clock(), "rollback-incomplete",
+                                                str(self.current_version()), detail))
         outcomes: list[CheckOutcome] = []
         for policy in self.parts.policies:
             while not self._stop_requested:
@@ -236,30 +299,38 @@ class Daemon:
                 if outcome is None:
                     break
                 outcomes.append(outcome)
-                if outcome.failed or not policy.repeats:
-                    break  # a failed event is not confirmed: proposed again next round, never skipped
+                if not outcome.applied or not policy.repeats:
+                    break  # a failed or held event is not confirmed: proposed again next round, never skipped
         return self.record(merge_outcomes(outcomes, at=self._clock(), version=str(self.current_version())))
 
     def record(self, outcome: CheckOutcome) -> CheckOutcome:
         """Remember the outcome and write ``status.json`` for ``zos-upgrade status``."""
         self.last = outcome
-        self.metrics.check("error" if outcome.result == "error" else "ok")
+        self.metrics.check(outcome.result if outcome.result in ("error", "held") else "ok")
+        if self.parts.memory is not None:
+            held = self.parts.memory.count()
+            if held is not None:
+                self.metrics.held(held)
+        self._write_state(outcome)
+        log.info("check done", extra={"result": outcome.result, "version": outcome.version,
+                                      "detail": outcome.detail})
+        return outcome
+
+    def _write_state(self, outcome: CheckOutcome) -> None:
         if self.state_dir is not None:
             from zos_upgrade.node.state import DaemonState, write_state
 
             state = DaemonState(
                 updated=self._clock(), pid=os.getpid(), source=self.source or None,
                 current_version=outcome.version, last_check=outcome.at, last_result=outcome.result,
-                last_error=(outcome.detail or None) if outcome.failed else None,
-                last_upgrade=self.last_upgrade,
+                # a held release is not a failure of this round, but what the operator must read
+                last_error=(outcome.detail or None) if outcome.failed or outcome.result == "held" else None,
+                last_upgrade=self.last_upgrade, recovery=self.recovery,
             )
             try:
                 write_state(self.state_dir, state)
             except (OSError, ZosUpgradeError) as exc:
                 log.error("cannot write daemon state", extra={"error": str(exc)})
-        log.info("check done", extra={"result": outcome.result, "version": outcome.version,
-                                      "detail": outcome.detail})
-        return outcome
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -280,8 +351,14 @@ class Daemon:
         """Start up, then one round (``once``) or rounds until stopped; the process exit code."""
         self._main = asyncio.current_task()
         try:
-            with self._critical():
-                await self.start_up()
+            try:
+                with self._critical():
+                    await self.start_up()
+            except JournalBlocked as exc:  # status says so too: the refusal is what the operator sees
+                log.error("unfinished transaction cannot be recovered", extra={"error": str(exc)})
+                self.record(CheckOutcome(self._clock(), "rollback-incomplete", str(self.current_version()),
+                                         str(exc)))
+                raise
             failures = 0
             while not self._stop_requested:
                 outcome = await self.round()
@@ -290,7 +367,12 @@ class Daemon:
                 failures = failures + 1 if outcome.failed else 0
                 if self._stop_requested:
                     break
-                await self._sleep(self._delay(failures))
+                delay = self._delay(failures)
+                if self.recovery is not None and self.last is not None:  # status shows the next try
+                    self.recovery = msgspec.structs.replace(self.recovery, next_try=self._clock() + delay)
+                    self._write_state(self.last)
+                await self._sleep(delay)
+                self._recovery_due = True
             log.info("stopped")
             return EXIT_OK
         except asyncio.CancelledError:

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SEVERITY", "CheckOutcome", "Result", "classify_failure", "merge_outcomes", "report_fields"]
 
-Result = Literal["rollback-incomplete", "error", "failed", "rolled-back", "upgraded", "up-to-date"]
-# worst first: a round that ran several transactions shows the worst (the names of node.state.CheckResult)
-SEVERITY: tuple[Result, ...] = ("rollback-incomplete", "error", "failed", "rolled-back", "upgraded",
+Result = Literal["rollback-incomplete", "error", "failed", "rolled-back", "held", "upgraded",
+                 "up-to-date"]
+# worst first: a round that ran several transactions shows the worst (the names of node.state.CheckResult).
+# "held": a release that failed here before was not tried again (not a failure of this round)
+SEVERITY: tuple[Result, ...] = ("rollback-incomplete", "error", "failed", "rolled-back", "held", "upgraded",
                                 "up-to-date")
 _FAILED: frozenset[Result] = frozenset(("rollback-incomplete", "error", "failed", "rolled-back"))
 
@@ -29,10 +31,17 @@ class CheckOutcome:
     version: str
     detail: str = ""
     reports: list[UpgradeReport] = field(default_factory=list)
+    # the transaction step that failed (UpgradeFailed.step): what the failed-release memory judges
+    failed_step: str = ""
 
     @property
     def failed(self) -> bool:
         return self.result in _FAILED
+
+    @property
+    def applied(self) -> bool:
+        """Nothing is left to do for the event: confirm it (a held or failed event is not)."""
+        return self.result in ("upgraded", "up-to-date")
 
 
 def merge_outcomes(outcomes: Sequence[CheckOutcome], *, at: float, version: str) -> CheckOutcome:

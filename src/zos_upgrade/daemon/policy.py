@@ -3,8 +3,11 @@
 Each policy owns its watcher and its release source and answers three questions, one method each:
 ``check`` (is something new?), ``apply`` (what transactions does it take?) and ``confirm`` (the
 transactions succeeded: never propose this again). The Upgrader decides *how* a release is
-installed; a policy decides *whether* and *which*. Later rules (failed-release memory, hold,
-maintenance windows, fleet lock) are more methods of these classes, not more branches in the loop.
+installed; a policy decides *whether* and *which*. The failed-release memory
+(:mod:`zos_upgrade.daemon.memory`, one shared by every policy) is such a rule: each transaction
+goes through :meth:`Policy.guarded`, which holds back a release that failed here before and
+remembers one that fails now. Later rules (hold, maintenance windows, fleet lock) are more methods
+of these classes, not more branches in the loop.
 
 The loop (:mod:`zos_upgrade.daemon.loop`) sees only :class:`Followed`: ``start`` once the node is
 recovered, then ``step`` (check, apply, confirm on success) until nothing is new.
@@ -17,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from zos_upgrade.daemon.memory import Candidate, ReleaseMemory, flist_identity, release_identity
 from zos_upgrade.daemon.outcome import CheckOutcome, merge_outcomes
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.versions import ZERO, Version
@@ -73,6 +77,7 @@ class Policy(ABC, Generic[E]):
 
     name = "policy"
     repeats = False
+    memory: ReleaseMemory | None = None  # None: every failed release is proposed again (tests)
 
     @abstractmethod
     def start(self, node: DaemonContext) -> None:
@@ -100,8 +105,22 @@ class Policy(ABC, Generic[E]):
         if event is None:
             return None
         outcome = await self.apply(event, node)
-        if not outcome.failed:
+        if outcome.applied:
             self.confirm(event, node)
+        return outcome
+
+    async def guarded(self, node: DaemonContext, identify: Callable[[], Candidate], what: str,
+                      call: Transaction, *, to_version: str | None) -> CheckOutcome:
+        """One transaction, unless the memory holds the candidate back; the memory judges the result.
+        ``identify`` names the candidate (called only when there is a memory)."""
+        if self.memory is None:
+            return await node.transaction(what, call, to_version=to_version)
+        candidate = identify()
+        held = self.memory.held(candidate, what, at=node.now(), version=str(node.current_version()))
+        if held is not None:
+            return held
+        outcome = await node.transaction(what, call, to_version=to_version)
+        self.memory.judge(candidate, what, outcome)
         return outcome
 
 
@@ -111,7 +130,9 @@ class BootPolicy(Policy["FListEvent"]):
     name = "boot"
 
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
-                 watcher: Callable[[Version], WatcherPort[FListEvent, Version]]) -> None:
+                 watcher: Callable[[Version], WatcherPort[FListEvent, Version]],
+                 *, memory: ReleaseMemory | None = None) -> None:
+        self.memory = memory
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher
@@ -127,7 +148,8 @@ class BootPolicy(Policy["FListEvent"]):
         target = event.version()
         verb = "install" if node.current_event() is None else "upgrade"
         call = partial(self._upgrader.install_from, self._source, event, "boot")
-        return await node.transaction(f"boot {verb} {event.fqdn()} {target}", call, to_version=str(target))
+        what = f"boot {verb} {event.fqdn()} {target}"
+        return await self.guarded(node, partial(flist_identity, event), what, call, to_version=str(target))
 
     def confirm(self, event: FListEvent, node: DaemonContext) -> None:
         _started(self._watcher, self.name).confirm(event.version())
@@ -140,7 +162,9 @@ class BinsPolicy(Policy["RepoEvent"]):
 
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
                  watcher: Callable[[Mapping[str, RepoFList]],
-                                   WatcherPort[RepoEvent, Mapping[str, RepoFList]]]) -> None:
+                                   WatcherPort[RepoEvent, Mapping[str, RepoFList]]],
+                 *, memory: ReleaseMemory | None = None) -> None:
+        self.memory = memory
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher
@@ -153,18 +177,21 @@ class BinsPolicy(Policy["RepoEvent"]):
         return await _started(self._watcher, self.name).check()
 
     async def apply(self, event: RepoEvent, node: DaemonContext) -> CheckOutcome:
-        steps: list[tuple[str, Transaction]] = []
+        steps: list[tuple[str, Transaction, Callable[[], Candidate] | None]] = []
         for flist in event.to_add:
-            steps.append((f"install {flist.fqdn()}",
-                          partial(self._upgrader.install_from, self._source, flist, "bin")))
+            install: Transaction = partial(self._upgrader.install_from, self._source, flist, "bin")
+            steps.append((f"install {flist.fqdn()}", install, partial(flist_identity, flist)))
         for flist in event.to_del:
             name = flist.fqdn()
-            steps.append((f"uninstall {name}", partial(self._upgrader.uninstall_binary, name)))
+            steps.append((f"uninstall {name}", partial(self._upgrader.uninstall_binary, name), None))
         outcomes: list[CheckOutcome] = []
-        for what, call in steps:
+        for what, call, identify in steps:
             if node.stopping:
                 break
-            outcomes.append(await node.transaction(what, call, to_version=None))
+            if identify is None:  # an uninstall runs our own manifest: nothing to remember
+                outcomes.append(await node.transaction(what, call, to_version=None))
+            else:
+                outcomes.append(await self.guarded(node, identify, what, call, to_version=None))
         return merge_outcomes(outcomes, at=node.now(), version=str(node.current_version()))
 
     def confirm(self, event: RepoEvent, node: DaemonContext) -> None:
@@ -176,7 +203,9 @@ class ReleasePolicy(Policy["ReleaseEvent"]):
     """A release server: the signed versions above the node's, one transaction each, in order.
 
     A node that runs nothing yet installs ``latest`` (not every release ever published), then
-    follows at the configured pace (``jump_to_latest`` or one version at a time).
+    follows at the configured pace (``jump_to_latest`` or one version at a time). One version at a
+    time, a held (failed) version blocks those above it until it is cleared: the watcher offers
+    versions in order and a newer one is only offered once this one is confirmed.
     """
 
     name = "publisher"
@@ -184,7 +213,8 @@ class ReleasePolicy(Policy["ReleaseEvent"]):
 
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[ReleaseEvent],
                  watcher: Callable[[Version, bool], WatcherPort[ReleaseEvent, Version]],
-                 *, jump_to_latest: bool = False) -> None:
+                 *, jump_to_latest: bool = False, memory: ReleaseMemory | None = None) -> None:
+        self.memory = memory
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher
@@ -202,7 +232,8 @@ class ReleasePolicy(Policy["ReleaseEvent"]):
 
     async def apply(self, event: ReleaseEvent, node: DaemonContext) -> CheckOutcome:
         call = partial(self._upgrader.install_from, self._source, event, "boot")
-        return await node.transaction(f"release {event.version}", call, to_version=str(event.version))
+        return await self.guarded(node, partial(release_identity, event), f"release {event.version}", call,
+                                  to_version=str(event.version))
 
     def confirm(self, event: ReleaseEvent, node: DaemonContext) -> None:
         _started(self._watcher, self.name).confirm(event.version)

@@ -10,10 +10,12 @@ from collections.abc import Mapping
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.loop import NodeParts
+from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
@@ -24,7 +26,7 @@ from zos_upgrade.upgrade import Flister, Upgrader
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 
-__all__ = ["build", "make_supervisor"]
+__all__ = ["build", "make_supervisor", "make_upgrader"]
 
 
 def make_supervisor(config: Config) -> Supervisor:
@@ -34,24 +36,34 @@ def make_supervisor(config: Config) -> Supervisor:
     return ZinitClient(config.supervisor_socket, sup.protocol, root=config.root)
 
 
-def build(config: Config) -> NodeParts:
-    src, up = config.source, config.upgrade
+def make_upgrader(config: Config, supervisor: Supervisor) -> Upgrader:
+    """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s)."""
+    up = config.upgrade
+    # preflight checks the trust material is there before anything is downloaded (publisher mode)
+    trust_files = tuple(config.trusted_key_paths) if config.source.publisher is not None else ()
+    return Upgrader(
+        config.root, config.state_dir, Flister(config.state_dir, workers=up.workers), supervisor,
+        self_update=up.self_update, program=up.program, protected=tuple(up.protected),
+        probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
+        reserved=config.reserved_paths(), trust_files=trust_files,
+    )
+
+
+def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
+    """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults)."""
+    src = config.source
     state_dir = config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
     if src.publisher is not None:
         # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
-    trust_files = tuple(config.trusted_key_paths) if publisher is not None else ()
-    supervisor = make_supervisor(config)
-    flister = Flister(state_dir, workers=up.workers)
-    upgrader = Upgrader(
-        config.root, state_dir, flister, supervisor,
-        self_update=up.self_update, program=up.program, protected=tuple(up.protected),
-        probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
-        reserved=config.reserved_paths(), trust_files=trust_files,
-    )
-    parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep)
+    supervisor = supervisor or make_supervisor(config)
+    upgrader = make_upgrader(config, supervisor)
+    flister = upgrader.flister
+    # one memory of failed releases for every policy: a release that failed is never applied twice
+    memory = ReleaseMemory(FailedReleases(state_dir))
+    parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep, memory=memory)
     parts.closers.append(supervisor.aclose)
     if publisher is not None:
         pub = publisher
@@ -63,7 +75,7 @@ def build(config: Config) -> NodeParts:
         # release objects carry full flist URLs: the source fetches those and checks the signed hash
         releases = PublisherSource(flister.downloads_dir)
         parts.policies.append(ReleasePolicy(upgrader, releases, publisher_watcher,
-                                            jump_to_latest=src.jump_to_latest))
+                                            jump_to_latest=src.jump_to_latest, memory=memory))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
@@ -75,10 +87,10 @@ def build(config: Config) -> NodeParts:
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
             return FListRepoWatcher(repo, current, src.interval, hub=hub)
 
-        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher))
+        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory))
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return FListSemverWatcher(flist, src.interval, current, hub=hub)
 
-    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher))
+    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory))
     return parts

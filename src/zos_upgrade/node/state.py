@@ -21,6 +21,7 @@ __all__ = [
     "STATE_FILE",
     "CheckResult",
     "DaemonState",
+    "RecoveryRecord",
     "StateFileError",
     "UpgradeRecord",
     "read_state",
@@ -32,8 +33,10 @@ STATE_FILE = "status.json"
 # the document is a few hundred bytes; anything this large is not ours
 _MAX_STATE_BYTES = 1 << 20
 
-CheckResult = Literal["up-to-date", "upgraded", "rolled-back", "failed", "rollback-incomplete", "error"]
-"""What the last check led to: nothing newer; an upgrade committed; an upgrade rolled back; a release
+CheckResult = Literal["up-to-date", "upgraded", "held", "rolled-back", "failed", "rollback-incomplete",
+                      "error"]
+"""What the last check led to: nothing newer; an upgrade committed; a release that failed here before
+not applied again (``failed-releases.json``); an upgrade rolled back; a release
 refused before anything changed (a bad download, a hostile flist...); a rollback that could not finish
 (the journal stays, the next start retries it: look at the node); the check itself failed (hub
 unreachable...)."""
@@ -55,6 +58,16 @@ class UpgradeRecord(
     bytes_downloaded: int = 0
 
 
+class RecoveryRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """An unfinished transaction the daemon could not recover yet: it retries with backoff and applies
+    nothing meanwhile."""
+
+    since: float  # unix time of the first failed attempt
+    attempts: int
+    last_error: str
+    next_try: float | None = None  # unix time of the next attempt (None: not scheduled, e.g. --once)
+
+
 class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
     updated: float  # unix time this document was written
     pid: int | None = None  # the daemon's process id when it wrote this
@@ -64,6 +77,7 @@ class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
     last_result: CheckResult | None = None
     last_error: str | None = None  # message of the last failure; None once a check succeeds
     last_upgrade: UpgradeRecord | None = None
+    recovery: RecoveryRecord | None = None  # set while an unfinished transaction awaits recovery
 
 
 def state_path(state_dir: Path | str) -> Path:

@@ -10,6 +10,7 @@ crash points), ``report`` (what a transaction did), ``errors`` (how it failed).
 from zos_upgrade.upgrade.crash import CRASH_ENV, CRASH_POINTS, crash_point
 from zos_upgrade.upgrade.errors import (
     HookFailed,
+    JournalUnreadable,
     PlanRefused,
     PreflightFailed,
     ProbationFailed,
@@ -31,6 +32,7 @@ __all__ = [
     "CRASH_POINTS",
     "Flister",
     "HookFailed",
+    "JournalUnreadable",
     "Manifest",
     "Mount",
     "MountError",

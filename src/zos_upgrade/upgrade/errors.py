@@ -71,6 +71,11 @@ class JournalError(UpgradeError):
     """The journal is unreadable or an illegal transition was asked for."""
 
 
+class JournalUnreadable(JournalError):
+    """``journal.json`` exists but is truncated, corrupt or too large: recovery cannot tell what the
+    interrupted transaction changed (``zos-upgrade recover --from-backup`` is the way out)."""
+
+
 class PlanRefused(UpgradeError):
     """The release cannot be applied as planned (a type change, a release without services...)."""
 

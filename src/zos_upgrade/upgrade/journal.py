@@ -24,7 +24,7 @@ import msgspec
 
 from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.upgrade.datapaths import SavedPath
-from zos_upgrade.upgrade.errors import JournalError
+from zos_upgrade.upgrade.errors import JournalError, JournalUnreadable
 from zos_upgrade.upgrade.plan import Plan
 from zos_upgrade.upgrade.report import TransactionKind
 
@@ -136,11 +136,12 @@ class Journal:
             self._record = None
             return None
         if len(data) > _MAX_JOURNAL_BYTES:
-            raise JournalError(f"{self.path}: larger than {_MAX_JOURNAL_BYTES} bytes; not a journal of ours")
+            raise JournalUnreadable(
+                f"{self.path}: larger than {_MAX_JOURNAL_BYTES} bytes; not a journal of ours")
         try:
             self._record = msgspec.json.decode(data, type=JournalRecord, strict=True)
         except msgspec.DecodeError as exc:
-            raise JournalError(f"{self.path}: not a valid journal: {exc}") from exc
+            raise JournalUnreadable(f"{self.path}: not a valid journal: {exc}") from exc
         return self._record
 
     def begin(self, record: JournalRecord) -> None:

@@ -36,7 +36,8 @@ from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.plan import Plan
 from zos_upgrade.upgrade.report import UpgradeReport
 
-__all__ = ["LAST_RESULT", "refused", "roll_back", "roll_forward", "sync_boot_files", "undo"]
+__all__ = ["LAST_RESULT", "refused", "roll_back", "roll_forward", "sync_boot_files", "undo",
+           "write_result_doc"]
 
 log = logging.getLogger(__name__)
 
@@ -137,19 +138,19 @@ def refused(ctx: Context, report: UpgradeReport, step: str, exc: BaseException) 
     """The error for a release refused at ``step`` (fetch or plan), recorded; the node is unchanged."""
     reason = f"{type(exc).__name__}: {exc}"
     log.error("release refused; node unchanged", extra={"step": step, "reason": reason})
-    _write_result_doc(ctx, {"kind": report.kind, "from_version": report.from_version,
+    write_result_doc(ctx, {"kind": report.kind, "from_version": report.from_version,
                             "to_version": report.to_version, "result": "refused", "step": step,
                             "reason": reason, "time": time.time()})
     return ReleaseRefused(reason, step=step, report=report)
 
 
 def _write_result(ctx: Context, record: JournalRecord, result: str, **extra: str) -> None:
-    _write_result_doc(ctx, {"kind": record.kind, "from_version": record.from_version,
+    write_result_doc(ctx, {"kind": record.kind, "from_version": record.from_version,
                             "to_version": record.to_version, "result": result, "time": time.time(),
                             **extra})
 
 
-def _write_result_doc(ctx: Context, doc: dict[str, Any]) -> None:
+def write_result_doc(ctx: Context, doc: dict[str, Any]) -> None:
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(ctx.state_dir / LAST_RESULT, doc)
 

@@ -44,6 +44,7 @@ from zos_upgrade.upgrade.nodefs import check_relative
 from zos_upgrade.upgrade.plan import make_plan
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
+from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
 from zos_upgrade.upgrade.steps import Transaction, run_steps
 
 __all__ = ["Upgrader"]
@@ -138,8 +139,9 @@ class Upgrader:
     async def recover(self) -> str | None:
         """Finish what a previous process left: roll forward, continue after self-update, or roll back.
 
-        Returns what was done (None when there was no journal). Raises RollbackIncomplete only when
-        a rollback itself could not complete (the journal stays; the next call tries again).
+        Returns what was done (None when there was no journal). Raises RollbackIncomplete when a
+        rollback itself could not complete (the journal stays; the next call tries again), and
+        JournalUnreadable when the journal cannot be read (:meth:`restore_from_backup` is the way out).
         """
         await asyncio.to_thread(self.flister.sweep)
         await asyncio.to_thread(self._sweep_temps)
@@ -160,6 +162,11 @@ class Upgrader:
         reason = f"the upgrader stopped in phase {record.phase.value!r} (crash or kill)"
         await outcome.roll_back(self._ctx, "recovery", reason)
         return f"rolled back to {record.from_version or 'nothing'}: {reason}"
+
+    async def restore_from_backup(self) -> RestoreReport:
+        """An unreadable journal: put the node back on its committed manifests from the backup, or
+        RestoreRefused (nothing changed) saying why that is not possible (``upgrade/restore.py``)."""
+        return await restore_from_backup(self._ctx)
 
     def sync_boot_files(self) -> None:
         """Rewrite the boot files from the manifests (they are a view; the manifests are the truth)."""
