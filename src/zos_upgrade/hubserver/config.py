@@ -3,6 +3,12 @@
 official = ["official-apps"]          # repositories listed with "official": true
 max_upload_bytes = 67108864           # largest accepted flist upload (request body)
 max_block_bytes = 4194304             # largest accepted PUT /blocks/<id> body
+max_inflated_bytes = 268435456        # a v1 upload may inflate to at most this many bytes...
+max_inflate_ratio = 100               # ...and to at most this times its own size (1 MiB floor)
+upload_check_seconds = 60.0           # deadline of one upload's check (parse, blocks)
+upload_checks = 4                     # upload checks running at once, over all repositories...
+upload_checks_per_repo = 2            # ...and per repository; an upload waits at most the
+                                      # deadline for a slot, then is answered 503
 blocks = "blocks"                     # optional: serve and accept blocks from this folder
                                       # (relative to the config file); uploads must then
                                       # have every block present
@@ -12,6 +18,7 @@ blocks = "blocks"                     # optional: serve and accept blocks from t
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,8 +32,12 @@ from zos_upgrade.hub.names import validate_name
 __all__ = ["HubConfig", "load_hub_config"]
 
 MiB = 1024 * 1024
-_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens"}
+_KEYS = {
+    "official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", "max_inflated_bytes",
+    "max_inflate_ratio", "upload_check_seconds", "upload_checks", "upload_checks_per_repo",
+}
 MIN_TOKEN_CHARS = 16
+MAX_CHECK_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,12 @@ class HubConfig:
     max_upload_bytes: int = 64 * MiB
     max_block_bytes: int = 4 * MiB
     blocks: Path | None = None
+    # upload checks: small by default, so a 1 MiB upload cannot make the hub inflate 1 GiB
+    max_inflated_bytes: int = 256 * MiB
+    max_inflate_ratio: int = 100
+    upload_check_seconds: float = 60.0
+    upload_checks: int = 4
+    upload_checks_per_repo: int = 2
 
 
 def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str) -> int:
@@ -44,6 +61,15 @@ def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str) ->
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
     return value
+
+
+def _seconds(doc: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    value = doc.get(key, default)
+    if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+            or not 0 < value <= MAX_CHECK_SECONDS):
+        raise ConfigError(f"{where}: {key} must be a number of seconds in (0, {MAX_CHECK_SECONDS:g}], "
+                          f"got {value!r}")
+    return float(value)
 
 
 def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None) -> HubConfig:
@@ -89,4 +115,10 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
         max_upload_bytes=_positive_int(doc, "max_upload_bytes", 64 * MiB, where),
         max_block_bytes=_positive_int(doc, "max_block_bytes", 4 * MiB, where),
         blocks=blocks,
+        max_inflated_bytes=_positive_int(doc, "max_inflated_bytes", HubConfig.max_inflated_bytes, where),
+        max_inflate_ratio=_positive_int(doc, "max_inflate_ratio", HubConfig.max_inflate_ratio, where),
+        upload_check_seconds=_seconds(doc, "upload_check_seconds", HubConfig.upload_check_seconds, where),
+        upload_checks=_positive_int(doc, "upload_checks", HubConfig.upload_checks, where),
+        upload_checks_per_repo=_positive_int(doc, "upload_checks_per_repo", HubConfig.upload_checks_per_repo,
+                                             where),
     )
