@@ -39,6 +39,7 @@ from zos_upgrade.flist import (
     Entry,
     EntryKind,
     FlistError,
+    FlistTooCostly,
     HostileFlist,
     Limits,
     encrypt_block,
@@ -433,6 +434,59 @@ def _not_an_flist(out: Path, store: DirStore) -> None:
     out.write_bytes(b"<html><body>502 Bad Gateway</body></html>\n")
 
 
+# a database is code: views, triggers, virtual tables and computed columns run while it is read
+_COLUMNS = "ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime"
+_ENDLESS_INODE = (
+    f"CREATE VIEW inode AS WITH RECURSIVE r({_COLUMNS}) AS (SELECT 1, 0, '/', 0, 0, 0, {DIR}, 0, 0, 0 "
+    f"UNION ALL SELECT ino + 1, 1, 'x' || ino, 0, 0, 0, {FILE}, 0, 0, 0 FROM r) SELECT * FROM r"
+)
+_ENDLESS_ENTRIES = (
+    "CREATE VIEW entries(key, value) AS WITH RECURSIVE r(key, value) AS (SELECT 'a', x'00' "
+    "UNION ALL SELECT key || 'a', value FROM r) SELECT * FROM r"
+)
+_SQL_EDITS: dict[str, dict[Format, tuple[str, ...]]] = {
+    "recursive-view": {"v1": ("DROP TABLE entries", _ENDLESS_ENTRIES),
+                       "v2": ("DROP TABLE inode", _ENDLESS_INODE)},
+    "trigger": {"v1": ("CREATE TRIGGER t AFTER INSERT ON metadata BEGIN SELECT 1; END",),
+                "v2": ("CREATE TRIGGER t AFTER INSERT ON tag BEGIN SELECT 1; END",)},
+    "virtual-table": {"v1": ("DROP TABLE metadata", "CREATE VIRTUAL TABLE metadata USING fts5(key, value)"),
+                      "v2": ("DROP TABLE route", "CREATE VIRTUAL TABLE route USING fts5(start, end, url)")},
+    "unknown-table": {"v1": ("CREATE TABLE evil (x)",), "v2": ("CREATE TABLE evil (x)",)},
+    "computed-column": {
+        fmt: (f"ALTER TABLE {table} ADD COLUMN g INTEGER GENERATED ALWAYS AS "
+              "(length(zeroblob(1000000000))) VIRTUAL",)
+        for fmt, table in (("v1", "entries"), ("v2", "inode"))
+    },
+}
+
+
+def _run_sql(db_path: Path, statements: Sequence[str]) -> None:
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        for sql in statements:
+            db.execute(sql)
+        db.commit()
+
+
+def _sql_edit(kind: str) -> dict[Format, Builder]:
+    def v1(out: Path, store: DirStore) -> None:
+        with tempfile.TemporaryDirectory(prefix="zu-bad-v1-") as work:
+            db_path = Path(work) / DB_MEMBER
+            db_path.write_bytes(_db_bytes(v1_tree(store), {}))
+            _run_sql(db_path, _SQL_EDITS[kind]["v1"])
+            raw_v1(out, {}, db=db_path.read_bytes())
+
+    def v2(out: Path, store: DirStore) -> None:
+        write_base(out, store)
+        _run_sql(out, _SQL_EDITS[kind]["v2"])
+
+    return {"v1": v1, "v2": v2}
+
+
+def _inflate_bomb(out: Path, store: DirStore) -> None:
+    # 16 MiB of zeros in a database member packs to ~16 KiB: ~1000:1
+    tar_gz(out, [("./", None, ""), (f"./{DB_MEMBER}", bytes(16 * 1024 * 1024), "")])
+
+
 def _both(builder: Builder) -> dict[Format, Builder]:
     return {"v1": builder, "v2": builder}
 
@@ -477,6 +531,19 @@ CASES: list[BadFlist] = [
     BadFlist("too-many-bytes", _both(_many_bytes), HostileFlist, "more than 1048576 bytes", limits=SMALL),
     BadFlist("file-over-the-default-limit", _both(_huge_file), HostileFlist, "file limit"),
     BadFlist("not-an-flist", _both(_not_an_flist), FlistError, "not an flist"),
+    BadFlist("sqlite-recursive-view", _sql_edit("recursive-view"), HostileFlist, "database holds view"),
+    BadFlist("sqlite-trigger", _sql_edit("trigger"), HostileFlist, "database holds trigger 't'"),
+    BadFlist("sqlite-virtual-table", _sql_edit("virtual-table"), HostileFlist,
+             {"v1": "database holds table 'metadata", "v2": "database holds table 'route"}),
+    BadFlist("sqlite-unknown-table", _sql_edit("unknown-table"), HostileFlist, "database holds table 'evil'"),
+    BadFlist("sqlite-computed-column", _sql_edit("computed-column"), HostileFlist,
+             "has computed or hidden columns ['g']"),
+    BadFlist("inflate-ratio-bomb", {"v1": _inflate_bomb}, FlistTooCostly,
+             "inflates to more than 1048576 bytes",
+             limits=Limits(max_inflate_ratio=20)),
+    BadFlist("inflate-cap-bomb", {"v1": _inflate_bomb}, FlistTooCostly,
+             "inflates to more than 3145728 bytes",
+             limits=Limits(max_inflated_bytes=3 * 1024 * 1024)),
 ]
 
 

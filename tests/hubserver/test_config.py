@@ -23,6 +23,20 @@ def test_hub_config(tmp_path: Path) -> None:
     assert load_hub_config(None, tmp_path).tokens == {}
 
 
+def test_upload_check_limits_have_small_defaults_and_can_be_set(tmp_path: Path) -> None:
+    defaults = load_hub_config(None, tmp_path)
+    assert defaults.max_inflated_bytes == 256 * 1024 * 1024 and defaults.max_inflate_ratio == 100
+    assert defaults.upload_check_seconds == 60.0
+    assert (defaults.upload_checks, defaults.upload_checks_per_repo) == (4, 2)
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text("max_inflated_bytes = 1048576\nmax_inflate_ratio = 10\nupload_check_seconds = 2\n"
+                   "upload_checks = 8\nupload_checks_per_repo = 1\n")
+    config = load_hub_config(cfg, tmp_path)
+    assert (config.max_inflated_bytes, config.max_inflate_ratio) == (1048576, 10)
+    assert config.upload_check_seconds == 2.0 and isinstance(config.upload_check_seconds, float)
+    assert (config.upload_checks, config.upload_checks_per_repo) == (8, 1)
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [
@@ -43,6 +57,15 @@ def test_hub_config(tmp_path: Path) -> None:
         ("max_headers = 2.5\n", "max_headers must be a positive integer"),
         ("max_header_bytes = 1073741824\n", "max_header_bytes must be at most 1048576"),
         ("max_connections = 1000000\n", "max_connections must be at most 100000"),
+        ("max_inflated_bytes = 0\n", "max_inflated_bytes must be a positive integer"),
+        ("max_inflate_ratio = 1.5\n", "max_inflate_ratio must be a positive integer"),
+        ("upload_checks = 0\n", "upload_checks must be a positive integer"),
+        ("upload_checks_per_repo = -2\n", "upload_checks_per_repo must be a positive integer"),
+        ("upload_check_seconds = inf\n", "upload_check_seconds must be a number above 0 and at most 3600"),
+        ("upload_check_seconds = nan\n", "upload_check_seconds must be a number"),
+        ("upload_check_seconds = 0\n", "upload_check_seconds must be a number"),
+        ("upload_check_seconds = 1e308\n", "upload_check_seconds must be a number"),
+        ("upload_check_seconds = '5'\n", "upload_check_seconds must be a number"),
     ],
 )
 def test_bad_hub_configs(tmp_path: Path, text: str, why: str) -> None:

@@ -22,7 +22,7 @@ def flister_for(tmp_path: Path, blocks: Path) -> Flister:
     return Flister(tmp_path / "state", store_url=f"dir://{blocks}")
 
 
-def test_mount_materializes_once_and_reuses_the_tree(tmp_path: Path) -> None:
+def test_mount_materializes_and_a_second_mount_rebuilds_from_the_cache(tmp_path: Path) -> None:
     big = os.urandom(700 * 1024)  # two blocks
     v1, blocks = packed(tmp_path, "a.fl", {"bin/tool": Exe("#!/bin/sh\n"), "data/big": big})
     v2, _ = packed(tmp_path, "b.fl", {"bin/tool": Exe("#!/bin/sh\necho 2\n"), "data/big": big})
@@ -37,6 +37,7 @@ def test_mount_materializes_once_and_reuses_the_tree(tmp_path: Path) -> None:
     assert first.report.blocks_fetched == 3 and first.report.blocks_from_cache == 0
     again = asyncio.run(flister.mount(a))
     assert again.path == first.path and again.report.blocks_fetched == 0
+    assert again.report.blocks_from_cache == 3  # rebuilt, never reused: no download for it
     second = asyncio.run(flister.mount(b))
     # only the changed block travels
     assert second.report.blocks_from_cache == 2 and second.report.blocks_fetched == 1

@@ -19,13 +19,21 @@ if TYPE_CHECKING:
         encrypt_block,
     )
     from zos_upgrade.flist.formats import open_flist, write_flist
-    from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist, Limits
+    from zos_upgrade.flist.model import (
+        BlockRef,
+        Entry,
+        EntryKind,
+        FlistError,
+        FlistTooCostly,
+        HostileFlist,
+        Limits,
+    )
     from zos_upgrade.flist.reader import FlistReader
     from zos_upgrade.flist.stores import BlockMissing, BlockStore, Route, Router, StoreError, open_store
 
 _HOMES = {
     "blocks": ("BLOCK_SIZE", "BlockCorrupt", "block_id_matches", "decrypt_block", "encrypt_block"),
-    "model": ("BlockRef", "Entry", "EntryKind", "FlistError", "HostileFlist", "Limits"),
+    "model": ("BlockRef", "Entry", "EntryKind", "FlistError", "FlistTooCostly", "HostileFlist", "Limits"),
     "formats": ("open_flist", "write_flist"),
     "reader": ("FlistReader",),
     "stores": ("BlockMissing", "BlockStore", "Route", "Router", "StoreError", "open_store"),
@@ -42,6 +50,7 @@ __all__ = [
     "EntryKind",
     "FlistError",
     "FlistReader",
+    "FlistTooCostly",
     "HostileFlist",
     "Limits",
     "Route",

@@ -8,12 +8,14 @@ Paths are absolute inside the flist: the root is ``"/"``, a file is ``"/etc/motd
 from __future__ import annotations
 
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from zos_upgrade.errors import ZosUpgradeError
 
-__all__ = ["BlockRef", "Entry", "EntryKind", "FlistError", "HostileFlist", "Limits"]
+__all__ = ["BlockRef", "Entry", "EntryKind", "FlistError", "FlistTooCostly", "HostileFlist", "Limits"]
 
 
 class FlistError(ZosUpgradeError):
@@ -22,6 +24,10 @@ class FlistError(ZosUpgradeError):
 
 class HostileFlist(FlistError):
     """The flist describes something we refuse to materialize (bad names, cycles, lies about sizes...)."""
+
+
+class FlistTooCostly(HostileFlist):
+    """Reading the flist needed more work, time or inflated bytes than its limits allow."""
 
 
 class EntryKind(StrEnum):
@@ -86,3 +92,14 @@ class Limits:
     max_depth: int = 256
     # the metadata database inside a v1 tar.gz (1M entries take a few hundred MB)
     max_metadata_bytes: int = 4 * 1024**3
+    # what a v1 tar.gz may inflate to in all, counted while inflating: at most this many bytes, and
+    # (when the ratio is not 0) at most ratio x the compressed size, with a 1 MiB floor for tiny ones
+    max_inflated_bytes: int = 4 * 1024**3 + 64 * 1024**2
+    max_inflate_ratio: int = 0
+    # SQLite work any one read of the database (the walk, the tags, the routes) may do, in virtual
+    # machine steps per byte of the database file (a recursive view would otherwise spin forever);
+    # an honest walk takes well under 100 steps a byte
+    max_query_steps_per_byte: int = 100
+    # wall time the whole read may take from the open (None: no deadline), on ``clock``
+    max_seconds: float | None = None
+    clock: Callable[[], float] = time.monotonic

@@ -64,7 +64,7 @@ class HubApp:
         guard = TokenGuard(config.tokens)
         self.reads = ReadAPI(self.storage)
         self.blocks = BlockAPI(block_store, guard, config.max_block_bytes)
-        self.writes = WriteAPI(self.storage, block_store, guard, config.max_upload_bytes)
+        self.writes = WriteAPI(self.storage, block_store, guard, config)
 
     def routes(self) -> list[Route]:
         g, r, w, b = guarded, self.reads, self.writes, self.blocks

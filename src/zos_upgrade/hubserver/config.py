@@ -3,6 +3,12 @@
 official = ["official-apps"]          # repositories listed with "official": true
 max_upload_bytes = 67108864           # largest accepted flist upload (request body)
 max_block_bytes = 4194304             # largest accepted PUT /blocks/<id> body
+max_inflated_bytes = 268435456        # a v1 upload may inflate to at most this many bytes...
+max_inflate_ratio = 100               # ...and to at most this times its own size (1 MiB floor)
+upload_check_seconds = 60.0           # deadline of one upload's check (parse, blocks)
+upload_checks = 4                     # upload checks running at once, over all repositories...
+upload_checks_per_repo = 2            # ...and per repository; an upload waits at most the
+                                      # deadline for a slot, then is answered 503
 blocks = "blocks"                     # optional: serve and accept blocks from this folder
                                       # (relative to the config file); uploads must then
                                       # have every block present
@@ -30,8 +36,12 @@ __all__ = ["HubConfig", "load_hub_config"]
 
 MiB = 1024 * 1024
 _LIMIT_KEYS = {"header_timeout", "max_headers", "max_header_bytes", "max_connections"}
-_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", *_LIMIT_KEYS}
+_UPLOAD_CHECK_KEYS = {"max_inflated_bytes", "max_inflate_ratio", "upload_check_seconds", "upload_checks",
+                      "upload_checks_per_repo"}
+_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", *_LIMIT_KEYS,
+         *_UPLOAD_CHECK_KEYS}
 MIN_TOKEN_CHARS = 16
+MAX_CHECK_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,12 @@ class HubConfig:
     max_headers: int = 100
     max_header_bytes: int = 16 * 1024
     max_connections: int = 512
+    # upload checks: small by default, so a 1 MiB upload cannot make the hub inflate 1 GiB
+    max_inflated_bytes: int = 256 * MiB
+    max_inflate_ratio: int = 100
+    upload_check_seconds: float = 60.0
+    upload_checks: int = 4
+    upload_checks_per_repo: int = 2
 
 
 def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str, high: int | None = None) -> int:
@@ -113,4 +129,11 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
         max_headers=_positive_int(doc, "max_headers", 100, where, high=10_000),
         max_header_bytes=_positive_int(doc, "max_header_bytes", 16 * 1024, where, high=1024 * 1024),
         max_connections=_positive_int(doc, "max_connections", 512, where, high=100_000),
+        max_inflated_bytes=_positive_int(doc, "max_inflated_bytes", HubConfig.max_inflated_bytes, where),
+        max_inflate_ratio=_positive_int(doc, "max_inflate_ratio", HubConfig.max_inflate_ratio, where),
+        upload_check_seconds=_seconds(doc, "upload_check_seconds", HubConfig.upload_check_seconds,
+                                      MAX_CHECK_SECONDS, where),
+        upload_checks=_positive_int(doc, "upload_checks", HubConfig.upload_checks, where),
+        upload_checks_per_repo=_positive_int(doc, "upload_checks_per_repo", HubConfig.upload_checks_per_repo,
+                                             where),
     )

@@ -1,21 +1,37 @@
-"""Checking an uploaded flist before it replaces anything: parse it, and check its blocks are held."""
+"""Checking an uploaded flist before it replaces anything: parse it, and check its blocks are held.
+
+The check reads the upload under the hub's limits (:func:`upload_limits`): what a v1 archive may
+inflate to, and a deadline on the whole read (the flist layer also bounds every query's work).
+"""
 
 from __future__ import annotations
 
 import shutil
 from typing import IO, Any
 
-from zos_upgrade.flist import EntryKind, FlistError, open_flist
+from zos_upgrade.flist import EntryKind, FlistError, Limits, open_flist
 from zos_upgrade.flist.stores import DirStore
+from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.storage import BlockFolder, HubStorage
 
-__all__ = ["check_upload"]
+__all__ = ["check_upload", "upload_limits"]
 
 _SHOWN_MISSING = 5
 
 
+def upload_limits(config: HubConfig) -> Limits:
+    """The reader limits of an upload check, from the hub's config."""
+    return Limits(
+        max_metadata_bytes=config.max_inflated_bytes,
+        max_inflated_bytes=config.max_inflated_bytes,
+        max_inflate_ratio=config.max_inflate_ratio,
+        max_seconds=config.upload_check_seconds,
+    )
+
+
 def check_upload(
-    storage: HubStorage, blocks: DirStore | None, repo: str, filename: str, source: IO[bytes]
+    storage: HubStorage, blocks: DirStore | None, repo: str, filename: str, source: IO[bytes],
+    limits: Limits,
 ) -> dict[str, Any]:
     """Copy ``source`` next to its final place, parse it, check its blocks, then rename it in.
 
@@ -28,7 +44,7 @@ def check_upload(
         stats = {"regular": 0, "symlink": 0, "directory": 0, "special": 0, "failure": 0, "fullsize": 0}
         missing: list[str] = []
         names = {EntryKind.FILE: "regular", EntryKind.LINK: "symlink", EntryKind.DIR: "directory"}
-        with open_flist(tmp) as reader:
+        with open_flist(tmp, limits) as reader:
             for entry in reader.entries():
                 if entry.path == "/":
                     continue  # zflist does not count the root

@@ -4,6 +4,7 @@ a bearer token that names the one repository it may change.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from starlette.concurrency import run_in_threadpool
@@ -16,9 +17,11 @@ from zos_upgrade.flist import FlistError
 from zos_upgrade.flist.stores import DirStore
 from zos_upgrade.hub.names import FLIST_SUFFIXES, validate_name
 from zos_upgrade.hubserver.auth import TokenGuard
+from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.http import BodyTooLarge, api_error, api_success, limited_stream
 from zos_upgrade.hubserver.storage import HubStorage
-from zos_upgrade.hubserver.upload import check_upload
+from zos_upgrade.hubserver.upload import check_upload, upload_limits
+from zos_upgrade.hubserver.upload_gate import UploadBusy, UploadGate
 
 __all__ = ["WriteAPI"]
 
@@ -27,12 +30,16 @@ class WriteAPI:
     """The write routes' handlers; an upload must have every block in ``blocks`` when it is given."""
 
     def __init__(
-        self, storage: HubStorage, blocks: DirStore | None, guard: TokenGuard, max_upload_bytes: int
+        self, storage: HubStorage, blocks: DirStore | None, guard: TokenGuard, config: HubConfig
     ) -> None:
         self.storage = storage
         self.blocks = blocks
         self.guard = guard
-        self.max_upload_bytes = max_upload_bytes
+        self.max_upload_bytes = config.max_upload_bytes
+        self.limits = upload_limits(config)
+        self.gate = UploadGate(
+            config.upload_checks, config.upload_checks_per_repo, config.upload_check_seconds
+        )
 
     async def whoami(self, request: Request) -> Response:
         return api_success(request, {"username": self.guard.authorize(request)})
@@ -64,11 +71,14 @@ class WriteAPI:
                 return api_error(
                     request, f"{filename!r}: this file is not allowed (expected .flist or .fl)", 400
                 )
-            stats = await run_in_threadpool(
-                check_upload, self.storage, self.blocks, repo, filename, upload.file
+            check = functools.partial(
+                check_upload, self.storage, self.blocks, repo, filename, upload.file, self.limits
             )
+            stats = await self.gate.run(repo, check)
         except FlistError as exc:
             return api_error(request, f"invalid flist: {exc}", 400)
+        except UploadBusy as exc:
+            return api_error(request, str(exc), 503)
         finally:
             await form.close()
         return api_success(request, {"name": filename, "files": stats})

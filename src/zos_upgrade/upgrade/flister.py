@@ -8,8 +8,12 @@ The original mounted flists with a FUSE daemon; we materialize them instead, thr
 content-addressed block cache (``<state>/cache/blocks``), so a release that shares blocks with the
 installed one downloads only what the node lacks. A mount is built under a temporary name and renamed
 to ``<md5>`` when complete: a directory named by an md5 is always a whole tree, and a crash leaves only
-a temporary directory that :meth:`Flister.sweep` removes. The tree is never modified once renamed;
-the upgrader copies from it (it is never the node's live copy).
+a temporary directory that :meth:`Flister.sweep` removes. The upgrader copies from the tree (it is
+never the node's live copy).
+
+A mount is never reused: whatever sits at ``<md5>`` when a release is mounted again (a retry after a
+failed try, a re-mount after self-update) may have been altered since, so it is dropped and the tree
+rebuilt from the flist. The rebuild is local: every block comes from the cache, checked again.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class MountError(UpgradeError):
 class Mount:
     path: Path                 # the tree (read it, never write it)
     md5: str                   # md5 of the flist file: the mount's name
-    report: MaterializeReport  # what materializing cost (all zero when an existing mount was reused)
+    report: MaterializeReport  # what materializing cost (blocks fetched, or taken from the cache)
     flist: Path                # the flist file in <state>/flists
 
 
@@ -77,14 +81,14 @@ class Flister:
         self._workers = workers  # file-writer processes of materialize (None: automatic)
 
     async def mount(self, release: VerifiedRelease) -> Mount:
-        """The tree of ``release.flist``; an existing mount of the same md5 is reused."""
+        """The tree of ``release.flist``, built afresh (an existing mount of the same md5 is dropped)."""
         flist, md5, where = release.flist, release.md5, release.source
         dest = self.mounts_dir / md5
-        if _is_dir(dest):
-            log.info("existing mount reused", extra={"flist": where, "md5": md5})
-            return Mount(dest, md5, MaterializeReport(), flist)
         self.mounts_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.mounts_dir / f".{md5}{fsutil.TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        if os.path.lexists(dest):
+            await asyncio.to_thread(self._drop, dest)
+            log.info("existing mount dropped, rebuilding it", extra={"flist": where, "md5": md5})
+        tmp = self._temp_name(md5)
         try:
             with open_flist(flist) as reader:
                 store = self._store_for(reader.routes(), release)
@@ -102,6 +106,19 @@ class Flister:
         fsutil.fsync_dir(self.mounts_dir)
         log.info("flist mounted", extra={"flist": where, "md5": md5, "path": str(dest)})
         return Mount(dest, md5, report, flist)
+
+    def _temp_name(self, md5: str) -> Path:
+        return self.mounts_dir / f".{md5}{fsutil.TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+
+    def _drop(self, dest: Path) -> None:
+        """Remove what sits at a mount's name: renamed aside first (a crash leaves it to sweep)."""
+        aside = self._temp_name(dest.name)
+        os.rename(dest, aside)
+        fsutil.fsync_dir(self.mounts_dir)
+        if _is_dir(aside):
+            shutil.rmtree(aside, onerror=_make_writable)
+        else:
+            aside.unlink()
 
     def umount(self, path: Path) -> None:
         """Remove a mount (only ever one of ours: a directory directly under ``<state>/mounts``)."""

@@ -3,6 +3,8 @@
 Reading never extracts the archive: every member is checked (no absolute path, no ``..``, no NUL, no
 link or device, nothing but ``flistdb.sqlite3`` and ``router.yaml``, each at most once and within
 its size limit) and only those two are copied out, the database into a directory the caller owns.
+The gzip stream is inflated through a counter: a decompression bomb stops at the first byte over
+its allowance (an absolute cap and a ratio to the compressed size), never after filling a disk.
 """
 
 from __future__ import annotations
@@ -13,17 +15,59 @@ import os
 import shutil
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zos_upgrade.flist.model import FlistError, HostileFlist
+from zos_upgrade.flist.model import FlistError, FlistTooCostly, HostileFlist, Limits
 from zos_upgrade.fsutil import atomic_writer
 
-__all__ = ["DB_MEMBER", "ROUTER_MEMBER", "Unpacked", "pack", "unpack"]
+__all__ = ["DB_MEMBER", "ROUTER_MEMBER", "Unpacked", "inflate_allowance", "pack", "unpack"]
 
 DB_MEMBER = "flistdb.sqlite3"
 ROUTER_MEMBER = "router.yaml"
 _MAX_ROUTER_BYTES = 1024 * 1024
+# a tiny honest archive (tar headers and padding, a mostly empty database) inflates far more than
+# any ratio a big one needs: every archive may inflate to this much whatever its ratio
+INFLATE_FLOOR = 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+def inflate_allowance(compressed_bytes: int, limits: Limits) -> int:
+    """How many bytes an archive of ``compressed_bytes`` may inflate to under ``limits``."""
+    if limits.max_inflate_ratio <= 0:
+        return limits.max_inflated_bytes
+    by_ratio = max(INFLATE_FLOOR, limits.max_inflate_ratio * compressed_bytes)
+    return min(limits.max_inflated_bytes, by_ratio)
+
+
+class _Inflating(io.RawIOBase):
+    """The inflated bytes of a gzip file, counted: reading past ``allowance`` raises, one byte over.
+
+    ``tick`` runs once per chunk (a deadline check), so a slow inflate is stopped too.
+    """
+
+    def __init__(self, packed: gzip.GzipFile, allowance: int, source: str,
+                 tick: Callable[[], None]) -> None:
+        self._packed, self._allowance, self._source, self._tick = packed, allowance, source, tick
+        self.inflated = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self._tick()
+        # never ask for more than one byte past the allowance: the bomb stops there
+        want = min(len(buffer), _CHUNK, self._allowance - self.inflated + 1)
+        data = self._packed.read(want)
+        self.inflated += len(data)
+        if self.inflated > self._allowance:
+            raise FlistTooCostly(
+                f"{self._source}: the archive inflates to more than {self._allowance} bytes "
+                "(the limit for an archive of this size); refusing it as a decompression bomb"
+            )
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @dataclass(frozen=True)
@@ -34,13 +78,27 @@ class Unpacked:
     router_text: str | None
 
 
-def unpack(path: Path, into: Path, max_database_bytes: int) -> Unpacked:
-    """Check every member of the archive at ``path``; copy its database into the directory ``into``."""
+def _no_deadline() -> None:
+    return None
+
+
+def unpack(path: Path, into: Path, limits: Limits, tick: Callable[[], None] = _no_deadline) -> Unpacked:
+    """Check every member of the archive at ``path``; copy its database into the directory ``into``.
+
+    The whole archive may inflate to :func:`inflate_allowance` bytes; ``tick`` is called per chunk.
+    """
     source = str(path)
     database: Path | None = None
     router_text: str | None = None
+    max_database_bytes = limits.max_metadata_bytes
     try:
-        with tarfile.open(path, mode="r:gz") as archive:
+        with (
+            gzip.GzipFile(path, mode="rb") as packed,
+            _Inflating(packed, inflate_allowance(path.stat().st_size, limits), source, tick) as raw,
+            io.BufferedReader(raw, _CHUNK) as inflated,
+            # a stream ("r|"): members are read once, in order, through the counter
+            tarfile.open(fileobj=inflated, mode="r|") as archive,
+        ):
             for member in archive:
                 name = _checked_name(member, source)
                 if name is None:
@@ -55,6 +113,8 @@ def unpack(path: Path, into: Path, max_database_bytes: int) -> Unpacked:
                 database = _copy_database(archive, member, into / DB_MEMBER, max_database_bytes, source)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise FlistError(f"{source}: not a readable v1 flist (tar.gz): {exc}") from exc
+    except OSError as exc:
+        raise FlistError(f"{source}: cannot read v1 flist: {exc}") from exc
     if database is None:
         raise FlistError(f"{source}: v1 flist has no {DB_MEMBER} member")
     return Unpacked(database, router_text)
@@ -101,7 +161,7 @@ def _copy_database(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Pa
     assert handle is not None
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(handle, out, 1024 * 1024)
+        shutil.copyfileobj(handle, out, _CHUNK)
     return target
 
 

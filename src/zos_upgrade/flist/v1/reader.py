@@ -19,6 +19,7 @@ from typing import Any
 
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist, Limits
 from zos_upgrade.flist.reader import EntryChecker, FlistReader, check_name, join
+from zos_upgrade.flist.sqlite_guard import Deadline, QueryGuard, check_schema
 from zos_upgrade.flist.stores import Route, StoreError
 from zos_upgrade.flist.v1.archive import unpack
 from zos_upgrade.flist.v1.routes import read_routes
@@ -50,11 +51,16 @@ class V1Reader(FlistReader):
         self._router_text: str | None = None
         self._acls: dict[str, _Acl] = {}
         self._db: sqlite3.Connection | None = None
+        # the deadline counts from the open: inflating the archive is part of reading it
+        deadline = Deadline(limits, self.source)
         try:
-            unpacked = unpack(path, self._tmp, limits.max_metadata_bytes)
+            unpacked = unpack(path, self._tmp, limits, deadline.check)
             self._router_text = unpacked.router_text
             self._db = sqlite3.connect(f"{unpacked.database.as_uri()}?mode=ro", uri=True,
                                        check_same_thread=False)
+            self._guard = QueryGuard(self._db, self.source, unpacked.database.stat().st_size, limits,
+                                     deadline=deadline)
+            check_schema(self._db, self.source, "v1 flist", ("entries", "metadata"), ())
             self._check_schema()
         except BaseException:
             self.close()
@@ -68,7 +74,7 @@ class V1Reader(FlistReader):
         try:
             return self._db.execute(sql, tuple(args)).fetchall()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise FlistError(f"{self.source}: v1 flist database is corrupt or unreadable: {exc}") from exc
+            raise self._guard.failure(exc, "v1 flist") from exc
 
     def _tables(self) -> set[str]:
         return {row[0] for row in self._query("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -95,6 +101,7 @@ class V1Reader(FlistReader):
     # --- metadata -------------------------------------------------------------------------------
 
     def tags(self) -> dict[str, str]:
+        self._guard.reset()
         if "metadata" not in self._tables():
             return {}
         return {str(k): v if isinstance(v, str) else "" if v is None else str(v)
@@ -212,6 +219,7 @@ class V1Reader(FlistReader):
 
     def entries(self) -> Iterator[Entry]:
         checker = EntryChecker(self.source, self.limits)
+        self._guard.reset()
         root_key = dir_key("")
         yield checker.check(self._root(root_key))
         visited = {root_key}
@@ -223,6 +231,7 @@ class V1Reader(FlistReader):
                 stack.pop()
                 continue
             entry, sub_key = item
+            self._guard.check_time()
             yield checker.check(entry)
             if sub_key is None:
                 continue

@@ -1,78 +1,27 @@
-"""The v2 flist format: rfs "FungiList", a plain SQLite database (SPEC 4.1).
+"""The v2 reader: entries streamed out of an rfs "FungiList" SQLite database (SPEC 4.1).
 
 Reading walks the tree from the root (ino 1) one directory at a time with the ``parent`` index, so
 memory grows with the number of directories still to visit, never with the number of entries.
 Rows the walk cannot reach (parent loops, orphans, children of files) are hostile: the walk counts
-what it reached and compares with the table.
-
-Reader and writer share the schema text and the mode/kind mapping, hence one module of ~400 lines.
+what it reached and compares with the table. The database is read behind
+:mod:`zos_upgrade.flist.sqlite_guard`: its schema checked first, every query's work bounded.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist, Limits
 from zos_upgrade.flist.reader import EntryChecker, FlistReader, check_name, join
+from zos_upgrade.flist.sqlite_guard import QueryGuard, check_schema
 from zos_upgrade.flist.stores import Route, StoreError
-from zos_upgrade.fsutil import fsync_dir, temp_sibling
+from zos_upgrade.flist.v2.schema import INDEXES, REQUIRED_COLUMNS, ROOT_INO, TABLES, V2_HASH_BYTES, kind_of
 
-__all__ = ["SCHEMA", "V2Reader", "write_v2"]
-
-log = logging.getLogger(__name__)
-
-ROOT_INO = 1
-_V2_HASH_BYTES = 32
-
-# SPEC 4.1, as rfs creates it (same tables, columns, types and index names)
-SCHEMA = """
-CREATE TABLE inode (
-    ino INTEGER PRIMARY KEY AUTOINCREMENT,
-    parent INTEGER,
-    name VARCHAR(255),
-    size INTEGER,
-    uid INTEGER,
-    gid INTEGER,
-    mode INTEGER,
-    rdev INTEGER,
-    ctime INTEGER,
-    mtime INTEGER
-);
-CREATE INDEX parents ON inode (parent);
-CREATE INDEX names ON inode (name);
-CREATE TABLE extra (
-    ino INTEGER PRIMARY KEY,
-    data VARCHAR(4096)
-);
-CREATE TABLE block (
-    ino INTEGER,
-    id VARCHAR(32),
-    key VARCHAR(32)
-);
-CREATE INDEX block_ino ON block (ino);
-CREATE TABLE tag (
-    key VARCHAR(10) PRIMARY KEY,
-    value VARCHAR(255)
-);
-CREATE TABLE route (
-    start INTEGER,
-    end INTEGER,
-    url VARCHAR(2048)
-);
-"""
-
-_REQUIRED_COLUMNS = {
-    "inode": {"ino", "parent", "name", "size", "uid", "gid", "mode", "rdev", "ctime", "mtime"},
-    "extra": {"ino", "data"},
-    "block": {"ino", "id", "key"},
-}
+__all__ = ["V2Reader"]
 
 # one query per directory brings its children with their symlink targets and blocks (in block order)
 _CHILDREN = (
@@ -84,19 +33,6 @@ _ROOT = (
     "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data, i.parent "
     "FROM inode i LEFT JOIN extra e ON e.ino = i.ino WHERE i.ino = ?"
 )
-
-
-def _kind(mode: int) -> EntryKind:
-    # masked by hand: stat.S_IFMT raises OverflowError for a mode outside a C unsigned int, and the
-    # entry checker refuses such a mode (with its value) right after
-    file_type = mode & 0o170000
-    if file_type == stat.S_IFDIR:
-        return EntryKind.DIR
-    if file_type == stat.S_IFREG:
-        return EntryKind.FILE
-    if file_type == stat.S_IFLNK:
-        return EntryKind.LINK
-    return EntryKind.SPECIAL
 
 
 # sqlite reports a corrupt page while stepping, and Python fails to decode corrupt text: both mean
@@ -124,9 +60,12 @@ class V2Reader(FlistReader):
         uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
         try:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        except sqlite3.Error as exc:
+            size = path.stat().st_size
+        except (sqlite3.Error, OSError) as exc:
             raise FlistError(f"{path}: cannot open v2 flist database: {exc}") from exc
         try:
+            self._guard = QueryGuard(self._db, self.source, size, limits)
+            check_schema(self._db, self.source, "v2 flist", TABLES, INDEXES)
             self._check_schema()
         except BaseException:
             self._db.close()
@@ -140,19 +79,19 @@ class V2Reader(FlistReader):
         try:
             return _Fetched(self._db.execute(sql, tuple(args)).fetchall())
         except _UNREADABLE as exc:
-            raise FlistError(f"{self.source}: v2 flist database is corrupt or unreadable: {exc}") from exc
+            raise self._guard.failure(exc, "v2 flist") from exc
 
     def _cursor(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:
             return self._db.execute(sql, tuple(args))
         except _UNREADABLE as exc:
-            raise FlistError(f"{self.source}: v2 flist database is corrupt or unreadable: {exc}") from exc
+            raise self._guard.failure(exc, "v2 flist") from exc
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self._query(f"PRAGMA table_info({table})")}
 
     def _check_schema(self) -> None:
-        for table, needed in _REQUIRED_COLUMNS.items():
+        for table, needed in REQUIRED_COLUMNS.items():
             missing = needed - self._columns(table)
             if missing:
                 raise FlistError(
@@ -165,11 +104,13 @@ class V2Reader(FlistReader):
     # --- metadata -------------------------------------------------------------------------------
 
     def tags(self) -> dict[str, str]:
+        self._guard.reset()
         if not self._columns("tag"):
             return {}
         return {str(k): str(v) for k, v in self._query("SELECT key, value FROM tag ORDER BY rowid")}
 
     def routes(self) -> list[Route]:
+        self._guard.reset()
         if not self._columns("route"):
             return []
         routes = []
@@ -186,9 +127,9 @@ class V2Reader(FlistReader):
 
     def _block(self, block_id: Any, key: Any, path: str) -> BlockRef:
         if not (isinstance(block_id, bytes) and isinstance(key, bytes)
-                and len(block_id) == _V2_HASH_BYTES and len(key) == _V2_HASH_BYTES):
+                and len(block_id) == V2_HASH_BYTES and len(key) == V2_HASH_BYTES):
             raise HostileFlist(
-                f"{self.source}: entry {path!r}: block id/key must be {_V2_HASH_BYTES}-byte blobs"
+                f"{self.source}: entry {path!r}: block id/key must be {V2_HASH_BYTES}-byte blobs"
             )
         return BlockRef(block_id, key)
 
@@ -199,7 +140,7 @@ class V2Reader(FlistReader):
         ):
             numbers = (size, uid, gid, mode, rdev, ctime, mtime)
             raise HostileFlist(f"{self.source}: entry {path!r}: non-integer inode fields {numbers!r}")
-        kind = _kind(mode)
+        kind = kind_of(mode)
         target = ""
         if kind is EntryKind.LINK:
             if not isinstance(extra, str) or not extra or "\0" in extra:
@@ -217,6 +158,7 @@ class V2Reader(FlistReader):
 
     def entries(self) -> Iterator[Entry]:
         checker = EntryChecker(self.source, self.limits)
+        self._guard.reset()
         total = self._count("SELECT count(*) FROM inode")
         if total > self.limits.max_entries:
             raise HostileFlist(
@@ -255,6 +197,7 @@ class V2Reader(FlistReader):
                 raise HostileFlist(f"{self.source}: entry {path!r}: duplicate name in {dir_path!r}")
             previous[0] = name
             entry = checker.check(self._entry(path, row, blocks))
+            self._guard.check_time()
             reached += 1
             yield entry
             if entry.kind is EntryKind.DIR:
@@ -271,7 +214,7 @@ class V2Reader(FlistReader):
             try:
                 rows = cursor.fetchmany(1024)
             except _UNREADABLE as exc:
-                raise FlistError(f"{self.source}: v2 flist database is corrupt: {exc}") from exc
+                raise self._guard.failure(exc, "v2 flist") from exc
             if not rows:
                 break
             for row in rows:
@@ -321,94 +264,3 @@ class V2Reader(FlistReader):
                 seen.add(parent)
                 current = parent
         return "some inodes are not reachable from the root"
-
-
-def _insert_rows(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping[str, str],
-                 routes: Sequence[Route], source: str) -> None:
-    db.executescript(SCHEMA)
-    dirs: dict[str, int] = {}
-    seen: set[str] = set()
-    checker = EntryChecker(source, Limits(max_entries=2**62, max_total_bytes=2**62, max_file_bytes=2**62))
-    root_written = False
-    for entry in entries:
-        checker.check(entry)
-        if entry.path in seen:
-            raise HostileFlist(f"{source}: entry {entry.path!r} appears twice")
-        seen.add(entry.path)
-        if entry.path == "/":
-            if root_written:
-                raise FlistError(f"{source}: the root entry must come first")
-            parent, name = 0, "/"
-        else:
-            if not entry.path.startswith("/"):
-                raise FlistError(f"{source}: entry path {entry.path!r} is not absolute")
-            name = entry.name
-            check_name(name, f"{source}: directory {entry.parent!r}")
-            if not root_written:
-                _insert_root(db)
-                dirs["/"] = ROOT_INO
-                root_written = True
-            parent_ino = dirs.get(entry.parent)
-            if parent_ino is None:
-                raise FlistError(
-                    f"{source}: entry {entry.path!r} comes before its directory {entry.parent!r} "
-                    "(entries must be given parents first)"
-                )
-            parent = parent_ino
-        cursor = db.execute(
-            "INSERT INTO inode (parent, name, size, uid, gid, mode, rdev, ctime, mtime) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (parent, name, entry.size, entry.uid, entry.gid, entry.mode, entry.rdev, entry.ctime,
-             entry.mtime),
-        )
-        ino = int(cursor.lastrowid or 0)
-        if entry.path == "/":
-            root_written = True
-            dirs["/"] = ino
-        elif entry.kind is EntryKind.DIR:
-            dirs[entry.path] = ino
-        if entry.kind is EntryKind.LINK:
-            db.execute("INSERT INTO extra (ino, data) VALUES (?, ?)", (ino, entry.target))
-        for ref in entry.blocks:
-            if len(ref.id) != _V2_HASH_BYTES or len(ref.key) != _V2_HASH_BYTES:
-                raise FlistError(f"{source}: entry {entry.path!r}: v2 blocks need 32-byte ids and keys")
-            db.execute("INSERT INTO block (ino, id, key) VALUES (?, ?, ?)", (ino, ref.id, ref.key))
-    if not root_written:
-        _insert_root(db)
-    db.executemany("INSERT INTO tag (key, value) VALUES (?, ?)", sorted(tags.items()))
-    db.executemany("INSERT INTO route (start, end, url) VALUES (?, ?, ?)",
-                   [(r.start, r.end, r.url) for r in routes])
-
-
-def _insert_root(db: sqlite3.Connection) -> None:
-    db.execute(
-        "INSERT INTO inode (ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime) "
-        "VALUES (?, 0, '/', 0, 0, 0, ?, 0, 0, 0)", (ROOT_INO, stat.S_IFDIR | 0o755),
-    )
-
-
-def write_v2(path: Path, entries: Iterable[Entry], *, tags: Mapping[str, str] = {},
-             routes: Sequence[Route] = ()) -> None:
-    """Write a v2 ``.fl`` atomically; entries must come parents first (any path-sorted order does)."""
-    tmp = temp_sibling(path)
-    try:
-        db = sqlite3.connect(tmp)
-        try:
-            db.execute("PRAGMA journal_mode = OFF")
-            db.execute("PRAGMA synchronous = OFF")
-            with db:
-                _insert_rows(db, entries, tags, routes, str(path))
-        finally:
-            db.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
