@@ -37,8 +37,9 @@ from zos_upgrade.publisher.signing import file_hash
 from zos_upgrade.sources import PublisherSource
 from zos_upgrade.supervisor import StateFamily, UnknownService
 from zos_upgrade.supervisor.zinit import ZinitClient
-from zos_upgrade.upgrade import RestartNeeded, RolledBack, UpgradeFailed
+from zos_upgrade.upgrade import ReleaseRefused, RestartNeeded, RolledBack, UpgradeFailed
 from zos_upgrade.upgrade.journal import Journal, Phase
+from zos_upgrade.upgrade.preflight import DiskSpace
 from zos_upgrade.versions import parse_version
 
 
@@ -179,13 +180,19 @@ def test_full_disk_during_apply_rolls_back(
     box = Sandbox(tmp_path)
     with small_tmpfs(box.root, "2m") as mounted, box.serving_hub():
         box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0", extra={"etc/app.conf": "v1\n"}))
-        asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl"))
+        # no safety margin: the preflight's own default (tens of MiB) would refuse anything on 2 MiB
+        asyncio.run(install(box, sd, "tf-zos/zos:1.0.0.fl", space_margin=0))
         before = tree_digest(box.root)
         big = os.urandom(3 * 1024 * 1024)  # incompressible: it cannot fit a 2 MiB file system
         box.pack("zos:1.1.0.fl", service_release(box.root, "1.1.0", extra={
             "etc/app.conf": "v2\n", "opt/app/big.bin": big,
         }))
-        if not mounted:  # no tmpfs here: the same failure, injected at the write
+        if mounted:  # the preflight sees the real file system is too small: refused before any change
+            with pytest.raises(ReleaseRefused) as refused:
+                asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl", space_margin=0))
+            assert refused.value.step == "plan" and "not enough room" in refused.value.reason
+            assert tree_digest(box.root) == before
+        else:  # no tmpfs here: the same failure, injected at the write
             import errno
 
             from zos_upgrade.upgrade import nodefs
@@ -198,8 +205,12 @@ def test_full_disk_during_apply_rolls_back(
                 real(src, dest, digest)
 
             monkeypatch.setattr(nodefs, "_copy_entry", copy)
+
+        def plenty(path: Path) -> DiskSpace:  # the disk fills between the preflight and the apply
+            return DiskSpace(free_bytes=1 << 40, free_inodes=1 << 20, device=os.stat(path).st_dev)
+
         with pytest.raises(UpgradeFailed) as failed:
-            asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
+            asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl", free_space=plenty))
         assert failed.value.step == "apply" and isinstance(failed.value, RolledBack)
         assert "No space left" in failed.value.reason
         assert tree_digest(box.root) == before

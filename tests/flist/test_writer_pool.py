@@ -116,11 +116,13 @@ def test_a_v1_flist_through_processes(tmp_path: Path, golden: Path) -> None:
 def test_automatic_processes_only_for_a_big_enough_tree(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[int] = []
+    ready: list[int] = []
     real_start = WriterPool.start
 
     async def start(pool: WriterPool) -> None:
         started.append(pool.size)
         await real_start(pool)
+        ready.append(pool.size)
 
     monkeypatch.setattr(WriterPool, "start", start)
     monkeypatch.setattr(process_writer, "_auto_workers", lambda: 2)
@@ -130,11 +132,12 @@ def test_automatic_processes_only_for_a_big_enough_tree(tmp_path: Path,
     small = asyncio.run(materialize(flist, tmp_path / "small", store=DirStore(blocks)))
     assert small.writer_processes == 0 and started == []  # below both bounds: never started
     monkeypatch.setattr(process_writer, "_POOL_AFTER_FILES", 5)
-    stalls = iter(range(40))
 
-    def slow_walk(_count: int) -> None:  # on the event loop: holds the walk until the children are up
-        if next(stalls, None) is not None:
-            time.sleep(0.01)
+    def slow_walk(_count: int) -> None:
+        # on the event loop: the walk waits (up to ~4 s over its 38 entries, on a loaded machine too)
+        # while the children boot; once their start is done it no longer waits
+        if not ready:
+            time.sleep(0.1)
 
     big = asyncio.run(materialize(flist, tmp_path / "big", store=DirStore(blocks), progress=slow_walk))
     assert big.writer_processes == 2
