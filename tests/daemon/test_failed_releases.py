@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from tests.support.procs import free_port
+from zos_upgrade.cli import cli
+from zos_upgrade.config import NodeConfig
 from zos_upgrade.daemon import BootPolicy, Daemon, NodeParts, ReleasePolicy
 from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.hub.models import FlistInfo
@@ -183,6 +186,18 @@ def test_a_damaged_memory_applies_nothing_and_says_how_to_clear_it(tmp_path: Pat
         FailedReleases(tmp_path).load()
     assert FailedReleases(tmp_path).clear() == []  # clearing everything removes the damaged file
     assert _once(node, link, tmp_path)["last_result"] == "upgraded"
+
+
+def test_clear_failed_says_it_removed_a_damaged_memory(tmp_path: Path) -> None:
+    state = tmp_path / NodeConfig().state_dir.lstrip("/")
+    state.mkdir(parents=True)
+    (state / FAILED_FILE).write_text('{"format": 1, "releases": [')
+    shown = CliRunner().invoke(cli, ["clear-failed", "--root", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output == f"removed the unreadable {state / FAILED_FILE}: no release is held now\n"
+    assert not (state / FAILED_FILE).exists()
+    shown = CliRunner().invoke(cli, ["clear-failed", "--root", str(tmp_path)])
+    assert shown.output == f"no failed releases held in {state / FAILED_FILE}\n"
 
 
 def test_metrics_count_held_checks_and_the_releases_held(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import click
 
 from zos_upgrade.cli._common import locate_node
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.node.failed import FailedReleases
+from zos_upgrade.node.failed import FailedReleases, FailedReleasesError
 
 __all__ = ["command"]
 
@@ -33,6 +33,12 @@ def command(version: str | None, config: Path | None, root: Path | None) -> None
     _, state_dir = locate_node(config, root)
     store = FailedReleases(state_dir)
     if version is None:
+        try:
+            store.load()
+        except FailedReleasesError:  # what the daemon refuses to read: say it was removed, not "none"
+            store.clear()
+            click.echo(f"removed the unreadable {store.path}: no release is held now")
+            return
         removed = store.clear()
     else:
         removed = store.clear(version)
