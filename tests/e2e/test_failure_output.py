@@ -52,6 +52,16 @@ def test_supervisord_failure_reason_carries_the_service_output_and_log_files_sta
         asyncio.run(install(box, sd, "tf-zos/zos:1.1.0.fl"))
     assert_reported_with_output(box, failed.value)
     assert tree_digest(box.root) == before and leftovers(box) == []
+    # the same service fails again for another reason: only this run's output is the cause
+    box.pack("zos:1.1.1.fl", service_release(box.root, "1.1.1", extra={
+        "opt/app/fail.sh": Exe("#!/bin/sh\necho 'boom: port 8080 taken' >&2\nexit 1\n"),
+        "etc/zinit/gamma.yaml": f"exec: /bin/sh {box.root}/opt/app/fail.sh\n",
+    }))
+    with pytest.raises(RolledBack) as again:
+        asyncio.run(install(box, sd, "tf-zos/zos:1.1.1.fl"))
+    assert "boom: port 8080 taken" in again.value.reason, again.value.reason
+    assert "config missing" not in again.value.reason, again.value.reason
+    assert "config missing" in (logs / "gamma.log").read_text()  # still in the file, from the first run
     # a second transaction of the same services reuses their files; supervisord's AUTO logs are unused
     box.pack("zos:1.2.0.fl", service_release(box.root, "1.2.0"))
     asyncio.run(install(box, sd, "tf-zos/zos:1.2.0.fl"))

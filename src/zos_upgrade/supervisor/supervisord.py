@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import http.client
+import os
 import re
 import socket
 import time
@@ -205,6 +206,8 @@ class SupervisordClient:
         self._timeout = timeout
         self._max = max_reply_bytes
         self._start_seconds = start_seconds
+        # where each service's log file stood when this client last started it: its output begins there
+        self._log_marks: dict[str, int] = {}
 
     # --- transport ------------------------------------------------------------------------------
 
@@ -311,6 +314,7 @@ class SupervisordClient:
 
     async def start(self, name: str) -> None:
         validate_service_name(name)
+        self._mark_log(name)
         with contextlib.suppress(_AlreadyStarted):
             await self._call("startProcess", name, False, name=name)
 
@@ -321,6 +325,7 @@ class SupervisordClient:
 
     async def monitor(self, name: str) -> None:
         validate_service_name(name)
+        self._mark_log(name)  # the program file sets autostart: this starts it
         await self._call("reloadConfig")
         await self._call("addProcessGroup", name, name=name)
 
@@ -352,11 +357,30 @@ class SupervisordClient:
             await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True)
         await write_config_file(self._program_path(name), data)
 
-    async def output_tail(self, name: str) -> str:
-        validate_service_name(name)
+    def _log_size(self, name: str) -> int:
         try:
+            return os.stat(self.log_dir / f"{name}.log").st_size
+        except OSError:
+            return 0  # no log file yet, or the service logs elsewhere (stdout, null)
+
+    def _mark_log(self, name: str) -> None:
+        self._log_marks[name] = self._log_size(name)
+
+    async def output_tail(self, name: str) -> str:
+        """The last lines of the service's output since this client started it: a log file of a stable
+        name holds earlier runs too, and their lines must not pass for the cause of this failure."""
+        validate_service_name(name)
+        mark = self._log_marks.get(name)
+        if mark is None:
             # a negative offset with length 0 reads the last bytes of the program's log file
-            text = await self._call("readProcessStdoutLog", name, -2 * OUTPUT_TAIL_BYTES, 0, name=name)
+            offset = -2 * OUTPUT_TAIL_BYTES
+        else:
+            size = self._log_size(name)
+            if size < mark:
+                mark = 0  # rotated since the start: the current file is all of this run's output
+            offset = max(mark, size - 2 * OUTPUT_TAIL_BYTES)
+        try:
+            text = await self._call("readProcessStdoutLog", name, offset, 0, name=name)
         except SupervisorError:
             return ""  # no log file (log: stdout/null), or the program is unknown by now
         return last_lines(text) if isinstance(text, str) else ""
