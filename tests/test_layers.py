@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("supervisor",),                  # zinit and supervisord back-ends
     ("metrics", "lock"),              # the daemon's process helpers
     ("config",),                      # the one TOML config
+    ("configd",),                     # its files: main file and config fragments, merged
     ("net", "http11", "fsutil", "tasks", "log"),  # I/O helpers
     ("versions",),
     ("errors",),

@@ -1,4 +1,4 @@
-"""The daemon's one config file (TOML): defaults, strict validation, paths resolved under the node root.
+"""The daemon's config (TOML, a main file and its fragments): defaults, strict validation, node paths.
 
 Unknown keys and wrong types are errors that name the file and the key; a node that silently
 ignores a misspelt ``probation`` would run without the safety the operator asked for.
@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
+from zos_upgrade.configd import merge, read_documents
 from zos_upgrade.errors import ConfigError
 
 __all__ = [
     "Config",
+    "LoadedConfig",
     "MetricsConfig",
     "NodeConfig",
     "SourceConfig",
@@ -25,8 +29,12 @@ __all__ = [
     "UpgradeConfig",
     "check_loopback",
     "load_config",
+    "load_config_files",
     "parse_config",
 ]
+
+# key -> the file (main or fragment) to name in a message about that key's value
+Where = Callable[[str], str]
 
 # Every duration, in seconds, as (lowest, highest) sane value. Checked after decoding, in one place,
 # because TOML's legal floats include inf, nan, 1e-9 and 1e308: a probation that never ends or a
@@ -135,10 +143,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
         return reserved
 
 
-def _check_url(value: str, key: str, source: str) -> None:
+def _check_url(value: str, key: str, where: Where) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{source}: {key} = {value!r} is not an http(s) URL")
+        raise ConfigError(f"{where(key)}: {key} = {value!r} is not an http(s) URL")
 
 
 def check_loopback(host: str, key: str, source: str) -> None:
@@ -154,14 +162,14 @@ def check_loopback(host: str, key: str, source: str) -> None:
         )
 
 
-def _check_node_path(key: str, value: str, source: str) -> None:
+def _check_node_path(key: str, value: str, where: Where) -> None:
     """The one rule for every path the config names on the node: absolute, no ``..``, no NUL, so
     resolving it under the node root (:meth:`Config.node_path`) can never leave the root."""
     if not value.startswith("/"):
-        raise ConfigError(f"{source}: {key} = {value!r} must be an absolute path (a path on the node)")
+        raise ConfigError(f"{where(key)}: {key} = {value!r} must be an absolute path (a path on the node)")
     if "\x00" in value or ".." in PurePosixPath(value).parts:
         raise ConfigError(
-            f"{source}: {key} = {value!r} must not contain '..' or NUL: it would leave the node root"
+            f"{where(key)}: {key} = {value!r} must not contain '..' or NUL: it would leave the node root"
         )
 
 
@@ -183,7 +191,7 @@ def _node_paths(cfg: Config) -> dict[str, str]:
     return paths
 
 
-def _check_durations(cfg: Config, source: str) -> None:
+def _check_durations(cfg: Config, where: Where) -> None:
     values = {
         "source.interval": cfg.source.interval,
         "source.jitter": cfg.source.jitter,
@@ -196,76 +204,120 @@ def _check_durations(cfg: Config, source: str) -> None:
         # `not (low <= v <= high)` is also true for NaN, which compares false with everything
         if not math.isfinite(value) or not low <= value <= high:
             raise ConfigError(
-                f"{source}: {key} = {value!r} is out of range: expected {low:g} to {high:g} seconds"
+                f"{where(key)}: {key} = {value!r} is out of range: expected {low:g} to {high:g} seconds"
             )
 
 
-def _check_state_dir(cfg: Config, source: str) -> None:
+def _check_state_dir(cfg: Config, where: Where) -> None:
     state = _canonical(cfg.node.state_dir)
     if str(state) in SYSTEM_DIRS:
         raise ConfigError(
-            f"{source}: node.state_dir = {cfg.node.state_dir!r} is a system folder releases install into; "
+            f"{where('node.state_dir')}: node.state_dir = {cfg.node.state_dir!r} is a system folder "
+            "releases install into; "
             "expected a folder of the upgrader's own, such as /var/cache/modules/upgrade"
         )
     for key, value in _node_paths(cfg).items():
         if key != "node.state_dir" and key != "node.root" and _canonical(value).is_relative_to(state):
             raise ConfigError(
-                f"{source}: {key} = {value!r} lies inside node.state_dir = {cfg.node.state_dir!r}: "
+                f"{where(key)}: {key} = {value!r} lies inside node.state_dir = {cfg.node.state_dir!r}: "
                 "the state directory holds the upgrader's own files only"
             )
     if str(_canonical(cfg.supervisor.include_dir)) == "/":
         raise ConfigError(
-            f"{source}: supervisor.include_dir = '/': expected a folder of the supervisor's own, "
-            "such as /etc/supervisor/conf.d"
+            f"{where('supervisor.include_dir')}: supervisor.include_dir = '/': "
+            "expected a folder of the supervisor's own, such as /etc/supervisor/conf.d"
         )
 
 
-def _validate(cfg: Config, source: str) -> Config:
+def _validate(cfg: Config, where: Where) -> Config:
+    """Every rule on the values; ``where(key)`` names the file that set ``key`` for the message."""
     for key, value in _node_paths(cfg).items():
-        _check_node_path(key, value, source)
-    _check_state_dir(cfg, source)
-    _check_durations(cfg, source)
+        _check_node_path(key, value, where)
+    _check_state_dir(cfg, where)
+    _check_durations(cfg, where)
     src = cfg.source
     if src.hub is None and src.publisher is None:
-        raise ConfigError(f"{source}: [source] needs `hub` (with `flist`) or `publisher`")
+        raise ConfigError(f"{where('source')}: [source] needs `hub` (with `flist`) or `publisher`")
     if src.hub is not None and src.publisher is not None:
-        raise ConfigError(f"{source}: [source] takes `hub` or `publisher`, not both")
+        raise ConfigError(f"{where('source.publisher')}: [source] takes `hub` or `publisher`, not both")
     if src.hub is not None:
-        _check_url(src.hub, "source.hub", source)
+        _check_url(src.hub, "source.hub", where)
         if not src.flist or src.flist.count("/") != 1 or src.flist.startswith("/") or src.flist.endswith("/"):
-            raise ConfigError(f"{source}: source.flist = {src.flist!r} must be 'repo/name' of the boot flist")
+            raise ConfigError(
+                f"{where('source.flist')}: source.flist = {src.flist!r} must be 'repo/name' of the boot flist"
+            )
     if src.publisher is not None:
-        _check_url(src.publisher, "source.publisher", source)
+        _check_url(src.publisher, "source.publisher", where)
     if src.bins_repo is not None and src.hub is None:
-        raise ConfigError(f"{source}: source.bins_repo names a repository of a hub: it needs `hub`")
+        raise ConfigError(
+            f"{where('source.bins_repo')}: source.bins_repo names a repository of a hub: it needs `hub`"
+        )
     if src.bins_repo is not None and (not src.bins_repo or "/" in src.bins_repo):
-        raise ConfigError(f"{source}: source.bins_repo = {src.bins_repo!r} must be a repository name")
+        raise ConfigError(
+            f"{where('source.bins_repo')}: source.bins_repo = {src.bins_repo!r} must be a repository name"
+        )
     # here, not where the daemon is wired: `zos-upgrade status` must refuse what the daemon does
     if src.publisher is not None and not src.trusted_keys:
         raise ConfigError(
-            f"{source}: [source] publisher needs trusted_keys (public key files): "
+            f"{where('source.publisher')}: [source] publisher needs trusted_keys (public key files): "
             "the daemon never applies a release it cannot verify"
         )
-    check_loopback(cfg.metrics.host, "metrics.host", source)
+    check_loopback(cfg.metrics.host, "metrics.host", where("metrics.host"))
     return cfg
 
 
 def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:
-    """Decode and validate a config document; raise :class:`ConfigError` naming what is wrong."""
+    """Decode and validate one config document; raise :class:`ConfigError` naming what is wrong."""
     try:
         cfg = msgspec.toml.decode(text, type=Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    return _validate(cfg, source)
+    return _validate(cfg, lambda _key: source)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where each of its keys came from (the main file or a fragment)."""
+
+    config: Config
+    files: list[Path]  # the main file, then its fragments in the order they were merged
+    origins: dict[str, Path]  # "table.key" -> the file that set it last; absent: the default
+
+    def rows(self) -> list[tuple[str, Any, Path | None]]:
+        """Every key of the config as (``table.key``, value, file that set it or None for the default)."""
+        rows: list[tuple[str, Any, Path | None]] = []
+        for table, values in msgspec.to_builtins(self.config).items():
+            for key, value in values.items():
+                name = f"{table}.{key}"
+                rows.append((name, value, self.origins.get(name)))
+        return rows
+
+
+def load_config_files(path: Path | str) -> LoadedConfig:
+    """Read the config file at ``path`` and its fragments (:mod:`zos_upgrade.configd`), merge, validate.
+
+    Each document must be valid on its own (known keys, right types), so a bad fragment is refused
+    naming that fragment; a rule on the merged values names the file that set the offending key.
+    """
+    main = Path(path)
+    docs = read_documents(main)
+    for doc in docs:
+        try:
+            msgspec.convert(doc.data, type=Config)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{doc.path}: {exc}") from exc
+    merged = merge(docs)
+    cfg = msgspec.convert(merged.data, type=Config)
+
+    def where(key: str) -> str:
+        # a rule on a table or on a key left at its default is the main file's to answer for
+        return str(merged.origins.get(key, main))
+
+    return LoadedConfig(_validate(cfg, where), [doc.path for doc in docs], merged.origins)
 
 
 def load_config(path: Path | str) -> Config:
-    """Read and validate the config file at ``path``."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
-    return parse_config(data, source=str(p))
+    """Read and validate the config file at ``path`` with its fragments (the daemon and status both)."""
+    return load_config_files(path).config

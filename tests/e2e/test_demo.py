@@ -42,7 +42,8 @@ def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up(tmp_path: Pat
     assert "demo passed" in flat
     # the story, step by step
     assert "daemon --once installed 1.0.0; services answer: web 1.0.0, worker 1.0.0" in flat
-    assert "daemon upgraded to 1.1.0: web answers 1.1.0 (settings migrated to json" in flat
+    assert "daemon upgraded to 1.1.0: web answers 1.1.0, worker answers 1.1.0" in flat
+    assert "settings migrated to json" in flat
     assert "rolled back: web answers 1.1.0, worker answers 1.1.0" in flat
     assert "daemon stopped by SIGTERM (exit 0)" in flat
     # the summary: one row per step, and the phases of the transactions

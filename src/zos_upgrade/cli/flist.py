@@ -1,8 +1,11 @@
 """`zos-upgrade flist pack | ls | unpack | verify` (SPEC 13).
 
 Long work shows a rich progress bar when stderr is a terminal and stays quiet otherwise (the flist
-layer logs one structured line per operation). Errors of the flist layer become exit 1 through the
-root group; bad options are click usage errors, exit 2.
+layer logs one structured line per operation). The bar is drawn on the console human log lines use
+(:func:`zos_upgrade.log.console`), so a log line lands above it, never inside it; with human logs the
+command's own summary line is the only one (the flist layer's summary log line is the same facts).
+Errors of the flist layer become exit 1 through the root group; bad options are click usage errors,
+exit 2.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import stat
 import sys
@@ -26,6 +30,7 @@ from zos_upgrade.flist.model import Entry, EntryKind, FlistError
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import BlockStore, Route, Router
 from zos_upgrade.flist.verify import verify
+from zos_upgrade.log import console, human_logs
 
 __all__ = ["command", "parse_store_specs"]
 
@@ -74,17 +79,32 @@ def _on_terminal() -> bool:
 
 
 @contextlib.contextmanager
+def _summary_once(*loggers: str) -> Iterator[None]:
+    """With human logs, mute the flist layer's INFO summary of the operation: the command prints it."""
+    if not human_logs():
+        yield
+        return
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
 def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
     """A progress callback drawing a bar on a terminal; None (no output at all) otherwise."""
     if not _on_terminal():
         yield None
         return
-    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=Console(stderr=True), transient=True,
+        console=console(), transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
@@ -131,7 +151,8 @@ def pack_command(src: Path, out: Path, stores: tuple[str, ...], tags: tuple[str,
     async def run() -> None:
         store = Router(routes)
         try:
-            with _progress("packing", _tree_bytes(src) if _on_terminal() else None) as progress:
+            with _summary_once("zos_upgrade.flist.pack"), \
+                    _progress("packing", _tree_bytes(src) if _on_terminal() else None) as progress:
                 report = await pack(src, out, store, tags=parsed_tags, routes=routes, progress=progress)
         finally:
             await store.aclose()
@@ -195,7 +216,7 @@ def unpack_command(flist: Path, dest: Path, stores: tuple[str, ...], cache: Path
     async def run() -> None:
         try:
             total = _flist_bytes(flist) if _on_terminal() else None
-            with _progress("unpacking", total) as progress:
+            with _summary_once("zos_upgrade.flist.materialize"), _progress("unpacking", total) as progress:
                 report = await materialize(flist, dest, store=store, progress=progress, workers=workers,
                                            cache=BlockCache(cache) if cache else None)
         finally:

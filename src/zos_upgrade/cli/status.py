@@ -19,6 +19,7 @@ from typing import Any
 import click
 import msgspec
 
+from zos_upgrade.cli import _show_config
 from zos_upgrade.cli._common import locate_node
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.node.boot import Boot
@@ -185,10 +186,18 @@ def _run(config: Path | None, root: Path | None, as_json: bool, clock: Callable[
 @click.option("--root", "root", type=click.Path(path_type=Path, file_okay=False),
               help="Node root (default /); the state directory is the default one under it.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
-def command(config: Path | None, root: Path | None, as_json: bool) -> None:
+@click.option("--show-config", is_flag=True,
+              help="With --config: print the merged config (main file and its fragments), each key with "
+                   "the file that set it, instead of the node's state.")
+def command(config: Path | None, root: Path | None, as_json: bool, show_config: bool) -> None:
     """Show what this node runs and what the daemon last did.
 
     Boot method, boot flist and its version, installed packages with versions, the daemon's last
     check (time, age, result) and last error. Reads local files only.
     """
+    if show_config:
+        if config is None:
+            raise click.UsageError("--show-config needs --config FILE")
+        _show_config.show_config(config, as_json)
+        return
     _run(config, root, as_json, time.time)

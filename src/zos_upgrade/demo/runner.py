@@ -30,7 +30,9 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from zos_upgrade.demo.processes import (
     Children,
@@ -278,7 +280,14 @@ def _timed_step(steps: list[Step], title: str, to_version: str) -> Step:
 
 
 def _demo(sb: Sandbox, children: Children, steps: list[Step], out: Console) -> None:
-    say = out.print
+    # a story line is short enough for 80 columns and printed whole (soft_wrap: rich never cuts it);
+    # what explains it goes on indented lines below, wrapped at words
+    def say(line: str) -> None:
+        out.print(line, soft_wrap=True)
+
+    def detail(text: str) -> None:
+        out.print(Padding(Text(text), (0, 0, 0, 4)))
+
     say(f"sandbox {sb.base}")
     hub_port = sb.hub_port
     hub = children.start("hub", zos_upgrade_cmd("hub", "serve", "--root", str(sb.hub_root), "--blocks",
@@ -310,8 +319,8 @@ def _demo(sb: Sandbox, children: Children, steps: list[Step], out: Console) -> N
     daemon = children.start("daemon-run", zos_upgrade_cmd("daemon", "--config", str(sb.config)))
     t0 = time.monotonic()
     _publish(sb, "1.1.0")
-    say("[green]✓[/] release 1.1.0 packed (web changed, NEWS added, legacy.txt removed, migrate hook), "
-        "latest -> 1.1.0")
+    say("[green]✓[/] release 1.1.0 packed, latest -> 1.1.0")
+    detail("web changed, NEWS added, legacy.txt removed, a migrate hook")
     step = _timed_step(steps, "upgrade", "1.1.0")
     wait_for(lambda: sb.status().get("current_version") == "1.1.0", 45, "the daemon to upgrade to 1.1.0",
              daemon)
@@ -325,9 +334,9 @@ def _demo(sb: Sandbox, children: Children, steps: list[Step], out: Console) -> N
         raise DemoFailed("1.1.0's file changes are not on the node (legacy.txt removed, NEWS added)")
     _fill(step, sb, "1.1.0")
     step.result = "upgraded"
-    say(f"[green]✓[/] daemon upgraded to 1.1.0: web answers {web['version']} "
-        f"(settings migrated to {web['settings_format']}: {web['greeting']!r}), worker answers "
+    say(f"[green]✓[/] daemon upgraded to 1.1.0: web answers {web['version']}, worker answers "
         f"{_worker(sb)['version']}")
+    detail(f"settings migrated to {web['settings_format']}: {web['greeting']!r}")
 
     # 1.2.0: broken on purpose; the upgrade must roll back to 1.1.0
     t0 = time.monotonic()
@@ -349,8 +358,9 @@ def _demo(sb: Sandbox, children: Children, steps: list[Step], out: Console) -> N
     _fill(step, sb, "1.2.0")
     step.from_version = "1.1.0"
     step.result = "rolled back"
-    say(f"[green]✓[/] 1.2.0 failed ({status.get('last_error')}); rolled back: web answers "
-        f"{_web(sb)['version']}, worker answers {_worker(sb)['version']}")
+    say(f"[green]✓[/] 1.2.0 failed and rolled back: web answers {_web(sb)['version']}, worker answers "
+        f"{_worker(sb)['version']}")
+    detail(f"why: {status.get('last_error')}")
 
     daemon.send_signal(signal.SIGTERM)
     try:
