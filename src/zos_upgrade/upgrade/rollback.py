@@ -53,7 +53,8 @@ def rollback_target(ctx: Context) -> tuple[Manifest, Manifest]:
     if previous is None:
         raise RollbackRefused(
             f"no previous release to roll back to: {ctx.manifests.path_for('boot', previous=True)} does not "
-            f"exist (only {current.version} was installed since this upgrader keeps previous releases)")
+            f"exist: {current.version} is the first release committed here (or was installed by an upgrader "
+            "that kept no previous release)")
     if previous.md5 == current.md5:
         raise RollbackRefused(f"the previous release {previous.version} (md5 {previous.md5}) is the "
                               "installed one: there is nothing to roll back")
