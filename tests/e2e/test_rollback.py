@@ -191,5 +191,8 @@ def test_a_crash_mid_rollback_is_recovered_to_one_whole_release(
     assert tree_digest(node.root, exclude=SKIP) == (new if lands_on == "1.1.0" else old)
     assert node.box.wait_version("alpha", lands_on) == lands_on
     assert node.json_file("manifests/boot.json")["version"] == lands_on
+    # the roll-forward is idempotent: the previous manifest is the one the rollback replaced, once
+    assert node.json_file("manifests/previous/boot.json")["version"] == ("1.0.0" if lands_on == "1.1.0"
+                                                                          else "1.1.0")
     # committed: 1.1.0 held, so the daemon's round does not move forward to it again
     assert node.held() == ([] if lands_on == "1.1.0" else ["1.1.0"])
