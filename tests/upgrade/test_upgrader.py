@@ -178,7 +178,9 @@ def fail_after(step_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(steps, "STEPS", table)
 
 
-ROLLED_BACK_STEPS = [s.name for s in steps.STEPS if s.on_failure is steps.OnFailure.ROLL_BACK]
+# the "rollback" row runs only in a rollback transaction (tests/e2e/test_rollback.py fails it)
+ROLLED_BACK_STEPS = [s.name for s in steps.STEPS
+                     if s.on_failure is steps.OnFailure.ROLL_BACK and s.name != "rollback"]
 
 
 @pytest.mark.parametrize("step", ROLLED_BACK_STEPS)

@@ -20,13 +20,17 @@ from typing import TYPE_CHECKING
 
 from zos_upgrade.daemon.outcome import CheckOutcome
 from zos_upgrade.node.failed import FailedRelease, FailedReleases, FailedReleasesError
+from zos_upgrade.publisher.signing import flist_hash
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from zos_upgrade.hub.flists import RepoFList
     from zos_upgrade.node.events import ReleaseEvent
+    from zos_upgrade.upgrade.manifest import Manifest
 
 __all__ = ["RELEASE_STEPS", "Candidate", "ReleaseMemory", "describe", "flist_identity",
-           "release_identity"]
+           "installed_identity", "release_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,15 @@ def release_identity(event: ReleaseEvent) -> Candidate:
     upgrade = event.upgrade
     release_id = f"blake2b:{upgrade.hash}" if upgrade.hash else f"flist:{upgrade.flist}"
     return Candidate(release_id, str(event.version))
+
+
+def installed_identity(manifest: Manifest, flist: Path, *, publisher: bool) -> str:
+    """An installed release named as its source's candidate was (``zos-upgrade rollback`` holds it):
+    the hub's md5 is the flist file's md5 (the manifest's), a release server's the blake2b-256 of
+    the flist file's bytes (kept beside the manifest, checked by md5 before this is asked)."""
+    if not publisher:
+        return f"md5:{manifest.md5}"
+    return f"blake2b:{flist_hash(flist.read_bytes())}"
 
 
 class ReleaseMemory:

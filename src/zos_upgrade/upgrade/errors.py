@@ -14,6 +14,7 @@ __all__ = [
     "ReleaseRefused",
     "RestartNeeded",
     "RollbackIncomplete",
+    "RollbackRefused",
     "RolledBack",
     "UnsafePath",
     "UpgradeError",
@@ -23,6 +24,11 @@ __all__ = [
 
 class UpgradeError(ZosUpgradeError):
     """Base of the upgrade layer's errors."""
+
+
+class RollbackRefused(UpgradeError):
+    """``zos-upgrade rollback`` cannot start: no previous release, or its kept flist file is gone or
+    changed. Nothing on the node changed."""
 
 
 class RestartNeeded(UpgradeError):

@@ -28,7 +28,7 @@ from zos_upgrade.upgrade.errors import JournalError, JournalUnreadable
 from zos_upgrade.upgrade.plan import Plan
 from zos_upgrade.upgrade.report import TransactionKind
 
-__all__ = ["JOURNAL_NAME", "Journal", "JournalRecord", "Phase", "TransactionKind"]
+__all__ = ["JOURNAL_NAME", "Holds", "Journal", "JournalRecord", "Phase", "TransactionKind"]
 
 JOURNAL_NAME = "journal.json"
 _MAX_JOURNAL_BYTES = 64 * 1024 * 1024
@@ -77,6 +77,13 @@ class Failure(msgspec.Struct, forbid_unknown_fields=True):
     from_phase: Phase  # how far the transaction got: tells the rollback what there is to undo
 
 
+class Holds(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What a rollback's commit changes in the failed-release memory (``node/failed.py``), by identity."""
+
+    remember: str  # the release rolled back FROM: held like a failed release until cleared
+    forget: str    # the release rolled back TO: an operator chose it, so no longer held
+
+
 class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """Everything recovery needs without the network: what, from where, the plan, how far we got.
 
@@ -104,6 +111,8 @@ class JournalRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, om
     # checked flist file (re-checked by ``mount_md5`` before use) and where its blocks live
     flist_file: str = ""
     block_store: str | None = None
+    # a rollback (kind "rollback"): the failed-release memory changes its roll-forward makes
+    holds: Holds | None = None
     # written by upgraders before the release sources (publisher mode re-checked this hash at every
     # mount); only read so that their journals still load
     expected_hash: str | None = None

@@ -1,9 +1,11 @@
 """Install manifests (``<state>/manifests/``): the durable truth of what is installed on the node.
 
 One manifest per installed flist: ``boot.json`` for the boot release, ``bins/<quoted fqdn>.json`` for
-each bins package. A manifest lists every path the release put on the node (with a content digest,
-so a plan can tell what changed), the service configs it shipped, and the hub info the boot files
-are rebuilt from. Renaming a new manifest in place is the transaction's commit point.
+each bins package. The manifest a commit replaces is kept under ``previous/`` (same names) until the
+next commit replaces it in turn: it is what ``zos-upgrade rollback`` goes back to. A manifest lists
+every path the release put on the node (with a content digest, so a plan can tell what changed),
+the service configs it shipped, and the hub info the boot files are rebuilt from. Renaming a new
+manifest in place is the transaction's commit point.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Executables at the flist root that run during the transaction and are never copied onto the node.
-HOOK_NAMES = ("pre-copy", "post-copy", "migrate", "post-start")
+# Executables at the flist root that run during the transaction and are never copied onto the node;
+# ``rollback`` runs only when the node rolls back FROM the release that ships it (``upgrade/rollback.py``).
+HOOK_NAMES = ("pre-copy", "post-copy", "migrate", "post-start", "rollback")
 # Control files at the flist root, never copied onto the node: the hooks and the list of node paths
 # they may change (``datapaths.DATA_PATHS_FILE``).
 RELEASE_CONTROL_FILES = (*HOOK_NAMES, "hooks.paths")
@@ -153,16 +156,35 @@ class ManifestStore:
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "manifests"
         self.bins_dir = self.root / "bins"
+        self.previous_dir = self.root / "previous"
 
-    def path_for(self, key: str) -> Path:
-        """``"boot"`` -> boot.json; a bins fqdn -> bins/<percent-quoted fqdn>.json."""
+    def path_for(self, key: str, *, previous: bool = False) -> Path:
+        """``"boot"`` -> boot.json; a bins fqdn -> bins/<percent-quoted fqdn>.json (under previous/)."""
+        base = self.previous_dir if previous else self.root
         if key == "boot":
-            return self.root / "boot.json"
-        return self.bins_dir / (urllib.parse.quote(key, safe="") + ".json")
+            return base / "boot.json"
+        return base / "bins" / (urllib.parse.quote(key, safe="") + ".json")
 
     def load(self, key: str) -> Manifest | None:
         path = self.path_for(key)
         return self._read(path)
+
+    def load_previous(self, key: str) -> Manifest | None:
+        """The manifest the last commit of ``key`` replaced (the rollback target), or None."""
+        return self._read(self.path_for(key, previous=True))
+
+    def keep_previous(self, key: str, new: bytes) -> None:
+        """Before ``new`` replaces the manifest of ``key``: keep the current one as the previous.
+
+        Idempotent for roll-forward: once the current bytes ARE ``new`` (the rename happened, so the
+        previous was kept before it), nothing is done; with no current manifest there is nothing to keep.
+        """
+        current = self.encoded(key)
+        if current is None or current == new:
+            return
+        path = self.path_for(key, previous=True)
+        ensure_dir(path.parent)
+        atomic_write_bytes(path, current, 0o600)
 
     def _read(self, path: Path) -> Manifest | None:
         try:

@@ -5,8 +5,10 @@ hooks' data restored, added files removed, replaced and removed files renamed ba
 old configs reinstalled and old services restarted. Every part is idempotent, so a crash while
 undoing is undone again at the next start (journal phase ``rolling-back``).
 
-Roll-forward (the journal says ``committed``: it carries the new manifest): write the manifest and
-the boot files, drop the backup, prune old mounts, delete the journal. Also idempotent.
+Roll-forward (the journal says ``committed``: it carries the new manifest): keep the manifest it
+replaces as the previous one (the rollback target), write the manifest and the boot files, drop the
+backup, prune old mounts, record a rollback's holds in the failed-release memory, delete the
+journal. Also idempotent.
 
 Each outcome is recorded in ``<state>/last-transaction.json`` (what the last transaction did and
 why, for ``status``).
@@ -27,11 +29,12 @@ from zos_upgrade.hub.models import FlistInfo
 from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.events import FListEvent
+from zos_upgrade.node.failed import FailedReleases, FailedReleasesError
 from zos_upgrade.node.infofile import decode_info
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.crash import crash_point
 from zos_upgrade.upgrade.errors import ReleaseRefused, RollbackIncomplete
-from zos_upgrade.upgrade.journal import JournalRecord, Phase
+from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.plan import Plan
 from zos_upgrade.upgrade.report import UpgradeReport
@@ -106,7 +109,9 @@ async def roll_forward(ctx: Context) -> None:
     """Finish a committed transaction: manifest, boot files, backups, old mounts, journal."""
     record = ctx.journal.record
     if record.new_manifest:
-        ctx.manifests.save_text(record.target_key, record.new_manifest.encode())
+        new = record.new_manifest.encode()
+        ctx.manifests.keep_previous(record.target_key, new)
+        ctx.manifests.save_text(record.target_key, new)
     else:
         ctx.manifests.remove(record.target_key)
     crash_point("after-manifest")
@@ -118,8 +123,26 @@ async def roll_forward(ctx: Context) -> None:
     if boot is not None:
         keep.add(boot.md5)
     await asyncio.to_thread(ctx.flister.prune, keep)
+    if record.holds is not None:
+        _record_holds(ctx, record, record.holds)
     _write_result(ctx, record, "committed")
     ctx.journal.finish()
+
+
+def _record_holds(ctx: Context, record: JournalRecord, holds: Holds) -> None:
+    """A committed rollback: the release rolled back from is held, the one rolled back to is not.
+
+    An unreadable memory is logged, not raised: the rollback is done, and a damaged memory already
+    holds every release back (``daemon/memory.py``) until it is cleared."""
+    memory = FailedReleases(ctx.state_dir)
+    try:
+        memory.clear(holds.forget)
+        memory.remember(holds.remember, what=f"boot release {record.from_version}, rolled back",
+                        version=record.from_version, step="rollback",
+                        reason=f"rolled back to {record.to_version or 'nothing'} by `zos-upgrade rollback`")
+    except (OSError, FailedReleasesError) as exc:
+        log.error("cannot record the rolled-back release as held", extra={"release": holds.remember,
+                                                                          "error": str(exc)})
 
 
 def sync_boot_files(ctx: Context) -> None:

@@ -7,8 +7,9 @@ from typing import Literal
 
 __all__ = ["TransactionKind", "UpgradeReport"]
 
-# what a transaction does: the boot release, or install / uninstall one bins package
-TransactionKind = Literal["boot", "bin-install", "bin-uninstall"]
+# what a transaction does: the boot release, install / uninstall one bins package, or take the boot
+# release back to the previous one (``zos-upgrade rollback``)
+TransactionKind = Literal["boot", "bin-install", "bin-uninstall", "rollback"]
 
 
 @dataclass

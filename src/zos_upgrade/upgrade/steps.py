@@ -15,6 +15,10 @@ after it is idempotent roll-forward work, and a failure there is finished at the
 one exception to "before the commit point rolls back" is ``self``: the upgrader replaced its own
 program and exits (``RestartNeeded``); the next process finds the journal and continues the table
 from ``save-data``.
+
+A rollback (``rollback.py``) runs the same table with kind ``rollback``: the forward hooks are
+skipped and the ``rollback`` row runs the hook of the release rolled back from instead. (One table
+and its step functions in one module, a little over 400 lines: each row reads next to what it does.)
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ from zos_upgrade.upgrade.datapaths import read_data_paths, state_relative
 from zos_upgrade.upgrade.errors import RestartNeeded, RollbackIncomplete, RolledBack
 from zos_upgrade.upgrade.flister import Mount
 from zos_upgrade.upgrade.hooks import run_hook
-from zos_upgrade.upgrade.journal import JournalRecord, Phase
+from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest, scan_release
 from zos_upgrade.upgrade.outcome import refused, roll_back, roll_forward
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
 from zos_upgrade.upgrade.report import UpgradeReport
+from zos_upgrade.upgrade.rollback import ROLLBACK_HOOK, mount_rolled_from
 
 __all__ = ["STEPS", "OnFailure", "Step", "Transaction", "run_steps"]
 
@@ -64,6 +69,9 @@ class Transaction:
     tree: Path | None = None                       # the mounted release (None: an uninstall)
     plan: Plan | None = None                       # set by plan (an uninstall comes planned)
     new_manifest: Manifest | None = None           # what commit records (None: an uninstall)
+    from_release: VerifiedRelease | None = None    # a rollback: the release rolled back from (its hooks)
+    from_tree: Path | None = None                  # ... and its mounted tree
+    holds: Holds | None = None                     # a rollback: what its commit holds and forgets
 
     def know(self, ctx: Context, release: VerifiedRelease) -> None:
         """The release is verified: from here the transaction knows what it replaces."""
@@ -136,6 +144,10 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
     mount = await ctx.flister.mount(tx.release)
     tx.tree = mount.path
     _count_download(tx.report, mount)
+    if tx.from_release is not None:  # a rollback: the tree its ``rollback`` hook and hooks.paths come from
+        mount = await ctx.flister.mount(tx.from_release)
+        tx.from_tree = mount.path
+        _count_download(tx.report, mount, size=False)
 
 
 async def _plan(ctx: Context, tx: Transaction) -> None:
@@ -163,7 +175,12 @@ def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
     )
     # before anything runs: a hostile hooks.paths refuses the release here (nothing changed yet)
     owned = {*files, *(old.files if old else {}), *owned_elsewhere}
-    plan.data_paths = read_data_paths(tree, state_rel=state_relative(ctx.root, ctx.state_dir), owned=owned)
+    # the hooks that run declare the data they change: in a rollback, the release rolled back from
+    hooks_tree = tx.from_tree if tx.from_release is not None else tree
+    if hooks_tree is None:
+        raise ZosUpgradeError("internal: a rollback planned without the tree it rolls back from")
+    plan.data_paths = read_data_paths(hooks_tree, state_rel=state_relative(ctx.root, ctx.state_dir),
+                                      owned=owned)
     for rel in plan.data_paths:
         ctx.data.check(rel)
     info = release.info if release.info.get("md5") else {**release.info, "md5": release.md5}
@@ -204,20 +221,35 @@ async def _save_data(ctx: Context, tx: Transaction) -> None:
 
 def _hook(name: str) -> StepRun:
     async def run(ctx: Context, tx: Transaction) -> None:
-        if tx.tree is None:
+        if tx.tree is None or _rolls_back(ctx, tx):  # forward hooks never run in a rollback
             return
-        record = ctx.journal.record
-        env = {
-            "ZOS_ROOT": str(ctx.root),
-            "ZOS_STATE_DIR": str(ctx.state_dir),
-            "ZOS_RELEASE": str(tx.tree),
-            "ZOS_FROM_VERSION": record.from_version,
-            "ZOS_TO_VERSION": record.to_version,
-            "ZOS_TRANSACTION": record.kind,
-        }
-        await run_hook(tx.tree, name, env=env, timeout=ctx.settings.hook_timeout)
+        await run_hook(tx.tree, name, env=_hook_env(ctx, tx.tree), timeout=ctx.settings.hook_timeout)
 
     return run
+
+
+def _hook_env(ctx: Context, tree: Path) -> dict[str, str]:
+    record = ctx.journal.record
+    return {
+        "ZOS_ROOT": str(ctx.root),
+        "ZOS_STATE_DIR": str(ctx.state_dir),
+        "ZOS_RELEASE": str(tree),
+        "ZOS_FROM_VERSION": record.from_version,
+        "ZOS_TO_VERSION": record.to_version,
+        "ZOS_TRANSACTION": record.kind,
+    }
+
+
+def _rolls_back(_ctx: Context, tx: Transaction) -> bool:
+    return tx.report.kind == "rollback"
+
+
+async def _rollback_hook(ctx: Context, tx: Transaction) -> None:
+    """The ``rollback`` hook of the release rolled back from, while its files are still in place."""
+    if tx.from_tree is None:  # continuing after self-update: mount it again (locally, from its kept file)
+        tx.from_tree = (await mount_rolled_from(ctx)).path
+    await run_hook(tx.from_tree, ROLLBACK_HOOK, env=_hook_env(ctx, tx.from_tree),
+                   timeout=ctx.settings.hook_timeout)
 
 
 async def _stop(ctx: Context, tx: Transaction) -> None:
@@ -294,6 +326,7 @@ STEPS: tuple[Step, ...] = (
     Step("save-data", _save_data, _RB, when=_saves_data),
     Step("pre-copy", _hook("pre-copy"), _RB, phase_after=Phase.PRE_COPIED, crash_after="after-pre-copy"),
     Step("stop", _stop, _RB, phase_after=Phase.STOPPED, crash_after="after-stop"),
+    Step("rollback", _rollback_hook, _RB, when=_rolls_back),  # services stopped, old files still there
     Step("backup", _backup, _RB, phase_after=Phase.BACKED_UP, crash_after="after-backup"),
     Step("apply", _apply, _RB, phase_before=Phase.APPLYING),
     Step("post-copy", _hook("post-copy"), _RB, phase_after=Phase.APPLIED, crash_after="after-apply"),
@@ -371,7 +404,7 @@ def _record(ctx: Context, tx: Transaction, phase: Phase) -> None:
         mount_md5=release.md5 if release else "", plan=tx.planned,
         new_manifest=msgspec.json.encode(tx.new_manifest).decode() if tx.new_manifest else "",
         started=now, updated=now, flist_file=_state_path(ctx, release.flist) if release else "",
-        block_store=release.block_store if release else None,
+        block_store=release.block_store if release else None, holds=tx.holds,
     ))
 
 
@@ -388,11 +421,12 @@ def _new_services(tx: Transaction) -> dict[str, str]:
     return tx.new_manifest.services if tx.new_manifest else {}
 
 
-def _count_download(report: UpgradeReport, mount: Mount) -> None:
-    report.bytes_downloaded = mount.report.bytes_downloaded
-    report.blocks_fetched = mount.report.blocks_fetched
-    report.blocks_from_cache = mount.report.blocks_from_cache
-    report.release_bytes = mount.report.bytes_written
+def _count_download(report: UpgradeReport, mount: Mount, *, size: bool = True) -> None:
+    report.bytes_downloaded += mount.report.bytes_downloaded
+    report.blocks_fetched += mount.report.blocks_fetched
+    report.blocks_from_cache += mount.report.blocks_from_cache
+    if size:  # the size of the release installed (not of a tree mounted only for its hooks)
+        report.release_bytes = mount.report.bytes_written
 
 
 @contextlib.contextmanager

@@ -10,6 +10,9 @@ a journal found at start-up means:
   from the flist file the journal names, without the network (its md5 is checked again);
 * any other phase rolls BACK.
 
+``rollback()`` takes the boot release back to the previous one, through the same table
+(``rollback.py`` says what is kept for it, which hooks run, and what the daemon holds afterwards).
+
 **Data the hooks change** (``datapaths.py``): a release lists in ``hooks.paths`` the node paths its
 hooks may change outside its own files. They are validated at plan time (a hostile entry refuses
 the release before anything runs), copied into ``<state>/backup/data`` and recorded in the journal
@@ -19,10 +22,9 @@ before the first hook, restored on rollback (before the release's files), droppe
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,13 +40,14 @@ from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade.context import Clock, Context, Settings, Sleep
 from zos_upgrade.upgrade.errors import RolledBack, UpgradeError
 from zos_upgrade.upgrade.flister import Flister
-from zos_upgrade.upgrade.journal import JournalRecord, Phase
+from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.nodefs import check_relative
 from zos_upgrade.upgrade.plan import make_plan
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
+from zos_upgrade.upgrade.rollback import check_kept_flist, kept_release, rollback_target
 from zos_upgrade.upgrade.steps import Transaction, run_steps
 
 __all__ = ["Upgrader"]
@@ -117,6 +120,26 @@ class Upgrader:
         report = UpgradeReport(_KIND_OF[target], old.version if old else "", "")
         return await self._run(Transaction(report, verify=lambda: source.verify(candidate, target)),
                                "preflight")
+
+    async def rollback(self, identify: Callable[[Manifest, Path], str], *,
+                       block_store: str | None = None) -> UpgradeReport:
+        """Back to the previous boot release, with no download (``rollback.py``).
+
+        ``identify`` names a release (its manifest and kept flist file) as the failed-release memory
+        does: the commit holds the release rolled back from and forgets the one gone back to.
+        RollbackRefused (nothing changed) when there is no previous release or its flist file is not
+        kept; otherwise the transaction's own errors (ReleaseRefused, RolledBack, ...).
+        """
+        self._refuse_open_journal()
+        current, previous = rollback_target(self._ctx)
+        to_release = kept_release(self._ctx, previous, block_store)
+        from_release = kept_release(self._ctx, current, block_store)
+        report = UpgradeReport("rollback", current.version, previous.version)
+        tx = Transaction(report, from_release=from_release,
+                         holds=Holds(remember=identify(current, from_release.flist),
+                                     forget=identify(previous, to_release.flist)))
+        tx.know(self._ctx, to_release)
+        return await self._run(tx, "preflight")
 
     async def uninstall_binary(self, fqdn: str) -> UpgradeReport:
         """Remove a bins package using OUR manifest (the hub may not list it any more)."""
@@ -213,10 +236,7 @@ class Upgrader:
         flist = self.flister.downloads_dir / record.mount_md5
         if record.flist_file:
             flist = self.state_dir / record.flist_file  # relative, unless it was outside the state dir
-        actual = _md5_of_file(flist)
-        if actual != record.mount_md5:
-            raise UpgradeError(f"release {record.source}: kept flist file {flist} changed since the plan "
-                               f"(md5 {actual}, planned {record.mount_md5})")
+        check_kept_flist(flist, record.mount_md5, f"release {record.source}", "the plan")
         return VerifiedRelease(
             target=manifest.kind, fqdn=manifest.fqdn, version=manifest.version, source=record.source,
             flist=flist, md5=record.mount_md5, verified_by="md5 recorded in the journal",
@@ -227,8 +247,9 @@ class Upgrader:
         """Temp files of atomic writes a kill cut short: journal, results, manifests, boot files, and
         the supervisor's service configs."""
         boot_dir = Boot(self.root).name_file.parent
-        removed = [p for folder in (self.state_dir, self.manifests.root, self.manifests.bins_dir, boot_dir)
-                   for p in sweep_temps(folder)]
+        folders = (self.state_dir, self.manifests.root, self.manifests.bins_dir, self.manifests.previous_dir,
+                   self.manifests.previous_dir / "bins", boot_dir)
+        removed = [p for folder in folders for p in sweep_temps(folder)]
         removed += self.supervisor.sweep_config_temps()
         if removed:
             log.info("temp files of interrupted writes removed", extra={"paths": [str(p) for p in removed]})
@@ -241,10 +262,3 @@ class Upgrader:
 def _decode_manifest(text: str) -> Manifest | None:
     return msgspec.json.decode(text, type=Manifest) if text else None
 
-
-def _md5_of_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
