@@ -76,6 +76,7 @@ class Upgrader:
         trust_files: Sequence[Path] = (),
         free_space: FreeSpace = statvfs_space,
         space_margin: int = DEFAULT_MARGIN,
+        compatible: str | None = None,
     ) -> None:
         settings = Settings(
             self_update=self_update, program=check_relative(program.lstrip("/"), "program path"),
@@ -83,6 +84,7 @@ class Upgrader:
             hook_timeout=hook_timeout, stop_timeout=stop_timeout, reserved=dict(reserved or {}),
             sleep=sleep, clock=clock,
             trust_files=tuple(Path(p) for p in trust_files), free_space=free_space, space_margin=space_margin,
+            compatible=compatible,
         )
         self._ctx = Context(Path(root), Path(state_dir), flister, supervisor, settings)
         self.root, self.state_dir = self._ctx.root, self._ctx.state_dir
