@@ -14,12 +14,13 @@ flist file and before any block is fetched (and by ``zos-upgrade check``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from zos_upgrade.flist import open_flist
 from zos_upgrade.upgrade.errors import UpgradeError
 
-__all__ = ["COMPATIBLE_TAG", "IncompatibleRelease", "check_compatible", "release_compatible"]
+__all__ = ["COMPATIBLE_TAG", "IncompatibleRelease", "check_compatible", "compatible_of", "release_compatible"]
 
 COMPATIBLE_TAG = "compatible"
 
@@ -31,7 +32,12 @@ class IncompatibleRelease(UpgradeError):
 def release_compatible(flist: Path) -> str | None:
     """The ``compatible`` tag of an flist file (None: untagged, for every node)."""
     with open_flist(flist) as reader:
-        value = reader.tags().get(COMPATIBLE_TAG)
+        return compatible_of(reader.tags())
+
+
+def compatible_of(tags: Mapping[str, str]) -> str | None:
+    """The ``compatible`` tag among an flist's tags (None: untagged)."""
+    value = tags.get(COMPATIBLE_TAG)
     return None if value is None else value.strip()
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,8 +79,10 @@ def digest_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def record_of(path: Path) -> FileRecord | None:
-    """The record of whatever is at ``path`` (not following a final symlink); None if nothing/special."""
+def record_of(path: Path, digest: Callable[[Path], str] = digest_file) -> FileRecord | None:
+    """The record of whatever is at ``path`` (not following a final symlink); None if nothing/special.
+
+    ``digest`` names a regular file's content (``preview.py`` passes the flist's block fingerprint)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -91,7 +93,7 @@ def record_of(path: Path) -> FileRecord | None:
     if stat.S_ISDIR(st.st_mode):
         return FileRecord("dir", mode, 0, "")
     if stat.S_ISREG(st.st_mode):
-        return FileRecord("file", mode, st.st_size, digest_file(path))
+        return FileRecord("file", mode, st.st_size, digest(path))
     return None
 
 

@@ -41,8 +41,9 @@ from zos_upgrade.upgrade.flister import Flister
 from zos_upgrade.upgrade.journal import JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.nodefs import check_relative
-from zos_upgrade.upgrade.plan import make_plan
+from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
+from zos_upgrade.upgrade.preview import Preview, preview_release, preview_uninstall
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
 from zos_upgrade.upgrade.steps import Transaction, run_steps
@@ -122,21 +123,21 @@ class Upgrader:
 
     async def uninstall_binary(self, fqdn: str) -> UpgradeReport:
         """Remove a bins package using OUR manifest (the hub may not list it any more)."""
-        split_fqdn(fqdn)
-        old = self.manifests.load(fqdn)
-        if old is None:
-            raise UpgradeError(
-                f"bins package {fqdn} is not installed (no manifest in {self.manifests.bins_dir})"
-            )
+        old, plan = self._uninstall_plan(fqdn)
         self._refuse_open_journal()
-        plan = make_plan(
-            old_files=old.files, old_services=old.services, new_files={}, new_services={},
-            node=self._ctx.files.record, protected=self._ctx.settings.protected, program=None,
-            require_services=False, source=fqdn, owned_elsewhere=self._ctx.owned_elsewhere(fqdn),
-            reserved=self._ctx.reserved,
-        )
         tx = Transaction(UpgradeReport("bin-uninstall", old.version, ""), key=fqdn, old=old, plan=plan)
         return await self._run(tx, "preflight")
+
+    async def preview_from(self, source: ReleaseSource[C], candidate: C, target: Target) -> Preview:
+        """What :meth:`install_from` would do, changing nothing (``zos-upgrade check``): ``source``
+        verifies ``candidate`` into ITS downloads folder (give it one outside the state directory);
+        the plan comes from the flist's entries, no block is fetched (``preview.py``)."""
+        return await preview_release(self._ctx, await source.verify(candidate, target))
+
+    async def preview_uninstall(self, fqdn: str) -> Preview:
+        """What :meth:`uninstall_binary` would do, changing nothing."""
+        old, plan = self._uninstall_plan(fqdn)
+        return await preview_uninstall(self._ctx, old, plan)
 
     async def recover(self) -> str | None:
         """Finish what a previous process left: roll forward, continue after self-update, or roll back.
@@ -175,6 +176,21 @@ class Upgrader:
         outcome.sync_boot_files(self._ctx)
 
     # ============================================================== internals
+
+    def _uninstall_plan(self, fqdn: str) -> tuple[Manifest, Plan]:
+        split_fqdn(fqdn)
+        old = self.manifests.load(fqdn)
+        if old is None:
+            raise UpgradeError(
+                f"bins package {fqdn} is not installed (no manifest in {self.manifests.bins_dir})"
+            )
+        plan = make_plan(
+            old_files=old.files, old_services=old.services, new_files={}, new_services={},
+            node=self._ctx.files.record, protected=self._ctx.settings.protected, program=None,
+            require_services=False, source=fqdn, owned_elsewhere=self._ctx.owned_elsewhere(fqdn),
+            reserved=self._ctx.reserved,
+        )
+        return old, plan
 
     async def _run(self, tx: Transaction, start: str) -> UpgradeReport:
         await run_steps(self._ctx, tx, start)
