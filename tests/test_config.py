@@ -238,3 +238,16 @@ def test_the_base_of_the_cli_cases_is_accepted_by_both(tmp_path: Path) -> None:
     config.write_text(BASE.format(root=tmp_path))
     assert CliRunner().invoke(cli, ["status", "--config", str(config)]).exit_code == 0
     load_config(config)
+
+
+def test_node_compatible_is_optional_and_kept() -> None:
+    assert parse_config(EXAMPLE).node.compatible is None
+    text = EXAMPLE.replace('root = "/"\n', 'root = "/"\ncompatible = "zos-x86_64:v3"\n', 1)
+    assert parse_config(text).node.compatible == "zos-x86_64:v3"
+
+
+@pytest.mark.parametrize("value", ['""', '"zos x86"', '"a,b"', '"-zos"', '"' + "z" * 65 + '"', "3"])
+def test_a_bad_node_compatible_names_the_key(value: str) -> None:
+    text = EXAMPLE.replace('root = "/"\n', f'root = "/"\ncompatible = {value}\n', 1)
+    with pytest.raises(ConfigError, match=r"node\.compatible"):
+        parse_config(text, source="node.toml")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -47,6 +48,9 @@ DURATION_BOUNDS: dict[str, tuple[float, float]] = {
     "upgrade.stop_timeout": (0.1, 3600.0),
 }
 
+# what `[node] compatible` may be: the names a release's `compatible` tag lists (upgrade/compat.py)
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
+
 # Top-level folders of a node's system: releases install into them, so none may be the upgrader's
 # state directory (item 7 refuses a release writing under the state dir: it could install nothing).
 SYSTEM_DIRS = frozenset({
@@ -58,6 +62,8 @@ SYSTEM_DIRS = frozenset({
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     root: str = "/"  # node root; every node path below is resolved under it
     state_dir: str = "/var/cache/modules/upgrade"
+    # which releases this node takes (upgrade/compat.py): None takes only untagged releases
+    compatible: str | None = None
 
 
 class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -229,8 +235,18 @@ def _check_state_dir(cfg: Config, where: Where) -> None:
         )
 
 
+def _check_compatible(cfg: Config, where: Where) -> None:
+    value = cfg.node.compatible
+    if value is not None and not NODE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{where('node.compatible')}: node.compatible = {value!r} is not a node name: expected 1 to 64 "
+            "letters, digits or . _ : + - (starting with a letter or digit), e.g. \"zos-x86_64\""
+        )
+
+
 def _validate(cfg: Config, where: Where) -> Config:
     """Every rule on the values; ``where(key)`` names the file that set ``key`` for the message."""
+    _check_compatible(cfg, where)
     for key, value in _node_paths(cfg).items():
         _check_node_path(key, value, where)
     _check_state_dir(cfg, where)

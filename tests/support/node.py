@@ -160,13 +160,15 @@ class Sandbox:
             path.mkdir(parents=True, exist_ok=True)
         self.hub_url = ""
 
-    def pack(self, name: str, tree: TreeSpec, *, repo: str = REPO_NAME) -> Path:
-        """Pack ``tree`` as ``<hub>/<repo>/<name>`` (format by suffix: .fl v2, .flist v1)."""
+    def pack(self, name: str, tree: TreeSpec, *, repo: str = REPO_NAME, tags: Mapping[str, str] | None = None,
+             blocks: Path | None = None) -> Path:
+        """Pack ``tree`` as ``<hub>/<repo>/<name>`` (format by suffix: .fl v2, .flist v1); its blocks
+        go to ``blocks`` (default: the store the hub serves), its ``tags`` into the flist."""
         src = self.src / f"{repo}-{name}"
         shutil.rmtree(src, ignore_errors=True)
         write_tree(src, tree)
         out = self.hub_root / repo / name
-        asyncio.run(pack(src, out, DirStore(self.blocks)))
+        asyncio.run(pack(src, out, DirStore(blocks or self.blocks), tags=tags or {}))
         return out
 
     def link(self, name: str, target: str, *, repo: str = REPO_NAME) -> None:

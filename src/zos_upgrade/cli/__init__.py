@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from zos_upgrade import __version__
-from zos_upgrade.cli import daemon, demo, failed, flist, hub, recover, release, rollback, status
+from zos_upgrade.cli import check, daemon, demo, failed, flist, hub, recover, release, rollback, status
 from zos_upgrade.cli._common import run_command
 from zos_upgrade.log import setup_logging
 
@@ -39,6 +39,7 @@ def cli(log_format: str, verbose: bool) -> None:
     \b
     On a node:            zos-upgrade daemon --config /etc/zos-upgrade.toml
     Check a node:         zos-upgrade status --root /
+    What would it do:     zos-upgrade check --config /etc/zos-upgrade.toml   (exit 100: update)
     Retry a failed release: zos-upgrade clear-failed 1.2.0 --config /etc/zos-upgrade.toml
     Back to the previous: zos-upgrade rollback --config /etc/zos-upgrade.toml
     Pack a release:       zos-upgrade flist pack ./rootfs -o zos:1.2.0.fl --store dir:///srv/blocks
@@ -51,7 +52,7 @@ def cli(log_format: str, verbose: bool) -> None:
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
 
 
-for _module in (flist, hub, release, daemon, status, failed, recover, rollback, demo):
+for _module in (flist, hub, release, daemon, status, check, failed, recover, rollback, demo):
     cli.add_command(_module.command)
 
 

@@ -7,11 +7,14 @@ Kept apart from the loop so the policy can be exercised with other parts, and so
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from zos_upgrade.config import Config
+from zos_upgrade.daemon.check import PlanningUpgrader
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
+from zos_upgrade.daemon.ports import UpgraderPort
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
@@ -45,25 +48,33 @@ def make_upgrader(config: Config, supervisor: Supervisor) -> Upgrader:
         config.root, config.state_dir, Flister(config.state_dir, workers=up.workers), supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
-        reserved=config.reserved_paths(), trust_files=trust_files,
+        reserved=config.reserved_paths(), trust_files=trust_files, compatible=config.node.compatible,
     )
 
 
-def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
-    """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults)."""
+def build(config: Config, *, supervisor: Supervisor | None = None,
+          check_into: Path | None = None) -> NodeParts:
+    """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults).
+
+    ``check_into``: the parts of ``zos-upgrade check`` instead (``daemon/check.py``): the policies
+    drive a PlanningUpgrader, the sources download flist files into that folder, and nothing is
+    created in the state directory."""
     src = config.source
     state_dir = config.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    if check_into is None:
+        state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
     if src.publisher is not None:
         # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     supervisor = supervisor or make_supervisor(config)
-    upgrader = make_upgrader(config, supervisor)
-    flister = upgrader.flister
+    installer = make_upgrader(config, supervisor)
+    upgrader: UpgraderPort = installer if check_into is None else PlanningUpgrader(installer)
+    downloads = check_into or installer.flister.downloads_dir
     # one memory of failed releases for every policy: a release that failed is never applied twice
     memory = ReleaseMemory(FailedReleases(state_dir))
-    parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep, memory=memory)
+    parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), memory=memory,
+                      sweep=installer.flister.sweep if check_into is None else None)
     parts.closers.append(supervisor.aclose)
     if publisher is not None:
         pub = publisher
@@ -73,14 +84,14 @@ def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
             return PublisherWatcher(pub, current, src.interval, jump_to_latest=jump)
 
         # release objects carry full flist URLs: the source fetches those and checks the signed hash
-        releases = PublisherSource(flister.downloads_dir)
+        releases = PublisherSource(downloads)
         parts.policies.append(ReleasePolicy(upgrader, releases, publisher_watcher,
                                             jump_to_latest=src.jump_to_latest, memory=memory))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
-    flists = HubSource(hub, flister.downloads_dir)
+    flists = HubSource(hub, downloads)
     if src.bins_repo is not None:
         repo = src.bins_repo
 

@@ -53,6 +53,7 @@ class Settings:
     trust_files: tuple[Path, ...] = ()        # must be readable before a transaction (trusted keys)
     free_space: FreeSpace = statvfs_space     # how preflight reads a file system's free space
     space_margin: int = DEFAULT_MARGIN        # bytes preflight keeps free beyond what is written
+    compatible: str | None = None             # the node's `[node] compatible` name (compat.py)
 
 
 def reserved_paths(root: Path, state_dir: Path, configured: Mapping[str, str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ import logging
 import os
 import stat
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,8 +82,10 @@ def digest_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def record_of(path: Path) -> FileRecord | None:
-    """The record of whatever is at ``path`` (not following a final symlink); None if nothing/special."""
+def record_of(path: Path, digest: Callable[[Path], str] = digest_file) -> FileRecord | None:
+    """The record of whatever is at ``path`` (not following a final symlink); None if nothing/special.
+
+    ``digest`` names a regular file's content (``preview.py`` passes the flist's block fingerprint)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -94,7 +96,7 @@ def record_of(path: Path) -> FileRecord | None:
     if stat.S_ISDIR(st.st_mode):
         return FileRecord("dir", mode, 0, "")
     if stat.S_ISREG(st.st_mode):
-        return FileRecord("file", mode, st.st_size, digest_file(path))
+        return FileRecord("file", mode, st.st_size, digest(path))
     return None
 
 

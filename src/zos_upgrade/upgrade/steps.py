@@ -38,6 +38,7 @@ import msgspec
 import zos_upgrade.upgrade.services as svc
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.sources.base import VerifiedRelease
+from zos_upgrade.upgrade.compat import check_compatible, release_compatible
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.crash import crash_point
 from zos_upgrade.upgrade.datapaths import read_data_paths, state_relative
@@ -135,12 +136,15 @@ async def _preflight_space(ctx: Context, tx: Transaction) -> None:
 
 
 async def _fetch(ctx: Context, tx: Transaction) -> None:
-    """The source verifies its candidate (when asked to), then the whole release is materialized and
-    every block checked into <state>/mounts. Nothing on the node changes."""
+    """The source verifies its candidate (when asked to); a release for other nodes is refused
+    before any block is fetched (``compat.py``); then the whole release is materialized and every
+    block checked into <state>/mounts. Nothing on the node changes."""
     if tx.verify is not None:
         tx.know(ctx, await tx.verify())
     if tx.release is None:
         raise ZosUpgradeError("internal: fetch without a release")
+    tag = await asyncio.to_thread(release_compatible, tx.release.flist)
+    check_compatible(tag, ctx.settings.compatible, tx.release.source)
     mount = await ctx.flister.mount(tx.release)
     tx.tree = mount.path
     _count_download(tx.report, mount)

@@ -43,8 +43,9 @@ from zos_upgrade.upgrade.flister import Flister
 from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.nodefs import check_relative
-from zos_upgrade.upgrade.plan import make_plan
+from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
+from zos_upgrade.upgrade.preview import Preview, preview_release, preview_uninstall
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
 from zos_upgrade.upgrade.rollback import check_kept_flist, kept_release, rollback_target
@@ -79,6 +80,7 @@ class Upgrader:
         trust_files: Sequence[Path] = (),
         free_space: FreeSpace = statvfs_space,
         space_margin: int = DEFAULT_MARGIN,
+        compatible: str | None = None,
     ) -> None:
         settings = Settings(
             self_update=self_update, program=check_relative(program.lstrip("/"), "program path"),
@@ -86,6 +88,7 @@ class Upgrader:
             hook_timeout=hook_timeout, stop_timeout=stop_timeout, reserved=dict(reserved or {}),
             sleep=sleep, clock=clock,
             trust_files=tuple(Path(p) for p in trust_files), free_space=free_space, space_margin=space_margin,
+            compatible=compatible,
         )
         self._ctx = Context(Path(root), Path(state_dir), flister, supervisor, settings)
         self.root, self.state_dir = self._ctx.root, self._ctx.state_dir
@@ -143,21 +146,21 @@ class Upgrader:
 
     async def uninstall_binary(self, fqdn: str) -> UpgradeReport:
         """Remove a bins package using OUR manifest (the hub may not list it any more)."""
-        split_fqdn(fqdn)
-        old = self.manifests.load(fqdn)
-        if old is None:
-            raise UpgradeError(
-                f"bins package {fqdn} is not installed (no manifest in {self.manifests.bins_dir})"
-            )
+        old, plan = self._uninstall_plan(fqdn)
         self._refuse_open_journal()
-        plan = make_plan(
-            old_files=old.files, old_services=old.services, new_files={}, new_services={},
-            node=self._ctx.files.record, protected=self._ctx.settings.protected, program=None,
-            require_services=False, source=fqdn, owned_elsewhere=self._ctx.owned_elsewhere(fqdn),
-            reserved=self._ctx.reserved,
-        )
         tx = Transaction(UpgradeReport("bin-uninstall", old.version, ""), key=fqdn, old=old, plan=plan)
         return await self._run(tx, "preflight")
+
+    async def preview_from(self, source: ReleaseSource[C], candidate: C, target: Target) -> Preview:
+        """What :meth:`install_from` would do, changing nothing (``zos-upgrade check``): ``source``
+        verifies ``candidate`` into ITS downloads folder (give it one outside the state directory);
+        the plan comes from the flist's entries, no block is fetched (``preview.py``)."""
+        return await preview_release(self._ctx, await source.verify(candidate, target))
+
+    async def preview_uninstall(self, fqdn: str) -> Preview:
+        """What :meth:`uninstall_binary` would do, changing nothing."""
+        old, plan = self._uninstall_plan(fqdn)
+        return await preview_uninstall(self._ctx, old, plan)
 
     async def recover(self) -> str | None:
         """Finish what a previous process left: roll forward, continue after self-update, or roll back.
@@ -196,6 +199,21 @@ class Upgrader:
         outcome.sync_boot_files(self._ctx)
 
     # ============================================================== internals
+
+    def _uninstall_plan(self, fqdn: str) -> tuple[Manifest, Plan]:
+        split_fqdn(fqdn)
+        old = self.manifests.load(fqdn)
+        if old is None:
+            raise UpgradeError(
+                f"bins package {fqdn} is not installed (no manifest in {self.manifests.bins_dir})"
+            )
+        plan = make_plan(
+            old_files=old.files, old_services=old.services, new_files={}, new_services={},
+            node=self._ctx.files.record, protected=self._ctx.settings.protected, program=None,
+            require_services=False, source=fqdn, owned_elsewhere=self._ctx.owned_elsewhere(fqdn),
+            reserved=self._ctx.reserved,
+        )
+        return old, plan
 
     async def _run(self, tx: Transaction, start: str) -> UpgradeReport:
         await run_steps(self._ctx, tx, start)
