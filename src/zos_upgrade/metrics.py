@@ -38,6 +38,9 @@ class Metrics(Protocol):
         """One round finished with ``result`` (a status word) at unix time ``at``; the node runs
         ``installed``, its channel offers ``channel`` (newer than installed: ``update_available``)."""
 
+    def installed(self, version: str, channel: str | None) -> None:
+        """What the node runs and what its channel offers (at start-up; every round updates it too)."""
+
     def held(self, releases: int) -> None:
         """How many failed releases the daemon holds back (``failed-releases.json``)."""
 
@@ -57,6 +60,9 @@ class NullMetrics:
 
     def check(self, result: str, *, at: float = 0.0, installed: str | None = None,
               channel: str | None = None, update_available: bool = False) -> None:
+        pass
+
+    def installed(self, version: str, channel: str | None) -> None:
         pass
 
     def held(self, releases: int) -> None:
@@ -152,8 +158,11 @@ class PrometheusMetrics:
             self._last_result.labels(result=word).set(1 if word == result else 0)
         if at:
             self._last_check.set(at)
-        self._installed.info({"version": installed or "", "channel": channel or ""})
+        self.installed(installed or "", channel)
         self._available.set(1 if update_available else 0)
+
+    def installed(self, version: str, channel: str | None) -> None:
+        self._installed.info({"version": version, "channel": channel or ""})
 
     def held(self, releases: int) -> None:
         self._held.set(releases)

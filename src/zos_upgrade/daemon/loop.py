@@ -405,6 +405,7 @@ class Daemon:
             try:
                 with self._critical():
                     await self.start_up()
+                self.metrics.installed(str(self.current_version()), self.channel)
             except JournalBlocked as exc:  # status says so too: the refusal is what the operator sees
                 log.error("unfinished transaction cannot be recovered", extra={"error": str(exc)})
                 self.record(CheckOutcome(self._clock(), "rollback-incomplete", str(self.current_version()),

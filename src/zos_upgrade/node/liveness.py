@@ -9,6 +9,7 @@ been reused by another program since the daemon died.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,8 +43,18 @@ def is_daemon_process(pid: int, *, proc: Path = PROC) -> bool | None:
     except OSError:  # another user's process may hide its command line: it exists, we cannot tell
         return False
     words = [a.decode("utf-8", "replace") for a in argv if a]
-    ours = any("zos-upgrade" in w or "zos_upgrade" in w for w in words)
-    return ours and "daemon" in words
+    return _runs_our_cli(words) and "daemon" in words
+
+
+def _runs_our_cli(words: list[str]) -> bool:
+    """``.../zos-upgrade ...`` (the console script, also as ``python .../zos-upgrade``) or
+    ``python -m zos_upgrade[.cli] ...``; a program that merely mentions us in an argument is not us."""
+    for index, word in enumerate(words):
+        if os.path.basename(word) == "zos-upgrade":
+            return True
+        if word == "-m" and index + 1 < len(words) and words[index + 1] in ("zos_upgrade", "zos_upgrade.cli"):
+            return True
+    return False
 
 
 def check_daemon(state_dir: Path, recorded_pid: int | None, *, proc: Path = PROC) -> DaemonLiveness:
