@@ -185,8 +185,9 @@ def _render_history(status: NodeStatus, now: float, limit: int) -> list[str]:
         return []
     shown = status.history[:limit]
     lines = _field("transactions", f"the last {len(shown)} of {len(status.history)}, newest first")
-    for entry in shown:
-        lines += _field("", _history_line(entry, now), indent=2)
+    for entry in shown:  # "- " starts an entry; its wrapped reason stays indented under it
+        first, *rest = _field("", _history_line(entry, now), indent=2)
+        lines += [" " * _LABEL + "- " + first.lstrip(), *rest]
     return lines
 
 

@@ -82,4 +82,5 @@ def append_transaction(state_dir: Path, doc: dict[str, Any]) -> None:
         log.warning("transaction history unreadable, starting a new one", extra={"error": str(exc)})
         kept = []
     document = _Document(transactions=[*kept, entry][-MAX_ENTRIES:])
+    state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(history_path(state_dir), msgspec.to_builtins(document), indent=2)
