@@ -105,6 +105,9 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     enabled: bool = False
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 9108
+    # both off unless said explicitly: metrics leave loopback only because the operator wants them to
+    allow_remote: bool = False  # `host` may be any IP address of the node (0.0.0.0, ::, ...)
+    socket: str | None = None  # a node path: serve on this unix socket instead of host:port
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -156,15 +159,16 @@ def _check_url(value: str, key: str, where: Where) -> None:
 
 
 def check_loopback(host: str, key: str, source: str) -> None:
-    """Metrics are served on loopback only: an operator exposes them deliberately (a proxy), never by
-    a typo in a config file."""
+    """Metrics are served on loopback unless the config says otherwise explicitly (``allow_remote``,
+    ``socket``): an operator exposes them deliberately, never by a typo in a config file."""
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
         raise ConfigError(
-            f"{source}: {key} = {host!r}: metrics are served on loopback only (127.0.0.1 or ::1)"
+            f"{source}: {key} = {host!r}: metrics are served on loopback only (127.0.0.1 or ::1) unless "
+            "metrics.allow_remote = true"
         )
 
 
@@ -194,6 +198,8 @@ def _node_paths(cfg: Config) -> dict[str, str]:
         "upgrade.program": cfg.upgrade.program,
     }
     paths.update({f"source.trusted_keys[{i}]": p for i, p in enumerate(cfg.source.trusted_keys)})
+    if cfg.metrics.socket is not None:
+        paths["metrics.socket"] = cfg.metrics.socket
     return paths
 
 
@@ -278,8 +284,25 @@ def _validate(cfg: Config, where: Where) -> Config:
             f"{where('source.publisher')}: [source] publisher needs trusted_keys (public key files): "
             "the daemon never applies a release it cannot verify"
         )
-    check_loopback(cfg.metrics.host, "metrics.host", where("metrics.host"))
+    _check_metrics(cfg.metrics, where)
     return cfg
+
+
+def _check_metrics(metrics: MetricsConfig, where: Where) -> None:
+    if metrics.socket is not None and metrics.allow_remote:
+        raise ConfigError(f"{where('metrics.allow_remote')}: metrics.allow_remote is for a host address; "
+                          f"metrics.socket = {metrics.socket!r} is a unix socket: set one of them")
+    if metrics.socket is not None:
+        return
+    if not metrics.allow_remote:
+        check_loopback(metrics.host, "metrics.host", where("metrics.host"))
+        return
+    try:
+        ipaddress.ip_address(metrics.host)
+    except ValueError:
+        raise ConfigError(f"{where('metrics.host')}: metrics.host = {metrics.host!r} is not an IP address "
+                          "(with metrics.allow_remote = true it must be one of the node's addresses, "
+                          "or 0.0.0.0 / :: for all)") from None
 
 
 def parse_config(text: str | bytes, *, source: str = "<config>") -> Config:

@@ -2,7 +2,8 @@
 
 ``flock`` is released by the kernel when the holder dies, even by SIGKILL, so a crashed daemon never
 leaves a stale lock behind; the pid written into the file is only there to name the holder in the
-refusal message.
+refusal message. :func:`lock_holder` tells who holds it without taking it (``status``): taking
+even a shared lock to probe would make a daemon starting at that instant refuse to run.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 
 from zos_upgrade.errors import ZosUpgradeError
 
-__all__ = ["LOCK_FILE_NAME", "DaemonLock", "DaemonLocked"]
+__all__ = ["LOCK_FILE_NAME", "DaemonLock", "DaemonLocked", "lock_holder"]
 
 LOCK_FILE_NAME = "daemon.lock"
+PROC_LOCKS = Path("/proc/locks")
 
 
 class DaemonLocked(ZosUpgradeError):
@@ -88,3 +90,39 @@ class DaemonLock:
 
     def __exit__(self, *_: object) -> None:
         self.release()
+
+
+def lock_holder(state_dir: Path, *, proc_locks: Path = PROC_LOCKS) -> int | None:
+    """The pid holding ``<state_dir>/daemon.lock`` (an ``flock``), 0 when it is held by a process of
+    another pid namespace, None when nobody holds it (or there is no lock file). Read-only: it reads
+    the kernel's lock table (``/proc/locks``: ``N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF``).
+
+    Raises :class:`ZosUpgradeError` when the lock table cannot be read (no procfs).
+    """
+    try:
+        st = os.stat(state_dir / LOCK_FILE_NAME)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ZosUpgradeError(f"cannot stat {state_dir / LOCK_FILE_NAME}: {exc.strerror or exc}") from exc
+    try:
+        table = proc_locks.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise ZosUpgradeError(
+            f"cannot read the kernel's lock table {proc_locks}: {exc.strerror or exc}") from exc
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in table.splitlines():
+        fields = line.split()
+        # "->" marks a waiter blocked on the lock, not its holder
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        pid, where = fields[4], fields[5].split(":")
+        if len(where) != 3 or not pid.lstrip("-").isdigit():
+            continue
+        try:
+            key = (int(where[0], 16), int(where[1], 16), int(where[2]))
+        except ValueError:
+            continue
+        if key == wanted:
+            return max(0, int(pid))
+    return None

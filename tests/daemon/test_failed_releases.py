@@ -212,7 +212,7 @@ def test_metrics_count_held_checks_and_the_releases_held(tmp_path: Path) -> None
             asyncio.run(Daemon(parts, state_dir=tmp_path, metrics=metrics).run(once=True))
         assert isinstance(metrics, PrometheusMetrics)
         value = metrics.registry.get_sample_value
-        assert value("zos_upgrade_upgrades_total", {"result": "rolled_back"}) == 1
+        assert value("zos_upgrade_upgrades_total", {"result": "rolled-back"}) == 1
         assert value("zos_upgrade_checks_total", {"result": "held"}) == 2
         assert value("zos_upgrade_failed_releases_held") == 1
         FailedReleases(tmp_path).clear()

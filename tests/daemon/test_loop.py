@@ -544,16 +544,21 @@ def test_metrics_served_on_loopback_while_the_daemon_runs(tmp_path: Path) -> Non
 def test_metrics_count_checks_upgrades_bytes_and_reuse(tmp_path: Path) -> None:
     metrics = start_metrics(True, "127.0.0.1", free_port())
     try:
-        bad = FakeNode(Ev(LINK, "1.1.0"), fail={"1.2.0": failed("probation", "probation")})
+        # the rolled-back transaction had fetched 157 MB before probation failed: counted too
+        partial = Report(bytes_downloaded=157_000_000, blocks_from_cache=0)
+        bad = FakeNode(Ev(LINK, "1.1.0"), fail={"1.2.0": RolledBack("probation", step="probation",
+                                                                   report=partial)})  # type: ignore[arg-type]
         assert asyncio.run(Daemon(_parts(bad, Hub(link="1.2.0"))[0], metrics=metrics).run(once=True)) == 1
         good = FakeNode(Ev(LINK, "1.0.0"))
         assert asyncio.run(Daemon(_parts(good, Hub(link="1.1.0"))[0], metrics=metrics).run(once=True)) == 0
         assert isinstance(metrics, PrometheusMetrics)
         value = metrics.registry.get_sample_value
-        assert value("zos_upgrade_checks_total", {"result": "ok"}) == 2
-        assert value("zos_upgrade_upgrades_total", {"result": "rolled_back"}) == 1
-        assert value("zos_upgrade_upgrades_total", {"result": "success"}) == 1
-        assert value("zos_upgrade_downloaded_bytes_total") == 100
+        # the labels are the words `zos-upgrade status` prints
+        assert value("zos_upgrade_checks_total", {"result": "rolled-back"}) == 1
+        assert value("zos_upgrade_checks_total", {"result": "upgraded"}) == 1
+        assert value("zos_upgrade_upgrades_total", {"result": "rolled-back"}) == 1
+        assert value("zos_upgrade_upgrades_total", {"result": "upgraded"}) == 1
+        assert value("zos_upgrade_downloaded_bytes_total") == 157_000_100
         assert value("zos_upgrade_blocks_reused_total") == 3
         assert value("zos_upgrade_upgrade_duration_seconds_count") == 2
     finally:

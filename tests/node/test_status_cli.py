@@ -82,7 +82,7 @@ def test_broken_files_are_shown_not_fatal(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "boot flist:     unknown (boot flist info file" in result.output
     assert "installed bins: unknown (installed packages file" in result.output
-    assert "daemon:         state unreadable" in result.output
+    assert "daemon state:   unreadable" in result.output
     doc = json.loads(CliRunner().invoke(cli, ["status", "--root", str(tmp_path), "--json"]).output)
     assert "not valid JSON" in doc["boot_error"] and doc["boot_version"] is None
 

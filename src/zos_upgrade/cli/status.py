@@ -1,98 +1,41 @@
-"""``zos-upgrade status``: what this node runs and what its daemon last did, at a glance.
+"""``zos-upgrade status``: what this node runs and what its daemon does, at a glance.
 
-Reads only local files (boot files under the node root, ``status.json`` and ``failed-releases.json``
-in the state directory);
-never the network. A garbled boot or state file is shown as such (exit 0): ``status`` is what an
-operator runs when something is wrong. Exit 1 only when the root or the config cannot be read.
+What is shown is gathered by :mod:`._status_data` (local files only, never the network); this
+module renders it as text or JSON. The text is one ``label: value`` per line with the values in
+one column: a long or multi-line value (a failure reason carries service output) is wrapped and
+indented under its value column, so the labels stay readable.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
-import msgspec
 
 from zos_upgrade.cli import _show_config
 from zos_upgrade.cli._common import locate_node
-from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.node.boot import Boot
-from zos_upgrade.node.failed import FailedReleases
-from zos_upgrade.node.state import read_state
+from zos_upgrade.cli._status_data import SCHEMA_VERSION, NodeStatus, collect_status
 
-__all__ = ["NodeStatus", "collect_status", "command", "render_text"]
+__all__ = ["SCHEMA_VERSION", "NodeStatus", "collect_status", "command", "render_text"]
 
-
-@dataclass
-class BinStatus:
-    name: str  # repo/name
-    version: str | None  # None: the name carries no version
-    updated: int
-    target: str | None
+_LABEL = 16  # "installed bins: " is the longest label
+_WIDTH = 100  # text wraps here; a terminal narrower than this wraps again, but the indent survives
 
 
-@dataclass
-class NodeStatus:
-    root: str
-    state_dir: str
-    boot_method: str
-    boot_flist: str | None = None  # repo/name of the link
-    boot_target: str | None = None  # what the link pointed at when the node booted/upgraded
-    boot_version: str | None = None
-    boot_error: str | None = None
-    bins: list[BinStatus] = field(default_factory=list)
-    bins_error: str | None = None
-    daemon: dict[str, Any] | None = None  # DaemonState as JSON; None: the daemon never wrote one
-    daemon_error: str | None = None
-    # releases that failed here and are held back (failed-releases.json), oldest first
-    failed_releases: list[dict[str, Any]] = field(default_factory=list)
-    failed_releases_error: str | None = None
-
-
-def collect_status(root: Path, state_dir: Path) -> NodeStatus:
-    """Gather everything ``status`` shows; boot and state problems become fields, not exceptions."""
-    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-        raise ZosUpgradeError(f"node root {root} is not a readable directory")
-    boot = Boot(root)
-    status = NodeStatus(root=str(root), state_dir=str(state_dir), boot_method=str(boot.detect_boot_method()))
-    try:
-        current = boot.current() if boot.name() else None
-        if current is not None:
-            status.boot_flist = current.fqdn()
-            status.boot_target = current.absolute() if current.is_symlink else None
-            status.boot_version = str(boot.version())
-    except ZosUpgradeError as exc:
-        status.boot_error = str(exc)
-    try:
-        for key, flist in sorted(boot.current_bins().items()):
-            try:
-                version: str | None = str(flist.version())
-            except ZosUpgradeError:
-                version = None
-            status.bins.append(BinStatus(
-                name=key,
-                version=version,
-                updated=flist.info.updated,
-                target=flist.info.target,
-            ))
-    except ZosUpgradeError as exc:
-        status.bins_error = str(exc)
-    try:
-        state = read_state(state_dir)
-        status.daemon = None if state is None else msgspec.to_builtins(state)
-    except ZosUpgradeError as exc:
-        status.daemon_error = str(exc)
-    try:
-        status.failed_releases = [msgspec.to_builtins(r) for r in FailedReleases(state_dir).load()]
-    except ZosUpgradeError as exc:
-        status.failed_releases_error = str(exc)
-    return status
+def _field(label: str, value: str, *, indent: int = 0) -> list[str]:
+    """``label: value``, the value wrapped and every further line indented under the value column."""
+    pad = " " * (indent + _LABEL)
+    head = f"{' ' * indent}{label + ':':<{_LABEL}}" if label else pad
+    lines: list[str] = []
+    for part in value.splitlines() or [""]:
+        lines += textwrap.wrap(part, _WIDTH - len(pad), break_on_hyphens=False) or [""]
+    return [head + lines[0], *(pad + line for line in lines[1:])]
 
 
 def _when(stamp: float | None, now: float) -> str:
@@ -102,102 +45,210 @@ def _when(stamp: float | None, now: float) -> str:
     age = now - stamp
     if age < 0:
         return f"{shown} (in the future: check the clock)"
-    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
-        if age >= seconds:
-            return f"{shown} ({int(age // seconds)}{unit} ago)"
-    return f"{shown} ({int(age)}s ago)"
+    return f"{shown} ({_span(age)} ago)"
 
 
-def render_text(status: NodeStatus, now: float) -> str:
+def _due(stamp: float | None, now: float) -> str:
+    """A time to come (the next check)."""
+    if stamp is None:
+        return "not scheduled (the daemon is not looping: --once, stopped, or checking now)"
+    shown = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+    if stamp >= now:
+        return f"{shown} (in {_span(stamp - now)})"
+    return f"{shown} (overdue by {_span(now - stamp)})"
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def render_text(status: NodeStatus, now: float, *, history: int = 5) -> str:
     """The human view; ``now`` is a parameter so the ages are testable."""
-    lines = [f"node root:      {status.root}", f"boot method:    {status.boot_method}"]
+    lines = _field("node root", status.root) + _field("boot method", status.boot_method)
     if status.boot_error:
-        lines.append(f"boot flist:     unknown ({status.boot_error})")
+        lines += _field("boot flist", f"unknown ({status.boot_error})")
     elif status.boot_flist:
         target = f" -> {status.boot_target}" if status.boot_target else ""
-        lines.append(f"boot flist:     {status.boot_flist}{target}")
-        lines.append(f"boot version:   {status.boot_version}")
+        lines += _field("boot flist", f"{status.boot_flist}{target}")
+        lines += _field("boot version", str(status.boot_version))
     else:
-        lines.append("boot flist:     none recorded")
+        lines += _field("boot flist", "none recorded")
+    if status.previous_version:
+        lines += _field("previous", f"{status.previous_version} (the release before the last upgrade)")
+    lines += _render_drift(status)
     if status.bins_error:
-        lines.append(f"installed bins: unknown ({status.bins_error})")
+        lines += _field("installed bins", f"unknown ({status.bins_error})")
     else:
-        lines.append(f"installed bins: {len(status.bins)}")
+        lines += _field("installed bins", str(len(status.bins)))
         width = max((len(b.name) for b in status.bins), default=0)
         for item in status.bins:
             lines.append(f"  {item.name:<{width}}  {item.version or 'no version'}")
-    lines.append(f"state dir:      {status.state_dir}")
-    if status.daemon_error:
-        lines.append(f"daemon:         state unreadable ({status.daemon_error})")
-    elif status.daemon is None:
-        lines.append("daemon:         has not run here yet (no status.json)")
-    else:
-        daemon = status.daemon
-        lines.append(f"last check:     {_when(daemon.get('last_check'), now)}")
-        lines.append(f"last result:    {daemon.get('last_result') or 'none'}")
-        if daemon.get("current_version"):
-            lines.append(f"daemon version: {daemon['current_version']}")
-        if daemon.get("last_error"):
-            lines.append(f"last error:     {daemon['last_error']}")
-        upgrade = daemon.get("last_upgrade")
-        if upgrade:
-            lines.append(
-                f"last upgrade:   {upgrade['from']} -> {upgrade['to']} at {_when(upgrade['started'], now)}, "
-                f"{upgrade['duration']:.1f}s, {upgrade.get('bytes_downloaded', 0)} bytes downloaded"
-            )
-        recovery = daemon.get("recovery")
-        if recovery:
-            due = recovery.get("next_try")
-            next_try = f", next try in {max(0, int(due - now))}s" if due is not None else ""
-            lines.append(f"recovery:       PENDING since {_when(recovery['since'], now)}, "
-                         f"{recovery['attempts']} attempt(s) failed{next_try}: {recovery['last_error']}")
-        if daemon.get("pid") is not None:
-            lines.append(f"daemon pid:     {daemon['pid']}")
-        lines.append(f"state written:  {_when(daemon.get('updated'), now)}")
-    lines += _render_failed(status, now)
+    lines += _field("state dir", status.state_dir)
+    lines += _render_alive(status) + _render_control(status) + _render_running(status, now)
+    lines += _render_daemon(status, now) + _render_failed(status, now) + _render_history(status, now, history)
     return "\n".join(lines)
+
+
+def _render_drift(status: NodeStatus) -> list[str]:
+    drift = status.drift
+    if drift is None or drift.channel is None:
+        return _field("channel", "not seen yet (the daemon has not reached its source)")
+    said = {"in-sync": "the node runs it", "behind": f"newer than the node's {drift.installed}",
+            "ahead": f"the node runs a newer release ({drift.installed}): it is ahead of its channel",
+            "unknown": f"cannot compare with the node's {drift.installed or 'unknown version'}"}
+    return _field("channel", f"{drift.channel} ({drift.state}: {said[drift.state]})")
+
+
+def _render_alive(status: NodeStatus) -> list[str]:
+    alive = status.alive
+    if alive is None:
+        return []
+    return _field("daemon", f"{alive.state} ({alive.detail})")
+
+
+def _render_control(status: NodeStatus) -> list[str]:
+    if status.control_error:
+        return _field("control", f"unknown ({status.control_error})")
+    control = status.control or {"hold": None, "paused": False}
+    said = []
+    if control["paused"]:
+        said.append("paused: no automatic upgrade until `zos-upgrade resume`")
+    if control["hold"]:
+        said.append(f"held at {control['hold']}: not upgraded past it until `zos-upgrade unhold`")
+    return _field("control", "; ".join(said) or "automatic upgrades (not paused, no hold)")
+
+
+def _render_running(status: NodeStatus, now: float) -> list[str]:
+    if status.transaction_error:
+        return _field("now", f"unknown: the journal is unreadable ({status.transaction_error})")
+    tx = status.transaction
+    if tx is None:
+        return _field("now", "no transaction running")
+    what = f"{tx.kind} {tx.from_version} -> {tx.to_version}, phase {tx.phase}"
+    if tx.failure is not None:
+        return _field("now", f"{what}: rolling back since {_when(tx.updated, now)}, failed at "
+                             f"{tx.failure['step']}: {tx.failure['reason']}")
+    after = f", the last done: {tx.last_step_done}" if tx.last_step_done else ""
+    return _field("now", f"{what} ({tx.steps_done} of {tx.steps_total} steps done{after}), "
+                         f"started {_when(tx.started, now)}")
+
+
+def _render_daemon(status: NodeStatus, now: float) -> list[str]:
+    if status.daemon_error:
+        return _field("daemon state", f"unreadable ({status.daemon_error})")
+    daemon = status.daemon
+    if daemon is None:
+        return _field("last check", "never: the daemon has not run here yet (no status.json)")
+    lines = _field("last check", _when(daemon.get("last_check"), now))
+    lines += _field("last result", daemon.get("last_result") or "none")
+    if status.alive is not None and status.alive.state == "running":
+        lines += _field("next check", _due(daemon.get("next_check"), now))
+    if daemon.get("current_version"):
+        lines += _field("daemon version", daemon["current_version"])
+    if daemon.get("last_error"):
+        lines += _field("last error", daemon["last_error"])
+    upgrade = daemon.get("last_upgrade")
+    if upgrade:
+        result = f", {upgrade['result']}" if upgrade.get("result") else ""
+        lines += _field("last upgrade", f"{upgrade['from']} -> {upgrade['to']}{result} at "
+                                        f"{_when(upgrade['started'], now)}, {upgrade['duration']:.1f}s, "
+                                        f"{upgrade.get('bytes_downloaded', 0)} bytes downloaded")
+    recovery = daemon.get("recovery")
+    if recovery:
+        due = recovery.get("next_try")
+        next_try = f", next try in {max(0, int(due - now))}s" if due is not None else ""
+        lines += _field("recovery", f"PENDING since {_when(recovery['since'], now)}, {recovery['attempts']} "
+                                    f"attempt(s) failed{next_try}: {recovery['last_error']}")
+    lines += _field("state written", _when(daemon.get("updated"), now))
+    return lines
 
 
 def _render_failed(status: NodeStatus, now: float) -> list[str]:
     if status.failed_releases_error:
-        return [f"held releases:  unknown, nothing is applied ({status.failed_releases_error})"]
+        return _field("held releases", f"unknown, nothing is applied ({status.failed_releases_error})")
     if not status.failed_releases:
         return []
-    lines = [f"held releases:  {len(status.failed_releases)} (failed here; not applied again until "
-             "`zos-upgrade clear-failed [VERSION]` or a newer release appears)"]
+    lines = _field("held releases", f"{len(status.failed_releases)} (failed here; not applied again until "
+                                    "`zos-upgrade clear-failed [VERSION]` or a newer release appears)")
     for entry in status.failed_releases:
-        lines.append(f"  {entry['version'] or entry['id']}  {entry['id']}  failed at {entry['step']} "
-                     f"{_when(entry['at'], now)}: {entry['reason']}")
+        lines += _field(f"{entry['version'] or entry['id']}", f"{entry['id']} failed at {entry['step']} "
+                        f"{_when(entry['at'], now)}: {entry['reason']}", indent=2)
     return lines
 
 
-def _run(config: Path | None, root: Path | None, as_json: bool, clock: Callable[[], float]) -> None:
+def _render_history(status: NodeStatus, now: float, limit: int) -> list[str]:
+    if status.history_error:
+        return _field("transactions", f"unknown ({status.history_error})")
+    if not status.history or limit <= 0:
+        return []
+    shown = status.history[:limit]
+    lines = _field("transactions", f"the last {len(shown)} of {len(status.history)}, newest first")
+    for entry in shown:  # "- " starts an entry; its wrapped reason stays indented under it
+        first, *rest = _field("", _history_line(entry, now), indent=2)
+        lines += [" " * _LABEL + "- " + first.lstrip(), *rest]
+    return lines
+
+
+def _history_line(entry: dict[str, Any], now: float) -> str:
+    line = f"{entry['kind']} {entry['from_version']} -> {entry['to_version']} {entry['result']} " \
+           f"{_when(entry['time'], now)}"
+    if entry.get("step"):
+        line += f" at {entry['step']}"
+    return f"{line}: {entry['reason']}" if entry.get("reason") else line
+
+
+def _run(config: Path | None, root: Path | None, as_json: bool, history: int,
+         clock: Callable[[], float]) -> None:
     node_root, state_dir = locate_node(config, root)
     status = collect_status(node_root, state_dir)
     if as_json:
+        status.history = status.history[:history]
         click.echo(json.dumps(asdict(status), sort_keys=True))
     else:
-        click.echo(render_text(status, clock()))
+        click.echo(render_text(status, clock(), history=history))
 
 
-@click.command(name="status")
+_EPILOG = """\b
+Examples:
+  zos-upgrade status --config /etc/zos-upgrade.toml
+  zos-upgrade status --root / --json | jq .alive.state
+  zos-upgrade status --history 20
+
+\b
+Exit codes:
+  0  shown (also when a file it reads is damaged: the field says so)
+  1  the node root or the config cannot be read
+  2  usage error (e.g. --config and --root together)
+"""
+
+
+@click.command(name="status", epilog=_EPILOG)
 @click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
               help="Daemon config file: node root and state directory come from it.")
 @click.option("--root", "root", type=click.Path(path_type=Path, file_okay=False),
               help="Node root (default /); the state directory is the default one under it.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@click.option("--json", "as_json", is_flag=True,
+              help=f"One JSON object instead of text (schema_version {SCHEMA_VERSION}, docs/operations.md).")
+@click.option("--history", "history", type=click.IntRange(0, 1000), default=5, show_default=True,
+              help="How many of the last transactions to show (the state dir keeps 20).")
 @click.option("--show-config", is_flag=True,
               help="With --config: print the merged config (main file and its fragments), each key with "
                    "the file that set it, instead of the node's state.")
-def command(config: Path | None, root: Path | None, as_json: bool, show_config: bool) -> None:
-    """Show what this node runs and what the daemon last did.
+def command(config: Path | None, root: Path | None, as_json: bool, history: int, show_config: bool) -> None:
+    """Show what this node runs and what its daemon does.
 
-    Boot method, boot flist and its version, installed packages with versions, the daemon's last
-    check (time, age, result) and last error. Reads local files only.
+    The boot release and the one before it (the rollback target), the channel's release and whether
+    the node is behind or ahead of it, installed packages, whether the daemon is alive (the node lock
+    and its pid checked), hold / pause, the transaction running now (phase and steps done), the last
+    check, result, error and upgrade, the next check, releases held as failed and the last
+    transactions with their result and reason. Reads local files only; changes nothing.
     """
     if show_config:
         if config is None:
             raise click.UsageError("--show-config needs --config FILE")
         _show_config.show_config(config, as_json)
         return
-    _run(config, root, as_json, time.time)
+    _run(config, root, as_json, history, time.time)

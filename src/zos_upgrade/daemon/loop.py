@@ -11,7 +11,9 @@ repository first, then the boot link or the release server — and applies what 
 event is confirmed only after its transaction succeeded, so a failed upgrade is proposed again
 (after a backoff) instead of forgotten. A node without boot files is simply at version 0.0.0: the
 first event installs the boot flist (first install). After every round the daemon writes
-``status.json`` (``zos-upgrade status``).
+``status.json`` (``zos-upgrade status``), also when a transaction starts (``running``) and before it
+sleeps (``next_check``); what it read there at start-up (the last upgrade, the channel's version)
+carries over, so a restart does not make ``status`` forget the last upgrade.
 
 Why rounds and not the watchers' ``watch()`` iterators: one loop makes "one transaction at a time"
 true by construction across sources, an event is confirmed before the watcher looks again, and every
@@ -37,14 +39,14 @@ from zos_upgrade.daemon.outcome import CheckOutcome, classify_failure, merge_out
 from zos_upgrade.daemon.policy import CheckFailed, Followed, Transaction
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.metrics import Metrics, NullMetrics
-from zos_upgrade.versions import ZERO, Version
+from zos_upgrade.versions import ZERO, Version, parse_version
 
 if TYPE_CHECKING:
     from zos_upgrade.daemon.memory import ReleaseMemory
     from zos_upgrade.daemon.ports import BootPort, UpgraderPort
     from zos_upgrade.hub.flists import RepoFList
     from zos_upgrade.node.events import FListEvent
-    from zos_upgrade.node.state import RecoveryRecord, UpgradeRecord
+    from zos_upgrade.node.state import CheckResult, DaemonState, RecoveryRecord, RunningRecord, UpgradeRecord
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_RESTART", "RECOVER_COMMAND", "Daemon", "JournalBlocked",
            "NodeParts"]
@@ -127,6 +129,10 @@ class Daemon:
         self.last_upgrade: UpgradeRecord | None = None
         self.recovery: RecoveryRecord | None = None  # an unfinished transaction awaits recovery
         self._recovery_due = False  # retry at the next round (set after each sleep)
+        self.running: RunningRecord | None = None  # the transaction under way
+        self.next_check: float | None = None
+        self.channel: str | None = None  # the release the followed source offered at the last check
+        self._restored: DaemonState | None = None  # status.json as the previous daemon left it
 
     # --- what the node runs (the policies' DaemonContext) --------------------------------------
 
@@ -169,11 +175,27 @@ class Daemon:
 
     async def start_up(self) -> None:
         """Sweep, recover, make the boot files agree with the manifests, then start the policies."""
+        self._restore_state()
         if self.parts.sweep is not None:
             await asyncio.to_thread(self.parts.sweep)
         await self._recover()
         for policy in self.parts.policies:
             policy.start(self)
+
+    def _restore_state(self) -> None:
+        """Carry over what the previous daemon recorded: its last upgrade and the channel's version."""
+        if self.state_dir is None:
+            return
+        from zos_upgrade.node.state import read_state
+
+        try:
+            self._restored = read_state(self.state_dir)
+        except ZosUpgradeError as exc:  # a report, not a reason to stop: it is rewritten at the next round
+            log.warning("previous daemon state unreadable, starting a new one", extra={"error": str(exc)})
+            return
+        if self._restored is not None:
+            self.last_upgrade = self.last_upgrade or self._restored.last_upgrade
+            self.channel = self.channel or self._restored.channel_version
 
     async def _recover(self) -> bool:
         """One recovery attempt; True when no unfinished transaction is left (boot files rebuilt).
@@ -227,13 +249,17 @@ class Daemon:
         ``to_version`` is the boot release it moves to (recorded as ``last_upgrade`` in the status);
         None for a bins package, which is not the node's release.
         """
-        from zos_upgrade.node.state import UpgradeRecord
+        from zos_upgrade.node.state import RunningRecord, UpgradeRecord
         from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
 
         started, start = self._clock(), self._monotonic()
         from_version = str(self.current_version())
         log.info("transaction starts", extra={"what": what, "from_version": from_version,
                                               "to_version": to_version})
+        self.running = RunningRecord(what=what, from_version=from_version, to_version=to_version,
+                                     started=started)
+        self.metrics.running(True)
+        self._write_state()
         try:
             with self._critical():
                 report = await call()
@@ -242,26 +268,33 @@ class Daemon:
         except ZosUpgradeError as exc:
             result, detail = classify_failure(exc)
             duration = self._monotonic() - start
-            self.metrics.upgrade(result.replace("-", "_"), duration=duration)
+            # what a failed transaction fetched before it failed was downloaded all the same
+            partial_report = exc.report if isinstance(exc, UpgradeFailed) else None
+            downloaded = partial_report.bytes_downloaded if partial_report else 0
+            self.metrics.upgrade(result, duration=duration, bytes_downloaded=downloaded,
+                                 blocks_reused=partial_report.blocks_from_cache if partial_report else 0)
             if to_version is not None:
                 self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
-                                                  started=started, duration=duration)
+                                                  started=started, duration=duration,
+                                                  bytes_downloaded=downloaded, result=result)
             if result == "rollback-incomplete":  # a journal may be left: recover before anything else
                 self._recovery_pending(detail, attempt=False)
-            partial_report = exc.report if isinstance(exc, UpgradeFailed) else None
             log.error("transaction did not apply", extra={
                 "what": what, "result": result, "detail": detail, "from_version": from_version,
                 "to_version": to_version, "current_version": str(self.current_version()),
                 **report_fields(partial_report)})
             return CheckOutcome(self._clock(), result, str(self.current_version()), f"{what}: {detail}",
                                 failed_step=exc.step if isinstance(exc, UpgradeFailed) else "")
+        finally:
+            self.running = None
+            self.metrics.running(False)
         duration = self._monotonic() - start
         downloaded, reused = report.bytes_downloaded, report.blocks_from_cache
-        self.metrics.upgrade("success", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
+        self.metrics.upgrade("upgraded", duration=duration, bytes_downloaded=downloaded, blocks_reused=reused)
         if to_version is not None:
             self.last_upgrade = UpgradeRecord(from_version=from_version, to_version=to_version,
                                               started=started, duration=duration,
-                                              bytes_downloaded=downloaded)
+                                              bytes_downloaded=downloaded, result="upgraded")
         log.info("transaction applied", extra={
             "what": what, "from_version": from_version, "to_version": to_version,
             "duration": round(duration, 3), **report_fields(report)})
@@ -301,31 +334,49 @@ class Daemon:
                 outcomes.append(outcome)
                 if not outcome.applied or not policy.repeats:
                     break  # a failed or held event is not confirmed: proposed again next round, never skipped
+        seen = next((v for v in (p.channel() for p in self.parts.policies) if v is not None), None)
+        if seen is not None:
+            self.channel = str(seen)
         return self.record(merge_outcomes(outcomes, at=self._clock(), version=str(self.current_version())))
 
     def record(self, outcome: CheckOutcome) -> CheckOutcome:
         """Remember the outcome and write ``status.json`` for ``zos-upgrade status``."""
         self.last = outcome
-        self.metrics.check(outcome.result if outcome.result in ("error", "held") else "ok")
+        self.metrics.check(outcome.result, at=outcome.at, installed=outcome.version, channel=self.channel,
+                           update_available=_newer(self.channel, outcome.version))
         if self.parts.memory is not None:
             held = self.parts.memory.count()
             if held is not None:
                 self.metrics.held(held)
-        self._write_state(outcome)
+        self._write_state()
         log.info("check done", extra={"result": outcome.result, "version": outcome.version,
                                       "detail": outcome.detail})
         return outcome
 
-    def _write_state(self, outcome: CheckOutcome) -> None:
+    def _write_state(self) -> None:
+        """``status.json`` from what the daemon knows now (before the first round of this process:
+        the last check of the previous one)."""
         if self.state_dir is not None:
             from zos_upgrade.node.state import DaemonState, write_state
 
-            state = DaemonState(
-                updated=self._clock(), pid=os.getpid(), source=self.source or None,
-                current_version=outcome.version, last_check=outcome.at, last_result=outcome.result,
+            outcome, prev = self.last, self._restored
+            version: str | None = str(self.current_version())
+            at: float | None = None
+            result: CheckResult | None = None
+            error: str | None = None
+            if outcome is not None:
                 # a held release is not a failure of this round, but what the operator must read
-                last_error=(outcome.detail or None) if outcome.failed or outcome.result == "held" else None,
-                last_upgrade=self.last_upgrade, recovery=self.recovery,
+                shown = outcome.failed or outcome.result == "held"
+                version, at, result = outcome.version, outcome.at, outcome.result
+                error = (outcome.detail or None) if shown else None
+            elif prev is not None:
+                version, at, result, error = (prev.current_version, prev.last_check, prev.last_result,
+                                              prev.last_error)
+            state = DaemonState(
+                updated=self._clock(), pid=os.getpid(), source=self.source or None, current_version=version,
+                last_check=at, last_result=result, last_error=error, last_upgrade=self.last_upgrade,
+                recovery=self.recovery, running=self.running, next_check=self.next_check,
+                channel_version=self.channel,
             )
             try:
                 write_state(self.state_dir, state)
@@ -354,6 +405,7 @@ class Daemon:
             try:
                 with self._critical():
                     await self.start_up()
+                self.metrics.installed(str(self.current_version()), self.channel)
             except JournalBlocked as exc:  # status says so too: the refusal is what the operator sees
                 log.error("unfinished transaction cannot be recovered", extra={"error": str(exc)})
                 self.record(CheckOutcome(self._clock(), "rollback-incomplete", str(self.current_version()),
@@ -361,6 +413,7 @@ class Daemon:
                 raise
             failures = 0
             while not self._stop_requested:
+                self.next_check = None  # checking now
                 outcome = await self.round()
                 if once:
                     return EXIT_FAILED if outcome.failed else EXIT_OK
@@ -368,9 +421,10 @@ class Daemon:
                 if self._stop_requested:
                     break
                 delay = self._delay(failures)
-                if self.recovery is not None and self.last is not None:  # status shows the next try
-                    self.recovery = msgspec.structs.replace(self.recovery, next_try=self._clock() + delay)
-                    self._write_state(self.last)
+                self.next_check = self._clock() + delay  # status shows when the daemon looks again
+                if self.recovery is not None:
+                    self.recovery = msgspec.structs.replace(self.recovery, next_try=self.next_check)
+                self._write_state()
                 await self._sleep(delay)
                 self._recovery_due = True
             log.info("stopped")
@@ -380,3 +434,13 @@ class Daemon:
                 log.info("stopped by signal")
                 return EXIT_OK
             raise
+
+
+def _newer(channel: str | None, installed: str) -> bool:
+    """The channel offers a release above the installed one (the ``update_available`` gauge)."""
+    if channel is None:
+        return False
+    try:
+        return parse_version(channel) > parse_version(installed)
+    except ZosUpgradeError:  # a version the node cannot order is no update it can take
+        return False

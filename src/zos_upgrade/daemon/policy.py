@@ -69,6 +69,7 @@ class Followed(Protocol):
     def repeats(self) -> bool: ...
     def start(self, node: DaemonContext) -> None: ...
     async def step(self, node: DaemonContext) -> CheckOutcome | None: ...
+    def channel(self) -> Version | None: ...
 
 
 class Policy(ABC, Generic[E]):
@@ -94,6 +95,11 @@ class Policy(ABC, Generic[E]):
     @abstractmethod
     def confirm(self, event: E, node: DaemonContext) -> None:
         """The event was applied: the watcher moves on."""
+
+    def channel(self) -> Version | None:
+        """The node release its source offered at the last check (status: drift); None: not a
+        node release (bins) or not checked yet."""
+        return None
 
     async def step(self, node: DaemonContext) -> CheckOutcome | None:
         """Check, apply, confirm on success: None when nothing was new. A failed check raises
@@ -153,6 +159,9 @@ class BootPolicy(Policy["FListEvent"]):
 
     def confirm(self, event: FListEvent, node: DaemonContext) -> None:
         _started(self._watcher, self.name).confirm(event.version())
+
+    def channel(self) -> Version | None:
+        return _seen(self._watcher)
 
 
 class BinsPolicy(Policy["RepoEvent"]):
@@ -240,6 +249,14 @@ class ReleasePolicy(Policy["ReleaseEvent"]):
         if self._fresh_install:  # installed: from now on, the configured pace
             self._fresh_install = False
             self._watcher = self._make_watcher(node.current_version(), self._jump)
+
+    def channel(self) -> Version | None:
+        return _seen(self._watcher)
+
+
+def _seen(watcher: object) -> Version | None:
+    seen = getattr(watcher, "seen", None)  # the real watchers have it; a test's stand-in may not
+    return seen if isinstance(seen, Version) else None
 
 
 def _started(watcher: W | None, policy: str) -> W:

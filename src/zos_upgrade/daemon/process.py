@@ -36,7 +36,10 @@ def _source_name(config: Config) -> str:
 
 
 async def _run(config: Config, *, once: bool, parts: NodeParts | None, sleep: Sleep) -> int:
-    metrics = start_metrics(config.metrics.enabled, config.metrics.host, config.metrics.port)
+    mc = config.metrics
+    socket_path = config.node_path(mc.socket) if mc.socket else None
+    metrics = start_metrics(mc.enabled, mc.host, mc.port, allow_remote=mc.allow_remote,
+                            socket_path=socket_path)
     try:
         parts = parts or build_parts(config)
     except BaseException:

@@ -22,6 +22,7 @@ __all__ = [
     "CheckResult",
     "DaemonState",
     "RecoveryRecord",
+    "RunningRecord",
     "StateFileError",
     "UpgradeRecord",
     "read_state",
@@ -55,7 +56,18 @@ class UpgradeRecord(
     to_version: str
     started: float  # unix time
     duration: float  # seconds
-    bytes_downloaded: int = 0
+    bytes_downloaded: int = 0  # also for a failed transaction: what it fetched before it failed
+    result: CheckResult | None = None  # how it ended (None: written by a daemon before this field)
+
+
+class RunningRecord(msgspec.Struct, kw_only=True, frozen=True,
+                    rename={"from_version": "from", "to_version": "to"}):
+    """The transaction the daemon is running as this document is written (its phase is the journal's)."""
+
+    what: str  # e.g. "boot upgrade tf-zos/zos:latest.fl 1.1.0"
+    from_version: str
+    to_version: str | None  # None: a bins package, not the node's release
+    started: float  # unix time
 
 
 class RecoveryRecord(msgspec.Struct, kw_only=True, frozen=True):
@@ -78,6 +90,11 @@ class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
     last_error: str | None = None  # message of the last failure; None once a check succeeds
     last_upgrade: UpgradeRecord | None = None
     recovery: RecoveryRecord | None = None  # set while an unfinished transaction awaits recovery
+    running: RunningRecord | None = None  # set while a transaction runs
+    next_check: float | None = None  # unix time of the next round (None: not scheduled, e.g. --once)
+    # the release the followed channel offered at the last check that reached it (the hub link's
+    # version, the release server's latest): what ``status`` compares the node with (drift)
+    channel_version: str | None = None
 
 
 def state_path(state_dir: Path | str) -> Path:

@@ -11,7 +11,7 @@ backup, prune old mounts, record a rollback's holds in the failed-release memory
 journal. Also idempotent.
 
 Each outcome is recorded in ``<state>/last-transaction.json`` (what the last transaction did and
-why, for ``status``).
+why) and appended to the bounded history ``<state>/transactions.json`` (``status`` shows both).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.events import FListEvent
 from zos_upgrade.node.failed import FailedReleases, FailedReleasesError
+from zos_upgrade.node.history import append_transaction
 from zos_upgrade.node.infofile import decode_info
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.crash import crash_point
@@ -176,6 +177,11 @@ def _write_result(ctx: Context, record: JournalRecord, result: str, **extra: str
 def write_result_doc(ctx: Context, doc: dict[str, Any]) -> None:
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(ctx.state_dir / LAST_RESULT, doc)
+    try:
+        append_transaction(ctx.state_dir, doc)
+    # a report: it must not turn a finished transaction into a failure
+    except (OSError, msgspec.ValidationError) as exc:
+        log.error("cannot append to the transaction history", extra={"error": str(exc)})
 
 
 def _flist_info(manifest: Manifest) -> FlistInfo:

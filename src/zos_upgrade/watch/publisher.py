@@ -38,6 +38,7 @@ class PublisherWatcher:
         self.jump_to_latest = jump_to_latest
         self._schedule = Schedule(interval, jitter, rng, max_backoff)
         self._sleep = sleep
+        self.seen: Version | None = None  # the server's latest at the last check (status: drift)
 
     def confirm(self, version: Version) -> None:
         """The node now runs ``version``: the next event proposes what comes after it."""
@@ -46,6 +47,7 @@ class PublisherWatcher:
 
     async def check(self) -> ReleaseEvent | None:
         latest = await self.publisher.latest()
+        self.seen = latest
         if not latest > self.current:
             return None
         if self.jump_to_latest:

@@ -44,6 +44,7 @@ class FListSemverWatcher:
         self._schedule = Schedule(interval, jitter, rng, max_backoff)
         self._sleep = sleep
         self._ignored: Version | None = None
+        self.seen: Version | None = None  # the link's version at the last check (status: drift)
 
     def confirm(self, version: Version) -> None:
         """The consumer's upgrade to ``version`` succeeded: never propose it (or anything older) again."""
@@ -55,6 +56,7 @@ class FListSemverWatcher:
         info = await self._hub.info(self.flist)
         event = FListEvent(self.repo, info, self._hub)
         version = event.version()  # a target without a version is an error, not "0.0.0 < current"
+        self.seen = version
         if version > self.current:
             return event
         if version < self.current and version != self._ignored:
