@@ -22,6 +22,7 @@ import msgspec
 from zos_upgrade.cli._common import locate_node
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.state import read_state
 
@@ -52,6 +53,9 @@ class NodeStatus:
     # releases that failed here and are held back (failed-releases.json), oldest first
     failed_releases: list[dict[str, Any]] = field(default_factory=list)
     failed_releases_error: str | None = None
+    # the operator's hold and pause (control.json): {"hold": {"version", "at"} | null, "pause": {"at"} | null}
+    control: dict[str, Any] | None = None
+    control_error: str | None = None
 
 
 def collect_status(root: Path, state_dir: Path) -> NodeStatus:
@@ -91,7 +95,32 @@ def collect_status(root: Path, state_dir: Path) -> NodeStatus:
         status.failed_releases = [msgspec.to_builtins(r) for r in FailedReleases(state_dir).load()]
     except ZosUpgradeError as exc:
         status.failed_releases_error = str(exc)
+    _collect_control(status, state_dir)
     return status
+
+
+def _collect_control(status: NodeStatus, state_dir: Path) -> None:
+    try:
+        state = NodeControl(state_dir).load()
+        status.control = {"hold": msgspec.to_builtins(state.hold), "pause": msgspec.to_builtins(state.pause)}
+    except ZosUpgradeError as exc:
+        status.control_error = str(exc)
+
+
+def _render_control(status: NodeStatus, now: float) -> list[str]:
+    """The hold/pause lines (``zos-upgrade hold|pause``): shown only when something is set."""
+    if status.control_error:
+        return [f"control:        unreadable, nothing is applied ({status.control_error})"]
+    control = status.control or {}
+    lines = []
+    if control.get("pause"):
+        lines.append(f"paused:         since {_when(control['pause']['at'], now)}: nothing is applied "
+                     "until `zos-upgrade resume`")
+    if control.get("hold"):
+        hold = control["hold"]
+        lines.append(f"held at:        {hold['version']} since {_when(hold['at'], now)}: no boot release "
+                     "above it until `zos-upgrade unhold`")
+    return lines
 
 
 def _when(stamp: float | None, now: float) -> str:
@@ -154,6 +183,7 @@ def render_text(status: NodeStatus, now: float) -> str:
             lines.append(f"daemon pid:     {daemon['pid']}")
         lines.append(f"state written:  {_when(daemon.get('updated'), now)}")
     lines += _render_failed(status, now)
+    lines += _render_control(status, now)
     return "\n".join(lines)
 
 

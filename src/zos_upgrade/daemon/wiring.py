@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from zos_upgrade.config import Config
+from zos_upgrade.daemon.control import ControlGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.sources.hub import HubSource
@@ -63,6 +65,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
     flister = upgrader.flister
     # one memory of failed releases for every policy: a release that failed is never applied twice
     memory = ReleaseMemory(FailedReleases(state_dir))
+    # the operator's hold and pause (`zos-upgrade hold|pause`), read before every transaction
+    control = ControlGate(NodeControl(state_dir))
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), sweep=flister.sweep, memory=memory)
     parts.closers.append(supervisor.aclose)
     if publisher is not None:
@@ -75,7 +79,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
         # release objects carry full flist URLs: the source fetches those and checks the signed hash
         releases = PublisherSource(flister.downloads_dir)
         parts.policies.append(ReleasePolicy(upgrader, releases, publisher_watcher,
-                                            jump_to_latest=src.jump_to_latest, memory=memory))
+                                            jump_to_latest=src.jump_to_latest, memory=memory,
+                                            control=control))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
@@ -87,10 +92,10 @@ def build(config: Config, *, supervisor: Supervisor | None = None) -> NodeParts:
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
             return FListRepoWatcher(repo, current, src.interval, hub=hub)
 
-        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory))
+        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory, control=control))
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return FListSemverWatcher(flist, src.interval, current, hub=hub)
 
-    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory))
+    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control))
     return parts
