@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from zos_upgrade import __version__
-from zos_upgrade.cli import daemon, demo, failed, flist, hold, hub, recover, release, status
+from zos_upgrade.cli import daemon, demo, failed, flist, hold, hub, install, recover, release, status
 from zos_upgrade.cli._common import run_command
 from zos_upgrade.log import setup_logging
 
@@ -40,6 +40,7 @@ def cli(log_format: str, verbose: bool) -> None:
     On a node:            zos-upgrade daemon --config /etc/zos-upgrade.toml
     Check a node:         zos-upgrade status --root /
     Retry a failed release: zos-upgrade clear-failed 1.2.0 --config /etc/zos-upgrade.toml
+    Install a release now: zos-upgrade install ./zos:1.2.0.fl --config /etc/zos-upgrade.toml
     Pin or pause a node:  zos-upgrade hold 1.2.0 --config F   /  zos-upgrade pause --config F
     Pack a release:       zos-upgrade flist pack ./rootfs -o zos:1.2.0.fl --store dir:///srv/blocks
     Serve a hub:          zos-upgrade hub serve --root /srv/hub
@@ -51,7 +52,7 @@ def cli(log_format: str, verbose: bool) -> None:
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
 
 
-for _module in (flist, hub, release, daemon, status, failed, recover, demo):
+for _module in (flist, hub, release, daemon, install, status, failed, recover, demo):
     cli.add_command(_module.command)
 for _command in hold.commands:
     cli.add_command(_command)

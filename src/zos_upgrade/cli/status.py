@@ -56,6 +56,9 @@ class NodeStatus:
     # the operator's hold and pause (control.json): {"hold": {"version", "at"} | null, "pause": {"at"} | null}
     control: dict[str, Any] | None = None
     control_error: str | None = None
+    # what vouched for the boot release `zos-upgrade install` put here (its manifest); None: the daemon's
+    boot_verified_by: str | None = None
+    boot_unsigned: bool = False
 
 
 def collect_status(root: Path, state_dir: Path) -> NodeStatus:
@@ -99,7 +102,20 @@ def collect_status(root: Path, state_dir: Path) -> NodeStatus:
     return status
 
 
+def _collect_install(status: NodeStatus, state_dir: Path) -> None:
+    from zos_upgrade.upgrade.manifest import ManifestStore
+
+    try:
+        manifest = ManifestStore(state_dir).load("boot")
+    except ZosUpgradeError:  # the manifests are the transaction's business; status shows the rest
+        return
+    if manifest is not None:
+        status.boot_verified_by = manifest.info.get("verified_by")
+        status.boot_unsigned = manifest.info.get("unsigned") is True
+
+
 def _collect_control(status: NodeStatus, state_dir: Path) -> None:
+    _collect_install(status, state_dir)
     try:
         state = NodeControl(state_dir).load()
         status.control = {"hold": msgspec.to_builtins(state.hold), "pause": msgspec.to_builtins(state.pause)}
@@ -108,11 +124,14 @@ def _collect_control(status: NodeStatus, state_dir: Path) -> None:
 
 
 def _render_control(status: NodeStatus, now: float) -> list[str]:
-    """The hold/pause lines (``zos-upgrade hold|pause``): shown only when something is set."""
-    if status.control_error:
-        return [f"control:        unreadable, nothing is applied ({status.control_error})"]
-    control = status.control or {}
+    """The unsigned-install, hold and pause lines (``install``, ``hold``, ``pause``): only when set."""
     lines = []
+    if status.boot_unsigned:
+        lines.append("boot release:   UNSIGNED: installed with `zos-upgrade install --allow-unsigned`, "
+                     "nothing vouched for its bytes")
+    if status.control_error:
+        return [*lines, f"control:        unreadable, nothing is applied ({status.control_error})"]
+    control = status.control or {}
     if control.get("pause"):
         lines.append(f"paused:         since {_when(control['pause']['at'], now)}: nothing is applied "
                      "until `zos-upgrade resume`")
