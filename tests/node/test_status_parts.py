@@ -17,9 +17,11 @@ from zos_upgrade.cli import cli
 from zos_upgrade.cli.status import collect_status, render_text
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.lock import DaemonLock, lock_holder
+from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.history import MAX_ENTRIES, append_transaction, read_history
 from zos_upgrade.node.liveness import check_daemon
 from zos_upgrade.node.state import DaemonState, write_state
+from zos_upgrade.versions import Version
 
 HOLDER = """
 import sys, time
@@ -94,15 +96,24 @@ def test_control_file_is_read_when_present_and_refused_when_not_ours(tmp_path: P
     state.mkdir(parents=True)
     runner = CliRunner()
     doc = json.loads(runner.invoke(cli, ["status", "--root", str(tmp_path), "--json"]).output)
-    assert doc["control"] is None and doc["control_error"] is None and doc["schema_version"] == 1
-    (state / "control.json").write_text(json.dumps({"hold": "3.1.2", "paused": True}))
+    assert doc["control"] == {"hold": None, "pause": None} and doc["control_error"] is None
+    assert doc["schema_version"] == 1
+    assert "control:        automatic upgrades (not paused, no hold)" in \
+        runner.invoke(cli, ["status", "--root", str(tmp_path)]).output
+    control = NodeControl(state, clock=lambda: 1_000.0)
+    control.set_hold(Version.parse("3.1.2"))
+    control.set_pause()
     result = runner.invoke(cli, ["status", "--root", str(tmp_path)])
-    assert "control:        paused: no automatic upgrade until `zos-upgrade resume`; held at 3.1.2" \
-        in result.output
+    assert "paused:         since 1970-01-01 00:16:40 UTC" in result.output
+    assert "held at:        3.1.2 since 1970-01-01 00:16:40 UTC" in result.output
+    flat = " ".join(result.output.split())  # the lines wrap under their labels
+    assert "until `zos-upgrade resume`" in flat and "until `zos-upgrade unhold`" in flat
+    doc = json.loads(runner.invoke(cli, ["status", "--root", str(tmp_path), "--json"]).output)
+    assert doc["control"]["hold"]["version"] == "3.1.2" and doc["control"]["pause"] is not None
     (state / "control.json").write_text(json.dumps({"hold": 3, "paused": "yes"}))
     result = runner.invoke(cli, ["status", "--root", str(tmp_path)])
-    assert result.exit_code == 0 and "control:        unknown (" in result.output
-    assert "is not a control document" in result.output
+    assert result.exit_code == 0 and "control:        unreadable, nothing is applied (" in result.output
+    assert "control.json" in result.output
 
 
 def test_drift_next_check_and_multi_line_reasons_stay_aligned(tmp_path: Path) -> None:

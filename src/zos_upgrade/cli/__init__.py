@@ -11,7 +11,20 @@ from typing import Any
 import click
 
 from zos_upgrade import __version__
-from zos_upgrade.cli import check, daemon, demo, failed, flist, hub, recover, release, rollback, status
+from zos_upgrade.cli import (
+    check,
+    daemon,
+    demo,
+    failed,
+    flist,
+    hold,
+    hub,
+    install,
+    recover,
+    release,
+    rollback,
+    status,
+)
 from zos_upgrade.cli._common import run_command
 from zos_upgrade.log import setup_logging
 
@@ -42,6 +55,8 @@ def cli(log_format: str, verbose: bool) -> None:
     What would it do:     zos-upgrade check --config /etc/zos-upgrade.toml   (exit 100: update)
     Retry a failed release: zos-upgrade clear-failed 1.2.0 --config /etc/zos-upgrade.toml
     Back to the previous: zos-upgrade rollback --config /etc/zos-upgrade.toml
+    Install a release now: zos-upgrade install ./zos:1.2.0.fl --config /etc/zos-upgrade.toml
+    Pin or pause a node:  zos-upgrade hold 1.2.0 --config F   /  zos-upgrade pause --config F
     Pack a release:       zos-upgrade flist pack ./rootfs -o zos:1.2.0.fl --store dir:///srv/blocks
     Serve a hub:          zos-upgrade hub serve --root /srv/hub
     Sign a release:       zos-upgrade release add 1.2.0 --flist URL --flist-file F --key K --root DIR
@@ -52,8 +67,10 @@ def cli(log_format: str, verbose: bool) -> None:
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
 
 
-for _module in (flist, hub, release, daemon, status, check, failed, recover, rollback, demo):
+for _module in (flist, hub, release, daemon, install, status, check, failed, recover, rollback, demo):
     cli.add_command(_module.command)
+for _command in hold.commands:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ wrong. Exit 1 only when the root or the config cannot be read. The JSON shape is
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import msgspec
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.fsutil import read_at_most
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.history import read_history
@@ -28,12 +26,10 @@ from zos_upgrade.node.liveness import check_daemon
 from zos_upgrade.node.state import read_state
 from zos_upgrade.versions import parse_version
 
-__all__ = ["CONTROL_FILE", "SCHEMA_VERSION", "Alive", "BinStatus", "Drift", "NodeStatus", "Running",
+__all__ = ["SCHEMA_VERSION", "Alive", "BinStatus", "Drift", "NodeStatus", "Running",
            "collect_status"]
 
 SCHEMA_VERSION = 1  # bumped when a field changes meaning or goes away (new fields do not bump it)
-CONTROL_FILE = "control.json"  # hold / pause, written by `zos-upgrade hold|pause` (read if present)
-_MAX_CONTROL_BYTES = 64 * 1024
 
 
 @dataclass
@@ -105,8 +101,12 @@ class NodeStatus:
     history: list[dict[str, Any]] = field(default_factory=list)  # transactions.json, newest first
     history_error: str | None = None
     previous_version: str | None = None  # the release before the last committed boot upgrade
-    control: dict[str, Any] | None = None  # {"hold": version|None, "paused": bool}; None: no control.json
+    # the operator's hold and pause (control.json): {"hold": {"version", "at"} | None, "pause": {"at"} | None}
+    control: dict[str, Any] | None = None
     control_error: str | None = None
+    # what vouched for the boot release `zos-upgrade install` put here (its manifest); None: the daemon's
+    boot_verified_by: str | None = None
+    boot_unsigned: bool = False
     drift: Drift | None = None
 
 
@@ -162,6 +162,7 @@ def collect_status(root: Path, state_dir: Path) -> NodeStatus:
         status.previous_version = previous if previous not in ("", "0.0.0") else None
     except ZosUpgradeError as exc:
         status.history_error = str(exc)
+    _read_install(status, state_dir)
     try:
         status.control = _read_control(state_dir)
     except ZosUpgradeError as exc:
@@ -194,24 +195,26 @@ def _running(state_dir: Path) -> Running | None:
                    updated=record.updated, failure=failure)
 
 
-def _read_control(state_dir: Path) -> dict[str, Any] | None:
-    """``control.json``'s ``hold`` and ``paused``; None when the node has none."""
-    path = state_dir / CONTROL_FILE
+def _read_control(state_dir: Path) -> dict[str, Any]:
+    """``control.json`` as ``zos-upgrade hold|pause`` wrote it: ``{"hold": {"version", "at"} | None,
+    "pause": {"at"} | None}`` (both None when the node has no such file)."""
+    from zos_upgrade.node.control import NodeControl
+
+    state = NodeControl(state_dir).load()
+    return {"hold": msgspec.to_builtins(state.hold), "pause": msgspec.to_builtins(state.pause)}
+
+
+def _read_install(status: NodeStatus, state_dir: Path) -> None:
+    """What vouched for the installed boot release (``zos-upgrade install`` records it in the manifest)."""
+    from zos_upgrade.upgrade.manifest import ManifestStore
+
     try:
-        data = read_at_most(path, _MAX_CONTROL_BYTES)
-    except OSError as exc:
-        raise ZosUpgradeError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if data is None:
-        return None
-    try:
-        doc = json.loads(data) if len(data) <= _MAX_CONTROL_BYTES else None
-    except ValueError as exc:
-        raise ZosUpgradeError(f"{path} is not valid JSON: {exc}") from exc
-    hold, paused = (doc.get("hold"), doc.get("paused", False)) if isinstance(doc, dict) else (0, 0)
-    if not (hold is None or isinstance(hold, str)) or not isinstance(paused, bool):
-        raise ZosUpgradeError(f"{path} is not a control document "
-                              "(expected {{\"hold\": version or null, \"paused\": true|false}})")
-    return {"hold": hold, "paused": paused}
+        manifest = ManifestStore(state_dir).load("boot")
+    except ZosUpgradeError:  # the manifests are the transaction's business; status shows the rest
+        return
+    if manifest is not None:
+        status.boot_verified_by = manifest.info.get("verified_by")
+        status.boot_unsigned = manifest.info.get("unsigned") is True
 
 
 def _drift(installed: str | None, channel: str | None) -> Drift:

@@ -87,7 +87,7 @@ def render_text(status: NodeStatus, now: float, *, history: int = 5) -> str:
         for item in status.bins:
             lines.append(f"  {item.name:<{width}}  {item.version or 'no version'}")
     lines += _field("state dir", status.state_dir)
-    lines += _render_alive(status) + _render_control(status) + _render_running(status, now)
+    lines += _render_alive(status) + _render_control(status, now) + _render_running(status, now)
     lines += _render_daemon(status, now) + _render_failed(status, now) + _render_history(status, now, history)
     return "\n".join(lines)
 
@@ -109,16 +109,25 @@ def _render_alive(status: NodeStatus) -> list[str]:
     return _field("daemon", f"{alive.state} ({alive.detail})")
 
 
-def _render_control(status: NodeStatus) -> list[str]:
+def _render_control(status: NodeStatus, now: float) -> list[str]:
+    """An unsigned install, the operator's pause and hold (``install``, ``pause``, ``hold``)."""
+    lines: list[str] = []
+    if status.boot_unsigned:
+        lines += _field("boot release", "UNSIGNED: installed with `zos-upgrade install --allow-unsigned`, "
+                                        "nothing vouched for its bytes")
     if status.control_error:
-        return _field("control", f"unknown ({status.control_error})")
-    control = status.control or {"hold": None, "paused": False}
-    said = []
-    if control["paused"]:
-        said.append("paused: no automatic upgrade until `zos-upgrade resume`")
-    if control["hold"]:
-        said.append(f"held at {control['hold']}: not upgraded past it until `zos-upgrade unhold`")
-    return _field("control", "; ".join(said) or "automatic upgrades (not paused, no hold)")
+        return lines + _field("control", f"unreadable, nothing is applied ({status.control_error})")
+    control = status.control or {}
+    if control.get("pause"):
+        lines += _field("paused", f"since {_when(control['pause']['at'], now)}: nothing is applied until "
+                                  "`zos-upgrade resume`")
+    if control.get("hold"):
+        hold = control["hold"]
+        lines += _field("held at", f"{hold['version']} since {_when(hold['at'], now)}: no boot release above "
+                                   "it until `zos-upgrade unhold`")
+    if not control.get("pause") and not control.get("hold"):
+        lines += _field("control", "automatic upgrades (not paused, no hold)")
+    return lines
 
 
 def _render_running(status: NodeStatus, now: float) -> list[str]:

@@ -13,12 +13,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SEVERITY", "CheckOutcome", "Result", "classify_failure", "merge_outcomes", "report_fields"]
 
-Result = Literal["rollback-incomplete", "error", "failed", "rolled-back", "held", "upgraded",
+Result = Literal["rollback-incomplete", "error", "failed", "rolled-back", "held", "paused", "upgraded",
                  "up-to-date"]
 # worst first: a round that ran several transactions shows the worst (the names of node.state.CheckResult).
-# "held": a release that failed here before was not tried again (not a failure of this round)
-SEVERITY: tuple[Result, ...] = ("rollback-incomplete", "error", "failed", "rolled-back", "held", "upgraded",
-                                "up-to-date")
+# "held": a release that failed here before, or one above the operator's hold, was not tried (not a
+# failure of this round); "paused": the operator paused automatic upgrades (`zos-upgrade pause`)
+SEVERITY: tuple[Result, ...] = ("rollback-incomplete", "error", "failed", "rolled-back", "held", "paused",
+                                "upgraded", "up-to-date")
 _FAILED: frozenset[Result] = frozenset(("rollback-incomplete", "error", "failed", "rolled-back"))
 
 

@@ -6,8 +6,9 @@ transactions succeeded: never propose this again). The Upgrader decides *how* a 
 installed; a policy decides *whether* and *which*. The failed-release memory
 (:mod:`zos_upgrade.daemon.memory`, one shared by every policy) is such a rule: each transaction
 goes through :meth:`Policy.guarded`, which holds back a release that failed here before and
-remembers one that fails now. Later rules (hold, maintenance windows, fleet lock) are more methods
-of these classes, not more branches in the loop.
+remembers one that fails now. The operator's hold and pause (:mod:`zos_upgrade.daemon.control`,
+one gate shared by every policy) are another such rule, asked first. Later rules (maintenance
+windows, fleet lock) are more methods of these classes, not more branches in the loop.
 
 The loop (:mod:`zos_upgrade.daemon.loop`) sees only :class:`Followed`: ``start`` once the node is
 recovered, then ``step`` (check, apply, confirm on success) until nothing is new.
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from zos_upgrade.daemon.control import ControlGate
 from zos_upgrade.daemon.memory import Candidate, ReleaseMemory, flist_identity, release_identity
 from zos_upgrade.daemon.outcome import CheckOutcome, merge_outcomes
 from zos_upgrade.errors import ZosUpgradeError
@@ -79,6 +81,7 @@ class Policy(ABC, Generic[E]):
     name = "policy"
     repeats = False
     memory: ReleaseMemory | None = None  # None: every failed release is proposed again (tests)
+    control: ControlGate | None = None  # None: no operator hold or pause is honoured (tests)
 
     @abstractmethod
     def start(self, node: DaemonContext) -> None:
@@ -115,11 +118,17 @@ class Policy(ABC, Generic[E]):
             self.confirm(event, node)
         return outcome
 
-    async def guarded(self, node: DaemonContext, identify: Callable[[], Candidate], what: str,
+    async def guarded(self, node: DaemonContext, identify: Callable[[], Candidate] | None, what: str,
                       call: Transaction, *, to_version: str | None) -> CheckOutcome:
-        """One transaction, unless the memory holds the candidate back; the memory judges the result.
-        ``identify`` names the candidate (called only when there is a memory)."""
-        if self.memory is None:
+        """One transaction, unless the operator's hold or pause or the memory holds it back; the
+        memory judges the result. ``identify`` names the candidate (called only when there is a
+        memory; None: a transaction of our own, such as an uninstall, that the memory never judges)."""
+        if self.control is not None:
+            blocked = self.control.blocked(what, to_version=to_version, at=node.now(),
+                                           version=str(node.current_version()))
+            if blocked is not None:
+                return blocked
+        if self.memory is None or identify is None:
             return await node.transaction(what, call, to_version=to_version)
         candidate = identify()
         held = self.memory.held(candidate, what, at=node.now(), version=str(node.current_version()))
@@ -137,8 +146,8 @@ class BootPolicy(Policy["FListEvent"]):
 
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
                  watcher: Callable[[Version], WatcherPort[FListEvent, Version]],
-                 *, memory: ReleaseMemory | None = None) -> None:
-        self.memory = memory
+                 *, memory: ReleaseMemory | None = None, control: ControlGate | None = None) -> None:
+        self.memory, self.control = memory, control
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher
@@ -172,8 +181,8 @@ class BinsPolicy(Policy["RepoEvent"]):
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
                  watcher: Callable[[Mapping[str, RepoFList]],
                                    WatcherPort[RepoEvent, Mapping[str, RepoFList]]],
-                 *, memory: ReleaseMemory | None = None) -> None:
-        self.memory = memory
+                 *, memory: ReleaseMemory | None = None, control: ControlGate | None = None) -> None:
+        self.memory, self.control = memory, control
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher
@@ -197,10 +206,8 @@ class BinsPolicy(Policy["RepoEvent"]):
         for what, call, identify in steps:
             if node.stopping:
                 break
-            if identify is None:  # an uninstall runs our own manifest: nothing to remember
-                outcomes.append(await node.transaction(what, call, to_version=None))
-            else:
-                outcomes.append(await self.guarded(node, identify, what, call, to_version=None))
+            # an uninstall (identify None) runs our own manifest: paused too, but never remembered
+            outcomes.append(await self.guarded(node, identify, what, call, to_version=None))
         return merge_outcomes(outcomes, at=node.now(), version=str(node.current_version()))
 
     def confirm(self, event: RepoEvent, node: DaemonContext) -> None:
@@ -222,8 +229,9 @@ class ReleasePolicy(Policy["ReleaseEvent"]):
 
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[ReleaseEvent],
                  watcher: Callable[[Version, bool], WatcherPort[ReleaseEvent, Version]],
-                 *, jump_to_latest: bool = False, memory: ReleaseMemory | None = None) -> None:
-        self.memory = memory
+                 *, jump_to_latest: bool = False, memory: ReleaseMemory | None = None,
+                 control: ControlGate | None = None) -> None:
+        self.memory, self.control = memory, control
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.check import PlanningUpgrader
+from zos_upgrade.daemon.control import ControlGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
@@ -18,6 +19,7 @@ from zos_upgrade.daemon.ports import UpgraderPort
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
+from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.sources.hub import HubSource
@@ -73,6 +75,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
     downloads = check_into or installer.flister.downloads_dir
     # one memory of failed releases for every policy: a release that failed is never applied twice
     memory = ReleaseMemory(FailedReleases(state_dir))
+    # the operator's hold and pause (`zos-upgrade hold|pause`), read before every transaction
+    control = ControlGate(NodeControl(state_dir))
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), memory=memory,
                       sweep=installer.flister.sweep if check_into is None else None)
     parts.closers.append(supervisor.aclose)
@@ -86,7 +90,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
         # release objects carry full flist URLs: the source fetches those and checks the signed hash
         releases = PublisherSource(downloads)
         parts.policies.append(ReleasePolicy(upgrader, releases, publisher_watcher,
-                                            jump_to_latest=src.jump_to_latest, memory=memory))
+                                            jump_to_latest=src.jump_to_latest, memory=memory,
+                                            control=control))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
@@ -98,10 +103,10 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
             return FListRepoWatcher(repo, current, src.interval, hub=hub)
 
-        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory))
+        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory, control=control))
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return FListSemverWatcher(flist, src.interval, current, hub=hub)
 
-    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory))
+    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control))
     return parts

@@ -14,7 +14,7 @@ from zos_upgrade.flist.model import Entry, FlistError, Limits
 from zos_upgrade.flist.reader import FlistFormat, FlistReader
 from zos_upgrade.flist.stores import Route
 
-__all__ = ["format_for_name", "open_flist", "sniff", "write_flist"]
+__all__ = ["format_for_name", "open_flist", "sniff", "sniff_head", "write_flist"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -29,11 +29,16 @@ def sniff(path: Path) -> FlistFormat:
             head = handle.read(len(_SQLITE_MAGIC))
     except OSError as exc:
         raise FlistError(f"{path}: cannot open flist: {exc}") from exc
+    return sniff_head(head, str(path))
+
+
+def sniff_head(head: bytes, where: str) -> FlistFormat:
+    """Which format the first bytes of ``where`` (a file, a download) announce; FlistError if none."""
     if head.startswith(_GZIP_MAGIC):
         return "v1"
-    if head == _SQLITE_MAGIC:
+    if head[: len(_SQLITE_MAGIC)] == _SQLITE_MAGIC:
         return "v2"
-    raise FlistError(f"{path}: not an flist: expected gzip (v1 .flist) or SQLite (v2 .fl) magic bytes")
+    raise FlistError(f"{where}: not an flist: expected gzip (v1 .flist) or SQLite (v2 .fl) magic bytes")
 
 
 def format_for_name(path: Path) -> FlistFormat:

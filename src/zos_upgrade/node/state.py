@@ -34,10 +34,11 @@ STATE_FILE = "status.json"
 # the document is a few hundred bytes; anything this large is not ours
 _MAX_STATE_BYTES = 1 << 20
 
-CheckResult = Literal["up-to-date", "upgraded", "held", "rolled-back", "failed", "rollback-incomplete",
-                      "error"]
+CheckResult = Literal["up-to-date", "upgraded", "held", "paused", "rolled-back", "failed",
+                      "rollback-incomplete", "error"]
 """What the last check led to: nothing newer; an upgrade committed; a release that failed here before
-not applied again (``failed-releases.json``); an upgrade rolled back; a release
+not applied again (``failed-releases.json``) or one above the operator's hold (``control.json``);
+nothing applied because the operator paused upgrades; an upgrade rolled back; a release
 refused before anything changed (a bad download, a hostile flist...); a rollback that could not finish
 (the journal stays, the next start retries it: look at the node); the check itself failed (hub
 unreachable...)."""

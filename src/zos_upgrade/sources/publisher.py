@@ -32,7 +32,7 @@ from zos_upgrade.sources.base import (
     VerifiedRelease,
 )
 
-__all__ = ["FetchUrl", "PublisherSource", "fetch_flist_url", "fqdn_of_url"]
+__all__ = ["FetchUrl", "PublisherSource", "fetch_flist_url", "fqdn_of_url", "keep_flist"]
 
 FetchUrl = Callable[[str], Awaitable[bytes]]
 MAX_FLIST_BYTES = 256 * 1024 * 1024
@@ -70,15 +70,7 @@ class PublisherSource:
             check_flist(release, data, f"release {version}")
         except HashMismatch as exc:
             raise VerificationFailed(f"{type(exc).__name__}: {exc}") from exc
-        md5 = hashlib.md5(data).hexdigest()
-        path = self.downloads / md5
-        try:
-            if not path.is_file():
-                await asyncio.to_thread(self._store, path, data)
-        except OSError as exc:
-            raise FetchFailed(
-                f"release {version}: flist {release.flist} could not be stored as {path}: {exc}"
-            ) from exc
+        path, md5 = await keep_flist(self.downloads, data, f"release {version}: flist {release.flist}")
         parts = urlsplit(release.flist)
         info = {"type": "regular", "updated": int(time.time()), "md5": "", "name": fqdn.split("/")[1],
                 "target": None}
@@ -88,9 +80,23 @@ class PublisherSource:
             block_store=f"{parts.scheme}://{parts.netloc}/blocks",
         )
 
-    def _store(self, path: Path, data: bytes) -> None:
-        self.downloads.mkdir(parents=True, exist_ok=True)
+
+
+async def keep_flist(downloads: Path, data: bytes, what: str) -> tuple[Path, str]:
+    """Store checked flist bytes durably as ``downloads/<md5>`` (the sources' naming rule): (path, md5)."""
+    md5 = hashlib.md5(data).hexdigest()
+    path = downloads / md5
+
+    def store() -> None:
+        downloads.mkdir(parents=True, exist_ok=True)
         fsutil.atomic_write_bytes(path, data)
+
+    try:
+        if not path.is_file():
+            await asyncio.to_thread(store)
+    except OSError as exc:
+        raise FetchFailed(f"{what} could not be stored as {path}: {exc}") from exc
+    return path, md5
 
 
 def fqdn_of_url(url: str) -> str:
