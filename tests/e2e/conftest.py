@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.daemon_node import Node, sandbox_node
 from tests.support.node import Sandbox
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 
@@ -22,3 +23,10 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
     sandbox = Sandbox(tmp_path)
     with sandbox.serving_hub():
         yield sandbox
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    """A sandbox node driven by the real daemon: a real hub, a real supervisord, its TOML config."""
+    with sandbox_node() as made:
+        yield made

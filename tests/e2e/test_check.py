@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_daemon import Node, _clean_env
-from tests.e2e.test_daemon import node as daemon_node  # noqa: F401  (the daemon tests' node)
+from tests.e2e.daemon_node import Node, clean_env
 from tests.e2e.upgrading import client, install
 from tests.support.node import Exe, Sandbox, event_for, service_release, tree_digest
 from tests.support.procs import REPO, zos_upgrade_cmd
@@ -29,11 +28,6 @@ from zos_upgrade.upgrade.preview import Preview
 HOOK = Exe("#!/bin/sh\nexit 0\n")
 
 
-@pytest.fixture(name="node")
-def _node(daemon_node: Node) -> Node:  # noqa: F811  (the fixture imported above)
-    return daemon_node
-
-
 def snapshot(n: Node) -> tuple[dict[str, str], dict[str, str]]:
     return (tree_digest(n.root, exclude=("run", "tmp", "var", "sup")), tree_digest(n.state, exclude=()))
 
@@ -42,7 +36,7 @@ def check(n: Node, *args: str, config: Path | None = None) -> subprocess.Complet
     before = snapshot(n)
     proc = subprocess.run(zos_upgrade_cmd("--log-format", "json", "check", "--config",
                                           str(config or n.config), *args),
-                          capture_output=True, text=True, timeout=60, check=False, cwd=REPO, env=_clean_env())
+                          capture_output=True, text=True, timeout=60, check=False, cwd=REPO, env=clean_env())
     assert snapshot(n) == before, "check changed the node or its state directory"
     return proc
 

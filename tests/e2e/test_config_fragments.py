@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.e2e.test_daemon import LINK, Node, node  # noqa: F401  (node: the fixture)
+from tests.e2e.daemon_node import LINK, Node
 from tests.support.procs import REPO, zos_upgrade_cmd
 from zos_upgrade.configd import fragment_dir
 
@@ -17,7 +17,7 @@ def _status(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False, cwd=REPO)
 
 
-def test_daemon_follows_the_link_a_fragment_sets_and_refuses_a_bad_one(node: Node) -> None:  # noqa: F811
+def test_daemon_follows_the_link_a_fragment_sets_and_refuses_a_bad_one(node: Node) -> None:
     # the main file follows a link that does not exist; the fragment points it at the real one
     node.config.write_text(node.config.read_text().replace(f'flist = "{LINK}"', 'flist = "nobody/none.fl"'))
     folder = fragment_dir(node.config)

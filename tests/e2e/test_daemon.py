@@ -4,87 +4,17 @@ as a child process reading its TOML config, checked from outside (services, file
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.support.node import BINS_REPO, REPO_NAME, Sandbox, service_release, tree_digest
+from tests.e2e.daemon_node import LINK, Node, clean_env, wait_for
+from tests.support.node import BINS_REPO, REPO_NAME, service_release, tree_digest
 from tests.support.procs import REPO, free_port, serving, stop_process, zos_upgrade_cmd
-from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.publisher import ReleaseTree
 from zos_upgrade.publisher.signing import generate_key, public_key_pem
-
-LINK = f"{REPO_NAME}/zos:latest.fl"
-STATE = "/var/cache/modules/upgrade"
-
-
-@dataclass
-class Node:
-    box: Sandbox
-    sd: RunningSupervisord
-    config: Path
-
-    @property
-    def root(self) -> Path:
-        return self.box.root
-
-    @property
-    def state(self) -> Path:
-        return self.root / STATE.lstrip("/")
-
-    def write_config(self, source: str = "", upgrade: str = "") -> Path:
-        src = source or f'hub = "{self.box.hub_url}"\nflist = "{LINK}"\n'
-        self.config.write_text(f"""
-[node]
-root = "{self.root}"
-state_dir = "{STATE}"
-[source]
-{src}interval = 0.5
-jitter = 0
-[supervisor]
-kind = "supervisord"
-socket = "/sup/supervisor.sock"
-include_dir = "/sup/conf.d"
-[upgrade]
-self_update = false
-probation = 0.3
-stop_timeout = 3
-hook_timeout = 10
-{upgrade}""")
-        return self.config
-
-    def once(self, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(self.config),
-                                              "--once"),
-                              capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
-                              env=_clean_env())
-
-    def start(self) -> subprocess.Popen[bytes]:
-        """The daemon, following its source; its log goes to a file (a full pipe would block it)."""
-        with open(self.box.base / "daemon.log", "ab") as log:
-            return subprocess.Popen(
-                zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(self.config)),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO, env=_clean_env())
-
-    def status(self) -> dict[str, Any]:
-        return dict(json.loads((self.state / "status.json").read_text()))
-
-    def release(self, version: str, **kw: Any) -> None:
-        self.box.pack(f"zos:{version}.fl", service_release(self.root, version, **kw))
-        self.box.link("zos:latest.fl", f"zos:{version}.fl")
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "ZOS_UPGRADE_CRASH_AT"}
 
 
 def _killed_mid_apply(node: Node) -> None:
@@ -92,43 +22,13 @@ def _killed_mid_apply(node: Node) -> None:
     crash = subprocess.run(
         zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(node.config), "--once"),
         capture_output=True, text=True, timeout=90, check=False, cwd=REPO,
-        env={**_clean_env(), "ZOS_UPGRADE_CRASH_AT": "mid-apply"})
+        env={**clean_env(), "ZOS_UPGRADE_CRASH_AT": "mid-apply"})
     assert crash.returncode == -signal.SIGKILL, crash.stderr
 
 
 def _recover_from_backup(node: Node) -> subprocess.CompletedProcess[str]:
     return subprocess.run(zos_upgrade_cmd("recover", "--from-backup", "--config", str(node.config)),
-                          capture_output=True, text=True, timeout=60, check=False, cwd=REPO, env=_clean_env())
-
-
-def _wait(cond: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def node() -> Iterator[Node]:
-    # a short base: supervisord's unix socket path must stay under ~100 characters
-    base = Path(tempfile.mkdtemp(prefix="zu-dm-", dir="/tmp"))
-    try:
-        box = Sandbox(base)
-        with box.serving_hub(), running_supervisord() as sd:
-            # the node sees its supervisor at node paths, as on a real node
-            (box.root / "sup").mkdir()
-            os.symlink(sd.socket_path, box.root / "sup/supervisor.sock")
-            os.symlink(sd.include_dir, box.root / "sup/conf.d")
-            n = Node(box, sd, base / "zos-upgrade.toml")
-            n.write_config()
-            yield n
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+                          capture_output=True, text=True, timeout=60, check=False, cwd=REPO, env=clean_env())
 
 
 def test_once_first_install_then_upgrade(node: Node) -> None:
@@ -200,7 +100,7 @@ def test_second_daemon_refused_then_sigterm_stops_the_first(node: Node) -> None:
     node.release("1.0.0")
     first = node.start()
     try:
-        _wait(lambda: node.status()["current_version"] == "1.0.0", what="the first daemon to install")
+        wait_for(lambda: node.status()["current_version"] == "1.0.0", what="the first daemon to install")
         second = node.once()
         assert second.returncode == 1
         assert f"pid {first.pid}" in second.stderr and "daemon.lock" in second.stderr
@@ -214,7 +114,7 @@ def test_running_daemon_follows_the_link_and_sigterm_mid_transaction_finishes_it
     node.release("1.0.0")
     daemon = node.start()
     try:
-        _wait(lambda: node.status()["current_version"] == "1.0.0", what="first install")
+        wait_for(lambda: node.status()["current_version"] == "1.0.0", what="first install")
         # a long probation so SIGTERM surely lands inside the transaction
         node.config.write_text(node.config.read_text().replace("probation = 0.3", "probation = 3"))
         daemon.send_signal(signal.SIGTERM)
@@ -223,7 +123,7 @@ def test_running_daemon_follows_the_link_and_sigterm_mid_transaction_finishes_it
         time.sleep(0.5)
         node.release("1.1.0")
         journal = node.state / "journal.json"
-        _wait(journal.exists, what="the transaction to start")
+        wait_for(journal.exists, what="the transaction to start")
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
         # the transaction was finished, not cut: committed, no journal, status says so

@@ -12,8 +12,7 @@ from click.testing import CliRunner, Result
 
 # the daemon tests' node (hub + supervisord + config) is the fixture here too; ruff reads its use as
 # a parameter as a redefinition of the import
-# ruff: noqa: F811
-from tests.e2e.test_daemon import Node, _wait, node  # noqa: F401
+from tests.e2e.daemon_node import Node, wait_for
 from tests.support.procs import stop_process
 from zos_upgrade.cli import cli as zos_upgrade
 
@@ -33,13 +32,13 @@ def test_hold_is_honoured_by_the_running_daemon_until_lifted(node: Node) -> None
     node.release("1.0.0")
     daemon = node.start()
     try:
-        _wait(lambda: node.status()["current_version"] == "1.0.0", what="the first install")
+        wait_for(lambda: node.status()["current_version"] == "1.0.0", what="the first install")
         held = cli(node, "hold")  # no VERSION: the running one
         assert held.exit_code == 0, held.output
         assert "held at 1.0.0" in held.stdout
 
         node.release("1.1.0")
-        _wait(lambda: node.status()["last_result"] == "held", what="a round to hold 1.1.0 back")
+        wait_for(lambda: node.status()["last_result"] == "held", what="a round to hold 1.1.0 back")
         state = node.status()
         assert state["current_version"] == "1.0.0" and "held at 1.0.0" in state["last_error"]
         assert node.box.version_file("alpha") == "1.0.0"
@@ -50,7 +49,7 @@ def test_hold_is_honoured_by_the_running_daemon_until_lifted(node: Node) -> None
 
         lifted = cli(node, "unhold")
         assert lifted.exit_code == 0 and "hold at 1.0.0 lifted" in lifted.stdout, lifted.output
-        _wait(lambda: node.status()["current_version"] == "1.1.0", what="1.1.0 after unhold")
+        wait_for(lambda: node.status()["current_version"] == "1.1.0", what="1.1.0 after unhold")
         assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
         assert status_json(node)["control"] == {"hold": None, "pause": None}
     finally:
@@ -61,12 +60,12 @@ def test_pause_is_honoured_by_the_running_daemon_until_resumed(node: Node) -> No
     node.release("1.1.0")
     daemon = node.start()
     try:
-        _wait(lambda: node.status()["current_version"] == "1.1.0", what="the first install")
+        wait_for(lambda: node.status()["current_version"] == "1.1.0", what="the first install")
         paused = cli(node, "pause")
         assert paused.exit_code == 0 and "paused" in paused.stdout, paused.output
         assert "already paused since" in cli(node, "pause").stdout  # idempotent, keeps the first time
         node.release("1.2.0")
-        _wait(lambda: node.status()["last_result"] == "paused", what="a round to pause 1.2.0")
+        wait_for(lambda: node.status()["last_result"] == "paused", what="a round to pause 1.2.0")
         assert node.status()["current_version"] == "1.1.0"
         assert node.box.version_file("alpha") == "1.1.0"
         assert "paused:         since" in cli(node, "status").stdout
@@ -74,7 +73,7 @@ def test_pause_is_honoured_by_the_running_daemon_until_resumed(node: Node) -> No
 
         resumed = cli(node, "resume")
         assert resumed.exit_code == 0 and "resumed" in resumed.stdout, resumed.output
-        _wait(lambda: node.status()["current_version"] == "1.2.0", what="1.2.0 after resume")
+        wait_for(lambda: node.status()["current_version"] == "1.2.0", what="1.2.0 after resume")
         assert node.box.wait_version("alpha", "1.2.0") == "1.2.0"
         assert status_json(node)["control"] == {"hold": None, "pause": None}
     finally:

@@ -14,8 +14,7 @@ from click.testing import CliRunner, Result
 
 # the daemon tests' node (hub + supervisord + config) is the fixture here too; ruff reads its use as
 # a parameter as a redefinition of the import
-# ruff: noqa: F811
-from tests.e2e.test_daemon import LINK, Node, _wait, node  # noqa: F401
+from tests.e2e.daemon_node import LINK, Node, wait_for
 from tests.support.node import REPO_NAME, service_release, tree_digest
 from tests.support.procs import free_port, serving, stop_process, zos_upgrade_cmd
 from zos_upgrade.cli import cli as zos_upgrade
@@ -64,7 +63,7 @@ def test_on_a_running_node_refused_beside_the_daemon_then_installed_from_a_url(n
     node.release("1.0.0")
     daemon = node.start()
     try:
-        _wait(lambda: node.status()["current_version"] == "1.0.0", what="the first install")
+        wait_for(lambda: node.status()["current_version"] == "1.0.0", what="the first install")
         node.box.pack("zos:1.1.0.fl", service_release(node.root, "1.1.0", extra={"opt/app/new.txt": "n"}))
         url = f"{node.box.hub_url}/{REPO_NAME}/zos:1.1.0.fl"
         beside = install(node, url)

@@ -18,16 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import test_daemon
-from tests.e2e.test_daemon import Node
+from tests.e2e.daemon_node import Node
 from tests.support.node import tree_digest
 from tests.support.procs import REPO, zos_upgrade_cmd
 from zos_upgrade.config import load_config
 from zos_upgrade.daemon import run_daemon
 from zos_upgrade.daemon.wiring import build, make_supervisor
 from zos_upgrade.supervisor import Supervisor, SupervisorUnavailable
-
-node = test_daemon.node  # the fixture: a sandbox node, a real hub, a real supervisord
 
 RUNTIME = ("run", "tmp", "var", "sup")  # what the node writes by itself (var holds the state dir)
 

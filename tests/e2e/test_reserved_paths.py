@@ -8,12 +8,9 @@ import signal
 
 import pytest
 
-from tests.e2e import test_daemon
-from tests.e2e.test_daemon import STATE, Node, _wait
+from tests.e2e.daemon_node import STATE, Node, wait_for
 from tests.support.node import tree_digest
 from tests.support.procs import stop_process
-
-node = test_daemon.node  # the fixture: a sandbox node, a real hub, a real supervisord
 
 OWN_STATE = "the upgrader's state directory"
 RUNTIME = ("run", "tmp", "var", "sup")  # var holds the state dir: its status files change every round
@@ -41,14 +38,14 @@ def test_release_shipping_reserved_files_is_refused_and_the_lock_stays_held(
     node.release("1.0.0")
     daemon = node.start()
     try:
-        _wait(lambda: node.status()["current_version"] == "1.0.0", what="the first install")
+        wait_for(lambda: node.status()["current_version"] == "1.0.0", what="the first install")
         lock = node.state / "daemon.lock"
         lock_before = (lock.stat().st_ino, lock.read_bytes())
         tree_before, state_before = tree_digest(node.root, exclude=RUNTIME), _state_files(node)
         include_before = tree_digest(node.sd.include_dir)
 
         node.release("1.1.0", extra={"opt/app/new.txt": "new", **shipped})
-        _wait(lambda: "may never write" in (node.status().get("last_error") or ""), what="the refusal")
+        wait_for(lambda: "may never write" in (node.status().get("last_error") or ""), what="the refusal")
         status = node.status()
         assert status["current_version"] == "1.0.0", status
         assert "PlanRefused" in status["last_error"] and f"lies in {what}" in status["last_error"]

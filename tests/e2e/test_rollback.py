@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_daemon import Node
+from tests.e2e.daemon_node import Node
 from tests.support.node import Exe, Sandbox, tree_digest
 from tests.support.procs import REPO, zos_upgrade_cmd
 from tests.support.supervisord import running_supervisord

@@ -12,12 +12,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e import test_daemon
-from tests.e2e.test_daemon import Node, _clean_env, _wait
+from tests.e2e.daemon_node import Node, clean_env, wait_for
 from tests.support.node import Exe
 from tests.support.procs import REPO, free_port, stop_process, zos_upgrade_cmd
-
-node = test_daemon.node  # the sandbox node fixture: a real hub, a real supervisord
 
 # the migrate hook holds the transaction (phase "applied") until the test lets it go; bounded
 WAIT_HOOK = Exe(
@@ -28,14 +25,14 @@ WAIT_HOOK = Exe(
 
 def _status(node: Node) -> dict[str, Any]:
     proc = subprocess.run(zos_upgrade_cmd("status", "--config", str(node.config), "--json"),
-                          capture_output=True, text=True, timeout=30, check=False, cwd=REPO, env=_clean_env())
+                          capture_output=True, text=True, timeout=30, check=False, cwd=REPO, env=clean_env())
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
 
 
 def _text(node: Node) -> str:
     proc = subprocess.run(zos_upgrade_cmd("status", "--config", str(node.config)),
-                          capture_output=True, text=True, timeout=30, check=False, cwd=REPO, env=_clean_env())
+                          capture_output=True, text=True, timeout=30, check=False, cwd=REPO, env=clean_env())
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -54,9 +51,9 @@ def test_status_while_a_transaction_runs_and_after_a_daemon_restart(node: Node) 
     node.release("1.1.0", extra={"migrate": WAIT_HOOK})
     daemon = node.start()
     try:
-        _wait(lambda: (node.state / "journal.json").exists() and
-              json.loads((node.state / "journal.json").read_text())["phase"] == "applied",
-              timeout=30, what="the transaction held in its migrate hook")
+        wait_for(lambda: (node.state / "journal.json").exists() and
+                 json.loads((node.state / "journal.json").read_text())["phase"] == "applied",
+                 timeout=30, what="the transaction held in its migrate hook")
         during = _status(node)
         assert during["alive"]["state"] == "running" and during["alive"]["pid"] == daemon.pid
         assert during["alive"]["lock_held"] and during["alive"]["is_daemon"]
@@ -73,8 +70,9 @@ def test_status_while_a_transaction_runs_and_after_a_daemon_restart(node: Node) 
 
         (node.root / "run").mkdir(exist_ok=True)
         (node.root / "run/go").write_text("")
-        _wait(lambda: node.status()["last_result"] == "upgraded" and node.status()["next_check"] is not None,
-              timeout=30, what="the upgrade to 1.1.0 committed")
+        wait_for(lambda: node.status()["last_result"] == "upgraded"
+                 and node.status()["next_check"] is not None,
+                 timeout=30, what="the upgrade to 1.1.0 committed")
         after = _status(node)
         assert after["transaction"] is None and after["previous_version"] == "1.0.0"
         assert after["history"][0]["result"] == "committed" and after["history"][0]["to_version"] == "1.1.0"
@@ -100,8 +98,8 @@ def test_status_while_a_transaction_runs_and_after_a_daemon_restart(node: Node) 
     restarted = node.start()  # a new daemon: the last upgrade and the channel survive
     try:
         first = stopped["daemon"]["last_check"]
-        _wait(lambda: node.status()["last_check"] > first and node.status()["pid"] == restarted.pid,
-              timeout=30, what="a round of the restarted daemon")
+        wait_for(lambda: node.status()["last_check"] > first and node.status()["pid"] == restarted.pid,
+                 timeout=30, what="a round of the restarted daemon")
         again = _status(node)
         assert again["alive"]["pid"] == restarted.pid and again["daemon"]["last_result"] == "up-to-date"
         upgrade = again["daemon"]["last_upgrade"]
@@ -119,7 +117,7 @@ def test_a_failed_transaction_counts_its_bytes_and_status_wraps_its_reason(node:
     node.release("1.1.0", crash=("beta",), extra={"opt/app/blob.bin": os.urandom(300_000)})
     daemon = node.start()
     try:
-        _wait(lambda: node.status()["last_result"] == "rolled-back", timeout=30, what="the rollback")
+        wait_for(lambda: node.status()["last_result"] == "rolled-back", timeout=30, what="the rollback")
         status = _status(node)
         upgrade = status["daemon"]["last_upgrade"]
         assert upgrade["result"] == "rolled-back" and upgrade["bytes_downloaded"] >= 300_000

@@ -25,6 +25,7 @@ from tests.support.procs import REPO, free_port, serving
 from tests.support.supervisord import RunningSupervisord, running_supervisord
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.net import RetryPolicy
+from zos_upgrade.node.history import HISTORY_FILE
 from zos_upgrade.sources import ReleaseRejected
 from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.upgrade import ReleaseRefused, UpgradeFailed, Upgrader, UpgradeReport
@@ -62,7 +63,9 @@ class Node:
 def fingerprint(box: Sandbox) -> dict[str, object]:
     """Everything an observer of the node could see change (see the module docstring)."""
     state = tree_digest(box.state, exclude=(*STATE_CACHES, "mounts"))
+    # the records of what the transaction did (its result, the history) say "refused": that is no change
     state.pop(LAST_RESULT, None)
+    state.pop(HISTORY_FILE, None)
     mounts = box.state / "mounts"
     complete = sorted(p.name for p in mounts.iterdir()) if mounts.is_dir() else []
     return {"root": tree_digest(box.root, exclude=()), "state": state, "mounts": complete}

@@ -31,6 +31,9 @@ __all__ = ["ConnectionLimits", "guarded_protocol"]
 
 log = logging.getLogger(__name__)
 
+# how long a refused client may go on sending (read and dropped) after the answer: closing on unread
+# bytes sends a reset, which makes the client's kernel drop the answer before the client reads it
+_LINGER = 1.0
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 
 
@@ -81,17 +84,22 @@ class _GuardedH11Protocol(H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self.conn: _CheckedConnection = _CheckedConnection(self.limits)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             log.warning("connection refused: too many open", extra={"client": self.client,
                                                                     "limit": self.limits.max_connections})
-            self._close_with(503, f"more than {self.limits.max_connections} open connections; retry later")
+            # closed at once, no lingering: a flood must not hold slots
+            self._close_with(503, f"more than {self.limits.max_connections} open connections; retry later",
+                             linger=False)
             return
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # refused: what the client still sends is dropped until the linger ends
         if self._head_timer is None and self.conn.their_state is h11.IDLE:
             self._arm_head_timer()  # the next request on a kept-alive connection: its head's clock starts
         super().data_received(data)
@@ -124,14 +132,20 @@ class _GuardedH11Protocol(H11Protocol):
                         extra={"client": self.client, "timeout": self.limits.header_timeout})
             self._close_with(408, f"request head not complete within {self.limits.header_timeout:g}s")
 
-    def _close_with(self, status: int, message: str) -> None:
-        """Answer outside h11's state machine (no request may have been parsed) and close."""
+    def _close_with(self, status: int, message: str, *, linger: bool = True) -> None:
+        """Answer outside h11's state machine (no request may have been parsed) and close: at once, or
+        (``linger``) after our FIN and a short wait, dropping what the client still sends."""
         self._disarm_head_timer()
         body = message.encode("ascii", "replace") + b"\n"
         head = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
                 b"content-length: %d\r\n\r\n" % (status, _REASONS.get(status, b"Bad Request"), len(body)))
         self.transport.write(head + body)
-        self.transport.close()
+        if linger and self.transport.can_write_eof():
+            self._lingering = True
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER, self.transport.close)
+        else:
+            self.transport.close()
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
