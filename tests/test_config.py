@@ -251,3 +251,21 @@ def test_a_bad_node_compatible_names_the_key(value: str) -> None:
     text = EXAMPLE.replace('root = "/"\n', f'root = "/"\ncompatible = {value}\n', 1)
     with pytest.raises(ConfigError, match=r"node\.compatible"):
         parse_config(text, source="node.toml")
+
+
+def test_space_margin_defaults_to_the_preflight_margin_and_reaches_the_upgrader(tmp_path: Path) -> None:
+    from zos_upgrade.daemon.wiring import make_upgrader
+    from zos_upgrade.supervisor.supervisord import SupervisordClient
+    from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN
+
+    def with_margin(value: str) -> str:
+        return BASE.format(root=tmp_path).replace("[upgrade]\n", f"[upgrade]\nspace_margin = {value}\n")
+
+    assert parse_config(BASE.format(root=tmp_path)).upgrade.space_margin == DEFAULT_MARGIN
+    small = parse_config(with_margin("4096"))
+    assert small.upgrade.space_margin == 4096
+    upgrader = make_upgrader(small, SupervisordClient(tmp_path / "sock", include_dir=tmp_path))
+    assert upgrader._ctx.settings.space_margin == 4096
+    for bad in ("-1", "1.5", '"64M"', str(1 << 41)):
+        with pytest.raises(ConfigError, match="space_margin"):
+            parse_config(with_margin(bad))

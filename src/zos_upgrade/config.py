@@ -94,6 +94,9 @@ class UpgradeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     # file-writer processes while a release is written: "auto" is one per core for a release of more
     # than 4 MiB or 100 files; 0 keeps the upgrader to one process (a node whose cores are spoken for)
     writer_processes: Annotated[int, msgspec.Meta(ge=0, le=64)] | Literal["auto"] = "auto"
+    # bytes the preflight keeps free on the node's file systems beyond what a transaction writes (the
+    # default, 64 MiB, leaves room for logs and the services; a node on a small root may lower it)
+    space_margin: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)] = 64 * 1024 * 1024
 
     @property
     def workers(self) -> int | None:

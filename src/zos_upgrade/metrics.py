@@ -5,8 +5,8 @@ so a node without it runs the daemon unchanged. The daemon records through :clas
 either way; :class:`NullMetrics` simply forgets.
 
 Every ``result`` label is a word ``zos-upgrade status`` prints (``up-to-date``, ``upgraded``,
-``held``, ``rolled-back``, ``failed``, ``rollback-incomplete``, ``error``), so a dashboard and the
-node say the same thing. Served on loopback by default; on another address or a unix socket only
+``held``, ``paused``, ``rolled-back``, ``failed``, ``rollback-incomplete``, ``error``), so a dashboard
+and the node say the same thing. Served on loopback by default; on another address or a unix socket only
 when the config says so (``[metrics] allow_remote`` / ``socket``, checked in :mod:`zos_upgrade.config`).
 """
 
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # the status words (node.state.CheckResult): every one is exported, so a result that never happened
 # reads 0 instead of missing
-RESULTS = ("up-to-date", "upgraded", "held", "rolled-back", "failed", "rollback-incomplete", "error")
+RESULTS = ("up-to-date", "upgraded", "held", "paused", "rolled-back", "failed", "rollback-incomplete",
+           "error")
 
 
 class Metrics(Protocol):

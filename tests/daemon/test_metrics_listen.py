@@ -83,3 +83,14 @@ def test_served_on_a_unix_socket_and_gone_after_close() -> None:
         finally:
             metrics.close()
         assert not sock.exists()
+
+
+def test_every_status_word_is_a_metrics_label() -> None:
+    # the metrics sit below node/ in the layers, so they keep their own list: it must be the same words
+    from typing import get_args
+
+    from zos_upgrade.daemon.outcome import Result
+    from zos_upgrade.metrics import RESULTS
+    from zos_upgrade.node.state import CheckResult
+
+    assert set(RESULTS) == set(get_args(CheckResult)) == set(get_args(Result))

@@ -50,7 +50,8 @@ def make_upgrader(config: Config, supervisor: Supervisor) -> Upgrader:
         config.root, config.state_dir, Flister(config.state_dir, workers=up.workers), supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
-        reserved=config.reserved_paths(), trust_files=trust_files, compatible=config.node.compatible,
+        reserved=config.reserved_paths(), trust_files=trust_files, space_margin=up.space_margin,
+        compatible=config.node.compatible,
     )
 
 
