@@ -98,7 +98,8 @@ def test_slow_and_silent_clients_are_cut_off_while_normal_clients_are_served(
         for answer, took in await asyncio.gather(*slow, *silent):
             assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:80]
             assert b"request head not complete within 0.5s" in answer
-            assert HEAD_TIMEOUT * 0.9 < took < HEAD_TIMEOUT + 1.5
+            # the hub's clock starts a moment before the client's: the lower bound allows for that
+            assert HEAD_TIMEOUT * 0.8 < took < HEAD_TIMEOUT + 1.5
 
     with start_hub(golden_root, config=LIMITS) as hub:
         asyncio.run(attack(hub))

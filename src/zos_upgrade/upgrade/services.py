@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from zos_upgrade.supervisor import (
+    ServiceIsUp,
     ServiceStatus,
     StateFamily,
     Supervisor,
@@ -26,6 +27,9 @@ from zos_upgrade.upgrade.errors import ProbationFailed
 __all__ = ["install_configs", "probation", "remove_services", "restart_services", "stop_services"]
 
 log = logging.getLogger(__name__)
+
+# a service that runs again when it is forgotten (it restarted after the stop): forget tries in all
+_FORGET_TRIES = 3
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -67,8 +71,17 @@ async def remove_services(
         return
     await stop_services(sup, names, stop_timeout=stop_timeout, sleep=sleep, clock=clock)
     for name in names:
-        with contextlib.suppress(UnknownService):
-            await sup.forget(name)
+        for attempt in range(_FORGET_TRIES):
+            try:
+                with contextlib.suppress(UnknownService):
+                    await sup.forget(name)
+                break
+            except ServiceIsUp:
+                # a crash-looping service caught between its exit and the supervisor's restart looked
+                # down to the stop; it runs again: stop it again, then forget it
+                if attempt == _FORGET_TRIES - 1:
+                    raise
+                await stop_services(sup, [name], stop_timeout=stop_timeout, sleep=sleep, clock=clock)
         if remove_configs:
             await sup.remove_config(name)
 
