@@ -18,6 +18,10 @@ carries over, so a restart does not make ``status`` forget the last upgrade.
 Why rounds and not the watchers' ``watch()`` iterators: one loop makes "one transaction at a time"
 true by construction across sources, an event is confirmed before the watcher looks again, and every
 check (not only those that found something) updates the status.
+
+At ~450 lines this module is one on purpose: start-up, the recovery retried in the loop, the rounds
+and the status record all read and write the same per-process state (the backoff, the busy flag for
+SIGTERM, the last outcome and upgrade), which the policies deliberately do not see.
 """
 
 from __future__ import annotations
