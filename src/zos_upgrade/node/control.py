@@ -21,7 +21,8 @@ from pathlib import Path
 import msgspec
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.fsutil import atomic_write_json, read_at_most
+from zos_upgrade.fsutil import atomic_write_json
+from zos_upgrade.node.documents import read_document
 from zos_upgrade.versions import InvalidVersion, Version, parse_version
 
 __all__ = ["CONTROL_FILE", "ControlError", "ControlState", "Hold", "NodeControl", "Pause"]
@@ -64,21 +65,15 @@ class NodeControl:
 
     def load(self) -> ControlState:
         """What is set; an empty state when the file does not exist."""
-        try:
-            data = read_at_most(self.path, _MAX_BYTES)
-        except OSError as exc:
-            raise ControlError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
-        if data is None:
+        hint = "; remove it, then set hold/pause again"
+        state = read_document(self.path, ControlState, limit=_MAX_BYTES, expected="a small JSON object",
+                              what="a control document", error=ControlError, hint=hint)
+        if state is None:
             return ControlState()
-        if len(data) > _MAX_BYTES:
-            raise ControlError(f"{self.path} is larger than {_MAX_BYTES} bytes (expected a small JSON "
-                               "object); remove it, then set hold/pause again")
         try:
-            state = msgspec.json.decode(data, type=ControlState, strict=True)
             state.hold_version()  # a hold on a version that is not semver is no hold we can honour
-        except (msgspec.DecodeError, InvalidVersion) as exc:  # ValidationError is a DecodeError
-            raise ControlError(f"{self.path} is not a control document ({exc}); remove it, then set "
-                               "hold/pause again") from exc
+        except InvalidVersion as exc:
+            raise ControlError(f"{self.path} is not a control document ({exc}){hint}") from exc
         return state
 
     def set_hold(self, version: Version) -> ControlState:

@@ -22,7 +22,8 @@ from pathlib import Path
 import msgspec
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.fsutil import atomic_write_json, read_at_most
+from zos_upgrade.fsutil import atomic_write_json
+from zos_upgrade.node.documents import read_document
 
 __all__ = ["FAILED_FILE", "MAX_ENTRIES", "FailedRelease", "FailedReleases", "FailedReleasesError"]
 
@@ -61,24 +62,11 @@ class FailedReleases:
 
     def load(self) -> list[FailedRelease]:
         """Every remembered release, oldest first; [] when the file does not exist."""
-        try:
-            data = read_at_most(self.path, _MAX_BYTES)
-        except OSError as exc:
-            raise FailedReleasesError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
-        if data is None:
-            return []
-        if len(data) > _MAX_BYTES:
-            raise FailedReleasesError(
-                f"{self.path} is larger than {_MAX_BYTES} bytes (expected a small JSON list of failed "
-                "releases); remove it with `zos-upgrade clear-failed`"
-            )
-        try:
-            return msgspec.json.decode(data, type=_Document, strict=True).releases
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-            raise FailedReleasesError(
-                f"{self.path} is not a failed-release list ({exc}); remove it with "
-                "`zos-upgrade clear-failed`"
-            ) from exc
+        document = read_document(
+            self.path, _Document, limit=_MAX_BYTES, expected="a small JSON list of failed releases",
+            what="a failed-release list", error=FailedReleasesError,
+            hint="; remove it with `zos-upgrade clear-failed`")
+        return [] if document is None else document.releases
 
     def find(self, release_id: str) -> FailedRelease | None:
         return next((r for r in self.load() if r.id == release_id), None)

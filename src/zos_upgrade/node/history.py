@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.fsutil import atomic_write_json, read_at_most
+from zos_upgrade.fsutil import atomic_write_json
+from zos_upgrade.node.documents import read_document
 
 __all__ = ["HISTORY_FILE", "MAX_ENTRIES", "HistoryError", "TransactionEntry", "append_transaction",
            "history_path", "read_history"]
@@ -57,19 +58,10 @@ def history_path(state_dir: Path) -> Path:
 
 def read_history(state_dir: Path) -> list[TransactionEntry]:
     """Oldest first; [] when there is no history yet. Raises :class:`HistoryError` on a damaged file."""
-    path = history_path(state_dir)
-    try:
-        data = read_at_most(path, _MAX_BYTES)
-    except OSError as exc:
-        raise HistoryError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if data is None:
-        return []
-    if len(data) > _MAX_BYTES:
-        raise HistoryError(f"{path} is larger than {_MAX_BYTES} bytes (expected a short transaction list)")
-    try:
-        return msgspec.json.decode(data, type=_Document, strict=True).transactions
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-        raise HistoryError(f"{path} is not a transaction history ({exc})") from exc
+    document = read_document(history_path(state_dir), _Document, limit=_MAX_BYTES,
+                             expected="a short transaction list", what="a transaction history",
+                             error=HistoryError)
+    return [] if document is None else document.transactions
 
 
 def append_transaction(state_dir: Path, doc: dict[str, Any]) -> None:
