@@ -92,9 +92,7 @@ def daemon_run(interval: float, settle: float, samples: int) -> int:
     try:
         box = Sandbox(base)
         with box.serving_hub(), running_supervisord() as sd:
-            (box.root / "sup").mkdir()
-            os.symlink(sd.socket_path, box.root / "sup/supervisor.sock")
-            os.symlink(sd.include_dir, box.root / "sup/conf.d")
+            box.expose_supervisor(sd.socket_path, sd.include_dir)
             box.pack("zos:1.0.0.fl", service_release(box.root, "1.0.0"))
             box.link("zos:latest.fl", "zos:1.0.0.fl")
             cfg = config(box, interval)

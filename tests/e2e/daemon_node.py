@@ -109,10 +109,7 @@ def sandbox_node() -> Iterator[Node]:
     try:
         box = Sandbox(base)
         with box.serving_hub(), running_supervisord() as sd:
-            # the node sees its supervisor at node paths, as on a real node
-            (box.root / "sup").mkdir()
-            os.symlink(sd.socket_path, box.root / "sup/supervisor.sock")
-            os.symlink(sd.include_dir, box.root / "sup/conf.d")
+            box.expose_supervisor(sd.socket_path, sd.include_dir)
             n = Node(box, sd, base / "zos-upgrade.toml")
             n.write_config()
             yield n

@@ -90,9 +90,7 @@ def node() -> Iterator[RollbackNode]:
             hub = contextlib.ExitStack()
             hub.enter_context(box.serving_hub())
             stack.callback(lambda: n.hub.close())
-            (box.root / "sup").mkdir()
-            os.symlink(sd.socket_path, box.root / "sup/supervisor.sock")
-            os.symlink(sd.include_dir, box.root / "sup/conf.d")
+            box.expose_supervisor(sd.socket_path, sd.include_dir)
             n = RollbackNode(box, sd, base / "zos-upgrade.toml")
             n.hub = hub
             n.write_config()

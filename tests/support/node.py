@@ -179,6 +179,13 @@ class Sandbox:
         os.symlink(target, tmp)
         os.replace(tmp, link)
 
+    def expose_supervisor(self, socket_path: Path, include_dir: Path) -> None:
+        """The node sees its supervisor at node paths (``/sup/supervisor.sock``, ``/sup/conf.d``), as
+        on a real node; a daemon config names those."""
+        (self.root / "sup").mkdir()
+        os.symlink(socket_path, self.root / "sup/supervisor.sock")
+        os.symlink(include_dir, self.root / "sup/conf.d")
+
     @contextlib.contextmanager
     def serving_hub(self) -> Iterator[str]:
         port = free_port()
