@@ -15,24 +15,16 @@ flist file and before any block is fetched (and by ``zos-upgrade check``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
-from zos_upgrade.flist import open_flist
 from zos_upgrade.upgrade.errors import UpgradeError
 
-__all__ = ["COMPATIBLE_TAG", "IncompatibleRelease", "check_compatible", "compatible_of", "release_compatible"]
+__all__ = ["COMPATIBLE_TAG", "IncompatibleRelease", "check_compatible", "compatible_of"]
 
 COMPATIBLE_TAG = "compatible"
 
 
 class IncompatibleRelease(UpgradeError):
     """The release declares it is for other nodes than this one."""
-
-
-def release_compatible(flist: Path) -> str | None:
-    """The ``compatible`` tag of an flist file (None: untagged, for every node)."""
-    with open_flist(flist) as reader:
-        return compatible_of(reader.tags())
 
 
 def compatible_of(tags: Mapping[str, str]) -> str | None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zos_upgrade import fsutil
-from zos_upgrade.flist import BlockStore, Route, Router, open_flist, open_store
+from zos_upgrade.flist import BlockStore, FlistReader, Route, Router, open_flist, open_store
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.sources.base import VerifiedRelease
@@ -80,8 +80,13 @@ class Flister:
         self._concurrency = concurrency
         self._workers = workers  # file-writer processes of materialize (None: automatic)
 
-    async def mount(self, release: VerifiedRelease) -> Mount:
-        """The tree of ``release.flist``, built afresh (an existing mount of the same md5 is dropped)."""
+    async def mount(self, release: VerifiedRelease, *,
+                    check: Callable[[FlistReader], None] | None = None) -> Mount:
+        """The tree of ``release.flist``, built afresh (an existing mount of the same md5 is dropped).
+
+        ``check`` sees the opened flist before any block is fetched, and refuses it by raising: one
+        open of the flist serves both (opening a v1 flist inflates its database).
+        """
         flist, md5, where = release.flist, release.md5, release.source
         dest = self.mounts_dir / md5
         self.mounts_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +96,8 @@ class Flister:
         tmp = self._temp_name(md5)
         try:
             with open_flist(flist) as reader:
+                if check is not None:
+                    check(reader)
                 store = self._store_for(reader.routes(), release)
                 try:
                     report = await materialize(

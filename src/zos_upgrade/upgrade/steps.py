@@ -37,8 +37,9 @@ import msgspec
 
 import zos_upgrade.upgrade.services as svc
 from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.flist import FlistReader
 from zos_upgrade.sources.base import VerifiedRelease
-from zos_upgrade.upgrade.compat import check_compatible, release_compatible
+from zos_upgrade.upgrade.compat import check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.crash import crash_point
 from zos_upgrade.upgrade.datapaths import read_data_paths, state_relative
@@ -141,11 +142,14 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
     block checked into <state>/mounts. Nothing on the node changes."""
     if tx.verify is not None:
         tx.know(ctx, await tx.verify())
-    if tx.release is None:
+    release = tx.release
+    if release is None:
         raise ZosUpgradeError("internal: fetch without a release")
-    tag = await asyncio.to_thread(release_compatible, tx.release.flist)
-    check_compatible(tag, ctx.settings.compatible, tx.release.source)
-    mount = await ctx.flister.mount(tx.release)
+
+    def for_this_node(reader: FlistReader) -> None:
+        check_compatible(compatible_of(reader.tags()), ctx.settings.compatible, release.source)
+
+    mount = await ctx.flister.mount(release, check=for_this_node)
     tx.tree = mount.path
     _count_download(tx.report, mount)
     if tx.from_release is not None:  # a rollback: the tree its ``rollback`` hook and hooks.paths come from
