@@ -20,6 +20,7 @@ from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hubserver.auth import TokenGuard, Unauthorized
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
+from zos_upgrade.hubserver.fleetlock import FleetLockAPI
 from zos_upgrade.hubserver.http import api_error, text_response
 from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
@@ -65,6 +66,8 @@ class HubApp:
         self.reads = ReadAPI(self.storage)
         self.blocks = BlockAPI(block_store, guard, config.max_block_bytes)
         self.writes = WriteAPI(self.storage, block_store, guard, config)
+        self.fleet_lock = FleetLockAPI(config.root, slots=config.fleet_lock_slots,
+                                       groups=config.fleet_lock_groups)
 
     def routes(self) -> list[Route]:
         g, r, w, b = guarded, self.reads, self.writes, self.blocks
@@ -94,6 +97,10 @@ class HubApp:
             Route("/blocks/{xx}/{hex}", g(b.get_block)),
             Route("/blocks/{hex}", g(b.get_block)),
             Route("/blocks/{hex}", g(b.put_block), methods=["PUT"]),
+            # FleetLock (rollout strategy fleet_lock): the hub's URL is the base URL; before the
+            # catch-all downloads, whose /{repo}/{name} would match /v1/pre-reboot
+            Route("/v1/pre-reboot", self.fleet_lock.pre_reboot, methods=["POST"]),
+            Route("/v1/steady-state", self.fleet_lock.steady_state, methods=["POST"]),
             # downloads
             Route("/{repo}/tags/{tag}/{name}", g(r.tag_download)),
             Route("/{repo}/{name}", g(r.download)),
