@@ -108,6 +108,10 @@ class NodeStatus:
     boot_verified_by: str | None = None
     boot_unsigned: bool = False
     drift: Drift | None = None
+    # the node in the fleet and its rollout strategy: {"id", "group", "strategy", "next_window",
+    # "window_closes", "waiting"}; the id from status.json, else the one kept in node-id.json
+    fleet: dict[str, Any] = field(default_factory=dict)
+    fleet_error: str | None = None
 
 
 def collect_status(root: Path, state_dir: Path) -> NodeStatus:
@@ -169,7 +173,23 @@ def collect_status(root: Path, state_dir: Path) -> NodeStatus:
         status.control_error = str(exc)
     channel = status.daemon.get("channel_version") if status.daemon else None
     status.drift = _drift(status.boot_version, channel if isinstance(channel, str) else None)
+    _read_fleet(status, state_dir)
     return status
+
+
+def _read_fleet(status: NodeStatus, state_dir: Path) -> None:
+    """The node's id, group and rollout strategy as the daemon last recorded them; a node whose
+    daemon never wrote them shows the id it keeps (node-id.json) if any."""
+    from zos_upgrade.node.identity import read_generated_id
+
+    daemon = status.daemon or {}
+    keys = ("group", "strategy", "next_window", "window_closes", "waiting")
+    status.fleet = {"id": daemon.get("node_id"), **{key: daemon.get(key) for key in keys}}
+    if status.fleet["id"] is None:
+        try:
+            status.fleet["id"] = read_generated_id(state_dir)
+        except ZosUpgradeError as exc:
+            status.fleet_error = str(exc)
 
 
 def _running(state_dir: Path) -> Running | None:
