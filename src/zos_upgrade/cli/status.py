@@ -237,13 +237,16 @@ def _history_line(entry: dict[str, Any], now: float) -> str:
 
 def _run(config: Path | None, root: Path | None, as_json: bool, history: int,
          clock: Callable[[], float]) -> None:
+    from zos_upgrade.config import load_config
+
     node_root, state_dir = locate_node(config, root)
-    status = collect_status(node_root, state_dir)
+    now = clock()
+    status = collect_status(node_root, state_dir, load_config(config) if config is not None else None, now)
     if as_json:
         status.history = status.history[:history]
         click.echo(json.dumps(asdict(status), sort_keys=True))
     else:
-        click.echo(render_text(status, clock(), history=history))
+        click.echo(render_text(status, now, history=history))
 
 
 _EPILOG = """\b

@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from zos_upgrade.config import Config
 from zos_upgrade.daemon.outcome import CheckOutcome
 from zos_upgrade.rollout import RolloutPlan, bucket, opens_at, percent_at
-from zos_upgrade.rollout.windows import Calendar
+from zos_upgrade.rollout.windows import Calendar, Window, parse_time
 
-__all__ = ["PlanLookup", "RolloutGate", "WindowGate", "utc"]
+__all__ = ["PlanLookup", "RolloutGate", "WindowGate", "calendar_of", "utc"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ Clock = Callable[[], float]
 # the rollout plan of a release (its version), None: a release without one (everyone at once). The
 # trust layer's metadata will answer it (a target's custom {"zos": {"rollout": ...}}); tests feed plans.
 PlanLookup = Callable[[str], "RolloutPlan | None"]
+
+
+def calendar_of(config: Config) -> Calendar:
+    """The ``[[rollout.periodic.window]]`` tables as a calendar (the config checked their values)."""
+    return Calendar(Window(tuple(w.days), parse_time(w.start_time), w.length_minutes)
+                    for w in config.rollout.periodic.window)
 
 
 def utc(stamp: float) -> str:

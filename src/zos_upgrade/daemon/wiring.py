@@ -19,7 +19,7 @@ from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, Gate, ReleasePolicy
 from zos_upgrade.daemon.ports import UpgraderPort
-from zos_upgrade.daemon.strategy import PlanLookup, RolloutGate, WindowGate
+from zos_upgrade.daemon.strategy import PlanLookup, RolloutGate, WindowGate, calendar_of
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
@@ -28,7 +28,6 @@ from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generated_id
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.rollout.fleetlock import FleetLockClient
-from zos_upgrade.rollout.windows import Calendar, Window, parse_time
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
 from zos_upgrade.supervisor import Supervisor
@@ -38,7 +37,7 @@ from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 
-__all__ = ["build", "calendar_of", "make_supervisor", "make_upgrader"]
+__all__ = ["build", "make_supervisor", "make_upgrader"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -63,12 +62,6 @@ def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGat
         reserved=config.reserved_paths(), trust_files=trust_files, space_margin=up.space_margin,
         compatible=config.node.compatible, disrupt=disrupt,
     )
-
-
-def calendar_of(config: Config) -> Calendar:
-    """The ``[[rollout.periodic.window]]`` tables as a calendar (the config checked their values)."""
-    return Calendar(Window(tuple(w.days), parse_time(w.start_time), w.length_minutes)
-                    for w in config.rollout.periodic.window)
 
 
 def _identity(config: Config, *, planning: bool) -> NodeIdentity | None:
