@@ -35,7 +35,7 @@ def test_waits_while_the_server_is_down_then_takes_and_releases(tmp_path: Path) 
 
     async def sleep(delay: float) -> None:
         naps.append(delay)
-        assert not (state / HELD_FILE).exists()  # never a slot while waiting
+        assert (state / HELD_FILE).exists()  # recorded before the first ask: a crash still releases
         if len(naps) == 3:  # the lock server comes back after the third wait
             server.enter_context(serving(hub_cmd(hub_root, port), port, cwd=REPO))
 
@@ -136,7 +136,9 @@ def test_stop_ends_the_wait_without_a_slot(tmp_path: Path) -> None:
             gate.stop()
             with pytest.raises(LockWaitAborted, match="stopping"):
                 await asyncio.wait_for(task, 10)
-            assert not gate.holds()
+            assert gate.holds()  # it may have been granted meanwhile: given back at the next settle
+            await gate.settle()  # nobody listens: the record stays for the next round
+            assert gate.holds()
         finally:
             await client.aclose()
 

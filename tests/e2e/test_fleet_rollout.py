@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,12 +47,13 @@ class Clock:
         return self.now
 
 
-def in_process_daemon(node: Node, clock: Clock, **build_options: Any) -> tuple[Daemon, Callable[[], Any]]:
+def in_process_daemon(node: Node, clock: Clock, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                      **build_options: Any) -> tuple[Daemon, Callable[[], Any]]:
     """The daemon over the real parts of the node's config (hub, supervisord, upgrader), its clock
-    injected; returns it and the closer of its parts."""
+    (and sleep) injected; returns it and the closer of its parts."""
     config = load_config(node.config)
     parts = build(config, clock=clock, **build_options)
-    daemon = Daemon(parts, state_dir=config.state_dir, source="test", interval=600, clock=clock)
+    daemon = Daemon(parts, state_dir=config.state_dir, source="test", interval=600, clock=clock, sleep=sleep)
     return daemon, parts.aclose
 
 
@@ -103,6 +104,27 @@ def test_a_window_keeps_the_node_waiting_until_it_opens(node: Node) -> None:
             await close()
 
     asyncio.run(run())
+
+    # a waiting daemon looks again as the next window opens, not a whole interval later
+    node.release("1.2.0")
+    clock.now = SAT_2230 + 7 * 86400 - 300  # five minutes before next Saturday's window
+    naps: list[float] = []
+
+    async def nap(delay: float) -> None:
+        naps.append(delay)
+        looping.request_stop()  # as SIGTERM does: the idle daemon's sleep is cancelled
+        await asyncio.sleep(3600)
+
+    looping, close_looping = in_process_daemon(node, clock, sleep=nap)
+
+    async def loop() -> None:
+        try:
+            assert await looping.run(once=False) == 0
+        finally:
+            await close_looping()
+
+    asyncio.run(loop())
+    assert naps == [300] and node.status()["last_result"] == "waiting"
 
 
 def test_a_phased_rollout_starts_the_node_once_it_covers_its_bucket(node: Node) -> None:

@@ -5,10 +5,11 @@ The Upgrader asks :meth:`FleetLockGate.take` in its ``lock`` step (before any se
 returns without the slot: a lock server that says no (the group's semaphore is full) or does not
 answer is asked again with backoff, for as long as it takes — only the daemon stopping ends the
 wait (:meth:`stop`, SIGTERM: :class:`LockWaitAborted`, and the transaction rolls back its hooks).
-The slot being held is recorded durably (``<state>/fleet-lock.json``) before ``take`` returns and
-removed once the server confirmed ``steady-state``; a daemon that finds the record at start-up (it
-crashed, or the release found the server down) gives the slot back first (:meth:`settle`), and
-retries that every round.
+That the node may hold a slot is recorded durably (``<state>/fleet-lock.json``) before it first
+asks — so a crash between the server's yes and anything after it still leaves the record — and the
+record is removed only once the server confirmed ``steady-state``; a daemon that finds it at
+start-up (it crashed, was stopped while waiting, or the release found the server down) gives the
+slot back first (:meth:`settle`, Zincati's "initialization" state), and retries that every round.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class LockWaitAborted(ZosUpgradeError):
 
 
 class _Held(msgspec.Struct):
+    """The node may hold a slot of ``group`` at ``base_url`` (asked since ``since``)."""
+
     base_url: str
     id: str
     group: str
@@ -91,6 +94,9 @@ class FleetLockGate:
 
     async def take(self) -> None:
         self.attempts = 0
+        # durable before the first ask: from the server's yes on, a crash still gives the slot back
+        record = _Held(base_url=self.client.base_url, id=self.node_id, group=self.group, since=self._clock())
+        atomic_write_bytes(self.held_path, msgspec.json.encode(record) + b"\n")
         try:
             while True:
                 self.attempts += 1
@@ -111,9 +117,6 @@ class FleetLockGate:
                 break
         finally:
             self.on_wait(None)
-        # durable before anything is disrupted: a crash from here on still gives the slot back
-        record = _Held(base_url=self.client.base_url, id=self.node_id, group=self.group, since=self._clock())
-        atomic_write_bytes(self.held_path, msgspec.json.encode(record) + b"\n")
         log.info("FleetLock slot taken", extra={"attempts": self.attempts, "group": self.group})
 
     async def release(self) -> None:
