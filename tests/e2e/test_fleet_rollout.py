@@ -321,3 +321,27 @@ def test_a_node_whose_lock_server_is_down_waits_then_proceeds() -> None:
         assert n.box.wait_version("alpha", "1.1.0") == "1.1.0"
         assert not (n.state / "fleet-lock.json").exists()
         assert json.loads((n.state / "status.json").read_text())["waiting"] is None
+
+
+def test_a_slot_held_when_the_daemon_was_killed_is_given_back_at_the_next_start() -> None:
+    with fleet(1, "") as (hub, hub_root, (n,)):
+        n.write_config(hub, hub)
+        n.release("1.0.0")
+        assert n.start_once().wait(timeout=120) == 0, n.log.read_text()[-2000:]
+        n.release("1.1.0")
+        with open(n.log, "ab") as log:  # killed (SIGKILL) right after the services stopped
+            crash = subprocess.run(
+                zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(n.config), "--once"),
+                stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False, cwd=REPO,
+                env={**clean_env(), "ZOS_UPGRADE_CRASH_AT": "after-stop"})
+        assert crash.returncode < 0, n.log.read_text()[-2000:]
+        assert json.loads((hub_root / STATE_FILE).read_text())["groups"] == {"workers": [n.name]}
+        assert (n.state / "fleet-lock.json").exists()
+        # the next start recovers the node (rolls the transaction back), gives the slot back, and
+        # the round takes it again for its own transaction and gives it back after the commit
+        assert n.start_once().wait(timeout=120) == 0, n.log.read_text()[-2000:]
+        released = [e for e in n.events() if e.get("msg") == "FleetLock slot released"]
+        assert len(released) >= 2
+        assert json.loads((hub_root / STATE_FILE).read_text())["groups"] == {}
+        assert not (n.state / "fleet-lock.json").exists()
+        assert n.box.wait_version("alpha", "1.1.0") == "1.1.0"
