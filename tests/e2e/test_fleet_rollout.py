@@ -6,7 +6,9 @@
   bucket (injected clock);
 * ``fleet_lock``: several nodes at once (``zos-upgrade daemon --once`` each) against the hub's FleetLock
   endpoint hold at most N slots together, and all upgrade;
-* a node whose lock server is down waits (services untouched) and proceeds when it comes back.
+* a node whose lock server is down waits (services untouched) and proceeds when it comes back;
+* a slot held by a daemon killed mid-transaction is given back at the next start; SIGTERM ends a
+  wait for a slot.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -345,3 +348,28 @@ def test_a_slot_held_when_the_daemon_was_killed_is_given_back_at_the_next_start(
         assert json.loads((hub_root / STATE_FILE).read_text())["groups"] == {}
         assert not (n.state / "fleet-lock.json").exists()
         assert n.box.wait_version("alpha", "1.1.0") == "1.1.0"
+
+
+def test_sigterm_ends_the_wait_for_a_slot_and_rolls_the_hooks_back() -> None:
+    with fleet(1, "") as (hub, _hub_root, (n,)):
+        n.write_config(hub, hub)
+        n.release("1.0.0")
+        assert n.start_once().wait(timeout=120) == 0, n.log.read_text()[-2000:]
+        n.write_config(hub, f"http://127.0.0.1:{free_port()}")  # a lock server that never answers
+        n.release("1.1.0")
+        with open(n.log, "ab") as log:
+            proc = subprocess.Popen(
+                zos_upgrade_cmd("--log-format", "json", "daemon", "--config", str(n.config)),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO, env=clean_env())
+        try:
+            wait_for(lambda: any(e.get("msg") == "no FleetLock slot yet" for e in n.events()), timeout=60,
+                     what="the wait for a slot")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, n.log.read_text()[-2000:]
+        finally:
+            if proc.poll() is None:
+                stop_process(proc)
+        assert any("LockWaitAborted" in str(e.get("detail", "")) for e in n.events()), \
+            n.log.read_text()[-2000:]
+        assert n.box.version_file("alpha") == "1.0.0"
+        assert not (n.state / "journal.json").exists()  # rolled back, nothing left to recover
