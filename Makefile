@@ -40,7 +40,7 @@ test: $(STAMP) system-deps tools lint
 test-fault: $(STAMP) system-deps tools
 	$(PY) -m pytest -q -m fault --timeout=1800 $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-bench: $(STAMP)
+bench: $(STAMP) tools
 	$(PY) benchmarks/run_all.py
 
 clean:

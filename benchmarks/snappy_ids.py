@@ -12,6 +12,9 @@ Encoders compared, each on the same 512 KiB chunks (the v1 and v2 block size):
   cargo from Debian's ``librust-snap-dev``, when ``--snap-helper`` names it.
 
     .venv/bin/python benchmarks/snappy_ids.py [TREE ...] [--snap-helper BIN]
+
+(BENCHMARKS.md, "Snappy encoders and block ids", has the commands that install pysnappy and build
+the helper.) With no TREE: this interpreter's standard library and /usr/bin.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cramjam
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.libsnappy import libsnappy_compress
 

@@ -40,7 +40,7 @@ def tool(name: str) -> Path:
     try:
         manifest: dict[str, Any] = json.loads(MANIFEST.read_text())
     except (OSError, ValueError):
-        _missing(f"no {MANIFEST.relative_to(REPO)}")
+        _missing(f"no {MANIFEST}")
         raise AssertionError("unreachable") from None
     path = Path(manifest.get(name, ""))
     if not manifest.get(name) or not path.exists():
