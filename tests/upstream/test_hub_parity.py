@@ -67,10 +67,6 @@ KNOWN: dict[str, set[str]] = {
     "GET /api/flist/golden": {"body"},
     # taglink of a plain link: the real hub only knows tag links (names without .flist)
     "GET /api/flist/Administrator/app-latest.flist/taglink": {"status", "body"},
-    # downloads: the real hub (Flask send_from_directory) sends these three headers
-    "GET /golden/v1.flist": {"content-disposition", "last-modified", "cache-control"},
-    "GET /golden/app:latest.flist": {"content-disposition", "last-modified", "cache-control"},
-    "GET /Administrator/tags/stable/app.flist": {"content-disposition", "last-modified", "cache-control"},
     "GET /golden/v1.flist.md5": {"content-type"},
     # authentication off makes every real-hub caller "Administrator"; ours always wants a token
     "GET /api/flist/me": {"status", "body"},
