@@ -134,7 +134,10 @@ def build_zdb(archives: Path, jobs: str) -> Path:
 
     def build() -> None:
         src = unpack(ZDB, archives)
-        run(["make", f"-j{jobs}", "release"], cwd=src)
+        # its Makefiles take the revision from `git describe`: stop git at the cache, or it reports
+        # the commit of the checkout around it
+        env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(CACHE))
+        run(["make", f"-j{jobs}", "release"], cwd=src, env=env)
 
     return built(ZDB, product, build)
 
