@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fault bench lint typecheck system-deps clean
+.PHONY: demo test test-fault bench lint typecheck system-deps tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,24 +19,32 @@ system-deps:
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
 
+# The real 0-OS tools the suite tests against (zdb, zflist, the real 0-hub in its own venv), built
+# from ../shared/upstream/ or the same pinned commits on GitHub into .cache/upstream/ (cached per commit)
+tools:
+	$(PYTHON) tools/build_upstream.py
+
 demo: $(STAMP)
 	$(VENV)/bin/zos-upgrade demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/mypy --strict src
 
 # pytest exits 5 when a filter selects nothing: that is not a failure. The tests wait on real servers
 # and child processes far more than they compute, so they run in 4 workers (TEST_WORKERS=0: in one).
 TEST_WORKERS ?= 4
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps tools lint
 	$(PY) -m pytest -q -m "not fault" -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-test-fault: $(STAMP) system-deps
+test-fault: $(STAMP) system-deps tools
 	$(PY) -m pytest -q -m fault --timeout=1800 $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-bench: $(STAMP)
+bench: $(STAMP) tools
 	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+clean-tools:
+	rm -rf .cache/upstream

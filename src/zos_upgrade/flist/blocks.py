@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from typing import Literal
 
 import cramjam
@@ -39,6 +40,7 @@ __all__ = [
     "encrypt_block",
     "encrypt_block_v1",
     "encrypt_block_v2",
+    "snappy_raw",
 ]
 
 BLOCK_SIZE = 512 * 1024
@@ -109,11 +111,20 @@ def _check_key(ref: BlockRef, plain: bytes) -> bytes:
 # --- v2: AES-256-GCM -------------------------------------------------------------------------------
 
 
-def encrypt_block_v2(plain: bytes) -> tuple[BlockRef, bytes]:
+def snappy_raw(plain: bytes) -> bytes:
+    """Raw snappy as cramjam writes it: byte-identical to the Rust ``snap`` crate rfs uses (measured:
+    benchmarks/snappy_ids.py), not always to Google's C++ snappy that zflist links (docs/compat.md)."""
+    return bytes(cramjam.snappy.compress_raw(plain))
+
+
+Compress = Callable[[bytes], bytes]
+
+
+def encrypt_block_v2(plain: bytes, *, compress: Compress = snappy_raw) -> tuple[BlockRef, bytes]:
     """Encode one chunk the rfs way; returns (ref with 32-byte id and key, bytes to store)."""
     _check_plain_size(plain)
     key = _blake(plain, V2_HASH_BYTES)
-    compressed = bytes(cramjam.snappy.compress_raw(plain))
+    compressed = compress(plain)
     stored = AESGCM(key).encrypt(key[:12], compressed, None)
     return BlockRef(id=_blake(stored, V2_HASH_BYTES), key=key), stored
 
@@ -134,11 +145,14 @@ def decrypt_block_v2(ref: BlockRef, stored: bytes, *, check_key: bool = True) ->
 # --- v1: XXTEA with a trailing length word ---------------------------------------------------------
 
 
-def encrypt_block_v1(plain: bytes) -> tuple[BlockRef, bytes]:
-    """Encode one chunk the 0-flist way; returns (ref with 16-byte id and key, bytes to store)."""
+def encrypt_block_v1(plain: bytes, *, compress: Compress = snappy_raw) -> tuple[BlockRef, bytes]:
+    """Encode one chunk the 0-flist way; returns (ref with 16-byte id and key, bytes to store).
+
+    ``compress`` is any raw-snappy encoder: snappy output is not canonical, so another encoder gives
+    the same key (hash of the plain bytes) but may give another id (hash of the stored bytes)."""
     _check_plain_size(plain)
     key = _blake(plain, V1_HASH_BYTES)
-    compressed = bytes(cramjam.snappy.compress_raw(plain))
+    compressed = compress(plain)
     padded = compressed + b"\0" * (-len(compressed) % 4) + struct.pack("<I", len(compressed))
     stored = bytes(xxtea.encrypt(padded, key, padding=False))
     return BlockRef(id=_blake(stored, V1_HASH_BYTES), key=key), stored

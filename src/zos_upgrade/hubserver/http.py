@@ -12,9 +12,11 @@ import json
 import os
 import re
 import stat
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from starlette.requests import Request
@@ -27,6 +29,7 @@ __all__ = [
     "BodyTooLarge",
     "api_error",
     "api_success",
+    "download_headers",
     "file_etag",
     "file_response",
     "json_response",
@@ -125,15 +128,17 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 
 async def file_response(
-    request: Request, fd: int, st: os.stat_result, media_type: str, etag: str
+    request: Request, fd: int, st: os.stat_result, media_type: str, etag: str,
+    extra: Mapping[str, str] | None = None,
 ) -> Response:
-    """Serve an open file (closed here); ``ETag``, ``If-None-Match``, one ``Range``, ``HEAD``.
+    """Serve an open file (closed here); ``ETag``, ``If-None-Match``, one ``Range``, ``HEAD``;
+    ``extra`` headers on every answer.
 
     The caller opened the file before calling, so a concurrent rename over the name keeps serving
     the inode the request started with: a download never mixes two versions.
     """
     size = st.st_size
-    headers = {"ETag": etag, "Accept-Ranges": "bytes", **_CORS}
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", **_CORS, **(extra or {})}
     try:
         if not_modified(request, etag):
             os.close(fd)
@@ -181,6 +186,29 @@ async def _stream(fd: int, start: int, length: int) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         os.close(fd)
+
+
+def download_headers(name: str, st: os.stat_result) -> dict[str, str]:
+    """What the real 0-hub (Flask's ``send_from_directory``) sends with an flist download: the name
+    asked for, the file's mtime, and no caching without revalidation."""
+    # a header is latin-1: a name beyond ASCII goes percent-encoded in RFC 6266's filename*
+    disposition = (f"inline; filename={_header_value(name)}" if name.isascii()
+                   else f"inline; filename*=UTF-8''{quote(name, safe='')}")
+    return {
+        "Content-Disposition": disposition,
+        "Last-Modified": formatdate(int(st.st_mtime), usegmt=True),
+        "Cache-Control": "no-cache",
+    }
+
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _header_value(value: str) -> str:
+    """``value`` bare when it is an HTTP token, else quoted (as Werkzeug writes header options)."""
+    if value and all(c in _TOKEN for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def open_regular(path: Path) -> int | None:

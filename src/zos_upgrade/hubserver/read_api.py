@@ -20,6 +20,7 @@ from zos_upgrade.hubserver.contents import ContentsCache, flist_contents, flist_
 from zos_upgrade.hubserver.http import (
     FLASK_404_HTML,
     api_error,
+    download_headers,
     file_etag,
     file_response,
     json_response,
@@ -115,18 +116,19 @@ class ReadAPI:
             md5 = await run_in_threadpool(self.storage.md5, flist)
             return text_response(request, md5 + "\n")
         flist = await run_in_threadpool(self.storage.resolve, repo, name)
-        return await self._stored_file(request, flist)
+        return await self._stored_file(request, flist, name)
 
     async def tag_download(self, request: Request) -> Response:
         params = request.path_params
         flist = await run_in_threadpool(
             self.storage.resolve, params["repo"], params["name"], tag=params["tag"]
         )
-        return await self._stored_file(request, flist)
+        return await self._stored_file(request, flist, params["name"])
 
-    async def _stored_file(self, request: Request, flist: StoredFlist) -> Response:
+    async def _stored_file(self, request: Request, flist: StoredFlist, asked: str) -> Response:
         fd = await run_in_threadpool(open_regular, flist.real)
         if fd is None:
             return api_error(request, "source not found", 404)
         st = os.fstat(fd)
-        return await file_response(request, fd, st, "application/octet-stream", file_etag(st))
+        return await file_response(request, fd, st, "application/octet-stream", file_etag(st),
+                                   download_headers(asked, st))

@@ -67,3 +67,38 @@ def test_route_validates_range() -> None:
         Route(10, 5, "dir:///x")
     with pytest.raises(StoreError):
         Route(0, 256, "dir:///x")
+
+
+class _DownStore(DirStore):
+    """A store that is down: every read fails the way an unreachable zdb:// store does."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads = 0
+
+    async def get(self, block_id: bytes) -> bytes:
+        self.reads += 1
+        raise StoreError(f"{self.url}: GET failed after 3 attempts: connection refused")
+
+
+def test_a_store_that_failed_is_tried_last_for_a_while(tmp_path: Path) -> None:
+    down = _DownStore(tmp_path / "down")
+    replica = DirStore(tmp_path / "replica")
+    asyncio.run(replica.put(V2_REF.id, V2_DATA))
+    now = [1000.0]
+    stores = {down.url: down, replica.url: replica}
+    router = Router([Route(0, 255, down.url), Route(0, 255, replica.url)], opener=stores.__getitem__,
+                    clock=lambda: now[0])
+
+    async def reads(count: int) -> None:
+        for _ in range(count):
+            assert await router.get(V2_REF.id) == V2_DATA
+
+    asyncio.run(reads(5))
+    assert down.reads == 1  # the first read paid for the down store, the next four did not
+    now[0] += 29
+    asyncio.run(reads(1))
+    assert down.reads == 1
+    now[0] += 2  # past the demotion: the first route is first again (it may be back)
+    asyncio.run(reads(1))
+    assert down.reads == 2

@@ -33,6 +33,16 @@ def test_several_routes_are_written_as_router_yaml(tmp_path: Path) -> None:
         assert "backend" not in reader.tags()
 
 
+def test_replica_routes_survive_router_yaml_in_order(tmp_path: Path) -> None:
+    # the same range twice (a replica) used to collapse to its last URL in router.yaml's one pool
+    path = tmp_path / "a.flist"
+    routes = [Route(0, 0x7F, "zdb://a:9900"), Route(0, 0x7F, "zdb://b:9900"),
+              Route(0x80, 0xFF, "zdb://c:9900"), Route(0x80, 0xFF, "zdb://b:9900")]
+    write_flist(path, sample_entries(), routes=routes)
+    with open_flist(path) as reader:
+        assert reader.routes() == routes
+
+
 def test_backend_metadata_is_validated(tmp_path: Path) -> None:
     path = tmp_path / "a.flist"
     write_flist(path, sample_entries(), tags={"backend": '{"port": 9900}'})

@@ -1,7 +1,8 @@
 """Block stores by URL (SPEC 5): one module per scheme, registered by scheme, and the router over them.
 
 - ``dir:///path`` (:mod:`.dir`), ``http(s)://host/path`` (:mod:`.http`, read-only),
-  ``zdb://[user[:pass]@]host[:port][/namespace]`` (:mod:`.zdb`);
+  ``zdb://[user[:pass]@]host[:port][/namespace]`` (:mod:`.zdb`, 0-db's refusals typed in
+  :mod:`.zdb_errors`);
 - :func:`open_store` picks the module by the URL's scheme (:mod:`.registry`: a new scheme is one new
   module and one line there);
 - :class:`Router` (:mod:`.router`) reads and writes through the stores its routes name.
@@ -13,6 +14,14 @@ from zos_upgrade.flist.stores.http import HttpStore
 from zos_upgrade.flist.stores.registry import open_store
 from zos_upgrade.flist.stores.router import Route, Router
 from zos_upgrade.flist.stores.zdb import ZdbStore
+from zos_upgrade.flist.stores.zdb_errors import (
+    ZdbAccessDenied,
+    ZdbFull,
+    ZdbNamespaceMissing,
+    ZdbReadOnly,
+    ZdbRefused,
+    ZdbUnsupported,
+)
 
 __all__ = [
     "MAX_STORED_BYTES",
@@ -24,6 +33,12 @@ __all__ = [
     "Route",
     "Router",
     "StoreError",
+    "ZdbAccessDenied",
+    "ZdbFull",
+    "ZdbNamespaceMissing",
+    "ZdbReadOnly",
+    "ZdbRefused",
     "ZdbStore",
+    "ZdbUnsupported",
     "open_store",
 ]

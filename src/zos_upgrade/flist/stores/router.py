@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -34,11 +35,22 @@ class Route:
         return bool(block_id) and self.start <= block_id[0] <= self.end
 
 
-class Router:
-    """A store over several stores: reads try matching routes in order, writes go to all of them."""
+# How long a store that failed a read is tried after the others (its replicas) before it is first again
+DEMOTION_SECONDS = 30.0
 
-    def __init__(self, routes: Sequence[Route], *, opener: Callable[[str], BlockStore] = open_store) -> None:
+
+class Router:
+    """A store over several stores: reads try matching routes in order, writes go to all of them.
+
+    A store that fails a read (down, refusing) is tried last for ``DEMOTION_SECONDS``: a replica that
+    is down costs its connect retries once, not once per block.
+    """
+
+    def __init__(self, routes: Sequence[Route], *, opener: Callable[[str], BlockStore] = open_store,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.routes = tuple(routes)
+        self._clock = clock
+        self._demoted: dict[str, float] = {}  # url -> until when it is tried last
         self.url = " ".join(
             r.url if (r.start, r.end) == (0, 255) else f"{r.start:02x}-{r.end:02x}={r.url}"
             for r in self.routes
@@ -62,8 +74,23 @@ class Router:
         urls = dict.fromkeys(r.url for r in self.routes if r.covers(block_id))
         return [self._store(url) for url in urls]
 
-    async def get(self, block_id: bytes) -> bytes:
+    def _read_order(self, block_id: bytes) -> list[BlockStore]:
+        """The matching stores in route order, those demoted (failed lately) after the others."""
         stores = self._matching(block_id)
+        if not self._demoted:
+            return stores
+        now = self._clock()
+        for url, until in list(self._demoted.items()):
+            if until <= now:
+                self._demoted.pop(url, None)  # pop: reader threads (read_block_file) may race here
+        return sorted(stores, key=lambda store: store.url in self._demoted)  # stable: route order kept
+
+    def _failed(self, store: BlockStore, block_id: bytes, exc: StoreError) -> StoreError:
+        self._demoted[store.url] = self._clock() + DEMOTION_SECONDS
+        return _store_failed(store, block_id, exc)
+
+    async def get(self, block_id: bytes) -> bytes:
+        stores = self._read_order(block_id)
         errors: list[StoreError] = []
         for store in stores:
             try:
@@ -71,7 +98,7 @@ class Router:
             except BlockMissing:
                 continue
             except StoreError as exc:
-                errors.append(_store_failed(store, block_id, exc))
+                errors.append(self._failed(store, block_id, exc))
         raise _not_found(block_id, stores, errors)
 
     def store_for(self, route: Route) -> BlockStore:
@@ -88,7 +115,7 @@ class Router:
 
     def read_block_file(self, block_id: bytes) -> tuple[bytes, str | None]:
         """``read_block``, and the file the bytes came from when the store that had them has one."""
-        stores = self._matching(block_id)
+        stores = self._read_order(block_id)
         errors: list[StoreError] = []
         for store in stores:
             try:
@@ -96,7 +123,7 @@ class Router:
             except BlockMissing:
                 continue
             except StoreError as exc:
-                errors.append(_store_failed(store, block_id, exc))
+                errors.append(self._failed(store, block_id, exc))
         raise _not_found(block_id, stores, errors)
 
     async def put(self, block_id: bytes, data: bytes) -> None:
@@ -107,7 +134,7 @@ class Router:
             await store.put(block_id, data)
 
     async def has(self, block_id: bytes) -> bool:
-        for store in self._matching(block_id):
+        for store in self._read_order(block_id):
             if await store.has(block_id):
                 return True
         return False

@@ -2,6 +2,9 @@
 
 ``SELECT namespace [pass]`` runs on every new connection unless the namespace is ``default``. Real
 0-db namespaces are names; a plain Redis only accepts numeric ones (or ``default``, no SELECT).
+The client speaks RESP2 whatever redis-py version is installed: 0-db knows no ``HELLO`` (redis-py 8
+sends ``HELLO 3`` by default and 0-db answers ``-Command not supported``). 0-db's error answers
+become the typed errors of :mod:`.zdb_errors`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from zos_upgrade.flist.stores.base import MAX_STORED_BYTES, BlockMissing, StoreError, block_hex
+from zos_upgrade.flist.stores.zdb_errors import zdb_refusal
 
 __all__ = ["ZDB_DEFAULT_PORT", "ZdbStore", "open_zdb_url"]
 
@@ -49,14 +53,19 @@ class ZdbStore:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        self._client = aioredis.Redis(
+        # a blocking pool: a caller past the 16th concurrent request waits for a free connection
+        # (the plain pool raises "Too many connections" instead, and the block is lost)
+        pool = aioredis.BlockingConnectionPool(
             host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
             # 0-db has no numeric databases: the namespace is selected by our own connect hook
             redis_connect_func=self._on_connect,
             # retries are ours (counted, with the injected sleep), not redis-py's hidden ones
             retry=Retry(NoBackoff(), 0),
-            max_connections=16,
+            max_connections=16, timeout=timeout,
+            # RESP2: 0-db has no HELLO; redis-py >= 5 takes `protocol` (8 defaults to 3)
+            protocol=2,
         )
+        self._client = aioredis.Redis(connection_pool=pool)
 
         # redis-py leaves execute_command unannotated; pin the type once here
         self._execute: Callable[..., Awaitable[Any]] = self._client.execute_command
@@ -72,7 +81,7 @@ class ZdbStore:
         try:
             await conn.read_response()
         except redis.exceptions.ResponseError as exc:
-            raise StoreError(f"{self.url}: SELECT {self.namespace!r} refused: {exc}") from exc
+            raise zdb_refusal(self.url, f"SELECT {self.namespace!r}", str(exc)) from exc
 
     async def _call(self, what: str, *args: Any) -> Any:
         import redis.exceptions
@@ -86,7 +95,7 @@ class ZdbStore:
                 if attempt < self._attempts:
                     await self._sleep(0.1 * 2**attempt)
             except redis.exceptions.ResponseError as exc:
-                raise StoreError(f"{self.url}: {what} refused: {exc}") from exc
+                raise zdb_refusal(self.url, what, str(exc)) from exc
         raise StoreError(f"{self.url}: {what} failed after {self._attempts} attempts: {last}")
 
     async def get(self, block_id: bytes) -> bytes:
@@ -108,7 +117,9 @@ class ZdbStore:
         return bool(await self._call(f"EXISTS {block_id.hex()}", "EXISTS", block_id))
 
     async def aclose(self) -> None:
+        # a client given its pool does not own it: close both
         await self._client.aclose()
+        await self._client.connection_pool.disconnect()
 
 
 def open_zdb_url(url: str, parts: SplitResult) -> ZdbStore:

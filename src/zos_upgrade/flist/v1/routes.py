@@ -1,7 +1,8 @@
 """Where a v1 flist says its blocks live: its ``router.yaml`` member, else its ``backend`` metadata.
 
 A single ``zdb://`` route over every id is written the way zflist does, as ``metadata.backend``
-JSON; anything else as ``router.yaml`` (``pools: {name: {"00:7f": url, ...}}``, ``lookup: [name]``).
+JSON; anything else as ``router.yaml`` (``pools: {name: {"00:7f": url, ...}}``, ``lookup: [name]``;
+a range named twice, a replica, goes into a second pool, tried after the first).
 """
 
 from __future__ import annotations
@@ -88,8 +89,16 @@ def _parse_router_yaml(text: str, source: str) -> list[Route]:
 
 
 def _router_yaml(routes: Sequence[Route]) -> str:
-    pool = {f"{r.start:02x}:{r.end:02x}": r.url for r in routes}
-    return yaml.safe_dump({"pools": {"default": pool}, "lookup": ["default"]}, sort_keys=False)
+    # a pool maps each range to one URL: a range given again (a replica) opens the next pool, so no
+    # route is lost and reading the pools in lookup order gives back the routes in their own order
+    pools: list[dict[str, str]] = [{}]
+    for r in routes:
+        span = f"{r.start:02x}:{r.end:02x}"
+        if span in pools[-1]:
+            pools.append({})
+        pools[-1][span] = r.url
+    names = ["default", *(f"replica-{i}" for i in range(1, len(pools)))]
+    return yaml.safe_dump({"pools": dict(zip(names, pools, strict=True)), "lookup": names}, sort_keys=False)
 
 
 def _backend_json(url: str) -> str | None:
