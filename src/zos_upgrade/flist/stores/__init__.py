@@ -1,7 +1,8 @@
 """Block stores by URL (SPEC 5): one module per scheme, registered by scheme, and the router over them.
 
 - ``dir:///path`` (:mod:`.dir`), ``http(s)://host/path`` (:mod:`.http`, read-only),
-  ``zdb://[user[:pass]@]host[:port][/namespace]`` (:mod:`.zdb`);
+  ``zdb://[user[:pass]@]host[:port][/namespace]`` (:mod:`.zdb`), ``s3://bucket[/prefix]`` (:mod:`.s3`,
+  S3-compatible object storage, the optional ``[s3]`` extra);
 - :func:`open_store` picks the module by the URL's scheme (:mod:`.registry`: a new scheme is one new
   module and one line there);
 - :class:`Router` (:mod:`.router`) reads and writes through the stores its routes name.
@@ -12,6 +13,7 @@ from zos_upgrade.flist.stores.dir import DirStore
 from zos_upgrade.flist.stores.http import HttpStore
 from zos_upgrade.flist.stores.registry import open_store
 from zos_upgrade.flist.stores.router import Route, Router
+from zos_upgrade.flist.stores.s3 import S3Store
 from zos_upgrade.flist.stores.zdb import ZdbStore
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "LocalStore",
     "Route",
     "Router",
+    "S3Store",
     "StoreError",
     "ZdbStore",
     "open_store",
