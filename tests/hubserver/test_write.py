@@ -138,11 +138,13 @@ def test_write_refusals(start_hub: HubFactory, tmp_path: Path) -> None:
         assert no_auth.json() == {"status": "error", "message": "no authorization provided"}
         files = {"file": ("v2.flist", V2.read_bytes())}
         other = httpx.post(
-            hub.url + "/api/flist/alpha/upload-flist", files=files, headers={"Authorization": f"bearer {TOKEN_B}"}
+            hub.url + "/api/flist/alpha/upload-flist", files=files,
+            headers={"Authorization": f"bearer {TOKEN_B}"},
         )
         assert other.status_code == 403 and "not 'alpha'" in other.json()["message"]
         mine = httpx.post(
-            hub.url + "/api/flist/beta/upload-flist", files=files, headers={"Authorization": f"bearer {TOKEN_B}"}
+            hub.url + "/api/flist/beta/upload-flist", files=files,
+            headers={"Authorization": f"bearer {TOKEN_B}"},
         )
         assert mine.status_code == 200 and mine.json()["payload"]["name"] == "v2.flist"
         sneaky = httpx.post(
