@@ -13,6 +13,7 @@ import os
 import re
 import stat
 from collections.abc import AsyncGenerator, AsyncIterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "BodyTooLarge",
     "api_error",
     "api_success",
+    "download_headers",
     "file_etag",
     "file_response",
     "json_response",
@@ -47,6 +49,27 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 _CHUNK = 256 * 1024
 _SMALL_FILE = 4 * 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+# RFC 7230 token characters: werkzeug (under the real hub's send_from_directory) leaves a header
+# parameter bare when it is made of these only, and quotes it otherwise
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def download_headers(name: str, st: os.stat_result) -> dict[str, str]:
+    """The headers the real hub's downloads carry beside the body (werkzeug ``send_file``, Flask
+    2.0): the name to save it under, the file's time, and "revalidate before reusing" (its ETag or
+    Last-Modified makes that a 304)."""
+    if name and set(name) <= _TOKEN:
+        disposition = f"inline; filename={name}"
+    else:
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        disposition = f'inline; filename="{escaped}"'
+    return {
+        "Content-Disposition": disposition,
+        "Last-Modified": formatdate(st.st_mtime, usegmt=True),
+        "Cache-Control": "no-cache",
+    }
 
 
 class BodyTooLarge(HubError):
