@@ -160,12 +160,20 @@ def test_bad_urls_are_refused_before_any_request(url: str, message: str, aws_env
     assert "hunter2" not in str(info.value)
 
 
-def test_no_credentials_says_which_variables_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
-    with pytest.raises(StoreError, match="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+def test_without_credentials_requests_are_unsigned_and_a_refusal_says_what_to_set(
+    aws_env: MotoS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    store = open_store("s3://blocks/unsigned")
+    assert isinstance(store, S3Store) and store.settings.unsigned_by_default
+    # moto, checking signatures, refuses an unsigned request (with a 500 of its own)
+    with pytest.raises(StoreError, match="no credentials were set, so the request was unsigned"):
+        asyncio.run(store.put(V1_REF.id, V1_DATA))
+    assert _keys(aws_env, "unsigned/") == []
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "half")
+    with pytest.raises(StoreError, match="half the credentials"):
         open_store("s3://blocks/x")
-    assert isinstance(open_store("s3://blocks/x?anonymous=true"), S3Store)
 
 
 def test_without_obstore_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

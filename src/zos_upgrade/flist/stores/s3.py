@@ -9,7 +9,8 @@ Where each setting comes from, first found wins: the endpoint from ``?endpoint=`
 ``AWS_REGION``, ``AWS_DEFAULT_REGION`` (none: ``us-east-1``); credentials from ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN`` only. Credentials never go in the URL: ``flist
 pack`` records its store URLs inside the flist it writes, and a secret there would ship to every
-node. ``?anonymous=true`` sends unsigned requests (a public bucket, read-only use).
+node. Without credentials (or with ``?anonymous=true``) requests are unsigned: a public bucket
+answers them, so a node needs no secret to read the store its flist names.
 
 The client is obstore (Rust ``object_store``): chosen by measured throughput and client CPU per block
 against boto3 and minio-py on the same loopback server (BENCHMARKS.md, "S3 client libraries"), and it
@@ -57,11 +58,14 @@ class S3Settings:
                 raise StoreError(f"S3 key prefix {prefix!r}: part {part!r} is not a plain name")
         if endpoint is not None:
             _check_endpoint(endpoint)
-        if not anonymous and (not access_key or not secret):
+        if bool(access_key) != bool(secret):
             raise StoreError(
-                f"s3://{bucket}: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or add ?anonymous=true to read a public bucket)"
+                f"s3://{bucket}: half the credentials: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             )
+        # no credentials at all: unsigned requests, which a public bucket answers (a node reading the
+        # store its flist names needs none); a refusal then says which variables to set
+        self.unsigned_by_default = not anonymous and not access_key
+        anonymous = anonymous or not access_key
         self.bucket = bucket
         self.prefix = "/".join(parts)
         self.endpoint = endpoint
@@ -154,13 +158,15 @@ class S3Store:
     def _failed(self, what: str, block_id: bytes, exc: Exception) -> StoreError:
         import obstore.exceptions as obx
 
+        hint = (" (no credentials were set, so the request was unsigned: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY)" if self.settings.unsigned_by_default else "")
         if isinstance(exc, obx.PermissionDeniedError | obx.UnauthenticatedError):
             # the server's code (SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied) says which
             return StoreError(
                 f"{self.url}: {what} {block_id.hex()} refused: the credentials were not accepted "
-                f"({_s3_code(exc) or 'HTTP 403, an answer without a body'})"
+                f"({_s3_code(exc) or 'HTTP 403, an answer without a body'}){hint}"
             )
-        return StoreError(f"{self.url}: {what} {block_id.hex()} failed: {_first_line(exc)}")
+        return StoreError(f"{self.url}: {what} {block_id.hex()} failed: {_first_line(exc)}{hint}")
 
     async def _missing(self, block_id: bytes, exc: Exception) -> Exception:
         """A 404: the block is missing, unless the bucket itself is (then every block would be)."""
