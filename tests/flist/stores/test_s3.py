@@ -216,3 +216,19 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def test_a_node_without_credentials_falls_through_to_its_next_store(
+    aws_env: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A flist records the s3:// store it was packed into; a node without its secret still gets the
+    block from the next route (on a node: the hub's /blocks)."""
+    from zos_upgrade.flist.stores import DirStore, Route, Router
+
+    asyncio.run(open_store("s3://blocks/private").put(V2_REF.id, V2_DATA))
+    fallback = DirStore(tmp_path / "fallback")
+    asyncio.run(fallback.put(V2_REF.id, V2_DATA))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    router = Router([Route(0, 255, "s3://blocks/private"), Route(0, 255, f"dir://{tmp_path / 'fallback'}")])
+    assert asyncio.run(router.get(V2_REF.id)) == V2_DATA
