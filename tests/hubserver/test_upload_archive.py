@@ -12,13 +12,13 @@ import stat
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.hub import TOKEN_A, Hub, HubFactory
+from tests.support.hub import TOKEN_A, Hub, HubFactory, hub_process
 from tests.support.procs import free_port, serving, zos_upgrade_cmd
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.models import WriteRefused
@@ -123,9 +123,18 @@ HOSTILE: dict[str, tuple[Build, str]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def archive_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """One hub for every hostile archive: each test checks it stored nothing, whatever ran before."""
+    work = tmp_path_factory.mktemp("archive-hub")
+    with hub_process(work / "hub", work, blocks=True, config=CONFIG) as hub:
+        (hub.root / "alpha").mkdir()
+        yield hub
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_archive_is_refused_whole_and_stores_nothing(
-    start_hub: HubFactory, tmp_path: Path, case: str
+    archive_hub: Hub, tmp_path: Path, case: str
 ) -> None:
     build, reason = HOSTILE[case]
 
@@ -134,15 +143,14 @@ def test_a_hostile_archive_is_refused_whole_and_stores_nothing(
         build(tar)
 
     archive = _archive(tmp_path / "evil.tar.gz", hostile)
-    with start_hub(blocks=True, config=CONFIG) as hub:
-        (hub.root / "alpha").mkdir()
-        before = _stored(hub)
-        reply = httpx.post(f"{hub.url}/api/flist/me/upload", headers={"Authorization": f"bearer {TOKEN_A}"},
-                           files={"file": ("evil.tar.gz", archive.read_bytes())}, timeout=60)
-        assert reply.status_code == 400, reply.text
-        assert reply.json()["status"] == "error"
-        assert reply.json()["message"].startswith("archive refused: ") and reason in reply.json()["message"]
-        assert _stored(hub) == before
+    hub = archive_hub
+    before = _stored(hub)
+    reply = httpx.post(f"{hub.url}/api/flist/me/upload", headers={"Authorization": f"bearer {TOKEN_A}"},
+                       files={"file": ("evil.tar.gz", archive.read_bytes())}, timeout=60)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["status"] == "error"
+    assert reply.json()["message"].startswith("archive refused: ") and reason in reply.json()["message"]
+    assert _stored(hub) == before == (["alpha"], [])
     assert not Path("/etc/passwd").read_text().startswith("owned")
 
 
