@@ -206,6 +206,23 @@ class _Decoder:
         return data
 
 
+_EXCERPT_BYTES = 200
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    """``": <the first bytes of the body>"`` of an error answer (its reason), or ``""``; never more."""
+    data = b""
+    try:
+        async for chunk in response.aiter_raw():
+            data += chunk
+            if len(data) >= _EXCERPT_BYTES:
+                break
+    except httpx.HTTPError:
+        pass  # the reason is a courtesy: the status alone is still reported
+    text = data[:_EXCERPT_BYTES].decode("utf-8", "replace").strip()
+    return f": {text}" if text else ""
+
+
 async def _attempt(
     client: httpx.AsyncClient,
     method: str,
@@ -216,13 +233,17 @@ async def _attempt(
     content: bytes | None,
     policy: RetryPolicy,
     progress: _Progress,
+    expect: tuple[int, ...] = (),
 ) -> FetchResult:
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
         async with client.stream(method, url, headers=headers, content=content) as response:
-            if response.status_code >= 500:
-                raise _Retryable(f"server error {response.status_code}")
+            # a 5xx the caller expects is an answer (the real 0-hub sends its upload refusals as 500
+            # with the reason in JSON): returned, not retried; any other 5xx may pass and is retried,
+            # its reason kept for the message should every attempt fail
+            if response.status_code >= 500 and response.status_code not in expect:
+                raise _Retryable(f"server error {response.status_code}{await _excerpt(response)}")
             coding = response.headers.get("content-encoding")
             declared = response.headers.get("content-length")
             if coding is None and declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -319,7 +340,7 @@ async def _attempts(
             async with asyncio.timeout(policy.deadline):
                 result = await _attempt(
                     client, method, url, max_bytes=max_bytes, headers=headers, content=content,
-                    policy=policy, progress=progress,
+                    policy=policy, progress=progress, expect=expect,
                 )
         except _Retryable as exc:
             last_reason, too_slow = exc.reason, exc.too_slow

@@ -57,7 +57,8 @@ def test_upload_needs_every_block_in_the_hub_store(
                 await client.put_block(hexid, blocks[hexid])
                 assert await client.has_block(hexid)
             reply = await client.upload(flist)
-            assert reply["files"]["regular"] == 2 and reply["files"]["failure"] == 0
+            counts = reply["files"]["response"]
+            assert counts["regular"] == 2 and counts["failure"] == 0
             for hexid, data in blocks.items():
                 assert await client.get_block(hexid) == data
 

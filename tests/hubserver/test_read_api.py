@@ -7,6 +7,7 @@ import http.client
 import os
 import shutil
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,6 +131,28 @@ def test_downloads_md5_etag_and_ranges(rich_hub: Hub) -> None:
     assert md5.text == hashlib.md5(data).hexdigest() + "\n" and md5.headers["content-type"].startswith(
         "text/plain"
     )
+
+
+def test_downloads_carry_the_real_hubs_headers_and_its_html_404(rich_hub: Hub) -> None:
+    """werkzeug's send_file under the real hub: Content-Disposition inline with the asked name (quoted
+    when it is not a token), Last-Modified of the file, Cache-Control no-cache; a missing flist is
+    Flask's HTML page, not JSON."""
+    plain = httpx.get(rich_hub.url + "/golden/v1.flist")
+    assert plain.headers["content-disposition"] == "inline; filename=v1.flist"
+    assert plain.headers["cache-control"] == "no-cache"
+    mtime = (rich_hub.root / "golden" / "v1.flist").stat().st_mtime
+    assert parsedate_to_datetime(plain.headers["last-modified"]).timestamp() == int(mtime)
+    link = httpx.get(rich_hub.url + "/golden/app:latest.flist")
+    assert link.headers["content-disposition"] == 'inline; filename="app:latest.flist"'
+    target_mtime = (rich_hub.root / "golden" / "v2.flist").stat().st_mtime
+    assert parsedate_to_datetime(link.headers["last-modified"]).timestamp() == int(target_mtime)
+    tagged = httpx.get(rich_hub.url + "/other/tags/release/base.flist")
+    assert tagged.headers["content-disposition"] == "inline; filename=base.flist"
+    for missing in ("/golden/nope.flist", "/other/tags/release/nope.flist", "/golden/nope.flist.md5",
+                    "/nouser/v1.flist", "/other/escape.flist"):
+        answer = httpx.get(rich_hub.url + missing)
+        assert answer.status_code == 404, missing
+        assert answer.headers["content-type"].startswith("text/html") and "<h1>Not Found</h1>" in answer.text
 
 
 def test_every_json_answer_has_an_etag_and_honours_if_none_match(rich_hub: Hub) -> None:

@@ -138,6 +138,17 @@ def test_temp_files_of_a_crashed_upload_are_swept(tmp_path: Path) -> None:
     assert ".v4.flist.zu-tmp-124-abcd" not in {item["name"] for item in storage.listing("golden")}
 
 
+def test_the_work_folder_of_a_crashed_archive_upload_is_swept(tmp_path: Path) -> None:
+    root = make_golden_layout(tmp_path / "h")
+    stale, fresh = root / ".upload.zu-tmp-old", root / ".upload.zu-tmp-new"
+    for work in (stale, fresh):
+        (work / "tree" / "etc").mkdir(parents=True)
+        (work / "tree" / "etc" / "motd").write_text("unpacked")
+    os.utime(stale, (OLD, OLD))
+    assert HubStorage(root).sweep_temp_files() == 1
+    assert not stale.exists() and (fresh / "tree" / "etc" / "motd").exists()
+
+
 def test_a_planted_tag_symlink_is_not_written_through(tmp_path: Path) -> None:
     root = make_golden_layout(tmp_path / "h")
     outside = tmp_path / "outside"

@@ -50,7 +50,7 @@ def bomb(out: Path, inflated: int = 16 * 1024 * 1024) -> Path:
 
 def upload(client: httpx.Client | httpx.AsyncClient, hub: Hub, path: Path, token: str = TOKEN_A):
     files = {"file": (path.name, path.read_bytes())}
-    return client.post(hub.url + "/api/flist/me/upload", files=files,
+    return client.post(hub.url + "/api/flist/me/upload-flist", files=files,
                        headers={"Authorization": f"bearer {token}"})
 
 

@@ -35,7 +35,11 @@ def test_release_engineer_flow(start_hub: HubFactory, tmp_path: Path) -> None:
             assert await alpha.whoami() == "alpha"
             reply = await alpha.upload(named_copy(V1, tmp_path / "up", "app:1.0.0.flist"))
             assert reply["name"] == "app:1.0.0.flist"
-            assert reply["files"] == {
+            # the real 0-hub's reply: zflist check's JSON output, and its exit status
+            files = reply["files"]
+            assert (files["success"], files["error"], files["status"]) == (True, None, 0)
+            counts = {k: v for k, v in files["response"].items() if k != "content"}
+            assert counts == {
                 "regular": 10,
                 "symlink": 3,
                 "directory": 8,
@@ -43,6 +47,7 @@ def test_release_engineer_flow(start_hub: HubFactory, tmp_path: Path) -> None:
                 "failure": 0,
                 "fullsize": 1824456,
             }
+            assert len(files["response"]["content"]) == 21  # every entry but the root, as zflist find
             await alpha.upload(V2, name="app:2.0.0.flist")
             assert (await alpha.info("alpha/app:1.0.0.flist")).md5 == MD5_V1
 
@@ -117,8 +122,9 @@ def test_write_refusals(start_hub: HubFactory, tmp_path: Path) -> None:
                 with pytest.raises(WriteRefused, match=why) as refused:
                     await alpha.upload(path)
                 assert refused.value.status == status
-            with pytest.raises(WriteRefused, match="not allowed"):
-                await alpha.upload(named_copy(V1, tmp_path, "v1.tar.gz"))
+            with pytest.raises(WriteRefused, match="holds no block store") as refused:
+                await alpha.upload(named_copy(V1, tmp_path, "v1.tar.gz"))  # an archive: hub-side pack
+            assert refused.value.status == 400
             await alpha.upload(V1)
             with pytest.raises(WriteRefused, match="already a regular file") as refused:
                 await alpha.link("v1.flist", "v1.flist")
@@ -132,27 +138,29 @@ def test_write_refusals(start_hub: HubFactory, tmp_path: Path) -> None:
         assert no_auth.json() == {"status": "error", "message": "no authorization provided"}
         files = {"file": ("v2.flist", V2.read_bytes())}
         other = httpx.post(
-            hub.url + "/api/flist/alpha/upload", files=files, headers={"Authorization": f"bearer {TOKEN_B}"}
+            hub.url + "/api/flist/alpha/upload-flist", files=files,
+            headers={"Authorization": f"bearer {TOKEN_B}"},
         )
         assert other.status_code == 403 and "not 'alpha'" in other.json()["message"]
         mine = httpx.post(
-            hub.url + "/api/flist/beta/upload", files=files, headers={"Authorization": f"bearer {TOKEN_B}"}
+            hub.url + "/api/flist/beta/upload-flist", files=files,
+            headers={"Authorization": f"bearer {TOKEN_B}"},
         )
         assert mine.status_code == 200 and mine.json()["payload"]["name"] == "v2.flist"
         sneaky = httpx.post(
-            hub.url + "/api/flist/me/upload",
+            hub.url + "/api/flist/me/upload-flist",
             files={"file": ("..%2f..%2fx.flist", V2.read_bytes())},
             headers={"Authorization": f"bearer {TOKEN_B}"},
         )
         assert sneaky.status_code == 400
         no_file = httpx.post(
-            hub.url + "/api/flist/me/upload",
+            hub.url + "/api/flist/me/upload-flist",
             data={"other": "x"},
             headers={"Authorization": f"bearer {TOKEN_B}"},
         )
         assert no_file.status_code == 400 and "not a multipart" in no_file.json()["message"]
         wrong_field = httpx.post(
-            hub.url + "/api/flist/me/upload",
+            hub.url + "/api/flist/me/upload-flist",
             files={"flist": ("v2.flist", V2.read_bytes())},
             headers={"Authorization": f"bearer {TOKEN_B}"},
         )

@@ -70,11 +70,8 @@ KNOWN: dict[str, set[str]] = {
     "GET /golden/v1.flist.md5": {"content-type"},
     # authentication off makes every real-hub caller "Administrator"; ours always wants a token
     "GET /api/flist/me": {"status", "body"},
-    # the real hub's download and tag 404s are Flask's HTML page; ours answer the JSON error shape
+    # the real hub's missing-tag 404 is Flask's HTML page; ours answers the JSON error shape
     "GET /api/flist/golden/tags/none": {"content-type", "body"},
-    "GET /nouser/x.flist": {"content-type", "body"},
-    "GET /golden/missing.flist": {"content-type", "body"},
-    "GET /golden/missing.flist.md5": {"content-type", "body"},
 }
 
 HEADERS = ("content-type", "content-disposition", "last-modified", "cache-control")

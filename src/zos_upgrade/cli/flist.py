@@ -57,8 +57,8 @@ def parse_store_specs(specs: Sequence[str]) -> list[Route]:
             routes.append(Route(0, 255, spec))
         else:
             raise click.BadParameter(
-                f"{spec!r}: expected a store URL (dir:///path, http(s)://..., zdb://...) or RANGE=URL "
-                "with a hex first-byte range like 00-7f",
+                f"{spec!r}: expected a store URL (dir:///path, http(s)://..., zdb://..., s3://...) or "
+                "RANGE=URL with a hex first-byte range like 00-7f",
                 param_hint="--store",
             )
     return routes
@@ -140,8 +140,8 @@ def command() -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The flist to write: NAME.fl (v2, rfs) or NAME.flist (v1, 0-flist).")
 @click.option("--store", "stores", multiple=True, required=True, metavar="[RANGE=]URL",
-              help="Where blocks go: dir:///path, zdb://host:port/ns; RANGE like 00-7f limits a store "
-                   "to ids whose first byte is in it. Repeatable; recorded in the flist.")
+              help="Where blocks go: dir:///path, zdb://host:port/ns, s3://bucket/prefix; RANGE like 00-7f "
+                   "limits a store to ids whose first byte is in it. Repeatable; recorded in the flist.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (v2) or metadata (v1) entry.")
 def pack_command(src: Path, out: Path, stores: tuple[str, ...], tags: tuple[str, ...]) -> None:
     """Pack directory SRC into an flist and upload its blocks."""

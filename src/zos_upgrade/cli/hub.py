@@ -69,6 +69,39 @@ def serve(root: Path, host: str, port: int, config_file: Path | None, blocks: Pa
 
 
 @command.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option(
+    "--root", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
+    help="Storage folder of the hub to export.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The hub's TOML file (its block folder).",
+)
+@click.option(
+    "--blocks",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The hub's block folder (overrides the config file).",
+)
+@click.option("--replace", is_flag=True, help="Swap DEST, an earlier export, for the new one.")
+def export(dest: Path, root: Path, config_file: Path | None, blocks: Path | None, replace: bool) -> None:
+    """Write the hub's whole read API under ROOT as a static tree at DEST, for any file server,
+    bucket or CDN to serve to nodes."""
+    from zos_upgrade.hubserver import load_hub_config
+    from zos_upgrade.hubserver.export import export_hub
+
+    report = asyncio.run(export_hub(load_hub_config(config_file, root, blocks=blocks), dest, replace=replace))
+    click.echo(
+        f"exported {report.files} files ({report.bytes} bytes copied), {report.blocks} blocks "
+        f"({report.blocks_linked} hard-linked) to {report.dest}"
+    )
+    for skipped in report.skipped:
+        click.echo(f"not exported: {skipped}", err=True)
+
+
+@command.command()
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--name", help="Store it under this name (default: the file's name).")
 @_url

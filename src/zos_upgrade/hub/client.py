@@ -33,7 +33,7 @@ from zos_upgrade.hub.models import (
     Repository,
     WriteRefused,
 )
-from zos_upgrade.hub.names import split_fqdn, validate_name
+from zos_upgrade.hub.names import ARCHIVE_SUFFIX, FLIST_SUFFIXES, split_fqdn, validate_name
 from zos_upgrade.net import FetchResult, RetryPolicy, fetch
 
 __all__ = ["HubClient"]
@@ -237,8 +237,18 @@ class HubClient:
         return user
 
     async def upload(self, path: Path, name: str | None = None) -> dict[str, Any]:
-        """``POST /api/flist/me/upload``: store an ``.flist``/``.fl`` file; returns the reply's payload."""
+        """Store an ``.flist``/``.fl`` file (``POST /api/flist/me/upload-flist``: the hub checks its
+        blocks are held), or have the hub make an flist of a ``.tar.gz`` archive (``POST
+        /api/flist/me/upload``); returns the reply's payload (the real 0-hub's shape)."""
         filename = validate_name(name or path.name, "flist name")
+        if filename.endswith(FLIST_SUFFIXES):
+            endpoint = "/api/flist/me/upload-flist"
+        elif filename.endswith(ARCHIVE_SUFFIX):
+            endpoint = "/api/flist/me/upload"
+        else:
+            raise HubError(
+                f"{filename!r}: expected an flist (.flist, .fl) or a {ARCHIVE_SUFFIX} archive to upload"
+            )
         data = await asyncio.to_thread(path.read_bytes)
         request = httpx.Request(
             "POST", self._base, files={"file": (filename, data, "application/octet-stream")}
@@ -246,7 +256,7 @@ class HubClient:
         body = request.read()
         return await self._write(
             "POST",
-            "/api/flist/me/upload",
+            endpoint,
             content=body,
             headers={"Content-Type": request.headers["Content-Type"]},
         )
@@ -355,5 +365,11 @@ class HubClient:
         return reply.payload or {}
 
 
-# a write's 4xx carries the hub's reason in JSON: take it instead of letting fetch raise
-_WRITE_STATUSES = tuple(range(200, 300)) + tuple(range(400, 500))
+# a write's 4xx carries the hub's reason in JSON: take it instead of letting fetch raise. So does a
+# 500 of the real 0-hub (it refuses every bad upload with 500 and a message): taken as an answer, not
+# retried. 502, 503 and 504 (a proxy's, or our hub busy) are transient, so fetch retries them.
+_WRITE_STATUSES = (
+    tuple(range(200, 300))
+    + tuple(range(400, 500))
+    + tuple(s for s in range(500, 600) if s not in (502, 503, 504))
+)

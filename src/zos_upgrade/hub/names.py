@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from zos_upgrade.hub.models import InvalidName
 
-__all__ = ["MAX_NAME_BYTES", "flist_filename", "split_fqdn", "validate_name"]
+__all__ = [
+    "ARCHIVE_SUFFIX", "FLIST_SUFFIXES", "MAX_NAME_BYTES", "flist_filename", "split_fqdn", "validate_name",
+]
 
 # one path component on Linux file systems; a 10 KB name is refused long before open() sees it
 MAX_NAME_BYTES = 255
 FLIST_SUFFIXES = (".flist", ".fl")
+# what the real 0-hub's /api/flist/me/upload takes (its `allowed-extensions`): a tree it makes an flist of
+ARCHIVE_SUFFIX = ".tar.gz"
 
 
 def validate_name(value: str, what: str = "name") -> str:

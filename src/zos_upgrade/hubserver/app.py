@@ -78,8 +78,8 @@ class HubApp:
             Route("/api/fileslist", g(r.fileslist)),
             # write API first: "me" (or the token's own repository) in place of a repository name
             Route("/api/flist/me", g(w.whoami)),
-            Route(me + "/upload", g(w.upload), methods=["POST"]),
-            Route(me + "/upload-flist", g(w.upload), methods=["POST"]),
+            Route(me + "/upload", g(w.upload_archive), methods=["POST"]),
+            Route(me + "/upload-flist", g(w.upload_flist), methods=["POST"]),
             Route(me + "/{src}/link/{link}", g(w.link)),
             Route(me + "/{link}/crosslink/{repo}/{src}", g(w.crosslink)),
             Route(me + "/{link}/crosstag/{repo}/{tag}", g(w.crosstag)),

@@ -111,24 +111,35 @@ class ReadAPI:
 
     async def download(self, request: Request) -> Response:
         repo, name = request.path_params["repo"], request.path_params["name"]
-        if name.endswith(".md5") and not name.endswith(FLIST_SUFFIXES):
-            flist = await run_in_threadpool(self.storage.resolve, repo, name[: -len(".md5")])
-            md5 = await run_in_threadpool(self.storage.md5, flist)
-            return text_response(request, md5 + "\n")
-        flist = await run_in_threadpool(self.storage.resolve, repo, name)
+        try:
+            if name.endswith(".md5") and not name.endswith(FLIST_SUFFIXES):
+                flist = await run_in_threadpool(self.storage.resolve, repo, name[: -len(".md5")])
+                md5 = await run_in_threadpool(self.storage.md5, flist)
+                return text_response(request, md5 + "\n")
+            flist = await run_in_threadpool(self.storage.resolve, repo, name)
+        except NotInStorage:
+            return _flask_404(request)
         return await self._stored_file(request, flist, name)
 
     async def tag_download(self, request: Request) -> Response:
         params = request.path_params
-        flist = await run_in_threadpool(
-            self.storage.resolve, params["repo"], params["name"], tag=params["tag"]
-        )
+        try:
+            flist = await run_in_threadpool(
+                self.storage.resolve, params["repo"], params["name"], tag=params["tag"]
+            )
+        except NotInStorage:
+            return _flask_404(request)
         return await self._stored_file(request, flist, params["name"])
 
     async def _stored_file(self, request: Request, flist: StoredFlist, asked: str) -> Response:
         fd = await run_in_threadpool(open_regular, flist.real)
         if fd is None:
-            return api_error(request, "source not found", 404)
+            return _flask_404(request)
         st = os.fstat(fd)
         return await file_response(request, fd, st, "application/octet-stream", file_etag(st),
                                    download_headers(asked, st))
+
+
+def _flask_404(request: Request) -> Response:
+    """A download that is not there: the real hub's ``send_from_directory`` answers Flask's page."""
+    return text_response(request, FLASK_404_HTML, 404, "text/html; charset=utf-8")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -15,12 +17,13 @@ from starlette.responses import Response
 
 from zos_upgrade.flist import FlistError
 from zos_upgrade.flist.stores import DirStore
-from zos_upgrade.hub.names import FLIST_SUFFIXES, validate_name
+from zos_upgrade.hub.names import ARCHIVE_SUFFIX, FLIST_SUFFIXES, flist_filename, validate_name
+from zos_upgrade.hubserver.archive import ArchiveRefused
 from zos_upgrade.hubserver.auth import TokenGuard
 from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.http import BodyTooLarge, api_error, api_success, limited_stream
 from zos_upgrade.hubserver.storage import HubStorage
-from zos_upgrade.hubserver.upload import check_upload, upload_limits
+from zos_upgrade.hubserver.upload import check_upload, pack_upload, upload_limits
 from zos_upgrade.hubserver.upload_gate import UploadBusy, UploadGate
 
 __all__ = ["WriteAPI"]
@@ -44,8 +47,22 @@ class WriteAPI:
     async def whoami(self, request: Request) -> Response:
         return api_success(request, {"username": self.guard.authorize(request)})
 
-    async def upload(self, request: Request) -> Response:
+    async def upload_flist(self, request: Request) -> Response:
+        """``POST /api/flist/me/upload-flist``: an ``.flist``/``.fl`` whose blocks the hub must hold."""
+        return await self._upload(request, archive=False)
+
+    async def upload_archive(self, request: Request) -> Response:
+        """``POST /api/flist/me/upload``: a ``.tar.gz`` the hub packs into an flist and its blocks."""
+        return await self._upload(request, archive=True)
+
+    async def _upload(self, request: Request, *, archive: bool) -> Response:
         repo = self.guard.authorize(request)
+        blocks = self.blocks
+        if archive and blocks is None:
+            return api_error(
+                request, "this hub holds no block store to pack an archive into: upload an .flist "
+                "to /api/flist/me/upload-flist", 400,
+            )
         try:
             parser = MultiPartParser(
                 request.headers,
@@ -61,20 +78,35 @@ class WriteAPI:
             return api_error(request, f"not a multipart/form-data upload: {exc.message}", 400)
         try:
             upload = form.get("file")
+            # the real hub's messages, word for word, where it has one
             if not isinstance(upload, UploadFile):
-                return api_error(request, "no file found (expected a multipart field 'file')", 400)
+                return api_error(request, "no file found", 400)
             filename = os.path.basename(upload.filename or "")
             if not filename:
                 return api_error(request, "no file selected", 400)
             validate_name(filename, "uploaded file name")
-            if not filename.endswith(FLIST_SUFFIXES):
-                return api_error(
-                    request, f"{filename!r}: this file is not allowed (expected .flist or .fl)", 400
+            check: Callable[[], dict[str, Any]]
+            if blocks is not None and archive:
+                if not filename.endswith(ARCHIVE_SUFFIX):
+                    return api_error(
+                        request, f"{filename!r}: this file is not allowed (expected .tar.gz)", 400
+                    )
+                filename = flist_filename(filename[: -len(ARCHIVE_SUFFIX)] + ".flist")
+                size = upload.size if upload.size is not None else self.max_upload_bytes
+                check = functools.partial(
+                    pack_upload, self.storage, blocks, repo, filename, upload.file, size, self.limits
                 )
-            check = functools.partial(
-                check_upload, self.storage, self.blocks, repo, filename, upload.file, self.limits
-            )
+            else:
+                if not filename.endswith(FLIST_SUFFIXES):
+                    return api_error(
+                        request, f"{filename!r}: this file is not allowed (expected .flist or .fl)", 400
+                    )
+                check = functools.partial(
+                    check_upload, self.storage, self.blocks, repo, filename, upload.file, self.limits
+                )
             stats = await self.gate.run(repo, check)
+        except ArchiveRefused as exc:
+            return api_error(request, f"archive refused: {exc}", 400)
         except FlistError as exc:
             return api_error(request, f"invalid flist: {exc}", 400)
         except UploadBusy as exc:

@@ -71,9 +71,9 @@ class _MemoryStore:
 
 def test_an_unknown_scheme_names_every_registered_one() -> None:
     with pytest.raises(StoreError) as info:
-        open_store("s3://bucket/blocks")
+        open_store("gs://bucket/blocks")
     assert str(info.value) == (
-        "unsupported store URL 's3://bucket/blocks': expected dir://, http://, https:// or zdb://"
+        "unsupported store URL 'gs://bucket/blocks': expected dir://, http://, https://, zdb:// or s3://"
     )
 
 
@@ -92,7 +92,7 @@ def test_a_registered_scheme_is_opened_by_url_and_through_a_router(monkeypatch: 
     asyncio.run(router.put(b"\x01" * 32, b"stored"))
     assert asyncio.run(router.get(b"\x01" * 32)) == b"stored"
     assert opened[-1] == ("mem://pool-b", "pool-b")
-    with pytest.raises(StoreError, match=r"expected dir://, http://, https://, zdb:// or mem://"):
+    with pytest.raises(StoreError, match=r"expected dir://, http://, https://, zdb://, s3:// or mem://"):
         open_store("nope://x")
 
 

@@ -2,7 +2,8 @@
 
 - ``dir:///path`` (:mod:`.dir`), ``http(s)://host/path`` (:mod:`.http`, read-only),
   ``zdb://[user[:pass]@]host[:port][/namespace]`` (:mod:`.zdb`, 0-db's refusals typed in
-  :mod:`.zdb_errors`);
+  :mod:`.zdb_errors`), ``s3://bucket[/prefix]`` (:mod:`.s3`, S3-compatible object storage, the
+  optional ``[s3]`` extra);
 - :func:`open_store` picks the module by the URL's scheme (:mod:`.registry`: a new scheme is one new
   module and one line there);
 - :class:`Router` (:mod:`.router`) reads and writes through the stores its routes name.
@@ -13,6 +14,7 @@ from zos_upgrade.flist.stores.dir import DirStore
 from zos_upgrade.flist.stores.http import HttpStore
 from zos_upgrade.flist.stores.registry import open_store
 from zos_upgrade.flist.stores.router import Route, Router
+from zos_upgrade.flist.stores.s3 import S3Store
 from zos_upgrade.flist.stores.zdb import ZdbStore
 from zos_upgrade.flist.stores.zdb_errors import (
     ZdbAccessDenied,
@@ -32,6 +34,7 @@ __all__ = [
     "LocalStore",
     "Route",
     "Router",
+    "S3Store",
     "StoreError",
     "ZdbAccessDenied",
     "ZdbFull",

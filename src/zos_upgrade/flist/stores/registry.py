@@ -8,6 +8,7 @@ from urllib.parse import SplitResult, urlsplit
 from zos_upgrade.flist.stores.base import BlockStore, StoreError
 from zos_upgrade.flist.stores.dir import open_dir_url
 from zos_upgrade.flist.stores.http import open_http_url
+from zos_upgrade.flist.stores.s3 import open_s3_url
 from zos_upgrade.flist.stores.zdb import open_zdb_url
 
 __all__ = ["OPENERS", "StoreOpener", "open_store"]
@@ -23,11 +24,13 @@ OPENERS: dict[str, StoreOpener] = {
     "http": open_http_url,
     "https": open_http_url,
     "zdb": open_zdb_url,
+    "s3": open_s3_url,
 }
 
 
 def open_store(url: str) -> BlockStore:
-    """Open the store a URL names, by its scheme (``dir:///abs/path``, ``http(s)://...``, ``zdb://...``)."""
+    """Open the store a URL names, by its scheme (``dir:///abs/path``, ``http(s)://...``, ``zdb://...``,
+    ``s3://bucket/prefix``)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - a bad port is found here, so every opener may read it
@@ -40,6 +43,6 @@ def open_store(url: str) -> BlockStore:
 
 
 def _schemes() -> str:
-    """``dir://, http://, https:// or zdb://``: every registered scheme, in registry order."""
+    """``dir://, http://, https://, zdb:// or s3://``: every registered scheme, in registry order."""
     names = [f"{scheme}://" for scheme in OPENERS]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,13 +50,21 @@ class StorageWrites:
         removed = 0
         now = self._clock()
         root = self.layout.root
-        for folder in [root, *(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())]:
+        # hidden folders are not repositories (an archive upload's work folder is swept whole below)
+        repos = (p for p in root.iterdir()
+                 if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+        for folder in [root, *repos]:
             for path in folder.iterdir():
                 if path.name.startswith(".") and fsutil.TEMP_MARK in path.name:
                     with contextlib.suppress(OSError):
-                        if now - path.lstat().st_mtime > older_than:
+                        st = path.lstat()
+                        if now - st.st_mtime <= older_than:
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            shutil.rmtree(path)  # an archive upload's work folder (never a link)
+                        else:
                             path.unlink()
-                            removed += 1
+                        removed += 1
         return removed
 
     def _ensure_repo(self, repo: str) -> Path:
