@@ -89,6 +89,8 @@ class KeyStore:
             raise TrustRepositoryError(f"{path}: key {key.keyid} is a {type(key).__name__}, not a file key")
         data = fsutil.read_at_most(path, _MAX_KEY_FILE)
         if data is None:
+            raise TrustRepositoryError(f"{path}: key file vanished while being read")
+        if len(data) > _MAX_KEY_FILE:
             raise TrustRepositoryError(f"{path}: key file is larger than {_MAX_KEY_FILE} bytes")
         encrypted = b"ENCRYPTED PRIVATE KEY" in data
         if encrypted and not self._passphrase:

@@ -67,8 +67,8 @@ from zos_upgrade.trust.status import RoleStatus, role_report
 __all__ = ["Change", "TrustRepository", "utcnow"]
 
 # a metadata file a repository reads: far above any real one (a root with 16 keys is ~10 KB,
-# targets with thousands of releases a few MB)
-_MAX_METADATA = 32 * 1024 * 1024
+# targets with thousands of releases a few MB); read in one read(2) of at most this size
+_MAX_METADATA = 8 * 1024 * 1024
 _MAX_KEYS = 16
 _VERSIONED_ROOT = re.compile(r"([1-9][0-9]{0,18})\.root\.json")
 _SERIALIZER = JSONSerializer(compact=False)
@@ -182,15 +182,10 @@ class TrustRepository:
     # -- reading ----------------------------------------------------------------------------------
     def _read(self, name: str) -> bytes:
         path = self.metadata_dir / name
-        try:
-            data = fsutil.read_at_most(path, _MAX_METADATA)
-        except FileNotFoundError:
-            raise TrustRepositoryError(
-                f"{path}: missing (is {self.metadata_dir} a TUF repository?)"
-            ) from None
-        except OSError as exc:
-            raise TrustRepositoryError(f"{path}: unreadable: {exc}") from exc
+        data = fsutil.read_at_most(path, _MAX_METADATA)
         if data is None:
+            raise TrustRepositoryError(f"{path}: missing (is {self.metadata_dir} a TUF repository?)")
+        if len(data) > _MAX_METADATA:
             raise TrustRepositoryError(f"{path}: larger than {_MAX_METADATA} bytes")
         return data
 
