@@ -324,12 +324,13 @@ class TrustRepository:
             return self._publish()
         raise TrustRepositoryError(f"role {role!r} is not one of {', '.join(TOP_LEVEL_ROLES)}")
 
-    def timestamp_only(self) -> Change:
+    def timestamp_only(self, *, at_least: int = 0) -> Change:
         """A new timestamp with a fresh expiry, naming the current snapshot: what cron (or the hub's
-        online key) runs. Needs only the timestamp key."""
+        online key) runs. Needs only the timestamp key. ``at_least``: the lowest version to use (the
+        hub's online key may have signed newer timestamps than this copy knows)."""
         root = self.root.signed
         ts = copy.deepcopy(self.timestamp.signed)
-        ts.version += 1
+        ts.version = max(ts.version + 1, at_least)
         ts.expires = self._expires("timestamp")
         md: Metadata[Timestamp] = Metadata(ts)
         self._sign_role(md, root)
