@@ -113,6 +113,9 @@ def init(
         if not 0 < value <= 3650:
             raise click.BadParameter(f"{item!r}: DAYS must be above 0 and at most 3650")
         expiry[role] = timedelta(days=value)
+    if keys_dir is None and (folder.resolve().parent / "versions").exists():
+        # a release tree is published whole (rsync, CDN): its signing keys must never sit inside it
+        raise click.UsageError(f"{folder} is inside a release tree: give --keys DIR outside the tree")
     keys = KeyStore.from_env(keys_dir if keys_dir is not None else folder / KEYS_DIR)
     repo = TrustRepository.init(
         folder / METADATA_DIR, keys, root_keys=root_keys, root_threshold=root_threshold, expiry=expiry
