@@ -439,8 +439,9 @@ class TrustRepository:
         delegation = root.roles[role]
         if len(signers) < delegation.threshold:
             raise TrustRepositoryError(
-                f"cannot sign {role}: its threshold is {delegation.threshold} but the keys folder "
-                f"{self.keys.folder} holds {len(signers)} of its keys ({', '.join(delegation.keyids)})"
+                f"cannot sign {role}: its threshold is {delegation.threshold} but the keys folder(s) "
+                f"{', '.join(map(str, self.keys.folders))} hold {len(signers)} of its keys "
+                f"({', '.join(delegation.keyids)})"
             )
         _sign(md, signers)
         check_signed_by_root(root, md, role)
