@@ -8,9 +8,12 @@ Starlette on uvicorn. Handlers are thin: names are validated and the work is don
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +28,9 @@ from zos_upgrade.hubserver.http import api_error, text_response
 from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
 from zos_upgrade.hubserver.storage import BlockFolder, Conflict, FileChanged, HubStorage, NotInStorage
+from zos_upgrade.hubserver.tuf_api import TufAPI
+from zos_upgrade.hubserver.tuf_online import OnlineSigner
+from zos_upgrade.hubserver.tuf_store import TufStore
 from zos_upgrade.hubserver.write_api import WriteAPI
 from zos_upgrade.net import SERVER_KEEP_ALIVE
 
@@ -68,9 +74,11 @@ class HubApp:
         self.writes = WriteAPI(self.storage, block_store, guard, config)
         self.fleet_lock = FleetLockAPI(config.root, slots=config.fleet_lock_slots,
                                        groups=config.fleet_lock_groups)
+        self.tuf_store = TufStore(self.storage.root)
+        self.tuf = TufAPI(self.storage, self.tuf_store, guard)
 
     def routes(self) -> list[Route]:
-        g, r, w, b = guarded, self.reads, self.writes, self.blocks
+        g, r, w, b, t = guarded, self.reads, self.writes, self.blocks, self.tuf
         me = "/api/flist/{owner}"
         return [
             Route("/api/repositories", g(r.repositories)),
@@ -101,6 +109,10 @@ class HubApp:
             # catch-all downloads, whose /{repo}/{name} would match /v1/pre-reboot
             Route("/v1/pre-reboot", self.fleet_lock.pre_reboot, methods=["POST"]),
             Route("/v1/steady-state", self.fleet_lock.steady_state, methods=["POST"]),
+            # TUF metadata and consistent-snapshot targets (issue 15), before the download catch-all
+            Route("/tuf/{repo}/metadata/{file}", g(t.metadata), methods=["GET", "HEAD"]),
+            Route("/tuf/{repo}/metadata/{file}", g(t.upload), methods=["PUT"]),
+            Route("/tuf/{repo}/targets/{hashname}", g(t.target), methods=["GET", "HEAD"]),
             # downloads
             Route("/{repo}/tags/{tag}/{name}", g(r.tag_download)),
             Route("/{repo}/{name}", g(r.download)),
@@ -114,13 +126,38 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return text_response(request, detail, status)
 
 
+def _online_signing(hub: HubApp) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """The lifespan task re-signing due timestamps with the online keys (hubserver/tuf_online.py)."""
+    assert hub.config.online_keys is not None
+    signer = OnlineSigner(hub.tuf_store, hub.config.online_keys)
+    interval = hub.config.online_resign_seconds
+
+    async def loop() -> None:
+        while True:
+            await run_in_threadpool(signer.resign_due)
+            await anyio.sleep(interval)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(loop)
+            yield
+            group.cancel_scope.cancel()
+
+    return lifespan
+
+
 def create_app(config: HubConfig) -> Starlette:
     """The ASGI application of a hub over ``config.root``."""
     hub = HubApp(config)
     swept = hub.storage.sweep_temp_files()
     if swept:
         log.info("removed temp files left by an interrupted upload", extra={"count": swept})
-    app = Starlette(routes=hub.routes(), exception_handlers={404: _http_error, 405: _http_error})
+    app = Starlette(
+        routes=hub.routes(),
+        exception_handlers={404: _http_error, 405: _http_error},
+        lifespan=_online_signing(hub) if config.online_keys is not None else None,
+    )
     app.state.hub = hub
     return app
 
