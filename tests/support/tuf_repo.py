@@ -133,7 +133,8 @@ class TufTestRepo:
         self._write(f"{snap.version}.snapshot.json", self.md["snapshot"])
         self.timestamp(expires=timestamp_expires)
 
-    def timestamp(self, *, expires: datetime | None = None, signers: list[CryptoSigner] | None = None) -> None:
+    def timestamp(self, *, expires: datetime | None = None,
+                  signers: list[CryptoSigner] | None = None) -> None:
         ts = self.md["timestamp"].signed
         if self.metadata.joinpath("timestamp.json").exists():
             ts.version += 1

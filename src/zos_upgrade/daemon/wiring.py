@@ -6,7 +6,8 @@ Kept apart from the loop so the policy can be exercised with other parts, and so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from zos_upgrade.config import Config
@@ -20,18 +21,71 @@ from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.control import NodeControl
+from zos_upgrade.node.events import FListEvent, RepoEvent
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
+from zos_upgrade.sources.tuf import TufHubSource, TufReleaseSource
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.supervisor.zinit import ZinitClient
+from zos_upgrade.trust.client import TrustedRepo
+from zos_upgrade.trust.fetcher import HttpxFetcher
+from zos_upgrade.trust.layout import (
+    hub_metadata_url,
+    hub_targets_url,
+    publisher_metadata_url,
+    publisher_targets_url,
+)
 from zos_upgrade.upgrade import Flister, Upgrader
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
+from zos_upgrade.watch.tuf import TufLinkWatcher, TufPublisher, TufRepoWatcher
 
-__all__ = ["build", "make_supervisor", "make_upgrader"]
+__all__ = ["build", "make_supervisor", "make_trusted", "make_upgrader"]
+
+log = logging.getLogger(__name__)
+
+
+def make_trusted(config: Config, repo: str | None) -> TrustedRepo:
+    """The node's TUF view of hub repository ``repo`` (None: the release tree), cached under
+    ``<state_dir>/trust/<repo or "releases">/``; its pinned root copied there on first use."""
+    trust, src = config.trust, config.source
+    assert trust.root is not None  # callers check config.tuf
+    if repo is None:
+        assert src.publisher is not None
+        metadata = trust.metadata_url or publisher_metadata_url(src.publisher)
+        return TrustedRepo(config.trust_dir / "releases", metadata, publisher_targets_url(src.publisher),
+                           config.node_path(trust.root), HttpxFetcher(), name="releases")
+    assert src.hub is not None
+    bins = repo == src.bins_repo and (src.flist or "").split("/")[0] != repo
+    pinned = trust.bins_root if bins else trust.root
+    assert pinned is not None  # the config requires bins_root with bins_repo under [trust]
+    metadata = hub_metadata_url(src.hub, repo) if bins or trust.metadata_url is None else trust.metadata_url
+    return TrustedRepo(config.trust_dir / repo, metadata, hub_targets_url(src.hub, repo),
+                       config.node_path(pinned), HttpxFetcher(), name=repo)
+
+
+def _warn_unauthenticated(what: str) -> None:
+    log.warning("UNAUTHENTICATED: following the hub without TUF ([trust] insecure = true): anyone "
+                "answering for it can install anything", extra={"followed": what})
+
+
+class _InsecureLinkWatcher(FListSemverWatcher):
+    """``[trust] insecure``: the hub's link, with a warning at every check."""
+
+    async def check(self) -> FListEvent | None:
+        _warn_unauthenticated(self.flist)
+        return await super().check()
+
+
+class _InsecureRepoWatcher(FListRepoWatcher):
+    """``[trust] insecure``: the hub's repository listing, with a warning at every check."""
+
+    async def check(self) -> RepoEvent | None:
+        _warn_unauthenticated(self.repo)
+        return await super().check()
 
 
 def make_supervisor(config: Config) -> Supervisor:
@@ -67,7 +121,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
     if check_into is None:
         state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
-    if src.publisher is not None:
+    if src.publisher is not None and not config.tuf:
         # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     supervisor = supervisor or make_supervisor(config)
@@ -81,6 +135,19 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), memory=memory,
                       sweep=installer.flister.sweep if check_into is None else None)
     parts.closers.append(supervisor.aclose)
+    if src.publisher is not None and config.tuf:
+        trusted = make_trusted(config, None)
+        tuf_pub = TufPublisher(trusted)
+        parts.closers.append(tuf_pub.aclose)
+
+        def tuf_publisher_watcher(current: Version, jump: bool) -> PublisherWatcher:
+            return PublisherWatcher(tuf_pub, current, src.interval, jump_to_latest=jump)
+
+        # what the node believes is the release tree's TUF metadata: signed versions, latest, hashes
+        parts.policies.append(ReleasePolicy(upgrader, TufReleaseSource(trusted, downloads),
+                                            tuf_publisher_watcher, jump_to_latest=src.jump_to_latest,
+                                            memory=memory, control=control))
+        return parts
     if publisher is not None:
         pub = publisher
         parts.closers.append(pub.aclose)
@@ -95,6 +162,9 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
                                             control=control))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
+    if config.tuf:
+        _tuf_hub(config, parts, upgrader, downloads, memory, control)
+        return parts
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
     flists = HubSource(hub, downloads)
@@ -102,12 +172,46 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
         repo = src.bins_repo
 
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
-            return FListRepoWatcher(repo, current, src.interval, hub=hub)
+            return _InsecureRepoWatcher(repo, current, src.interval, hub=hub)
 
         parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory, control=control))
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
-        return FListSemverWatcher(flist, src.interval, current, hub=hub)
+        return _InsecureLinkWatcher(flist, src.interval, current, hub=hub)
 
     parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control))
     return parts
+
+
+def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads: Path,
+             memory: ReleaseMemory, control: ControlGate) -> None:
+    """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets."""
+    src = config.source
+    assert src.hub is not None and src.flist is not None
+    hub_url, flist = src.hub, src.flist
+    boot_repo = flist.split("/")[0]
+    trusted = make_trusted(config, boot_repo)
+    parts.closers.append(_closer(trusted))
+    if src.bins_repo is not None:
+        repo = src.bins_repo
+        bins_trusted = trusted if repo == boot_repo else make_trusted(config, repo)
+        if bins_trusted is not trusted:
+            parts.closers.append(_closer(bins_trusted))
+        bins_source = TufHubSource(bins_trusted, repo, downloads, hub_url=hub_url)
+
+        def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
+            return TufRepoWatcher(repo, current, src.interval, trusted=bins_trusted)
+
+        parts.policies.append(BinsPolicy(upgrader, bins_source, bins_watcher, memory=memory, control=control))
+
+    def boot_watcher(current: Version) -> FListSemverWatcher:
+        return TufLinkWatcher(flist, src.interval, current, trusted=trusted)
+
+    boot_source = TufHubSource(trusted, boot_repo, downloads, hub_url=hub_url)
+    parts.policies.append(BootPolicy(upgrader, boot_source, boot_watcher, memory=memory, control=control))
+
+
+def _closer(trusted: TrustedRepo) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        trusted.close()
+    return close

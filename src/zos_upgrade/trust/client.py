@@ -292,6 +292,12 @@ class TrustedRepo:
     def status(self) -> TrustStatus | None:
         return load_status(self.status_file)
 
+    def close(self) -> None:
+        """Close the fetcher's connections (ngclient's interface has no close; ours does)."""
+        close = getattr(self.fetcher, "close", None)
+        if callable(close):
+            close()
+
 
 _MIXED = re.compile(r"Expected (snapshot version \d|\S+ v\d)")
 
