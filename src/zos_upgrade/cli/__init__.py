@@ -24,6 +24,7 @@ from zos_upgrade.cli import (
     release,
     rollback,
     status,
+    trust,
 )
 from zos_upgrade.cli._common import run_command
 from zos_upgrade.log import setup_logging
@@ -60,6 +61,7 @@ def cli(log_format: str, verbose: bool) -> None:
     Pack a release:       zos-upgrade flist pack ./rootfs -o zos:1.2.0.fl --store dir:///srv/blocks
     Serve a hub:          zos-upgrade hub serve --root /srv/hub
     Sign a release:       zos-upgrade release add 1.2.0 --flist URL --flist-file F --key K --root DIR
+    TUF-sign a hub repo:  zos-upgrade trust init --dir tf-zos; zos-upgrade trust sign --dir tf-zos F
     See it all work:      zos-upgrade demo
 
     Exit codes: 0 success, 1 the operation failed (the message says why), 2 usage error.
@@ -67,7 +69,7 @@ def cli(log_format: str, verbose: bool) -> None:
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
 
 
-for _module in (flist, hub, release, daemon, install, status, check, failed, recover, rollback, demo):
+for _module in (flist, hub, release, trust, daemon, install, status, check, failed, recover, rollback, demo):
     cli.add_command(_module.command)
 for _command in hold.commands:
     cli.add_command(_command)

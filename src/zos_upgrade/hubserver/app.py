@@ -24,6 +24,8 @@ from zos_upgrade.hubserver.http import api_error, text_response
 from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
 from zos_upgrade.hubserver.storage import BlockFolder, Conflict, FileChanged, HubStorage, NotInStorage
+from zos_upgrade.hubserver.tuf_api import TufAPI
+from zos_upgrade.hubserver.tuf_store import TufStore
 from zos_upgrade.hubserver.write_api import WriteAPI
 from zos_upgrade.net import SERVER_KEEP_ALIVE
 
@@ -65,9 +67,11 @@ class HubApp:
         self.reads = ReadAPI(self.storage)
         self.blocks = BlockAPI(block_store, guard, config.max_block_bytes)
         self.writes = WriteAPI(self.storage, block_store, guard, config)
+        self.tuf_store = TufStore(self.storage.root)
+        self.tuf = TufAPI(self.storage, self.tuf_store, guard)
 
     def routes(self) -> list[Route]:
-        g, r, w, b = guarded, self.reads, self.writes, self.blocks
+        g, r, w, b, t = guarded, self.reads, self.writes, self.blocks, self.tuf
         me = "/api/flist/{owner}"
         return [
             Route("/api/repositories", g(r.repositories)),
@@ -94,6 +98,10 @@ class HubApp:
             Route("/blocks/{xx}/{hex}", g(b.get_block)),
             Route("/blocks/{hex}", g(b.get_block)),
             Route("/blocks/{hex}", g(b.put_block), methods=["PUT"]),
+            # TUF metadata and consistent-snapshot targets (issue 15), before the download catch-all
+            Route("/tuf/{repo}/metadata/{file}", g(t.metadata), methods=["GET", "HEAD"]),
+            Route("/tuf/{repo}/metadata/{file}", g(t.upload), methods=["PUT"]),
+            Route("/tuf/{repo}/targets/{hashname}", g(t.target), methods=["GET", "HEAD"]),
             # downloads
             Route("/{repo}/tags/{tag}/{name}", g(r.tag_download)),
             Route("/{repo}/{name}", g(r.download)),

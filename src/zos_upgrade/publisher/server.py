@@ -1,8 +1,9 @@
 """The development release server: the static release tree over HTTP, as an ASGI (Starlette) app.
 
-It serves exactly three kinds of names — ``versions``, ``latest`` and canonical semver strings —
-and nothing else, so no request path (``..``, ``%2e%2e``, NUL, a directory) can name a file outside
-the tree; a symlink inside the tree that resolves outside it is refused too. Answers carry a strong
+It serves exactly four kinds of names — ``versions``, ``latest``, canonical semver strings and the
+TUF metadata file names under ``/tuf/metadata/`` (issue 15; never the keys) — and nothing else,
+so no request path (``..``, ``%2e%2e``, NUL, a directory) can name a file outside the tree; a
+symlink inside the tree that resolves outside it is refused too. Answers carry a strong
 ``ETag`` (blake2b of the bytes) and ``Cache-Control``: the index documents must be revalidated on
 every use (``no-cache``, and a ``304`` is cheap), release objects never change once published.
 """
@@ -25,6 +26,8 @@ from starlette.routing import Route
 from zos_upgrade.net import SERVER_KEEP_ALIVE
 from zos_upgrade.publisher.base import INDEX_MAX_BYTES, PublisherError
 from zos_upgrade.publisher.tree import LATEST, VERSIONS
+from zos_upgrade.trust.errors import TrustError
+from zos_upgrade.trust.layout import METADATA_DIR, PUBLISHER_TUF_DIR, parse_metadata_filename
 from zos_upgrade.versions import InvalidVersion, parse_version
 
 __all__ = ["create_app", "serve"]
@@ -64,6 +67,17 @@ class _TreeReader:
     def read(self, name: str) -> _Document | None:
         if not _servable(name):
             return None
+        return self._load(name)
+
+    def read_metadata(self, filename: str) -> _Document | None:
+        """A TUF metadata file of the tree's repository (``tuf/metadata/``), by its served name only."""
+        try:
+            parse_metadata_filename(filename)
+        except TrustError:
+            return None
+        return self._load(f"{PUBLISHER_TUF_DIR}/{METADATA_DIR}/{filename}")
+
+    def _load(self, name: str) -> _Document | None:
         path = os.path.join(self.root, name)
         real = os.path.realpath(path)
         if os.path.commonpath([real, self.root]) != self.root:
@@ -121,12 +135,28 @@ def create_app(root: Path) -> Starlette:
             return Response(status_code=304, headers=headers)
         return Response(found.body, media_type="application/json", headers=headers)
 
+    async def metadata(request: Request) -> Response:
+        # the tree's TUF metadata (issue 15): what nodes believe; always revalidated
+        name = request.path_params["file"]
+        found = reader.read_metadata(name)
+        if found is None:
+            return _not_found(f"no TUF metadata {name} in this release tree")
+        headers = {
+            "ETag": found.etag, "Cache-Control": INDEX_CACHE_CONTROL, "X-Content-Type-Options": "nosniff",
+        }
+        if _etag_matches(request.headers.get("if-none-match"), found.etag):
+            return Response(status_code=304, headers=headers)
+        return Response(found.body, media_type="application/json", headers=headers)
+
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     return Starlette(
-        routes=[Route("/{name:path}", document, methods=["GET", "HEAD"])],
+        routes=[
+            Route("/tuf/metadata/{file}", metadata, methods=["GET", "HEAD"]),
+            Route("/{name:path}", document, methods=["GET", "HEAD"]),
+        ],
         exception_handlers={HTTPException: http_error},
     )
 
