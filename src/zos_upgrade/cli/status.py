@@ -88,6 +88,7 @@ def render_text(status: NodeStatus, now: float, *, history: int = 5) -> str:
             lines.append(f"  {item.name:<{width}}  {item.version or 'no version'}")
     lines += _field("state dir", status.state_dir)
     lines += _render_alive(status) + _render_control(status, now) + _render_running(status, now)
+    lines += _render_trust(status, now)
     lines += _render_daemon(status, now) + _render_failed(status, now) + _render_history(status, now, history)
     return "\n".join(lines)
 
@@ -209,10 +210,59 @@ def _history_line(entry: dict[str, Any], now: float) -> str:
     return f"{line}: {entry['reason']}" if entry.get("reason") else line
 
 
+def _trust_mode(config: Path | None) -> str | None:
+    if config is None:
+        return None
+    from zos_upgrade.config import load_config
+
+    cfg = load_config(config)
+    if cfg.tuf:
+        return "tuf"
+    if cfg.unauthenticated:
+        return "unauthenticated"
+    return "release signatures" if cfg.source.publisher is not None else "unknown"
+
+
+def _render_trust(status: NodeStatus, now: float) -> list[str]:
+    """What vouches for releases; under TUF each repository's roles, and a freeze since when."""
+    trust = status.trust or {}
+    mode = trust.get("mode", "unknown")
+    if mode == "unauthenticated":
+        return _field("trust", "UNAUTHENTICATED: [trust] insecure = true, anyone answering for the hub "
+                               "can install anything (set [trust] root)")
+    if mode == "release signatures":
+        return _field("trust", "ed25519-signed release objects ([source] trusted_keys), no freshness")
+    lines = _field("trust", "TUF (pinned root)" if mode == "tuf" else "unknown (give --config)")
+    for repo in trust.get("repos", []):
+        lines += _trust_repo(repo, now)
+    return lines
+
+
+def _trust_repo(repo: dict[str, Any], now: float) -> list[str]:
+    name = str(repo.get("repo"))
+    if repo.get("unreadable"):
+        return _field(name, "status file unreadable", indent=2)
+    roles = repo.get("roles") or {}
+    shown = ", ".join(f"{role} v{info.get('version')} (expires {info.get('expires')})"
+                      for role, info in roles.items() if isinstance(info, dict))
+    lines = _field(name, shown or "no metadata trusted yet", indent=2)
+    error = repo.get("error")
+    if isinstance(error, dict):
+        if error.get("type") in ("FreezeAttack", "ExpiredMetadata"):
+            lines += _field("", f"metadata expired since {error.get('expires')} ({error.get('role')} role): "
+                                "refused, nothing installed", indent=4)
+        else:
+            lines += _field("", f"REFUSED at {error.get('at')}: {error.get('type')}: {error.get('message')}",
+                            indent=4)
+    elif repo.get("last_success"):
+        lines += _field("", f"last refresh {repo.get('last_success')}", indent=4)
+    return lines
+
+
 def _run(config: Path | None, root: Path | None, as_json: bool, history: int,
          clock: Callable[[], float]) -> None:
     node_root, state_dir = locate_node(config, root)
-    status = collect_status(node_root, state_dir)
+    status = collect_status(node_root, state_dir, trust_mode=_trust_mode(config))
     if as_json:
         status.history = status.history[:history]
         click.echo(json.dumps(asdict(status), sort_keys=True))

@@ -47,7 +47,7 @@ async def _checked(trusted: TrustedRepo, path: str, downloads: Path,
     try:
         return await asyncio.to_thread(_fetch, trusted, path, downloads)
     except UntrustedRelease as exc:
-        raise VerificationFailed(f"{what}: refused by TUF ({exc.attack}): {exc}") from exc
+        raise VerificationFailed(f"{what}: refused by TUF, {type(exc).__name__} ({exc.attack}): {exc}") from exc
     except (TrustError, OSError) as exc:
         raise FetchFailed(f"{what}: could not be fetched through TUF: {type(exc).__name__}: {exc}") from exc
 

@@ -1,0 +1,165 @@
+"""Issue 15 end to end: a node under a real supervisord follows our hub through TUF, with a forging
+proxy between them. Install and upgrade through signed metadata; every attack refused with the typed
+error naming it, the node's files unchanged and the forged pre-copy hook never run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.trust_node import HOOK_MARK, LINK_NAME, Attacker, TrustedNode, trust_cli, trusted_node
+from tests.support.procs import REPO, zos_upgrade_cmd
+from zos_upgrade.trust.keys import KeyStore
+from zos_upgrade.trust.repository import TrustRepository
+
+
+@pytest.fixture
+def tn() -> Iterator[TrustedNode]:
+    with trusted_node() as node:
+        yield node
+
+
+def once(tn: TrustedNode) -> subprocess.CompletedProcess[str]:
+    proc = tn.node.once()
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def refused(tn: TrustedNode, error: str, attack: str) -> str:
+    """One daemon round that must refuse: nothing installed, the hook never ran; its log."""
+    before = tn.digest()
+    proc = tn.node.once()
+    log = proc.stdout + proc.stderr
+    assert error in log and attack in log, log[-3000:]
+    assert tn.digest() == before, "the node's files changed"
+    assert not (tn.node.root / HOOK_MARK).exists(), "the forged pre-copy hook ran"
+    return log
+
+
+def test_install_and_upgrade_through_tuf(tn: TrustedNode) -> None:
+    tn.publish("1.0.0")
+    once(tn)
+    assert tn.node.box.wait_version("alpha", "1.0.0") == "1.0.0"
+    assert json.loads((tn.node.root / "tmp/flist.info").read_text())["target"] == "zos:1.0.0.fl"
+    tn.publish("1.1.0", extra={"opt/app/new.txt": "new"})
+    once(tn)
+    assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+    assert (tn.node.root / "opt/app/new.txt").read_text() == "new"
+    assert tn.node.status()["current_version"] == "1.1.0"
+    seen = tn.seen()
+    assert not [p for p in seen if p.startswith("/api/flist")], "the node asked the hub's unsigned API"
+    assert any(p.startswith("/tuf/tf-zos/targets/") and p.endswith(".zos:1.1.0.fl") for p in seen)
+    status = tn.trust_status()
+    assert status["error"] is None and status["roles"]["targets"]["version"] >= 3
+    shown = subprocess.run(zos_upgrade_cmd("status", "--config", str(tn.node.config), "--json"),
+                           capture_output=True, text=True, check=True, cwd=REPO)
+    trust = json.loads(shown.stdout)["trust"]
+    assert trust["mode"] == "tuf" and trust["repos"][0]["roles"]["timestamp"]["version"] >= 3
+
+
+def test_the_issues_proxy_attack_and_forged_metadata_are_refused(tn: TrustedNode, tmp_path: Path) -> None:
+    tn.publish("1.0.0")
+    once(tn)
+    forged = tn.forged_release()
+    attacker = Attacker(tn, tmp_path / "attacker")
+    # the original attack: the hub's API announces 9.9.9 and serves the forged flist with its own md5
+    light = {"name": LINK_NAME, "size": forged.stat().st_size, "updated": 1, "type": "symlink",
+             "md5": "0" * 32, "target": "zos:9.9.9.fl"}
+    rules = {f"/api/flist/tf-zos/{LINK_NAME}/light": {"json": light},
+             "/tuf/tf-zos/metadata/timestamp.json": {"status": 404}}
+    # ... plus metadata signed by the attacker's own keys (a forged link and a forged release)
+    rules.update(attacker.release(forged))
+    tn.forge(rules)
+    refused(tn, "ForgedMetadata", "forged metadata")
+    # forged flist bytes under the signed release's own URL: the signed hashes do not match
+    tn.forge({})
+    signed = tn.publish("1.1.0", link=False)
+    tn.relink("zos:1.1.0.fl")
+    sha = json.loads(max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+                     .read_text())["signed"]["targets"]["zos:1.1.0.fl"]["hashes"]["sha256"]
+    tn.forge({f"/tuf/tf-zos/targets/{sha}.zos:1.1.0.fl": {"file": str(forged)}})
+    refused(tn, "TargetMismatch", "target mismatch")
+    assert signed.exists()
+    tn.forge({})
+    once(tn)
+    assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+
+
+def test_compromised_online_keys_cannot_install(tn: TrustedNode, tmp_path: Path) -> None:
+    tn.publish("1.0.0")
+    once(tn)
+    attacker = Attacker(tn, tmp_path / "attacker")
+    tn.forge(attacker.release(tn.forged_release(), snapshot_key=attacker.stolen("snapshot"),
+                              timestamp_key=attacker.stolen("timestamp")))
+    log = refused(tn, "ForgedMetadata", "forged metadata")
+    assert "targets" in log
+    assert tn.trust_status()["error"]["type"] == "ForgedMetadata"
+
+
+def test_rollback_and_mix_and_match(tn: TrustedNode, tmp_path: Path) -> None:
+    tn.publish("1.0.0")
+    old_timestamp = tmp_path / "old-timestamp.json"
+    old_timestamp.write_bytes((tn.metadata / "timestamp.json").read_bytes())
+    old_targets = max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    once(tn)
+    tn.publish("1.1.0")
+    once(tn)
+    assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+    # replayed old metadata: the signed link of the day the node ran 1.0.0
+    tn.forge({"/tuf/tf-zos/metadata/timestamp.json": {"file": str(old_timestamp)}})
+    refused(tn, "RollbackAttack", "rollback")
+    # targets of another snapshot under the name the current snapshot expects
+    tn.publish("1.2.0")
+    current = max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    tn.forge({f"/tuf/tf-zos/metadata/{current.name}": {"file": str(old_targets)}})
+    refused(tn, "MixAndMatch", "mix-and-match")
+    # a link the release engineers moved backwards: signed, but never a downgrade
+    tn.forge({})
+    tn.relink("zos:1.0.0.fl")
+    before = tn.digest()
+    once(tn)
+    assert tn.digest() == before and tn.node.box.version_file("alpha") == "1.1.0"
+
+
+def test_freeze_expired_timestamp(tn: TrustedNode) -> None:
+    tn.publish("1.0.0")
+    once(tn)
+    # the signer's clock is two days back: the timestamp it signs expired a day ago (no sleeping)
+    past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    repo = TrustRepository(tn.metadata, KeyStore(tn.repo / "keys"), now=lambda: past)
+    repo.timestamp_only()
+    tn.sync()
+    refused(tn, "FreezeAttack", "freeze")
+    error = tn.trust_status()["error"]
+    assert error["role"] == "timestamp" and error["expires"] == (past + timedelta(days=1)).isoformat()
+    shown = subprocess.run(zos_upgrade_cmd("status", "--config", str(tn.node.config)),
+                           capture_output=True, text=True, check=True, cwd=REPO)
+    assert "metadata expired since" in shown.stdout and str((past + timedelta(days=1)).date()) in shown.stdout
+
+
+def test_endless_target_is_cut_at_its_signed_length(tn: TrustedNode) -> None:
+    tn.publish("1.0.0")
+    once(tn)
+    tn.publish("1.1.0")
+    sha = json.loads(max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+                     .read_text())["signed"]["targets"]["zos:1.1.0.fl"]["hashes"]["sha256"]
+    tn.forge({f"/tuf/tf-zos/targets/{sha}.zos:1.1.0.fl": {"endless": True}})
+    refused(tn, "EndlessData", "endless data")
+
+
+def test_two_root_rotations_while_offline(tn: TrustedNode) -> None:
+    tn.publish("1.0.0")
+    once(tn)
+    for _ in range(2):
+        root = json.loads((tn.metadata / "root.json").read_text())["signed"]
+        old = root["roles"]["root"]["keyids"][0]
+        trust_cli("rotate", "--dir", tn.repo, "root", "--add", "1", "--revoke", old)
+    tn.publish("1.1.0")
+    once(tn)
+    assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+    assert tn.trust_status()["roles"]["root"]["version"] == 3
