@@ -83,10 +83,46 @@ def upload(file: Path, name: str | None, url: str, token: str | None) -> None:
 @click.argument("link")
 @_url
 @_token
-def link(src: str, link: str, url: str, token: str | None) -> None:
-    """Point LINK at SRC (both in the token's repository), atomically."""
-    _run(url, token, lambda c: c.link(src, link))
-    click.echo(f"{link} -> {src}")
+@click.option(
+    "--trust-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The repository's TUF repository: sign the move there first, then push it to the hub.",
+)
+@click.option(
+    "--trust-keys", type=click.Path(file_okay=False, path_type=Path),
+    help="Its keys (default TRUST_DIR/keys).",
+)
+def link(
+    src: str, link: str, url: str, token: str | None, trust_dir: Path | None, trust_keys: Path | None
+) -> None:
+    """Point LINK at SRC (both in the token's repository), atomically.
+
+    \b
+    With a TUF repository, nodes follow the link only once it is signed:
+      zos-upgrade hub link zos:1.2.0.flist zos:production.flist --url URL --token T --trust-dir tf-zos
+    signs the move (SRC must be signed: `trust sign`), moves the link, pushes the metadata.
+    """
+    if trust_dir is None:
+        _run(url, token, lambda c: c.link(src, link))
+        click.echo(f"{link} -> {src}")
+        return
+    from zos_upgrade.cli.trust import open_repository
+    from zos_upgrade.hub.names import flist_filename
+    from zos_upgrade.trust.push import push
+
+    if not token:
+        raise click.UsageError("--trust-dir pushes signed metadata: give --token (or $ZOS_HUB_TOKEN)")
+    repo = open_repository(trust_dir, trust_keys)
+    # signed first: a link the hub moved but nobody signed would only be refused by every node
+    change = repo.link(flist_filename(link), flist_filename(src))
+
+    async def move_and_push(client: HubClient) -> str:
+        await client.link(src, link)
+        owner = await client.whoami()
+        await push(repo, url, owner, token)
+        return owner
+
+    owner = _run(url, token, move_and_push)
+    click.echo(f"{link} -> {src} (signed {change.describe()}, pushed to {owner})")
 
 
 @command.command()

@@ -67,15 +67,40 @@ def keygen(prefix: str) -> None:
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path), help="Release tree.")
 @click.option("--transaction-id", default="", help="Free text carried (and signed) in the release.")
+@click.option(
+    "--trust-keys", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Keys of the tree's TUF repository (ROOT/tuf, made by `trust init --dir ROOT/tuf --keys K`): "
+    "the release is signed there too, and `latest` follows the highest version.",
+)
 def add(
-    version: str, flist_url: str, flist_file: Path, key_path: Path, root: Path, transaction_id: str
+    version: str, flist_url: str, flist_file: Path, key_path: Path, root: Path, transaction_id: str,
+    trust_keys: Path | None,
 ) -> None:
-    """Sign VERSION and add it to the tree; rewrites `versions` and `latest` atomically."""
+    """Sign VERSION and add it to the tree; rewrites `versions` and `latest` atomically.
+
+    \b
+    With a TUF repository in ROOT/tuf (what nodes believe), give its keys:
+      zos-upgrade release add 1.2.0 --flist URL --flist-file F --key K --root DIR --trust-keys KEYS
+    """
+    from zos_upgrade.cli.trust import open_repository
+    from zos_upgrade.trust.layout import METADATA_DIR, PUBLISHER_TUF_DIR
+
+    tuf_dir = root / PUBLISHER_TUF_DIR
+    repo = None
+    if trust_keys is not None or (tuf_dir / METADATA_DIR).is_dir():
+        if trust_keys is None:
+            raise click.UsageError(
+                f"{tuf_dir} holds a TUF repository: give --trust-keys so the release is signed there too"
+            )
+        repo = open_repository(tuf_dir, trust_keys)  # opened (and verified) before anything is written
     upgrade = ReleaseTree(root).add(
         version, flist_url=flist_url, flist_file=flist_file, key=load_private_key(key_path),
         transaction_id=transaction_id,
     )
     click.echo(f"added {upgrade.version}: flist {upgrade.flist} hash {upgrade.hash} key {upgrade.key_id}")
+    if repo is not None:
+        change = repo.sign_releases([(str(upgrade.version), flist_file, upgrade.flist)])
+        click.echo(f"TUF: signed {change.describe()} in {tuf_dir / METADATA_DIR}")
 
 
 @command.command()

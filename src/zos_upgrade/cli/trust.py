@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -52,9 +53,15 @@ def _settings(folder: Path) -> dict[str, timedelta]:
     return {**DEFAULT_EXPIRY, **expiry}
 
 
-def open_repository(folder: Path, keys_dir: Path | None = None) -> TrustRepository:
-    """The repository at ``folder`` (``metadata/`` inside), its keys at ``keys_dir`` or ``folder/keys``."""
-    keys = KeyStore.from_env(keys_dir if keys_dir is not None else folder / KEYS_DIR)
+def _keystore(folder: Path, keys_dirs: Sequence[Path] | Path | None) -> KeyStore:
+    if isinstance(keys_dirs, Path):
+        keys_dirs = [keys_dirs]
+    return KeyStore.from_env(list(keys_dirs) if keys_dirs else [folder / KEYS_DIR])
+
+
+def open_repository(folder: Path, keys_dirs: Sequence[Path] | Path | None = None) -> TrustRepository:
+    """The repository at ``folder`` (``metadata/`` inside), its keys in ``keys_dirs`` or ``folder/keys``."""
+    keys = _keystore(folder, keys_dirs)
     return TrustRepository(folder / METADATA_DIR, keys, expiry=_settings(folder))
 
 
@@ -92,7 +99,7 @@ def command() -> None:
     help="Lifetime of a role's metadata (defaults: root=365 targets=90 snapshot=7 timestamp=1).",
 )
 def init(
-    folder: Path, keys_dir: Path | None, root_keys: int, root_threshold: int, expires: tuple[str, ...]
+    folder: Path, keys_dir: tuple[Path, ...], root_keys: int, root_threshold: int, expires: tuple[str, ...]
 ) -> None:
     """Create a new TUF repository: keys for every role and version 1 of every role.
 
@@ -113,7 +120,10 @@ def init(
         if not 0 < value <= 3650:
             raise click.BadParameter(f"{item!r}: DAYS must be above 0 and at most 3650")
         expiry[role] = timedelta(days=value)
-    keys = KeyStore.from_env(keys_dir if keys_dir is not None else folder / KEYS_DIR)
+    if not keys_dir and (folder.resolve().parent / "versions").exists():
+        # a release tree is published whole (rsync, CDN): its signing keys must never sit inside it
+        raise click.UsageError(f"{folder} is inside a release tree: give --keys DIR outside the tree")
+    keys = _keystore(folder, keys_dir)
     repo = TrustRepository.init(
         folder / METADATA_DIR, keys, root_keys=root_keys, root_threshold=root_threshold, expiry=expiry
     )
@@ -143,7 +153,7 @@ def init(
 )
 def sign(
     folder: Path,
-    keys_dir: Path | None,
+    keys_dir: tuple[Path, ...],
     files: tuple[Path, ...],
     name: str | None,
     release: str | None,
@@ -186,7 +196,7 @@ def sign(
 @_keys
 @click.argument("link")
 @click.argument("target")
-def link(folder: Path, keys_dir: Path | None, link: str, target: str) -> None:
+def link(folder: Path, keys_dir: tuple[Path, ...], link: str, target: str) -> None:
     """Point LINK (a channel such as zos:production.flist) at the signed TARGET, by signing it.
 
     \b
@@ -199,7 +209,7 @@ def link(folder: Path, keys_dir: Path | None, link: str, target: str) -> None:
 @command.command()
 @_dir
 @_keys
-def timestamp(folder: Path, keys_dir: Path | None) -> None:
+def timestamp(folder: Path, keys_dir: tuple[Path, ...]) -> None:
     """Re-sign timestamp with a fresh expiry (needs only the timestamp key): run it from cron.
 
     \b
@@ -220,7 +230,12 @@ def timestamp(folder: Path, keys_dir: Path | None) -> None:
 )
 @click.option("--threshold", type=int, help="New threshold of ROLE.")
 def rotate(
-    folder: Path, keys_dir: Path | None, role: str, add: int, revoke: tuple[str, ...], threshold: int | None
+    folder: Path,
+    keys_dir: tuple[Path, ...],
+    role: str,
+    add: int,
+    revoke: tuple[str, ...],
+    threshold: int | None,
 ) -> None:
     """Replace or revoke keys of ROLE: a new root version, signed by the OLD root's threshold too.
 
@@ -245,7 +260,7 @@ def rotate(
 @_keys
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (roles, targets).")
 @click.pass_context
-def status(ctx: click.Context, folder: Path, keys_dir: Path | None, as_json: bool) -> None:
+def status(ctx: click.Context, folder: Path, keys_dir: tuple[Path, ...], as_json: bool) -> None:
     """Each role: version, expiry, keys, threshold, and what is due (exit 1 when something expired).
 
     \b
@@ -277,7 +292,7 @@ def status(ctx: click.Context, folder: Path, keys_dir: Path | None, as_json: boo
 @click.option("--url", envvar="ZOS_HUB_URL", required=True, help="Base URL of our hub (or $ZOS_HUB_URL).")
 @click.option("--repo", "hub_repo", required=True, help="The hub repository this TUF repository signs.")
 @click.option("--token", envvar="ZOS_HUB_TOKEN", required=True, help="Its write token (or $ZOS_HUB_TOKEN).")
-def push(folder: Path, keys_dir: Path | None, url: str, hub_repo: str, token: str) -> None:
+def push(folder: Path, keys_dir: tuple[Path, ...], url: str, hub_repo: str, token: str) -> None:
     """Upload the metadata the hub lacks (new roots first, timestamp.json last).
 
     \b

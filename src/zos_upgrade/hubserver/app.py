@@ -8,9 +8,12 @@ Starlette on uvicorn. Handlers are thin: names are validated and the work is don
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +28,7 @@ from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
 from zos_upgrade.hubserver.storage import BlockFolder, Conflict, FileChanged, HubStorage, NotInStorage
 from zos_upgrade.hubserver.tuf_api import TufAPI
+from zos_upgrade.hubserver.tuf_online import OnlineSigner
 from zos_upgrade.hubserver.tuf_store import TufStore
 from zos_upgrade.hubserver.write_api import WriteAPI
 from zos_upgrade.net import SERVER_KEEP_ALIVE
@@ -115,13 +119,38 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return text_response(request, detail, status)
 
 
+def _online_signing(hub: HubApp) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """The lifespan task re-signing due timestamps with the online keys (hubserver/tuf_online.py)."""
+    assert hub.config.online_keys is not None
+    signer = OnlineSigner(hub.tuf_store, hub.config.online_keys)
+    interval = hub.config.online_resign_seconds
+
+    async def loop() -> None:
+        while True:
+            await run_in_threadpool(signer.resign_due)
+            await anyio.sleep(interval)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(loop)
+            yield
+            group.cancel_scope.cancel()
+
+    return lifespan
+
+
 def create_app(config: HubConfig) -> Starlette:
     """The ASGI application of a hub over ``config.root``."""
     hub = HubApp(config)
     swept = hub.storage.sweep_temp_files()
     if swept:
         log.info("removed temp files left by an interrupted upload", extra={"count": swept})
-    app = Starlette(routes=hub.routes(), exception_handlers={404: _http_error, 405: _http_error})
+    app = Starlette(
+        routes=hub.routes(),
+        exception_handlers={404: _http_error, 405: _http_error},
+        lifespan=_online_signing(hub) if config.online_keys is not None else None,
+    )
     app.state.hub = hub
     return app
 

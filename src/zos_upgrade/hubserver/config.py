@@ -38,8 +38,9 @@ MiB = 1024 * 1024
 _LIMIT_KEYS = {"header_timeout", "max_headers", "max_header_bytes", "max_connections"}
 _UPLOAD_CHECK_KEYS = {"max_inflated_bytes", "max_inflate_ratio", "upload_check_seconds", "upload_checks",
                       "upload_checks_per_repo"}
+_TUF_KEYS = {"online_keys", "online_resign_seconds"}
 _KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", *_LIMIT_KEYS,
-         *_UPLOAD_CHECK_KEYS}
+         *_UPLOAD_CHECK_KEYS, *_TUF_KEYS}
 MIN_TOKEN_CHARS = 16
 MAX_CHECK_SECONDS = 3600.0
 
@@ -63,6 +64,9 @@ class HubConfig:
     upload_check_seconds: float = 60.0
     upload_checks: int = 4
     upload_checks_per_repo: int = 2
+    # online TUF keys (issue 15): <online_keys>/<repo>/timestamp.*.pem (+ snapshot), checked this often
+    online_keys: Path | None = None
+    online_resign_seconds: float = 300.0
 
 
 def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str, high: int | None = None) -> int:
@@ -118,8 +122,18 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
         if not isinstance(blocks_value, str) or not blocks_value:
             raise ConfigError(f"{where}: blocks must be a folder path (a string)")
         blocks = (path.parent / blocks_value).resolve()
+    online_value = doc.get("online_keys")
+    online_keys = None
+    if online_value is not None:
+        if not isinstance(online_value, str) or not online_value:
+            raise ConfigError(f"{where}: online_keys must be a folder path (a string)")
+        online_keys = (path.parent / online_value).resolve()
+        if not online_keys.is_dir():
+            raise ConfigError(f"{where}: online_keys {online_keys} is not a folder")
     return HubConfig(
         root=root,
+        online_keys=online_keys,
+        online_resign_seconds=_seconds(doc, "online_resign_seconds", 300.0, 86400.0, where),
         tokens=tokens,
         official=frozenset(official),
         max_upload_bytes=_positive_int(doc, "max_upload_bytes", 64 * MiB, where),

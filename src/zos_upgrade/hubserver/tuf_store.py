@@ -66,7 +66,8 @@ class TufStore:
                 if (path / METADATA_DIR / "root.json").is_file():
                     yield path.name
 
-    def _lock(self, repo: str) -> threading.Lock:
+    def lock(self, repo: str) -> threading.Lock:
+        """The lock every write of ``repo``'s metadata holds (uploads and the online-key task)."""
         with self._guard:
             return self._locks.setdefault(repo, threading.Lock())
 
@@ -97,7 +98,7 @@ class TufStore:
         if name.role == "root" and name.version is None:
             raise MetadataRefused("upload root metadata as N.root.json; the hub keeps root.json itself")
         folder = self.metadata_dir(repo)
-        with self._lock(repo):
+        with self.lock(repo):
             try:
                 md = parse_metadata(data, name.role, filename)
                 if name.version is not None and md.signed.version != name.version:

@@ -2,14 +2,15 @@
 
 A key file is named ``<role>.<keyid>.pem`` so an operator can tell a root key (to be kept offline)
 from an online timestamp key at a glance, and the repository finds the file of a key its root names
-by the key id alone. A passphrase (from an environment variable, never a command-line argument)
-encrypts the files; without one they are written with mode 0600 in clear.
+by the key id alone, in whichever of its folders holds it. A passphrase (from an environment
+variable, never a command-line argument) encrypts the files; without one they are written with mode
+0600 in clear.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -39,15 +40,20 @@ def generate_key() -> tuple[Ed25519PrivateKey, CryptoSigner]:
 
 
 class KeyStore:
-    """The private keys of one repository, in ``folder``. Reads are lazy: only the keys a change
-    needs are opened, so a folder holding just the online keys signs timestamps and nothing else."""
+    """The private keys of one repository, in one folder or several (a ceremony gathers root keys
+    from separate media: ``--keys usb1 --keys usb2``); new keys are written to the first. Reads are
+    lazy: only the keys a change needs are opened, so a folder holding just the online keys signs
+    timestamps and nothing else."""
 
-    def __init__(self, folder: Path, passphrase: bytes | None = None) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path | Sequence[Path], passphrase: bytes | None = None) -> None:
+        self.folders: tuple[Path, ...] = (folder,) if isinstance(folder, Path) else tuple(folder)
+        if not self.folders:
+            raise TrustRepositoryError("no keys folder given")
+        self.folder = self.folders[0]
         self._passphrase = passphrase
 
     @classmethod
-    def from_env(cls, folder: Path) -> KeyStore:
+    def from_env(cls, folder: Path | Sequence[Path]) -> KeyStore:
         """A store whose passphrase, if any, is read from ``$ZOS_TRUST_PASSPHRASE``."""
         text = os.environ.get(PASSPHRASE_ENV)
         return cls(folder, text.encode() if text else None)
@@ -68,10 +74,12 @@ class KeyStore:
         return path
 
     def _file_of(self, keyid: str) -> Path | None:
-        if not self.folder.is_dir():
-            return None
-        matches = sorted(self.folder.glob(f"*.{keyid}.pem"))
-        return matches[0] if matches else None
+        for folder in self.folders:
+            if folder.is_dir():
+                matches = sorted(folder.glob(f"*.{keyid}.pem"))
+                if matches:
+                    return matches[0]
+        return None
 
     def has(self, keyid: str) -> bool:
         return self._file_of(keyid) is not None

@@ -261,7 +261,9 @@ class TrustRepository:
             "timestamp": self.timestamp.signed,
         }
         here = {role: sum(self.keys.has(k) for k in root.roles[role].keyids) for role in TOP_LEVEL_ROLES}
-        return role_report(root, signed, self._now(), here, RENEWAL_WINDOW)
+        # a role is due a third of its lifetime before it expires, at most its default window
+        windows = {role: min(RENEWAL_WINDOW[role], self.expiry[role] / 3) for role in TOP_LEVEL_ROLES}
+        return role_report(root, signed, self._now(), here, windows)
 
     # -- changes ----------------------------------------------------------------------------------
     def sign_flists(self, files: Iterable[tuple[str, Path]]) -> Change:
@@ -338,6 +340,39 @@ class TrustRepository:
         self.timestamp = md
         return Change({"timestamp": ts.version}, ("timestamp.json",))
 
+    def latest_targets_file(self) -> Path | None:
+        """The newest ``N.targets.json`` in the folder when it is newer than what snapshot names: a
+        targets upload whose snapshot and timestamp the hub's online keys are to sign."""
+        best = None
+        for path in self.metadata_dir.glob("*.targets.json"):
+            head = path.name.split(".", 1)[0]
+            if (
+                head.isdigit()
+                and int(head) > self.targets.signed.version
+                and (best is None or int(head) > best[0])
+            ):
+                best = (int(head), path)
+        return best[1] if best else None
+
+    def snapshot_targets(self, path: Path) -> Change:
+        """Make the verified targets file at ``path`` current: a new snapshot and timestamp naming it
+        (what the hub's online snapshot key does after a targets-only upload)."""
+        md = parse_metadata(self._read(path.name), "targets", str(path))
+        check_signed_by_root(self.root.signed, md, str(path))
+        targets = signed_of(md, Targets)
+        check_targets_fields(targets, str(path))
+        if targets.version <= self.targets.signed.version:
+            raise TrustRepositoryError(
+                f"{path}: version {targets.version} is not newer than the current targets"
+            )
+        previous = self.targets
+        self.targets = md
+        try:
+            return self._publish()
+        except BaseException:
+            self.targets = previous
+            raise
+
     def rotate(
         self,
         role: str,
@@ -404,8 +439,9 @@ class TrustRepository:
         delegation = root.roles[role]
         if len(signers) < delegation.threshold:
             raise TrustRepositoryError(
-                f"cannot sign {role}: its threshold is {delegation.threshold} but the keys folder "
-                f"{self.keys.folder} holds {len(signers)} of its keys ({', '.join(delegation.keyids)})"
+                f"cannot sign {role}: its threshold is {delegation.threshold} but the keys folder(s) "
+                f"{', '.join(map(str, self.keys.folders))} hold {len(signers)} of its keys "
+                f"({', '.join(delegation.keyids)})"
             )
         _sign(md, signers)
         check_signed_by_root(root, md, role)
