@@ -5,6 +5,7 @@ error naming it, the node's files unchanged and the forged pre-copy hook never r
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.trust_node import HOOK_MARK, LINK_NAME, Attacker, TrustedNode, trust_cli, trusted_node
-from tests.support.procs import REPO, zos_upgrade_cmd
+from click.testing import CliRunner
+
+from tests.e2e.daemon_node import Node
+from tests.e2e.trust_node import HOOK_MARK, LINK_NAME, PINNED, Attacker, TrustedNode, trust_cli, trusted_node
+from tests.support.node import REPO_NAME, service_release
+from tests.support.procs import REPO, free_port, serving, zos_upgrade_cmd
+from zos_upgrade.cli import cli
 from zos_upgrade.trust.keys import KeyStore
+from zos_upgrade.upgrade.manifest import ManifestStore
 from zos_upgrade.trust.repository import TrustRepository
 
 
@@ -22,6 +29,12 @@ from zos_upgrade.trust.repository import TrustRepository
 def tn() -> Iterator[TrustedNode]:
     with trusted_node() as node:
         yield node
+
+
+def run_cli(*args: str | Path) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def once(tn: TrustedNode) -> subprocess.CompletedProcess[str]:
@@ -51,6 +64,8 @@ def test_install_and_upgrade_through_tuf(tn: TrustedNode) -> None:
     assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
     assert (tn.node.root / "opt/app/new.txt").read_text() == "new"
     assert tn.node.status()["current_version"] == "1.1.0"
+    manifest = ManifestStore(tn.node.state).load("boot")
+    assert manifest is not None and str(manifest.info.get("verified_by")).startswith("TUF (root v1, targets v")
     seen = tn.seen()
     assert not [p for p in seen if p.startswith("/api/flist")], "the node asked the hub's unsigned API"
     assert any(p.startswith("/tuf/tf-zos/targets/") and p.endswith(".zos:1.1.0.fl") for p in seen)
@@ -163,3 +178,37 @@ def test_two_root_rotations_while_offline(tn: TrustedNode) -> None:
     once(tn)
     assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
     assert tn.trust_status()["roles"]["root"]["version"] == 3
+
+
+def test_publisher_mode_believes_only_the_trees_tuf_metadata(node: Node) -> None:
+    """A release tree with a TUF repository in tree/tuf: the node installs `latest` as signed there,
+    upgrades to the next signed release, and ignores the unsigned `latest` file of the tree."""
+    box = node.box
+    tree, keys = box.base / "releases", box.base / "tree-keys"
+    tree.mkdir()
+    run_cli("release", "keygen", "--out", box.base / "release")
+    trust_cli("init", "--dir", tree / "tuf", "--keys", keys)
+    pinned = node.root / PINNED.lstrip("/")
+    pinned.parent.mkdir(parents=True)
+    shutil.copyfile(tree / "tuf/metadata/1.root.json", pinned)
+
+    def publish(version: str) -> None:
+        flist = box.pack(f"zos:{version}.fl", service_release(node.root, version))
+        run_cli("release", "add", version, "--flist", f"{box.hub_url}/{REPO_NAME}/zos:{version}.fl",
+                "--flist-file", flist, "--key", box.base / "release.key", "--root", tree, "--trust-keys", keys)
+
+    publish("1.0.0")
+    port = free_port()
+    with serving(zos_upgrade_cmd("release", "serve", "--root", str(tree), "--port", str(port)), port, cwd=REPO):
+        node.write_config(source=f'publisher = "http://127.0.0.1:{port}"\n', trust=f'root = "{PINNED}"')
+        proc = node.once()
+        assert proc.returncode == 0, proc.stderr
+        assert node.box.wait_version("alpha", "1.0.0") == "1.0.0"
+        publish("1.1.0")
+        # the tree's unsigned `latest` claims a release nobody signed: not believed
+        (tree / "latest").write_text("9.9.9")
+        proc = node.once()
+        assert proc.returncode == 0, proc.stderr
+        assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+        status = json.loads((node.state / "trust" / "releases.status.json").read_text())
+        assert status["error"] is None and status["roles"]["targets"]["version"] == 3

@@ -47,7 +47,8 @@ async def _checked(trusted: TrustedRepo, path: str, downloads: Path,
     try:
         return await asyncio.to_thread(_fetch, trusted, path, downloads)
     except UntrustedRelease as exc:
-        raise VerificationFailed(f"{what}: refused by TUF, {type(exc).__name__} ({exc.attack}): {exc}") from exc
+        name = type(exc).__name__
+        raise VerificationFailed(f"{what}: refused by TUF, {name} ({exc.attack}): {exc}") from exc
     except (TrustError, OSError) as exc:
         raise FetchFailed(f"{what}: could not be fetched through TUF: {type(exc).__name__}: {exc}") from exc
 
@@ -74,6 +75,7 @@ class TufHubSource:
         info = info_document(candidate.info)
         info["md5"] = md5
         info["size"] = signed.length
+        info["verified_by"] = by  # the manifest keeps it: `status` shows what vouched for the release
         return VerifiedRelease(
             target=target, fqdn=candidate.fqdn(), version=str(candidate.try_version()),
             source=f"{repo}/{name}", flist=flist, md5=md5, verified_by=by, info=info,
@@ -95,7 +97,7 @@ class TufReleaseSource:
         fqdn = fqdn_of_url(url)
         parts = urlsplit(url)
         info = {"type": "regular", "updated": int(time.time()), "md5": md5, "name": fqdn.split("/")[1],
-                "target": None}
+                "target": None, "verified_by": by}
         return VerifiedRelease(
             target=target, fqdn=fqdn, version=version, source=url, flist=flist, md5=md5, verified_by=by,
             info=info, block_store=f"{parts.scheme}://{parts.netloc}/blocks",
