@@ -62,10 +62,12 @@ def test_insecure_is_explicit(tmp_path: Path) -> None:
     ('root = "/etc/../x.json"', "", "must not contain '..'"),
     ('root = "/etc/zos-upgrade/trust/tf-zos.root.json"\nmetadata_url = "ftp://cdn"', "", "not an http"),
     ('insecure = true\nmetadata_url = "https://cdn/tuf/"', "", "needs \\[trust\\] root"),
-    ('root = "/etc/zos-upgrade/trust/tf-zos.root.json"', 'bins_repo = "tf-zos-bins"', "needs trust.bins_root"),
+    ('root = "/etc/zos-upgrade/trust/tf-zos.root.json"', 'bins_repo = "tf-zos-bins"',
+     "needs trust.bins_root"),
     ('root = "/etc/zos-upgrade/trust/tf-zos.root.json"\n'
      'bins_root = "/etc/zos-upgrade/trust/tf-zos.root.json"', "", "bins_repo, which is not set"),
-    ('insecure = true\nbins_root = "/etc/zos-upgrade/trust/tf-zos.root.json"', 'bins_repo = "b"', "choose one"),
+    ('insecure = true\nbins_root = "/etc/zos-upgrade/trust/tf-zos.root.json"', 'bins_repo = "b"',
+     "choose one"),
     ('roots = "/x"', "", "unknown field `roots`"),
     ("insecure = 1", "", "Expected `bool`"),
 ])

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from click.testing import CliRunner
 
 from tests.e2e.daemon_node import Node
@@ -21,8 +20,8 @@ from tests.support.node import REPO_NAME, service_release
 from tests.support.procs import REPO, free_port, serving, zos_upgrade_cmd
 from zos_upgrade.cli import cli
 from zos_upgrade.trust.keys import KeyStore
-from zos_upgrade.upgrade.manifest import ManifestStore
 from zos_upgrade.trust.repository import TrustRepository
+from zos_upgrade.upgrade.manifest import ManifestStore
 
 
 @pytest.fixture
@@ -65,7 +64,8 @@ def test_install_and_upgrade_through_tuf(tn: TrustedNode) -> None:
     assert (tn.node.root / "opt/app/new.txt").read_text() == "new"
     assert tn.node.status()["current_version"] == "1.1.0"
     manifest = ManifestStore(tn.node.state).load("boot")
-    assert manifest is not None and str(manifest.info.get("verified_by")).startswith("TUF (root v1, targets v")
+    assert manifest is not None
+    assert str(manifest.info.get("verified_by")).startswith("TUF (root v1, targets v")
     seen = tn.seen()
     assert not [p for p in seen if p.startswith("/api/flist")], "the node asked the hub's unsigned API"
     assert any(p.startswith("/tuf/tf-zos/targets/") and p.endswith(".zos:1.1.0.fl") for p in seen)
@@ -195,11 +195,13 @@ def test_publisher_mode_believes_only_the_trees_tuf_metadata(node: Node) -> None
     def publish(version: str) -> None:
         flist = box.pack(f"zos:{version}.fl", service_release(node.root, version))
         run_cli("release", "add", version, "--flist", f"{box.hub_url}/{REPO_NAME}/zos:{version}.fl",
-                "--flist-file", flist, "--key", box.base / "release.key", "--root", tree, "--trust-keys", keys)
+                "--flist-file", flist, "--key", box.base / "release.key", "--root", tree,
+                "--trust-keys", keys)
 
     publish("1.0.0")
     port = free_port()
-    with serving(zos_upgrade_cmd("release", "serve", "--root", str(tree), "--port", str(port)), port, cwd=REPO):
+    serve = zos_upgrade_cmd("release", "serve", "--root", str(tree), "--port", str(port))
+    with serving(serve, port, cwd=REPO):
         node.write_config(source=f'publisher = "http://127.0.0.1:{port}"\n', trust=f'root = "{PINNED}"')
         proc = node.once()
         assert proc.returncode == 0, proc.stderr
