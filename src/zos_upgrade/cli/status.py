@@ -239,23 +239,23 @@ def _render_trust(status: NodeStatus, now: float) -> list[str]:
 
 
 def _trust_repo(repo: dict[str, Any], now: float) -> list[str]:
+    """One TUF repository: how its last refresh ended, then each role's trusted version and expiry."""
     name = str(repo.get("repo"))
     if repo.get("unreadable"):
         return _field(name, "status file unreadable", indent=2)
-    roles = repo.get("roles") or {}
-    shown = ", ".join(f"{role} v{info.get('version')} (expires {info.get('expires')})"
-                      for role, info in roles.items() if isinstance(info, dict))
-    lines = _field(name, shown or "no metadata trusted yet", indent=2)
     error = repo.get("error")
-    if isinstance(error, dict):
-        if error.get("type") in ("FreezeAttack", "ExpiredMetadata"):
-            lines += _field("", f"metadata expired since {error.get('expires')} ({error.get('role')} role): "
-                                "refused, nothing installed", indent=4)
-        else:
-            lines += _field("", f"REFUSED at {error.get('at')}: {error.get('type')}: {error.get('message')}",
-                            indent=4)
-    elif repo.get("last_success"):
-        lines += _field("", f"last refresh {repo.get('last_success')}", indent=4)
+    if isinstance(error, dict) and error.get("type") in ("FreezeAttack", "ExpiredMetadata"):
+        said = (f"metadata expired since {error.get('expires')} ({error.get('role')} role): refused, "
+                "nothing installed until fresh metadata are signed")
+    elif isinstance(error, dict):
+        said = f"REFUSED at {error.get('at')}: {error.get('type')}: {error.get('message')}"
+    else:
+        said = f"verified, last refresh {repo.get('last_success')}"
+    lines = _field(name, said, indent=2)
+    roles = repo.get("roles") or {}
+    for role, info in roles.items():
+        if isinstance(info, dict):
+            lines += _field(role, f"v{info.get('version')}, expires {info.get('expires')}", indent=4)
     return lines
 
 
