@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -214,3 +215,33 @@ def test_publisher_mode_believes_only_the_trees_tuf_metadata(node: Node) -> None
         assert node.box.wait_version("alpha", "1.1.0") == "1.1.0"
         status = json.loads((node.state / "trust" / "releases.status.json").read_text())
         assert status["error"] is None and status["roles"]["targets"]["version"] == 3
+
+
+@pytest.mark.fault
+def test_slow_retrieval_is_cut_by_the_fetchers_pace(tn: TrustedNode) -> None:
+    """The daemon's own fetcher (1 KiB/s on average after 5 s): a trickled timestamp is cut."""
+    tn.publish("1.0.0")
+    once(tn)
+    tn.publish("1.1.0")
+    tn.forge({"/tuf/tf-zos/metadata/timestamp.json": {"trickle": 0.05}})
+    started = time.monotonic()
+    refused(tn, "SlowRetrieval", "slow retrieval")
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.fault
+def test_a_revoked_targets_key_cannot_sign(tn: TrustedNode, tmp_path: Path) -> None:
+    tn.publish("1.0.0")
+    once(tn)
+    attacker = Attacker(tn, tmp_path / "attacker")
+    leaked = attacker.stolen("targets")
+    root = json.loads((tn.metadata / "root.json").read_text())["signed"]
+    old = root["roles"]["targets"]["keyids"][0]
+    trust_cli("rotate", "--dir", tn.repo, "targets", "--add", "1", "--revoke", old)
+    tn.publish("1.1.0")
+    once(tn)
+    assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
+    tn.forge(attacker.release(tn.forged_release(), targets_key=leaked,
+                              snapshot_key=attacker.stolen("snapshot"),
+                              timestamp_key=attacker.stolen("timestamp")))
+    refused(tn, "ForgedMetadata", "forged metadata")

@@ -16,19 +16,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from securesystemslib.signer import CryptoSigner, Signer
-from tuf.api.metadata import Metadata, MetaFile, TargetFile, Targets
-from tuf.api.serialization.json import JSONSerializer
+from securesystemslib.signer import Signer
+from tuf.api.metadata import Metadata, Root
 
 from tests.e2e.daemon_node import Node, sandbox_node
 from tests.support.node import REPO_NAME, Exe, service_release, tree_digest
 from tests.support.procs import REPO, free_port, serving
 from zos_upgrade.cli import cli
+from zos_upgrade.demo.signing import forge_release
 from zos_upgrade.trust.keys import KeyStore
 
 PINNED = "/etc/zos-upgrade/trust/tf-zos.root.json"
@@ -123,65 +122,26 @@ def trusted_node() -> Iterator[TrustedNode]:
 
 
 class Attacker:
-    """Forged metadata: signed with the attacker's own keys, or with stolen online keys."""
+    """Forged metadata (``demo/signing.forge_release``): the attacker's own keys, or stolen online keys."""
 
     def __init__(self, tn: TrustedNode, out: Path) -> None:
         self.tn = tn
         self.out = out
-        out.mkdir(parents=True, exist_ok=True)
-        self.own = CryptoSigner.generate_ed25519()
         self.keys = KeyStore(tn.repo / "keys")
 
-    def _latest(self, role: str) -> Metadata[Any]:
-        if role == "timestamp":
-            return Metadata.from_file(str(self.tn.metadata / "timestamp.json"))
-        versions = sorted(int(p.name.split(".")[0]) for p in self.tn.metadata.glob(f"*.{role}.json"))
-        return Metadata.from_file(str(self.tn.metadata / f"{versions[-1]}.{role}.json"))
-
     def stolen(self, role: str) -> Signer:
-        root = self._latest("root").signed
+        root = Metadata[Root].from_file(str(self.tn.metadata / "root.json")).signed
         signers = self.keys.signers([root.get_key(k) for k in root.roles[role].keyids])
         assert signers, f"no {role} key in the repository's keys folder"
         return signers[0]
 
-    def _write(self, md: Metadata[Any], name: str, signer: Signer) -> Path:
-        md.signatures.clear()
-        md.sign(signer)
-        path = self.out / name
-        path.write_bytes(md.to_bytes(JSONSerializer()))
-        return path
-
-    def release(self, forged: Path, version: str = "9.9.9", *, targets_key: Signer | None = None,
-                snapshot_key: Signer | None = None, timestamp_key: Signer | None = None) -> dict[str, Any]:
-        """New targets naming the forged flist (the link moved to it), snapshot and timestamp over
-        them; each signed with the given key (default: the attacker's own). Proxy rules to serve them."""
-        data = forged.read_bytes()
+    def release(self, forged: Path, version: str = "9.9.9", **keys: Signer) -> dict[str, Any]:
+        """Forged targets naming ``forged`` (the link moved to it), snapshot and timestamp; signed
+        with the given keys (``targets_key``, ``snapshot_key``, ``timestamp_key``; default: the
+        attacker's own). Proxy rules that serve them, and the forged flist at its hashed name."""
         name = f"zos:{version}.fl"
-        targets_md = self._latest("targets")
-        targets: Targets = targets_md.signed
-        info = TargetFile.from_data(name, data, ["sha256"])
-        info.unrecognized_fields["custom"] = {"zos": {"kind": "flist", "md5": hashlib.md5(data).hexdigest()}}
-        targets.targets[name] = info
-        targets.targets[LINK_NAME] = TargetFile(
-            info.length, dict(info.hashes), LINK_NAME,
-            unrecognized_fields={"custom": {"zos": {"kind": "link", "link": name}}})
-        targets.version += 1
-        snap_md = self._latest("snapshot")
-        snap_md.signed.version += 1
-        snap_md.signed.meta["targets.json"] = MetaFile(version=targets.version)
-        ts_md = self._latest("timestamp")
-        ts_md.signed.version += 1
-        ts_md.signed.snapshot_meta = MetaFile(version=snap_md.signed.version)
-        ts_md.signed.expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
-        base = "/tuf/tf-zos/metadata/"
-        files = {
-            f"{targets.version}.targets.json": self._write(targets_md, f"{targets.version}.targets.json",
-                                                          targets_key or self.own),
-            f"{snap_md.signed.version}.snapshot.json": self._write(
-                snap_md, f"{snap_md.signed.version}.snapshot.json", snapshot_key or self.own),
-            "timestamp.json": self._write(ts_md, "timestamp.json", timestamp_key or self.own),
-        }
-        rules: dict[str, Any] = {base + name: {"file": str(path)} for name, path in files.items()}
-        sha = info.hashes["sha256"]
+        files = forge_release(self.tn.metadata, self.out, name, forged, LINK_NAME, **keys)
+        rules: dict[str, Any] = {f"/tuf/tf-zos/metadata/{n}": {"file": str(p)} for n, p in files.items()}
+        sha = hashlib.sha256(forged.read_bytes()).hexdigest()
         rules[f"/tuf/tf-zos/targets/{sha}.{name}"] = {"file": str(forged)}
         return rules

@@ -428,7 +428,7 @@ def _forged_step(sb: Sandbox, steps: list[Step], daemon: subprocess.Popen[bytes]
     asyncio.run(run())
     atomic_symlink(name, sb.hub_root / REPO / f"{FLIST}:latest.fl")
     assert sb.signer is not None
-    forge_release(sb.signer.served, name, sb.hub_root / REPO / name, f"{FLIST}:latest.fl")
+    forge_release(sb.signer.served, sb.signer.served, name, sb.hub_root / REPO / name, f"{FLIST}:latest.fl")
     say("[green]✓[/] forged release 9.9.9: the hub moves latest and signs metadata with its own key")
     wait_for(lambda: (_trust_error(sb) or {}).get("type") == "ForgedMetadata", 30,
              "the daemon to refuse the forged metadata", daemon)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from securesystemslib.signer import CryptoSigner
+from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import Metadata, MetaFile, TargetFile, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
@@ -51,20 +51,27 @@ class DemoSigner:
             shutil.copyfile(path, self.served / path.name)  # timestamp last, as `trust push` does
 
 
-def forge_release(served: Path, name: str, file: Path, link: str) -> None:
-    """What a compromised hub can do: new targets naming ``name`` (``link`` moved to it), a snapshot
-    and a timestamp over them, all signed with a key of its own, served in place of the real ones."""
+def forge_release(metadata: Path, out: Path, name: str, file: Path, link: str, *,
+                  targets_key: Signer | None = None, snapshot_key: Signer | None = None,
+                  timestamp_key: Signer | None = None) -> dict[str, Path]:
+    """What a compromised hub (or anyone on the path) can do: new targets naming ``name`` (``link``
+    moved to it), a snapshot and a timestamp over them, built from the latest files of ``metadata``
+    and written into ``out`` (the served folder itself, for the demo). Each role is signed with the
+    key given (stolen online keys, in the tests) or else with a key the attacker made, which no
+    node's root names. Returns metadata file name -> written file."""
     own = CryptoSigner.generate_ed25519()
     data = file.read_bytes()
 
     def latest(role: str) -> Metadata[Any]:
-        versions = sorted(int(p.name.split(".")[0]) for p in served.glob(f"*.{role}.json"))
-        return Metadata.from_file(str(served / f"{versions[-1]}.{role}.json"))
+        versions = sorted(int(p.name.split(".")[0]) for p in metadata.glob(f"*.{role}.json"))
+        return Metadata.from_file(str(metadata / f"{versions[-1]}.{role}.json"))
 
-    def write(md: Metadata[Any], filename: str) -> None:
+    def write(md: Metadata[Any], filename: str, signer: Signer | None) -> Path:
         md.signatures.clear()
-        md.sign(own)
-        (served / filename).write_bytes(md.to_bytes(JSONSerializer()))
+        md.sign(signer or own)
+        path = out / filename
+        path.write_bytes(md.to_bytes(JSONSerializer()))
+        return path
 
     targets = latest("targets")
     info = TargetFile.from_data(name, data, ["sha256"])
@@ -76,10 +83,13 @@ def forge_release(served: Path, name: str, file: Path, link: str) -> None:
     snapshot = latest("snapshot")
     snapshot.signed.version += 1
     snapshot.signed.meta["targets.json"] = MetaFile(version=targets.signed.version)
-    timestamp = Metadata[Timestamp].from_file(str(served / "timestamp.json"))
+    timestamp = Metadata[Timestamp].from_file(str(metadata / "timestamp.json"))
     timestamp.signed.version += 1
     timestamp.signed.snapshot_meta = MetaFile(version=snapshot.signed.version)
     timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
-    write(targets, f"{targets.signed.version}.targets.json")
-    write(snapshot, f"{snapshot.signed.version}.snapshot.json")
-    write(timestamp, "timestamp.json")
+    out.mkdir(parents=True, exist_ok=True)
+    names = (f"{targets.signed.version}.targets.json", f"{snapshot.signed.version}.snapshot.json",
+             "timestamp.json")
+    return {names[0]: write(targets, names[0], targets_key),
+            names[1]: write(snapshot, names[1], snapshot_key),
+            names[2]: write(timestamp, names[2], timestamp_key)}

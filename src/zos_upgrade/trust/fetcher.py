@@ -59,6 +59,7 @@ class HttpxFetcher(FetcherInterface):
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     user_agent: str = "zos-upgrade-tuf"
+    transport: httpx.BaseTransport | None = None  # tests and the benchmark count or shape the wire
     stats: FetchStats = field(default_factory=FetchStats)
     _etags: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
     _client: httpx.Client | None = field(default=None, repr=False)
@@ -66,7 +67,7 @@ class HttpxFetcher(FetcherInterface):
     def _http(self) -> httpx.Client:
         if self._client is None:
             timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
-            self._client = httpx.Client(timeout=timeout, follow_redirects=False,
+            self._client = httpx.Client(timeout=timeout, follow_redirects=False, transport=self.transport,
                                         headers={"User-Agent": self.user_agent,
                                                  "Accept-Encoding": "identity"})
         return self._client
