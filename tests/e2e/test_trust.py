@@ -1,6 +1,8 @@
 """Issue 15 end to end: a node under a real supervisord follows our hub through TUF, with a forging
 proxy between them. Install and upgrade through signed metadata; every attack refused with the typed
-error naming it, the node's files unchanged and the forged pre-copy hook never run."""
+error naming it, the node's files unchanged and the forged pre-copy hook never run. `make test` runs
+the happy paths, the issue's proxy attack with forged metadata and bytes, and a freeze; the other
+attacks end to end are `@pytest.mark.fault` (each is also refused, faster, in tests/trust/)."""
 
 from __future__ import annotations
 
@@ -106,6 +108,7 @@ def test_the_issues_proxy_attack_and_forged_metadata_are_refused(tn: TrustedNode
     assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
 
 
+@pytest.mark.fault  # heavier: `make test-fault`; the same attack is refused in tests/trust/test_client.py
 def test_compromised_online_keys_cannot_install(tn: TrustedNode, tmp_path: Path) -> None:
     tn.publish("1.0.0")
     once(tn)
@@ -117,6 +120,7 @@ def test_compromised_online_keys_cannot_install(tn: TrustedNode, tmp_path: Path)
     assert tn.trust_status()["error"]["type"] == "ForgedMetadata"
 
 
+@pytest.mark.fault  # heavier: `make test-fault`; the same attack is refused in tests/trust/test_client.py
 def test_rollback_and_mix_and_match(tn: TrustedNode, tmp_path: Path) -> None:
     tn.publish("1.0.0")
     old_timestamp = tmp_path / "old-timestamp.json"
@@ -158,6 +162,7 @@ def test_freeze_expired_timestamp(tn: TrustedNode) -> None:
     assert "metadata expired since" in shown.stdout and str((past + timedelta(days=1)).date()) in shown.stdout
 
 
+@pytest.mark.fault  # heavier: `make test-fault`; the same attack is refused in tests/trust/test_client.py
 def test_endless_target_is_cut_at_its_signed_length(tn: TrustedNode) -> None:
     tn.publish("1.0.0")
     once(tn)
@@ -168,6 +173,7 @@ def test_endless_target_is_cut_at_its_signed_length(tn: TrustedNode) -> None:
     refused(tn, "EndlessData", "endless data")
 
 
+@pytest.mark.fault  # heavier: `make test-fault`; the same attack is refused in tests/trust/test_client.py
 def test_two_root_rotations_while_offline(tn: TrustedNode) -> None:
     tn.publish("1.0.0")
     once(tn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -18,13 +19,16 @@ from zos_upgrade.trust.client import TrustedRepo
 from zos_upgrade.trust.fetcher import HttpxFetcher
 
 REPO = "tf-zos"
-PREFIX = f"/tuf/{REPO}"
+_COUNTER = itertools.count()
 
 
 @dataclass
 class Proxy:
+    """The forging proxy as one test sees it: its repository's files are under ``url + prefix``."""
+
     url: str
     rules_file: Path
+    prefix: str = ""
 
     def rules(self, rules: dict[str, Any]) -> None:
         self.rules_file.write_text(json.dumps(rules))
@@ -47,20 +51,29 @@ class Clock:
         return self.at
 
 
-@pytest.fixture
-def tuf_repo(tmp_path: Path) -> TufTestRepo:
-    return TufTestRepo(tmp_path / "repo")
-
-
-@pytest.fixture
-def proxy(tmp_path: Path, tuf_repo: TufTestRepo) -> Iterator[Proxy]:
+@pytest.fixture(scope="session")
+def proxy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """One forging proxy process per test session (worker), serving every test's repository folder."""
+    base = tmp_path_factory.mktemp("tuf-repos")
     port = free_port()
-    rules = tmp_path / "rules.json"
+    rules = base / "rules.json"
     rules.write_text("{}")
-    cmd = [sys.executable, "-m", "tests.support.forging_proxy", f"dir:{tuf_repo.base}::{PREFIX}", str(port),
-           str(rules)]
+    cmd = [sys.executable, "-m", "tests.support.forging_proxy", f"dir:{base}::", str(port), str(rules)]
     with serving(cmd, port, cwd=Path(__file__).resolve().parents[2]):
-        yield Proxy(f"http://127.0.0.1:{port}", rules)
+        yield Proxy(f"http://127.0.0.1:{port}", rules, str(base))
+
+
+@pytest.fixture
+def tuf_repo(proxy_server: Proxy) -> TufTestRepo:
+    return TufTestRepo(Path(proxy_server.prefix) / f"repo-{next(_COUNTER)}")
+
+
+@pytest.fixture
+def proxy(proxy_server: Proxy, tuf_repo: TufTestRepo) -> Proxy:
+    """This test's view: no forgery yet, an empty request log, its repository's URL prefix."""
+    proxy_server.rules({})
+    proxy_server.rules_file.with_name(proxy_server.rules_file.name + ".log").write_text("")
+    return Proxy(proxy_server.url, proxy_server.rules_file, "/" + tuf_repo.base.name)
 
 
 @pytest.fixture
@@ -76,8 +89,8 @@ def make_client(tmp_path: Path, tuf_repo: TufTestRepo, proxy: Proxy,
     def make(**fetcher_options: Any) -> TrustedRepo:
         fetcher = HttpxFetcher(**fetcher_options)
         fetchers.append(fetcher)
-        return TrustedRepo(tmp_path / "state" / "trust" / REPO, f"{proxy.url}{PREFIX}/metadata/",
-                           f"{proxy.url}{PREFIX}/targets/", tuf_repo.root_file, fetcher, clock=clock,
+        return TrustedRepo(tmp_path / "state" / "trust" / REPO, f"{proxy.url}{proxy.prefix}/metadata/",
+                           f"{proxy.url}{proxy.prefix}/targets/", tuf_repo.root_file, fetcher, clock=clock,
                            name=REPO)
 
     yield make

@@ -17,7 +17,7 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 
 from tests.support.tuf_repo import TufTestRepo
-from tests.trust.conftest import PREFIX, Clock, Proxy
+from tests.trust.conftest import Clock, Proxy
 from zos_upgrade.trust.client import MetadataUnavailable, TrustedRepo, load_pinned_root
 from zos_upgrade.trust.errors import (
     EndlessData,
@@ -71,7 +71,7 @@ def test_unchanged_poll_is_one_conditional_request(tuf_repo: TufTestRepo, make_c
     assert stats.not_modified == 1
     assert stats.bytes == before  # a 304 and a 404 (no next root): no body
     tail = proxy.seen()[-2:]
-    assert tail == [f"{PREFIX}/metadata/2.root.json", f"{PREFIX}/metadata/timestamp.json"]
+    assert tail == [f"{proxy.prefix}/metadata/2.root.json", f"{proxy.prefix}/metadata/timestamp.json"]
 
 
 def test_made_up_version_is_an_unknown_target(tuf_repo: TufTestRepo, make_client: MakeClient) -> None:
@@ -90,7 +90,7 @@ def test_forged_flist_bytes_are_a_target_mismatch(tuf_repo: TufTestRepo, make_cl
     release = client.resolve_link("zos:production.flist")
     forged = tmp_path / "forged"
     forged.write_bytes(V1[:-4] + b"EVIL")  # same length, other bytes
-    proxy.forge(f"{PREFIX}/targets/{release.sha256}.zos:1.0.0.flist", {"file": str(forged)})
+    proxy.forge(f"{proxy.prefix}/targets/{release.sha256}.zos:1.0.0.flist", {"file": str(forged)})
     with pytest.raises(TargetMismatch, match="target mismatch"):
         client.download(release, tmp_path / "downloads")
     assert listing(tmp_path / "downloads") == []
@@ -131,7 +131,7 @@ def test_hand_edited_metadata_is_refused(tuf_repo: TufTestRepo, make_client: Mak
     edit(doc)
     forged = tmp_path / "edited.json"
     forged.write_text(json.dumps(doc))
-    proxy.forge(f"{PREFIX}/metadata/{name}", {"file": str(forged)})
+    proxy.forge(f"{proxy.prefix}/metadata/{name}", {"file": str(forged)})
     client = make_client()
     # a snapshot/targets edit changes bytes the signed meta does not hash here: their signature fails
     with pytest.raises((ForgedMetadata, MixAndMatch)) as caught:
@@ -149,7 +149,7 @@ def test_replayed_old_timestamp_is_a_rollback(tuf_repo: TufTestRepo, make_client
     tuf_repo.publish()
     client = make_client()
     client.refresh()
-    proxy.forge(f"{PREFIX}/metadata/timestamp.json", {"file": str(old)})
+    proxy.forge(f"{proxy.prefix}/metadata/timestamp.json", {"file": str(old)})
     with pytest.raises(RollbackAttack, match="rollback"):
         make_client().refresh()
 
@@ -175,14 +175,15 @@ def test_targets_of_another_snapshot_are_mix_and_match(tuf_repo: TufTestRepo, ma
     tuf_repo.add_flist("zos:1.1.0.flist", V2)
     tuf_repo.publish()
     # the snapshot names targets v3; serve the (validly signed) v2 under that name
-    proxy.forge(f"{PREFIX}/metadata/3.targets.json", {"file": str(tuf_repo.metadata / "2.targets.json")})
+    older = tuf_repo.metadata / "2.targets.json"
+    proxy.forge(f"{proxy.prefix}/metadata/3.targets.json", {"file": str(older)})
     with pytest.raises(MixAndMatch, match="mix-and-match"):
         make_client().refresh()
 
 
 def test_endless_metadata_is_cut(tuf_repo: TufTestRepo, make_client: MakeClient, proxy: Proxy) -> None:
     released(tuf_repo, ("zos:1.0.0.flist", V1))
-    proxy.forge(f"{PREFIX}/metadata/timestamp.json", {"endless": True})
+    proxy.forge(f"{proxy.prefix}/metadata/timestamp.json", {"endless": True})
     with pytest.raises(EndlessData, match="endless data"):
         make_client().refresh()
 
@@ -193,7 +194,7 @@ def test_endless_target_is_cut_at_its_signed_length(tuf_repo: TufTestRepo, make_
     client = make_client()
     client.refresh()
     release = client.resolve_link("zos:production.flist")
-    proxy.forge(f"{PREFIX}/targets/{release.sha256}.zos:1.0.0.flist", {"endless": True})
+    proxy.forge(f"{proxy.prefix}/targets/{release.sha256}.zos:1.0.0.flist", {"endless": True})
     with pytest.raises(EndlessData, match=f"maximum allowed length of {len(V1)}"):
         client.download(release, tmp_path / "downloads")
     assert listing(tmp_path / "downloads") == []
@@ -202,7 +203,7 @@ def test_endless_target_is_cut_at_its_signed_length(tuf_repo: TufTestRepo, make_
 def test_trickled_metadata_is_slow_retrieval(tuf_repo: TufTestRepo, make_client: MakeClient,
                                              proxy: Proxy) -> None:
     released(tuf_repo, ("zos:1.0.0.flist", V1))
-    proxy.forge(f"{PREFIX}/metadata/timestamp.json", {"trickle": 0.05})
+    proxy.forge(f"{proxy.prefix}/metadata/timestamp.json", {"trickle": 0.05})
     with pytest.raises(SlowRetrieval, match="slow retrieval"):
         make_client(grace=0.3, min_rate=1000.0).refresh()
 
@@ -267,6 +268,6 @@ def test_pinned_root_must_be_a_root(tuf_repo: TufTestRepo, tmp_path: Path) -> No
 
 def test_unreachable_metadata_is_not_an_attack(tuf_repo: TufTestRepo, make_client: MakeClient,
                                                proxy: Proxy) -> None:
-    proxy.forge(f"{PREFIX}/metadata/timestamp.json", {"status": 404})
+    proxy.forge(f"{proxy.prefix}/metadata/timestamp.json", {"status": 404})
     with pytest.raises(MetadataUnavailable, match="404"):
         make_client().refresh()

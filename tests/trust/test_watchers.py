@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.tuf_repo import TufTestRepo
-from tests.trust.conftest import PREFIX, REPO, Proxy
+from tests.trust.conftest import REPO, Proxy
 from zos_upgrade.node.events import ReleaseEvent
 from zos_upgrade.sources.base import VerificationFailed
 from zos_upgrade.sources.tuf import TufHubSource, TufReleaseSource
@@ -69,7 +69,7 @@ def test_source_refuses_forged_bytes(tuf_repo: TufTestRepo, make_client: MakeCli
     assert event is not None
     forged = tmp_path / "forged"
     forged.write_bytes(b"x" * len(A))
-    proxy.forge(f"{PREFIX}/targets/{info.hashes['sha256']}.zos:1.0.0.flist", {"file": str(forged)})
+    proxy.forge(f"{proxy.prefix}/targets/{info.hashes['sha256']}.zos:1.0.0.flist", {"file": str(forged)})
     source = TufHubSource(trusted, REPO, tmp_path / "downloads", hub_url="http://hub.invalid")
     with pytest.raises(VerificationFailed, match=r"TargetMismatch \(target mismatch") as caught:
         asyncio.run(source.verify(event, "boot"))
@@ -104,7 +104,7 @@ def test_publisher_mode_versions_latest_and_release(tuf_repo: TufTestRepo, make_
     flists.mkdir()
     for version, data in (("1.0.0", A), ("1.1.0", B), ("1.2.0", C)):
         (flists / f"zos:{version}.fl").write_bytes(data)
-        tuf_repo.add_release(version, data, f"{proxy.url}{PREFIX}/flists/zos:{version}.fl")
+        tuf_repo.add_release(version, data, f"{proxy.url}{proxy.prefix}/flists/zos:{version}.fl")
     tuf_repo.link("latest", "1.1.0")  # 1.2.0 is signed but not released yet: staged
     tuf_repo.publish()
     trusted = make_client()

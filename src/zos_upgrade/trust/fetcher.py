@@ -31,7 +31,6 @@ from zos_upgrade.net import Backoff
 __all__ = ["FetchStats", "HttpxFetcher"]
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # the largest flist a node accepts (sources/publisher.py)
-_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -121,7 +120,8 @@ class HttpxFetcher(FetcherInterface):
             started, received = self.clock(), 0
             kept: list[bytes] = []
             try:
-                for chunk in response.iter_raw(_CHUNK):
+                # no chunk_size: httpx would buffer up to it, and a trickle would go unseen until then
+                for chunk in response.iter_raw():
                     received += len(chunk)
                     self.stats.bytes += len(chunk)
                     if received > self.max_bytes:
