@@ -88,11 +88,11 @@ def upload(file: Path, name: str | None, url: str, token: str | None) -> None:
     help="The repository's TUF repository: sign the move there first, then push it to the hub.",
 )
 @click.option(
-    "--trust-keys", type=click.Path(file_okay=False, path_type=Path),
-    help="Its keys (default TRUST_DIR/keys).",
+    "--trust-keys", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of its keys (default TRUST_DIR/keys); repeat for keys kept apart.",
 )
 def link(
-    src: str, link: str, url: str, token: str | None, trust_dir: Path | None, trust_keys: Path | None
+    src: str, link: str, url: str, token: str | None, trust_dir: Path | None, trust_keys: tuple[Path, ...]
 ) -> None:
     """Point LINK at SRC (both in the token's repository), atomically.
 

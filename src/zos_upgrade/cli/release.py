@@ -68,13 +68,13 @@ def keygen(prefix: str) -> None:
 @click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path), help="Release tree.")
 @click.option("--transaction-id", default="", help="Free text carried (and signed) in the release.")
 @click.option(
-    "--trust-keys", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    "--trust-keys", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Keys of the tree's TUF repository (ROOT/tuf, made by `trust init --dir ROOT/tuf --keys K`): "
-    "the release is signed there too, and `latest` follows the highest version.",
+    "the release is signed there too, and `latest` follows the highest version (repeatable).",
 )
 def add(
     version: str, flist_url: str, flist_file: Path, key_path: Path, root: Path, transaction_id: str,
-    trust_keys: Path | None,
+    trust_keys: tuple[Path, ...],
 ) -> None:
     """Sign VERSION and add it to the tree; rewrites `versions` and `latest` atomically.
 
@@ -87,8 +87,8 @@ def add(
 
     tuf_dir = root / PUBLISHER_TUF_DIR
     repo = None
-    if trust_keys is not None or (tuf_dir / METADATA_DIR).is_dir():
-        if trust_keys is None:
+    if trust_keys or (tuf_dir / METADATA_DIR).is_dir():
+        if not trust_keys:
             raise click.UsageError(
                 f"{tuf_dir} holds a TUF repository: give --trust-keys so the release is signed there too"
             )

@@ -35,8 +35,10 @@ _dir = click.option(
 _keys = click.option(
     "--keys",
     "keys_dir",
+    multiple=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the private keys (default DIR/keys). Passphrase: $" + PASSPHRASE_ENV + ".",
+    help="Folder of private keys (default DIR/keys); repeat to gather keys kept apart (new keys go to "
+    "the first). Passphrase: $" + PASSPHRASE_ENV + ".",
 )
 
 
@@ -253,6 +255,8 @@ def rotate(
     _done(change)
     for keyid in new:
         click.echo(f"new {role} key {keyid}")
+    for keyid in revoke:
+        click.echo(f"revoked {role} key {keyid}: destroy its file ({role}.{keyid[:12]}....pem) on every copy")
 
 
 @command.command()
