@@ -62,6 +62,14 @@ def test_install_and_upgrade_through_tuf(tn: TrustedNode) -> None:
     assert tn.node.box.wait_version("alpha", "1.0.0") == "1.0.0"
     assert json.loads((tn.node.root / "tmp/flist.info").read_text())["target"] == "zos:1.0.0.fl"
     tn.publish("1.1.0", extra={"opt/app/new.txt": "new"})
+    # `check` plans through TUF too, and writes nothing in the state dir (its own copy of the cache)
+    trust_dir = tn.node.state / "trust"
+    cache = {p: p.read_bytes() for p in trust_dir.rglob("*") if p.is_file()}
+    check = subprocess.run(zos_upgrade_cmd("check", "--config", str(tn.node.config), "--json"),
+                           capture_output=True, text=True, timeout=90, cwd=REPO, check=False)
+    assert check.returncode == 100, check.stdout + check.stderr
+    assert "1.1.0" in check.stdout
+    assert {p: p.read_bytes() for p in trust_dir.rglob("*") if p.is_file()} == cache
     once(tn)
     assert tn.node.box.wait_version("alpha", "1.1.0") == "1.1.0"
     assert (tn.node.root / "opt/app/new.txt").read_text() == "new"

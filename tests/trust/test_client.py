@@ -271,3 +271,25 @@ def test_unreachable_metadata_is_not_an_attack(tuf_repo: TufTestRepo, make_clien
     proxy.forge(f"{proxy.prefix}/metadata/timestamp.json", {"status": 404})
     with pytest.raises(MetadataUnavailable, match="404"):
         make_client().refresh()
+
+
+ROOT_EDITS: list[Callable[[dict[str, Any]], None]] = [
+    lambda d: d["signed"]["roles"]["targets"].update(threshold=0),
+    lambda d: d["signed"]["roles"]["targets"]["keyids"].append("cd" * 32),
+    lambda d: d["signed"].update(expires="2099-01-01T00:00:00Z"),
+    lambda d: d["signed"].update(consistent_snapshot=False),
+]
+
+
+@pytest.mark.parametrize("edit", ROOT_EDITS, ids=["threshold", "keyids", "expires", "consistent_snapshot"])
+def test_hand_edited_rotated_root_is_refused(tuf_repo: TufTestRepo, make_client: MakeClient, proxy: Proxy,
+                                             tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    released(tuf_repo, ("zos:1.0.0.flist", V1))
+    tuf_repo.rotate_root()
+    doc = json.loads(tuf_repo.file("2.root.json"))
+    edit(doc)
+    forged = tmp_path / "2.root.json"
+    forged.write_text(json.dumps(doc))
+    proxy.forge(f"{proxy.prefix}/metadata/2.root.json", {"file": str(forged)})
+    with pytest.raises(ForgedMetadata):
+        make_client().refresh()

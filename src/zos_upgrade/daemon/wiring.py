@@ -7,6 +7,7 @@ Kept apart from the loop so the policy can be exercised with other parts, and so
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -48,23 +49,30 @@ __all__ = ["build", "make_supervisor", "make_trusted", "make_upgrader"]
 log = logging.getLogger(__name__)
 
 
-def make_trusted(config: Config, repo: str | None) -> TrustedRepo:
+def make_trusted(config: Config, repo: str | None, *, into: Path | None = None) -> TrustedRepo:
     """The node's TUF view of hub repository ``repo`` (None: the release tree), cached under
-    ``<state_dir>/trust/<repo or "releases">/``; its pinned root copied there on first use."""
+    ``<state_dir>/trust/<repo or "releases">/``; its pinned root copied there on first use.
+
+    ``into``: another folder for the cache (``zos-upgrade check`` writes nothing in the state dir):
+    it starts as a copy of the node's cache, so the check trusts exactly what the daemon trusts."""
     trust, src = config.trust, config.source
     assert trust.root is not None  # callers check config.tuf
+    name = repo or "releases"
+    folder = (into or config.trust_dir) / name
+    if into is not None and (config.trust_dir / name).is_dir() and not folder.exists():
+        shutil.copytree(config.trust_dir / name, folder, symlinks=True)
     if repo is None:
         assert src.publisher is not None
         metadata = trust.metadata_url or publisher_metadata_url(src.publisher)
-        return TrustedRepo(config.trust_dir / "releases", metadata, publisher_targets_url(src.publisher),
+        return TrustedRepo(folder, metadata, publisher_targets_url(src.publisher),
                            config.node_path(trust.root), HttpxFetcher(), name="releases")
     assert src.hub is not None
     bins = repo == src.bins_repo and (src.flist or "").split("/")[0] != repo
     pinned = trust.bins_root if bins else trust.root
     assert pinned is not None  # the config requires bins_root with bins_repo under [trust]
     metadata = hub_metadata_url(src.hub, repo) if bins or trust.metadata_url is None else trust.metadata_url
-    return TrustedRepo(config.trust_dir / repo, metadata, hub_targets_url(src.hub, repo),
-                       config.node_path(pinned), HttpxFetcher(), name=repo)
+    return TrustedRepo(folder, metadata, hub_targets_url(src.hub, repo), config.node_path(pinned),
+                       HttpxFetcher(), name=repo)
 
 
 def _warn_unauthenticated(what: str) -> None:
@@ -98,8 +106,10 @@ def make_supervisor(config: Config) -> Supervisor:
 def make_upgrader(config: Config, supervisor: Supervisor) -> Upgrader:
     """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s)."""
     up = config.upgrade
-    # preflight checks the trust material is there before anything is downloaded (publisher mode)
+    # preflight checks the trust material is there before anything is downloaded: the publisher's
+    # keys, the pinned TUF roots
     trust_files = tuple(config.trusted_key_paths) if config.source.publisher is not None else ()
+    trust_files += tuple(config.node_path(p) for p in (config.trust.root, config.trust.bins_root) if p)
     return Upgrader(
         config.root, config.state_dir, Flister(config.state_dir, workers=up.workers), supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
@@ -135,8 +145,9 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), memory=memory,
                       sweep=installer.flister.sweep if check_into is None else None)
     parts.closers.append(supervisor.aclose)
+    trust_into = check_into / "trust" if check_into is not None else None
     if src.publisher is not None and config.tuf:
-        trusted = make_trusted(config, None)
+        trusted = make_trusted(config, None, into=trust_into)
         tuf_pub = TufPublisher(trusted)
         parts.closers.append(tuf_pub.aclose)
 
@@ -163,7 +174,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     if config.tuf:
-        _tuf_hub(config, parts, upgrader, downloads, memory, control)
+        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into)
         return parts
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
@@ -184,17 +195,17 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
 
 
 def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads: Path,
-             memory: ReleaseMemory, control: ControlGate) -> None:
+             memory: ReleaseMemory, control: ControlGate, trust_into: Path | None) -> None:
     """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets."""
     src = config.source
     assert src.hub is not None and src.flist is not None
     hub_url, flist = src.hub, src.flist
     boot_repo = flist.split("/")[0]
-    trusted = make_trusted(config, boot_repo)
+    trusted = make_trusted(config, boot_repo, into=trust_into)
     parts.closers.append(_closer(trusted))
     if src.bins_repo is not None:
         repo = src.bins_repo
-        bins_trusted = trusted if repo == boot_repo else make_trusted(config, repo)
+        bins_trusted = trusted if repo == boot_repo else make_trusted(config, repo, into=trust_into)
         if bins_trusted is not trusted:
             parts.closers.append(_closer(bins_trusted))
         bins_source = TufHubSource(bins_trusted, repo, downloads, hub_url=hub_url)

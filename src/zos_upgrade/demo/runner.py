@@ -429,7 +429,7 @@ def _forged_step(sb: Sandbox, steps: list[Step], daemon: subprocess.Popen[bytes]
     atomic_symlink(name, sb.hub_root / REPO / f"{FLIST}:latest.fl")
     assert sb.signer is not None
     forge_release(sb.signer.served, sb.signer.served, name, sb.hub_root / REPO / name, f"{FLIST}:latest.fl")
-    say("[green]✓[/] forged release 9.9.9: the hub moves latest and signs metadata with its own key")
+    say("[green]✓[/] forged 9.9.9: the hub moves latest, signs metadata with its own key")
     wait_for(lambda: (_trust_error(sb) or {}).get("type") == "ForgedMetadata", 30,
              "the daemon to refuse the forged metadata", daemon)
     if (sb.node.root / FORGED_MARK).exists() or sb.status().get("current_version") != "1.1.0":
@@ -439,5 +439,5 @@ def _forged_step(sb: Sandbox, steps: list[Step], daemon: subprocess.Popen[bytes]
     step.from_version = "1.1.0"
     step.result = "refused"
     error = _trust_error(sb) or {}
-    say(f"[green]✓[/] 9.9.9 refused by TUF ({error.get('attack')}): the node still runs 1.1.0")
-    detail(f"why: {error.get('type')}: {error.get('message')}")
+    say(f"[green]✓[/] forged 9.9.9 refused by TUF ({error.get('type')}): the node still runs 1.1.0")
+    detail(f"why: {error.get('attack')}: {error.get('message')}")
