@@ -181,22 +181,32 @@ def test_release_add_signs_into_the_trees_tuf_repository(tmp_path: Path) -> None
     )
     assert result.exit_code == 2 and "--trust-keys" in result.output
     assert json.loads((tree / "versions").read_text()) == ["1.1.0"]
-    out = ok(
-        "release",
-        "add",
-        "1.2.0",
-        "--flist",
-        url,
-        "--flist-file",
-        flist,
-        "--key",
-        signer,
-        "--root",
-        tree,
-        "--trust-keys",
-        keys,
-    )
+
+    def add_signed(version: str) -> str:
+        return ok(
+            "release",
+            "add",
+            version,
+            "--flist",
+            url,
+            "--flist-file",
+            flist,
+            "--key",
+            signer,
+            "--root",
+            tree,
+            "--trust-keys",
+            keys,
+        )
+
+    out = add_signed("1.2.0")
     assert "TUF: signed targets v2" in out
+    add_signed("1.3.0")
+    result = invoke("release", "withdraw", "1.3.0", "--root", tree)
+    assert result.exit_code == 2 and "--trust-keys" in result.output
+    assert "TUF: signed targets v4" in ok(
+        "release", "withdraw", "1.3.0", "--root", tree, "--trust-keys", keys
+    )
     port = free_port()
     with serving(zos_upgrade_cmd("release", "serve", "--root", str(tree), "--port", str(port)), port):
         base = f"http://127.0.0.1:{port}"

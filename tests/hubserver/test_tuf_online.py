@@ -124,3 +124,43 @@ def test_hub_process_resigns_with_its_lifespan_task(tmp_path: Path, start_hub: H
             version = httpx.get(f"{hub.url}/tuf/alpha/metadata/timestamp.json").json()["signed"]["version"]
             time.sleep(0.1)
         assert version >= 2
+
+
+def test_push_after_the_hub_signed_a_snapshot_moves_past_it(tmp_path: Path, start_hub: HubFactory) -> None:
+    from click.testing import CliRunner
+
+    from zos_upgrade.cli import cli
+
+    def run(*args: str | Path) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        return result.exit_code, result.output
+
+    tf = tmp_path / "tf"
+    # our snapshots live 3 days, the hub's 7: the two signers' snapshot 2 cannot be the same bytes
+    assert run("trust", "init", "--dir", tf, "--expires", "snapshot=3")[0] == 0
+    keys = online_keys(tf / "keys", tmp_path / "online", ("timestamp", "snapshot"))
+    config = f'online_keys = "{keys}"\nonline_resign_seconds = 0.2\n[tokens]\n"{TOKEN_A}" = "alpha"\n'
+    with start_hub(config=config) as hub:
+        push = ("trust", "push", "--dir", tf, "--url", hub.url, "--repo", "alpha", "--token", TOKEN_A)
+        assert run(*push)[0] == 0
+        flist = tmp_path / "zos:1.0.0.flist"
+        flist.write_bytes(b"release")
+        assert run("trust", "sign", "--dir", tf, flist)[0] == 0
+        answer = httpx.put(
+            f"{hub.url}/tuf/alpha/metadata/2.targets.json",
+            content=(tf / "metadata" / "2.targets.json").read_bytes(),
+            headers={"Authorization": f"bearer {TOKEN_A}"},
+        )
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the hub's task signs snapshot 2 and timestamp 2
+            if httpx.get(f"{hub.url}/tuf/alpha/metadata/2.snapshot.json").status_code == 200:
+                break
+            time.sleep(0.1)
+        code, out = run(*push)
+        assert code == 1 and "differs from ours" in out
+        assert run("trust", "sign", "--dir", tf, "--renew", "snapshot")[0] == 0
+        code, out = run(*push)
+        assert code == 0 and "3.snapshot.json" in out, out
+        served = httpx.get(f"{hub.url}/tuf/alpha/metadata/timestamp.json").json()["signed"]
+        assert served["meta"]["snapshot.json"]["version"] == 3

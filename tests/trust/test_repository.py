@@ -212,6 +212,13 @@ def test_publisher_mode_releases_and_latest(tmp_path: Path, clock: Clock, flist:
     assert zos["1.2.0"].flist == "https://cdn.example/zos-1.2.0.flist"
     with pytest.raises(InvalidTargetPath):
         repo.sign_releases([("v1.3", flist, "https://cdn.example/x")])
+    repo.withdraw_release("1.10.0")
+    zos = reopen(repo).zos_targets()
+    assert "1.10.0" not in zos and zos["latest"].link == "1.2.0"
+    with pytest.raises(TrustRepositoryError, match="not signed"):
+        repo.withdraw_release("latest")
+    repo.withdraw_release("1.2.0")
+    assert reopen(repo).zos_targets() == {}
 
 
 # -- hand-edited files: every field a reader checks --------------------------------------------

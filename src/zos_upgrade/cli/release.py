@@ -23,7 +23,8 @@ from zos_upgrade.publisher.signing import (
     public_key_pem,
 )
 from zos_upgrade.publisher.tree import ReleaseTree
-from zos_upgrade.versions import Version
+from zos_upgrade.trust.repository import TrustRepository
+from zos_upgrade.versions import Version, parse_version
 
 
 @click.group(name="release")
@@ -82,17 +83,7 @@ def add(
     With a TUF repository in ROOT/tuf (what nodes believe), give its keys:
       zos-upgrade release add 1.2.0 --flist URL --flist-file F --key K --root DIR --trust-keys KEYS
     """
-    from zos_upgrade.cli.trust import open_repository
-    from zos_upgrade.trust.layout import METADATA_DIR, PUBLISHER_TUF_DIR
-
-    tuf_dir = root / PUBLISHER_TUF_DIR
-    repo = None
-    if trust_keys or (tuf_dir / METADATA_DIR).is_dir():
-        if not trust_keys:
-            raise click.UsageError(
-                f"{tuf_dir} holds a TUF repository: give --trust-keys so the release is signed there too"
-            )
-        repo = open_repository(tuf_dir, trust_keys)  # opened (and verified) before anything is written
+    repo = _tree_repository(root, trust_keys)
     upgrade = ReleaseTree(root).add(
         version, flist_url=flist_url, flist_file=flist_file, key=load_private_key(key_path),
         transaction_id=transaction_id,
@@ -100,21 +91,44 @@ def add(
     click.echo(f"added {upgrade.version}: flist {upgrade.flist} hash {upgrade.hash} key {upgrade.key_id}")
     if repo is not None:
         change = repo.sign_releases([(str(upgrade.version), flist_file, upgrade.flist)])
-        click.echo(f"TUF: signed {change.describe()} in {tuf_dir / METADATA_DIR}")
+        click.echo(f"TUF: signed {change.describe()} in {repo.metadata_dir}")
 
 
 @command.command()
 @click.argument("version")
 @click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path), help="Release tree.")
-def withdraw(version: str, root: Path) -> None:
+@click.option(
+    "--trust-keys", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Keys of the tree's TUF repository (ROOT/tuf): the release is no longer signed there either.",
+)
+def withdraw(version: str, root: Path, trust_keys: tuple[Path, ...]) -> None:
     """Stop offering VERSION to nodes (a bad release): takes it off `versions` (and `latest` back).
 
     Nodes already on VERSION stay on it until a newer release is added; nodes below it are no longer
     taken through it. Its signed object is kept, so VERSION can never be published again with another
-    flist: fix forward with a new version.
+    flist: fix forward with a new version. With a TUF repository in ROOT/tuf, give --trust-keys:
+    VERSION stops being a signed target and the signed `latest` moves back too.
     """
+    repo = _tree_repository(root, trust_keys)
     latest = ReleaseTree(root).withdraw(version)
     click.echo(f"withdrew {version}; latest is {latest}")
+    if repo is not None:
+        click.echo(f"TUF: signed {repo.withdraw_release(str(parse_version(version))).describe()}")
+
+
+def _tree_repository(root: Path, trust_keys: tuple[Path, ...]) -> TrustRepository | None:
+    """The tree's TUF repository (ROOT/tuf) when it has one; refused without its keys."""
+    from zos_upgrade.cli.trust import open_repository
+    from zos_upgrade.trust.layout import METADATA_DIR, PUBLISHER_TUF_DIR
+
+    tuf_dir = root / PUBLISHER_TUF_DIR
+    if not trust_keys and not (tuf_dir / METADATA_DIR).is_dir():
+        return None
+    if not trust_keys:
+        raise click.UsageError(
+            f"{tuf_dir} holds a TUF repository: give --trust-keys so the release is signed there too"
+        )
+    return open_repository(tuf_dir, trust_keys)  # opened (and verified) before anything is written
 
 
 @dataclass

@@ -30,13 +30,18 @@ class PushResult:
     skipped: tuple[str, ...]
 
 
+async def _hub_file(client: httpx.AsyncClient, url: str) -> bytes | None:
+    answer = await fetch(client, url, max_bytes=_MAX_ANSWER, expect=(200, 404))
+    return None if answer.status == 404 else answer.body
+
+
 async def _hub_version(client: httpx.AsyncClient, url: str) -> int | None:
     """The version of the metadata file at ``url`` on the hub, None when it has none."""
-    answer = await fetch(client, url, max_bytes=_MAX_ANSWER, expect=(200, 404))
-    if answer.status == 404:
+    body = await _hub_file(client, url)
+    if body is None:
         return None
     try:
-        version = json.loads(answer.body)["signed"]["version"]
+        version = json.loads(body)["signed"]["version"]
     except (ValueError, KeyError, TypeError) as exc:
         raise TrustRepositoryError(f"{url}: the hub answered something that is not TUF metadata") from exc
     if not isinstance(version, int):
@@ -78,10 +83,17 @@ async def push(
         skipped += [metadata_filename("root", v) for v in range(1, have_root + 1)]
         for role, md in (("targets", repo.targets), ("snapshot", repo.snapshot)):
             filename = metadata_filename(role, md.signed.version)
-            if await _hub_version(client, base + filename) is None:
+            theirs = await _hub_file(client, base + filename)
+            if theirs is None:
                 files.append(filename)
-            else:
+            elif theirs == (folder / filename).read_bytes():
                 skipped.append(filename)
+            else:
+                # the hub's online snapshot key signed this version number too: ours must move past it
+                raise TrustRepositoryError(
+                    f"{base}{filename} differs from ours (signed on the hub by its online key?); "
+                    f"run `zos-upgrade trust sign --renew {role}` until our version is past the hub's"
+                )
         hub_ts = await _hub_version(client, base + "timestamp.json")
         if hub_ts is not None and hub_ts >= repo.timestamp.signed.version:
             # the hub's online key signed newer timestamps: ours must still be the newest

@@ -294,6 +294,20 @@ class TrustRepository:
             _set_link(targets, LATEST, newest)
         return self._publish(new_targets=targets)
 
+    def withdraw_release(self, version: str) -> Change:
+        """Stop signing publisher-mode release ``version``; ``latest`` moves to the highest left."""
+        targets = copy.deepcopy(self.targets.signed)
+        current = targets.targets.get(version)
+        if current is None or read_custom(current.custom, version).kind != "release":
+            raise TrustRepositoryError(f"release {version!r} is not signed in this repository")
+        del targets.targets[version]
+        left = [p for p, t in targets.targets.items() if read_custom(t.custom, p).kind == "release"]
+        if left:
+            _set_link(targets, LATEST, max(left, key=release_path_version))
+        else:
+            targets.targets.pop(LATEST, None)
+        return self._publish(new_targets=targets)
+
     def link(self, name: str, target: str) -> Change:
         """Point link / channel ``name`` at target ``target`` (which must be signed already)."""
         targets = copy.deepcopy(self.targets.signed)
