@@ -106,8 +106,7 @@ def test_the_issues_proxy_attack_and_forged_metadata_are_refused(tn: TrustedNode
     tn.forge({})
     signed = tn.publish("1.1.0", link=False)
     tn.relink("zos:1.1.0.fl")
-    sha = json.loads(max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
-                     .read_text())["signed"]["targets"]["zos:1.1.0.fl"]["hashes"]["sha256"]
+    sha = tn.signed_sha256("zos:1.1.0.fl")
     tn.forge({f"/tuf/tf-zos/targets/{sha}.zos:1.1.0.fl": {"file": str(forged)}})
     refused(tn, "TargetMismatch", "target mismatch")
     assert signed.exists()
@@ -133,7 +132,7 @@ def test_rollback_and_mix_and_match(tn: TrustedNode, tmp_path: Path) -> None:
     tn.publish("1.0.0")
     old_timestamp = tmp_path / "old-timestamp.json"
     old_timestamp.write_bytes((tn.metadata / "timestamp.json").read_bytes())
-    old_targets = max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    old_targets = tn.latest_targets()
     once(tn)
     tn.publish("1.1.0")
     once(tn)
@@ -143,7 +142,7 @@ def test_rollback_and_mix_and_match(tn: TrustedNode, tmp_path: Path) -> None:
     refused(tn, "RollbackAttack", "rollback")
     # targets of another snapshot under the name the current snapshot expects
     tn.publish("1.2.0")
-    current = max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    current = tn.latest_targets()
     tn.forge({f"/tuf/tf-zos/metadata/{current.name}": {"file": str(old_targets)}})
     refused(tn, "MixAndMatch", "mix-and-match")
     # a link the release engineers moved backwards: signed, but never a downgrade
@@ -175,8 +174,7 @@ def test_endless_target_is_cut_at_its_signed_length(tn: TrustedNode) -> None:
     tn.publish("1.0.0")
     once(tn)
     tn.publish("1.1.0")
-    sha = json.loads(max(tn.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
-                     .read_text())["signed"]["targets"]["zos:1.1.0.fl"]["hashes"]["sha256"]
+    sha = tn.signed_sha256("zos:1.1.0.fl")
     tn.forge({f"/tuf/tf-zos/targets/{sha}.zos:1.1.0.fl": {"endless": True}})
     refused(tn, "EndlessData", "endless data")
 

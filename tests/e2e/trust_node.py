@@ -78,6 +78,14 @@ class TrustedNode:
         self.node.box.link(LINK_NAME, target)  # the hub's own link, as `hub link` moves it
         self.sync()
 
+    def latest_targets(self) -> Path:
+        return max(self.metadata.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+
+    def signed_sha256(self, name: str) -> str:
+        """The sha256 the current targets metadata sign for target ``name``."""
+        targets = json.loads(self.latest_targets().read_text())["signed"]["targets"]
+        return str(targets[name]["hashes"]["sha256"])
+
     def forge(self, rules: dict[str, dict[str, Any]]) -> None:
         self.rules_file.write_text(json.dumps(rules))
 
