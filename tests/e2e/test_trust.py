@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from tests.e2e.daemon_node import Node
 from tests.e2e.trust_node import HOOK_MARK, LINK_NAME, PINNED, Attacker, TrustedNode, trust_cli, trusted_node
-from tests.support.node import REPO_NAME, service_release
+from tests.support.node import BINS_REPO, REPO_NAME, service_release
 from tests.support.procs import REPO, free_port, serving, zos_upgrade_cmd
 from zos_upgrade.cli import cli
 from zos_upgrade.trust.keys import KeyStore
@@ -257,3 +257,39 @@ def test_a_revoked_targets_key_cannot_sign(tn: TrustedNode, tmp_path: Path) -> N
                               snapshot_key=attacker.stolen("snapshot"),
                               timestamp_key=attacker.stolen("timestamp")))
     refused(tn, "ForgedMetadata", "forged metadata")
+
+
+@pytest.mark.fault
+def test_bins_repo_through_its_own_tuf_repository(tn: TrustedNode) -> None:
+    """A bins repository is a TUF repository of its own (own root, own keys): its signed packages
+    are installed, one it stops signing is uninstalled, an unsigned file on the hub is ignored."""
+    box = tn.node.box
+    bins = box.base / "tuf-bins"
+    trust_cli("init", "--dir", bins)
+    pinned = tn.node.root / "etc/zos-upgrade/trust/tf-zos-bins.root.json"
+    shutil.copyfile(bins / "metadata/1.root.json", pinned)
+    served = box.hub_root / ".tuf" / BINS_REPO / "metadata"
+
+    def sync() -> None:
+        served.mkdir(parents=True, exist_ok=True)
+        for path in sorted((bins / "metadata").iterdir(), key=lambda p: p.name == "timestamp.json"):
+            shutil.copyfile(path, served / path.name)
+
+    tool = box.pack("tool:1.0.fl", {"usr/bin/tool": "#!/bin/sh\necho tool\n"}, repo=BINS_REPO)
+    other = box.pack("other:2.0.fl", {"usr/bin/other": "other"}, repo=BINS_REPO)
+    box.pack("unsigned:6.6.fl", {"usr/bin/unsigned": "evil"}, repo=BINS_REPO)
+    trust_cli("sign", "--dir", bins, tool, other)
+    sync()
+    tn.publish("1.0.0")
+    tn.node.write_config(
+        source=f'hub = "{tn.proxy_url}"\nflist = "{REPO_NAME}/{LINK_NAME}"\nbins_repo = "{BINS_REPO}"\n',
+        trust=f'root = "{PINNED}"\nbins_root = "/etc/zos-upgrade/trust/tf-zos-bins.root.json"')
+    once(tn)
+    assert (tn.node.root / "usr/bin/tool").read_text().endswith("echo tool\n")
+    assert (tn.node.root / "usr/bin/other").read_text() == "other"
+    assert not (tn.node.root / "usr/bin/unsigned").exists()
+    trust_cli("sign", "--dir", bins, "--remove", "other:2.0.fl")
+    sync()
+    once(tn)
+    assert not (tn.node.root / "usr/bin/other").exists() and (tn.node.root / "usr/bin/tool").exists()
+    assert set(json.loads((tn.node.root / "tmp/bins.info").read_text())) == {f"{BINS_REPO}/tool:1.0.fl"}
