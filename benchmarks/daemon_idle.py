@@ -76,6 +76,8 @@ hub = "{box.hub_url}"
 flist = "tf-zos/zos:latest.fl"
 interval = {interval}
 jitter = 0
+[trust]
+insecure = true
 [supervisor]
 kind = "supervisord"
 socket = "/sup/supervisor.sock"

@@ -21,6 +21,8 @@ flist = "tf-zos/zos:production:latest.flist"
 bins_repo = "tf-zos-bins"
 interval = 600
 jitter = 60
+[trust]
+insecure = true
 [supervisor]
 kind = "supervisord"
 socket = "/var/run/supervisor.sock"
@@ -43,6 +45,8 @@ jitter = 60
 probation = 30
 hook_timeout = 300
 stop_timeout = 30
+[trust]
+insecure = true
 """
 
 

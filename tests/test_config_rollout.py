@@ -11,6 +11,8 @@ BASE = """
 [source]
 hub = "https://hub.example"
 flist = "a/b"
+[trust]
+insecure = true  # these tests are about rollout, not authenticity
 """
 
 PERIODIC = BASE + """

@@ -28,6 +28,8 @@ group = "workers"
 [source]
 hub = "http://127.0.0.1:9"
 flist = "a/b"
+[trust]
+insecure = true  # these tests are about rollout, not authenticity
 [rollout]
 strategy = "periodic"
 [[rollout.periodic.window]]

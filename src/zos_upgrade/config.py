@@ -7,6 +7,7 @@ ignores a misspelt ``probation`` would run without the safety the operator asked
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Callable
@@ -30,6 +31,8 @@ __all__ = [
     "RolloutConfig",
     "SourceConfig",
     "SupervisorConfig",
+    "TrustConfig",
+    "TrustRequired",
     "UpgradeConfig",
     "WindowConfig",
     "check_loopback",
@@ -83,6 +86,24 @@ class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     jump_to_latest: bool = False  # publisher mode: skip intermediate versions
     interval: float = 600  # bounds: DURATION_BOUNDS
     jitter: float = 60
+
+
+class TrustConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Release authenticity (issue 15): the pinned TUF roots of what the node follows."""
+
+    root: str | None = None       # node path: pinned root of the followed hub repo / release tree
+    bins_root: str | None = None  # node path: pinned root of [source] bins_repo's TUF repository
+    metadata_url: str | None = None  # overrides <hub>/tuf/<repo>/metadata/ (e.g. a CDN)
+    # follow a hub with no authenticity at all: explicit, warned, shown (a release server's releases
+    # are still checked against trusted_keys: there it changes nothing)
+    insecure: bool = False
+
+
+class TrustRequired(ConfigError):
+    """A hub-following node with neither a pinned TUF root nor ``[trust] insecure = true``."""
+
+
+MAX_ROOT_BYTES = 512_000  # python-tuf's cap for one root file
 
 
 class SupervisorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -155,6 +176,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     upgrade: UpgradeConfig = msgspec.field(default_factory=UpgradeConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     rollout: RolloutConfig = msgspec.field(default_factory=RolloutConfig)
+    trust: TrustConfig = msgspec.field(default_factory=TrustConfig)
 
     @property
     def root(self) -> Path:
@@ -173,6 +195,21 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
         return self.node_path(self.supervisor.socket)
 
     @property
+    def tuf(self) -> bool:
+        """Whether releases are believed through TUF metadata (a pinned root is configured)."""
+        return self.trust.root is not None
+
+    @property
+    def unauthenticated(self) -> bool:
+        """A hub followed with ``[trust] insecure = true``: nothing vouches for its releases."""
+        return self.source.hub is not None and self.trust.root is None and self.trust.insecure
+
+    @property
+    def trust_dir(self) -> Path:
+        """``<state_dir>/trust``: ngclient's metadata caches and the trust status files."""
+        return self.state_dir / "trust"
+
+    @property
     def trusted_key_paths(self) -> list[Path]:
         return [self.node_path(p) for p in self.source.trusted_keys]
 
@@ -188,6 +225,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
             reserved[self.supervisor.include_dir] = "the folder of supervisord's rendered program configs"
         for key in self.source.trusted_keys:
             reserved[key] = "a trusted release key"
+        for pinned in (self.trust.root, self.trust.bins_root):
+            if pinned is not None:
+                reserved[pinned] = "a pinned TUF root"
         return reserved
 
 
@@ -239,6 +279,10 @@ def _node_paths(cfg: Config) -> dict[str, str]:
     paths.update({f"source.trusted_keys[{i}]": p for i, p in enumerate(cfg.source.trusted_keys)})
     if cfg.metrics.socket is not None:
         paths["metrics.socket"] = cfg.metrics.socket
+    for key in ("root", "bins_root"):
+        value = getattr(cfg.trust, key)
+        if value is not None:
+            paths[f"trust.{key}"] = value
     return paths
 
 
@@ -368,13 +412,65 @@ def _validate(cfg: Config, where: Where) -> Config:
             f"{where('source.bins_repo')}: source.bins_repo = {src.bins_repo!r} must be a repository name"
         )
     # here, not where the daemon is wired: `zos-upgrade status` must refuse what the daemon does
-    if src.publisher is not None and not src.trusted_keys:
+    if src.publisher is not None and not src.trusted_keys and cfg.trust.root is None:
         raise ConfigError(
-            f"{where('source.publisher')}: [source] publisher needs trusted_keys (public key files): "
-            "the daemon never applies a release it cannot verify"
+            f"{where('source.publisher')}: [source] publisher needs trusted_keys (public key files) or "
+            "[trust] root (the release tree's pinned TUF root): the daemon never applies a release it "
+            "cannot verify"
         )
     _check_metrics(cfg.metrics, where)
+    _check_trust(cfg, where)
     return cfg
+
+
+def _check_trust(cfg: Config, where: Where) -> None:
+    trust, src = cfg.trust, cfg.source
+    if trust.insecure and (trust.root is not None or trust.bins_root is not None):
+        raise ConfigError(f"{where('trust.insecure')}: [trust] insecure = true and a pinned root: choose "
+                          "one (remove insecure to verify releases through the root)")
+    if trust.metadata_url is not None:
+        _check_url(trust.metadata_url, "trust.metadata_url", where)
+        if trust.root is None:
+            raise ConfigError(f"{where('trust.metadata_url')}: trust.metadata_url needs [trust] root")
+    if trust.bins_root is not None and src.bins_repo is None:
+        raise ConfigError(f"{where('trust.bins_root')}: trust.bins_root is the root of [source] bins_repo, "
+                          "which is not set")
+    if trust.bins_root is not None and trust.root is None:
+        raise ConfigError(f"{where('trust.bins_root')}: trust.bins_root needs [trust] root (the boot "
+                          "flist's repository) too")
+    if src.hub is not None and trust.root is None and not trust.insecure:
+        raise TrustRequired(
+            f"{where('trust')}: this node follows the hub {src.hub} without any release authenticity: "
+            "set [trust] root = \"/etc/zos-upgrade/trust/<repo>.root.json\" (the pinned TUF root of "
+            f"{src.flist.split('/')[0] if src.flist else 'the repository'}, from its release engineers), "
+            "or, knowingly, [trust] insecure = true")
+    if trust.root is not None and src.bins_repo is not None and trust.bins_root is None:
+        raise ConfigError(f"{where('trust.root')}: [source] bins_repo = {src.bins_repo!r} needs "
+                          "trust.bins_root (its repository's pinned TUF root)")
+    for key in ("root", "bins_root"):
+        value = getattr(trust, key)
+        if value is not None:
+            _check_root_file(cfg.node_path(value), f"trust.{key}", value, where)
+
+
+def _check_root_file(path: Path, key: str, value: str, where: Where) -> None:
+    """The pinned root is there, readable and a TUF root document (its signatures: trust/client.py)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_ROOT_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{where(key)}: {key} = {value!r}: the pinned root cannot be read ({path}: "
+                          f"{exc.strerror or exc}); copy the repository's root.json there") from exc
+    if len(data) > MAX_ROOT_BYTES:
+        raise ConfigError(f"{where(key)}: {key} = {value!r} is over {MAX_ROOT_BYTES} bytes: not a TUF root")
+    try:
+        doc = json.loads(data)
+        kind = doc["signed"]["_type"]
+    except (ValueError, KeyError, TypeError):
+        kind = None
+    if kind != "root":
+        raise ConfigError(f"{where(key)}: {key} = {value!r} is not a TUF root metadata file (expected a "
+                          f"JSON document whose signed._type is 'root', got {kind!r})")
 
 
 def _check_metrics(metrics: MetricsConfig, where: Where) -> None:

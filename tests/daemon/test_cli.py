@@ -32,6 +32,8 @@ state_dir = "/state"
 [source]
 hub = "http://127.0.0.1:9"
 flist = "tf/zos:latest.fl"
+[trust]
+insecure = true
 """
 
 

@@ -510,6 +510,8 @@ state_dir = "/state"
 [source]
 hub = "http://127.0.0.1:1"
 flist = "{LINK}"
+[trust]
+insecure = true
 """
     if metrics:
         text += "[metrics]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in metrics.items())

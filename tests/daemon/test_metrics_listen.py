@@ -17,7 +17,8 @@ from zos_upgrade.config import ConfigError, parse_config
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.metrics import RESULTS, PrometheusMetrics, start_metrics
 
-BASE = '[source]\nhub = "http://127.0.0.1:1"\nflist = "tf-zos/zos:latest.fl"\n[metrics]\nenabled = true\n'
+BASE = ('[source]\nhub = "http://127.0.0.1:1"\nflist = "tf-zos/zos:latest.fl"\n[trust]\ninsecure = true\n'
+        '[metrics]\nenabled = true\n')
 
 
 def _values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -42,7 +42,7 @@ class Node:
     def state(self) -> Path:
         return self.root / STATE.lstrip("/")
 
-    def write_config(self, source: str = "", upgrade: str = "") -> Path:
+    def write_config(self, source: str = "", upgrade: str = "", trust: str = "insecure = true") -> Path:
         src = source or f'hub = "{self.box.hub_url}"\nflist = "{LINK}"\n'
         self.config.write_text(f"""
 [node]
@@ -60,7 +60,10 @@ self_update = false
 probation = 0.3
 stop_timeout = 3
 hook_timeout = 10
-{upgrade}""")
+{upgrade}
+[trust]
+{trust}
+""")
         return self.config
 
     def once(self, timeout: float = 90) -> subprocess.CompletedProcess[str]:

@@ -48,6 +48,8 @@ state_dir = "{STATE}"
 [source]
 hub = "{box.hub_url}"
 flist = "{REPO_NAME}/zos:latest.fl"
+[trust]
+insecure = true
 [supervisor]
 kind = "zinit"
 socket = "/run/zinit.sock"

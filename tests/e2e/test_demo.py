@@ -45,12 +45,15 @@ def test_demo_upgrades_rolls_back_prints_the_summary_and_cleans_up(tmp_path: Pat
     assert "daemon upgraded to 1.1.0: web answers 1.1.0, worker answers 1.1.0" in flat
     assert "settings migrated to json" in flat
     assert "rolled back: web answers 1.1.0, worker answers 1.1.0" in flat
+    assert "forged 9.9.9 refused by TUF (ForgedMetadata): the node still runs 1.1.0" in flat
+    assert "why: forged metadata (arbitrary software)" in flat
     assert "daemon stopped by SIGTERM (exit 0)" in flat
     # the summary: one row per step, and the phases of the transactions
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 7}
     assert "0.0.0 -> 1.0.0" in rows["first install"] and "installed" in rows["first install"]
     assert "1.0.0 -> 1.1.0" in rows["upgrade"] and "upgraded" in rows["upgrade"]
     assert "1.1.0 -> 1.2.0" in rows["broken release"] and "rolled back" in rows["broken release"]
+    assert "1.1.0 -> 9.9.9" in rows["forged release"] and "refused" in rows["forged release"]
     # a rolled-back transaction still reports what it downloaded and the phases it went through
     broken_cells = [c.strip() for c in rows["broken release"].split("│")]
     assert broken_cells[4].endswith("iB") and broken_cells[6] != "-", broken_cells

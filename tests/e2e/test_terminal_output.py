@@ -62,6 +62,8 @@ def test_the_demo_story_reads_whole_lines_in_80_columns(sock: Path) -> None:
         "✓ daemon upgraded to 1.1.0: web answers 1.1.0, worker answers 1.1.0",
         "✓ broken release 1.2.0 packed (its worker dies at start), latest -> 1.2.0",
         "✓ 1.2.0 failed and rolled back: web answers 1.1.0, worker answers 1.1.0",
+        "✓ forged 9.9.9: the hub moves latest, signs metadata with its own key",
+        "✓ forged 9.9.9 refused by TUF (ForgedMetadata): the node still runs 1.1.0",
         "✓ daemon stopped by SIGTERM (exit 0)",
     ], "\n".join(screen)
     assert re.fullmatch(r"✓ release 1\.0\.0 packed into the hub \(\d.* MiB\), latest -> 1\.0\.0", story[2])

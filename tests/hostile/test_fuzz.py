@@ -546,6 +546,9 @@ hub = "https://hub.grid.tf"
 flist = "tf-zos/zos:latest.flist"
 interval = 600
 
+[trust]
+insecure = true
+
 [supervisor]
 kind = "zinit"
 socket = "/var/run/zinit.sock"

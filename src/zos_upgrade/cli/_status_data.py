@@ -115,12 +115,19 @@ class NodeStatus:
     fleet: dict[str, Any] = field(default_factory=dict)
     fleet_error: str | None = None
 
+    # release authenticity (issue 15): {"mode": "tuf" | "unauthenticated" | "release signatures" |
+    # "unknown", "repos": [each followed TUF repository's last refresh: roles, versions, expiry, error]}
+    trust: dict[str, Any] | None = None
+
 
 def collect_status(root: Path, state_dir: Path, config: Config | None = None,
-                   now: float | None = None) -> NodeStatus:
+                   now: float | None = None, *, trust_mode: str | None = None) -> NodeStatus:
     """Gather everything ``status`` shows; boot and state problems become fields, not exceptions.
     With the node's ``config``, its identity and rollout strategy come from it (the next maintenance
-    window computed at ``now``), not only from what the daemon last recorded."""
+    window computed at ``now``), not only from what the daemon last recorded.
+
+    ``trust_mode``: what the config says vouches for releases (None: no config given; then "tuf"
+    when the state dir holds TUF status files, else "unknown")."""
     if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
         raise ZosUpgradeError(f"node root {root} is not a readable directory")
     boot = Boot(root)
@@ -179,6 +186,7 @@ def collect_status(root: Path, state_dir: Path, config: Config | None = None,
     channel = status.daemon.get("channel_version") if status.daemon else None
     status.drift = _drift(status.boot_version, channel if isinstance(channel, str) else None)
     _read_fleet(status, state_dir, config, time.time() if now is None else now)
+    status.trust = _trust(state_dir, trust_mode)
     return status
 
 
@@ -203,6 +211,22 @@ def _read_fleet(status: NodeStatus, state_dir: Path, config: Config | None, now:
             fleet["id"] = read_generated_id(state_dir)
         except ZosUpgradeError as exc:
             status.fleet_error = str(exc)
+
+
+def _trust(state_dir: Path, mode: str | None) -> dict[str, Any]:
+    """Each followed TUF repository's last refresh as the node's TrustedRepo recorded it."""
+    from zos_upgrade.trust.nodestate import load_status
+
+    folder = state_dir / "trust"
+    repos = []
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.status.json")):
+            recorded = load_status(path)
+            unreadable = {"repo": path.name, "unreadable": True}
+            repos.append(recorded.to_json() if recorded is not None else unreadable)
+    if mode is None:
+        mode = "tuf" if repos else "unknown"
+    return {"mode": mode, "repos": repos}
 
 
 def _running(state_dir: Path) -> Running | None:

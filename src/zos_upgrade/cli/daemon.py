@@ -47,8 +47,12 @@ def command(ctx: click.Context, config_path: Path | None, once: bool, list_crash
         return
     if config_path is None:
         raise click.UsageError("--config FILE is required (or --list-crash-points)")
-    from zos_upgrade.config import load_config
+    from zos_upgrade.config import TrustRequired, load_config
     from zos_upgrade.daemon import run_daemon
 
-    config = load_config(config_path)
+    try:
+        config = load_config(config_path)
+    except TrustRequired as exc:  # a config that must be fixed before the node may run at all
+        click.echo(f"zos-upgrade daemon: {type(exc).__name__}: {exc}", err=True)
+        ctx.exit(2)
     ctx.exit(run_daemon(config, once=once))

@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from zos_upgrade.cli import _show_config
 from zos_upgrade.cli._common import locate_node
 from zos_upgrade.cli._status_data import SCHEMA_VERSION, NodeStatus, collect_status
+
+if TYPE_CHECKING:
+    from zos_upgrade.config import Config
 
 __all__ = ["SCHEMA_VERSION", "NodeStatus", "collect_status", "command", "render_text"]
 
@@ -89,6 +92,7 @@ def render_text(status: NodeStatus, now: float, *, history: int = 5) -> str:
     lines += _field("state dir", status.state_dir)
     lines += _render_fleet(status, now)
     lines += _render_alive(status) + _render_control(status, now) + _render_running(status, now)
+    lines += _render_trust(status, now)
     lines += _render_daemon(status, now) + _render_failed(status, now) + _render_history(status, now, history)
     return "\n".join(lines)
 
@@ -235,13 +239,60 @@ def _history_line(entry: dict[str, Any], now: float) -> str:
     return f"{line}: {entry['reason']}" if entry.get("reason") else line
 
 
+def _trust_mode(cfg: Config | None) -> str | None:
+    if cfg is None:
+        return None
+    if cfg.tuf:
+        return "tuf"
+    if cfg.unauthenticated:
+        return "unauthenticated"
+    return "release signatures" if cfg.source.publisher is not None else "unknown"
+
+
+def _render_trust(status: NodeStatus, now: float) -> list[str]:
+    """What vouches for releases; under TUF each repository's roles, and a freeze since when."""
+    trust = status.trust or {}
+    mode = trust.get("mode", "unknown")
+    if mode == "unauthenticated":
+        return _field("trust", "UNAUTHENTICATED: [trust] insecure = true, anyone answering for the hub "
+                               "can install anything (set [trust] root)")
+    if mode == "release signatures":
+        return _field("trust", "ed25519-signed release objects ([source] trusted_keys), no freshness")
+    lines = _field("trust", "TUF (pinned root)" if mode == "tuf" else "unknown (give --config)")
+    for repo in trust.get("repos", []):
+        lines += _trust_repo(repo, now)
+    return lines
+
+
+def _trust_repo(repo: dict[str, Any], now: float) -> list[str]:
+    """One TUF repository: how its last refresh ended, then each role's trusted version and expiry."""
+    name = str(repo.get("repo"))
+    if repo.get("unreadable"):
+        return _field(name, "status file unreadable", indent=2)
+    error = repo.get("error")
+    if isinstance(error, dict) and error.get("type") in ("FreezeAttack", "ExpiredMetadata"):
+        said = (f"metadata expired since {error.get('expires')} ({error.get('role')} role): refused, "
+                "nothing installed until fresh metadata are signed")
+    elif isinstance(error, dict):
+        said = f"REFUSED at {error.get('at')}: {error.get('type')}: {error.get('message')}"
+    else:
+        said = f"verified, last refresh {repo.get('last_success')}"
+    lines = _field(name, said, indent=2)
+    roles = repo.get("roles") or {}
+    for role, info in roles.items():
+        if isinstance(info, dict):
+            lines += _field(role, f"v{info.get('version')}, expires {info.get('expires')}", indent=4)
+    return lines
+
+
 def _run(config: Path | None, root: Path | None, as_json: bool, history: int,
          clock: Callable[[], float]) -> None:
     from zos_upgrade.config import load_config
 
     node_root, state_dir = locate_node(config, root)
     now = clock()
-    status = collect_status(node_root, state_dir, load_config(config) if config is not None else None, now)
+    loaded = load_config(config) if config is not None else None
+    status = collect_status(node_root, state_dir, loaded, now, trust_mode=_trust_mode(loaded))
     if as_json:
         status.history = status.history[:history]
         click.echo(json.dumps(asdict(status), sort_keys=True))

@@ -7,6 +7,8 @@ Kept apart from the loop so the policy can be exercised with other parts, and so
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -24,20 +26,80 @@ from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.control import NodeControl
+from zos_upgrade.node.events import FListEvent, RepoEvent
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generated_id
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.rollout.fleetlock import FleetLockClient
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
+from zos_upgrade.sources.tuf import TufHubSource, TufReleaseSource
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.supervisor.zinit import ZinitClient
+from zos_upgrade.trust.client import TrustedRepo
+from zos_upgrade.trust.fetcher import HttpxFetcher
+from zos_upgrade.trust.layout import (
+    hub_metadata_url,
+    hub_targets_url,
+    publisher_metadata_url,
+    publisher_targets_url,
+)
 from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
+from zos_upgrade.watch.tuf import TufLinkWatcher, TufPublisher, TufRepoWatcher
 
-__all__ = ["build", "make_supervisor", "make_upgrader"]
+__all__ = ["build", "make_supervisor", "make_trusted", "make_upgrader"]
+
+log = logging.getLogger(__name__)
+
+
+def make_trusted(config: Config, repo: str | None, *, into: Path | None = None) -> TrustedRepo:
+    """The node's TUF view of hub repository ``repo`` (None: the release tree), cached under
+    ``<state_dir>/trust/<repo or "releases">/``; its pinned root copied there on first use.
+
+    ``into``: another folder for the cache (``zos-upgrade check`` writes nothing in the state dir):
+    it starts as a copy of the node's cache, so the check trusts exactly what the daemon trusts."""
+    trust, src = config.trust, config.source
+    assert trust.root is not None  # callers check config.tuf
+    name = repo or "releases"
+    folder = (into or config.trust_dir) / name
+    if into is not None and (config.trust_dir / name).is_dir() and not folder.exists():
+        shutil.copytree(config.trust_dir / name, folder, symlinks=True)
+    if repo is None:
+        assert src.publisher is not None
+        metadata = trust.metadata_url or publisher_metadata_url(src.publisher)
+        return TrustedRepo(folder, metadata, publisher_targets_url(src.publisher),
+                           config.node_path(trust.root), HttpxFetcher(), name="releases")
+    assert src.hub is not None
+    bins = repo == src.bins_repo and (src.flist or "").split("/")[0] != repo
+    pinned = trust.bins_root if bins else trust.root
+    assert pinned is not None  # the config requires bins_root with bins_repo under [trust]
+    metadata = hub_metadata_url(src.hub, repo) if bins or trust.metadata_url is None else trust.metadata_url
+    return TrustedRepo(folder, metadata, hub_targets_url(src.hub, repo), config.node_path(pinned),
+                       HttpxFetcher(), name=repo)
+
+
+def _warn_unauthenticated(what: str) -> None:
+    log.warning("UNAUTHENTICATED: following the hub without TUF ([trust] insecure = true): anyone "
+                "answering for it can install anything", extra={"followed": what})
+
+
+class _InsecureLinkWatcher(FListSemverWatcher):
+    """``[trust] insecure``: the hub's link, with a warning at every check."""
+
+    async def check(self) -> FListEvent | None:
+        _warn_unauthenticated(self.flist)
+        return await super().check()
+
+
+class _InsecureRepoWatcher(FListRepoWatcher):
+    """``[trust] insecure``: the hub's repository listing, with a warning at every check."""
+
+    async def check(self) -> RepoEvent | None:
+        _warn_unauthenticated(self.repo)
+        return await super().check()
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -53,8 +115,10 @@ def make_supervisor(config: Config) -> Supervisor:
 def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGate | None = None) -> Upgrader:
     """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s)."""
     up = config.upgrade
-    # preflight checks the trust material is there before anything is downloaded (publisher mode)
+    # preflight checks the trust material is there before anything is downloaded: the publisher's
+    # keys, the pinned TUF roots
     trust_files = tuple(config.trusted_key_paths) if config.source.publisher is not None else ()
+    trust_files += tuple(config.node_path(p) for p in (config.trust.root, config.trust.bins_root) if p)
     return Upgrader(
         config.root, config.state_dir, Flister(config.state_dir, workers=up.workers), supervisor,
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
@@ -88,7 +152,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     if check_into is None:
         state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
-    if src.publisher is not None:
+    if src.publisher is not None and not config.tuf:
         # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     supervisor = supervisor or make_supervisor(config)
@@ -120,6 +184,21 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         gates.append(parts.window)
     if plans is not None and identity is not None:
         gates.append(RolloutGate(identity.id, plans, clock=clock))
+    trust_into = check_into / "trust" if check_into is not None else None
+    if src.publisher is not None and config.tuf:
+        trusted = make_trusted(config, None, into=trust_into)
+        tuf_pub = TufPublisher(trusted)
+        parts.closers.append(tuf_pub.aclose)
+
+        def tuf_publisher_watcher(current: Version, jump: bool) -> PublisherWatcher:
+            return PublisherWatcher(tuf_pub, current, src.interval, jump_to_latest=jump)
+
+        # what the node believes is the release tree's TUF metadata: signed versions, latest, hashes
+        parts.policies.append(ReleasePolicy(upgrader, TufReleaseSource(trusted, downloads),
+                                            tuf_publisher_watcher, jump_to_latest=src.jump_to_latest,
+                                            memory=memory, control=control,
+                                            gates=gates))
+        return parts
     if publisher is not None:
         pub = publisher
         parts.closers.append(pub.aclose)
@@ -134,6 +213,9 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
                                             control=control, gates=gates))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
+    if config.tuf:
+        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, gates)
+        return parts
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
     flists = HubSource(hub, downloads)
@@ -141,14 +223,51 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         repo = src.bins_repo
 
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
-            return FListRepoWatcher(repo, current, src.interval, hub=hub)
+            return _InsecureRepoWatcher(repo, current, src.interval, hub=hub)
 
         parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory, control=control,
                                                 gates=gates))
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
-        return FListSemverWatcher(flist, src.interval, current, hub=hub)
+        return _InsecureLinkWatcher(flist, src.interval, current, hub=hub)
 
     parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control,
                                                 gates=gates))
     return parts
+
+
+def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads: Path,
+             memory: ReleaseMemory, control: ControlGate, trust_into: Path | None,
+             gates: list[Gate]) -> None:
+    """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets."""
+    src = config.source
+    assert src.hub is not None and src.flist is not None
+    hub_url, flist = src.hub, src.flist
+    boot_repo = flist.split("/")[0]
+    trusted = make_trusted(config, boot_repo, into=trust_into)
+    parts.closers.append(_closer(trusted))
+    if src.bins_repo is not None:
+        repo = src.bins_repo
+        bins_trusted = trusted if repo == boot_repo else make_trusted(config, repo, into=trust_into)
+        if bins_trusted is not trusted:
+            parts.closers.append(_closer(bins_trusted))
+        bins_source = TufHubSource(bins_trusted, repo, downloads, hub_url=hub_url)
+
+        def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
+            return TufRepoWatcher(repo, current, src.interval, trusted=bins_trusted)
+
+        parts.policies.append(BinsPolicy(upgrader, bins_source, bins_watcher, memory=memory, control=control,
+                                         gates=gates))
+
+    def boot_watcher(current: Version) -> FListSemverWatcher:
+        return TufLinkWatcher(flist, src.interval, current, trusted=trusted)
+
+    boot_source = TufHubSource(trusted, boot_repo, downloads, hub_url=hub_url)
+    parts.policies.append(BootPolicy(upgrader, boot_source, boot_watcher, memory=memory, control=control,
+                                     gates=gates))
+
+
+def _closer(trusted: TrustedRepo) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        trusted.close()
+    return close

@@ -6,7 +6,12 @@
    daemon (running, checking every second) upgrades; both services answer 1.1.0, the data is migrated;
 4. a broken 1.2.0 (its worker dies at start), ``latest`` moved; the daemon's upgrade fails probation
    and rolls back: both services answer 1.1.0 again;
-5. the daemon is stopped with SIGTERM (exit 0) and a summary table is printed.
+5. a forged release 9.9.9 (a compromised hub moves the link and signs metadata with a key of its
+   own; the release's pre-copy hook would plant a file): refused by TUF, nothing changes;
+6. the daemon is stopped with SIGTERM (exit 0) and a summary table is printed.
+
+Every release is signed with TUF (``demo/signing.py``): the node pins the repository's root and
+believes only what its metadata sign.
 
 Every check is made from outside, as an operator would (HTTP to the service, its status file, the
 daemon's ``status.json``); the demo exits 0 only if all of them held.
@@ -44,6 +49,7 @@ from zos_upgrade.demo.processes import (
     zos_upgrade_cmd,
 )
 from zos_upgrade.demo.sample import SampleNode, build_release
+from zos_upgrade.demo.signing import DemoSigner, forge_release
 from zos_upgrade.fsutil import atomic_symlink
 
 __all__ = ["run_demo"]
@@ -52,6 +58,8 @@ REPO = "demo"
 FLIST = "zos-demo"
 LINK = f"{REPO}/{FLIST}:latest.fl"
 STATE_DIR = "/var/cache/modules/upgrade"
+PINNED = f"/etc/zos-upgrade/trust/{REPO}.root.json"
+FORGED_MARK = "etc/ssh/forged-by-the-hub"
 
 
 @dataclass
@@ -74,6 +82,7 @@ class Sandbox:
     config: Path
     log_dir: Path
     hub_port: int
+    signer: DemoSigner | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -91,9 +100,14 @@ def _make_sandbox(base: Path) -> Sandbox:
     for sub in ("hub", "blocks", "releases", "logs", "node/run", "node/etc/supervisor/conf.d"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     hub_port, web_port = free_port(), free_port()
+    # the release engineer's TUF repository; the node pins its first root (what `trust init` prints)
+    signer = DemoSigner(base / "tuf", base / "hub", REPO)
+    pinned = node_root / PINNED.lstrip("/")
+    pinned.parent.mkdir(parents=True)
+    shutil.copyfile(signer.root_file, pinned)
     sb = Sandbox(base=base, hub_root=base / "hub", blocks=base / "blocks", releases=base / "releases",
                  node=SampleNode(root=node_root, web_port=web_port), config=base / "zos-upgrade.toml",
-                 log_dir=base / "logs", hub_port=hub_port)
+                 log_dir=base / "logs", hub_port=hub_port, signer=signer)
     sb.config.write_text(f"""\
 [node]
 root = "{node_root}"
@@ -104,6 +118,9 @@ hub = "http://127.0.0.1:{hub_port}"
 flist = "{LINK}"
 interval = 1
 jitter = 0
+
+[trust]
+root = "{PINNED}"
 
 [supervisor]
 kind = "supervisord"
@@ -137,6 +154,8 @@ def _publish(sb: Sandbox, version: str) -> int:
 
     asyncio.run(run())
     atomic_symlink(name, sb.hub_root / REPO / f"{FLIST}:latest.fl")
+    if sb.signer is not None:
+        sb.signer.sign(name, sb.hub_root / REPO / name, f"{FLIST}:latest.fl")
     return sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
 
 
@@ -243,7 +262,8 @@ def run_demo(*, keep: bool = False, console: Console | None = None) -> int:
         _demo(sb, children, steps, out)
         for table in _summary(steps, time.monotonic() - started):
             out.print(table)
-        out.print("[bold green]demo passed[/]: upgraded 1.0.0 -> 1.1.0, refused broken 1.2.0 by rollback")
+        out.print("[bold green]demo passed[/]: upgraded 1.0.0 -> 1.1.0, refused broken 1.2.0 by rollback, "
+                  "refused forged 9.9.9 by TUF")
         return 0
     except DemoFailed as exc:
         for table in _summary(steps, time.monotonic() - started) if steps else []:
@@ -362,6 +382,8 @@ def _demo(sb: Sandbox, children: Children, steps: list[Step], out: Console) -> N
         f"{_worker(sb)['version']}")
     detail(f"why: {status.get('last_error')}")
 
+    _forged_step(sb, steps, daemon, say, detail)
+
     daemon.send_signal(signal.SIGTERM)
     try:
         code = daemon.wait(20)
@@ -371,3 +393,51 @@ def _demo(sb: Sandbox, children: Children, steps: list[Step], out: Console) -> N
         raise DemoFailed(f"the daemon exited {code} on SIGTERM, expected 0")
     say("[green]✓[/] daemon stopped by SIGTERM (exit 0)")
 
+
+
+def _trust_error(sb: Sandbox) -> dict[str, Any] | None:
+    path = sb.state_dir / "trust" / f"{REPO}.status.json"
+    try:
+        error = json.loads(path.read_text()).get("error")
+    except (OSError, ValueError):
+        return None
+    return error if isinstance(error, dict) else None
+
+
+def _forged_step(sb: Sandbox, steps: list[Step], daemon: subprocess.Popen[bytes],
+                 say: Callable[[str], None], detail: Callable[[str], None]) -> None:
+    """A compromised hub: its own release 9.9.9 behind the link, metadata signed with its own key."""
+    from zos_upgrade.flist.pack import pack
+    from zos_upgrade.flist.stores import open_store
+
+    t0 = time.monotonic()
+    step = _timed_step(steps, "forged release", "9.9.9")
+    tree = build_release(sb.releases / "9.9.9", "1.1.0", sb.node)  # 1.1.0's files, relabelled
+    (tree / "opt/demo/VERSION").write_text("9.9.9\n")
+    (tree / FORGED_MARK).parent.mkdir(parents=True, exist_ok=True)
+    (tree / FORGED_MARK).write_text("ssh-ed25519 AAAA the-attacker\n")
+    name = f"{FLIST}:9.9.9.fl"
+
+    async def run() -> None:
+        store = open_store(f"dir://{sb.blocks}")
+        try:
+            await pack(tree, sb.hub_root / REPO / name, store, tags={"version": "9.9.9"})
+        finally:
+            await store.aclose()
+
+    asyncio.run(run())
+    atomic_symlink(name, sb.hub_root / REPO / f"{FLIST}:latest.fl")
+    assert sb.signer is not None
+    forge_release(sb.signer.served, sb.signer.served, name, sb.hub_root / REPO / name, f"{FLIST}:latest.fl")
+    say("[green]✓[/] forged 9.9.9: the hub moves latest, signs metadata with its own key")
+    wait_for(lambda: (_trust_error(sb) or {}).get("type") == "ForgedMetadata", 30,
+             "the daemon to refuse the forged metadata", daemon)
+    if (sb.node.root / FORGED_MARK).exists() or sb.status().get("current_version") != "1.1.0":
+        raise DemoFailed("the forged release 9.9.9 reached the node")
+    wait_for(_services_answer(sb, "1.1.0"), 15, "web and worker to still answer 1.1.0")
+    step.seconds = time.monotonic() - t0
+    step.from_version = "1.1.0"
+    step.result = "refused"
+    error = _trust_error(sb) or {}
+    say(f"[green]✓[/] forged 9.9.9 refused by TUF ({error.get('type')}): the node still runs 1.1.0")
+    detail(f"why: {error.get('attack')}: {error.get('message')}")

@@ -33,7 +33,7 @@ class FListRepoWatcher:
         current: Mapping[str, RepoFList | FlistInfo],
         interval: float,
         *,
-        hub: HubClient,
+        hub: HubClient | None,
         jitter: float = 0.0,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -57,18 +57,25 @@ class FListRepoWatcher:
     async def diff(self) -> tuple[dict[str, RepoFList], list[RepoFList], list[RepoFList]]:
         """``(all, to_add, to_del)``: every installable remote flist; those missing locally or whose
         ``updated``, ``md5`` or target changed; the local entries (the real ones) missing remotely."""
-        entries = await self._hub.list(self.repo)
-        remote: dict[str, RepoFList] = {}
-        for entry in entries:
-            if entry.type in _INSTALLABLE:
-                flist = RepoFList(self.repo, entry, self._hub)
-                remote[flist.fqdn()] = flist
+        remote = await self.remote()
         to_add = [flist for key, flist in sorted(remote.items())
                   if key not in self.current or _changed(self.current[key], flist)]
         prefix = self.repo + "/"
         to_del = [flist for key, flist in sorted(self.current.items())
                   if key.startswith(prefix) and key not in remote]
         return remote, to_add, to_del
+
+    async def remote(self) -> dict[str, RepoFList]:
+        """Every installable flist of the repository, by ``repo/name`` (the hub's listing; a TUF
+        watcher: the signed targets)."""
+        if self._hub is None:
+            raise RuntimeError(f"{type(self).__name__} for {self.repo} has no hub client")
+        remote: dict[str, RepoFList] = {}
+        for entry in await self._hub.list(self.repo):
+            if entry.type in _INSTALLABLE:
+                flist = RepoFList(self.repo, entry, self._hub)
+                remote[flist.fqdn()] = flist
+        return remote
 
     async def check(self) -> RepoEvent | None:
         everything, to_add, to_del = await self.diff()

@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator
 
 from zos_upgrade.hub.client import HubClient
+from zos_upgrade.hub.models import FlistInfo
 from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.events import FListEvent
 from zos_upgrade.versions import Version
@@ -31,7 +32,7 @@ class FListSemverWatcher:
         interval: float,
         current: Version,
         *,
-        hub: HubClient,
+        hub: HubClient | None,
         jitter: float = 0.0,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -53,7 +54,7 @@ class FListSemverWatcher:
 
     async def check(self) -> FListEvent | None:
         """Ask the hub once; the event if the link's version is newer than ``current``."""
-        info = await self._hub.info(self.flist)
+        info = await self.info()
         event = FListEvent(self.repo, info, self._hub)
         version = event.version()  # a target without a version is an error, not "0.0.0 < current"
         self.seen = version
@@ -64,6 +65,12 @@ class FListSemverWatcher:
                      extra={"flist": self.flist, "remote": str(version), "current": str(self.current)})
         self._ignored = version
         return None
+
+    async def info(self) -> FlistInfo:
+        """What the link points at now: the hub's ``/light`` answer (a TUF watcher: signed metadata)."""
+        if self._hub is None:
+            raise RuntimeError(f"{type(self).__name__} for {self.flist} has no hub client")
+        return await self._hub.info(self.flist)
 
     def watch(self) -> AsyncIterator[FListEvent]:
         return poll({"flist": self.flist}, self.check, lambda e: not e.version() > self.current,
