@@ -12,10 +12,12 @@ import json
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
 from zos_upgrade import fsutil
+from zos_upgrade.rollout import RolloutError, parse_plan, plan_document
 from zos_upgrade.trust.errors import TrustRepositoryError
 from zos_upgrade.trust.keys import PASSPHRASE_ENV, KeyStore
 from zos_upgrade.trust.layout import DEFAULT_EXPIRY, KEYS_DIR, METADATA_DIR, TOP_LEVEL_ROLES
@@ -67,6 +69,33 @@ def open_repository(folder: Path, keys_dirs: Sequence[Path] | Path | None = None
     return TrustRepository(folder / METADATA_DIR, keys, expiry=_settings(folder))
 
 
+# a plan file is a few KB; anything far larger is not one (read in one bounded read)
+_MAX_PLAN_FILE = 64 * 1024
+
+_rollout = click.option(
+    "--rollout",
+    "rollout_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A phased rollout plan (JSON: start, duration or steps, failure_threshold) to sign with it.",
+)
+
+
+def _read_plan(path: Path | None) -> dict[str, Any] | None:
+    """The plan document of ``--rollout``, validated by the rollout rules before anything is signed
+    (a bad plan is a RolloutError and nothing is written); None without the option."""
+    if path is None:
+        return None
+    try:
+        data = fsutil.read_at_most(path, _MAX_PLAN_FILE)
+    except OSError as exc:
+        raise RolloutError(f"rollout plan {path}: cannot be read: {exc}") from exc
+    if data is None:
+        raise RolloutError(f"rollout plan {path}: no such file")
+    if len(data) > _MAX_PLAN_FILE:
+        raise RolloutError(f"rollout plan {path}: larger than {_MAX_PLAN_FILE} bytes")
+    return plan_document(parse_plan(data, source=f"rollout plan {path}"))
+
+
 def _done(change: Change) -> None:
     click.echo(f"signed {change.describe()}")
 
@@ -78,7 +107,7 @@ def command() -> None:
     \b
     zos-upgrade trust init --dir tf-zos --root-keys 3 --root-threshold 2
     zos-upgrade trust sign --dir tf-zos zos:1.2.0.flist          (the file to sign, named as on the hub)
-    zos-upgrade trust link --dir tf-zos zos:production.flist zos:1.2.0.flist
+    zos-upgrade trust link --dir tf-zos zos:production.flist zos:1.2.0.flist [--rollout plan.json]
     zos-upgrade trust timestamp --dir tf-zos                      (cron: before timestamp expires)
     zos-upgrade trust rotate --dir tf-zos timestamp --add 1 --revoke KEYID
     zos-upgrade trust status --dir tf-zos [--json]
@@ -153,6 +182,9 @@ def init(
 @click.option(
     "--renew", type=click.Choice(TOP_LEVEL_ROLES), help="Re-sign ROLE with a fresh expiry, no other change."
 )
+@_rollout
+@click.option("--no-rollout", "clear_rollout", is_flag=True,
+              help="Sign FILE(s) without a rollout plan (a re-signed file otherwise keeps its plan).")
 def sign(
     folder: Path,
     keys_dir: tuple[Path, ...],
@@ -162,6 +194,8 @@ def sign(
     flist_url: str | None,
     remove: tuple[str, ...],
     renew: str | None,
+    rollout_file: Path | None,
+    clear_rollout: bool,
 ) -> None:
     """Add or update release targets (length, sha256, md5) and re-sign targets, snapshot, timestamp.
 
@@ -171,10 +205,17 @@ def sign(
       zos-upgrade trust sign --dir tf-zos build/out.flist --name zos:1.2.1.flist
     Publisher mode (a release tree's repository; `latest` follows the highest version):
       zos-upgrade trust sign --dir tree/tuf F.flist --release 1.2.0 --flist-url https://cdn/zos-1.2.0.flist
+    A phased rollout (nodes take the release as the plan's percentage covers their bucket):
+      zos-upgrade trust sign --dir tf-zos build/zos:1.2.0.flist --rollout plan.json
     """
     actions = sum(bool(x) for x in (files, remove, renew))
     if actions != 1:
         raise click.UsageError("give FILE(s), --remove NAME or --renew ROLE (one of them)")
+    if (rollout_file is not None or clear_rollout) and not files:
+        raise click.UsageError("--rollout / --no-rollout go with FILE(s) to sign")
+    if rollout_file is not None and clear_rollout:
+        raise click.UsageError("give --rollout PLAN or --no-rollout, not both")
+    plan = _read_plan(rollout_file)
     if name is not None and len(files) != 1:
         raise click.UsageError("--name names a single FILE")
     if (release is None) != (flist_url is None):
@@ -188,9 +229,10 @@ def sign(
     elif release is not None and flist_url is not None:
         if len(files) != 1:
             raise click.UsageError("--release signs a single FILE")
-        _done(repo.sign_releases([(release, files[0], flist_url)]))
+        _done(repo.sign_releases([(release, files[0], flist_url)], rollout=plan, clear_rollout=clear_rollout))
     else:
-        _done(repo.sign_flists([(name or f.name, f) for f in files]))
+        _done(repo.sign_flists([(name or f.name, f) for f in files], rollout=plan,
+                               clear_rollout=clear_rollout))
 
 
 @command.command()
@@ -198,14 +240,20 @@ def sign(
 @_keys
 @click.argument("link")
 @click.argument("target")
-def link(folder: Path, keys_dir: tuple[Path, ...], link: str, target: str) -> None:
+@_rollout
+def link(folder: Path, keys_dir: tuple[Path, ...], link: str, target: str, rollout_file: Path | None) -> None:
     """Point LINK (a channel such as zos:production.flist) at the signed TARGET, by signing it.
 
     \b
       zos-upgrade trust link --dir tf-zos zos:production.flist zos:1.2.0.flist
-    TARGET must be signed already (`trust sign`); nodes following LINK then install TARGET.
+      zos-upgrade trust link --dir tf-zos zos:production.flist zos:1.2.0.flist --rollout plan.json
+    TARGET must be signed already (`trust sign`); nodes following LINK then install TARGET. With
+    --rollout the move is phased: the plan is signed on LINK's entry and wins over TARGET's own plan
+    for nodes following LINK; a move without --rollout carries no plan of its own (moving the link
+    again without it is how a link's plan is cleared).
     """
-    _done(open_repository(folder, keys_dir).link(link, target))
+    plan = _read_plan(rollout_file)
+    _done(open_repository(folder, keys_dir).link(link, target, rollout=plan))
 
 
 @command.command()
@@ -273,10 +321,13 @@ def status(ctx: click.Context, folder: Path, keys_dir: tuple[Path, ...], as_json
     """
     repo = open_repository(folder, keys_dir)
     report = repo.status()
-    targets = {
+    targets: dict[str, dict[str, Any]] = {
         path: {"kind": z.kind, "link": z.link} if z.kind == "link" else {"kind": z.kind}
         for path, z in sorted(repo.zos_targets().items())
     }
+    for path, z in repo.zos_targets().items():
+        if z.rollout is not None:
+            targets[path]["rollout"] = dict(z.rollout)
     if as_json:
         click.echo(json.dumps({"roles": [r.to_json() for r in report], "targets": targets}, indent=2))
     else:
@@ -285,7 +336,8 @@ def status(ctx: click.Context, folder: Path, keys_dir: tuple[Path, ...], as_json
             expires = r.expires.strftime("%Y-%m-%dT%H:%M:%SZ")
             click.echo(f"{r.role:<10} v{r.version:<4} expires {expires}  {r.state.upper():<7} {keys}")
         for path, info in targets.items():
-            click.echo(f"  {path}" + (f" -> {info['link']}" if info["kind"] == "link" else ""))
+            plan = f"  rollout {json.dumps(info['rollout'], sort_keys=True)}" if "rollout" in info else ""
+            click.echo(f"  {path}" + (f" -> {info['link']}" if info["kind"] == "link" else "") + plan)
     if any(r.state == "expired" for r in report):
         ctx.exit(1)
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.outcome import CheckOutcome
+from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.rollout import RolloutPlan, bucket, opens_at, percent_at
 from zos_upgrade.rollout.windows import Calendar, Window, parse_time
 
@@ -25,8 +26,9 @@ __all__ = ["PlanLookup", "RolloutGate", "WindowGate", "calendar_of", "utc"]
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-# the rollout plan of a release (its version), None: a release without one (everyone at once). The
-# trust layer's metadata will answer it (a target's custom {"zos": {"rollout": ...}}); tests feed plans.
+# the rollout plan of a release (its version), None: a release without one (everyone at once). Under
+# [trust] root the verified TUF metadata answer it (daemon/plans.py: a target's custom
+# {"zos": {"rollout": ...}}); a ZosUpgradeError: the plan is there but unusable (the release waits)
 PlanLookup = Callable[[str], "RolloutPlan | None"]
 
 
@@ -76,7 +78,15 @@ class RolloutGate:
     def blocked(self, what: str, *, to_version: str | None, at: float, version: str) -> CheckOutcome | None:
         if to_version is None:  # a bins package is not a release a plan speaks of
             return None
-        plan = self._plans(to_version)
+        try:
+            plan = self._plans(to_version)
+        except ZosUpgradeError as exc:
+            # an invalid signed plan is the release engineers' to fix; the release must not start
+            # (taking it at once would be the speed-up the plan exists to prevent)
+            log.error("the release's rollout plan is unusable; not started",
+                      extra={"what": what, "error": str(exc)})
+            return CheckOutcome(at, "failed", version,
+                                f"{what}: not started: its rollout plan is invalid: {exc}")
         if plan is None:
             return None
         now = self._clock()

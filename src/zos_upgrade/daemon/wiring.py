@@ -19,6 +19,7 @@ from zos_upgrade.daemon.control import ControlGate
 from zos_upgrade.daemon.fleetlock import FleetLockGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
+from zos_upgrade.daemon.plans import TrustedPlans, flist_version, release_version
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, Gate, ReleasePolicy
 from zos_upgrade.daemon.ports import UpgraderPort
 from zos_upgrade.daemon.strategy import PlanLookup, RolloutGate, WindowGate, calendar_of
@@ -37,9 +38,10 @@ from zos_upgrade.sources.tuf import TufHubSource, TufReleaseSource
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.supervisor.zinit import ZinitClient
-from zos_upgrade.trust.client import TrustedRepo
+from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
 from zos_upgrade.trust.fetcher import HttpxFetcher
 from zos_upgrade.trust.layout import (
+    LATEST,
     hub_metadata_url,
     hub_targets_url,
     publisher_metadata_url,
@@ -103,6 +105,7 @@ class _InsecureRepoWatcher(FListRepoWatcher):
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+_WithPlans = Callable[[TrustedRepo | None, str | None, Callable[[TrustedTarget], str | None]], list[Gate]]
 
 
 def make_supervisor(config: Config) -> Supervisor:
@@ -146,7 +149,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     drive a PlanningUpgrader, the sources download flist files into that folder, and nothing is
     created in the state directory. ``clock`` is what the maintenance windows and rollout plans are
     judged by and ``sleep`` how the FleetLock wait sleeps (tests control both); ``plans`` gives a
-    release's phased rollout plan (None: no plans yet; the trust layer's metadata will give them)."""
+    release's phased rollout plan (tests); None: under ``[trust] root`` the plans signed in the
+    verified TUF metadata (``daemon/plans.py``), without TUF none (a plan is never read unsigned)."""
     src = config.source
     state_dir = config.state_dir
     if check_into is None:
@@ -178,15 +182,26 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     if fleet_lock is not None:
         parts.closers.append(fleet_lock.client.aclose)
     # the rollout strategy's rules, after the operator's control: windows, then a release's plan
-    gates: list[Gate] = []
+    base_gates: list[Gate] = []
     if rollout.strategy == "periodic":
         parts.window = WindowGate(calendar_of(config), clock=clock)
-        gates.append(parts.window)
-    if plans is not None and identity is not None:
-        gates.append(RolloutGate(identity.id, plans, clock=clock))
+        base_gates.append(parts.window)
+
+    def with_plans(trusted: TrustedRepo | None, link: str | None,
+                   version_of: Callable[[TrustedTarget], str | None]) -> list[Gate]:
+        """The gates, and last the phased rollout's: plans given by the caller, else (under
+        [trust] root) from the verified metadata of ``trusted`` only; no plans without TUF."""
+        lookup = plans
+        if lookup is None and trusted is not None:
+            lookup = TrustedPlans(trusted, link=link, version_of=version_of)
+        if lookup is None or identity is None:
+            return list(base_gates)
+        return [*base_gates, RolloutGate(identity.id, lookup, clock=clock)]
+
     trust_into = check_into / "trust" if check_into is not None else None
     if src.publisher is not None and config.tuf:
         trusted = make_trusted(config, None, into=trust_into)
+        gates = with_plans(trusted, LATEST, release_version)
         tuf_pub = TufPublisher(trusted)
         parts.closers.append(tuf_pub.aclose)
 
@@ -199,6 +214,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
                                             memory=memory, control=control,
                                             gates=gates))
         return parts
+    gates = with_plans(None, None, release_version)
     if publisher is not None:
         pub = publisher
         parts.closers.append(pub.aclose)
@@ -214,7 +230,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     if config.tuf:
-        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, gates)
+        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, with_plans)
         return parts
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
@@ -238,14 +254,16 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
 
 def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads: Path,
              memory: ReleaseMemory, control: ControlGate, trust_into: Path | None,
-             gates: list[Gate]) -> None:
-    """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets."""
+             with_plans: _WithPlans) -> None:
+    """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets; the
+    boot link's releases may carry rollout plans (bins packages have none)."""
     src = config.source
     assert src.hub is not None and src.flist is not None
     hub_url, flist = src.hub, src.flist
-    boot_repo = flist.split("/")[0]
+    boot_repo, _, link_name = flist.partition("/")
     trusted = make_trusted(config, boot_repo, into=trust_into)
     parts.closers.append(_closer(trusted))
+    gates = with_plans(trusted, link_name, flist_version)
     if src.bins_repo is not None:
         repo = src.bins_repo
         bins_trusted = trusted if repo == boot_repo else make_trusted(config, repo, into=trust_into)

@@ -8,9 +8,10 @@ serve the metadata and targets. Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import quote
@@ -25,11 +26,13 @@ __all__ = [
     "HUB_STORE_DIR",
     "KEYS_DIR",
     "LATEST",
+    "MAX_ROLLOUT_BYTES",
     "MAX_TARGET_PATH_BYTES",
     "METADATA_DIR",
     "PUBLISHER_TUF_DIR",
     "RENEWAL_WINDOW",
     "ROLES",
+    "ROLLOUT_KEY",
     "TOP_LEVEL_ROLES",
     "Kind",
     "MetadataFileName",
@@ -222,6 +225,11 @@ def parse_metadata_filename(filename: str) -> MetadataFileName:
 
 # -- the custom field of a target ------------------------------------------------------------------
 CUSTOM_KEY = "zos"
+# a phased rollout plan, inside the zos object: ``{"zos": {..., "rollout": {plan document}}}``. The
+# trust layer only checks it is a JSON object of bounded size; what a plan may say is the rollout
+# package's (a peer of this one): the CLI validates it before signing, the node before obeying it
+ROLLOUT_KEY = "rollout"
+MAX_ROLLOUT_BYTES = 16 * 1024  # a plan of 100 steps is ~4 KB
 Kind = Literal["flist", "link", "release"]
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -233,29 +241,39 @@ class ZosTarget:
     ``kind`` is ``flist`` (a hub release file; ``md5`` is the hub's name for it), ``link`` (a hub
     link or the ``latest`` channel; ``link`` names the target it points to, which carries the same
     length and hashes) or ``release`` (a publisher-mode release; ``flist`` is the URL of its flist
-    file, ``md5`` its md5).
+    file, ``md5`` its md5). ``rollout``: the phased rollout plan signed with the target (its JSON
+    document, not validated here: see :data:`ROLLOUT_KEY`), None without one.
     """
 
     kind: Kind
     md5: str | None = None
     link: str | None = None
     flist: str | None = None
+    rollout: Mapping[str, Any] | None = field(default=None, hash=False, compare=True)
 
 
-def flist_custom(md5: str) -> dict[str, Any]:
-    """The custom field of a hub release flist file."""
-    return {CUSTOM_KEY: {"kind": "flist", "md5": _check_md5(md5, "flist")}}
+def _with_rollout(zos: dict[str, Any], rollout: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    if rollout is not None:
+        zos[ROLLOUT_KEY] = dict(_check_rollout(rollout, where))
+    return {CUSTOM_KEY: zos}
 
 
-def link_custom(link: str) -> dict[str, Any]:
-    """The custom field of a link / channel target pointing at target ``link``."""
-    return {CUSTOM_KEY: {"kind": "link", "link": validate_target_path(link, "link target")}}
+def flist_custom(md5: str, rollout: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The custom field of a hub release flist file (and its rollout plan, if any)."""
+    return _with_rollout({"kind": "flist", "md5": _check_md5(md5, "flist")}, rollout, "flist")
 
 
-def release_custom(flist_url: str, md5: str) -> dict[str, Any]:
+def link_custom(link: str, rollout: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The custom field of a link / channel target pointing at target ``link`` (and the rollout plan
+    of that link move, if any)."""
+    zos = {"kind": "link", "link": validate_target_path(link, "link target")}
+    return _with_rollout(zos, rollout, link)
+
+
+def release_custom(flist_url: str, md5: str, rollout: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The custom field of a publisher-mode release target: its flist URL (signed) and md5."""
     zos = {"kind": "release", "flist": _check_url(flist_url), "md5": _check_md5(md5, "release")}
-    return {CUSTOM_KEY: zos}
+    return _with_rollout(zos, rollout, "release")
 
 
 def read_custom(custom: Mapping[str, Any], path: str = "target") -> ZosTarget:
@@ -266,13 +284,32 @@ def read_custom(custom: Mapping[str, Any], path: str = "target") -> ZosTarget:
     if not isinstance(zos, Mapping):
         raise TrustError(f"target {path!r} has no {CUSTOM_KEY!r} custom object (not a zos-upgrade target)")
     kind = zos.get("kind")
+    plan = zos.get(ROLLOUT_KEY)
+    rollout = None if plan is None else _check_rollout(plan, path)
     if kind == "flist":
-        return ZosTarget("flist", md5=_check_md5(zos.get("md5"), path))
+        return ZosTarget("flist", md5=_check_md5(zos.get("md5"), path), rollout=rollout)
     if kind == "link":
-        return ZosTarget("link", link=validate_target_path(zos.get("link"), f"link of target {path!r}"))
+        return ZosTarget("link", link=validate_target_path(zos.get("link"), f"link of target {path!r}"),
+                         rollout=rollout)
     if kind == "release":
-        return ZosTarget("release", md5=_check_md5(zos.get("md5"), path), flist=_check_url(zos.get("flist")))
+        return ZosTarget("release", md5=_check_md5(zos.get("md5"), path), flist=_check_url(zos.get("flist")),
+                         rollout=rollout)
     raise TrustError(f"target {path!r}: kind {kind!r} is not one of 'flist', 'link', 'release'")
+
+
+def _check_rollout(value: object, where: str) -> Mapping[str, Any]:
+    """A rollout plan's shape as far as this layer knows it: a JSON object of bounded size."""
+    if not isinstance(value, Mapping):
+        raise TrustError(f"target {where!r}: {ROLLOUT_KEY} is {type(value).__name__}, expected a JSON object "
+                         "(a rollout plan document)")
+    try:
+        size = len(json.dumps(value, separators=(",", ":")))
+    except (TypeError, ValueError) as exc:
+        raise TrustError(f"target {where!r}: {ROLLOUT_KEY} is not a JSON document: {exc}") from exc
+    if size > MAX_ROLLOUT_BYTES:
+        raise TrustError(f"target {where!r}: {ROLLOUT_KEY} is {size} bytes of JSON "
+                         f"(at most {MAX_ROLLOUT_BYTES})")
+    return value
 
 
 def _check_md5(value: object, where: str) -> str:

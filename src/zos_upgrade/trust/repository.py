@@ -266,32 +266,50 @@ class TrustRepository:
         return role_report(root, signed, self._now(), here, windows)
 
     # -- changes ----------------------------------------------------------------------------------
-    def sign_flists(self, files: Iterable[tuple[str, Path]]) -> Change:
-        """Add or update hub release flists (target path = flist name); links to them follow."""
+    def sign_flists(
+        self,
+        files: Iterable[tuple[str, Path]],
+        *,
+        rollout: Mapping[str, Any] | None = None,
+        clear_rollout: bool = False,
+    ) -> Change:
+        """Add or update hub release flists (target path = flist name); links to them follow.
+
+        ``rollout``: the phased rollout plan signed with each file (a document the caller validated
+        with ``zos_upgrade.rollout.parse_plan``: this layer cannot import its peer). Without one, a
+        re-signed file keeps the plan it had, unless ``clear_rollout``."""
         targets = copy.deepcopy(self.targets.signed)
         for name, file in files:
             validate_flist_target(name)
             self._refuse_overwriting_link(targets, name)
-            targets.targets[name] = _file_target(name, file, flist_custom)
+            plan = _plan_for(targets, name, rollout, clear_rollout)
+            targets.targets[name] = _file_target(name, file, _flist_custom_of(plan))
             _follow_links(targets, name)
         return self._publish(new_targets=targets)
 
-    def sign_releases(self, releases: Iterable[tuple[str, Path, str]]) -> Change:
+    def sign_releases(
+        self,
+        releases: Iterable[tuple[str, Path, str]],
+        *,
+        rollout: Mapping[str, Any] | None = None,
+        clear_rollout: bool = False,
+    ) -> Change:
         """Add or update publisher-mode releases ``(version, flist file, flist URL)``; the target path
-        is the version text; ``latest`` moves to the highest version signed."""
+        is the version text; ``latest`` moves to the highest version signed. ``rollout`` and
+        ``clear_rollout`` as for :meth:`sign_flists`."""
         targets = copy.deepcopy(self.targets.signed)
         for version, file, url in releases:
             validate_target_path(version, "release version")
             release_path_version(version)
             self._refuse_overwriting_link(targets, version)
-            targets.targets[version] = _file_target(version, file, _release_custom_of(url))
+            plan = _plan_for(targets, version, rollout, clear_rollout)
+            targets.targets[version] = _file_target(version, file, _release_custom_of(url, plan))
             _follow_links(targets, version)
         releases_signed = [
             p for p, t in targets.targets.items() if read_custom(t.custom, p).kind == "release"
         ]
         if releases_signed:
-            newest = max(releases_signed, key=release_path_version)
-            _set_link(targets, LATEST, newest)
+            _move_latest(targets, max(releases_signed, key=release_path_version))
         return self._publish(new_targets=targets)
 
     def withdraw_release(self, version: str) -> Change:
@@ -303,15 +321,20 @@ class TrustRepository:
         del targets.targets[version]
         left = [p for p, t in targets.targets.items() if read_custom(t.custom, p).kind == "release"]
         if left:
-            _set_link(targets, LATEST, max(left, key=release_path_version))
+            _move_latest(targets, max(left, key=release_path_version))
         else:
             targets.targets.pop(LATEST, None)
         return self._publish(new_targets=targets)
 
-    def link(self, name: str, target: str) -> Change:
-        """Point link / channel ``name`` at target ``target`` (which must be signed already)."""
+    def link(self, name: str, target: str, *, rollout: Mapping[str, Any] | None = None) -> Change:
+        """Point link / channel ``name`` at target ``target`` (which must be signed already).
+
+        ``rollout``: the phased rollout plan of this link move (validated by the caller, as for
+        :meth:`sign_flists`), signed on the link entry. A move is a rollout of its own: without a
+        plan the link entry carries none (nodes follow it at once, unless ``target`` itself was
+        signed with a plan), and an earlier move's plan never carries over."""
         targets = copy.deepcopy(self.targets.signed)
-        _set_link(targets, name, target)
+        _set_link(targets, name, target, rollout)
         return self._publish(new_targets=targets)
 
     def remove(self, path: str) -> Change:
@@ -530,8 +553,30 @@ class TrustRepository:
         return Change(versions, tuple(name for name, _ in documents))
 
 
-def _release_custom_of(url: str) -> Callable[[str], dict[str, Any]]:
-    return lambda md5: release_custom(url, md5)
+def _flist_custom_of(rollout: Mapping[str, Any] | None) -> Callable[[str], dict[str, Any]]:
+    return lambda md5: flist_custom(md5, rollout)
+
+
+def _release_custom_of(url: str, rollout: Mapping[str, Any] | None) -> Callable[[str], dict[str, Any]]:
+    return lambda md5: release_custom(url, md5, rollout)
+
+
+def _plan_for(targets: Targets, name: str, rollout: Mapping[str, Any] | None,
+              clear: bool) -> Mapping[str, Any] | None:
+    """The plan a (re-)signed release carries: the given one, none when cleared, else the one it had."""
+    if rollout is not None and clear:
+        raise TrustRepositoryError("give a rollout plan or clear it, not both")
+    if rollout is not None or clear:
+        return rollout
+    current = targets.targets.get(name)
+    return read_custom(current.custom, name).rollout if current is not None else None
+
+
+def _move_latest(targets: Targets, newest: str) -> None:
+    """``latest`` to ``newest``: its plan stays while it names the same release (a move drops it)."""
+    current = targets.targets.get(LATEST)
+    zos = read_custom(current.custom, LATEST) if current is not None else None
+    _set_link(targets, LATEST, newest, zos.rollout if zos is not None and zos.link == newest else None)
 
 
 def _role_changed(old: Root, new: Root, role: str) -> bool:
@@ -539,8 +584,9 @@ def _role_changed(old: Root, new: Root, role: str) -> bool:
     return (sorted(a.keyids), a.threshold) != (sorted(b.keyids), b.threshold)
 
 
-def _set_link(targets: Targets, name: str, target: str) -> None:
-    """Make ``name`` a link target carrying ``target``'s length and hashes."""
+def _set_link(targets: Targets, name: str, target: str, rollout: Mapping[str, Any] | None = None) -> None:
+    """Make ``name`` a link target carrying ``target``'s length and hashes (and ``rollout``, the plan
+    of this link move)."""
     validate_target_path(name, "link name")
     validate_target_path(target, "link target")
     linked = targets.targets.get(target)
@@ -564,7 +610,7 @@ def _set_link(targets: Targets, name: str, target: str) -> None:
     if current is not None and read_custom(current.custom, name).kind != "link":
         raise TrustRepositoryError(f"{name!r} is a signed release, not a link; refusing to replace it")
     targets.targets[name] = TargetFile(
-        linked.length, dict(linked.hashes), name, unrecognized_fields={"custom": link_custom(target)}
+        linked.length, dict(linked.hashes), name, unrecognized_fields={"custom": link_custom(target, rollout)}
     )
 
 
@@ -573,7 +619,7 @@ def _follow_links(targets: Targets, name: str) -> None:
     for path, target in list(targets.targets.items()):
         zos = read_custom(target.custom, path)
         if zos.kind == "link" and zos.link == name:
-            _set_link(targets, path, name)
+            _set_link(targets, path, name, zos.rollout)  # the same move: its plan stays
 
 
 def _sign(md: Metadata[Any], signers: Iterable[Signer]) -> None:
