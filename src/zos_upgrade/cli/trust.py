@@ -93,7 +93,23 @@ def _read_plan(path: Path | None) -> dict[str, Any] | None:
         raise RolloutError(f"rollout plan {path}: no such file")
     if len(data) > _MAX_PLAN_FILE:
         raise RolloutError(f"rollout plan {path}: larger than {_MAX_PLAN_FILE} bytes")
-    return plan_document(parse_plan(data, source=f"rollout plan {path}"))
+    where = f"rollout plan {path}"
+    return {k: _whole(v, f"{where}: {k}") for k, v in plan_document(parse_plan(data, source=where)).items()}
+
+
+def _whole(value: Any, where: str) -> Any:
+    """The plan's numbers as integers: TUF signs canonical JSON, which has no floats (a fractional
+    second or percent is refused, not rounded: rounding would change the plan that is signed)."""
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise RolloutError(f"{where} = {value:g}: signed plans take whole numbers (TUF signs canonical "
+                               "JSON, which has no fractions)")
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_whole(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 def _done(change: Change) -> None:

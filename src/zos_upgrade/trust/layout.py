@@ -302,6 +302,9 @@ def _check_rollout(value: object, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise TrustError(f"target {where!r}: {ROLLOUT_KEY} is {type(value).__name__}, expected a JSON object "
                          "(a rollout plan document)")
+    if not _canonical(value):
+        raise TrustError(f"target {where!r}: {ROLLOUT_KEY} holds a fractional number or a value JSON "
+                         "has no canonical form for (TUF signs canonical JSON: whole numbers, strings, lists, objects)")
     try:
         size = len(json.dumps(value, separators=(",", ":")))
     except (TypeError, ValueError) as exc:
@@ -310,6 +313,19 @@ def _check_rollout(value: object, where: str) -> Mapping[str, Any]:
         raise TrustError(f"target {where!r}: {ROLLOUT_KEY} is {size} bytes of JSON "
                          f"(at most {MAX_ROLLOUT_BYTES})")
     return value
+
+
+def _canonical(value: object, depth: int = 0) -> bool:
+    """``value`` can be signed: canonical JSON (securesystemslib) has no floats."""
+    if depth > 8:
+        return False
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _canonical(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_canonical(v, depth + 1) for v in value)
+    return False
 
 
 def _check_md5(value: object, where: str) -> str:
