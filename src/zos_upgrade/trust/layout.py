@@ -304,7 +304,8 @@ def _check_rollout(value: object, where: str) -> Mapping[str, Any]:
                          "(a rollout plan document)")
     if not _canonical(value):
         raise TrustError(f"target {where!r}: {ROLLOUT_KEY} holds a fractional number or a value JSON "
-                         "has no canonical form for (TUF signs canonical JSON: whole numbers, strings, lists, objects)")
+                         "has no canonical form for (TUF signs canonical JSON: whole numbers, strings, "
+                         "lists, objects)")
     try:
         size = len(json.dumps(value, separators=(",", ":")))
     except (TypeError, ValueError) as exc:
