@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from tests.support.hub import TOKEN_A, Hub, HubFactory, start_hub
 from zos_upgrade.cli import cli
-from zos_upgrade.daemon.plans import TrustedPlans, flist_version
+from zos_upgrade.daemon.plans import TrustedPlans, flist_version, release_version
 from zos_upgrade.daemon.strategy import RolloutGate
 from zos_upgrade.rollout import RolloutError, bucket, parse_plan
 from zos_upgrade.trust.client import TrustedRepo
@@ -234,3 +234,31 @@ def test_a_plan_rewritten_on_the_hub_is_refused_by_ngclient(signed: Signed) -> N
         signed.node.refresh()
     with pytest.raises(TrustError, match="refresh"):  # no verified metadata: no plan read at all
         signed.plans("1.2.0")
+
+
+def test_publisher_mode_plans_on_releases_and_latest(signed: Signed) -> None:
+    """A release tree's repository (targets named by version, ``latest`` following the highest)."""
+    ramp = plan_file(signed.tmp, "ramp.json", RAMP)
+    url = "https://cdn.example/zos-{}.flist"
+    run("trust", "sign", "--dir", signed.repo, signed.flist("1.0.0"), "--release", "1.0.0",
+        "--flist-url", url.format("1.0.0"), "--rollout", ramp)
+    run("trust", "sign", "--dir", signed.repo, signed.flist("1.1.0"), "--release", "1.1.0",
+        "--flist-url", url.format("1.1.0"))
+    plans = TrustedPlans(signed.node, link="latest", version_of=release_version)
+    signed.refreshed()
+    assert plans("1.0.0") == parse_plan(RAMP) and plans("1.1.0") is None
+    # a plan on the `latest` move; it stays while latest names the same release, a move drops it
+    steps = plan_file(signed.tmp, "steps.json", STEPS)
+    run("trust", "link", "--dir", signed.repo, "latest", "1.1.0", "--rollout", steps)
+    signed.refreshed()
+    assert plans("1.1.0") == parse_plan(STEPS)
+    run("trust", "sign", "--dir", signed.repo, signed.flist("1.0.0"), "--release", "1.0.0",
+        "--flist-url", url.format("1.0.0"))  # re-signed: latest still names 1.1.0, both plans kept
+    signed.refreshed()
+    assert plans("1.1.0") == parse_plan(STEPS) and plans("1.0.0") == parse_plan(RAMP)
+    run("trust", "sign", "--dir", signed.repo, signed.flist("1.2.0"), "--release", "1.2.0",
+        "--flist-url", url.format("1.2.0"))  # latest moves to 1.2.0: the move's plan does not follow
+    signed.refreshed()
+    assert plans("1.2.0") is None and plans("1.1.0") is None
+    assert json.loads(run("trust", "status", "--dir", signed.repo, "--json"))["targets"]["latest"] == {
+        "kind": "link", "link": "1.2.0"}
