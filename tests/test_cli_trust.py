@@ -163,6 +163,26 @@ def test_hub_link_with_trust_dir_signs_moves_and_pushes(tmp_path: Path, start_hu
         assert info is not None and Path(node.download_target(info)).read_bytes() == flist.read_bytes()
         # without --trust-dir, exactly as before
         ok("hub", "link", "zos:1.0.0.flist", "zos:testing.flist", "--url", hub.url, "--token", TOKEN_A)
+        # a phased move: the plan signed on the link entry; a bad plan moves and signs nothing
+        plan = tmp_path / "plan.json"
+        plan.write_text('{"start": "2026-12-05T08:00:00Z", "duration": 3600}')
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"start": "2026-12-05T08:00:00Z"}')
+        common = ["--url", hub.url, "--token", TOKEN_A, "--trust-dir", repo]
+        before = sorted(p.name for p in (repo / "metadata").iterdir())
+        result = invoke("hub", "link", "zos:1.0.0.flist", "zos:canary.flist", *common, "--rollout", bad)
+        assert result.exit_code == 1 and "RolloutError" in result.output, result.output
+        assert not os.path.lexists(hub.root / "alpha" / "zos:canary.flist")
+        assert sorted(p.name for p in (repo / "metadata").iterdir()) == before
+        assert invoke("hub", "link", "zos:1.0.0.flist", "zos:canary.flist", "--url", hub.url,
+                      "--token", TOKEN_A, "--rollout", plan).exit_code == 2
+        ok("hub", "link", "zos:1.0.0.flist", "zos:canary.flist", *common, "--rollout", plan)
+        node = updater(hub_metadata_url(hub.url, "alpha"), hub_targets_url(hub.url, "alpha"),
+                       tmp_path / "node2", repo / "metadata" / "1.root.json")
+        node.refresh()
+        canary = node.get_targetinfo("zos:canary.flist")
+        assert canary is not None
+        assert canary.custom["zos"]["rollout"] == {"start": "2026-12-05T08:00:00Z", "duration": 3600}
 
 
 def test_release_add_signs_into_the_trees_tuf_repository(tmp_path: Path) -> None:

@@ -73,8 +73,9 @@ def test_a_node_waits_for_its_bucket_then_upgrades(tn: TrustedNode) -> None:
             state = tn.node.status()
             assert state["last_result"] == "waiting" and "reaches it around" in state["last_error"]
             # what a person sees meanwhile (docs/operations.md 11.4 quotes it)
-            shown = subprocess.run(zos_upgrade_cmd("status", "--config", str(tn.node.config)), capture_output=True,
-                                   text=True, timeout=60, check=True, cwd=REPO, env=clean_env()).stdout
+            shown = subprocess.run(zos_upgrade_cmd("status", "--config", str(tn.node.config)),
+                                   capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+                                   env=clean_env()).stdout
             words = " ".join(shown.split())  # the text wraps long values
             assert "last result: waiting" in words and f"this node's bucket is {mine:.1f}" in words, shown
             clock.now = admitted_at + 5

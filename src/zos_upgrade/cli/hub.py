@@ -124,29 +124,38 @@ def upload(file: Path, name: str | None, url: str, token: str | None) -> None:
     "--trust-keys", multiple=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder of its keys (default TRUST_DIR/keys); repeat for keys kept apart.",
 )
+@click.option(
+    "--rollout", "rollout_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="With --trust-dir: a phased rollout plan (JSON) signed on the link entry for this move.",
+)
 def link(
-    src: str, link: str, url: str, token: str | None, trust_dir: Path | None, trust_keys: tuple[Path, ...]
+    src: str, link: str, url: str, token: str | None, trust_dir: Path | None, trust_keys: tuple[Path, ...],
+    rollout_file: Path | None,
 ) -> None:
     """Point LINK at SRC (both in the token's repository), atomically.
 
     \b
     With a TUF repository, nodes follow the link only once it is signed:
       zos-upgrade hub link zos:1.2.0.flist zos:production.flist --url URL --token T --trust-dir tf-zos
-    signs the move (SRC must be signed: `trust sign`), moves the link, pushes the metadata.
+    signs the move (SRC must be signed: `trust sign`), moves the link, pushes the metadata;
+    --rollout PLAN.json phases the move (the plan is signed: an unsigned link cannot carry one).
     """
+    if trust_dir is None and rollout_file is not None:
+        raise click.UsageError("--rollout is signed in the TUF repository: give --trust-dir")
     if trust_dir is None:
         _run(url, token, lambda c: c.link(src, link))
         click.echo(f"{link} -> {src}")
         return
-    from zos_upgrade.cli.trust import open_repository
+    from zos_upgrade.cli.trust import open_repository, read_plan
     from zos_upgrade.hub.names import flist_filename
     from zos_upgrade.trust.push import push
 
     if not token:
         raise click.UsageError("--trust-dir pushes signed metadata: give --token (or $ZOS_HUB_TOKEN)")
+    plan = read_plan(rollout_file)  # a bad plan: refused before anything is signed or moved
     repo = open_repository(trust_dir, trust_keys)
     # signed first: a link the hub moved but nobody signed would only be refused by every node
-    change = repo.link(flist_filename(link), flist_filename(src))
+    change = repo.link(flist_filename(link), flist_filename(src), rollout=plan)
 
     async def move_and_push(client: HubClient) -> str:
         await client.link(src, link)

@@ -23,7 +23,7 @@ from zos_upgrade.trust.keys import PASSPHRASE_ENV, KeyStore
 from zos_upgrade.trust.layout import DEFAULT_EXPIRY, KEYS_DIR, METADATA_DIR, TOP_LEVEL_ROLES
 from zos_upgrade.trust.repository import Change, TrustRepository
 
-__all__ = ["command", "open_repository"]
+__all__ = ["command", "open_repository", "read_plan"]
 
 SETTINGS = "settings.json"
 
@@ -80,7 +80,7 @@ _rollout = click.option(
 )
 
 
-def _read_plan(path: Path | None) -> dict[str, Any] | None:
+def read_plan(path: Path | None) -> dict[str, Any] | None:
     """The plan document of ``--rollout``, validated by the rollout rules before anything is signed
     (a bad plan is a RolloutError and nothing is written); None without the option."""
     if path is None:
@@ -231,7 +231,7 @@ def sign(
         raise click.UsageError("--rollout / --no-rollout go with FILE(s) to sign")
     if rollout_file is not None and clear_rollout:
         raise click.UsageError("give --rollout PLAN or --no-rollout, not both")
-    plan = _read_plan(rollout_file)
+    plan = read_plan(rollout_file)
     if name is not None and len(files) != 1:
         raise click.UsageError("--name names a single FILE")
     if (release is None) != (flist_url is None):
@@ -268,7 +268,7 @@ def link(folder: Path, keys_dir: tuple[Path, ...], link: str, target: str, rollo
     for nodes following LINK; a move without --rollout carries no plan of its own (moving the link
     again without it is how a link's plan is cleared).
     """
-    plan = _read_plan(rollout_file)
+    plan = read_plan(rollout_file)
     _done(open_repository(folder, keys_dir).link(link, target, rollout=plan))
 
 
