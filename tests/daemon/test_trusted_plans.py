@@ -234,6 +234,11 @@ def test_a_plan_rewritten_on_the_hub_is_refused_by_ngclient(signed: Signed) -> N
         signed.node.refresh()
     with pytest.raises(TrustError, match="refresh"):  # no verified metadata: no plan read at all
         signed.plans("1.2.0")
+    # and a gate asked anyway does not start the release (nor calls the plan invalid)
+    outcome = RolloutGate("node-1", signed.plans).blocked("boot 1.2.0", to_version="1.2.0", at=1.0,
+                                                          version="1.0.0")
+    assert outcome is not None and outcome.result == "failed"
+    assert "not started: its rollout plan cannot be read" in outcome.detail
 
 
 def test_publisher_mode_plans_on_releases_and_latest(signed: Signed) -> None:

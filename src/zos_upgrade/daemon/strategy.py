@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.outcome import CheckOutcome
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.rollout import RolloutPlan, bucket, opens_at, percent_at
+from zos_upgrade.rollout import RolloutError, RolloutPlan, bucket, opens_at, percent_at
 from zos_upgrade.rollout.windows import Calendar, Window, parse_time
 
 __all__ = ["PlanLookup", "RolloutGate", "WindowGate", "calendar_of", "utc"]
@@ -81,12 +81,13 @@ class RolloutGate:
         try:
             plan = self._plans(to_version)
         except ZosUpgradeError as exc:
-            # an invalid signed plan is the release engineers' to fix; the release must not start
-            # (taking it at once would be the speed-up the plan exists to prevent)
-            log.error("the release's rollout plan is unusable; not started",
+            # an invalid signed plan is the release engineers' to fix, unverified metadata the trust
+            # layer's; either way the release must not start (taking it at once would be the
+            # speed-up the plan exists to prevent)
+            why = "is invalid" if isinstance(exc, RolloutError) else "cannot be read"
+            log.error(f"the release's rollout plan {why}; not started",
                       extra={"what": what, "error": str(exc)})
-            return CheckOutcome(at, "failed", version,
-                                f"{what}: not started: its rollout plan is invalid: {exc}")
+            return CheckOutcome(at, "failed", version, f"{what}: not started: its rollout plan {why}: {exc}")
         if plan is None:
             return None
         now = self._clock()
