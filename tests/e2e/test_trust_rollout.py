@@ -118,6 +118,7 @@ def test_a_plan_rewritten_to_100_percent_on_the_path_is_refused(tn: TrustedNode)
     assert tn.digest() == before, "the node's files changed"
     assert tn.node.box.version_file("alpha") == "1.0.0"
     assert tn.trust_status()["error"]["type"] == "ForgedMetadata"
+    assert tn.node.status()["last_result"] == "error"
 
     # the proxy stops forging: the signed plan holds the node back again
     tn.forge({})
