@@ -18,6 +18,12 @@ max_header_bytes = 16384              # bytes of one request head (more: 431)
 max_connections = 512                 # open connections (one more: 503 and close at once)
 [tokens]                              # bearer token = the one repository it may write
 "a-long-random-secret" = "myrepo"
+[rollout]                             # fleet feedback and the automatic halt (issue 20)
+node_secret = "another-long-secret"   # node tokens are derived from it (`hub node-token`);
+                                      # without it the hub accepts no reports
+threshold_percent = 2.0               # halt once failures pass this share of the attempts...
+min_reports = 20                      # ...out of at least this many nodes that tried
+max_nodes = 100000                    # nodes one release's record keeps
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.names import validate_name
+from zos_upgrade.hubserver.rollout.record import HaltPolicy
 
 __all__ = ["HubConfig", "load_hub_config"]
 
@@ -38,8 +45,9 @@ MiB = 1024 * 1024
 _LIMIT_KEYS = {"header_timeout", "max_headers", "max_header_bytes", "max_connections"}
 _UPLOAD_CHECK_KEYS = {"max_inflated_bytes", "max_inflate_ratio", "upload_check_seconds", "upload_checks",
                       "upload_checks_per_repo"}
-_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", *_LIMIT_KEYS,
+_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", "rollout", *_LIMIT_KEYS,
          *_UPLOAD_CHECK_KEYS}
+_ROLLOUT_KEYS = {"node_secret", "threshold_percent", "min_reports", "max_nodes"}
 MIN_TOKEN_CHARS = 16
 MAX_CHECK_SECONDS = 3600.0
 
@@ -63,6 +71,10 @@ class HubConfig:
     upload_check_seconds: float = 60.0
     upload_checks: int = 4
     upload_checks_per_repo: int = 2
+    # fleet feedback: None accepts no reports (no node token can be checked)
+    node_secret: str | None = None
+    halt: HaltPolicy = field(default_factory=HaltPolicy)
+    max_report_nodes: int = 100_000
 
 
 def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str, high: int | None = None) -> int:
@@ -118,8 +130,28 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
         if not isinstance(blocks_value, str) or not blocks_value:
             raise ConfigError(f"{where}: blocks must be a folder path (a string)")
         blocks = (path.parent / blocks_value).resolve()
+    rollout = doc.get("rollout", {})
+    if not isinstance(rollout, dict):
+        raise ConfigError(f"{where}: [rollout] must be a table")
+    unknown = set(rollout) - _ROLLOUT_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: [rollout]: unknown key(s) {sorted(unknown)} "
+                          f"(expected some of {sorted(_ROLLOUT_KEYS)})")
+    secret = rollout.get("node_secret")
+    if secret is not None and (not isinstance(secret, str) or len(secret) < MIN_TOKEN_CHARS):
+        raise ConfigError(f"{where}: [rollout] node_secret must be a string of at least "
+                          f"{MIN_TOKEN_CHARS} chars")
+    threshold = rollout.get("threshold_percent", HaltPolicy.threshold_percent)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 100:
+        raise ConfigError(f"{where}: [rollout] threshold_percent must be a number from 0 to below 100, "
+                          f"got {threshold!r}")
+    halt = HaltPolicy(float(threshold), _positive_int(rollout, "min_reports", HaltPolicy.min_reports,
+                                                      f"{where}: [rollout]", high=1_000_000))
     return HubConfig(
         root=root,
+        node_secret=secret,
+        halt=halt,
+        max_report_nodes=_positive_int(rollout, "max_nodes", 100_000, f"{where}: [rollout]", high=10_000_000),
         tokens=tokens,
         official=frozenset(official),
         max_upload_bytes=_positive_int(doc, "max_upload_bytes", 64 * MiB, where),
