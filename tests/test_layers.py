@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sources",),                     # release sources -> VerifiedRelease
     ("node",),                        # the node's own files: boot files, events, status.json
     ("hub", "publisher"),             # the node-side hub client; signed release objects
+    ("rollout",),                     # fleet rollout rules: plans, buckets (node and hub alike)
     ("flist",),                       # flist formats, block stores, materialize
     ("supervisor",),                  # zinit and supervisord back-ends
     ("metrics", "lock"),              # the daemon's process helpers
