@@ -219,3 +219,28 @@ def test_node_token_command(tmp_path: Path) -> None:
     bad = subprocess.run(zos_upgrade_cmd("hub", "node-token", "../x", "--config", str(cfg)),
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "node id" in bad.stderr
+
+
+def test_the_plan_threshold_wins_over_the_hub_default(start_hub: HubFactory, tmp_path: Path) -> None:
+    root = make_golden_layout(tmp_path / "hub")
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"start": "2026-12-05T08:00:00Z", "duration": 600, "failure_threshold": 50}')
+    with start_hub(root, config=config(threshold=10, min_reports=5)) as hub, \
+            httpx.Client(base_url=hub.url) as c:
+        cmd = ("hub", "rollout", "plan", RELEASE, str(plan), "--url", hub.url)
+        refused = subprocess.run(zos_upgrade_cmd(*cmd, "--token", TOKEN_B), capture_output=True, text=True)
+        assert refused.returncode == 1 and "403" in refused.stderr
+        done = subprocess.run(zos_upgrade_cmd(*cmd, "--token", TOKEN_A), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "failure threshold 50 %" in done.stdout
+        bad = c.put(URL + "/plan", content=b'{"start": "2026-12-05T08:00:00Z"}',
+                    headers={"Authorization": f"bearer {TOKEN_A}"})
+        assert bad.status_code == 400 and "duration" in bad.json()["message"]
+        assert c.get(URL).json()["plan"]["failure_threshold"] == 50
+        # 2 failures of 5 (40 %) would halt at the hub's 10 %, not at the plan's 50 %
+        for n in range(5):
+            post(c, report(f"n{n}", "failed" if n < 2 else "upgraded"))
+        assert c.get(URL + "/halt").json()["halted"] is False
+        post(c, report("n5", "failed"))
+        post(c, report("n6", "failed"))
+        assert c.get(URL + "/halt").json()["halted"] is True  # 4 of 7: 57 %

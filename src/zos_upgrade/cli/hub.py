@@ -221,3 +221,21 @@ def rollout_resume(fqdn: str, url: str, token: str | None) -> None:
     """Resume REPO/NAME's rollout (it halts again on new failures past the threshold)."""
     _run(url, token, lambda c: c.resume(fqdn))
     click.echo(f"{fqdn}: resumed")
+
+
+@rollout.command(name="plan")
+@click.argument("fqdn", metavar="REPO/NAME")
+@click.argument("plan_file", metavar="PLAN.json",
+                type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_url
+@_token
+def rollout_plan(fqdn: str, plan_file: Path, url: str, token: str | None) -> None:
+    """Give the hub REPO/NAME's rollout plan (the document its signed metadata carries): the hub halts
+    the rollout at the plan's failure_threshold."""
+    from zos_upgrade.rollout import parse_plan
+
+    data = plan_file.read_bytes()
+    plan = parse_plan(data, source=str(plan_file))  # refused here before the hub sees it
+    _run(url, token, lambda c: c.set_plan(fqdn, data))
+    threshold = "none" if plan.failure_threshold is None else f"{plan.failure_threshold:g} %"
+    click.echo(f"{fqdn}: plan set (failure threshold {threshold})")

@@ -309,6 +309,11 @@ class HubClient:
         return await self._write("POST", self._rollout_path(fqdn) + "/halt", content=body,
                                  headers={"Content-Type": "application/json"})
 
+    async def set_plan(self, fqdn: str, plan: bytes) -> dict[str, Any]:
+        """``PUT .../plan``: the release's rollout plan document (JSON) with the write token."""
+        return await self._write("PUT", self._rollout_path(fqdn) + "/plan", content=plan,
+                                 headers={"Content-Type": "application/json"})
+
     async def resume(self, fqdn: str) -> dict[str, Any]:
         return await self._write("POST", self._rollout_path(fqdn) + "/resume", content=b"")
 

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -96,6 +96,7 @@ class RolloutStatus(Struct, frozen=True):
     halted: bool
     halt: HaltRecord | None
     reasons: list[ReasonCount]
+    plan: dict[str, Any] | None = None
     history: list[tuple[float, int, int, int, int]] = msgspec.field(default_factory=list)
 
 

@@ -85,6 +85,7 @@ class HubApp:
             Route(rel + "/halt", g(ro.halt_flag)),
             Route(rel + "/halt", g(ro.halt), methods=["POST"]),
             Route(rel + "/resume", g(ro.resume), methods=["POST"]),
+            Route(rel + "/plan", g(ro.plan), methods=["PUT"]),
             Route("/api/repositories", g(r.repositories)),
             Route("/api/flist", g(r.flists)),
             Route("/api/fileslist", g(r.fileslist)),

@@ -4,6 +4,7 @@
 ``GET  /api/rollout/<repo>/<name>/halt``     ``{"halted": bool, "reason": str}`` (public, unsigned)
 ``POST /api/rollout/<repo>/<name>/halt``     halt by hand (the repository's write token)
 ``POST /api/rollout/<repo>/<name>/resume``   resume by hand (the repository's write token)
+``PUT  /api/rollout/<repo>/<name>/plan``     the release's rollout plan (the repository's write token)
 ``GET  /api/rollout/<repo>/<name>``          counts, reasons, history, halt (public, like the read API)
 
 A report is for a release the hub stores (any other name is 404): records are bounded by the
@@ -26,10 +27,12 @@ from zos_upgrade.hubserver.http import BodyTooLarge, api_error, api_success, jso
 from zos_upgrade.hubserver.rollout.record import Halt, RecordFull, ReleaseRecord
 from zos_upgrade.hubserver.rollout.store import RolloutStore
 from zos_upgrade.hubserver.storage import HubStorage
+from zos_upgrade.rollout import RolloutError, parse_plan, plan_document
 
 __all__ = ["RolloutAPI", "status_of"]
 
 MAX_HALT_BYTES = 2048
+MAX_PLAN_BYTES = 16 * 1024
 
 
 def status_of(record: ReleaseRecord, *, history: bool = True) -> dict[str, Any]:
@@ -42,6 +45,7 @@ def status_of(record: ReleaseRecord, *, history: bool = True) -> dict[str, Any]:
         "halted": halt is not None,
         "halt": None if halt is None else {"at": halt.at, "by": halt.by, "reason": halt.reason},
         "reasons": [{"reason": reason, "nodes": n} for reason, n in record.reasons()],
+        "plan": record.plan,
     }
     if history:
         out["history"] = [[p.at, p.waiting, p.upgraded, p.failed, p.rolled_back] for p in record.history]
@@ -98,6 +102,22 @@ class RolloutAPI:
                                       f'{MAX_REASON_CHARS} chars>"}}', 400)
         record = await self.store.set_halt(repo, name, Halt(at=self.store.clock(), by=repo,
                                                             reason=reason or "halted by hand"))
+        return api_success(request, status_of(record, history=False))
+
+    async def plan(self, request: Request) -> Response:
+        """``PUT .../plan``: the release's rollout plan document (the one its signed metadata carries),
+        so the hub halts at the plan's own failure threshold."""
+        repo = self.guard.authorize(request, request.path_params["repo"])
+        _, name = await self._release(request)
+        try:
+            body = await read_limited(request, MAX_PLAN_BYTES)
+        except BodyTooLarge as exc:
+            return api_error(request, str(exc), 413)
+        try:
+            plan = parse_plan(body, source="rollout plan")
+        except RolloutError as exc:
+            return api_error(request, str(exc), 400)
+        record = await self.store.set_plan(repo, name, plan_document(plan))
         return api_success(request, status_of(record, history=False))
 
     async def resume(self, request: Request) -> Response:

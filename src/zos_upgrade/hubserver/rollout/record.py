@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from msgspec import Struct
 
 from zos_upgrade.hub.rollout import RESULTS, Report, ReportResult
+from zos_upgrade.rollout import parse_plan
 
 __all__ = ["Halt", "HaltPolicy", "NodeState", "Point", "RecordFull", "ReleaseRecord"]
 
@@ -70,6 +72,9 @@ class ReleaseRecord(Struct):
     halt: Halt | None = None
     # failures counted when a person resumed: the automatic halt fires again only on new ones
     failures_at_resume: int = 0
+    # the release's rollout plan as its engineer gave it to the hub (the document of
+    # zos_upgrade.rollout.parse_plan); its failure_threshold wins over the hub's default
+    plan: dict[str, Any] | None = None
     schema: int = 1
 
     # the counts by latest result, kept as reports arrive (a fleet of 10,000 is not recounted per
@@ -119,12 +124,18 @@ class ReleaseRecord(Struct):
         c = self.counts()
         attempts = sum(c[r] for r in ATTEMPTS)
         failures = sum(c[r] for r in FAILURES)
+        threshold = policy.threshold_percent
+        if self.plan is not None:
+            planned = parse_plan(self.plan, source=f"rollout plan of {self.repo}/{self.name}")
+            if planned.failure_threshold is None:
+                return None  # the plan asks for no automatic halt
+            threshold = planned.failure_threshold
         if attempts < policy.min_reports or failures <= self.failures_at_resume:
             return None
-        if failures * 100 <= policy.threshold_percent * attempts:
+        if failures * 100 <= threshold * attempts:
             return None
         return (f"{failures} of {attempts} nodes failed or rolled back "
-                f"({failures * 100 / attempts:.1f} % > threshold {policy.threshold_percent:g} %)")
+                f"({failures * 100 / attempts:.1f} % > threshold {threshold:g} %)")
 
     def reasons(self, limit: int = 20) -> list[tuple[str, int]]:
         """The failures' reasons, most frequent first."""

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -115,6 +116,14 @@ class RolloutStore:
         entry.version += 1
         await self._persist(repo, name, entry)
         return record
+
+    async def set_plan(self, repo: str, name: str, plan: dict[str, Any]) -> ReleaseRecord:
+        """Keep the release's rollout plan (validated by the caller); the halt rule reads its threshold."""
+        entry = self._load(repo, name)
+        entry.record.plan = plan
+        entry.version += 1
+        await self._persist(repo, name, entry)
+        return entry.record
 
     async def _persist(self, repo: str, name: str, entry: _Entry) -> None:
         wanted = entry.version
