@@ -22,7 +22,7 @@ from zos_upgrade.hub.rollout import InvalidReport
 from zos_upgrade.hubserver.auth import NodeGuard, TokenGuard, Unauthorized
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
-from zos_upgrade.hubserver.http import api_error, text_response
+from zos_upgrade.hubserver.http import BodyTooLarge, api_error, text_response
 from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
 from zos_upgrade.hubserver.rollout import RolloutAPI, RolloutLimits, RolloutStore
@@ -55,6 +55,8 @@ def guarded(handler: Handler) -> Handler:
             return api_error(request, str(exc), exc.status)
         except InvalidReport as exc:
             return api_error(request, str(exc), 400)
+        except BodyTooLarge as exc:
+            return api_error(request, str(exc), 413)
 
     return wrapper
 

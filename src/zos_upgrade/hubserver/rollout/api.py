@@ -23,7 +23,7 @@ from starlette.responses import Response
 from zos_upgrade.hub.names import validate_name
 from zos_upgrade.hub.rollout import MAX_REASON_CHARS, MAX_REPORT_BYTES, HaltFlag, decode_report
 from zos_upgrade.hubserver.auth import NodeGuard, TokenGuard
-from zos_upgrade.hubserver.http import BodyTooLarge, api_error, api_success, json_response, read_limited
+from zos_upgrade.hubserver.http import api_error, api_success, json_response, read_limited
 from zos_upgrade.hubserver.rollout.record import Halt, RecordFull, ReleaseRecord
 from zos_upgrade.hubserver.rollout.store import RolloutStore
 from zos_upgrade.hubserver.storage import HubStorage
@@ -66,10 +66,7 @@ class RolloutAPI:
         return repo, name
 
     async def report(self, request: Request) -> Response:
-        try:
-            body = await read_limited(request, MAX_REPORT_BYTES)
-        except BodyTooLarge as exc:
-            return api_error(request, str(exc), 413)
+        body = await read_limited(request, MAX_REPORT_BYTES)  # BodyTooLarge: 413
         report = decode_report(body)  # InvalidReport: 400, before the token is even looked at
         self.nodes.authorize(request, report.node_id)
         repo, name = await self._release(request)
@@ -92,10 +89,7 @@ class RolloutAPI:
     async def halt(self, request: Request) -> Response:
         repo = self.guard.authorize(request, request.path_params["repo"])
         _, name = await self._release(request)
-        try:
-            body = await read_limited(request, MAX_HALT_BYTES)
-        except BodyTooLarge as exc:
-            return api_error(request, str(exc), 413)
+        body = await read_limited(request, MAX_HALT_BYTES)  # BodyTooLarge: 413
         reason = _reason(body)
         if reason is None:
             return api_error(request, 'body must be empty or {"reason": "<text of at most '
@@ -109,10 +103,7 @@ class RolloutAPI:
         so the hub halts at the plan's own failure threshold."""
         repo = self.guard.authorize(request, request.path_params["repo"])
         _, name = await self._release(request)
-        try:
-            body = await read_limited(request, MAX_PLAN_BYTES)
-        except BodyTooLarge as exc:
-            return api_error(request, str(exc), 413)
+        body = await read_limited(request, MAX_PLAN_BYTES)  # BodyTooLarge: 413
         try:
             plan = parse_plan(body, source="rollout plan")
         except RolloutError as exc:
