@@ -22,12 +22,16 @@ from zos_upgrade.errors import ConfigError
 
 __all__ = [
     "Config",
+    "FleetLockConfig",
     "LoadedConfig",
     "MetricsConfig",
     "NodeConfig",
+    "PeriodicConfig",
+    "RolloutConfig",
     "SourceConfig",
     "SupervisorConfig",
     "UpgradeConfig",
+    "WindowConfig",
     "check_loopback",
     "load_config",
     "load_config_files",
@@ -64,6 +68,10 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     state_dir: str = "/var/cache/modules/upgrade"
     # which releases this node takes (upgrade/compat.py): None takes only untagged releases
     compatible: str | None = None
+    # the node's identity in the fleet (rollout buckets, FleetLock): None: generated once, kept in
+    # the state dir (node/identity.py)
+    id: str | None = None
+    group: str = "default"  # FleetLock's group: the nodes that share a semaphore
 
 
 class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -113,12 +121,40 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     socket: str | None = None  # a node path: serve on this unix socket instead of host:port
 
 
+Day = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+class WindowConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """One ``[[rollout.periodic.window]]``: Zincati's shape, UTC (rollout/windows.py)."""
+
+    days: list[Day]
+    start_time: str  # "HH:MM"
+    length_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)]
+
+
+class PeriodicConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    window: list[WindowConfig] = msgspec.field(default_factory=list)
+
+
+class FleetLockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    base_url: str | None = None  # the FleetLock server (our hub's URL serves it at its root)
+
+
+class RolloutConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    # when a transaction may start (Zincati's update strategies): at once, only inside a
+    # maintenance window, or once a FleetLock server gave this node a slot (before services stop)
+    strategy: Literal["immediate", "periodic", "fleet_lock"] = "immediate"
+    periodic: PeriodicConfig = msgspec.field(default_factory=PeriodicConfig)
+    fleet_lock: FleetLockConfig = msgspec.field(default_factory=FleetLockConfig)
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     source: SourceConfig = msgspec.field(default_factory=SourceConfig)
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
     upgrade: UpgradeConfig = msgspec.field(default_factory=UpgradeConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    rollout: RolloutConfig = msgspec.field(default_factory=RolloutConfig)
 
     @property
     def root(self) -> Path:
@@ -253,9 +289,59 @@ def _check_compatible(cfg: Config, where: Where) -> None:
         )
 
 
+# a node id: what the fleet knows the node by (FleetLock's `id`, the rollout bucket's input)
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# FleetLock's group rule (airlock and the protocol document: ^[a-zA-Z0-9.-]+$), at most 63 characters
+NODE_GROUP = re.compile(r"[A-Za-z0-9.-]{1,63}")
+HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def _check_identity(cfg: Config, where: Where) -> None:
+    node = cfg.node
+    if node.id is not None and not NODE_ID.fullmatch(node.id):
+        raise ConfigError(
+            f"{where('node.id')}: node.id = {node.id!r} is not a node id: expected 1 to 128 letters, digits "
+            "or . _ : - (starting with a letter or digit), or no node.id to have one generated"
+        )
+    if not NODE_GROUP.fullmatch(node.group):
+        raise ConfigError(
+            f"{where('node.group')}: node.group = {node.group!r} is not a group name: expected 1 to 63 "
+            "letters, digits, . or - (FleetLock's rule), e.g. \"default\" or \"workers\""
+        )
+
+
+def _check_rollout(cfg: Config, where: Where) -> None:
+    rollout = cfg.rollout
+    windows = rollout.periodic.window
+    for i, window in enumerate(windows):
+        key = f"rollout.periodic.window[{i}]"
+        if not window.days:
+            raise ConfigError(f"{where('rollout.periodic.window')}: {key}.days is empty: expected the days "
+                              "the window opens, e.g. [\"Sat\", \"Sun\"]")
+        if len(set(window.days)) != len(window.days):
+            raise ConfigError(f"{where('rollout.periodic.window')}: {key}.days = {window.days!r} names a "
+                              "day twice")
+        if not HHMM.fullmatch(window.start_time):
+            raise ConfigError(f"{where('rollout.periodic.window')}: {key}.start_time = "
+                              f"{window.start_time!r} is not a time of day: expected HH:MM (UTC), "
+                              "e.g. \"22:30\"")
+    if rollout.strategy == "periodic" and not windows:
+        raise ConfigError(f"{where('rollout.strategy')}: rollout.strategy = \"periodic\" needs at least one "
+                          "[[rollout.periodic.window]] (days, start_time, length_minutes): without one the "
+                          "node would never upgrade")
+    base = rollout.fleet_lock.base_url
+    if rollout.strategy == "fleet_lock" and base is None:
+        raise ConfigError(f"{where('rollout.strategy')}: rollout.strategy = \"fleet_lock\" needs "
+                          "rollout.fleet_lock.base_url (the FleetLock server, e.g. the hub's URL)")
+    if base is not None:
+        _check_url(base, "rollout.fleet_lock.base_url", where)
+
+
 def _validate(cfg: Config, where: Where) -> Config:
     """Every rule on the values; ``where(key)`` names the file that set ``key`` for the message."""
     _check_compatible(cfg, where)
+    _check_identity(cfg, where)
+    _check_rollout(cfg, where)
     for key, value in _node_paths(cfg).items():
         _check_node_path(key, value, where)
     _check_state_dir(cfg, where)

@@ -22,6 +22,7 @@ from zos_upgrade.hub.rollout import InvalidReport
 from zos_upgrade.hubserver.auth import NodeGuard, TokenGuard, Unauthorized
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
+from zos_upgrade.hubserver.fleetlock import FleetLockAPI
 from zos_upgrade.hubserver.http import BodyTooLarge, api_error, text_response
 from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
@@ -75,6 +76,8 @@ class HubApp:
         self.rollout_store = RolloutStore(config.root, config.halt,
                                           RolloutLimits(max_nodes=config.max_report_nodes), clock=clock)
         self.rollout = RolloutAPI(self.storage, self.rollout_store, guard, NodeGuard(config.node_secret))
+        self.fleet_lock = FleetLockAPI(config.root, slots=config.fleet_lock_slots,
+                                       groups=config.fleet_lock_groups)
 
     def routes(self) -> list[Route]:
         g, r, w, b, ro = guarded, self.reads, self.writes, self.blocks, self.rollout
@@ -112,6 +115,10 @@ class HubApp:
             Route("/blocks/{xx}/{hex}", g(b.get_block)),
             Route("/blocks/{hex}", g(b.get_block)),
             Route("/blocks/{hex}", g(b.put_block), methods=["PUT"]),
+            # FleetLock (rollout strategy fleet_lock): the hub's URL is the base URL; before the
+            # catch-all downloads, whose /{repo}/{name} would match /v1/pre-reboot
+            Route("/v1/pre-reboot", self.fleet_lock.pre_reboot, methods=["POST"]),
+            Route("/v1/steady-state", self.fleet_lock.steady_state, methods=["POST"]),
             # downloads
             Route("/{repo}/tags/{tag}/{name}", g(r.tag_download)),
             Route("/{repo}/{name}", g(r.download)),

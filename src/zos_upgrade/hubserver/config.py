@@ -16,6 +16,9 @@ header_timeout = 10.0                 # seconds a request head may take (then 40
 max_headers = 100                     # header fields in one request (more: 431)
 max_header_bytes = 16384              # bytes of one request head (more: 431)
 max_connections = 512                 # open connections (one more: 503 and close at once)
+[fleet_lock]                          # the FleetLock endpoint at the hub's root (/v1/pre-reboot)
+slots = 1                             # nodes of a group upgrading at once, unless...
+groups = { workers = 3 }              # ... the group has its own size
 [tokens]                              # bearer token = the one repository it may write
 "a-long-random-secret" = "myrepo"
 [rollout]                             # fleet feedback and the automatic halt (issue 20)
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zos_upgrade.config import NODE_GROUP
 from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.names import validate_name
@@ -45,9 +49,10 @@ MiB = 1024 * 1024
 _LIMIT_KEYS = {"header_timeout", "max_headers", "max_header_bytes", "max_connections"}
 _UPLOAD_CHECK_KEYS = {"max_inflated_bytes", "max_inflate_ratio", "upload_check_seconds", "upload_checks",
                       "upload_checks_per_repo"}
-_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", "rollout", *_LIMIT_KEYS,
-         *_UPLOAD_CHECK_KEYS}
+_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", "fleet_lock", "rollout",
+         *_LIMIT_KEYS, *_UPLOAD_CHECK_KEYS}
 _ROLLOUT_KEYS = {"node_secret", "threshold_percent", "min_reports", "max_nodes"}
+MAX_SLOTS = 100_000
 MIN_TOKEN_CHARS = 16
 MAX_CHECK_SECONDS = 3600.0
 
@@ -75,6 +80,29 @@ class HubConfig:
     node_secret: str | None = None
     halt: HaltPolicy = field(default_factory=HaltPolicy)
     max_report_nodes: int = 100_000
+    # FleetLock: the slots of a group without its own size, and the groups that have one
+    fleet_lock_slots: int = 1
+    fleet_lock_groups: Mapping[str, int] = field(default_factory=dict)
+
+
+def _fleet_lock(doc: Mapping[str, Any], where: str) -> tuple[int, dict[str, int]]:
+    table = doc.get("fleet_lock", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [fleet_lock] must be a table (slots, groups)")
+    unknown = set(table) - {"slots", "groups"}
+    if unknown:
+        raise ConfigError(f"{where}: [fleet_lock]: unknown key(s) {sorted(unknown)} (expected slots, groups)")
+    slots = _positive_int(table, "slots", 1, f"{where}: [fleet_lock]", high=MAX_SLOTS)
+    groups_doc = table.get("groups", {})
+    if not isinstance(groups_doc, dict):
+        raise ConfigError(f"{where}: [fleet_lock] groups must be a table of group = slots")
+    groups: dict[str, int] = {}
+    for name, _size in groups_doc.items():
+        if not NODE_GROUP.fullmatch(name):
+            raise ConfigError(f"{where}: [fleet_lock.groups]: {name!r} is not a group name "
+                              "(^[a-zA-Z0-9.-]+$, at most 63 characters)")
+        groups[name] = _positive_int(groups_doc, name, 1, f"{where}: [fleet_lock.groups]", high=MAX_SLOTS)
+    return slots, groups
 
 
 def _positive_int(doc: Mapping[str, Any], key: str, default: int, where: str, high: int | None = None) -> int:
@@ -125,6 +153,7 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
     official = doc.get("official", [])
     if not isinstance(official, list) or not all(isinstance(name, str) for name in official):
         raise ConfigError(f"{where}: official must be a list of repository names")
+    slots, groups = _fleet_lock(doc, where)
     blocks_value = doc.get("blocks")
     if blocks is None and blocks_value is not None:
         if not isinstance(blocks_value, str) or not blocks_value:
@@ -168,4 +197,6 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
         upload_checks=_positive_int(doc, "upload_checks", HubConfig.upload_checks, where),
         upload_checks_per_repo=_positive_int(doc, "upload_checks_per_repo", HubConfig.upload_checks_per_repo,
                                              where),
+        fleet_lock_slots=slots,
+        fleet_lock_groups=groups,
     )

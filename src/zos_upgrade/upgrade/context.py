@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade.datapaths import DataPaths, state_relative
@@ -21,7 +21,7 @@ from zos_upgrade.upgrade.manifest import SERVICE_DIR, Manifest, ManifestStore
 from zos_upgrade.upgrade.nodefs import NodeFS
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 
-__all__ = ["Clock", "Context", "Pace", "Settings", "Sleep"]
+__all__ = ["Clock", "Context", "DisruptGate", "Pace", "Settings", "Sleep"]
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -33,6 +33,16 @@ class Pace(TypedDict):
     stop_timeout: float
     sleep: Sleep
     clock: Clock
+
+
+class DisruptGate(Protocol):
+    """Who must agree before a transaction disrupts the node (the daemon's FleetLock gate): ``take``
+    returns once this node may stop its services (it may wait for long; it raises to refuse), and
+    ``release`` says the node is steady again (after the commit or a complete rollback). The upgrade
+    layer only calls it; what it talks to is the daemon's business."""
+
+    async def take(self) -> None: ...
+    async def release(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Settings:
     free_space: FreeSpace = statvfs_space     # how preflight reads a file system's free space
     space_margin: int = DEFAULT_MARGIN        # bytes preflight keeps free beyond what is written
     compatible: str | None = None             # the node's `[node] compatible` name (compat.py)
+    disrupt: DisruptGate | None = None        # asked before services stop (the "lock" step)
 
 
 def reserved_paths(root: Path, state_dir: Path, configured: Mapping[str, str]) -> dict[str, str]:

@@ -16,6 +16,10 @@ one exception to "before the commit point rolls back" is ``self``: the upgrader 
 program and exits (``RestartNeeded``); the next process finds the journal and continues the table
 from ``save-data``.
 
+``lock`` runs only when the daemon injected a disrupt gate (``fleet_lock``: a FleetLock slot): it
+waits there, with the hooks' pre-copy work done but nothing stopped, and the slot is given back when
+the transaction is steady again (committed, or completely rolled back: ``Upgrader._run``).
+
 A rollback (``rollback.py``) runs the same table with kind ``rollback``: the forward hooks are
 skipped and the ``rollback`` row runs the hook of the release rolled back from instead. (One table
 and its step functions in one module, a little over 400 lines: each row reads next to what it does.)
@@ -74,6 +78,7 @@ class Transaction:
     from_release: VerifiedRelease | None = None    # a rollback: the release rolled back from (its hooks)
     from_tree: Path | None = None                  # ... and its mounted tree
     holds: Holds | None = None                     # a rollback: what its commit holds and forgets
+    slot: bool = False                             # the disrupt gate let it in: release when steady
 
     def know(self, ctx: Context, release: VerifiedRelease) -> None:
         """The release is verified: from here the transaction knows what it replaces."""
@@ -260,6 +265,17 @@ async def _rollback_hook(ctx: Context, tx: Transaction) -> None:
                    timeout=ctx.settings.hook_timeout)
 
 
+def _gated(ctx: Context, _tx: Transaction) -> bool:
+    return ctx.settings.disrupt is not None
+
+
+async def _take_slot(ctx: Context, tx: Transaction) -> None:
+    """Wait for the disrupt gate (a FleetLock slot) before the first service stops."""
+    assert ctx.settings.disrupt is not None  # _gated
+    await ctx.settings.disrupt.take()
+    tx.slot = True
+
+
 async def _stop(ctx: Context, tx: Transaction) -> None:
     await svc.stop_services(ctx.supervisor, tx.planned.to_stop, **ctx.pace())
 
@@ -333,6 +349,7 @@ STEPS: tuple[Step, ...] = (
          when=_updates_self, exits=True),
     Step("save-data", _save_data, _RB, when=_saves_data),
     Step("pre-copy", _hook("pre-copy"), _RB, phase_after=Phase.PRE_COPIED, crash_after="after-pre-copy"),
+    Step("lock", _take_slot, _RB, when=_gated),  # nothing disrupted yet: a refusal rolls back the hooks
     Step("stop", _stop, _RB, phase_after=Phase.STOPPED, crash_after="after-stop"),
     Step("rollback", _rollback_hook, _RB, when=_rolls_back),  # services stopped, old files still there
     Step("backup", _backup, _RB, phase_after=Phase.BACKED_UP, crash_after="after-backup"),

@@ -37,8 +37,8 @@ from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.sources.base import ReleaseSource, Target, VerifiedRelease
 from zos_upgrade.supervisor import Supervisor
-from zos_upgrade.upgrade.context import Clock, Context, Settings, Sleep
-from zos_upgrade.upgrade.errors import RolledBack, UpgradeError
+from zos_upgrade.upgrade.context import Clock, Context, DisruptGate, Settings, Sleep
+from zos_upgrade.upgrade.errors import ReleaseRefused, RolledBack, UpgradeError
 from zos_upgrade.upgrade.flister import Flister
 from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
@@ -81,6 +81,7 @@ class Upgrader:
         free_space: FreeSpace = statvfs_space,
         space_margin: int = DEFAULT_MARGIN,
         compatible: str | None = None,
+        disrupt: DisruptGate | None = None,
     ) -> None:
         settings = Settings(
             self_update=self_update, program=check_relative(program.lstrip("/"), "program path"),
@@ -88,7 +89,7 @@ class Upgrader:
             hook_timeout=hook_timeout, stop_timeout=stop_timeout, reserved=dict(reserved or {}),
             sleep=sleep, clock=clock,
             trust_files=tuple(Path(p) for p in trust_files), free_space=free_space, space_margin=space_margin,
-            compatible=compatible,
+            compatible=compatible, disrupt=disrupt,
         )
         self._ctx = Context(Path(root), Path(state_dir), flister, supervisor, settings)
         self.root, self.state_dir = self._ctx.root, self._ctx.state_dir
@@ -216,7 +217,14 @@ class Upgrader:
         return old, plan
 
     async def _run(self, tx: Transaction, start: str) -> UpgradeReport:
-        await run_steps(self._ctx, tx, start)
+        try:
+            await run_steps(self._ctx, tx, start)
+        except (RolledBack, ReleaseRefused):
+            await self._release(tx)  # the node is back on its old release: steady
+            raise
+        # any other failure (a rollback that did not finish, past the commit point, a self-update
+        # exit) leaves the node unsteady: the slot stays held until the recovery (the daemon's start)
+        await self._release(tx)
         plan, report = tx.planned, tx.report
         report.files_added, report.files_replaced, report.files_removed = (
             len(plan.add), len(plan.replace), len(plan.remove))
@@ -225,6 +233,11 @@ class Upgrader:
         log.info("transaction committed", extra={"kind": report.kind, "from": report.from_version,
                                                  "to": report.to_version})
         return report
+
+    async def _release(self, tx: Transaction) -> None:
+        gate = self._ctx.settings.disrupt
+        if tx.slot and gate is not None:
+            await gate.release()
 
     async def _continue_after_self_update(self, record: JournalRecord) -> str:
         """Re-mount the release from the flist file the journal names (no network: the source
