@@ -11,22 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.hub import NODE_SECRET as SECRET
 from tests.support.hub import TOKEN_A, TOKEN_B, HubFactory, make_golden_layout
+from tests.support.hub import rollout_config as config
 from tests.support.procs import zos_upgrade_cmd
 from zos_upgrade.hub import HubClient, WriteRefused
 from zos_upgrade.hub.rollout import Report, node_token
 from zos_upgrade.net import Backoff, RetryPolicy
 
 FAST = RetryPolicy(attempts=1, backoff=Backoff(base=0.01, cap=0.01), deadline=10.0)
-SECRET = "node-secret-for-the-tests-0123"
 RELEASE = "golden/v2.flist"
 URL = "/api/rollout/golden/v2.flist"
-
-
-def config(threshold: float = 10.0, min_reports: int = 5, max_nodes: int = 1000) -> str:
-    return (f'[tokens]\n"{TOKEN_A}" = "golden"\n"{TOKEN_B}" = "beta"\n'
-            f'[rollout]\nnode_secret = "{SECRET}"\nthreshold_percent = {threshold}\n'
-            f"min_reports = {min_reports}\nmax_nodes = {max_nodes}\n")
 
 
 def report(node: str, result: str = "upgraded", reason: str = "", **extra: object) -> dict[str, object]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from zos_upgrade.daemon.outcome import Result
 from zos_upgrade.errors import ZosUpgradeError
@@ -35,8 +35,11 @@ class FleetPort(Protocol):
     async def halt_flag(self, fqdn: str) -> HaltFlag: ...
 
 
-class FleetFeedback:
-    def __init__(self, queue: ReportQueue, hub: FleetPort, node_id: str, group: str = "", *,
+P = TypeVar("P", bound=FleetPort)
+
+
+class FleetFeedback(Generic[P]):
+    def __init__(self, queue: ReportQueue, hub: P, node_id: str, group: str = "", *,
                  timeout: float = 10.0) -> None:
         self.queue = queue
         self.hub = hub

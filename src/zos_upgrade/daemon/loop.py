@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -84,7 +84,7 @@ class NodeParts:
     policies: list[Followed] = field(default_factory=list)
     sweep: Callable[[], object] | None = None
     memory: ReleaseMemory | None = None  # the policies' failed releases (metrics count them)
-    feedback: FleetFeedback | None = None  # fleet reports to the hub (None: none sent)
+    feedback: FleetFeedback[Any] | None = None  # fleet reports to the hub (None: none sent)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:

@@ -20,7 +20,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from zos_upgrade.daemon.control import ControlGate
 from zos_upgrade.daemon.feedback import FleetFeedback
@@ -87,7 +87,7 @@ class Policy(ABC, Generic[E]):
     repeats = False
     memory: ReleaseMemory | None = None  # None: every failed release is proposed again (tests)
     control: ControlGate | None = None  # None: no operator hold or pause is honoured (tests)
-    fleet: FleetFeedback | None = None  # None: no halt flag read, no report sent
+    fleet: FleetFeedback[Any] | None = None  # None: no halt flag read, no report sent
 
     @abstractmethod
     def start(self, node: DaemonContext) -> None:

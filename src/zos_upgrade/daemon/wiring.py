@@ -12,6 +12,7 @@ from pathlib import Path
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.check import PlanningUpgrader
 from zos_upgrade.daemon.control import ControlGate
+from zos_upgrade.daemon.feedback import FleetFeedback
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
@@ -21,6 +22,8 @@ from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.failed import FailedReleases
+from zos_upgrade.node.identity import load_identity
+from zos_upgrade.node.reports import ReportQueue
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
@@ -109,5 +112,17 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return FListSemverWatcher(flist, src.interval, current, hub=hub)
 
-    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control))
+    boot = BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control)
+    if config.report.token is not None and check_into is None:
+        boot.fleet = parts.feedback = fleet_feedback(config, src.hub)
+        parts.closers.append(boot.fleet.hub.aclose)
+    parts.policies.append(boot)
     return parts
+
+
+def fleet_feedback(config: Config, hub_url: str) -> FleetFeedback[HubClient]:
+    """Reports to the hub at ``hub_url`` with the node's token, queued in the state dir."""
+    identity = load_identity(config.state_dir, config.node.id, config.node.group)
+    client = HubClient(hub_url, token=config.report.token, timeout=10.0)
+    return FleetFeedback(ReportQueue(config.state_dir, config.report.queue), client, identity.id,
+                         identity.group)
