@@ -24,6 +24,7 @@ from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.fleetlock import FleetLockAPI
 from zos_upgrade.hubserver.http import BodyTooLarge, api_error, text_response
+from zos_upgrade.hubserver.page import HubPage
 from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
 from zos_upgrade.hubserver.rollout import RolloutAPI, RolloutLimits, RolloutStore
@@ -76,6 +77,7 @@ class HubApp:
         self.rollout_store = RolloutStore(config.root, config.halt,
                                           RolloutLimits(max_nodes=config.max_report_nodes), clock=clock)
         self.rollout = RolloutAPI(self.storage, self.rollout_store, guard, NodeGuard(config.node_secret))
+        self.page = HubPage(self.storage, self.reads, self.rollout_store)
         self.fleet_lock = FleetLockAPI(config.root, slots=config.fleet_lock_slots,
                                        groups=config.fleet_lock_groups)
 
@@ -84,6 +86,8 @@ class HubApp:
         me = "/api/flist/{owner}"
         rel = "/api/rollout/{repo}/{name}"
         return [
+            # the web page (issue 20): `/` answered nothing before (404), so no API client relied on it
+            Route("/", g(self.page.page)),
             # fleet feedback (issue 20): before the catch-all download route below
             Route(rel, g(ro.status)),
             Route(rel + "/report", g(ro.report), methods=["POST"]),
