@@ -128,12 +128,13 @@ async def _node(node_id: str, cfg: dict[str, object], stats: Stats, rng: random.
                                       "poll")
         target = json.loads(body).get("target") if status == 200 else None
         if target == release and admits(plan, node_id, f"zos/{release}", sim_now()):
+            asked = sim_now()  # a flag read sent after the halt is answered "halted"
             status, body = await _request(port, "GET", f"/api/rollout/zos/{release}/halt", b"", "",
                                           stats, "halt flag")
             if status == 200 and json.loads(body)["halted"]:
                 stats.halted_seen += 1
             elif status == 200:
-                stats.started.append(sim_now())
+                stats.started.append(asked)
                 duration = rng.uniform(20, 40)
                 await asyncio.sleep(duration / speed)
                 failed = bad and _fails(node_id)
@@ -173,9 +174,10 @@ def nodes_of(cfg: dict[str, object]) -> None:
 
     cpu0 = time.process_time()
     asyncio.run(run())
-    print(json.dumps({"latencies": stats.latencies, "errors": stats.errors, "started": stats.started,
-                      "upgraded": stats.upgraded, "halted_seen": stats.halted_seen,
-                      "cpu": time.process_time() - cpu0}))
+    # to a file, not stdout: the driver reads it after the process ended (a full pipe would block it)
+    Path(str(cfg["out"])).write_text(json.dumps({
+        "latencies": stats.latencies, "errors": stats.errors, "started": stats.started,
+        "upgraded": stats.upgraded, "halted_seen": stats.halted_seen, "cpu": time.process_time() - cpu0}))
 
 
 # --- the driver -------------------------------------------------------------------------------------
@@ -241,9 +243,8 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
         for share in shares:
             cfg = {"port": port, "speed": args.speed, "interval": args.interval, "real0": real0, "sim0": sim0,
                    "until": until, "release": release, "bad": bad, "plan": plan, "first": first,
-                   "count": share}
-            procs.append(subprocess.Popen([sys.executable, __file__, "--nodes-of", json.dumps(cfg)],
-                                          stdout=subprocess.PIPE, text=True))
+                   "count": share, "out": str(work / label / f"nodes-{first}.json")}
+            procs.append(subprocess.Popen([sys.executable, __file__, "--nodes-of", json.dumps(cfg)]))
             first += share
         time.sleep(max(0.0, real0 - time.time()))
         cpu0, wall0 = proc_cpu(hub.pid), time.monotonic()
@@ -266,11 +267,9 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
             for proc in procs:
                 if proc.poll() is None:
                     proc.terminate()
-        results = []
         for proc in procs:
-            out, _ = proc.communicate(timeout=60)
-            if out.strip():
-                results.append(json.loads(out))
+            proc.wait(timeout=60)
+        results = [json.loads(p.read_text()) for p in sorted((work / label).glob("nodes-*.json"))]
     lat: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
     started: list[float] = []
