@@ -154,7 +154,8 @@ class ReportConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     sent with this node's token (`zos-upgrade hub node-token ID` on the hub). No token: no report
     is sent, and the hub's halt flag is not read either."""
 
-    token: str | None = None
+    # it goes into an HTTP header: printable token characters only (what `hub node-token` prints)
+    token: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._~+/=-]{16,512}$")] | None = None
     queue: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64  # undelivered reports kept
 
 
