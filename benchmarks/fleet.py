@@ -76,6 +76,7 @@ class Stats:
     started: list[float] = field(default_factory=list)  # simulated times transactions started
     upgraded: list[float] = field(default_factory=list)  # simulated times of upgraded reports
     halted_seen: int = 0  # admitted nodes that read the halt flag set and did not start
+    retried: int = 0  # reports sent again after an error
 
 
 async def _request(port: int, method: str, path: str, body: bytes, token: str, stats: Stats,
@@ -122,35 +123,46 @@ async def _node(node_id: str, cfg: dict[str, object], stats: Stats, rng: random.
         return sim0 + (time.time() - real0) * speed
 
     running = "1.0.0"
+    pending = b""  # a report not delivered yet: sent again at the next round, like the node's queue
+    done = False  # the node holds a result for this release (upgraded, or rolled back and held)
     await asyncio.sleep(rng.uniform(0, interval) / speed)
-    while time.time() < until and running == "1.0.0":
-        status, body = await _request(port, "GET", "/api/flist/zos/latest.flist/light", b"", "", stats,
-                                      "poll")
-        target = json.loads(body).get("target") if status == 200 else None
-        if target == release and admits(plan, node_id, f"zos/{release}", sim_now()):
-            asked = sim_now()  # a flag read sent after the halt is answered "halted"
-            status, body = await _request(port, "GET", f"/api/rollout/zos/{release}/halt", b"", "",
-                                          stats, "halt flag")
-            if status == 200 and json.loads(body)["halted"]:
-                stats.halted_seen += 1
-            elif status == 200:
-                stats.started.append(asked)
-                duration = rng.uniform(20, 40)
-                await asyncio.sleep(duration / speed)
-                failed = bad and _fails(node_id)
-                version = release.split(":")[1].removesuffix(".flist")
-                report = {"node_id": node_id, "group": "sim", "version": version, "version_before": "1.0.0",
-                          "version_after": "1.0.0" if failed else version,
-                          "result": "rolled-back" if failed else "upgraded",
-                          "reason": "probation: service web did not come up" if failed else "",
-                          "durations": {"total": round(duration, 3)}}
-                status, _ = await _request(port, "POST", f"/api/rollout/zos/{release}/report",
-                                           json.dumps(report).encode(), token, stats, "report")
-                if not failed:
-                    running = version
-                    stats.upgraded.append(sim_now())
-                if failed:
-                    return  # a rolled-back node holds the failed release (failed-releases.json)
+    while time.time() < until:
+        if pending:
+            status, _ = await _request(port, "POST", f"/api/rollout/zos/{release}/report", pending, token,
+                                       stats, "report")
+            if status == 200:
+                pending = b""
+            else:
+                stats.retried += 1
+        if done and not pending:
+            return
+        if not done:
+            status, body = await _request(port, "GET", "/api/flist/zos/latest.flist/light", b"", "", stats,
+                                          "poll")
+            target = json.loads(body).get("target") if status == 200 else None
+            if target == release and admits(plan, node_id, f"zos/{release}", sim_now()):
+                asked = sim_now()  # a flag read sent after the halt is answered "halted"
+                status, body = await _request(port, "GET", f"/api/rollout/zos/{release}/halt", b"", "",
+                                              stats, "halt flag")
+                if status == 200 and json.loads(body)["halted"]:
+                    stats.halted_seen += 1
+                elif status == 200:
+                    stats.started.append(asked)
+                    duration = rng.uniform(20, 40)
+                    await asyncio.sleep(duration / speed)
+                    failed = bad and _fails(node_id)
+                    version = release.split(":")[1].removesuffix(".flist")
+                    pending = json.dumps({
+                        "node_id": node_id, "group": "sim", "version": version, "version_before": running,
+                        "version_after": running if failed else version,
+                        "result": "rolled-back" if failed else "upgraded",
+                        "reason": "probation: service web did not come up" if failed else "",
+                        "durations": {"total": round(duration, 3)}}).encode()
+                    done = True
+                    if not failed:
+                        running = version
+                        stats.upgraded.append(sim_now())
+                    continue  # report at once
         await asyncio.sleep(interval * rng.uniform(0.9, 1.1) / speed)
 
 
@@ -177,7 +189,8 @@ def nodes_of(cfg: dict[str, object]) -> None:
     # to a file, not stdout: the driver reads it after the process ended (a full pipe would block it)
     Path(str(cfg["out"])).write_text(json.dumps({
         "latencies": stats.latencies, "errors": stats.errors, "started": stats.started,
-        "upgraded": stats.upgraded, "halted_seen": stats.halted_seen, "cpu": time.process_time() - cpu0}))
+        "upgraded": stats.upgraded, "halted_seen": stats.halted_seen, "retried": stats.retried,
+        "cpu": time.process_time() - cpu0}))
 
 
 # --- the driver -------------------------------------------------------------------------------------
@@ -249,15 +262,17 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
         time.sleep(max(0.0, real0 - time.time()))
         cpu0, wall0 = proc_cpu(hub.pid), time.monotonic()
         halted_at: float | None = None
+        full_at: float | None = None
         try:
             while any(p.poll() is None for p in procs):
                 time.sleep(1.0)
-                if bad and halted_at is None:
-                    status = get_json(port, f"/api/rollout/zos/{release}")
-                    if status["halted"]:
-                        halted_at = sim0 + (time.time() - real0) * args.speed
-                        # the nodes go on polling for a while: none may start the halted release
-                        until = min(until, time.time() + args.after_halt)
+                status = get_json(port, f"/api/rollout/zos/{release}")
+                if not bad and full_at is None and status["counts"]["upgraded"] == args.nodes:  # type: ignore[index]
+                    full_at = sim0 + (time.time() - real0) * args.speed  # the hub saw every node upgraded
+                if bad and halted_at is None and status["halted"]:
+                    halted_at = sim0 + (time.time() - real0) * args.speed
+                    # the nodes go on polling for a while: none may start the halted release
+                    until = min(until, time.time() + args.after_halt)
                 if bad and halted_at is not None and time.time() > until:
                     break
             cpu, wall = proc_cpu(hub.pid) - cpu0, time.monotonic() - wall0
@@ -274,7 +289,7 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
     errors: dict[str, int] = {}
     started: list[float] = []
     upgraded: list[float] = []
-    halted_seen = 0
+    halted_seen = retried = 0
     gen_cpu = 0.0
     for r in results:
         for kind, values in r["latencies"].items():
@@ -284,6 +299,7 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
         started += r["started"]
         upgraded += r["upgraded"]
         halted_seen += r["halted_seen"]
+        retried += r["retried"]
         gen_cpu += r["cpu"]
     out: dict[str, object] = {
         "scenario": label, "release": release, "nodes": args.nodes, "wall_seconds": round(wall, 1),
@@ -292,7 +308,7 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
         "p99_ms": {k: round(quantile(v, 0.99) * 1000, 2) for k, v in lat.items()},
         "all_p99_ms": round(quantile([x for v in lat.values() for x in v], 0.99) * 1000, 2),
         "rps": round(sum(len(v) for v in lat.values()) / wall, 1),
-        "errors": errors, "hub_cpu_percent": round(100 * cpu / wall, 1),
+        "errors": errors, "reports_retried": retried, "hub_cpu_percent": round(100 * cpu / wall, 1),
         "hub_rss_mib": round(mem.get("VmRSS", 0), 1), "hub_peak_rss_mib": round(mem.get("VmHWM", 0), 1),
         "generator_cpu_percent": round(100 * gen_cpu / wall, 1), "counts": final["counts"],
         "halt": final["halt"], "generators": len(results),
@@ -309,6 +325,7 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
         done = len(upgraded) == args.nodes
         out["all_upgraded"] = done
         out["time_to_100_percent_sim_seconds"] = round(max(upgraded) - sim0, 1) if done else None
+        out["hub_saw_100_percent_at_sim_seconds"] = None if full_at is None else round(full_at - sim0, 1)
     return out
 
 

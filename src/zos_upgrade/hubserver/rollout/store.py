@@ -40,6 +40,10 @@ class RolloutLimits:
     history_step: float = 10.0  # seconds between two points of the progress chart
     max_points: int = 2000
     max_record_bytes: int = 256 * 1024 * 1024  # a record file larger than this is not loaded
+    # at most one write of a release's record per this many seconds: encoding 10,000 nodes' record
+    # takes ~10 ms of the event loop and its fsync ~40 ms, so a report waits up to this long and
+    # the reports of that time share one write
+    commit_interval: float = 0.5
 
 
 class _Entry:
@@ -48,11 +52,12 @@ class _Entry:
         self.version = 0  # bumped by every change
         self.saved = 0  # the version on disk
         self.lock = asyncio.Lock()
+        self.written = 0.0  # monotonic time the last write ended
 
 
 class RolloutStore:
     def __init__(self, root: Path, policy: HaltPolicy, limits: RolloutLimits | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:  # the records' timestamps
         self.folder = root / FOLDER
         self.policy = policy
         self.limits = limits or RolloutLimits()
@@ -130,10 +135,16 @@ class RolloutStore:
         async with entry.lock:
             if entry.saved >= wanted:
                 return  # a write that started after our change already carried it
+            pause = entry.written + self.limits.commit_interval - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)  # the reports of this pause join this write
             version = entry.version
             data = msgspec.json.encode(entry.record)
             path = self._path(repo, name)
-            await run_in_threadpool(_write, path, data)
+            try:
+                await run_in_threadpool(_write, path, data)
+            finally:
+                entry.written = time.monotonic()
             entry.saved = version
 
 
