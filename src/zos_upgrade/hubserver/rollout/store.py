@@ -40,9 +40,10 @@ class RolloutLimits:
     history_step: float = 10.0  # seconds between two points of the progress chart
     max_points: int = 2000
     max_record_bytes: int = 256 * 1024 * 1024  # a record file larger than this is not loaded
-    # at most one write of a release's record per this many seconds: encoding 10,000 nodes' record
-    # takes ~10 ms of the event loop and its fsync ~40 ms, so a report waits up to this long and
-    # the reports of that time share one write
+    # the pause between two writes of a release's record, for a record of 1 MiB or more (less in
+    # proportion: a record of a few nodes is written at once): encoding 10,000 nodes' record (~750 KB)
+    # takes ~10 ms of the event loop and its fsync ~40 ms, so a report waits up to this long and the
+    # reports of that time share one write
     commit_interval: float = 0.5
 
 
@@ -53,6 +54,7 @@ class _Entry:
         self.saved = 0  # the version on disk
         self.lock = asyncio.Lock()
         self.written = 0.0  # monotonic time the last write ended
+        self.size = 0  # bytes of the last write
 
 
 class RolloutStore:
@@ -135,7 +137,8 @@ class RolloutStore:
         async with entry.lock:
             if entry.saved >= wanted:
                 return  # a write that started after our change already carried it
-            pause = entry.written + self.limits.commit_interval - time.monotonic()
+            spacing = self.limits.commit_interval * min(1.0, entry.size / (1024 * 1024))
+            pause = entry.written + spacing - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)  # the reports of this pause join this write
             version = entry.version
@@ -144,7 +147,7 @@ class RolloutStore:
             try:
                 await run_in_threadpool(_write, path, data)
             finally:
-                entry.written = time.monotonic()
+                entry.written, entry.size = time.monotonic(), len(data)
             entry.saved = version
 
 
