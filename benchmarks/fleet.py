@@ -266,7 +266,10 @@ def scenario(args: argparse.Namespace, label: str, work: Path, release: str, bad
         try:
             while any(p.poll() is None for p in procs):
                 time.sleep(1.0)
-                status = get_json(port, f"/api/rollout/zos/{release}")
+                try:
+                    status = get_json(port, f"/api/rollout/zos/{release}")
+                except httpx.HTTPError:  # a hub too busy to answer the driver in 30 s: ask again
+                    continue
                 if not bad and full_at is None and status["counts"]["upgraded"] == args.nodes:  # type: ignore[index]
                     full_at = sim0 + (time.time() - real0) * args.speed  # the hub saw every node upgraded
                 if bad and halted_at is None and status["halted"]:
