@@ -26,9 +26,9 @@ Everything runs on loopback and everything started here is stopped here.
   memory (``VmRSS`` at the end, ``VmHWM`` peak), and p50/p99 latency per request kind measured by the
   nodes; errors are any answer other than 200 plus connection errors and timeouts (10 s).
 
-    .venv/bin/python benchmarks/fleet.py [--nodes 10000] [--speed 4] [--ramp 600] [--interval 120]
+    .venv/bin/python benchmarks/fleet.py [--nodes 10000] [--speed 2] [--ramp 300] [--interval 120]
 
-About 4 minutes with the defaults (bounded: each scenario stops at ``--max-seconds`` real seconds).
+About 5 minutes with the defaults (bounded: each scenario stops at ``--max-seconds`` real seconds).
 """
 
 from __future__ import annotations
@@ -337,12 +337,12 @@ def main() -> int:
     parser.add_argument("--nodes-of", help=argparse.SUPPRESS)
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--generators", type=int, default=2)
-    parser.add_argument("--speed", type=float, default=4.0, help="simulated seconds per real second")
-    parser.add_argument("--ramp", type=float, default=600.0, help="simulated seconds from 0 to 100 %%")
+    parser.add_argument("--speed", type=float, default=2.0, help="simulated seconds per real second")
+    parser.add_argument("--ramp", type=float, default=300.0, help="simulated seconds from 0 to 100 %%")
     parser.add_argument("--interval", type=float, default=120.0, help="simulated seconds between polls")
     parser.add_argument("--min-reports", type=int, default=100)
     parser.add_argument("--after-halt", type=float, default=20.0, help="real seconds polled after a halt")
-    parser.add_argument("--max-seconds", type=float, default=240.0, help="real seconds a scenario may run")
+    parser.add_argument("--max-seconds", type=float, default=360.0, help="real seconds a scenario may run")
     parser.add_argument("--only", choices=("good", "bad"))
     args = parser.parse_args()
     if args.nodes_of:
