@@ -431,7 +431,10 @@ class LoadedConfig:
         for table, values in msgspec.to_builtins(self.config).items():
             for key, value in values.items():
                 name = f"{table}.{key}"
-                rows.append((name, value, self.origins.get(name)))
+                # a table inside a table (rollout.periodic) was set by whoever set a key of it
+                origin = self.origins.get(name) or next(
+                    (path for k, path in self.origins.items() if k.startswith(name + ".")), None)
+                rows.append((name, value, origin))
         return rows
 
 

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 # the status words (node.state.CheckResult): every one is exported, so a result that never happened
 # reads 0 instead of missing
-RESULTS = ("up-to-date", "upgraded", "held", "paused", "rolled-back", "failed", "rollback-incomplete",
-           "error")
+RESULTS = ("up-to-date", "upgraded", "held", "paused", "waiting", "rolled-back", "failed",
+           "rollback-incomplete", "error")
 
 
 class Metrics(Protocol):

@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.rollout import RolloutError, admits, bucket, opens_at, parse_plan, percent_at, plan_document
+from zos_upgrade.rollout import (
+    RolloutError,
+    admits,
+    bucket,
+    exceeds_threshold,
+    opens_at,
+    parse_plan,
+    percent_at,
+    plan_document,
+)
 
 START = "2026-12-05T08:00:00Z"
 T0 = datetime(2026, 12, 5, 8, tzinfo=UTC).timestamp()
@@ -134,3 +143,14 @@ def test_opens_at_none_when_steps_stop_short() -> None:
     plan = parse_plan({"start": START, "steps": [{"offset": 0, "percent": 10}]})
     assert opens_at(plan, 50) is None
     assert opens_at(plan, 5) == T0
+
+
+def test_the_failure_threshold() -> None:
+    plan = parse_plan({"start": START, "duration": 10, "failure_threshold": 2})
+    assert not exceeds_threshold(plan, 0, 0)
+    assert not exceeds_threshold(plan, 2, 100)   # at the threshold: not past it
+    assert exceeds_threshold(plan, 3, 100)
+    assert exceeds_threshold(plan, 1, 10)
+    assert not exceeds_threshold(parse_plan({"start": START, "duration": 10}), 10, 10)  # no threshold
+    with pytest.raises(ValueError, match="between 0 and reported"):
+        exceeds_threshold(plan, 11, 10)

@@ -183,18 +183,49 @@ ROLLED_BACK_STEPS = [s.name for s in steps.STEPS
                      if s.on_failure is steps.OnFailure.ROLL_BACK and s.name != "rollback"]
 
 
+class RecordingGate:
+    """A disrupt gate (the daemon's FleetLock gate) that only records what the upgrader asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def take(self) -> None:
+        self.calls.append("take")
+
+    async def release(self) -> None:
+        self.calls.append("release")
+
+
 @pytest.mark.parametrize("step", ROLLED_BACK_STEPS)
 def test_a_failure_at_each_step_leaves_the_node_exactly_on_the_old_release(
     node: Node, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     fail_after(step, monkeypatch)
+    gate = RecordingGate()  # with a gate, so that the lock step runs too
     with pytest.raises(RolledBack) as failed:
-        node.install(NEW, self_update=step == "self")
+        node.install(NEW, self_update=step == "self", disrupt=gate)
     assert failed.value.step == step and "injected after" in failed.value.reason
     assert failed.value.report is not None and step in failed.value.report.phases
     node.assert_on(OLD)
     result = json.loads((node.state / "last-transaction.json").read_text())
     assert result["result"] == "rolled-back" and result["step"] == step
+    names = [s.name for s in steps.STEPS]
+    # the slot is taken before the first service stops and given back once rolled back
+    assert gate.calls == (["take", "release"] if names.index(step) >= names.index("lock") else [])
+
+
+def test_the_gate_is_asked_before_services_stop_and_told_after_the_commit(node: Node) -> None:
+    gate = RecordingGate()
+    seen_up: list[bool] = []
+
+    async def take() -> None:
+        seen_up.append(all(node.sup.up.values()))  # nothing stopped yet
+        gate.calls.append("take")
+
+    gate.take = take  # type: ignore[method-assign]
+    node.install(NEW, disrupt=gate)
+    assert gate.calls == ["take", "release"] and seen_up == [True]
+    node.assert_on(NEW)
 
 
 def test_a_failed_probation_rolls_back(node: Node) -> None:

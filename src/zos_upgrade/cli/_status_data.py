@@ -12,12 +12,14 @@ wrong. Exit 1 only when the root or the config cannot be read. The JSON shape is
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from zos_upgrade.config import Config
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.failed import FailedReleases
@@ -108,10 +110,17 @@ class NodeStatus:
     boot_verified_by: str | None = None
     boot_unsigned: bool = False
     drift: Drift | None = None
+    # the node in the fleet and its rollout strategy: {"id", "group", "strategy", "next_window",
+    # "window_closes", "waiting"}; the id from status.json, else the one kept in node-id.json
+    fleet: dict[str, Any] = field(default_factory=dict)
+    fleet_error: str | None = None
 
 
-def collect_status(root: Path, state_dir: Path) -> NodeStatus:
-    """Gather everything ``status`` shows; boot and state problems become fields, not exceptions."""
+def collect_status(root: Path, state_dir: Path, config: Config | None = None,
+                   now: float | None = None) -> NodeStatus:
+    """Gather everything ``status`` shows; boot and state problems become fields, not exceptions.
+    With the node's ``config``, its identity and rollout strategy come from it (the next maintenance
+    window computed at ``now``), not only from what the daemon last recorded."""
     if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
         raise ZosUpgradeError(f"node root {root} is not a readable directory")
     boot = Boot(root)
@@ -169,7 +178,31 @@ def collect_status(root: Path, state_dir: Path) -> NodeStatus:
         status.control_error = str(exc)
     channel = status.daemon.get("channel_version") if status.daemon else None
     status.drift = _drift(status.boot_version, channel if isinstance(channel, str) else None)
+    _read_fleet(status, state_dir, config, time.time() if now is None else now)
     return status
+
+
+def _read_fleet(status: NodeStatus, state_dir: Path, config: Config | None, now: float) -> None:
+    """The node's id, group and rollout strategy: from the config when given, else as the daemon
+    last recorded them; the id the node keeps (node-id.json) when neither names one."""
+    from zos_upgrade.daemon.strategy import calendar_of
+    from zos_upgrade.node.identity import read_generated_id
+
+    daemon = status.daemon or {}
+    keys = ("group", "strategy", "next_window", "window_closes", "waiting")
+    fleet = status.fleet = {"id": daemon.get("node_id"), **{key: daemon.get(key) for key in keys}}
+    if config is not None:
+        fleet["id"] = config.node.id or fleet["id"]
+        fleet["group"], fleet["strategy"] = config.node.group, config.rollout.strategy
+        fleet["next_window"] = fleet["window_closes"] = None
+        if config.rollout.strategy == "periodic":
+            calendar = calendar_of(config)
+            fleet["next_window"], fleet["window_closes"] = calendar.next_open(now), calendar.closes_at(now)
+    if fleet["id"] is None:
+        try:
+            fleet["id"] = read_generated_id(state_dir)
+        except ZosUpgradeError as exc:
+            status.fleet_error = str(exc)
 
 
 def _running(state_dir: Path) -> Running | None:

@@ -87,9 +87,35 @@ def render_text(status: NodeStatus, now: float, *, history: int = 5) -> str:
         for item in status.bins:
             lines.append(f"  {item.name:<{width}}  {item.version or 'no version'}")
     lines += _field("state dir", status.state_dir)
+    lines += _render_fleet(status, now)
     lines += _render_alive(status) + _render_control(status, now) + _render_running(status, now)
     lines += _render_daemon(status, now) + _render_failed(status, now) + _render_history(status, now, history)
     return "\n".join(lines)
+
+
+def _render_fleet(status: NodeStatus, now: float) -> list[str]:
+    """Node id, group, and what the rollout strategy waits for (the next maintenance window)."""
+    fleet = status.fleet
+    if status.fleet_error:
+        lines = _field("node id", f"unreadable ({status.fleet_error})")
+    else:
+        lines = _field("node id", fleet.get("id") or "none yet (generated at the daemon's first start)")
+    if fleet.get("group"):
+        lines += _field("group", fleet["group"])
+    strategy = fleet.get("strategy")
+    if not strategy:
+        return lines
+    said = strategy
+    if strategy == "periodic":
+        opens, closes = fleet.get("next_window"), fleet.get("window_closes")
+        if closes is not None:
+            said += f" (inside a maintenance window, it closes {_due(closes, now)})"
+        elif opens is not None:
+            said += f" (next maintenance window opens {_due(opens, now)})"
+    lines += _field("strategy", said)
+    if fleet.get("waiting"):
+        lines += _field("waiting", fleet["waiting"])
+    return lines
 
 
 def _render_drift(status: NodeStatus) -> list[str]:
@@ -211,13 +237,16 @@ def _history_line(entry: dict[str, Any], now: float) -> str:
 
 def _run(config: Path | None, root: Path | None, as_json: bool, history: int,
          clock: Callable[[], float]) -> None:
+    from zos_upgrade.config import load_config
+
     node_root, state_dir = locate_node(config, root)
-    status = collect_status(node_root, state_dir)
+    now = clock()
+    status = collect_status(node_root, state_dir, load_config(config) if config is not None else None, now)
     if as_json:
         status.history = status.history[:history]
         click.echo(json.dumps(asdict(status), sort_keys=True))
     else:
-        click.echo(render_text(status, clock(), history=history))
+        click.echo(render_text(status, now, history=history))
 
 
 _EPILOG = """\b

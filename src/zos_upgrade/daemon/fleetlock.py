@@ -3,11 +3,13 @@
 The Upgrader asks :meth:`FleetLockGate.take` in its ``lock`` step (before any service stops) and
 :meth:`FleetLockGate.release` once the node is steady (committed or rolled back). ``take`` never
 returns without the slot: a lock server that says no (the group's semaphore is full) or does not
-answer is asked again with backoff, for as long as it takes — only the daemon stopping ends the wait
-(:class:`LockWaitAborted`, and the transaction rolls back its hooks). The slot being held is
-recorded durably (``<state>/fleet-lock.json``) before ``take`` returns and removed once the server
-confirmed ``steady-state``; a daemon that finds the record at start-up (it crashed, or the release
-found the server down) gives the slot back first (:meth:`settle`), and retries that every round.
+answer is asked again with backoff, for as long as it takes — only the daemon stopping ends the
+wait (:meth:`stop`, SIGTERM: :class:`LockWaitAborted`, and the transaction rolls back its hooks).
+That the node may hold a slot is recorded durably (``<state>/fleet-lock.json``) before it first
+asks — so a crash between the server's yes and anything after it still leaves the record — and the
+record is removed only once the server confirmed ``steady-state``; a daemon that finds it at
+start-up (it crashed, was stopped while waiting, or the release found the server down) gives the
+slot back first (:meth:`settle`, Zincati's "initialization" state), and retries that every round.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class LockWaitAborted(ZosUpgradeError):
 
 
 class _Held(msgspec.Struct):
+    """The node may hold a slot of ``group`` at ``base_url`` (asked since ``since``)."""
+
     base_url: str
     id: str
     group: str
@@ -50,15 +54,36 @@ class FleetLockGate:
     """The daemon's DisruptGate for ``fleet_lock`` (``upgrade.context.DisruptGate``)."""
 
     def __init__(self, client: FleetLockClient, state_dir: Path, *, node_id: str, group: str,
-                 stopping: Callable[[], bool] = lambda: False, sleep: Sleep = asyncio.sleep,
-                 clock: Callable[[], float] = time.time, backoff: Backoff | None = None,
-                 on_wait: Callable[[str | None], None] = lambda _why: None) -> None:
+                 sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.time,
+                 backoff: Backoff | None = None) -> None:
         self.client, self.state_dir = client, state_dir
         self.node_id, self.group = node_id, group
-        self._stopping, self._sleep, self._clock = stopping, sleep, clock
-        self._backoff = backoff or Backoff(base=1.0, cap=30.0, rng=random.Random())
-        self._on_wait = on_wait  # status: why the transaction waits (None: not waiting)
+        self._sleep, self._clock = sleep, clock
+        self._backoff = backoff or Backoff(base=1.0, cap=60.0, rng=random.Random())
+        # status: why the transaction waits (None: not waiting); the daemon sets it to its own
+        self.on_wait: Callable[[str | None], None] = lambda _why: None
+        self._stopped = False
+        self._stop_event: asyncio.Event | None = None
         self.attempts = 0  # pre-reboot calls of the last take (tests, logs)
+
+    def stop(self) -> None:
+        """The daemon is stopping: a wait for a slot ends now (LockWaitAborted)."""
+        self._stopped = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` (the injected sleep), or less when :meth:`stop` is called meanwhile."""
+        self._stop_event = self._stop_event or asyncio.Event()
+        if self._stopped:
+            return
+        nap = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            await asyncio.wait({nap, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (nap, woken):
+                task.cancel()
 
     @property
     def held_path(self) -> Path:
@@ -69,6 +94,9 @@ class FleetLockGate:
 
     async def take(self) -> None:
         self.attempts = 0
+        # durable before the first ask: from the server's yes on, a crash still gives the slot back
+        record = _Held(base_url=self.client.base_url, id=self.node_id, group=self.group, since=self._clock())
+        atomic_write_bytes(self.held_path, msgspec.json.encode(record) + b"\n")
         try:
             while True:
                 self.attempts += 1
@@ -79,19 +107,16 @@ class FleetLockGate:
                     why = f"waiting for a FleetLock slot ({exc}); asking again in {delay:.0f}s"
                     log.warning("no FleetLock slot yet", extra={"attempt": self.attempts, "error": str(exc),
                                                                   "delay": round(delay, 3)})
-                    self._on_wait(why)
-                    if self._stopping():
+                    self.on_wait(why)
+                    if self._stopped:
                         raise LockWaitAborted(f"stopping while {why}") from exc
-                    await self._sleep(delay)
-                    if self._stopping():
+                    await self._pause(delay)
+                    if self._stopped:
                         raise LockWaitAborted("stopping while waiting for a FleetLock slot") from exc
                     continue
                 break
         finally:
-            self._on_wait(None)
-        # durable before anything is disrupted: a crash from here on still gives the slot back
-        record = _Held(base_url=self.client.base_url, id=self.node_id, group=self.group, since=self._clock())
-        atomic_write_bytes(self.held_path, msgspec.json.encode(record) + b"\n")
+            self.on_wait(None)
         log.info("FleetLock slot taken", extra={"attempts": self.attempts, "group": self.group})
 
     async def release(self) -> None:

@@ -47,10 +47,13 @@ from zos_upgrade.versions import ZERO, Version, parse_version
 
 if TYPE_CHECKING:
     from zos_upgrade.daemon.feedback import FleetFeedback
+    from zos_upgrade.daemon.fleetlock import FleetLockGate
     from zos_upgrade.daemon.memory import ReleaseMemory
     from zos_upgrade.daemon.ports import BootPort, UpgraderPort
+    from zos_upgrade.daemon.strategy import WindowGate
     from zos_upgrade.hub.flists import RepoFList
     from zos_upgrade.node.events import FListEvent
+    from zos_upgrade.node.identity import NodeIdentity
     from zos_upgrade.node.state import CheckResult, DaemonState, RecoveryRecord, RunningRecord, UpgradeRecord
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_RESTART", "RECOVER_COMMAND", "Daemon", "JournalBlocked",
@@ -86,6 +89,10 @@ class NodeParts:
     memory: ReleaseMemory | None = None  # the policies' failed releases (metrics count them)
     feedback: FleetFeedback[Any] | None = None  # fleet reports to the hub (None: none sent)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    identity: NodeIdentity | None = None  # the node in the fleet (status shows it)
+    strategy: str = "immediate"           # [rollout] strategy
+    window: WindowGate | None = None      # periodic: the maintenance windows (status: the next one)
+    fleet_lock: FleetLockGate | None = None  # fleet_lock: the slot, released at start-up if held
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
@@ -140,6 +147,13 @@ class Daemon:
         self.channel: str | None = None  # the release the followed source offered at the last check
         self._restored: DaemonState | None = None  # status.json as the previous daemon left it
         self._sender: asyncio.Task[int] | None = None  # the fleet reports' background sender
+        self.waiting: str | None = None  # why the running transaction waits (a FleetLock slot)
+        if parts.fleet_lock is not None:
+            parts.fleet_lock.on_wait = self._lock_wait
+
+    def _lock_wait(self, why: str | None) -> None:
+        self.waiting = why
+        self._write_state()
 
     # --- what the node runs (the policies' DaemonContext) --------------------------------------
 
@@ -185,9 +199,16 @@ class Daemon:
         self._restore_state()
         if self.parts.sweep is not None:
             await asyncio.to_thread(self.parts.sweep)
-        await self._recover()
+        if await self._recover():
+            await self._settle()
         for policy in self.parts.policies:
             policy.start(self)
+
+    async def _settle(self) -> None:
+        """A FleetLock slot held from before (a crash, a release the server did not confirm): the
+        node is steady now, give it back (Zincati's "initialization" state)."""
+        if self.parts.fleet_lock is not None:
+            await self.parts.fleet_lock.settle()
 
     def _restore_state(self) -> None:
         """Carry over what the previous daemon recorded: its last upgrade and the channel's version."""
@@ -351,6 +372,7 @@ class Daemon:
                           f"attempt(s), nothing applied meanwhile: {self.recovery.last_error}")
                 return self.record(CheckOutcome(self._clock(), "rollback-incomplete",
                                                 str(self.current_version()), detail))
+        await self._settle()
         outcomes: list[CheckOutcome] = []
         for policy in self.parts.policies:
             while not self._stop_requested:
@@ -394,13 +416,14 @@ class Daemon:
             from zos_upgrade.node.state import DaemonState, write_state
 
             outcome, prev = self.last, self._restored
+            ident, window = self.parts.identity, self.parts.window
             version: str | None = str(self.current_version())
             at: float | None = None
             result: CheckResult | None = None
             error: str | None = None
             if outcome is not None:
                 # a held release is not a failure of this round, but what the operator must read
-                shown = outcome.failed or outcome.result == "held"
+                shown = outcome.failed or outcome.result in ("held", "waiting")
                 version, at, result = outcome.version, outcome.at, outcome.result
                 error = (outcome.detail or None) if shown else None
             elif prev is not None:
@@ -410,7 +433,10 @@ class Daemon:
                 updated=self._clock(), pid=os.getpid(), source=self.source or None, current_version=version,
                 last_check=at, last_result=result, last_error=error, last_upgrade=self.last_upgrade,
                 recovery=self.recovery, running=self.running, next_check=self.next_check,
-                channel_version=self.channel,
+                channel_version=self.channel, node_id=ident.id if ident else None,
+                group=ident.group if ident else None, strategy=self.parts.strategy, waiting=self.waiting,
+                next_window=window.next_open() if window else None,
+                window_closes=window.closes_at() if window else None,
             )
             try:
                 write_state(self.state_dir, state)
@@ -424,6 +450,8 @@ class Daemon:
         if not self._stop_requested:
             log.info("stop requested", extra={"in_transaction": self._busy})
         self._stop_requested = True
+        if self.parts.fleet_lock is not None:  # a wait for a slot ends: the transaction rolls back
+            self.parts.fleet_lock.stop()
         if not self._busy and self._main is not None:
             self._main.cancel()
 
@@ -456,6 +484,10 @@ class Daemon:
                 if self._stop_requested:
                     break
                 delay = self._delay(failures)
+                window = self.parts.window
+                opens = window.next_open() if window is not None and outcome.result == "waiting" else None
+                if opens is not None:  # waiting for a window: look again as it opens, not an interval later
+                    delay = min(delay, max(0.5, opens - self._clock()))
                 self.next_check = self._clock() + delay  # status shows when the daemon looks again
                 if self.recovery is not None:
                     self.recovery = msgspec.structs.replace(self.recovery, next_try=self.next_check)

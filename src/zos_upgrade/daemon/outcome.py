@@ -13,13 +13,15 @@ if TYPE_CHECKING:
 
 __all__ = ["SEVERITY", "CheckOutcome", "Result", "classify_failure", "merge_outcomes", "report_fields"]
 
-Result = Literal["rollback-incomplete", "error", "failed", "rolled-back", "held", "paused", "upgraded",
-                 "up-to-date"]
+Result = Literal["rollback-incomplete", "error", "failed", "rolled-back", "held", "paused", "waiting",
+                 "upgraded", "up-to-date"]
 # worst first: a round that ran several transactions shows the worst (the names of node.state.CheckResult).
 # "held": a release that failed here before, or one above the operator's hold, was not tried (not a
-# failure of this round); "paused": the operator paused automatic upgrades (`zos-upgrade pause`)
+# failure of this round); "paused": the operator paused automatic upgrades (`zos-upgrade pause`);
+# "waiting": the rollout strategy does not start it yet (outside the maintenance windows, or the
+# phased rollout has not reached this node's bucket): proposed again at the next round
 SEVERITY: tuple[Result, ...] = ("rollback-incomplete", "error", "failed", "rolled-back", "held", "paused",
-                                "upgraded", "up-to-date")
+                                "waiting", "upgraded", "up-to-date")
 _FAILED: frozenset[Result] = frozenset(("rollback-incomplete", "error", "failed", "rolled-back"))
 
 

@@ -7,8 +7,9 @@ installed; a policy decides *whether* and *which*. The failed-release memory
 (:mod:`zos_upgrade.daemon.memory`, one shared by every policy) is such a rule: each transaction
 goes through :meth:`Policy.guarded`, which holds back a release that failed here before and
 remembers one that fails now. The operator's hold and pause (:mod:`zos_upgrade.daemon.control`,
-one gate shared by every policy) are another such rule, asked first. Later rules (maintenance
-windows, fleet lock) are more methods of these classes, not more branches in the loop.
+one gate shared by every policy) are another such rule, asked first; the rollout strategy's gates
+(:mod:`zos_upgrade.daemon.strategy`: maintenance windows, a phased rollout plan) come next, each
+with the same ``blocked`` question, then the memory.
 
 The loop (:mod:`zos_upgrade.daemon.loop`) sees only :class:`Followed`: ``start`` once the node is
 recovered, then ``step`` (check, apply, confirm on success) until nothing is new.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     from zos_upgrade.sources import ReleaseSource
     from zos_upgrade.upgrade import UpgradeReport
 
-__all__ = ["BinsPolicy", "BootPolicy", "CheckFailed", "DaemonContext", "Followed", "Policy", "ReleasePolicy"]
+__all__ = ["BinsPolicy", "BootPolicy", "CheckFailed", "DaemonContext", "Followed", "Gate", "Policy",
+           "ReleasePolicy"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,13 @@ class CheckFailed(ZosUpgradeError):
         super().__init__(f"{policy} check: {type(cause).__name__}: {cause}")
         self.policy = policy
         self.cause = cause
+
+
+class Gate(Protocol):
+    """A rule that may keep a transaction from starting: the outcome of not running it, or None."""
+
+    def blocked(self, what: str, *, to_version: str | None, at: float,
+                version: str) -> CheckOutcome | None: ...
 
 
 class DaemonContext(Protocol):
@@ -88,6 +97,7 @@ class Policy(ABC, Generic[E]):
     memory: ReleaseMemory | None = None  # None: every failed release is proposed again (tests)
     control: ControlGate | None = None  # None: no operator hold or pause is honoured (tests)
     fleet: FleetFeedback[Any] | None = None  # None: no halt flag read, no report sent
+    gates: Sequence[Gate] = ()  # the rollout strategy's rules (windows, phased rollout), in order
 
     @abstractmethod
     def start(self, node: DaemonContext) -> None:
@@ -127,13 +137,15 @@ class Policy(ABC, Generic[E]):
     async def guarded(self, node: DaemonContext, identify: Callable[[], Candidate] | None, what: str,
                       call: Transaction, *, to_version: str | None,
                       release: str | None = None) -> CheckOutcome:
-        """One transaction, unless the operator's hold or pause, the release's halted rollout or the
-        memory holds it back; the memory judges the result. ``identify`` names the candidate (called
-        only when there is a memory; None: a transaction of our own, such as an uninstall, that the
-        memory never judges). ``release``: the hub's repo/name of a boot release (fleet feedback)."""
-        if self.control is not None:
-            blocked = self.control.blocked(what, to_version=to_version, at=node.now(),
-                                           version=str(node.current_version()))
+        """One transaction, unless the operator's hold or pause, the strategy's gates, the release's
+        halted rollout or the memory holds it back; the memory judges the result. ``identify`` names
+        the candidate (called only when there is a memory; None: a transaction of our own, such as an
+        uninstall, that the memory never judges). ``release``: the hub's repo/name of a boot release
+        (fleet feedback)."""
+        rules: list[Gate] = [self.control] if self.control is not None else []
+        for gate in [*rules, *self.gates]:
+            blocked = gate.blocked(what, to_version=to_version, at=node.now(),
+                                   version=str(node.current_version()))
             if blocked is not None:
                 return blocked
         if self.fleet is not None and release is not None and to_version is not None:
@@ -165,8 +177,9 @@ class BootPolicy(Policy["FListEvent"]):
 
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
                  watcher: Callable[[Version], WatcherPort[FListEvent, Version]],
-                 *, memory: ReleaseMemory | None = None, control: ControlGate | None = None) -> None:
-        self.memory, self.control = memory, control
+                 *, memory: ReleaseMemory | None = None, control: ControlGate | None = None,
+                 gates: Sequence[Gate] = ()) -> None:
+        self.memory, self.control, self.gates = memory, control, tuple(gates)
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher
@@ -201,8 +214,9 @@ class BinsPolicy(Policy["RepoEvent"]):
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[RepoFList],
                  watcher: Callable[[Mapping[str, RepoFList]],
                                    WatcherPort[RepoEvent, Mapping[str, RepoFList]]],
-                 *, memory: ReleaseMemory | None = None, control: ControlGate | None = None) -> None:
-        self.memory, self.control = memory, control
+                 *, memory: ReleaseMemory | None = None, control: ControlGate | None = None,
+                 gates: Sequence[Gate] = ()) -> None:
+        self.memory, self.control, self.gates = memory, control, tuple(gates)
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher
@@ -250,8 +264,8 @@ class ReleasePolicy(Policy["ReleaseEvent"]):
     def __init__(self, upgrader: UpgraderPort, source: ReleaseSource[ReleaseEvent],
                  watcher: Callable[[Version, bool], WatcherPort[ReleaseEvent, Version]],
                  *, jump_to_latest: bool = False, memory: ReleaseMemory | None = None,
-                 control: ControlGate | None = None) -> None:
-        self.memory, self.control = memory, control
+                 control: ControlGate | None = None, gates: Sequence[Gate] = ()) -> None:
+        self.memory, self.control, self.gates = memory, control, tuple(gates)
         self._upgrader = upgrader
         self._source = source
         self._make_watcher = watcher

@@ -6,35 +6,43 @@ Kept apart from the loop so the policy can be exercised with other parts, and so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.check import PlanningUpgrader
 from zos_upgrade.daemon.control import ControlGate
 from zos_upgrade.daemon.feedback import FleetFeedback
+from zos_upgrade.daemon.fleetlock import FleetLockGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
-from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, ReleasePolicy
+from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, Gate, ReleasePolicy
 from zos_upgrade.daemon.ports import UpgraderPort
+from zos_upgrade.daemon.strategy import PlanLookup, RolloutGate, WindowGate, calendar_of
 from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.failed import FailedReleases
-from zos_upgrade.node.identity import load_identity
+from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generated_id
 from zos_upgrade.node.reports import ReportQueue
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
+from zos_upgrade.rollout.fleetlock import FleetLockClient
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.supervisor.supervisord import SupervisordClient
 from zos_upgrade.supervisor.zinit import ZinitClient
-from zos_upgrade.upgrade import Flister, Upgrader
+from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 
 __all__ = ["build", "make_supervisor", "make_upgrader"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def make_supervisor(config: Config) -> Supervisor:
@@ -44,7 +52,7 @@ def make_supervisor(config: Config) -> Supervisor:
     return ZinitClient(config.supervisor_socket, sup.protocol, root=config.root)
 
 
-def make_upgrader(config: Config, supervisor: Supervisor) -> Upgrader:
+def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGate | None = None) -> Upgrader:
     """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s)."""
     up = config.upgrade
     # preflight checks the trust material is there before anything is downloaded (publisher mode)
@@ -54,17 +62,29 @@ def make_upgrader(config: Config, supervisor: Supervisor) -> Upgrader:
         self_update=up.self_update, program=up.program, protected=tuple(up.protected),
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
         reserved=config.reserved_paths(), trust_files=trust_files, space_margin=up.space_margin,
-        compatible=config.node.compatible,
+        compatible=config.node.compatible, disrupt=disrupt,
     )
 
 
-def build(config: Config, *, supervisor: Supervisor | None = None,
-          check_into: Path | None = None) -> NodeParts:
+def _identity(config: Config, *, planning: bool) -> NodeIdentity | None:
+    """The node's identity; ``zos-upgrade check`` creates nothing, so it only reads a kept id."""
+    node = config.node
+    if not planning:
+        return load_identity(config.state_dir, node.id, node.group)
+    kept = node.id or read_generated_id(config.state_dir)
+    return NodeIdentity(kept, node.group, "config" if node.id else "generated") if kept else None
+
+
+def build(config: Config, *, supervisor: Supervisor | None = None, check_into: Path | None = None,
+          clock: Clock = time.time, sleep: Sleep = asyncio.sleep,
+          plans: PlanLookup | None = None) -> NodeParts:
     """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults).
 
     ``check_into``: the parts of ``zos-upgrade check`` instead (``daemon/check.py``): the policies
     drive a PlanningUpgrader, the sources download flist files into that folder, and nothing is
-    created in the state directory."""
+    created in the state directory. ``clock`` is what the maintenance windows and rollout plans are
+    judged by and ``sleep`` how the FleetLock wait sleeps (tests control both); ``plans`` gives a
+    release's phased rollout plan (None: no plans yet; the trust layer's metadata will give them)."""
     src = config.source
     state_dir = config.state_dir
     if check_into is None:
@@ -74,7 +94,15 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
         # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     supervisor = supervisor or make_supervisor(config)
-    installer = make_upgrader(config, supervisor)
+    identity = _identity(config, planning=check_into is not None)
+    rollout = config.rollout
+    fleet_lock: FleetLockGate | None = None
+    if rollout.strategy == "fleet_lock" and identity is not None and check_into is None:
+        assert rollout.fleet_lock.base_url is not None  # the config requires it for fleet_lock
+        lock_client = FleetLockClient(rollout.fleet_lock.base_url, identity.id, identity.group)
+        fleet_lock = FleetLockGate(lock_client, state_dir, node_id=identity.id, group=identity.group,
+                                   sleep=sleep, clock=clock)
+    installer = make_upgrader(config, supervisor, disrupt=fleet_lock)
     upgrader: UpgraderPort = installer if check_into is None else PlanningUpgrader(installer)
     downloads = check_into or installer.flister.downloads_dir
     # one memory of failed releases for every policy: a release that failed is never applied twice
@@ -82,8 +110,18 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
     # the operator's hold and pause (`zos-upgrade hold|pause`), read before every transaction
     control = ControlGate(NodeControl(state_dir))
     parts = NodeParts(upgrader=upgrader, boot=Boot(config.root), memory=memory,
-                      sweep=installer.flister.sweep if check_into is None else None)
+                      sweep=installer.flister.sweep if check_into is None else None,
+                      identity=identity, strategy=rollout.strategy, fleet_lock=fleet_lock)
     parts.closers.append(supervisor.aclose)
+    if fleet_lock is not None:
+        parts.closers.append(fleet_lock.client.aclose)
+    # the rollout strategy's rules, after the operator's control: windows, then a release's plan
+    gates: list[Gate] = []
+    if rollout.strategy == "periodic":
+        parts.window = WindowGate(calendar_of(config), clock=clock)
+        gates.append(parts.window)
+    if plans is not None and identity is not None:
+        gates.append(RolloutGate(identity.id, plans, clock=clock))
     if publisher is not None:
         pub = publisher
         parts.closers.append(pub.aclose)
@@ -95,7 +133,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
         releases = PublisherSource(downloads)
         parts.policies.append(ReleasePolicy(upgrader, releases, publisher_watcher,
                                             jump_to_latest=src.jump_to_latest, memory=memory,
-                                            control=control))
+                                            control=control, gates=gates))
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
@@ -107,22 +145,24 @@ def build(config: Config, *, supervisor: Supervisor | None = None,
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
             return FListRepoWatcher(repo, current, src.interval, hub=hub)
 
-        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory, control=control))
+        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory, control=control,
+                                                gates=gates))
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return FListSemverWatcher(flist, src.interval, current, hub=hub)
 
-    boot = BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control)
+    boot = BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control, gates=gates)
     if config.report.token is not None and check_into is None:
-        boot.fleet = parts.feedback = fleet_feedback(config, src.hub)
+        boot.fleet = parts.feedback = fleet_feedback(config, src.hub, identity)
         parts.closers.append(boot.fleet.hub.aclose)
     parts.policies.append(boot)
     return parts
 
 
-def fleet_feedback(config: Config, hub_url: str) -> FleetFeedback[HubClient]:
+def fleet_feedback(config: Config, hub_url: str,
+                   identity: NodeIdentity | None = None) -> FleetFeedback[HubClient]:
     """Reports to the hub at ``hub_url`` with the node's token, queued in the state dir."""
-    identity = load_identity(config.state_dir, config.node.id, config.node.group)
+    identity = identity or load_identity(config.state_dir, config.node.id, config.node.group)
     client = HubClient(hub_url, token=config.report.token, timeout=10.0)
     return FleetFeedback(ReportQueue(config.state_dir, config.report.queue), client, identity.id,
                          identity.group)

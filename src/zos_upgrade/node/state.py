@@ -34,11 +34,13 @@ STATE_FILE = "status.json"
 # the document is a few hundred bytes; anything this large is not ours
 _MAX_STATE_BYTES = 1 << 20
 
-CheckResult = Literal["up-to-date", "upgraded", "held", "paused", "rolled-back", "failed",
+CheckResult = Literal["up-to-date", "upgraded", "held", "paused", "waiting", "rolled-back", "failed",
                       "rollback-incomplete", "error"]
 """What the last check led to: nothing newer; an upgrade committed; a release that failed here before
 not applied again (``failed-releases.json``) or one above the operator's hold (``control.json``);
-nothing applied because the operator paused upgrades; an upgrade rolled back; a release
+nothing applied because the operator paused upgrades; a release not started yet by the rollout
+strategy (outside every maintenance window, or its phased rollout has not reached this node); an
+upgrade rolled back; a release
 refused before anything changed (a bad download, a hostile flist...); a rollback that could not finish
 (the journal stays, the next start retries it: look at the node); the check itself failed (hub
 unreachable...)."""
@@ -96,6 +98,13 @@ class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
     # the release the followed channel offered at the last check that reached it (the hub link's
     # version, the release server's latest): what ``status`` compares the node with (drift)
     channel_version: str | None = None
+    # the node in the fleet (node/identity.py) and its rollout strategy ([rollout] strategy)
+    node_id: str | None = None
+    group: str | None = None
+    strategy: str | None = None
+    next_window: float | None = None  # periodic: unix time the next maintenance window opens (now: inside)
+    window_closes: float | None = None  # periodic, inside a window: when it closes
+    waiting: str | None = None  # why the running transaction waits (a FleetLock slot), None: it does not
 
 
 def state_path(state_dir: Path | str) -> Path:

@@ -1,7 +1,7 @@
 """Fleet rollout rules both a node and the hub apply (pure, below every client): the phased rollout
-plan and each node's bucket (``plan.py``).
-
-Nothing here does I/O; the daemon decides when a node asks, the hub decides when a rollout halts.
+plan, each node's bucket and the failure threshold (``plan.py``), weekly maintenance windows
+(``windows.py``), and FleetLock's wire shapes with the node's client (``fleetlock.py``, the one
+module here that does I/O). The daemon decides when a node asks, the hub when a rollout halts.
 """
 
 from zos_upgrade.rollout.errors import RolloutError
@@ -10,6 +10,7 @@ from zos_upgrade.rollout.plan import (
     Step,
     admits,
     bucket,
+    exceeds_threshold,
     opens_at,
     parse_plan,
     percent_at,
@@ -22,6 +23,7 @@ __all__ = [
     "Step",
     "admits",
     "bucket",
+    "exceeds_threshold",
     "opens_at",
     "parse_plan",
     "percent_at",

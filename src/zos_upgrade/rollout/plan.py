@@ -13,7 +13,8 @@ rollout up. Its document, strictly validated by :func:`parse_plan`::
 ``duration`` ramps linearly from 0 % at ``start`` to 100 % at ``start + duration`` seconds;
 ``steps`` hold each percentage from ``start + offset`` until the next step (0 % before the first).
 ``failure_threshold`` (percent of the nodes that reported, optional) is the hub's to act on: past it
-the rollout halts (a halt can only stop upgrades, so it may arrive unsigned).
+(:func:`exceeds_threshold`) the rollout halts (a halt can only stop upgrades, so it may arrive
+unsigned).
 
 Each node computes a stable :func:`bucket` in [0, 100) from its id and the release, and takes the
 release once :func:`percent_at` is above its bucket (:func:`admits`): the same node falls in the same
@@ -32,7 +33,8 @@ import msgspec
 
 from zos_upgrade.rollout.errors import RolloutError
 
-__all__ = ["RolloutPlan", "Step", "admits", "bucket", "opens_at", "parse_plan", "percent_at", "plan_document"]
+__all__ = ["RolloutPlan", "Step", "admits", "bucket", "exceeds_threshold", "opens_at", "parse_plan",
+           "percent_at", "plan_document"]
 
 # a plan longer than a year is a typo (seconds instead of minutes...), not a rollout
 MAX_SPAN = 366 * 86400.0
@@ -136,6 +138,17 @@ def opens_at(plan: RolloutPlan, node_bucket: float) -> float | None:
         if step.percent > node_bucket:
             return start + step.offset
     return None
+
+
+def exceeds_threshold(plan: RolloutPlan, failed: int, reported: int) -> bool:
+    """The release's failures passed the plan's threshold (the hub halts the rollout): more than
+    ``failure_threshold`` percent of the ``reported`` transactions ``failed``. Never for a plan
+    without a threshold or before any report."""
+    if plan.failure_threshold is None or reported <= 0:
+        return False
+    if failed < 0 or failed > reported:
+        raise ValueError(f"failed = {failed} must be between 0 and reported = {reported}")
+    return failed * 100 > plan.failure_threshold * reported
 
 
 def plan_document(plan: RolloutPlan) -> dict[str, Any]:

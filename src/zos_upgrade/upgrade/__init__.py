@@ -7,6 +7,7 @@ in a release's ``hooks.paths``: saved before the first hook, restored on rollbac
 crash points), ``report`` (what a transaction did), ``errors`` (how it failed).
 """
 
+from zos_upgrade.upgrade.context import DisruptGate
 from zos_upgrade.upgrade.crash import CRASH_ENV, CRASH_POINTS, crash_point
 from zos_upgrade.upgrade.errors import (
     HookFailed,
@@ -30,6 +31,7 @@ from zos_upgrade.upgrade.upgrader import Upgrader
 __all__ = [
     "CRASH_ENV",
     "CRASH_POINTS",
+    "DisruptGate",
     "Flister",
     "HookFailed",
     "JournalUnreadable",

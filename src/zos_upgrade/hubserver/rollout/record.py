@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Struct
 
 from zos_upgrade.hub.rollout import RESULTS, Report, ReportResult
-from zos_upgrade.rollout import parse_plan
+from zos_upgrade.rollout import exceeds_threshold, parse_plan
 
 __all__ = ["Halt", "HaltPolicy", "NodeState", "Point", "RecordFull", "ReleaseRecord"]
 
@@ -124,15 +124,16 @@ class ReleaseRecord(Struct):
         c = self.counts()
         attempts = sum(c[r] for r in ATTEMPTS)
         failures = sum(c[r] for r in FAILURES)
-        threshold = policy.threshold_percent
-        if self.plan is not None:
-            planned = parse_plan(self.plan, source=f"rollout plan of {self.repo}/{self.name}")
-            if planned.failure_threshold is None:
-                return None  # the plan asks for no automatic halt
-            threshold = planned.failure_threshold
         if attempts < policy.min_reports or failures <= self.failures_at_resume:
             return None
-        if failures * 100 <= threshold * attempts:
+        threshold = policy.threshold_percent
+        if self.plan is not None:
+            # the plan's own threshold, by the rule the node's side shares (None: never halted)
+            planned = parse_plan(self.plan, source=f"rollout plan of {self.repo}/{self.name}")
+            if not exceeds_threshold(planned, failures, attempts):
+                return None
+            threshold = planned.failure_threshold or 0.0
+        elif failures * 100 <= threshold * attempts:
             return None
         return (f"{failures} of {attempts} nodes failed or rolled back "
                 f"({failures * 100 / attempts:.1f} % > threshold {threshold:g} %)")
