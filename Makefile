@@ -12,12 +12,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The zdb:// store tests need a real Redis-protocol server; as root we install Debian's.
+# The zdb:// store tests need a real Redis-protocol server, the hub page's tests a real browser and
+# its WebDriver; as root we install Debian's (redis-server, chromium, chromium-driver).
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium chromedriver:chromium-driver
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing:$$missing: install them (apt-get install$$missing)" >&2; exit 1; fi; }
 
 # The real 0-OS tools the suite tests against (zdb, zflist, the real 0-hub in its own venv), built
 # from ../shared/upstream/ or the same pinned commits on GitHub into .cache/upstream/ (cached per commit)

@@ -28,6 +28,7 @@ __all__ = [
     "MetricsConfig",
     "NodeConfig",
     "PeriodicConfig",
+    "ReportConfig",
     "RolloutConfig",
     "SourceConfig",
     "SupervisorConfig",
@@ -169,6 +170,16 @@ class RolloutConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     fleet_lock: FleetLockConfig = msgspec.field(default_factory=FleetLockConfig)
 
 
+class ReportConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``[report]``: fleet feedback to the followed hub (issue 20): how each boot transaction ended,
+    sent with this node's token (`zos-upgrade hub node-token ID` on the hub). No token: no report
+    is sent, and the hub's halt flag is not read either."""
+
+    # it goes into an HTTP header: printable token characters only (what `hub node-token` prints)
+    token: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._~+/=-]{16,512}$")] | None = None
+    queue: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64  # undelivered reports kept
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     source: SourceConfig = msgspec.field(default_factory=SourceConfig)
@@ -177,6 +188,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     rollout: RolloutConfig = msgspec.field(default_factory=RolloutConfig)
     trust: TrustConfig = msgspec.field(default_factory=TrustConfig)
+    report: ReportConfig = msgspec.field(default_factory=ReportConfig)
 
     @property
     def root(self) -> Path:

@@ -187,10 +187,15 @@ class Sandbox:
         os.symlink(include_dir, self.root / "sup/conf.d")
 
     @contextlib.contextmanager
-    def serving_hub(self) -> Iterator[str]:
+    def serving_hub(self, config: str | None = None) -> Iterator[str]:
+        """The hub over this sandbox's storage; ``config``: the text of its TOML config file."""
         port = free_port()
         cmd = zos_upgrade_cmd("hub", "serve", "--root", str(self.hub_root), "--blocks", str(self.blocks),
                               "--port", str(port))
+        if config is not None:
+            path = self.base / "hub.toml"
+            path.write_text(config)
+            cmd += ["--config", str(path)]
         with serving(cmd, port, cwd=REPO):
             self.hub_url = f"http://127.0.0.1:{port}"
             try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.check import PlanningUpgrader
 from zos_upgrade.daemon.control import ControlGate
+from zos_upgrade.daemon.feedback import FleetFeedback
 from zos_upgrade.daemon.fleetlock import FleetLockGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
@@ -29,6 +30,7 @@ from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.events import FListEvent, RepoEvent
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generated_id
+from zos_upgrade.node.reports import ReportQueue
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.rollout.fleetlock import FleetLockClient
 from zos_upgrade.sources.hub import HubSource
@@ -214,7 +216,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     if config.tuf:
-        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, gates)
+        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, gates, identity)
         return parts
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
@@ -231,14 +233,15 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return _InsecureLinkWatcher(flist, src.interval, current, hub=hub)
 
-    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control,
-                                                gates=gates))
+    boot = BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control, gates=gates)
+    _report_to_hub(config, parts, boot, identity, planning=check_into is not None)
+    parts.policies.append(boot)
     return parts
 
 
 def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads: Path,
              memory: ReleaseMemory, control: ControlGate, trust_into: Path | None,
-             gates: list[Gate]) -> None:
+             gates: list[Gate], identity: NodeIdentity | None) -> None:
     """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets."""
     src = config.source
     assert src.hub is not None and src.flist is not None
@@ -263,11 +266,32 @@ def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads
         return TufLinkWatcher(flist, src.interval, current, trusted=trusted)
 
     boot_source = TufHubSource(trusted, boot_repo, downloads, hub_url=hub_url)
-    parts.policies.append(BootPolicy(upgrader, boot_source, boot_watcher, memory=memory, control=control,
-                                     gates=gates))
+    boot = BootPolicy(upgrader, boot_source, boot_watcher, memory=memory, control=control, gates=gates)
+    _report_to_hub(config, parts, boot, identity, planning=trust_into is not None)
+    parts.policies.append(boot)
 
 
 def _closer(trusted: TrustedRepo) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
         trusted.close()
     return close
+
+
+def _report_to_hub(config: Config, parts: NodeParts, boot: BootPolicy, identity: NodeIdentity | None,
+                   *, planning: bool) -> None:
+    """With a ``[report] token``, the boot policy reports its transactions to the hub it follows
+    and honours the hub's halt flag (``zos-upgrade check`` reports nothing)."""
+    if config.report.token is None or planning:
+        return
+    assert config.source.hub is not None
+    boot.fleet = parts.feedback = fleet_feedback(config, config.source.hub, identity)
+    parts.closers.append(boot.fleet.hub.aclose)
+
+
+def fleet_feedback(config: Config, hub_url: str,
+                   identity: NodeIdentity | None = None) -> FleetFeedback[HubClient]:
+    """Reports to the hub at ``hub_url`` with the node's token, queued in the state dir."""
+    identity = identity or load_identity(config.state_dir, config.node.id, config.node.group)
+    client = HubClient(hub_url, token=config.report.token, timeout=10.0)
+    return FleetFeedback(ReportQueue(config.state_dir, config.report.queue), client, identity.id,
+                         identity.group)
