@@ -51,4 +51,4 @@ def command(ctx: click.Context, config_path: Path | None, once: bool, list_crash
     from zos_upgrade.daemon import run_daemon
 
     config = load_config(config_path)
-    ctx.exit(run_daemon(config, once=once))
+    ctx.exit(run_daemon(config, once=once, config_file=config_path))
