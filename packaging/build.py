@@ -157,6 +157,7 @@ def main() -> int:
     sub.add_parser("python")
     deb = sub.add_parser("deb")
     deb.add_argument("--exe", type=Path, default=DIST / "zos-upgrade")
+    deb.add_argument("--out", type=Path, default=DIST, help="the folder the .deb goes to")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     info = build_info()
@@ -169,7 +170,8 @@ def main() -> int:
     if args.what in ("all", "python"):
         made += build_python(DIST, info)
     if args.what in ("all", "deb"):
-        made.append(build_deb(args.exe if args.what == "deb" else DIST / "zos-upgrade", DIST, info))
+        made.append(build_deb(args.exe if args.what == "deb" else DIST / "zos-upgrade",
+                              args.out if args.what == "deb" else DIST, info))
     for path in made:
         print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}  {path.stat().st_size} bytes")
     return 0
