@@ -65,12 +65,13 @@ async def _run(config: Config, *, once: bool, parts: NodeParts | None, sleep: Sl
 def run_daemon(config: Config, *, once: bool = False, parts: NodeParts | None = None,
                sleep: Sleep = asyncio.sleep, config_file: Path | None = None) -> int:
     """Hold the node's lock and run the daemon; the process exit code (EXIT_*)."""
+    from zos_upgrade import __version__
     from zos_upgrade.upgrade import RestartNeeded
 
     lock = DaemonLock(config.state_dir)
     lock.acquire()
     log.info("daemon started", extra={"root": str(config.root), "state_dir": str(config.state_dir),
-                                      "source": _source_name(config), "once": once})
+                                      "source": _source_name(config), "once": once, "version": __version__})
     try:
         return asyncio.run(_run(config, once=once, parts=parts, sleep=sleep, config_file=config_file))
     except RestartNeeded as exc:
