@@ -84,6 +84,7 @@ def build_exe(out: Path, info: dict[str, str]) -> Path:
 
 def stamp_copy(exe: Path, out: Path, version: str, commit: str | None = None) -> Path:
     """A copy of ``exe`` that says it is ``version``: one build, two programs (docs/releasing.md)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.copy2(exe, tmp)
     write_stamp(tmp, {"version": version, "commit": commit or "unknown"})
