@@ -155,7 +155,8 @@ def main() -> int:
     stamp.add_argument("--version", required=True)
     stamp.add_argument("--commit")
     stamp.add_argument("--out", type=Path)
-    sub.add_parser("python")
+    python = sub.add_parser("python")
+    python.add_argument("--out", type=Path, default=DIST, help="the folder the wheel and sdist go to")
     deb = sub.add_parser("deb")
     deb.add_argument("--exe", type=Path, default=DIST / "zos-upgrade")
     deb.add_argument("--out", type=Path, default=DIST, help="the folder the .deb goes to")
@@ -169,7 +170,7 @@ def main() -> int:
     if args.what in ("all", "exe"):
         made.append(build_exe(args.out if args.what == "exe" else DIST / "zos-upgrade", info))
     if args.what in ("all", "python"):
-        made += build_python(DIST, info)
+        made += build_python(args.out if args.what == "python" else DIST, info)
     if args.what in ("all", "deb"):
         made.append(build_deb(args.exe if args.what == "deb" else DIST / "zos-upgrade",
                               args.out if args.what == "deb" else DIST, info))
