@@ -127,6 +127,8 @@ class UpgradeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     # bytes the preflight keeps free on the node's file systems beyond what a transaction writes (the
     # default, 64 MiB, leaves room for logs and the services; a node on a small root may lower it)
     space_margin: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)] = 64 * 1024 * 1024
+    # seconds the new program of a self-update has to prove it starts (`self-test`, upgrade/probe.py)
+    probe_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30
 
     @property
     def workers(self) -> int | None:

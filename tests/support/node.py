@@ -45,9 +45,9 @@ RUNTIME_DIRS = ("run", "tmp", "var")
 
 @dataclass(frozen=True)
 class Exe:
-    """An executable file (mode 0755)."""
+    """An executable file (mode 0755): a script, or the bytes of a built program."""
 
-    text: str
+    text: str | bytes
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,10 @@ def write_tree(dest: Path, spec: TreeSpec) -> None:
         elif isinstance(value, Link):
             os.symlink(value.target, path)
         elif isinstance(value, Exe):
-            path.write_text(value.text)
+            if isinstance(value.text, bytes):
+                path.write_bytes(value.text)
+            else:
+                path.write_text(value.text)
             path.chmod(0o755)
         elif isinstance(value, bytes):
             path.write_bytes(value)

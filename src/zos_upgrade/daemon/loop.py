@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from zos_upgrade import __version__
 from zos_upgrade.daemon.outcome import CheckOutcome, classify_failure, merge_outcomes, report_fields
 from zos_upgrade.daemon.policy import CheckFailed, Followed, Transaction
 from zos_upgrade.errors import ZosUpgradeError
@@ -433,7 +434,8 @@ class Daemon:
                 updated=self._clock(), pid=os.getpid(), source=self.source or None, current_version=version,
                 last_check=at, last_result=result, last_error=error, last_upgrade=self.last_upgrade,
                 recovery=self.recovery, running=self.running, next_check=self.next_check,
-                channel_version=self.channel, node_id=ident.id if ident else None,
+                channel_version=self.channel, program_version=__version__,
+                node_id=ident.id if ident else None,
                 group=ident.group if ident else None, strategy=self.parts.strategy, waiting=self.waiting,
                 next_window=window.next_open() if window else None,
                 window_closes=window.closes_at() if window else None,

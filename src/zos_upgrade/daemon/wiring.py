@@ -48,6 +48,7 @@ from zos_upgrade.trust.layout import (
     publisher_targets_url,
 )
 from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
+from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 from zos_upgrade.watch.tuf import TufLinkWatcher, TufPublisher, TufRepoWatcher
@@ -114,9 +115,14 @@ def make_supervisor(config: Config) -> Supervisor:
     return ZinitClient(config.supervisor_socket, sup.protocol, root=config.root)
 
 
-def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGate | None = None) -> Upgrader:
-    """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s)."""
+def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGate | None = None,
+                  config_file: Path | None = None) -> Upgrader:
+    """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s).
+
+    ``config_file``: the file the config came from; the new program of a self-update must load it
+    in its start-up probe (``upgrade/probe.py``)."""
     up = config.upgrade
+    probe_args = ("self-test", "--config", str(config_file)) if config_file else ("self-test",)
     # preflight checks the trust material is there before anything is downloaded: the publisher's
     # keys, the pinned TUF roots
     trust_files = tuple(config.trusted_key_paths) if config.source.publisher is not None else ()
@@ -127,6 +133,7 @@ def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGat
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
         reserved=config.reserved_paths(), trust_files=trust_files, space_margin=up.space_margin,
         compatible=config.node.compatible, disrupt=disrupt,
+        probe=ProgramProbe(probe_args, up.probe_timeout) if up.self_update else None,
     )
 
 
@@ -141,7 +148,7 @@ def _identity(config: Config, *, planning: bool) -> NodeIdentity | None:
 
 def build(config: Config, *, supervisor: Supervisor | None = None, check_into: Path | None = None,
           clock: Clock = time.time, sleep: Sleep = asyncio.sleep,
-          plans: PlanLookup | None = None) -> NodeParts:
+          plans: PlanLookup | None = None, config_file: Path | None = None) -> NodeParts:
     """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults).
 
     ``check_into``: the parts of ``zos-upgrade check`` instead (``daemon/check.py``): the policies
@@ -166,7 +173,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         lock_client = FleetLockClient(rollout.fleet_lock.base_url, identity.id, identity.group)
         fleet_lock = FleetLockGate(lock_client, state_dir, node_id=identity.id, group=identity.group,
                                    sleep=sleep, clock=clock)
-    installer = make_upgrader(config, supervisor, disrupt=fleet_lock)
+    installer = make_upgrader(config, supervisor, disrupt=fleet_lock, config_file=config_file)
     upgrader: UpgraderPort = installer if check_into is None else PlanningUpgrader(installer)
     downloads = check_into or installer.flister.downloads_dir
     # one memory of failed releases for every policy: a release that failed is never applied twice
