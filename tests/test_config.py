@@ -273,3 +273,23 @@ def test_space_margin_defaults_to_the_preflight_margin_and_reaches_the_upgrader(
     for bad in ("-1", "1.5", '"64M"', str(1 << 41)):
         with pytest.raises(ConfigError, match="space_margin"):
             parse_config(with_margin(bad))
+
+
+def test_probe_timeout_reaches_the_self_steps_probe_with_the_config_file(tmp_path: Path) -> None:
+    from zos_upgrade.daemon.wiring import make_upgrader
+    from zos_upgrade.supervisor.supervisord import SupervisordClient
+
+    def with_timeout(value: str) -> str:
+        return BASE.format(root=tmp_path).replace("[upgrade]\n", f"[upgrade]\nprobe_timeout = {value}\n")
+
+    assert parse_config(BASE.format(root=tmp_path)).upgrade.probe_timeout == 30
+    config = parse_config(with_timeout("7.5"))
+    sup = SupervisordClient(tmp_path / "sock", include_dir=tmp_path)
+    probe = make_upgrader(config, sup, config_file=tmp_path / "node.toml")._ctx.settings.probe
+    assert probe is not None and probe.timeout == 7.5
+    assert tuple(probe.args) == ("self-test", "--config", str(tmp_path / "node.toml"))
+    off = parse_config(with_timeout("7.5").replace("[upgrade]\n", "[upgrade]\nself_update = false\n"))
+    assert make_upgrader(off, sup)._ctx.settings.probe is None  # nothing to probe without self-update
+    for bad in ("0", "-1", "3601", '"30s"', "nan"):
+        with pytest.raises(ConfigError, match="probe_timeout"):
+            parse_config(with_timeout(bad))

@@ -28,6 +28,7 @@ __all__ = [
     "MetricsConfig",
     "NodeConfig",
     "PeriodicConfig",
+    "ReportConfig",
     "RolloutConfig",
     "SourceConfig",
     "SupervisorConfig",
@@ -126,6 +127,8 @@ class UpgradeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     # bytes the preflight keeps free on the node's file systems beyond what a transaction writes (the
     # default, 64 MiB, leaves room for logs and the services; a node on a small root may lower it)
     space_margin: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)] = 64 * 1024 * 1024
+    # seconds the new program of a self-update has to prove it starts (`self-test`, upgrade/probe.py)
+    probe_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30
 
     @property
     def workers(self) -> int | None:
@@ -169,6 +172,16 @@ class RolloutConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     fleet_lock: FleetLockConfig = msgspec.field(default_factory=FleetLockConfig)
 
 
+class ReportConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``[report]``: fleet feedback to the followed hub (issue 20): how each boot transaction ended,
+    sent with this node's token (`zos-upgrade hub node-token ID` on the hub). No token: no report
+    is sent, and the hub's halt flag is not read either."""
+
+    # it goes into an HTTP header: printable token characters only (what `hub node-token` prints)
+    token: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._~+/=-]{16,512}$")] | None = None
+    queue: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64  # undelivered reports kept
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     source: SourceConfig = msgspec.field(default_factory=SourceConfig)
@@ -177,6 +190,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     rollout: RolloutConfig = msgspec.field(default_factory=RolloutConfig)
     trust: TrustConfig = msgspec.field(default_factory=TrustConfig)
+    report: ReportConfig = msgspec.field(default_factory=ReportConfig)
 
     @property
     def root(self) -> Path:

@@ -104,7 +104,8 @@ class Context:
     def current_bins(self) -> Mapping[str, Flist]:
         return self.bins
 
-    async def transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome:
+    async def transaction(self, what: str, call: Transaction, *, to_version: str | None,
+                          release: str | None = None) -> CheckOutcome:
         self.ran.append((what, to_version, await call()))
         detail = "" if self.result == "upgraded" else what
         return CheckOutcome(self.now(), self.result, str(self.version), detail)

@@ -106,12 +106,12 @@ def wait_for(cond: Callable[[], bool], timeout: float = 30, what: str = "") -> N
 
 
 @contextmanager
-def sandbox_node() -> Iterator[Node]:
+def sandbox_node(hub_config: str | None = None) -> Iterator[Node]:
     # a short base: supervisord's unix socket path must stay under ~100 characters
     base = Path(tempfile.mkdtemp(prefix="zu-dm-", dir="/tmp"))
     try:
         box = Sandbox(base)
-        with box.serving_hub(), running_supervisord() as sd:
+        with box.serving_hub(hub_config), running_supervisord() as sd:
             box.expose_supervisor(sd.socket_path, sd.include_dir)
             n = Node(box, sd, base / "zos-upgrade.toml")
             n.write_config()

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from tests.e2e.daemon_node import LINK, Node, clean_env, wait_for
-from tests.support.node import BINS_REPO, REPO_NAME, service_release, tree_digest
+from tests.support.node import BINS_REPO, REPO_NAME, Exe, service_release, tree_digest
 from tests.support.procs import REPO, free_port, serving, stop_process, zos_upgrade_cmd
 from zos_upgrade.publisher import ReleaseTree
 from zos_upgrade.publisher.signing import generate_key, public_key_pem
@@ -200,22 +200,53 @@ def test_publisher_mode_applies_signed_releases_in_order_and_refuses_a_bad_signa
         assert node.box.version_file("alpha") == "1.2.0"
 
 
-def test_self_update_exits_75_and_the_next_start_finishes_the_transaction(node: Node) -> None:
+# a stand-in program that passes the self step's start-up probe (upgrade/probe.py): `self-test` writes
+# the marker with the probe's nonce; the real executable is proven in tests/dist
+PROBED_PROGRAM = ("#!/bin/sh\n[ \"$1\" = self-test ] && printf '{\"nonce\":\"%s\",\"version\":\"sh\"}' "
+                  "\"$ZOS_UPGRADE_PROBE\" > \"$ZOS_UPGRADE_PROBE_MARKER\"\necho new upgrader\n")
+
+
+def _self_updating(node: Node) -> None:
     node.write_config(upgrade="").write_text(node.config.read_text().replace("self_update = false",
                                                                             "self_update = true"))
-    node.release("1.0.0", extra={"bin/zos-upgrade": "#!/bin/sh\necho new upgrader\n"})
+
+
+def test_self_update_exits_75_and_the_next_start_finishes_the_transaction(node: Node) -> None:
+    _self_updating(node)
+    node.release("1.0.0", extra={"bin/zos-upgrade": Exe(PROBED_PROGRAM)})
     # a fresh node has no /bin yet: self-update must create the program's directory itself
     assert not (node.root / "bin").exists()
     proc = node.once()
     assert proc.returncode == 75, proc.stderr
-    assert "restart needed" in proc.stderr
-    assert (node.root / "bin/zos-upgrade").read_text() == "#!/bin/sh\necho new upgrader\n"
+    assert "restart needed" in proc.stderr and "new program started" in proc.stderr
+    assert (node.root / "bin/zos-upgrade").read_text() == PROBED_PROGRAM
     assert (node.state / "journal.json").exists()  # the transaction waits for the new program
     proc = node.once()  # what the supervisor does: start the (new) program again
     assert proc.returncode == 0, proc.stderr
     assert not (node.state / "journal.json").exists()
     assert node.status()["current_version"] == "1.0.0"
     assert node.box.wait_version("alpha", "1.0.0") == "1.0.0"
+
+
+def test_a_new_program_that_cannot_start_is_put_back_and_the_release_rolled_back(node: Node) -> None:
+    _self_updating(node)
+    node.release("1.0.0", extra={"bin/zos-upgrade": Exe(PROBED_PROGRAM)})
+    assert node.once().returncode == 75
+    assert node.once().returncode == 0
+    before = tree_digest(node.root, exclude=("run", "tmp", "var", "sup"))
+    # 1.1.0 ships a program that exits at once, every time: it never writes its start-up marker
+    node.release("1.1.0", extra={"bin/zos-upgrade": Exe("#!/bin/sh\necho broken >&2\nexit 3\n")})
+    proc = node.once()
+    assert proc.returncode == 1, proc.stderr  # rolled back; no exit 75 to a program that cannot run
+    assert "exited with status 3 at start-up" in proc.stderr and "broken" in proc.stderr
+    assert (node.root / "bin/zos-upgrade").read_text() == PROBED_PROGRAM
+    assert not (node.state / "journal.json").exists()
+    assert not (node.state / "program-probe.json").exists()
+    assert tree_digest(node.root, exclude=("run", "tmp", "var", "sup")) == before
+    status = node.status()
+    assert status["current_version"] == "1.0.0" and "ProgramProbeFailed" in status["last_error"]
+    assert node.once().returncode == 0  # held as failed: not tried again
+    assert node.status()["last_result"] == "held"
 
 
 def test_a_release_failing_probation_is_held_until_cleared_and_a_newer_one_applies(node: Node) -> None:

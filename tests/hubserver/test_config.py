@@ -85,3 +85,32 @@ def test_connection_limits_default_safe_and_are_read(tmp_path: Path) -> None:
     cfg.write_text("header_timeout = 2.5\nmax_headers = 20\nmax_header_bytes = 4096\nmax_connections = 9\n")
     assert _limits(load_hub_config(cfg, tmp_path)) == (2.5, 20, 4096, 9)
 
+
+
+def test_rollout_table(tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text('[rollout]\nnode_secret = "0123456789abcdef-node"\nthreshold_percent = 5\n'
+                   "min_reports = 50\nmax_nodes = 20000\n")
+    config = load_hub_config(cfg, tmp_path)
+    assert config.node_secret == "0123456789abcdef-node" and config.max_report_nodes == 20000
+    assert (config.halt.threshold_percent, config.halt.min_reports) == (5.0, 50)
+    defaults = load_hub_config(None, tmp_path)
+    assert defaults.node_secret is None and defaults.halt.threshold_percent == 2.0
+
+
+@pytest.mark.parametrize(("table", "why"), [
+    ('node_secret = "short"', "node_secret must be a string of at least 16"),
+    ("node_secret = 12", "node_secret must be a string"),
+    ("threshold_percent = 100", "threshold_percent must be a number from 0 to below 100"),
+    ("threshold_percent = -1", "threshold_percent"),
+    ('threshold_percent = "2"', "threshold_percent"),
+    ("min_reports = 0", "min_reports must be a positive integer"),
+    ("max_nodes = true", "max_nodes must be a positive integer"),
+    ("nodes = 3", "unknown key(s) ['nodes']"),
+])
+def test_bad_rollout_tables_are_refused(tmp_path: Path, table: str, why: str) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f"[rollout]\n{table}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_hub_config(cfg, tmp_path)
+    assert why in str(refused.value)

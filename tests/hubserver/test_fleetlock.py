@@ -165,5 +165,6 @@ def test_bad_hub_fleet_lock_config(tmp_path: Path, text: str, message: str) -> N
 
 
 def test_node_and_hub_agree_on_group_names() -> None:
-    cfg = parse_config('[node]\ngroup = "workers.eu-1"\n[source]\nhub = "http://h"\nflist = "a/b"\n')
+    cfg = parse_config('[node]\ngroup = "workers.eu-1"\n[source]\nhub = "http://h"\nflist = "a/b"\n'
+                       '[trust]\ninsecure = true\n')
     assert cfg.node.group == "workers.eu-1"

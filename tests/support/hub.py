@@ -22,6 +22,15 @@ GOLDEN_FLISTS = RECORDED / "flists"
 
 TOKEN_A = "token-of-repo-alpha-0123456789"
 TOKEN_B = "token-of-repo-beta-9876543210"
+NODE_SECRET = "node-secret-for-the-tests-0123"  # the hub's [rollout] node_secret in the tests
+
+
+def rollout_config(threshold: float = 10.0, min_reports: int = 5, max_nodes: int = 1000,
+                   repo: str = "golden") -> str:
+    """A hub config whose TOKEN_A writes ``repo`` and which accepts node reports (NODE_SECRET)."""
+    return (f'[tokens]\n"{TOKEN_A}" = "{repo}"\n"{TOKEN_B}" = "beta"\n'
+            f'[rollout]\nnode_secret = "{NODE_SECRET}"\nthreshold_percent = {threshold}\n'
+            f"min_reports = {min_reports}\nmax_nodes = {max_nodes}\n")
 
 # what the real 0-hub answered, per request path: (recorded file, status, content type)
 RECORDED_ROUTES = {

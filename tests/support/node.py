@@ -45,9 +45,9 @@ RUNTIME_DIRS = ("run", "tmp", "var")
 
 @dataclass(frozen=True)
 class Exe:
-    """An executable file (mode 0755)."""
+    """An executable file (mode 0755): a script, or the bytes of a built program."""
 
-    text: str
+    text: str | bytes
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,10 @@ def write_tree(dest: Path, spec: TreeSpec) -> None:
         elif isinstance(value, Link):
             os.symlink(value.target, path)
         elif isinstance(value, Exe):
-            path.write_text(value.text)
+            if isinstance(value.text, bytes):
+                path.write_bytes(value.text)
+            else:
+                path.write_text(value.text)
             path.chmod(0o755)
         elif isinstance(value, bytes):
             path.write_bytes(value)
@@ -187,10 +190,15 @@ class Sandbox:
         os.symlink(include_dir, self.root / "sup/conf.d")
 
     @contextlib.contextmanager
-    def serving_hub(self) -> Iterator[str]:
+    def serving_hub(self, config: str | None = None) -> Iterator[str]:
+        """The hub over this sandbox's storage; ``config``: the text of its TOML config file."""
         port = free_port()
         cmd = zos_upgrade_cmd("hub", "serve", "--root", str(self.hub_root), "--blocks", str(self.blocks),
                               "--port", str(port))
+        if config is not None:
+            path = self.base / "hub.toml"
+            path.write_text(config)
+            cmd += ["--config", str(path)]
         with serving(cmd, port, cwd=REPO):
             self.hub_url = f"http://127.0.0.1:{port}"
             try:

@@ -12,8 +12,8 @@ INSIDE = {"mid-apply": "apply", "after-manifest": "commit", "after-boot-files": 
 
 def test_the_steps_run_in_spec_order() -> None:
     assert [s.name for s in STEPS] == [
-        "preflight", "fetch", "plan", "self", "save-data", "pre-copy", "lock", "stop", "rollback", "backup",
-        "apply", "post-copy", "migrate", "restart", "probation", "post-start", "commit"]
+        "preflight", "fetch", "plan", "self", "program-start", "save-data", "pre-copy", "lock", "stop",
+        "rollback", "backup", "apply", "post-copy", "migrate", "restart", "probation", "post-start", "commit"]
 
 
 def test_every_crash_point_sits_where_the_table_says_in_transaction_order() -> None:
@@ -42,4 +42,4 @@ def test_refused_before_the_journal_rolled_back_until_commit_then_forward() -> N
     assert set(policy.values()) == {OnFailure.ROLL_BACK}
     commit = STEPS[-1]
     assert commit.phase_before is Phase.COMMITTED  # the commit point comes before its work
-    assert [s.name for s in STEPS if s.exits] == ["self"]
+    assert [s.name for s in STEPS if s.exits] == ["program-start"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from zos_upgrade import __version__
+from zos_upgrade import __build__, __version__
 from zos_upgrade.cli import (
     check,
     daemon,
@@ -23,6 +23,7 @@ from zos_upgrade.cli import (
     recover,
     release,
     rollback,
+    selftest,
     status,
     trust,
 )
@@ -37,8 +38,13 @@ class _Root(click.Group):
         return run_command(lambda: super(_Root, self).invoke(ctx))
 
 
+# the version it was built from, and the commit when the build knew it (``make dist``)
+_COMMIT = f" (commit {__build__['commit']})".replace("%", "%%") if __build__.get("commit") else ""
+
+
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", prog_name="zos-upgrade")
+@click.version_option(__version__, "--version", prog_name="zos-upgrade",
+                      message=f"%(prog)s, version %(version)s{_COMMIT}")
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "human", "json"]),
@@ -69,7 +75,8 @@ def cli(log_format: str, verbose: bool) -> None:
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
 
 
-for _module in (flist, hub, release, trust, daemon, install, status, check, failed, recover, rollback, demo):
+for _module in (flist, hub, release, trust, daemon, install, status, check, failed, recover, rollback, demo,
+                selftest):
     cli.add_command(_module.command)
 for _command in hold.commands:
     cli.add_command(_command)

@@ -55,4 +55,4 @@ def command(ctx: click.Context, config_path: Path | None, once: bool, list_crash
     except TrustRequired as exc:  # a config that must be fixed before the node may run at all
         click.echo(f"zos-upgrade daemon: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(2)
-    ctx.exit(run_daemon(config, once=once))
+    ctx.exit(run_daemon(config, once=once, config_file=config_path))

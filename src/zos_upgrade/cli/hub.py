@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +13,7 @@ import click
 import msgspec
 
 from zos_upgrade.hub.client import HubClient
+from zos_upgrade.hub.rollout import RolloutStatus
 
 T = TypeVar("T")
 
@@ -222,3 +224,96 @@ def ls(repo: str | None, as_json: bool, url: str) -> None:
 def info(fqdn: str, url: str) -> None:
     """Show the /light object of REPO/NAME (a symlink is followed)."""
     _print(_run(url, None, lambda c: c.info(fqdn)))
+
+
+@command.command(name="node-token")
+@click.argument("node_id")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The hub's TOML config (its [rollout] node_secret).",
+)
+def node_token_command(node_id: str, config_file: Path) -> None:
+    """Print the report token of NODE_ID (put it in the node's [report] token)."""
+    from zos_upgrade.errors import ConfigError
+    from zos_upgrade.hub.rollout import node_token, valid_node_id
+    from zos_upgrade.hubserver import load_hub_config
+
+    config = load_hub_config(config_file, config_file.parent)
+    if config.node_secret is None:
+        raise ConfigError(f"{config_file}: [rollout] node_secret is not set: the hub accepts no reports")
+    click.echo(node_token(config.node_secret, valid_node_id(node_id)))
+
+
+@command.group(name="rollout")
+def rollout() -> None:
+    """Watch a release's rollout (the nodes' reports), halt or resume it."""
+
+
+def _status_lines(status: RolloutStatus) -> list[str]:
+    counts = status.counts
+    lines = [f"{status.repo}/{status.name}: " + ("HALTED" if status.halted else "rolling out")]
+    if status.halt is not None:
+        when = datetime.fromtimestamp(status.halt.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"  halted {when} by {status.halt.by}: {status.halt.reason}")
+    for key in ("waiting", "upgraded", "failed", "rolled-back"):
+        lines.append(f"  {key + ':':<13}{counts.get(key, 0):>7}")
+    if status.reasons:
+        lines.append("  failure reasons:")
+        lines.extend(f"  {r.nodes:>7}  {r.reason}" for r in status.reasons)
+    return lines
+
+
+@rollout.command(name="status")
+@click.argument("fqdn", metavar="REPO/NAME")
+@click.option("--json", "as_json", is_flag=True, help="Print the hub's JSON (with the history).")
+@_url
+def rollout_status(fqdn: str, as_json: bool, url: str) -> None:
+    """Counts of REPO/NAME's reports (waiting, upgraded, failed, rolled back) and failure reasons."""
+    status = _run(url, None, lambda c: c.rollout_status(fqdn))
+    if as_json:
+        _print(status)
+        return
+    for line in _status_lines(status):
+        click.echo(line)
+
+
+@rollout.command(name="halt")
+@click.argument("fqdn", metavar="REPO/NAME")
+@click.option("--reason", default="", help="Why (shown in status and on the hub page).")
+@_url
+@_token
+def rollout_halt(fqdn: str, reason: str, url: str, token: str | None) -> None:
+    """Halt REPO/NAME's rollout: nodes that have not started it do not start."""
+    _run(url, token, lambda c: c.halt(fqdn, reason))
+    click.echo(f"{fqdn}: halted")
+
+
+@rollout.command(name="resume")
+@click.argument("fqdn", metavar="REPO/NAME")
+@_url
+@_token
+def rollout_resume(fqdn: str, url: str, token: str | None) -> None:
+    """Resume REPO/NAME's rollout (it halts again on new failures past the threshold)."""
+    _run(url, token, lambda c: c.resume(fqdn))
+    click.echo(f"{fqdn}: resumed")
+
+
+@rollout.command(name="plan")
+@click.argument("fqdn", metavar="REPO/NAME")
+@click.argument("plan_file", metavar="PLAN.json",
+                type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_url
+@_token
+def rollout_plan(fqdn: str, plan_file: Path, url: str, token: str | None) -> None:
+    """Give the hub REPO/NAME's rollout plan (the document its signed metadata carries): the hub halts
+    the rollout at the plan's failure_threshold."""
+    from zos_upgrade.rollout import parse_plan
+
+    data = plan_file.read_bytes()
+    plan = parse_plan(data, source=str(plan_file))  # refused here before the hub sees it
+    _run(url, token, lambda c: c.set_plan(fqdn, data))
+    threshold = "none" if plan.failure_threshold is None else f"{plan.failure_threshold:g} %"
+    click.echo(f"{fqdn}: plan set (failure threshold {threshold})")

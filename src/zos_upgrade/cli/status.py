@@ -136,7 +136,11 @@ def _render_alive(status: NodeStatus) -> list[str]:
     alive = status.alive
     if alive is None:
         return []
-    return _field("daemon", f"{alive.state} ({alive.detail})")
+    lines = _field("daemon", f"{alive.state} ({alive.detail})")
+    program = status.daemon.get("program_version") if status.daemon else None
+    if alive.state == "running" and isinstance(program, str):  # what the running daemon wrote
+        lines += _field("program", f"zos-upgrade {program}")
+    return lines
 
 
 def _render_control(status: NodeStatus, now: float) -> list[str]:

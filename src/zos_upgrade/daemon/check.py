@@ -72,7 +72,8 @@ class _Looking(Daemon):
         super().__init__(parts)
         self.errors: list[str] = []
 
-    async def transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome:
+    async def transaction(self, what: str, call: Transaction, *, to_version: str | None,
+                          release: str | None = None) -> CheckOutcome:
         try:
             await call()
         except ZosUpgradeError as exc:  # the source could not fetch or verify the flist file

@@ -35,10 +35,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from zos_upgrade import __version__
 from zos_upgrade.daemon.outcome import CheckOutcome, classify_failure, merge_outcomes, report_fields
 from zos_upgrade.daemon.policy import CheckFailed, Followed, Transaction
 from zos_upgrade.errors import ZosUpgradeError
@@ -46,6 +47,7 @@ from zos_upgrade.metrics import Metrics, NullMetrics
 from zos_upgrade.versions import ZERO, Version, parse_version
 
 if TYPE_CHECKING:
+    from zos_upgrade.daemon.feedback import FleetFeedback
     from zos_upgrade.daemon.fleetlock import FleetLockGate
     from zos_upgrade.daemon.memory import ReleaseMemory
     from zos_upgrade.daemon.ports import BootPort, UpgraderPort
@@ -86,6 +88,7 @@ class NodeParts:
     policies: list[Followed] = field(default_factory=list)
     sweep: Callable[[], object] | None = None
     memory: ReleaseMemory | None = None  # the policies' failed releases (metrics count them)
+    feedback: FleetFeedback[Any] | None = None  # fleet reports to the hub (None: none sent)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     identity: NodeIdentity | None = None  # the node in the fleet (status shows it)
     strategy: str = "immediate"           # [rollout] strategy
@@ -144,6 +147,7 @@ class Daemon:
         self.next_check: float | None = None
         self.channel: str | None = None  # the release the followed source offered at the last check
         self._restored: DaemonState | None = None  # status.json as the previous daemon left it
+        self._sender: asyncio.Task[int] | None = None  # the fleet reports' background sender
         self.waiting: str | None = None  # why the running transaction waits (a FleetLock slot)
         if parts.fleet_lock is not None:
             parts.fleet_lock.on_wait = self._lock_wait
@@ -268,12 +272,38 @@ class Daemon:
         finally:
             self._busy = False
 
-    async def transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome:
+    async def transaction(self, what: str, call: Transaction, *, to_version: str | None,
+                          release: str | None = None) -> CheckOutcome:
         """Run one transaction and record how it ended. RestartNeeded passes through.
 
         ``to_version`` is the boot release it moves to (recorded as ``last_upgrade`` in the status);
-        None for a bins package, which is not the node's release.
+        None for a bins package, which is not the node's release. ``release``: its repo/name on the
+        hub, reported to the hub when it ends (best effort, in the background).
         """
+        before, start = str(self.current_version()), self._monotonic()
+        outcome = await self._transaction(what, call, to_version=to_version)
+        feedback = self.parts.feedback
+        if feedback is not None and release is not None and to_version is not None:
+            feedback.ended(release, version=to_version, version_before=before,
+                           version_after=outcome.version, result=outcome.result,
+                           reason=outcome.detail, duration=self._monotonic() - start)
+            self.send_reports()
+        return outcome
+
+    def send_reports(self) -> None:
+        """Deliver the queued fleet reports in the background (one sender at a time)."""
+        feedback = self.parts.feedback
+        if feedback is None or (self._sender is not None and not self._sender.done()):
+            return
+        self._sender = asyncio.create_task(feedback.flush())
+
+    async def reports_sent(self) -> None:
+        """Wait for the background sender (bounded by its per-report timeout; errors are its own)."""
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await self._sender
+
+    async def _transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome:
         from zos_upgrade.node.state import RunningRecord, UpgradeRecord
         from zos_upgrade.upgrade import RestartNeeded, UpgradeFailed
 
@@ -330,6 +360,7 @@ class Daemon:
     async def round(self) -> CheckOutcome:
         """Ask every policy once and apply what they propose; record the outcome. Never raises for
         a failed check or a failed upgrade (RestartNeeded and cancellation pass through)."""
+        self.send_reports()  # what an earlier round could not deliver
         if self.recovery is not None:
             recovered = False
             if self._recovery_due:
@@ -403,7 +434,8 @@ class Daemon:
                 updated=self._clock(), pid=os.getpid(), source=self.source or None, current_version=version,
                 last_check=at, last_result=result, last_error=error, last_upgrade=self.last_upgrade,
                 recovery=self.recovery, running=self.running, next_check=self.next_check,
-                channel_version=self.channel, node_id=ident.id if ident else None,
+                channel_version=self.channel, program_version=__version__,
+                node_id=ident.id if ident else None,
                 group=ident.group if ident else None, strategy=self.parts.strategy, waiting=self.waiting,
                 next_window=window.next_open() if window else None,
                 window_closes=window.closes_at() if window else None,
@@ -448,6 +480,7 @@ class Daemon:
                 self.next_check = None  # checking now
                 outcome = await self.round()
                 if once:
+                    await self.reports_sent()  # a one-shot run delivers its reports before it exits
                     return EXIT_FAILED if outcome.failed else EXIT_OK
                 failures = failures + 1 if outcome.failed else 0
                 if self._stop_requested:

@@ -35,7 +35,9 @@ __all__ = ["RELEASE_STEPS", "Candidate", "ReleaseMemory", "describe", "flist_ide
 log = logging.getLogger(__name__)
 
 # transaction steps (upgrade/steps.py) whose failure is the release's own
-RELEASE_STEPS = frozenset({"pre-copy", "post-copy", "migrate", "restart", "probation", "post-start"})
+# (program-start: the release's own upgrader program could not start, upgrade/probe.py)
+RELEASE_STEPS = frozenset({"program-start", "pre-copy", "post-copy", "migrate", "restart", "probation",
+                           "post-start"})
 _ROLLED_BACK = frozenset({"rolled-back", "rollback-incomplete"})
 
 

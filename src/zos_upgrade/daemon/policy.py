@@ -17,12 +17,14 @@ recovered, then ``step`` (check, apply, confirm on success) until nothing is new
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from zos_upgrade.daemon.control import ControlGate
+from zos_upgrade.daemon.feedback import FleetFeedback
 from zos_upgrade.daemon.memory import Candidate, ReleaseMemory, flist_identity, release_identity
 from zos_upgrade.daemon.outcome import CheckOutcome, merge_outcomes
 from zos_upgrade.errors import ZosUpgradeError
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BinsPolicy", "BootPolicy", "CheckFailed", "DaemonContext", "Followed", "Gate", "Policy",
            "ReleasePolicy"]
+
+log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 W = TypeVar("W")
@@ -68,7 +72,8 @@ class DaemonContext(Protocol):
     def current_version(self) -> Version: ...
     def current_event(self) -> FListEvent | None: ...
     def current_bins(self) -> Mapping[str, RepoFList]: ...
-    async def transaction(self, what: str, call: Transaction, *, to_version: str | None) -> CheckOutcome: ...
+    async def transaction(self, what: str, call: Transaction, *, to_version: str | None,
+                          release: str | None = None) -> CheckOutcome: ...
 
 
 class Followed(Protocol):
@@ -91,6 +96,7 @@ class Policy(ABC, Generic[E]):
     repeats = False
     memory: ReleaseMemory | None = None  # None: every failed release is proposed again (tests)
     control: ControlGate | None = None  # None: no operator hold or pause is honoured (tests)
+    fleet: FleetFeedback[Any] | None = None  # None: no halt flag read, no report sent
     gates: Sequence[Gate] = ()  # the rollout strategy's rules (windows, phased rollout), in order
 
     @abstractmethod
@@ -129,23 +135,37 @@ class Policy(ABC, Generic[E]):
         return outcome
 
     async def guarded(self, node: DaemonContext, identify: Callable[[], Candidate] | None, what: str,
-                      call: Transaction, *, to_version: str | None) -> CheckOutcome:
-        """One transaction, unless the operator's hold or pause or the memory holds it back; the
-        memory judges the result. ``identify`` names the candidate (called only when there is a
-        memory; None: a transaction of our own, such as an uninstall, that the memory never judges)."""
+                      call: Transaction, *, to_version: str | None,
+                      release: str | None = None) -> CheckOutcome:
+        """One transaction, unless the operator's hold or pause, the strategy's gates, the release's
+        halted rollout or the memory holds it back; the memory judges the result. ``identify`` names
+        the candidate (called only when there is a memory; None: a transaction of our own, such as an
+        uninstall, that the memory never judges). ``release``: the hub's repo/name of a boot release
+        (fleet feedback)."""
         rules: list[Gate] = [self.control] if self.control is not None else []
         for gate in [*rules, *self.gates]:
             blocked = gate.blocked(what, to_version=to_version, at=node.now(),
                                    version=str(node.current_version()))
             if blocked is not None:
                 return blocked
+        if self.fleet is not None and release is not None and to_version is not None:
+            halted = await self.fleet.halted(release)
+            if halted is not None:
+                current = str(node.current_version())
+                self.fleet.waiting(release, version=to_version, current=current,
+                                   reason=f"rollout halted: {halted}")
+                log.info("rollout halted on the hub; not applied", extra={"release": release,
+                                                                           "reason": halted})
+                return CheckOutcome(node.now(), "held", current,
+                                    f"{what}: not applied, the rollout of {release} is halted on the hub "
+                                    f"({halted})")
         if self.memory is None or identify is None:
-            return await node.transaction(what, call, to_version=to_version)
+            return await node.transaction(what, call, to_version=to_version, release=release)
         candidate = identify()
         held = self.memory.held(candidate, what, at=node.now(), version=str(node.current_version()))
         if held is not None:
             return held
-        outcome = await node.transaction(what, call, to_version=to_version)
+        outcome = await node.transaction(what, call, to_version=to_version, release=release)
         self.memory.judge(candidate, what, outcome)
         return outcome
 
@@ -176,7 +196,8 @@ class BootPolicy(Policy["FListEvent"]):
         verb = "install" if node.current_event() is None else "upgrade"
         call = partial(self._upgrader.install_from, self._source, event, "boot")
         what = f"boot {verb} {event.fqdn()} {target}"
-        return await self.guarded(node, partial(flist_identity, event), what, call, to_version=str(target))
+        return await self.guarded(node, partial(flist_identity, event), what, call, to_version=str(target),
+                                  release=_release_of(event) if self.fleet is not None else None)
 
     def confirm(self, event: FListEvent, node: DaemonContext) -> None:
         _started(self._watcher, self.name).confirm(event.version())
@@ -273,6 +294,14 @@ class ReleasePolicy(Policy["ReleaseEvent"]):
 
     def channel(self) -> Version | None:
         return _seen(self._watcher)
+
+
+def _release_of(flist: RepoFList) -> str | None:
+    """The hub's repo/name of the flist a link points at (what the fleet reports are about)."""
+    try:
+        return flist.absolute()
+    except ZosUpgradeError:
+        return None
 
 
 def _seen(watcher: object) -> Version | None:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 # the rollout plan of a release (its version), None: a release without one (everyone at once). Under
 # [trust] root the verified TUF metadata answer it (daemon/plans.py: a target's custom
-# {"zos": {"rollout": ...}}); a ZosUpgradeError: the plan is there but unusable (the release waits)
+# {"zos": {"rollout": ...}}); a ZosUpgradeError: the plan is there but unusable (not started)
 PlanLookup = Callable[[str], "RolloutPlan | None"]
 
 

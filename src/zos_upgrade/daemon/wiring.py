@@ -16,6 +16,7 @@ from pathlib import Path
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.check import PlanningUpgrader
 from zos_upgrade.daemon.control import ControlGate
+from zos_upgrade.daemon.feedback import FleetFeedback
 from zos_upgrade.daemon.fleetlock import FleetLockGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
@@ -30,6 +31,7 @@ from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.events import FListEvent, RepoEvent
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generated_id
+from zos_upgrade.node.reports import ReportQueue
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.rollout.fleetlock import FleetLockClient
 from zos_upgrade.sources.hub import HubSource
@@ -48,6 +50,7 @@ from zos_upgrade.trust.layout import (
     publisher_targets_url,
 )
 from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
+from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 from zos_upgrade.watch.tuf import TufLinkWatcher, TufPublisher, TufRepoWatcher
@@ -115,9 +118,14 @@ def make_supervisor(config: Config) -> Supervisor:
     return ZinitClient(config.supervisor_socket, sup.protocol, root=config.root)
 
 
-def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGate | None = None) -> Upgrader:
-    """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s)."""
+def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGate | None = None,
+                  config_file: Path | None = None) -> Upgrader:
+    """The node's Upgrader as the config sets it (the daemon's, and ``zos-upgrade recover``'s).
+
+    ``config_file``: the file the config came from; the new program of a self-update must load it
+    in its start-up probe (``upgrade/probe.py``)."""
     up = config.upgrade
+    probe_args = ("self-test", "--config", str(config_file)) if config_file else ("self-test",)
     # preflight checks the trust material is there before anything is downloaded: the publisher's
     # keys, the pinned TUF roots
     trust_files = tuple(config.trusted_key_paths) if config.source.publisher is not None else ()
@@ -128,6 +136,7 @@ def make_upgrader(config: Config, supervisor: Supervisor, *, disrupt: DisruptGat
         probation=up.probation, hook_timeout=up.hook_timeout, stop_timeout=up.stop_timeout,
         reserved=config.reserved_paths(), trust_files=trust_files, space_margin=up.space_margin,
         compatible=config.node.compatible, disrupt=disrupt,
+        probe=ProgramProbe(probe_args, up.probe_timeout) if up.self_update else None,
     )
 
 
@@ -142,7 +151,7 @@ def _identity(config: Config, *, planning: bool) -> NodeIdentity | None:
 
 def build(config: Config, *, supervisor: Supervisor | None = None, check_into: Path | None = None,
           clock: Clock = time.time, sleep: Sleep = asyncio.sleep,
-          plans: PlanLookup | None = None) -> NodeParts:
+          plans: PlanLookup | None = None, config_file: Path | None = None) -> NodeParts:
     """The daemon's parts; ``supervisor`` replaces the configured client (tests inject faults).
 
     ``check_into``: the parts of ``zos-upgrade check`` instead (``daemon/check.py``): the policies
@@ -168,7 +177,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         lock_client = FleetLockClient(rollout.fleet_lock.base_url, identity.id, identity.group)
         fleet_lock = FleetLockGate(lock_client, state_dir, node_id=identity.id, group=identity.group,
                                    sleep=sleep, clock=clock)
-    installer = make_upgrader(config, supervisor, disrupt=fleet_lock)
+    installer = make_upgrader(config, supervisor, disrupt=fleet_lock, config_file=config_file)
     upgrader: UpgraderPort = installer if check_into is None else PlanningUpgrader(installer)
     downloads = check_into or installer.flister.downloads_dir
     # one memory of failed releases for every policy: a release that failed is never applied twice
@@ -230,7 +239,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         return parts
     assert src.hub is not None and src.flist is not None  # the config requires hub + flist otherwise
     if config.tuf:
-        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, with_plans)
+        _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, with_plans, identity)
         return parts
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
@@ -247,14 +256,15 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return _InsecureLinkWatcher(flist, src.interval, current, hub=hub)
 
-    parts.policies.append(BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control,
-                                                gates=gates))
+    boot = BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control, gates=gates)
+    _report_to_hub(config, parts, boot, identity, planning=check_into is not None)
+    parts.policies.append(boot)
     return parts
 
 
 def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads: Path,
              memory: ReleaseMemory, control: ControlGate, trust_into: Path | None,
-             with_plans: _WithPlans) -> None:
+             with_plans: _WithPlans, identity: NodeIdentity | None) -> None:
     """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets; the
     boot link's releases may carry rollout plans (bins packages have none)."""
     src = config.source
@@ -281,11 +291,32 @@ def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads
         return TufLinkWatcher(flist, src.interval, current, trusted=trusted)
 
     boot_source = TufHubSource(trusted, boot_repo, downloads, hub_url=hub_url)
-    parts.policies.append(BootPolicy(upgrader, boot_source, boot_watcher, memory=memory, control=control,
-                                     gates=gates))
+    boot = BootPolicy(upgrader, boot_source, boot_watcher, memory=memory, control=control, gates=gates)
+    _report_to_hub(config, parts, boot, identity, planning=trust_into is not None)
+    parts.policies.append(boot)
 
 
 def _closer(trusted: TrustedRepo) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
         trusted.close()
     return close
+
+
+def _report_to_hub(config: Config, parts: NodeParts, boot: BootPolicy, identity: NodeIdentity | None,
+                   *, planning: bool) -> None:
+    """With a ``[report] token``, the boot policy reports its transactions to the hub it follows
+    and honours the hub's halt flag (``zos-upgrade check`` reports nothing)."""
+    if config.report.token is None or planning:
+        return
+    assert config.source.hub is not None
+    boot.fleet = parts.feedback = fleet_feedback(config, config.source.hub, identity)
+    parts.closers.append(boot.fleet.hub.aclose)
+
+
+def fleet_feedback(config: Config, hub_url: str,
+                   identity: NodeIdentity | None = None) -> FleetFeedback[HubClient]:
+    """Reports to the hub at ``hub_url`` with the node's token, queued in the state dir."""
+    identity = identity or load_identity(config.state_dir, config.node.id, config.node.group)
+    client = HubClient(hub_url, token=config.report.token, timeout=10.0)
+    return FleetFeedback(ReportQueue(config.state_dir, config.report.queue), client, identity.id,
+                         identity.group)

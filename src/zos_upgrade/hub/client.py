@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 from collections import OrderedDict
@@ -34,6 +35,7 @@ from zos_upgrade.hub.models import (
     WriteRefused,
 )
 from zos_upgrade.hub.names import ARCHIVE_SUFFIX, FLIST_SUFFIXES, split_fqdn, validate_name
+from zos_upgrade.hub.rollout import HaltFlag, Report, RolloutStatus
 from zos_upgrade.net import FetchResult, RetryPolicy, fetch
 
 __all__ = ["HubClient"]
@@ -289,6 +291,41 @@ class HubClient:
 
     async def delete(self, name: str) -> None:
         await self._write("DELETE", f"/api/flist/me/{self._n(name)}")
+
+    # ------------------------------------------------------------------ fleet feedback (issue 20)
+
+    def _rollout_path(self, fqdn: str) -> str:
+        repo, name = split_fqdn(fqdn)
+        return f"/api/rollout/{_segment(repo)}/{_segment(name)}"
+
+    async def rollout_status(self, fqdn: str) -> RolloutStatus:
+        """``GET /api/rollout/<repo>/<name>``: counts, reasons, halt, history."""
+        return await self._get_json(self._base + self._rollout_path(fqdn), RolloutStatus)
+
+    async def halt_flag(self, fqdn: str) -> HaltFlag:
+        """``GET .../halt``: whether the release's rollout is halted (read unsigned: it only stops)."""
+        return await self._get_json(self._base + self._rollout_path(fqdn) + "/halt", HaltFlag)
+
+    async def report(self, fqdn: str, report: Report) -> bool:
+        """``POST .../report`` with this client's token (the node's); True when the rollout is halted."""
+        payload = await self._write("POST", self._rollout_path(fqdn) + "/report",
+                                    content=msgspec.json.encode(report),
+                                    headers={"Content-Type": "application/json"})
+        return bool(payload.get("halted"))
+
+    async def halt(self, fqdn: str, reason: str = "") -> dict[str, Any]:
+        """``POST .../halt`` with the repository's write token."""
+        body = json.dumps({"reason": reason}).encode() if reason else b""
+        return await self._write("POST", self._rollout_path(fqdn) + "/halt", content=body,
+                                 headers={"Content-Type": "application/json"})
+
+    async def set_plan(self, fqdn: str, plan: bytes) -> dict[str, Any]:
+        """``PUT .../plan``: the release's rollout plan document (JSON) with the write token."""
+        return await self._write("PUT", self._rollout_path(fqdn) + "/plan", content=plan,
+                                 headers={"Content-Type": "application/json"})
+
+    async def resume(self, fqdn: str) -> dict[str, Any]:
+        return await self._write("POST", self._rollout_path(fqdn) + "/resume", content=b"")
 
     # ------------------------------------------------------------------ plumbing
 

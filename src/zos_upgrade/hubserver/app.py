@@ -8,6 +8,7 @@ Starlette on uvicorn. Handlers are thin: names are validated and the work is don
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -20,13 +21,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from zos_upgrade.hub.models import InvalidName
-from zos_upgrade.hubserver.auth import TokenGuard, Unauthorized
+from zos_upgrade.hub.rollout import InvalidReport
+from zos_upgrade.hubserver.auth import NodeGuard, TokenGuard, Unauthorized
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.fleetlock import FleetLockAPI
-from zos_upgrade.hubserver.http import api_error, text_response
+from zos_upgrade.hubserver.http import BodyTooLarge, api_error, text_response
+from zos_upgrade.hubserver.page import HubPage
 from zos_upgrade.hubserver.protocol import ConnectionLimits, guarded_protocol
 from zos_upgrade.hubserver.read_api import ReadAPI
+from zos_upgrade.hubserver.rollout import RolloutAPI, RolloutLimits, RolloutStore
 from zos_upgrade.hubserver.storage import BlockFolder, Conflict, FileChanged, HubStorage, NotInStorage
 from zos_upgrade.hubserver.tuf_api import TufAPI
 from zos_upgrade.hubserver.tuf_online import OnlineSigner
@@ -57,6 +61,10 @@ def guarded(handler: Handler) -> Handler:
             return api_error(request, str(exc), 503)  # clients retry 5xx
         except Unauthorized as exc:
             return api_error(request, str(exc), exc.status)
+        except InvalidReport as exc:
+            return api_error(request, str(exc), 400)
+        except BodyTooLarge as exc:
+            return api_error(request, str(exc), 413)
 
     return wrapper
 
@@ -64,7 +72,7 @@ def guarded(handler: Handler) -> Handler:
 class HubApp:
     """The routes of one hub over one storage root."""
 
-    def __init__(self, config: HubConfig) -> None:
+    def __init__(self, config: HubConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.storage = HubStorage(config.root, official=config.official)
         block_store = BlockFolder(config.blocks) if config.blocks is not None else None
@@ -72,15 +80,29 @@ class HubApp:
         self.reads = ReadAPI(self.storage)
         self.blocks = BlockAPI(block_store, guard, config.max_block_bytes)
         self.writes = WriteAPI(self.storage, block_store, guard, config)
+        self.rollout_store = RolloutStore(config.root, config.halt,
+                                          RolloutLimits(max_nodes=config.max_report_nodes), clock=clock)
+        self.rollout = RolloutAPI(self.storage, self.rollout_store, guard, NodeGuard(config.node_secret))
+        self.page = HubPage(self.storage, self.reads, self.rollout_store)
         self.fleet_lock = FleetLockAPI(config.root, slots=config.fleet_lock_slots,
                                        groups=config.fleet_lock_groups)
         self.tuf_store = TufStore(self.storage.root)
         self.tuf = TufAPI(self.storage, self.tuf_store, guard)
 
     def routes(self) -> list[Route]:
-        g, r, w, b, t = guarded, self.reads, self.writes, self.blocks, self.tuf
+        g, r, w, b, t, ro = guarded, self.reads, self.writes, self.blocks, self.tuf, self.rollout
         me = "/api/flist/{owner}"
+        rel = "/api/rollout/{repo}/{name}"
         return [
+            # the web page (issue 20): `/` answered nothing before (404), so no API client relied on it
+            Route("/", g(self.page.page)),
+            # fleet feedback (issue 20): before the catch-all download route below
+            Route(rel, g(ro.status)),
+            Route(rel + "/report", g(ro.report), methods=["POST"]),
+            Route(rel + "/halt", g(ro.halt_flag)),
+            Route(rel + "/halt", g(ro.halt), methods=["POST"]),
+            Route(rel + "/resume", g(ro.resume), methods=["POST"]),
+            Route(rel + "/plan", g(ro.plan), methods=["PUT"]),
             Route("/api/repositories", g(r.repositories)),
             Route("/api/flist", g(r.flists)),
             Route("/api/fileslist", g(r.fileslist)),
@@ -147,9 +169,9 @@ def _online_signing(hub: HubApp) -> Callable[[Starlette], AbstractAsyncContextMa
     return lifespan
 
 
-def create_app(config: HubConfig) -> Starlette:
+def create_app(config: HubConfig, clock: Callable[[], float] = time.time) -> Starlette:
     """The ASGI application of a hub over ``config.root``."""
-    hub = HubApp(config)
+    hub = HubApp(config, clock)
     swept = hub.storage.sweep_temp_files()
     if swept:
         log.info("removed temp files left by an interrupted upload", extra={"count": swept})

@@ -21,6 +21,12 @@ slots = 1                             # nodes of a group upgrading at once, unle
 groups = { workers = 3 }              # ... the group has its own size
 [tokens]                              # bearer token = the one repository it may write
 "a-long-random-secret" = "myrepo"
+[rollout]                             # fleet feedback and the automatic halt (issue 20)
+node_secret = "another-long-secret"   # node tokens are derived from it (`hub node-token`);
+                                      # without it the hub accepts no reports
+threshold_percent = 2.0               # halt once failures pass this share of the attempts...
+min_reports = 20                      # ...out of at least this many nodes that tried
+max_nodes = 100000                    # nodes one release's record keeps
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from zos_upgrade.config import NODE_GROUP
 from zos_upgrade.errors import ConfigError
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.names import validate_name
+from zos_upgrade.hubserver.rollout.record import HaltPolicy
 
 __all__ = ["HubConfig", "load_hub_config"]
 
@@ -43,8 +50,9 @@ _LIMIT_KEYS = {"header_timeout", "max_headers", "max_header_bytes", "max_connect
 _UPLOAD_CHECK_KEYS = {"max_inflated_bytes", "max_inflate_ratio", "upload_check_seconds", "upload_checks",
                       "upload_checks_per_repo"}
 _TUF_KEYS = {"online_keys", "online_resign_seconds"}
-_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", "fleet_lock", *_LIMIT_KEYS,
-         *_UPLOAD_CHECK_KEYS, *_TUF_KEYS}
+_KEYS = {"official", "max_upload_bytes", "max_block_bytes", "blocks", "tokens", "fleet_lock", "rollout",
+         *_LIMIT_KEYS, *_UPLOAD_CHECK_KEYS, *_TUF_KEYS}
+_ROLLOUT_KEYS = {"node_secret", "threshold_percent", "min_reports", "max_nodes"}
 MAX_SLOTS = 100_000
 MIN_TOKEN_CHARS = 16
 MAX_CHECK_SECONDS = 3600.0
@@ -69,6 +77,10 @@ class HubConfig:
     upload_check_seconds: float = 60.0
     upload_checks: int = 4
     upload_checks_per_repo: int = 2
+    # fleet feedback: None accepts no reports (no node token can be checked)
+    node_secret: str | None = None
+    halt: HaltPolicy = field(default_factory=HaltPolicy)
+    max_report_nodes: int = 100_000
     # FleetLock: the slots of a group without its own size, and the groups that have one
     fleet_lock_slots: int = 1
     fleet_lock_groups: Mapping[str, int] = field(default_factory=dict)
@@ -159,10 +171,30 @@ def load_hub_config(path: Path | None, root: Path, *, blocks: Path | None = None
         online_keys = (path.parent / online_value).resolve()
         if not online_keys.is_dir():
             raise ConfigError(f"{where}: online_keys {online_keys} is not a folder")
+    rollout = doc.get("rollout", {})
+    if not isinstance(rollout, dict):
+        raise ConfigError(f"{where}: [rollout] must be a table")
+    unknown = set(rollout) - _ROLLOUT_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: [rollout]: unknown key(s) {sorted(unknown)} "
+                          f"(expected some of {sorted(_ROLLOUT_KEYS)})")
+    secret = rollout.get("node_secret")
+    if secret is not None and (not isinstance(secret, str) or len(secret) < MIN_TOKEN_CHARS):
+        raise ConfigError(f"{where}: [rollout] node_secret must be a string of at least "
+                          f"{MIN_TOKEN_CHARS} chars")
+    threshold = rollout.get("threshold_percent", HaltPolicy.threshold_percent)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 100:
+        raise ConfigError(f"{where}: [rollout] threshold_percent must be a number from 0 to below 100, "
+                          f"got {threshold!r}")
+    halt = HaltPolicy(float(threshold), _positive_int(rollout, "min_reports", HaltPolicy.min_reports,
+                                                      f"{where}: [rollout]", high=1_000_000))
     return HubConfig(
         root=root,
         online_keys=online_keys,
         online_resign_seconds=_seconds(doc, "online_resign_seconds", 300.0, 86400.0, where),
+        node_secret=secret,
+        halt=halt,
+        max_report_nodes=_positive_int(rollout, "max_nodes", 100_000, f"{where}: [rollout]", high=10_000_000),
         tokens=tokens,
         official=frozenset(official),
         max_upload_bytes=_positive_int(doc, "max_upload_bytes", 64 * MiB, where),

@@ -67,7 +67,7 @@ class ReadAPI:
         if request.method == "INFO":
             return await self.light(request)
         flist = await run_in_threadpool(self._resolve, request)
-        return json_response(request, await self._parsed(flist, "contents"))
+        return json_response(request, await self.parsed(flist, "contents"))
 
     async def light(self, request: Request) -> Response:
         # /light is what every node polls: resolving a name is a few metadata syscalls, cheaper on
@@ -85,7 +85,7 @@ class ReadAPI:
 
     async def metadata(self, request: Request) -> Response:
         flist = await run_in_threadpool(self._resolve, request)
-        return json_response(request, await self._parsed(flist, "metadata"))
+        return json_response(request, await self.parsed(flist, "metadata"))
 
     async def taglink(self, request: Request) -> Response:
         repo, name = request.path_params["repo"], request.path_params["name"]
@@ -94,7 +94,7 @@ class ReadAPI:
     def _resolve(self, request: Request) -> StoredFlist:
         return self.storage.resolve(request.path_params["repo"], request.path_params["name"])
 
-    async def _parsed(self, flist: StoredFlist, what: str) -> Any:
+    async def parsed(self, flist: StoredFlist, what: str) -> Any:
         st = flist.stat
         key = (what, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self.contents.get(key)

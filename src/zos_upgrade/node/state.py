@@ -105,6 +105,8 @@ class DaemonState(msgspec.Struct, kw_only=True, frozen=True):
     next_window: float | None = None  # periodic: unix time the next maintenance window opens (now: inside)
     window_closes: float | None = None  # periodic, inside a window: when it closes
     waiting: str | None = None  # why the running transaction waits (a FleetLock slot), None: it does not
+    # the version of the upgrader program that wrote this (after a self-update: the new program's)
+    program_version: str | None = None
 
 
 def state_path(state_dir: Path | str) -> Path:

@@ -20,6 +20,7 @@ from zos_upgrade.upgrade.journal import Journal
 from zos_upgrade.upgrade.manifest import SERVICE_DIR, Manifest, ManifestStore
 from zos_upgrade.upgrade.nodefs import NodeFS
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
+from zos_upgrade.upgrade.probe import ProgramProbe
 
 __all__ = ["Clock", "Context", "DisruptGate", "Pace", "Settings", "Sleep"]
 
@@ -65,6 +66,8 @@ class Settings:
     space_margin: int = DEFAULT_MARGIN        # bytes preflight keeps free beyond what is written
     compatible: str | None = None             # the node's `[node] compatible` name (compat.py)
     disrupt: DisruptGate | None = None        # asked before services stop (the "lock" step)
+    # the self step starts the new program once before handing over to it (probe.py); None: not
+    probe: ProgramProbe | None = None
 
 
 def reserved_paths(root: Path, state_dir: Path, configured: Mapping[str, str]) -> dict[str, str]:

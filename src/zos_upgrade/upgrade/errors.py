@@ -11,6 +11,7 @@ __all__ = [
     "PlanRefused",
     "PreflightFailed",
     "ProbationFailed",
+    "ProgramProbeFailed",
     "ReleaseRefused",
     "RestartNeeded",
     "RollbackIncomplete",
@@ -100,3 +101,9 @@ class HookFailed(UpgradeError):
 
 class ProbationFailed(UpgradeError):
     """A restarted service did not stay running (or a oneshot did not succeed) during probation."""
+
+
+class ProgramProbeFailed(UpgradeError):
+    """The upgrader's new program, installed by the self step, did not start: it did not write its
+    start-up marker within the deadline (``probe.py``). The self step fails and rolls back, which
+    puts the previous program back."""

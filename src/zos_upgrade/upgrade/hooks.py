@@ -24,12 +24,13 @@ import os
 import signal
 import stat
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from zos_upgrade.upgrade.errors import HookFailed
 
-__all__ = ["HOOK_MARKER", "leftover_processes", "run_hook"]
+__all__ = ["HOOK_MARKER", "Ran", "leftover_processes", "run_bounded", "run_hook"]
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +65,50 @@ async def run_hook(
             f"hook {name}: /{name} in the release is not executable (mode {stat.S_IMODE(st.st_mode):o}); "
             "expected an executable file"
         )
-    marker = uuid.uuid4().hex
-    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, "ZOS_HOOK": name, HOOK_MARKER: marker}
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, "ZOS_HOOK": name}
     log.info("running hook", extra={"hook": name})
+    try:
+        ran = await run_bounded([str(path)], cwd=tree, env=full_env, timeout=timeout)
+    except OSError as exc:
+        raise HookFailed(f"hook {name}: cannot execute /{name} of the release: {exc}") from exc
+    tail, timed_out = ran.output, ran.timed_out
+    if ran.killed:
+        log.warning("hook left processes behind; killed",
+                    extra={"hook": name, "pids": sorted(ran.killed), "timed_out": timed_out})
+    if timed_out:
+        said = f"; its output: {tail[-500:]}" if tail else ""
+        raise HookFailed(f"hook {name}: still running after {timeout:g}s; killed{said}")
+    if ran.returncode != 0:
+        raise HookFailed(f"hook {name}: exited with status {ran.returncode}: {tail[-500:]}")
+    log.info("hook done", extra={"hook": name, "output": tail[-500:]})
+    return True
+
+
+@dataclass(frozen=True)
+class Ran:
+    """How a bounded child ended: its status (None: killed at the deadline), output tail, leftovers."""
+
+    returncode: int | None
+    timed_out: bool
+    output: str
+    killed: frozenset[int]
+
+
+async def run_bounded(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float) -> Ran:
+    """Run ``argv`` in its own session for at most ``timeout`` seconds; then every process it left
+    behind (its group, or its run's HOOK_MARKER) is killed and the rest of its output read.
+    OSError when it cannot be started."""
+    marker = uuid.uuid4().hex
     read_fd, write_fd = os.pipe()
     try:
         # the pipe is ours, not asyncio's: its transport would tie wait() to the pipe's EOF
         proc = await asyncio.create_subprocess_exec(
-            str(path), cwd=str(tree), env=full_env, stdin=asyncio.subprocess.DEVNULL,
+            *argv, cwd=str(cwd), env={**env, HOOK_MARKER: marker}, stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd, stderr=write_fd, start_new_session=True,
         )
-    except OSError as exc:
+    except OSError:
         os.close(read_fd)
-        raise HookFailed(f"hook {name}: cannot execute /{name} of the release: {exc}") from exc
+        raise
     finally:
         os.close(write_fd)
     output = _Tail(_OUTPUT_TAIL)
@@ -88,22 +120,12 @@ async def run_hook(
     except TimeoutError:
         timed_out = True
     finally:
-        # also on cancellation: nothing the hook started may outlive its step
+        # also on cancellation: nothing the child started may outlive its step
         killed = await _kill_leftovers(proc.pid, marker)
         with contextlib.suppress(ProcessLookupError):
             await asyncio.shield(proc.wait())
         await output.finish(reader, _DRAIN_SECONDS)
-    tail = output.text()
-    if killed:
-        log.warning("hook left processes behind; killed",
-                    extra={"hook": name, "pids": sorted(killed), "timed_out": timed_out})
-    if timed_out:
-        said = f"; its output: {tail[-500:]}" if tail else ""
-        raise HookFailed(f"hook {name}: still running after {timeout:g}s; killed{said}")
-    if proc.returncode != 0:
-        raise HookFailed(f"hook {name}: exited with status {proc.returncode}: {tail[-500:]}")
-    log.info("hook done", extra={"hook": name, "output": tail[-500:]})
-    return True
+    return Ran(None if timed_out else proc.returncode, timed_out, output.text(), frozenset(killed))
 
 
 class _Tail:

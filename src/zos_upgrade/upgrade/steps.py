@@ -13,8 +13,9 @@ A failure from ``self`` to ``post-start`` rolls BACK (``outcome.roll_back``). **
 durable journal record ``committed`` before ``commit``: it carries the new manifest, so everything
 after it is idempotent roll-forward work, and a failure there is finished at the next start. The
 one exception to "before the commit point rolls back" is ``self``: the upgrader replaced its own
-program and exits (``RestartNeeded``); the next process finds the journal and continues the table
-from ``save-data``.
+program, ``program-start`` proved the new one starts (``probe.py``; if not, it rolls back), and the
+process exits (``RestartNeeded``); the next process finds the journal and continues the table from
+``save-data``.
 
 ``lock`` runs only when the daemon injected a disrupt gate (``fleet_lock``: a FleetLock slot): it
 waits there, with the hooks' pre-copy work done but nothing stopped, and the slot is given back when
@@ -57,6 +58,8 @@ from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
 from zos_upgrade.upgrade.report import UpgradeReport
 from zos_upgrade.upgrade.rollback import ROLLBACK_HOOK, mount_rolled_from
+
+PROBE_MARKER = "program-probe.json"  # in the state dir: where the probed program writes its marker
 
 __all__ = ["STEPS", "OnFailure", "Step", "Transaction", "run_steps"]
 
@@ -222,6 +225,13 @@ async def _self_update(ctx: Context, tx: Transaction) -> None:
     ctx.files.apply(program, tree / program, new.files.get(program) if new else None)
 
 
+async def _program_start(ctx: Context, _tx: Transaction) -> None:
+    """The new program must start before we hand over to it (``probe.py``); a failure here is the
+    release's own (its program cannot run), and the rollback puts the previous program back."""
+    if ctx.settings.probe is not None:
+        await ctx.settings.probe(ctx.files.node_path(ctx.settings.program), ctx.state_dir / PROBE_MARKER)
+
+
 def _saves_data(ctx: Context, tx: Transaction) -> bool:
     return tx.tree is not None and bool(tx.planned.data_paths) and not ctx.journal.record.data_saved
 
@@ -345,8 +355,9 @@ STEPS: tuple[Step, ...] = (
     Step("preflight", _preflight, OnFailure.REFUSE),
     Step("fetch", _fetch, OnFailure.REFUSE, crash_after="after-fetch", when=_needs_fetch),
     Step("plan", _plan, OnFailure.REFUSE, phase_after=Phase.PLANNED, crash_after="after-plan"),
-    Step("self", _self_update, _RB, phase_after=Phase.SELF_UPDATED, crash_after="after-self-update",
-         when=_updates_self, exits=True),
+    Step("self", _self_update, _RB, when=_updates_self),
+    Step("program-start", _program_start, _RB, phase_after=Phase.SELF_UPDATED,
+         crash_after="after-self-update", when=_updates_self, exits=True),
     Step("save-data", _save_data, _RB, when=_saves_data),
     Step("pre-copy", _hook("pre-copy"), _RB, phase_after=Phase.PRE_COPIED, crash_after="after-pre-copy"),
     Step("lock", _take_slot, _RB, when=_gated),  # nothing disrupted yet: a refusal rolls back the hooks

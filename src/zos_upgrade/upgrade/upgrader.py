@@ -46,6 +46,7 @@ from zos_upgrade.upgrade.nodefs import check_relative
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 from zos_upgrade.upgrade.preview import Preview, preview_release, preview_uninstall
+from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
 from zos_upgrade.upgrade.rollback import check_kept_flist, kept_release, rollback_target
@@ -82,6 +83,7 @@ class Upgrader:
         space_margin: int = DEFAULT_MARGIN,
         compatible: str | None = None,
         disrupt: DisruptGate | None = None,
+        probe: ProgramProbe | None = None,
     ) -> None:
         settings = Settings(
             self_update=self_update, program=check_relative(program.lstrip("/"), "program path"),
@@ -89,7 +91,7 @@ class Upgrader:
             hook_timeout=hook_timeout, stop_timeout=stop_timeout, reserved=dict(reserved or {}),
             sleep=sleep, clock=clock,
             trust_files=tuple(Path(p) for p in trust_files), free_space=free_space, space_margin=space_margin,
-            compatible=compatible, disrupt=disrupt,
+            compatible=compatible, disrupt=disrupt, probe=probe,
         )
         self._ctx = Context(Path(root), Path(state_dir), flister, supervisor, settings)
         self.root, self.state_dir = self._ctx.root, self._ctx.state_dir
