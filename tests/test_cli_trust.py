@@ -219,7 +219,22 @@ def test_release_add_signs_into_the_trees_tuf_repository(tmp_path: Path) -> None
             keys,
         )
 
-    out = add_signed("1.2.0")
+    # a bad plan: neither the tree nor its TUF repository change; --rollout needs --trust-keys
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"start": "2026-12-05T08:00:00Z", "duration": 60, "steps": []}')
+    before = sorted((tree / "tuf" / "metadata").iterdir())
+    result = invoke("release", "add", "1.2.0", "--flist", url, "--flist-file", flist, "--key", signer,
+                    "--root", tree, "--trust-keys", keys, "--rollout", bad)
+    assert result.exit_code == 1 and "RolloutError" in result.output, result.output
+    assert json.loads((tree / "versions").read_text()) == ["1.1.0"]
+    assert sorted((tree / "tuf" / "metadata").iterdir()) == before
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"start": "2026-12-05T08:00:00Z", "duration": 60}')
+    result = invoke("release", "add", "1.2.0", "--flist", url, "--flist-file", flist, "--key", signer,
+                    "--root", tree, "--rollout", plan)
+    assert result.exit_code == 2 and "--trust-keys" in result.output
+    out = ok("release", "add", "1.2.0", "--flist", url, "--flist-file", flist, "--key", signer,
+             "--root", tree, "--trust-keys", keys, "--rollout", plan)
     assert "TUF: signed targets v2" in out
     add_signed("1.3.0")
     result = invoke("release", "withdraw", "1.3.0", "--root", tree)
@@ -241,6 +256,7 @@ def test_release_add_signs_into_the_trees_tuf_repository(tmp_path: Path) -> None
         assert latest is not None and latest.custom["zos"] == {"kind": "link", "link": "1.2.0"}
         release = node.get_targetinfo("1.2.0")
         assert release is not None and release.custom["zos"]["flist"] == url
+        assert release.custom["zos"]["rollout"] == {"start": "2026-12-05T08:00:00Z", "duration": 60}
         release.verify_length_and_hashes(flist.read_bytes())
         assert httpx.get(f"{base}/tuf/keys/x.pem").status_code == 404
         assert httpx.get(f"{base}/tuf/settings.json").status_code == 404

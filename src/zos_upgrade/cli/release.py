@@ -73,16 +73,27 @@ def keygen(prefix: str) -> None:
     help="Keys of the tree's TUF repository (ROOT/tuf, made by `trust init --dir ROOT/tuf --keys K`): "
     "the release is signed there too, and `latest` follows the highest version (repeatable).",
 )
+@click.option(
+    "--rollout", "rollout_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="With --trust-keys: a phased rollout plan (JSON) signed with the release in ROOT/tuf.",
+)
 def add(
     version: str, flist_url: str, flist_file: Path, key_path: Path, root: Path, transaction_id: str,
-    trust_keys: tuple[Path, ...],
+    trust_keys: tuple[Path, ...], rollout_file: Path | None,
 ) -> None:
     """Sign VERSION and add it to the tree; rewrites `versions` and `latest` atomically.
 
     \b
     With a TUF repository in ROOT/tuf (what nodes believe), give its keys:
       zos-upgrade release add 1.2.0 --flist URL --flist-file F --key K --root DIR --trust-keys KEYS
+    A phased rollout (signed in ROOT/tuf only: the unsigned release objects cannot carry one):
+      zos-upgrade release add 1.2.0 ... --trust-keys KEYS --rollout plan.json
     """
+    if rollout_file is not None and not trust_keys:
+        raise click.UsageError("--rollout is signed in the tree's TUF repository: give --trust-keys")
+    from zos_upgrade.cli.trust import read_plan
+
+    plan = read_plan(rollout_file)  # a bad plan: refused before the tree or its TUF repository change
     repo = _tree_repository(root, trust_keys)
     upgrade = ReleaseTree(root).add(
         version, flist_url=flist_url, flist_file=flist_file, key=load_private_key(key_path),
@@ -90,7 +101,7 @@ def add(
     )
     click.echo(f"added {upgrade.version}: flist {upgrade.flist} hash {upgrade.hash} key {upgrade.key_id}")
     if repo is not None:
-        change = repo.sign_releases([(str(upgrade.version), flist_file, upgrade.flist)])
+        change = repo.sign_releases([(str(upgrade.version), flist_file, upgrade.flist)], rollout=plan)
         click.echo(f"TUF: signed {change.describe()} in {repo.metadata_dir}")
 
 
