@@ -11,7 +11,9 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.check import PlanningUpgrader
@@ -34,6 +36,7 @@ from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generate
 from zos_upgrade.node.reports import ReportQueue
 from zos_upgrade.publisher import HTTPPublisher, load_public_key
 from zos_upgrade.rollout.fleetlock import FleetLockClient
+from zos_upgrade.sources.base import ReleaseSource
 from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.sources.publisher import PublisherSource
 from zos_upgrade.sources.tuf import TufHubSource, TufReleaseSource
@@ -244,21 +247,21 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
     flists = HubSource(hub, downloads)
+    bins: _Followed[Mapping[str, RepoFList], FListRepoWatcher] | None = None
     if src.bins_repo is not None:
         repo = src.bins_repo
 
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
             return _InsecureRepoWatcher(repo, current, src.interval, hub=hub)
 
-        parts.policies.append(BinsPolicy(upgrader, flists, bins_watcher, memory=memory, control=control,
-                                                gates=gates))
+        bins = (flists, bins_watcher)
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return _InsecureLinkWatcher(flist, src.interval, current, hub=hub)
 
-    boot = BootPolicy(upgrader, flists, boot_watcher, memory=memory, control=control, gates=gates)
-    _report_to_hub(config, parts, boot, identity, planning=check_into is not None)
-    parts.policies.append(boot)
+    policies = _HubPolicies(config, parts, upgrader, memory, control, gates, identity,
+                            planning=check_into is not None)
+    policies.add((flists, boot_watcher), bins)
     return parts
 
 
@@ -274,6 +277,7 @@ def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads
     trusted = make_trusted(config, boot_repo, into=trust_into)
     parts.closers.append(_closer(trusted))
     gates = with_plans(trusted, link_name, flist_version)
+    bins: _Followed[Mapping[str, RepoFList], FListRepoWatcher] | None = None
     if src.bins_repo is not None:
         repo = src.bins_repo
         bins_trusted = trusted if repo == boot_repo else make_trusted(config, repo, into=trust_into)
@@ -284,16 +288,47 @@ def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads
         def bins_watcher(current: Mapping[str, RepoFList]) -> FListRepoWatcher:
             return TufRepoWatcher(repo, current, src.interval, trusted=bins_trusted)
 
-        parts.policies.append(BinsPolicy(upgrader, bins_source, bins_watcher, memory=memory, control=control,
-                                         gates=gates))
+        bins = (bins_source, bins_watcher)
 
     def boot_watcher(current: Version) -> FListSemverWatcher:
         return TufLinkWatcher(flist, src.interval, current, trusted=trusted)
 
     boot_source = TufHubSource(trusted, boot_repo, downloads, hub_url=hub_url)
-    boot = BootPolicy(upgrader, boot_source, boot_watcher, memory=memory, control=control, gates=gates)
-    _report_to_hub(config, parts, boot, identity, planning=trust_into is not None)
-    parts.policies.append(boot)
+    policies = _HubPolicies(config, parts, upgrader, memory, control, gates, identity,
+                            planning=trust_into is not None)
+    policies.add((boot_source, boot_watcher), bins)
+
+
+Current = TypeVar("Current")
+Watcher = TypeVar("Watcher")
+# what a hub-following policy is made of: the source that vouches for releases, and its watcher
+_Followed = tuple[ReleaseSource[RepoFList], Callable[[Current], Watcher]]
+
+
+@dataclass
+class _HubPolicies:
+    """The policies of a hub-following node, whatever vouches for its releases (the hub's md5 or
+    TUF): the bins repository's when one is followed, then the boot link's, which reports to the
+    hub."""
+
+    config: Config
+    parts: NodeParts
+    upgrader: UpgraderPort
+    memory: ReleaseMemory
+    control: ControlGate
+    gates: list[Gate]
+    identity: NodeIdentity | None
+    planning: bool
+
+    def add(self, boot: _Followed[Version, FListSemverWatcher],
+            bins: _Followed[Mapping[str, RepoFList], FListRepoWatcher] | None) -> None:
+        memory, control, gates = self.memory, self.control, self.gates
+        if bins is not None:
+            self.parts.policies.append(
+                BinsPolicy(self.upgrader, bins[0], bins[1], memory=memory, control=control, gates=gates))
+        policy = BootPolicy(self.upgrader, boot[0], boot[1], memory=memory, control=control, gates=gates)
+        _report_to_hub(self.config, self.parts, policy, self.identity, planning=self.planning)
+        self.parts.policies.append(policy)
 
 
 def _closer(trusted: TrustedRepo) -> Callable[[], Awaitable[None]]:
