@@ -42,8 +42,10 @@ async def _answer(reader: asyncio.StreamReader, within: float) -> bytes:
 
 async def _slow_client(hub: Hub, gap: float) -> tuple[bytes, float]:
     """A request line, then one header line every ``gap`` s, never the end of the head."""
-    reader, writer = await _open(hub)
+    # the clock starts before the connection does, so it never starts after the hub's (a busy event
+    # loop may resume this task long after the connect)
     started = time.monotonic()
+    reader, writer = await _open(hub)
 
     async def trickle() -> None:
         writer.write(b"GET /api/repositories HTTP/1.1\r\n")
@@ -63,8 +65,10 @@ async def _slow_client(hub: Hub, gap: float) -> tuple[bytes, float]:
 
 
 async def _silent_client(hub: Hub) -> tuple[bytes, float]:
-    reader, writer = await _open(hub)
+    # the clock starts before the connection does, so it never starts after the hub's (a busy event
+    # loop may resume this task long after the connect)
     started = time.monotonic()
+    reader, writer = await _open(hub)
     try:
         return await _answer(reader, HEAD_TIMEOUT + 3), time.monotonic() - started
     finally:
@@ -94,7 +98,9 @@ def test_slow_and_silent_clients_are_cut_off_while_normal_clients_are_served(
         silent = [asyncio.create_task(_silent_client(hub)) for _ in range(30)]
         await asyncio.sleep(0.1)  # the attack is in place
         latencies = await _normal_clients(hub, until=time.monotonic() + HEAD_TIMEOUT * 3)
-        assert len(latencies) >= 10 and max(latencies) < 0.5, latencies
+        # a few answers, none held up by the attack (a blocked hub would answer at the 0.5 s cut); how
+        # many fit in the window depends on the machine's load, not on the hub
+        assert len(latencies) >= 5 and max(latencies) < 0.5, latencies
         for answer, took in await asyncio.gather(*slow, *silent):
             assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:80]
             assert b"request head not complete within 0.5s" in answer

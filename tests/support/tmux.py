@@ -18,6 +18,7 @@ def run_in_terminal(cmd: Sequence[str], sock: Path, *, width: int = 80, timeout:
     line = " ".join(shlex.quote(c) for c in cmd)
     shell = f"cd {shlex.quote(str(cwd or Path.cwd()))} && {line}; echo {DONE}$?; sleep 600"
     tmux = ["tmux", "-S", str(sock)]
+    _wait_gone(sock)  # a server killed by the previous run on this socket may still be exiting
     subprocess.run([*tmux, "new-session", "-d", "-x", str(width), "-y", "50", shell], check=True, timeout=10)
     try:
         deadline = time.monotonic() + timeout
@@ -33,3 +34,16 @@ def run_in_terminal(cmd: Sequence[str], sock: Path, *, width: int = 80, timeout:
             time.sleep(0.2)
     finally:
         subprocess.run([*tmux, "kill-server"], check=False, timeout=10, capture_output=True)
+        _wait_gone(sock)
+
+
+def _wait_gone(sock: Path, timeout: float = 10.0) -> None:
+    """Until the tmux server on ``sock`` has exited: ``kill-server`` returns before it has, and a
+    ``new-session`` that reaches the dying server fails ("server exited unexpectedly")."""
+    deadline = time.monotonic() + timeout
+    while sock.exists() and time.monotonic() < deadline:
+        probe = subprocess.run(["tmux", "-S", str(sock), "list-sessions"], capture_output=True, timeout=10)
+        if probe.returncode != 0 and b"no server running" in probe.stderr + probe.stdout:
+            sock.unlink(missing_ok=True)  # a stale socket nobody answers on
+            return
+        time.sleep(0.1)
