@@ -31,6 +31,7 @@ from zos_upgrade.errors import ZosUpgradeError
 
 __all__ = [
     "ACCEPT_ENCODING",
+    "MAX_FLIST_BYTES",
     "SERVER_KEEP_ALIVE",
     "Backoff",
     "BadEncoding",
@@ -46,6 +47,9 @@ __all__ = [
     "TransportError",
     "fetch",
 ]
+
+# the largest flist file a node downloads, whichever source it comes from (hub, release server, TUF)
+MAX_FLIST_BYTES = 256 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 

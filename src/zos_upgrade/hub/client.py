@@ -36,7 +36,7 @@ from zos_upgrade.hub.models import (
 )
 from zos_upgrade.hub.names import ARCHIVE_SUFFIX, FLIST_SUFFIXES, split_fqdn, validate_name
 from zos_upgrade.hub.rollout import HaltFlag, Report, RolloutStatus
-from zos_upgrade.net import FetchResult, RetryPolicy, fetch
+from zos_upgrade.net import MAX_FLIST_BYTES, FetchResult, RetryPolicy, fetch
 
 __all__ = ["HubClient"]
 
@@ -79,7 +79,7 @@ class HubClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_json_bytes: int = 16 * MiB,
-        max_flist_bytes: int = 256 * MiB,
+        max_flist_bytes: int = MAX_FLIST_BYTES,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise HubError(f"hub URL {base_url!r} must start with http:// or https://")

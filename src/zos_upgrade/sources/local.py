@@ -30,10 +30,11 @@ from urllib.parse import urlsplit
 from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.flist.formats import sniff_head
 from zos_upgrade.flist.model import FlistError
+from zos_upgrade.net import MAX_FLIST_BYTES
 from zos_upgrade.publisher.base import Publisher, Upgrade
 from zos_upgrade.publisher.signing import TrustedKeys, flist_hash
 from zos_upgrade.sources.base import FetchFailed, Target, UnusableRelease, VerificationFailed, VerifiedRelease
-from zos_upgrade.sources.publisher import MAX_FLIST_BYTES, fetch_flist_url, fqdn_of_url, keep_flist
+from zos_upgrade.sources.publisher import fetch_flist_url, fqdn_of_url, keep_flist
 from zos_upgrade.versions import InvalidVersion, parse_version, version_from_name
 
 __all__ = ["HubVouch", "LocalFileSource", "LocalFlist", "SignedVouch", "UnsignedVouch", "Vouch", "Vouched"]

@@ -35,13 +35,12 @@ from zos_upgrade.sources.base import (
 __all__ = ["FetchUrl", "PublisherSource", "fetch_flist_url", "fqdn_of_url", "keep_flist"]
 
 FetchUrl = Callable[[str], Awaitable[bytes]]
-MAX_FLIST_BYTES = 256 * 1024 * 1024
 
 
 async def fetch_flist_url(url: str) -> bytes:
     """GET ``url`` with a timeout and a size limit (the default way to fetch a release's flist)."""
     async with httpx.AsyncClient(timeout=30.0, follow_redirects=True) as client:
-        result = await net.fetch(client, url, max_bytes=MAX_FLIST_BYTES)
+        result = await net.fetch(client, url, max_bytes=net.MAX_FLIST_BYTES)
     return result.body
 
 

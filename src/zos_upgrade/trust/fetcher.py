@@ -26,11 +26,10 @@ import httpx
 from tuf.api import exceptions
 from tuf.ngclient.fetcher import FetcherInterface
 
-from zos_upgrade.net import Backoff
+from zos_upgrade.net import MAX_FLIST_BYTES, Backoff
 
 __all__ = ["FetchStats", "HttpxFetcher"]
 
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # the largest flist a node accepts (sources/publisher.py)
 
 
 @dataclass
@@ -52,7 +51,7 @@ class HttpxFetcher(FetcherInterface):
     deadline: float = 120.0        # seconds for a whole download
     min_rate: float = 1024.0       # bytes/s on average, checked once ``grace`` seconds have passed
     grace: float = 5.0
-    max_bytes: int = DEFAULT_MAX_BYTES
+    max_bytes: int = MAX_FLIST_BYTES
     retries: int = 2
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, cap=2.0))
     sleep: Callable[[float], None] = time.sleep
