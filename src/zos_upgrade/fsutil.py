@@ -7,6 +7,7 @@ content or the new one, never a torn file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_writer",
+    "file_md5",
     "fsync_dir",
     "read_at_most",
     "sweep_temps",
@@ -38,6 +40,15 @@ def fsync_dir(path: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_md5(path: Path | str) -> str:
+    """The md5 (hex) of the file at ``path``, read in 1 MiB chunks: the name flist files go by."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_at_most(path: Path | str, limit: int) -> bytes | None:

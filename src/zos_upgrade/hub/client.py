@@ -58,14 +58,6 @@ def _segment(value: str) -> str:
     return quote(value, safe=":@+,;=")
 
 
-def _md5_of_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class HubClient:
     """An async client of a 0-hub compatible server (ours or the real one)."""
 
@@ -194,7 +186,7 @@ class HubClient:
     @staticmethod
     def _cached_is_valid(path: Path, md5: str) -> bool:
         try:
-            if _md5_of_file(path) == md5:
+            if fsutil.file_md5(path) == md5:
                 return True
         except FileNotFoundError:
             return False

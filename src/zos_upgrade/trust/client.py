@@ -14,7 +14,6 @@ nothing (the fetcher's conditional request for ``timestamp.json``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -232,7 +231,7 @@ class TrustedRepo:
                     _write(temp, fileobj.read())
             else:
                 updater.download_target(target.info, str(temp))
-            md5 = _md5_of(temp)
+            md5 = fsutil.file_md5(temp)
             if target.zos.md5 and md5 != target.zos.md5:
                 raise TargetMismatch(f"{self.name}: {target.path!r} has the signed sha256 but md5 {md5}, "
                                      f"not the signed {target.zos.md5} [{TargetMismatch.attack}]")
@@ -340,14 +339,6 @@ def _error_record(error: TrustError, at: datetime) -> dict[str, Any]:
 def _write(path: Path, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
-
-
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _durable(temp: Path, path: Path) -> None:

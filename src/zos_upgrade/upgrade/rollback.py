@@ -29,9 +29,9 @@ from, and an operator who rolls back again chose it (its hold is cleared by that
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from zos_upgrade.fsutil import file_md5
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.errors import RollbackRefused, UpgradeError
@@ -88,10 +88,7 @@ def check_kept_flist(path: Path, md5: str, what: str, since: str) -> None:
     """UpgradeError unless the flist file at ``path`` still has the md5 it was checked with at ``since``."""
     if not path.is_file():
         raise UpgradeError(f"{what}: kept flist file {path} is missing")
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != md5:
+    found = file_md5(path)
+    if found != md5:
         raise UpgradeError(f"{what}: kept flist file {path} changed since {since} "
-                           f"(md5 {digest.hexdigest()}, expected {md5})")
+                           f"(md5 {found}, expected {md5})")
