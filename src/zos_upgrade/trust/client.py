@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -228,7 +229,8 @@ class TrustedRepo:
                 with self.fetcher.download_file(target.zos.flist, target.length) as fileobj:
                     target.info.verify_length_and_hashes(fileobj)
                     fileobj.seek(0)
-                    _write(temp, fileobj.read())
+                    with open(temp, "wb") as out:  # streamed: a release's flist may be large
+                        shutil.copyfileobj(fileobj, out)
             else:
                 updater.download_target(target.info, str(temp))
             md5 = fsutil.file_md5(temp)
@@ -334,11 +336,6 @@ def _error_record(error: TrustError, at: datetime) -> dict[str, Any]:
         record["role"] = error.role
         record["expires"] = error.expires.isoformat() if error.expires else None
     return record
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
 
 
 def _durable(temp: Path, path: Path) -> None:
