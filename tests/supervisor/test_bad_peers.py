@@ -269,3 +269,30 @@ def trickle_json(conn: Any, peer: Any) -> None:
     conn.sendall(b'{"state": "ok", "body": {"a": "')
     while not peer.release.wait(0.1):
         conn.sendall(b"x")
+
+
+def _xmlrpc_fault(code: int, text: str) -> bytes:
+    body = xmlrpc.client.dumps(xmlrpc.client.Fault(code, text), methodresponse=True).encode()
+    return b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_supervisord_spawn_error_on_start_is_left_to_status(sock_dir: Path) -> None:
+    """A real supervisord answers startProcess with SPAWN_ERROR when the program is in BACKOFF by the
+    time the call returns: it exited at once, which on a loaded machine can beat the RPC. ``start``
+    only asks for the start (as with zinit), so probation reports the failure with the program's
+    output instead of the restart step failing on a bare fault. Any other fault still raises."""
+    path = sock_dir / "sd.sock"
+
+    async def start() -> None:
+        sup = client("supervisord", path)
+        try:
+            await sup.start("gamma")
+        finally:
+            await sup.aclose()
+
+    with fake_peer(path, send(_xmlrpc_fault(50, "SPAWN_ERROR: gamma"))):
+        asyncio.run(start())  # no error
+    path = sock_dir / "sd2.sock"
+    with fake_peer(path, send(_xmlrpc_fault(20, "NO_FILE: can't find command 'x'"))), \
+            pytest.raises(SupervisorError, match="NO_FILE"):
+        asyncio.run(start())

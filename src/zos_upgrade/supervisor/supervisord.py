@@ -53,6 +53,7 @@ _WHAT = "supervisord"
 # supervisor.xmlrpc.Faults (kept here so this layer does not import supervisord's server code)
 BAD_NAME = 10
 BAD_SIGNAL = 11
+SPAWN_ERROR = 50
 ALREADY_STARTED = 60
 NOT_RUNNING = 70
 ALREADY_ADDED = 90
@@ -78,6 +79,12 @@ _LOG_MAXBYTES = "1MB"  # per program log file, one rotated backup: bounded, and 
 
 class _AlreadyStarted(SupervisorError):
     """startProcess of a running program (``start`` treats it as success, as zinit does)."""
+
+
+class _SpawnFailed(SupervisorError):
+    """startProcess found the program already in BACKOFF: it was started and exited at once (or could
+    not exec). Like zinit, ``start`` only asks for the start; status and probation report the failure
+    with the program's output (a slow machine decides whether the RPC or the exit comes first)."""
 
 
 class _ProcessInfo(msgspec.Struct):
@@ -257,6 +264,8 @@ class SupervisordClient:
             return ServiceIsDown(text)
         if fault.faultCode == ALREADY_STARTED:
             return _AlreadyStarted(text)
+        if fault.faultCode == SPAWN_ERROR:
+            return _SpawnFailed(text)
         return SupervisorError(f"{text} (fault {fault.faultCode})")
 
     # --- Supervisor -----------------------------------------------------------------------------
@@ -315,7 +324,7 @@ class SupervisordClient:
     async def start(self, name: str) -> None:
         validate_service_name(name)
         self._mark_log(name)
-        with contextlib.suppress(_AlreadyStarted):
+        with contextlib.suppress(_AlreadyStarted, _SpawnFailed):
             await self._call("startProcess", name, False, name=name)
 
     async def stop(self, name: str) -> None:
