@@ -24,21 +24,15 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import BLOCK_SIZE, Entry, EntryKind, open_flist
+from zos_upgrade.flist import BLOCK_SIZE, open_flist
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import IncompatibleRelease, check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.errors import PlanRefused, PreflightFailed
-from zos_upgrade.upgrade.manifest import (
-    HOOK_NAMES,
-    RELEASE_CONTROL_FILES,
-    SERVICE_DIR,
-    FileRecord,
-    Manifest,
-    record_of,
-)
+from zos_upgrade.upgrade.manifest import FileRecord, Manifest, record_of
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
+from zos_upgrade.upgrade.release_entries import ReleaseEntries, block_fingerprint, read_entries
 
 __all__ = ["Preview", "block_fingerprint", "preview_release", "preview_uninstall"]
 
@@ -65,14 +59,6 @@ class Preview:
         return all(v == "ok" for v in self.preflight.values())
 
 
-def block_fingerprint(keys: Iterable[bytes]) -> str:
-    """The content of a file named by its blocks' keys, in order (both flist formats)."""
-    digest = hashlib.blake2b(digest_size=32)
-    for key in keys:
-        digest.update(key)
-    return "blocks:" + digest.hexdigest()
-
-
 def _chunks(data: bytes) -> Iterator[bytes]:
     for start in range(0, len(data), BLOCK_SIZE):
         yield data[start:start + BLOCK_SIZE]
@@ -89,49 +75,12 @@ def _fingerprint(chunks: Iterable[bytes], width: int) -> str:
     return block_fingerprint(hashlib.blake2b(chunk, digest_size=width).digest() for chunk in chunks)
 
 
-@dataclass
-class _Release:
-    """What the preview reads from an flist file: entries as plan records, hooks, blocks."""
-
-    tags: dict[str, str]
-    width: int                                   # key width: 16 (v1) or 32 (v2)
-    files: dict[str, FileRecord] = field(default_factory=dict)
-    service_fingerprints: dict[str, str] = field(default_factory=dict)
-    hooks: list[str] = field(default_factory=list)
-    blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size
-
-    def take(self, entry: Entry) -> None:
-        rel = entry.path.lstrip("/")
-        if not rel or entry.kind is EntryKind.SPECIAL:
-            return  # scan_release skips special files too
-        for index, ref in enumerate(entry.blocks):  # every file is materialized, hooks included
-            self.blocks[ref.id] = min(BLOCK_SIZE, entry.size - index * BLOCK_SIZE)
-        if rel in RELEASE_CONTROL_FILES:
-            if rel in HOOK_NAMES:
-                self.hooks.append(rel)
-            return
-        if entry.kind is EntryKind.DIR:
-            self.files[rel] = FileRecord("dir", entry.permissions, 0, "")
-        elif entry.kind is EntryKind.LINK:
-            self.files[rel] = FileRecord("link", 0o777, 0, entry.target)  # a symlink's mode on Linux
-        else:
-            fingerprint = block_fingerprint(ref.key for ref in entry.blocks)
-            self.files[rel] = FileRecord("file", entry.permissions, entry.size, fingerprint)
-            name = rel[len(SERVICE_DIR) + 1:-len(".yaml")]
-            if rel.startswith(SERVICE_DIR + "/") and rel.endswith(".yaml") and "/" not in name:
-                self.service_fingerprints[name] = fingerprint
-
-
-def _read_release(flist: Path) -> _Release:
+def _read_release(flist: Path) -> ReleaseEntries:
     with open_flist(flist) as reader:
-        release = _Release(tags=reader.tags(), width=16 if reader.format == "v1" else 32)
-        for entry in reader.entries():
-            release.take(entry)
-    release.hooks.sort(key=HOOK_NAMES.index)
-    return release
+        return read_entries(reader)
 
 
-def _services(found: _Release, old: Manifest | None) -> dict[str, str]:
+def _services(found: ReleaseEntries, old: Manifest | None) -> dict[str, str]:
     """Service name -> config text: the installed text when the fingerprints agree, else a marker
     (the new text is in blocks the preview does not fetch; the plan only compares texts)."""
     services: dict[str, str] = {}
