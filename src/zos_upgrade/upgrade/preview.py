@@ -6,13 +6,15 @@ over the installed manifest, the node as it is, and the release's entries), with
 an flist entry carries no content digest, only its blocks' keys (``key = blake2b(plain block)``,
 ``flist/blocks.py``). So both sides of the comparison are named by a **block fingerprint** — the
 blake2b-256 of a file's block keys in order — computed from the entry for the release, and by
-reading and hashing the node's file in 512 KiB blocks for the node. Equal fingerprints mean equal
-content, exactly as equal digests do in a real plan.
+for the node: the fingerprint its manifest recorded while the node file still has the recorded
+digest, else by hashing the file in 512 KiB blocks. Equal fingerprints mean equal content, exactly
+as equal digests do in a real plan.
 
 What the preview cannot know without the blocks, and says so by omission: the text of a changed
 service config (it is marked changed, not parsed), and the node paths a release's ``hooks.paths``
 names (the data its hooks may change). The bytes to download are the *plain* sizes of the blocks
-the node's cache lacks: the stored blocks are compressed, so the transfer is usually smaller.
+neither the node's cache nor its installed files hold (the manifest lists their blocks): the
+stored blocks are compressed, so the transfer is usually smaller.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import IncompatibleRelease, check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.errors import PlanRefused, PreflightFailed
-from zos_upgrade.upgrade.manifest import FileRecord, Manifest, record_of
+from zos_upgrade.upgrade.manifest import FileRecord, Manifest, digest_file, record_of
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
 from zos_upgrade.upgrade.release_entries import ReleaseEntries, block_fingerprint, read_entries
@@ -50,7 +52,7 @@ class Preview:
     plan: Plan | None = None        # None when refused before the plan
     hooks: list[str] = field(default_factory=list)      # hooks that would run, in their order
     blocks_total: int = 0
-    blocks_missing: int = 0         # blocks the node's cache lacks: what would be downloaded
+    blocks_missing: int = 0         # blocks neither the cache nor the node's files hold: downloaded
     download_bytes: int = 0         # plain size of those blocks (the compressed transfer is smaller)
     preflight: dict[str, str] = field(default_factory=dict)  # check -> "ok" or why it fails
 
@@ -101,17 +103,30 @@ def _plan_release(ctx: Context, release: VerifiedRelease, preview: Preview) -> M
         preview.refused = f"{type(exc).__name__}: {exc}"
         return None
     cache = ctx.flister.cache
+    old = ctx.manifests.load(release.key)
+    # blocks the installed files hold are read from the node (``node_blocks``), not downloaded
+    held = {key for recorded in (old.blocks.values() if old else ()) if recorded.sizes
+            for key in recorded.keys}
     missing = [size for block_id, size in found.blocks.items()
-               if not os.path.lexists(cache.path_for(block_id))]
+               if found.block_keys[block_id].hex() not in held
+               and not os.path.lexists(cache.path_for(block_id))]
     preview.blocks_total, preview.blocks_missing, preview.download_bytes = (
         len(found.blocks), len(missing), sum(missing))
-    old = ctx.manifests.load(release.key)
     services = _services(found, old)
     settings, boot = ctx.settings, release.target == "boot"
     width = found.width
 
+    def fingerprint(rel: str, path: Path) -> str:
+        """The node file's fingerprint: the one its manifest recorded while the file still has the
+        recorded content (the transaction's own test, ``staging.py``; whatever its block layout),
+        else computed over 512 KiB blocks (the flists' fixed layout)."""
+        recorded, installed = (old.blocks.get(rel), old.files.get(rel)) if old else (None, None)
+        if recorded is not None and installed is not None and digest_file(path) == installed.digest:
+            return recorded.fingerprint
+        return _fingerprint(_file_chunks(path), width)
+
     def node(rel: str) -> FileRecord | None:
-        return record_of(ctx.files.node_path(rel), lambda path: _fingerprint(_file_chunks(path), width))
+        return record_of(ctx.files.node_path(rel), lambda path: fingerprint(rel, path))
 
     try:
         preview.plan = make_plan(

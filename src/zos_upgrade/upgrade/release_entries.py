@@ -42,6 +42,7 @@ class ReleaseEntries:
     hooks: list[str] = field(default_factory=list)
     control: list[str] = field(default_factory=list)   # hooks and hooks.paths present at the root
     blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size (fixed layout)
+    block_keys: dict[bytes, bytes] = field(default_factory=dict)  # block id -> its key
 
     def take(self, entry: Entry) -> None:
         rel = entry.path.lstrip("/")
@@ -52,6 +53,7 @@ class ReleaseEntries:
             raise HostileFlist(f"entry {entry.path!r} appears twice")
         for index, ref in enumerate(entry.blocks):
             self.blocks[ref.id] = min(BLOCK_SIZE, entry.size - index * BLOCK_SIZE)
+            self.block_keys[ref.id] = ref.key
         if rel in RELEASE_CONTROL_FILES:
             self.control.append(rel)
             if rel in HOOK_NAMES:

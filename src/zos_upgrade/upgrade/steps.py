@@ -6,6 +6,13 @@ after it. The journal records every step durably before the next one begins; cra
 where the proof suite kills the process (``crash.py``; ``mid-apply``, ``after-manifest`` and
 ``after-boot-files`` are inside their steps).
 
+``fetch`` plans from the flist before any block is fetched: its entries against the installed
+manifest and the node (``staging.py``) say which files changed, and only those (with the hooks,
+``hooks.paths`` and service configs the later steps read) are staged into the mount; ``plan``
+builds the new manifest from the entries and the staged files' digests, and the plan from it.
+The staged tree therefore holds only what changed: a hook finds the release's control files and
+changed files under ``$ZOS_RELEASE``, not the unchanged ones (they are on the node already).
+
 A failure in ``preflight``, ``fetch`` or ``plan`` refuses the release (nothing on the node changed
 yet). ``preflight`` checks the supervisor and the trust material before anything is downloaded;
 ``plan`` ends with the disk-space preflight, the first moment the sizes are known (``preflight.py``).
