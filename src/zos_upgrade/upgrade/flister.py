@@ -11,7 +11,7 @@ against the flist itself while materializing, whatever store serves it.
 The original mounted flists with a FUSE daemon; we materialize them instead, through the shared
 content-addressed block cache (``<state>/cache/blocks``), so a release that shares blocks with the
 installed one downloads only what the node lacks. A mount is built under a temporary name and renamed
-to ``<md5>`` when complete: a directory named by an md5 is always a whole tree, and a crash leaves only
+to ``<md5>`` when complete: a directory named by an md5 is always a finished one, and a crash leaves only
 a temporary directory that :meth:`Flister.sweep` removes. The upgrader copies from the tree (it is
 never the node's live copy). Blocks fetched from a store are kept in the cache (a re-mount after a
 self-update finds them there); blocks read from the node's files are not (the node is the copy).

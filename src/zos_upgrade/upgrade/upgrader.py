@@ -6,8 +6,10 @@ a journal found at start-up means:
 
 * ``committed`` (the commit point passed) rolls FORWARD;
 * ``rolling-back`` finishes the rollback;
-* ``self-updated`` continues the table after the self step: the new program re-mounts the release
-  from the flist file the journal names, without the network (its md5 is checked again);
+* ``self-updated`` continues the table after the self step: the new program re-mounts the part of
+  the release the plan staged from the flist file the journal names, without the network (its md5
+  is checked again; the blocks come from the node's files and the cache, which kept every block
+  fetched before the restart);
 * any other phase rolls BACK.
 
 ``rollback()`` takes the boot release back to the previous one, through the same table
