@@ -308,3 +308,44 @@ def test_node_blocks_are_verified_and_never_read_through_a_symlink(tmp_path: Pat
         again.close()
     finally:
         blocks.close()
+
+
+# ------------------------------------------------------------------ materialize's filter keeps its rules
+
+
+@pytest.mark.parametrize("selected", ["/a/passwd", "/etc/motd"])
+def test_a_partial_materialize_still_refuses_a_file_through_an_unwritten_link(tmp_path: Path,
+                                                                             selected: str) -> None:
+    """``/a`` is a link the filter does not write; ``/a/passwd`` goes through it: refused whichever
+    path is selected (materialize's own check: the reader here checks nothing), nothing left behind."""
+    import stat
+
+    from tests.flist.test_hostile_materialize import ListReader
+    from zos_upgrade.flist import Entry, HostileFlist
+    from zos_upgrade.flist.materialize import materialize
+    from zos_upgrade.flist.stores import DirStore
+
+    entries = [Entry("/", EntryKind.DIR, stat.S_IFDIR | 0o755),
+               Entry("/etc", EntryKind.DIR, stat.S_IFDIR | 0o755),
+               Entry("/a", EntryKind.LINK, stat.S_IFLNK | 0o777, target="/etc"),
+               Entry("/a/passwd", EntryKind.FILE, stat.S_IFREG | 0o644),
+               Entry("/etc/motd", EntryKind.FILE, stat.S_IFREG | 0o644)]
+    dest = tmp_path / "dest"
+    with pytest.raises(HostileFlist, match="through symlink '/a'"):
+        asyncio.run(materialize(ListReader(entries), dest, store=DirStore(tmp_path / "blocks"),
+                                only=lambda path: path == selected))
+    assert not dest.exists()
+
+
+def test_a_partial_materialize_writes_only_the_selected_files_and_every_directory(tmp_path: Path) -> None:
+    from zos_upgrade.flist.materialize import materialize
+    from zos_upgrade.flist.stores import DirStore
+
+    flist, blocks = packed(tmp_path, "rel.fl", release_tree(NEW))
+    dest = tmp_path / "dest"
+    report = asyncio.run(materialize(flist, dest, store=DirStore(blocks), only=lambda p: p == "/data/f0.bin"))
+    assert staged(dest) == {"data/f0.bin"}
+    dirs = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_dir()}
+    assert dirs == {"data", "etc", "etc/zinit", "lib", "bin"}
+    assert (dest / "data/f0.bin").read_bytes() == release_tree(NEW)["data/f0.bin"]
+    assert report.blocks_fetched == 1
