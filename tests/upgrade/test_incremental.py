@@ -170,7 +170,7 @@ def test_only_changed_files_are_staged_and_unchanged_blocks_are_never_requested(
     assert big[0] not in requested(node.log) and big[2] in requested(node.log)
     assert report.blocks_from_node >= 3  # type: ignore[attr-defined]  # big.bin x2 + alpha.yaml
     # node blocks are not copied into the cache: it holds what was fetched, nothing more
-    cached = {p.name for p in (node.state / "cache").rglob("*") if p.is_file()}
+    cached = {p.name for p in (node.state / "cache" / "blocks").rglob("*") if p.is_file()}
     assert cached == requested(node.log)
     # the new manifest knows where each block lies for the next upgrade
     manifest = node.upgrader().installed_boot()
@@ -349,3 +349,66 @@ def test_a_partial_materialize_writes_only_the_selected_files_and_every_director
     assert dirs == {"data", "etc", "etc/zinit", "lib", "bin"}
     assert (dest / "data/f0.bin").read_bytes() == release_tree(NEW)["data/f0.bin"]
     assert report.blocks_fetched == 1
+
+
+# ------------------------------------------------------------------ stamps: files not hashed again
+
+
+def test_a_stamp_spares_the_hash_until_the_file_changes_even_with_its_mtime_put_back(tmp_path: Path) -> None:
+    import time
+
+    from zos_upgrade.upgrade.manifest import digest_file
+    from zos_upgrade.upgrade.stamps import SETTLED_NS, NodeStamps
+
+    file, cache = tmp_path / "f.bin", tmp_path / "stamps.json"
+    file.write_bytes(os.urandom(10_000))
+
+    def later() -> int:
+        return time.time_ns() + 10 * SETTLED_NS
+
+    first = NodeStamps(cache, clock=later)
+    record = first.record("f.bin", file)
+    first.save()
+    assert first.hashed == 1 and record is not None and record.digest == digest_file(file)
+    again = NodeStamps(cache, clock=later)
+    assert again.record("f.bin", file) == record and again.hashed == 0  # not read: its stamp holds
+    again.save()
+    st = os.stat(file)
+    with open(file, "r+b") as handle:  # same size, new bytes, and the mtime put back: only ctime moved
+        handle.write(b"changed!")
+    os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = NodeStamps(cache, clock=later)
+    changed = third.record("f.bin", file)
+    assert third.hashed == 1 and changed is not None and changed.digest == digest_file(file) != record.digest
+    # a file written just now is hashed, but not stamped: a write in the same tick could hide
+    fresh = NodeStamps(cache)
+    fresh.record("f.bin", file)
+    fresh.save()
+    assert NodeStamps(cache).record("f.bin", file) is not None
+    assert json.loads(cache.read_text()) == {}
+    cache.write_text("not json")  # a damaged cache is ignored: everything is hashed
+    damaged = NodeStamps(cache, clock=later)
+    assert damaged.record("f.bin", file) == changed and damaged.hashed == 1
+
+
+def test_an_upgrade_with_stamps_still_finds_a_file_edited_behind_its_back(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zos_upgrade.upgrade.stamps as stamps
+
+    monkeypatch.setattr(stamps, "SETTLED_NS", 0)  # every file counts as settled: all get stamped
+    ctx = node.upgrader()._ctx
+    old = ctx.installed_boot()
+    first = steps._node_records(ctx, old)
+    assert (node.state / "cache" / stamps.STAMPS_FILE).exists()
+    target = node.root / "data/kept.bin"
+    st = os.stat(target)
+    with open(target, "r+b") as handle:
+        handle.write(b"drifted!")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = steps._node_records(ctx, old)
+    assert second["data/kept.bin"] != first["data/kept.bin"]
+    assert {k: v for k, v in second.items() if k != "data/kept.bin"} == {
+        k: v for k, v in first.items() if k != "data/kept.bin"}
+    report = node.install(NEW)
+    node.assert_files_of(NEW)  # the release's copy replaced the edited one
+    assert report.files_replaced >= 1  # type: ignore[attr-defined]

@@ -69,6 +69,7 @@ from zos_upgrade.upgrade.release_entries import read_entries
 from zos_upgrade.upgrade.report import UpgradeReport
 from zos_upgrade.upgrade.rollback import ROLLBACK_HOOK, mount_rolled_from
 from zos_upgrade.upgrade.staging import Staging, choose, control_only, node_blocks_of
+from zos_upgrade.upgrade.stamps import STAMPS_FILE, NodeStamps
 
 PROBE_MARKER = "program-probe.json"  # in the state dir: where the probed program writes its marker
 
@@ -193,13 +194,21 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
 
 
 def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | None]:
-    """What the node holds at each path of the installed manifest: hashed on every core (blake2b
-    releases the GIL), the one cost of an upgrade that follows the release's size."""
+    """What the node holds at each path of the installed manifest. Files whose stamp still holds
+    are not read (``stamps.py``); the others are hashed on every core (blake2b releases the GIL)."""
     rels = [rel for rel, rec in (old.files if old else {}).items() if rec.kind != "dir"]
+    stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
+
+    def record(rel: str) -> FileRecord | None:
+        return stamps.record(rel, ctx.files.node_path(rel))
+
     if len(rels) < 64:
-        return {rel: ctx.files.record(rel) for rel in rels}
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return dict(zip(rels, pool.map(ctx.files.record, rels, chunksize=16), strict=True))
+        found = {rel: record(rel) for rel in rels}
+    else:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            found = dict(zip(rels, pool.map(record, rels, chunksize=16), strict=True))
+    stamps.save()
+    return found
 
 
 async def _plan(ctx: Context, tx: Transaction) -> None:
