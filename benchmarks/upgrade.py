@@ -5,7 +5,9 @@ case for both sides) and two services is packed into a hub served by ``zos-upgra
 loopback; the node runs under a real supervisord. Each run, on a fresh node root and state:
 
 * ``install``: first install of 1.0.0 with a cold block cache (the whole release travels);
-* ``upgrade``: 1.0.0 -> 1.1.0 where 1 % of the files changed (the transaction of SPEC 11, probation 0);
+* ``upgrade``: 1.0.0 -> 1.1.0 where 1 % of the files changed (the transaction of SPEC 11, probation 0):
+  only the changed files (and the release's control files and service configs) are staged; the
+  run prints how many were staged, the blocks and bytes fetched, and the blocks read from the node;
 * baseline: GET the 1.1.0 tarball (``tar -czf`` of the same tree) from a plain HTTP server on loopback,
   ``tar -xzf`` it into an empty root, restart the two services through the same supervisord.
 
@@ -63,6 +65,9 @@ async def upgrade_run(box: Sandbox, sup: SupervisordClient) -> tuple[float, floa
         report = await install_hub_flist(upgrader, hub, "tf-zos/zos:1.1.0.fl")
         upgrade = time.perf_counter() - started
     print("  upgrade phases (s): " + " ".join(f"{k}={v:.2f}" for k, v in report.phases.items()), flush=True)
+    print(f"  upgrade staged {report.files_staged} files, fetched {report.blocks_fetched} blocks "
+          f"({report.bytes_downloaded} bytes), read {report.blocks_from_node} blocks from the node's files",
+          flush=True)
     return install, upgrade, report.bytes_downloaded, report.release_bytes
 
 

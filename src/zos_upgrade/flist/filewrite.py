@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
@@ -31,6 +32,7 @@ __all__ = [
     "BlockSource",
     "DirFds",
     "FileBlockMissing",
+    "LocalBlocks",
     "NotCached",
     "NotFetched",
     "Step",
@@ -143,14 +145,24 @@ class DirFds:
             os.close(fd)
 
 
+class LocalBlocks(Protocol):
+    """Plain blocks already on this machine outside the cache (``node_blocks.NodeBlocks``): ``plain``
+    returns verified bytes or None, and forgets a block that failed (``has`` is False after)."""
+
+    def has(self, ref: BlockRef) -> bool: ...
+
+    def plain(self, ref: BlockRef) -> bytes | None: ...
+
+
 class BlockSource:
     """The plain bytes of blocks, verified: from the cache, else from a local store (then cached).
 
     Threads wanting the same uncached block take turns (a claim per id), so it is read once.
     """
 
-    def __init__(self, cache: BlockCache | None) -> None:
+    def __init__(self, cache: BlockCache | None, local: LocalBlocks | None = None) -> None:
         self.cache = cache
+        self.local = local  # verified plain blocks tried before the cache (the node's own files)
         self._claims: dict[bytes, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -158,6 +170,10 @@ class BlockSource:
         """The plain bytes of ``ref`` from a good cached copy, or None (no cache, absent, or corrupt:
         then dropped). ``decrypt_block`` checks the id, so cached bytes are verified by decrypting
         them, not hashed a second time."""
+        if self.local is not None:
+            plain = self.local.plain(ref)
+            if plain is not None:
+                return plain
         if self.cache is None:
             return None
         stored = self.cache.peek(ref.id)
@@ -172,6 +188,8 @@ class BlockSource:
             return None
 
     def lacks(self, ref: BlockRef) -> bool:
+        if self.local is not None and self.local.has(ref):
+            return False  # a drifted local block is dropped by ``plain``: then it is lacking again
         return self.cache is None or not self.cache.has(ref.id)
 
     def read(self, store: LocalStore | None, entry: Entry, index: int) -> tuple[bytes, int | None]:

@@ -30,12 +30,13 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.durability import Durability, TempNames
 from zos_upgrade.flist.file_writer import FileWriter, Progress, TaskWindow, WriteContext
-from zos_upgrade.flist.filewrite import DIR_OPEN, BlockSource, DirFds, FileBlockMissing
+from zos_upgrade.flist.filewrite import DIR_OPEN, BlockSource, DirFds, FileBlockMissing, LocalBlocks
 from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError
 from zos_upgrade.flist.nonfiles import NonFileMaker
@@ -63,6 +64,8 @@ async def materialize(
     allow_devices: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
+    only: Callable[[str], bool] | None = None,
+    local_blocks: LocalBlocks | None = None,
 ) -> MaterializeReport:
     """Write the tree ``flist`` describes into ``dest`` (absent or empty); return what was done.
 
@@ -71,6 +74,10 @@ async def materialize(
     files when the store is ``dir://`` or there is a cache (they read blocks from the cache, which
     this process fills from a remote store): by default one per core once the tree proves big
     enough to repay starting them; ``0`` writes everything in this process; ``N`` starts N at once.
+
+    ``only(path)`` (a path as the flist names it, ``/etc/motd``) selects the files, links and specials
+    written: every directory is still made, and every entry still checked. ``local_blocks`` serves verified
+    plain blocks before the cache (the node's installed files: ``node_blocks``); they are not cached.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -87,7 +94,8 @@ async def materialize(
             if not routes:
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
-        report = await _run(reader, dest, store, cache, concurrency, allow_devices, progress, workers)
+        report = await _run(reader, dest, store, cache, concurrency, allow_devices, progress, workers,
+                            only, local_blocks)
     except BaseException:
         _remove_created(dest, created_dest)
         raise
@@ -102,12 +110,13 @@ async def materialize(
 
 async def _run(reader: FlistReader, dest: Path, store: BlockStore, cache: BlockCache | None,
                concurrency: int, allow_devices: bool, progress: Progress | None,
-               workers: int | None) -> MaterializeReport:
+               workers: int | None, only: Callable[[str], bool] | None = None,
+               local_blocks: LocalBlocks | None = None) -> MaterializeReport:
     """Wire the parts of one run, walk the flist through them, seal the tree."""
     local = _local_reader(store)  # first: opening a router's stores may fail
     # a child reopens a dir:// store; with a remote one it writes from the cache, which we fill
     store_spec = describe_store(store) if local is not None else CACHE_ONLY if cache is not None else None
-    source = BlockSource(cache)
+    source = BlockSource(cache, local_blocks)
     fds = DirFds(os.open(dest, DIR_OPEN))
     try:
         as_root = os.geteuid() == 0
@@ -121,7 +130,7 @@ async def _run(reader: FlistReader, dest: Path, store: BlockStore, cache: BlockC
         )
         nonfiles = NonFileMaker(fds, checks, report, as_root=as_root, allow_devices=allow_devices)
         files = _file_writer(context, workers, cache, store_spec)
-        root = await _walk(reader, checks, nonfiles, files, context)
+        root = await _walk(reader, checks, nonfiles, files, context, only)
         await asyncio.to_thread(durability.seal, checks.dirs_deepest_first(), root, as_root)
         return report
     finally:
@@ -139,7 +148,7 @@ def _file_writer(context: WriteContext, workers: int | None, cache: BlockCache |
 
 
 async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker, files: FileWriter,
-                context: WriteContext) -> Entry | None:
+                context: WriteContext, only: Callable[[str], bool] | None = None) -> Entry | None:
     """Every entry, in the flist's order, checked and handed to where it is made; then every file
     written and renamed. Returns the root entry (None when the flist lists none)."""
     root: Entry | None = None
@@ -151,6 +160,10 @@ async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker,
                 continue
             parts = split_path(entry.path)
             checks.check(entry, parts)
+            if only is not None and entry.kind is not EntryKind.DIR and not only(entry.path):
+                if entry.kind is EntryKind.LINK:
+                    checks.add_link(entry.path)  # not made, but nothing may go through it either
+                continue
             if entry.kind is EntryKind.FILE:
                 await context.durability.rename_if_full()
                 checks.file_started(entry.path)

@@ -1,4 +1,8 @@
-"""Flister: a verified release's flist file -> a complete, verified tree under ``<state>/mounts/<md5>``.
+"""Flister: a verified release's flist file -> a verified tree under ``<state>/mounts/<md5>``.
+
+A transaction mounts only what it stages (``staging.py``): the caller's ``check`` sees the opened
+flist and returns a :class:`Partial` (which paths to write, and the node's own blocks to read before
+the cache and the store); without one the whole tree is written.
 
 It neither downloads nor knows the hub: a release source (``zos_upgrade.sources``) already put the
 flist file into :attr:`Flister.downloads_dir` and checked it; every block the flist names is checked
@@ -7,13 +11,15 @@ against the flist itself while materializing, whatever store serves it.
 The original mounted flists with a FUSE daemon; we materialize them instead, through the shared
 content-addressed block cache (``<state>/cache/blocks``), so a release that shares blocks with the
 installed one downloads only what the node lacks. A mount is built under a temporary name and renamed
-to ``<md5>`` when complete: a directory named by an md5 is always a whole tree, and a crash leaves only
+to ``<md5>`` when complete: a directory named by an md5 is always a finished one, and a crash leaves only
 a temporary directory that :meth:`Flister.sweep` removes. The upgrader copies from the tree (it is
-never the node's live copy).
+never the node's live copy). Blocks fetched from a store are kept in the cache (a re-mount after a
+self-update finds them there); blocks read from the node's files are not (the node is the copy).
 
 A mount is never reused: whatever sits at ``<md5>`` when a release is mounted again (a retry after a
 failed try, a re-mount after self-update) may have been altered since, so it is dropped and the tree
-rebuilt from the flist. The rebuild is local: every block comes from the cache, checked again.
+rebuilt from the flist. The rebuild is local: every block comes from the node or the cache, checked
+again.
 """
 
 from __future__ import annotations
@@ -32,17 +38,27 @@ from pathlib import Path
 from zos_upgrade import fsutil
 from zos_upgrade.flist import BlockStore, FlistReader, Route, Router, open_flist, open_store
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.filewrite import LocalBlocks
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.errors import UpgradeError
 
-__all__ = ["Flister", "Mount", "MountError"]
+__all__ = ["Flister", "Mount", "MountError", "Partial"]
 
 log = logging.getLogger(__name__)
 
 
 class MountError(UpgradeError):
     """An flist could not be fetched or turned into a tree."""
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What of a release to write: ``only(path)`` selects the files and links (flist paths, ``/a/b``;
+    every directory is made), ``local`` serves verified blocks already on the node."""
+
+    only: Callable[[str], bool]
+    local: LocalBlocks | None = None
 
 
 @dataclass(frozen=True)
@@ -81,11 +97,12 @@ class Flister:
         self._workers = workers  # file-writer processes of materialize (None: automatic)
 
     async def mount(self, release: VerifiedRelease, *,
-                    check: Callable[[FlistReader], None] | None = None) -> Mount:
+                    check: Callable[[FlistReader], Partial | None] | None = None) -> Mount:
         """The tree of ``release.flist``, built afresh (an existing mount of the same md5 is dropped).
 
-        ``check`` sees the opened flist before any block is fetched, and refuses it by raising: one
-        open of the flist serves both (opening a v1 flist inflates its database).
+        ``check`` sees the opened flist before any block is fetched, and refuses it by raising, or
+        returns the part of it to write (None: all of it): one open of the flist serves both (opening
+        a v1 flist inflates its database).
         """
         flist, md5, where = release.flist, release.md5, release.source
         dest = self.mounts_dir / md5
@@ -96,13 +113,13 @@ class Flister:
         tmp = self._temp_name(md5)
         try:
             with open_flist(flist) as reader:
-                if check is not None:
-                    check(reader)
+                part = check(reader) if check is not None else None
                 store = self._store_for(reader.routes(), release)
                 try:
                     report = await materialize(
                         reader, tmp, store=store, cache=self.cache, concurrency=self._concurrency,
-                        workers=self._workers,
+                        workers=self._workers, only=part.only if part else None,
+                        local_blocks=part.local if part else None,
                     )
                 finally:
                     await store.aclose()

@@ -31,12 +31,15 @@ __all__ = [
     "HOOK_NAMES",
     "RELEASE_CONTROL_FILES",
     "SERVICE_DIR",
+    "FileBlocks",
     "FileRecord",
     "Manifest",
     "ManifestStore",
     "digest_file",
     "record_of",
+    "release_services",
     "scan_release",
+    "service_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,18 @@ class FileRecord(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
     digest: str    # file: blake2b-256 of the content; link: the target; dir: ""
 
 
-class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class FileBlocks(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
+    """A regular file as the flist that installed it names it: its block fingerprint (what the next
+    plan compares, ``release_entries.block_fingerprint``) and its blocks' keys (hex) with their plain
+    lengths in file order, so block ``i`` lies at the sum of the lengths before it. ``sizes`` is
+    empty when the lengths could not be proven (then the file's blocks are not read from the node)."""
+
+    fingerprint: str
+    keys: list[str] = msgspec.field(default_factory=list)
+    sizes: list[int] = msgspec.field(default_factory=list)
+
+
+class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     kind: Literal["boot", "bin"]
     fqdn: str                    # boot: the link name the node follows (flist.name); bins: repo/name
     source: str                  # what was mounted (resolved target fqdn or URL)
@@ -72,6 +86,9 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     files: dict[str, FileRecord]  # relative POSIX path -> record, directories included
     services: dict[str, str]     # service name -> zinit yaml text
     installed: float
+    # regular file -> its blocks (``FileBlocks``); a manifest written before it existed has none, and
+    # its files then count as changed at the next upgrade (omit_defaults: an empty map is not written)
+    blocks: dict[str, FileBlocks] = msgspec.field(default_factory=dict)
 
 
 def digest_file(path: Path) -> str:
@@ -124,12 +141,25 @@ def scan_release(tree: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
             log.warning("special file in release skipped", extra={"path": rel})
             continue
         files[rel] = record
-    services: dict[str, str] = {}
+    return files, release_services(tree, files)
+
+
+def service_name(rel: str) -> str | None:
+    """The service whose config a release path is (``etc/zinit/<name>.yaml``), or None."""
     prefix = SERVICE_DIR + "/"
+    if not rel.startswith(prefix) or "/" in rel[len(prefix):] or not rel.endswith(".yaml"):
+        return None
+    return rel[len(prefix):-len(".yaml")]
+
+
+def release_services(tree: Path, files: dict[str, FileRecord]) -> dict[str, str]:
+    """The service configs among ``files`` (read from ``tree``), each parsed strictly: a bad one
+    refuses the release before anything on the node changes."""
+    services: dict[str, str] = {}
     for rel, record in files.items():
-        if not rel.startswith(prefix) or "/" in rel[len(prefix):] or not rel.endswith(".yaml"):
+        name = service_name(rel)
+        if name is None:
             continue
-        name = rel[len(prefix):-len(".yaml")]
         where = f"release file /{rel}"
         if record.kind != "file":
             raise PlanRefused(f"{where}: a service config must be a regular file, found a {record.kind}")
@@ -149,7 +179,7 @@ def scan_release(tree: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
         except Exception as exc:  # ConfigError: refuse the whole release, naming the file
             raise PlanRefused(f"invalid service config: {exc}") from None
         services[name] = text
-    return files, services
+    return services
 
 
 class ManifestStore:

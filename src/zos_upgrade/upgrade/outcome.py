@@ -119,11 +119,10 @@ async def roll_forward(ctx: Context) -> None:
     sync_boot_files(ctx)
     crash_point("after-boot-files")
     await asyncio.to_thread(ctx.drop_backups)
-    keep = {m.md5 for m in ctx.installed_bins().values()}
-    boot = ctx.installed_boot()
-    if boot is not None:
-        keep.add(boot.md5)
-    await asyncio.to_thread(ctx.flister.prune, keep)
+    # every mount goes, the installed release's too: its files are on the node now, and nothing
+    # reads a mount after its transaction (a later one mounts afresh; a mount is never reused), so
+    # keeping it only kept a second copy of what the transaction staged
+    await asyncio.to_thread(ctx.flister.prune, set())
     if record.holds is not None:
         _record_holds(ctx, record, record.holds)
     _write_result(ctx, record, "committed")

@@ -6,13 +6,15 @@ over the installed manifest, the node as it is, and the release's entries), with
 an flist entry carries no content digest, only its blocks' keys (``key = blake2b(plain block)``,
 ``flist/blocks.py``). So both sides of the comparison are named by a **block fingerprint** — the
 blake2b-256 of a file's block keys in order — computed from the entry for the release, and by
-reading and hashing the node's file in 512 KiB blocks for the node. Equal fingerprints mean equal
-content, exactly as equal digests do in a real plan.
+for the node: the fingerprint its manifest recorded while the node file still has the recorded
+digest, else by hashing the file in 512 KiB blocks. Equal fingerprints mean equal content, exactly
+as equal digests do in a real plan.
 
 What the preview cannot know without the blocks, and says so by omission: the text of a changed
 service config (it is marked changed, not parsed), and the node paths a release's ``hooks.paths``
 names (the data its hooks may change). The bytes to download are the *plain* sizes of the blocks
-the node's cache lacks: the stored blocks are compressed, so the transfer is usually smaller.
+neither the node's cache nor its installed files hold (the manifest lists their blocks): the
+stored blocks are compressed, so the transfer is usually smaller.
 """
 
 from __future__ import annotations
@@ -24,21 +26,15 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import BLOCK_SIZE, Entry, EntryKind, open_flist
+from zos_upgrade.flist import BLOCK_SIZE, open_flist
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import IncompatibleRelease, check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.errors import PlanRefused, PreflightFailed
-from zos_upgrade.upgrade.manifest import (
-    HOOK_NAMES,
-    RELEASE_CONTROL_FILES,
-    SERVICE_DIR,
-    FileRecord,
-    Manifest,
-    record_of,
-)
+from zos_upgrade.upgrade.manifest import FileRecord, Manifest, digest_file, record_of
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
+from zos_upgrade.upgrade.release_entries import ReleaseEntries, block_fingerprint, read_entries
 
 __all__ = ["Preview", "block_fingerprint", "preview_release", "preview_uninstall"]
 
@@ -56,21 +52,13 @@ class Preview:
     plan: Plan | None = None        # None when refused before the plan
     hooks: list[str] = field(default_factory=list)      # hooks that would run, in their order
     blocks_total: int = 0
-    blocks_missing: int = 0         # blocks the node's cache lacks: what would be downloaded
+    blocks_missing: int = 0         # blocks neither the cache nor the node's files hold: downloaded
     download_bytes: int = 0         # plain size of those blocks (the compressed transfer is smaller)
     preflight: dict[str, str] = field(default_factory=dict)  # check -> "ok" or why it fails
 
     @property
     def preflight_ok(self) -> bool:
         return all(v == "ok" for v in self.preflight.values())
-
-
-def block_fingerprint(keys: Iterable[bytes]) -> str:
-    """The content of a file named by its blocks' keys, in order (both flist formats)."""
-    digest = hashlib.blake2b(digest_size=32)
-    for key in keys:
-        digest.update(key)
-    return "blocks:" + digest.hexdigest()
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
@@ -89,49 +77,12 @@ def _fingerprint(chunks: Iterable[bytes], width: int) -> str:
     return block_fingerprint(hashlib.blake2b(chunk, digest_size=width).digest() for chunk in chunks)
 
 
-@dataclass
-class _Release:
-    """What the preview reads from an flist file: entries as plan records, hooks, blocks."""
-
-    tags: dict[str, str]
-    width: int                                   # key width: 16 (v1) or 32 (v2)
-    files: dict[str, FileRecord] = field(default_factory=dict)
-    service_fingerprints: dict[str, str] = field(default_factory=dict)
-    hooks: list[str] = field(default_factory=list)
-    blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size
-
-    def take(self, entry: Entry) -> None:
-        rel = entry.path.lstrip("/")
-        if not rel or entry.kind is EntryKind.SPECIAL:
-            return  # scan_release skips special files too
-        for index, ref in enumerate(entry.blocks):  # every file is materialized, hooks included
-            self.blocks[ref.id] = min(BLOCK_SIZE, entry.size - index * BLOCK_SIZE)
-        if rel in RELEASE_CONTROL_FILES:
-            if rel in HOOK_NAMES:
-                self.hooks.append(rel)
-            return
-        if entry.kind is EntryKind.DIR:
-            self.files[rel] = FileRecord("dir", entry.permissions, 0, "")
-        elif entry.kind is EntryKind.LINK:
-            self.files[rel] = FileRecord("link", 0o777, 0, entry.target)  # a symlink's mode on Linux
-        else:
-            fingerprint = block_fingerprint(ref.key for ref in entry.blocks)
-            self.files[rel] = FileRecord("file", entry.permissions, entry.size, fingerprint)
-            name = rel[len(SERVICE_DIR) + 1:-len(".yaml")]
-            if rel.startswith(SERVICE_DIR + "/") and rel.endswith(".yaml") and "/" not in name:
-                self.service_fingerprints[name] = fingerprint
-
-
-def _read_release(flist: Path) -> _Release:
+def _read_release(flist: Path) -> ReleaseEntries:
     with open_flist(flist) as reader:
-        release = _Release(tags=reader.tags(), width=16 if reader.format == "v1" else 32)
-        for entry in reader.entries():
-            release.take(entry)
-    release.hooks.sort(key=HOOK_NAMES.index)
-    return release
+        return read_entries(reader)
 
 
-def _services(found: _Release, old: Manifest | None) -> dict[str, str]:
+def _services(found: ReleaseEntries, old: Manifest | None) -> dict[str, str]:
     """Service name -> config text: the installed text when the fingerprints agree, else a marker
     (the new text is in blocks the preview does not fetch; the plan only compares texts)."""
     services: dict[str, str] = {}
@@ -152,17 +103,30 @@ def _plan_release(ctx: Context, release: VerifiedRelease, preview: Preview) -> M
         preview.refused = f"{type(exc).__name__}: {exc}"
         return None
     cache = ctx.flister.cache
+    old = ctx.manifests.load(release.key)
+    # blocks the installed files hold are read from the node (``node_blocks``), not downloaded
+    held = {key for recorded in (old.blocks.values() if old else ()) if recorded.sizes
+            for key in recorded.keys}
     missing = [size for block_id, size in found.blocks.items()
-               if not os.path.lexists(cache.path_for(block_id))]
+               if found.block_keys[block_id].hex() not in held
+               and not os.path.lexists(cache.path_for(block_id))]
     preview.blocks_total, preview.blocks_missing, preview.download_bytes = (
         len(found.blocks), len(missing), sum(missing))
-    old = ctx.manifests.load(release.key)
     services = _services(found, old)
     settings, boot = ctx.settings, release.target == "boot"
     width = found.width
 
+    def fingerprint(rel: str, path: Path) -> str:
+        """The node file's fingerprint: the one its manifest recorded while the file still has the
+        recorded content (the transaction's own test, ``staging.py``; whatever its block layout),
+        else computed over 512 KiB blocks (the flists' fixed layout)."""
+        recorded, installed = (old.blocks.get(rel), old.files.get(rel)) if old else (None, None)
+        if recorded is not None and installed is not None and digest_file(path) == installed.digest:
+            return recorded.fingerprint
+        return _fingerprint(_file_chunks(path), width)
+
     def node(rel: str) -> FileRecord | None:
-        return record_of(ctx.files.node_path(rel), lambda path: _fingerprint(_file_chunks(path), width))
+        return record_of(ctx.files.node_path(rel), lambda path: fingerprint(rel, path))
 
     try:
         preview.plan = make_plan(

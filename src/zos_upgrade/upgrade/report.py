@@ -25,4 +25,6 @@ class UpgradeReport:
     blocks_fetched: int = 0
     blocks_from_cache: int = 0
     release_bytes: int = 0
+    files_staged: int = 0        # paths the mount wrote (added and changed files, control files)
+    blocks_from_node: int = 0    # blocks read from the node's installed files, not fetched
     phases: dict[str, float] = field(default_factory=dict)

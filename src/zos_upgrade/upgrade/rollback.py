@@ -3,8 +3,9 @@
 **What it goes back to.** Every commit keeps the manifest it replaced under
 ``<state>/manifests/previous/`` (``ManifestStore.keep_previous``) until the next commit replaces it.
 The previous release's flist file stays in the downloads directory (``<state>/flists/<md5>``, checked
-against that md5 again here) and its blocks in the block cache (nothing evicts them), so its tree is
-materialized again without a download.
+against that md5 again here); the files it changes back are staged from the blocks the node still
+holds (the installed files, read and verified) and the block cache (every block fetched once is kept
+there; nothing evicts them), so going back needs no download.
 
 **The transaction** is the STEPS table (``steps.py``) with kind ``rollback``: journal, crash points,
 probation of the services restarted, and a failure or crash before the commit point rolls the
@@ -35,8 +36,9 @@ from zos_upgrade.fsutil import file_md5
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.errors import RollbackRefused, UpgradeError
-from zos_upgrade.upgrade.flister import Mount
+from zos_upgrade.upgrade.flister import Mount, Partial
 from zos_upgrade.upgrade.manifest import Manifest
+from zos_upgrade.upgrade.staging import control_only
 
 __all__ = ["ROLLBACK_HOOK", "check_kept_flist", "kept_release", "mount_rolled_from", "rollback_target"]
 
@@ -81,7 +83,9 @@ async def mount_rolled_from(ctx: Context) -> Mount:
     current = ctx.manifests.load(record.target_key)
     if current is None:
         raise UpgradeError(f"rollback {record.id}: the installed manifest of {record.target_key} is gone")
-    return await ctx.flister.mount(kept_release(ctx, current, record.block_store))
+    # only its control files: its hooks and hooks.paths are what the rollback reads of it
+    return await ctx.flister.mount(kept_release(ctx, current, record.block_store),
+                                   check=lambda _reader: Partial(control_only))
 
 
 def check_kept_flist(path: Path, md5: str, what: str, since: str) -> None:

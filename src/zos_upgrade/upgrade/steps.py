@@ -6,6 +6,13 @@ after it. The journal records every step durably before the next one begins; cra
 where the proof suite kills the process (``crash.py``; ``mid-apply``, ``after-manifest`` and
 ``after-boot-files`` are inside their steps).
 
+``fetch`` plans from the flist before any block is fetched: its entries against the installed
+manifest and the node (``staging.py``) say which files changed, and only those (with the hooks,
+``hooks.paths`` and service configs the later steps read) are staged into the mount; ``plan``
+builds the new manifest from the entries and the staged files' digests, and the plan from it.
+The staged tree therefore holds only what changed: a hook finds the release's control files and
+changed files under ``$ZOS_RELEASE``, not the unchanged ones (they are on the node already).
+
 A failure in ``preflight``, ``fetch`` or ``plan`` refuses the release (nothing on the node changed
 yet). ``preflight`` checks the supervisor and the trust material before anything is downloaded;
 ``plan`` ends with the disk-space preflight, the first moment the sizes are known (``preflight.py``).
@@ -23,7 +30,7 @@ the transaction is steady again (committed, or completely rolled back: ``Upgrade
 
 A rollback (``rollback.py``) runs the same table with kind ``rollback``: the forward hooks are
 skipped and the ``rollback`` row runs the hook of the release rolled back from instead. (One table
-and its step functions in one module, a little over 400 lines: each row reads next to what it does.)
+and its step functions in one module, about 500 lines: each row reads next to what it does.)
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -49,15 +58,18 @@ from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.crash import crash_point
 from zos_upgrade.upgrade.datapaths import read_data_paths, state_relative
 from zos_upgrade.upgrade.errors import RestartNeeded, RollbackIncomplete, RolledBack
-from zos_upgrade.upgrade.flister import Mount
+from zos_upgrade.upgrade.flister import Mount, Partial
 from zos_upgrade.upgrade.hooks import run_hook
 from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
-from zos_upgrade.upgrade.manifest import Manifest, scan_release
+from zos_upgrade.upgrade.manifest import FileRecord, Manifest
 from zos_upgrade.upgrade.outcome import refused, roll_back, roll_forward
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
+from zos_upgrade.upgrade.release_entries import read_entries
 from zos_upgrade.upgrade.report import UpgradeReport
 from zos_upgrade.upgrade.rollback import ROLLBACK_HOOK, mount_rolled_from
+from zos_upgrade.upgrade.staging import Staging, choose, control_only, node_blocks_of
+from zos_upgrade.upgrade.stamps import STAMPS_FILE, NodeStamps
 
 PROBE_MARKER = "program-probe.json"  # in the state dir: where the probed program writes its marker
 
@@ -75,7 +87,8 @@ class Transaction:
     release: VerifiedRelease | None = None         # None: an uninstall, or not verified yet
     verify: Callable[[], Awaitable[VerifiedRelease]] | None = None  # the source's check, in fetch
     old: Manifest | None = None                    # what is installed now under ``key``
-    tree: Path | None = None                       # the mounted release (None: an uninstall)
+    tree: Path | None = None                       # the staged release (None: an uninstall)
+    staging: Staging | None = None                 # what fetch staged and the new records (plan)
     plan: Plan | None = None                       # set by plan (an uninstall comes planned)
     new_manifest: Manifest | None = None           # what commit records (None: an uninstall)
     from_release: VerifiedRelease | None = None    # a rollback: the release rolled back from (its hooks)
@@ -146,24 +159,56 @@ async def _preflight_space(ctx: Context, tx: Transaction) -> None:
 
 async def _fetch(ctx: Context, tx: Transaction) -> None:
     """The source verifies its candidate (when asked to); a release for other nodes is refused
-    before any block is fetched (``compat.py``); then the whole release is materialized and every
-    block checked into <state>/mounts. Nothing on the node changes."""
+    before any block is fetched (``compat.py``); then the flist's entries are compared with the
+    installed manifest and the node (``staging.py``), and only what the transaction stages is
+    materialized into <state>/mounts, every block checked: from the node's own files where they
+    hold it, else the cache, else the store. Nothing on the node changes."""
     if tx.verify is not None:
         tx.know(ctx, await tx.verify())
-    release = tx.release
+    release, old = tx.release, tx.old
     if release is None:
         raise ZosUpgradeError("internal: fetch without a release")
+    # the node's installed files, hashed once off the event loop (the drift check; the plan reuses it)
+    seen = await asyncio.to_thread(_node_records, ctx, old)
 
-    def for_this_node(reader: FlistReader) -> None:
+    def for_this_node(reader: FlistReader) -> Partial:
         check_compatible(compatible_of(reader.tags()), ctx.settings.compatible, release.source)
+        tx.staging = choose(read_entries(reader), old, ctx.files.record, seen)
+        return Partial(tx.staging.only, local)
 
-    mount = await ctx.flister.mount(release, check=for_this_node)
+    local = node_blocks_of(ctx.root, old)
+    try:
+        mount = await ctx.flister.mount(release, check=for_this_node)
+    finally:
+        if local is not None:
+            local.close()
     tx.tree = mount.path
     _count_download(tx.report, mount)
+    if local is not None:  # materialize counts them with the cache's: they are the node's
+        tx.report.blocks_from_node += local.used
+        tx.report.blocks_from_cache -= local.used
     if tx.from_release is not None:  # a rollback: the tree its ``rollback`` hook and hooks.paths come from
-        mount = await ctx.flister.mount(tx.from_release)
+        mount = await ctx.flister.mount(tx.from_release, check=lambda _reader: Partial(control_only))
         tx.from_tree = mount.path
-        _count_download(tx.report, mount, size=False)
+        _count_download(tx.report, mount)
+
+
+def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | None]:
+    """What the node holds at each path of the installed manifest. Files whose stamp still holds
+    are not read (``stamps.py``); the others are hashed on every core (blake2b releases the GIL)."""
+    rels = [rel for rel, rec in (old.files if old else {}).items() if rec.kind != "dir"]
+    stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
+
+    def record(rel: str) -> FileRecord | None:
+        return stamps.record(rel, ctx.files.node_path(rel))
+
+    if len(rels) < 64:
+        found = {rel: record(rel) for rel in rels}
+    else:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            found = dict(zip(rels, pool.map(record, rels, chunksize=16), strict=True))
+    stamps.save()
+    return found
 
 
 async def _plan(ctx: Context, tx: Transaction) -> None:
@@ -175,16 +220,19 @@ async def _plan(ctx: Context, tx: Transaction) -> None:
 
 
 def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
-    release, old, tree = tx.release, tx.old, tx.tree
-    if release is None or tree is None:
+    release, old, tree, staging = tx.release, tx.old, tx.tree, tx.staging
+    if release is None or tree is None or staging is None:
         raise ZosUpgradeError("internal: plan before fetch")
-    files, services = scan_release(tree)
+    files, services = staging.finish(tree)
+    tx.report.files_staged = len(staging.staged)
+    tx.report.release_bytes = sum(record.size for record in files.values() if record.kind == "file")
     boot = release.target == "boot"
     owned_elsewhere = ctx.owned_elsewhere(release.key)
     settings = ctx.settings
     plan = make_plan(
         old_files=old.files if old else {}, old_services=old.services if old else {},
-        new_files=files, new_services=services, node=ctx.files.record, protected=settings.protected,
+        new_files=files, new_services=services, node=staging.node(ctx.files.record),
+        protected=settings.protected,
         program=settings.program if settings.self_update and boot else None,
         require_services=boot, source=release.source, owned_elsewhere=owned_elsewhere,
         reserved=ctx.reserved,
@@ -203,6 +251,7 @@ def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
     manifest = Manifest(
         kind=release.target, fqdn=release.fqdn, source=release.source, version=release.version,
         md5=release.md5, info=info, files=files, services=services, installed=time.time(),
+        blocks=staging.blocks,
     )
     return plan, manifest
 
@@ -457,12 +506,10 @@ def _new_services(tx: Transaction) -> dict[str, str]:
     return tx.new_manifest.services if tx.new_manifest else {}
 
 
-def _count_download(report: UpgradeReport, mount: Mount, *, size: bool = True) -> None:
+def _count_download(report: UpgradeReport, mount: Mount) -> None:
     report.bytes_downloaded += mount.report.bytes_downloaded
     report.blocks_fetched += mount.report.blocks_fetched
     report.blocks_from_cache += mount.report.blocks_from_cache
-    if size:  # the size of the release installed (not of a tree mounted only for its hooks)
-        report.release_bytes = mount.report.bytes_written
 
 
 @contextlib.contextmanager

@@ -6,8 +6,10 @@ a journal found at start-up means:
 
 * ``committed`` (the commit point passed) rolls FORWARD;
 * ``rolling-back`` finishes the rollback;
-* ``self-updated`` continues the table after the self step: the new program re-mounts the release
-  from the flist file the journal names, without the network (its md5 is checked again);
+* ``self-updated`` continues the table after the self step: the new program re-mounts the part of
+  the release the plan staged from the flist file the journal names, without the network (its md5
+  is checked again; the blocks come from the node's files and the cache, which kept every block
+  fetched before the restart);
 * any other phase rolls BACK.
 
 ``rollback()`` takes the boot release back to the previous one, through the same table
@@ -39,7 +41,7 @@ from zos_upgrade.sources.base import ReleaseSource, Target, VerifiedRelease
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade.context import Clock, Context, DisruptGate, Settings, Sleep
 from zos_upgrade.upgrade.errors import ReleaseRefused, RolledBack, UpgradeError
-from zos_upgrade.upgrade.flister import Flister
+from zos_upgrade.upgrade.flister import Flister, Mount, Partial
 from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.nodefs import check_relative
@@ -50,6 +52,7 @@ from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
 from zos_upgrade.upgrade.rollback import check_kept_flist, kept_release, rollback_target
+from zos_upgrade.upgrade.staging import node_blocks_of, resume_only
 from zos_upgrade.upgrade.steps import Transaction, run_steps
 
 __all__ = ["Upgrader"]
@@ -247,7 +250,7 @@ class Upgrader:
         report = UpgradeReport(record.kind, record.from_version, record.to_version)
         try:
             release = await asyncio.to_thread(self._kept_release, record)
-            mount = await self.flister.mount(release)
+            mount = await self._remount(release, record)
         except (ZosUpgradeError, OSError) as exc:
             reason = f"cannot continue after self-update: {type(exc).__name__}: {exc}"
             await outcome.roll_back(self._ctx, "fetch", reason)
@@ -259,6 +262,18 @@ class Upgrader:
         except RolledBack as exc:
             return f"continued after self-update, failed at {exc.step}, rolled back: {exc.reason}"
         return f"continued after self-update: committed {record.to_version}"
+
+    async def _remount(self, release: VerifiedRelease, record: JournalRecord) -> Mount:
+        """The staged part of the release again, as the plan staged it: its added and replaced paths
+        and what the transaction reads (control files, services); blocks from the node's files (the
+        installed manifest is still the old one) and the cache, which kept every block fetched."""
+        only = resume_only(_decode_manifest(record.new_manifest), record.plan.add + record.plan.replace)
+        local = node_blocks_of(self.root, self.manifests.load(record.target_key))
+        try:
+            return await self.flister.mount(release, check=lambda _reader: Partial(only, local))
+        finally:
+            if local is not None:
+                local.close()
 
     def _kept_release(self, record: JournalRecord) -> VerifiedRelease:
         """The release a journal was planned for, from its kept flist file (md5 re-checked)."""

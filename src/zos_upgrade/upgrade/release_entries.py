@@ -1,0 +1,81 @@
+"""A release as its flist's entries say, before any block is fetched: plan records, hooks, blocks.
+
+Both the transaction (``staging.py``) and ``zos-upgrade check`` (``preview.py``) plan from this. An
+flist entry carries no content digest, only its blocks' keys (``key = blake2b(plain block)``,
+``flist/blocks.py``), so a regular file is named here by its **block fingerprint**: the blake2b-256
+of its block keys in order. Equal fingerprints mean equal content (the keys are hashes of the
+content), whatever the block boundaries: the fingerprint never assumes a block size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from zos_upgrade.flist import BLOCK_SIZE, BlockRef, Entry, EntryKind, FlistReader, HostileFlist
+from zos_upgrade.upgrade.manifest import HOOK_NAMES, RELEASE_CONTROL_FILES, FileRecord, service_name
+
+__all__ = ["FINGERPRINT_PREFIX", "ReleaseEntries", "block_fingerprint", "read_entries"]
+
+FINGERPRINT_PREFIX = "blocks:"
+
+
+def block_fingerprint(keys: Iterable[bytes]) -> str:
+    """The content of a file named by its blocks' keys, in order (both flist formats)."""
+    digest = hashlib.blake2b(digest_size=32)
+    for key in keys:
+        digest.update(key)
+    return FINGERPRINT_PREFIX + digest.hexdigest()
+
+
+@dataclass
+class ReleaseEntries:
+    """What an flist file says of its release: entries as plan records (a regular file's digest is
+    its block fingerprint), the control files at its root, every block."""
+
+    tags: dict[str, str]
+    width: int                                   # key width: 16 (v1) or 32 (v2)
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    file_blocks: dict[str, tuple[BlockRef, ...]] = field(default_factory=dict)  # regular files' blocks
+    service_fingerprints: dict[str, str] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
+    control: list[str] = field(default_factory=list)   # hooks and hooks.paths present at the root
+    blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size (fixed layout)
+    block_keys: dict[bytes, bytes] = field(default_factory=dict)  # block id -> its key
+
+    def take(self, entry: Entry) -> None:
+        rel = entry.path.lstrip("/")
+        if not rel or entry.kind is EntryKind.SPECIAL:
+            return  # special files are never installed (materialize skips them too)
+        if rel in self.files or rel in self.control:
+            # materialize refuses it too, but only for the entries it writes: the plan sees them all
+            raise HostileFlist(f"entry {entry.path!r} appears twice")
+        for index, ref in enumerate(entry.blocks):
+            self.blocks[ref.id] = min(BLOCK_SIZE, entry.size - index * BLOCK_SIZE)
+            self.block_keys[ref.id] = ref.key
+        if rel in RELEASE_CONTROL_FILES:
+            self.control.append(rel)
+            if rel in HOOK_NAMES:
+                self.hooks.append(rel)
+            return
+        if entry.kind is EntryKind.DIR:
+            self.files[rel] = FileRecord("dir", entry.permissions, 0, "")
+        elif entry.kind is EntryKind.LINK:
+            self.files[rel] = FileRecord("link", 0o777, 0, entry.target)  # a symlink's mode on Linux
+        else:
+            fingerprint = block_fingerprint(ref.key for ref in entry.blocks)
+            self.files[rel] = FileRecord("file", entry.permissions, entry.size, fingerprint)
+            self.file_blocks[rel] = entry.blocks
+            name = service_name(rel)
+            if name is not None:
+                self.service_fingerprints[name] = fingerprint
+
+
+def read_entries(reader: FlistReader) -> ReleaseEntries:
+    """Every entry of an open flist, taken in its order."""
+    release = ReleaseEntries(tags=reader.tags(), width=16 if reader.format == "v1" else 32)
+    for entry in reader.entries():
+        release.take(entry)
+    release.hooks.sort(key=HOOK_NAMES.index)
+    return release

@@ -1,0 +1,414 @@
+"""An upgrade costs what changed: the plan is made from the flist's entries, only added and changed
+files are staged, and blocks the node already holds are read from its installed files (verified),
+never requested from the store.
+
+The store is a real http:// server (a child process on a loopback port) that writes down every
+block id it was asked for (``tests/support/counting_store.py``); the flists record a ``dir://``
+store that no longer exists (its folder was moved to where the server serves it), so every block
+not on the node or in the cache is a request the test sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import zos_upgrade.upgrade.steps as steps
+from tests.fault.memory_supervisor import MemorySupervisor
+from tests.support.counting_store import requested
+from tests.support.local_releases import packed, verified_release
+from tests.support.node import Exe, Link, TreeSpec, tree_digest
+from tests.support.procs import free_port, serving
+from zos_upgrade.flist import BLOCK_SIZE, BlockRef, EntryKind, open_flist
+from zos_upgrade.flist.node_blocks import NodeBlocks
+from zos_upgrade.sources import VerifiedRelease
+from zos_upgrade.upgrade import Flister, RestartNeeded, RolledBack, Upgrader
+from zos_upgrade.upgrade.manifest import RELEASE_CONTROL_FILES
+
+OLD, NEW = "1.0.0", "1.1.0"
+PROGRAM = "bin/zos-upgrade"
+REPO = Path(__file__).resolve().parents[2]
+
+_RANDOM = {name: os.urandom(size) for name, size in {
+    "small": 100_000, "big": 2 * BLOCK_SIZE + 100_000, "kept": 2 * BLOCK_SIZE, "tail": 100_000,
+}.items()}
+
+
+def release_tree(version: str) -> TreeSpec:
+    """A service, small files of which NEW changes two, adds one and removes one, a 3-block file of
+    which NEW changes only the last block, a 2-block file both keep, a link, the upgrader itself."""
+    tree: dict[str, str | bytes | Exe | Link] = {
+        "etc/zinit/alpha.yaml": "exec: /usr/bin/alpha\n",
+        "data/big.bin":
+            _RANDOM["big"] if version == OLD else _RANDOM["big"][:2 * BLOCK_SIZE] + _RANDOM["tail"],
+        "data/kept.bin": _RANDOM["kept"],
+        "lib/current": Link("../data"),
+        PROGRAM: Exe(f"#!/bin/sh\necho {version}\n"),
+    }
+    for i in range(8):
+        tree[f"data/f{i}.bin"] = _RANDOM["small"][i:] + (version.encode() if i < 2 else b"")
+    if version == OLD:
+        tree["data/gone.bin"] = b"only in the old release\n"
+    else:
+        tree["data/new.bin"] = b"only in the new release\n"
+        tree["pre-copy"] = Exe("#!/bin/sh\ntrue\n")
+    return tree
+
+
+CHANGED = {"data/big.bin", "data/f0.bin", "data/f1.bin", "data/new.bin", PROGRAM}
+CONTROL = {"pre-copy", "etc/zinit/alpha.yaml"}  # NEW's hook, and the service config the plan reads
+
+
+@dataclasses.dataclass
+class Node:
+    base: Path
+    releases: dict[str, VerifiedRelease]
+    log: Path
+    sup: MemorySupervisor = dataclasses.field(default_factory=MemorySupervisor)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(exist_ok=True)
+
+    @property
+    def root(self) -> Path:
+        return self.base / "node"
+
+    @property
+    def state(self) -> Path:
+        return self.base / "state"
+
+    def upgrader(self, **options: object) -> Upgrader:
+        settings: dict[str, object] = {"self_update": False, "program": PROGRAM, "probation": 0.0,
+                                       "start_timeout": 5.0, "stop_timeout": 1.0, "sleep": self.sup.sleep,
+                                       "clock": self.sup.clock}
+        settings.update(options)
+        return Upgrader(self.root, self.state, Flister(self.state), self.sup, **settings)  # type: ignore[arg-type]
+
+    def install(self, version: str, **options: object) -> object:
+        return asyncio.run(self.upgrader(**options).install(self.releases[version]))
+
+    def forget_cache(self) -> None:
+        """No block in the cache and none requested yet: what is not requested came from the node."""
+        shutil.rmtree(self.state / "cache", ignore_errors=True)
+        self.log.write_text("")
+
+    def assert_files_of(self, version: str) -> None:
+        for rel, spec in release_tree(version).items():
+            if rel in RELEASE_CONTROL_FILES:
+                assert not (self.root / rel).exists(), rel  # a hook runs from the tree, never copied
+                continue
+            path = self.root / rel
+            if isinstance(spec, Link):
+                assert os.readlink(path) == spec.target, rel
+            else:
+                want = spec.text if isinstance(spec, Exe) else spec
+                assert path.read_bytes() == (want.encode() if isinstance(want, str) else want), rel
+
+
+def block_ids(release: VerifiedRelease, *, control: bool = True) -> dict[str, list[str]]:
+    """path -> the hex ids of its blocks, per regular file of the release's flist."""
+    with open_flist(release.flist) as reader:
+        return {e.path.lstrip("/"): [ref.id.hex() for ref in e.blocks] for e in reader.entries()
+                if e.kind is EntryKind.FILE and (control or e.path.lstrip("/") not in RELEASE_CONTROL_FILES)}
+
+
+def staged(tree: Path) -> set[str]:
+    return {p.relative_to(tree).as_posix() for p in tree.rglob("*") if not p.is_dir() or p.is_symlink()}
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    """OLD installed from a counting http:// store; NEW ready. The staged trees are kept for the test
+    to look at (a commit prunes them)."""
+    packing = tmp_path / "packing-blocks"
+    downloads = tmp_path / "state" / "flists"
+    flists = {v: packed(tmp_path / "packing", f"zos:{v}.fl", release_tree(v), packing)[0] for v in (OLD, NEW)}
+    served = tmp_path / "served-blocks"
+    packing.rename(served)  # the dir:// route the flists record is gone: blocks come over HTTP
+    port, log = free_port(), tmp_path / "requests.log"
+    cmd = [sys.executable, "-m", "tests.support.counting_store", "--dir", str(served), "--port", str(port),
+           "--log", str(log)]
+    with serving(cmd, port, cwd=REPO):
+        releases = {v: verified_release(f, downloads, version=v, fqdn=f"tf-zos/zos:{v}.fl",
+                                        block_store=f"http://127.0.0.1:{port}") for v, f in flists.items()}
+        box = Node(tmp_path, releases, log)
+        box.install(OLD)
+        assert requested(log) == {i for ids in block_ids(releases[OLD]).values() for i in ids}
+        yield box
+
+
+@pytest.fixture
+def kept_mounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits keep the staged trees (so the test can see what was staged)."""
+    monkeypatch.setattr(Flister, "prune", lambda self, keep: None)
+
+
+def test_only_changed_files_are_staged_and_unchanged_blocks_are_never_requested(
+        node: Node, kept_mounts: None) -> None:
+    node.forget_cache()
+    report = node.install(NEW)
+    node.assert_files_of(NEW)
+    assert not (node.root / "data/gone.bin").exists()
+    new = node.releases[NEW]
+    # the staged tree holds the changed files and what the transaction reads, nothing else
+    assert staged(node.state / "mounts" / new.md5) == CHANGED | CONTROL
+    assert report.files_staged == len(CHANGED | CONTROL)  # type: ignore[attr-defined]
+    # requested: only blocks no installed file holds (the changed last block of big.bin, the
+    # changed small files, the new ones, the hook); big.bin's first two blocks came from the node
+    old_ids = {i for ids in block_ids(node.releases[OLD], control=False).values() for i in ids}
+    new_ids = {i for ids in block_ids(new).values() for i in ids}
+    assert requested(node.log) == new_ids - old_ids
+    big = block_ids(new)["data/big.bin"]
+    assert big[0] not in requested(node.log) and big[2] in requested(node.log)
+    assert report.blocks_from_node >= 3  # type: ignore[attr-defined]  # big.bin x2 + alpha.yaml
+    # node blocks are not copied into the cache: it holds what was fetched, nothing more
+    cached = {p.name for p in (node.state / "cache" / "blocks").rglob("*") if p.is_file()}
+    assert cached == requested(node.log)
+    # the new manifest knows where each block lies for the next upgrade
+    manifest = node.upgrader().installed_boot()
+    assert manifest is not None
+    assert manifest.blocks["data/big.bin"].sizes == [BLOCK_SIZE, BLOCK_SIZE, 100_000]
+    assert set(manifest.blocks) == {r for r, rec in manifest.files.items() if rec.kind == "file"}
+
+
+def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node, kept_mounts: None) -> None:
+    node.forget_cache()
+    for rel in ("data/big.bin", "data/kept.bin"):  # same size, first block's bytes changed behind our back
+        with open(node.root / rel, "r+b") as handle:
+            handle.write(b"drifted!")
+    report = node.install(NEW)
+    node.assert_files_of(NEW)  # kept.bin is unchanged in the release but not on the node: replaced
+    assert "data/kept.bin" in staged(node.state / "mounts" / node.releases[NEW].md5)
+    ids, got = block_ids(node.releases[NEW]), requested(node.log)
+    assert ids["data/big.bin"][0] in got and ids["data/kept.bin"][0] in got  # the node's copies failed
+    assert ids["data/big.bin"][1] not in got and ids["data/kept.bin"][1] not in got  # these were good
+    assert report.files_replaced >= 2  # type: ignore[attr-defined]
+
+
+def test_an_old_manifest_without_block_lists_counts_every_regular_file_as_changed(
+        node: Node, kept_mounts: None) -> None:
+    path = node.state / "manifests" / "boot.json"
+    old = json.loads(path.read_bytes())
+    del old["blocks"]  # what an upgrader before block lists wrote
+    path.write_text(json.dumps(old))
+    node.install(NEW)
+    node.assert_files_of(NEW)
+    files = {rel for rel, spec in release_tree(NEW).items() if not isinstance(spec, Link)}
+    assert staged(node.state / "mounts" / node.releases[NEW].md5) == files
+    manifest = node.upgrader().installed_boot()
+    assert manifest is not None and manifest.blocks["data/kept.bin"].sizes == [BLOCK_SIZE, BLOCK_SIZE]
+
+
+def test_self_update_continues_from_a_partial_mount_without_the_store(tmp_path: Path) -> None:
+    packing = tmp_path / "packing-blocks"
+    flists = {v: packed(tmp_path / "packing", f"zos:{v}.fl", release_tree(v), packing)[0] for v in (OLD, NEW)}
+    served = tmp_path / "served-blocks"
+    packing.rename(served)
+    port, log = free_port(), tmp_path / "requests.log"
+    cmd = [sys.executable, "-m", "tests.support.counting_store", "--dir", str(served), "--port", str(port),
+           "--log", str(log)]
+    downloads = tmp_path / "state" / "flists"
+    with serving(cmd, port, cwd=REPO):
+        releases = {v: verified_release(f, downloads, version=v, fqdn=f"tf-zos/zos:{v}.fl",
+                                        block_store=f"http://127.0.0.1:{port}") for v, f in flists.items()}
+        box = Node(tmp_path, releases, log)
+        box.install(OLD)
+        box.forget_cache()
+        with pytest.raises(RestartNeeded):
+            box.install(NEW, self_update=True)
+    # the store is gone: the continuation re-mounts from the node's files and the cache alone
+    assert (box.root / PROGRAM).read_bytes() == b"#!/bin/sh\necho 1.1.0\n"
+    shutil.rmtree(box.state / "mounts")
+    result = asyncio.run(box.upgrader(self_update=True).recover())
+    assert result == f"continued after self-update: committed {NEW}"
+    box.assert_files_of(NEW)
+    assert not (box.root / "data/gone.bin").exists()
+
+
+def test_a_failed_partial_upgrade_rolls_back_byte_for_byte(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = tree_digest(node.root, exclude=())
+    node.forget_cache()
+
+    async def broken(ctx: steps.Context, tx: steps.Transaction) -> None:
+        await apply(ctx, tx)
+        raise OSError("injected after apply")
+
+    apply = next(s.run for s in steps.STEPS if s.name == "apply")
+    table = tuple(dataclasses.replace(s, run=broken) if s.name == "post-copy" else s for s in steps.STEPS)
+    monkeypatch.setattr(steps, "STEPS", table)
+    with pytest.raises(RolledBack):
+        node.install(NEW)
+    assert tree_digest(node.root, exclude=()) == before
+    node.assert_files_of(OLD)
+
+
+def test_rollback_after_an_incremental_upgrade_restores_the_old_files(node: Node) -> None:
+    before = tree_digest(node.root, exclude=())
+    node.install(NEW)
+    store = node.releases[OLD].block_store
+    report = asyncio.run(node.upgrader().rollback(lambda manifest, _flist: manifest.version,
+                                                  block_store=store))
+    assert report.to_version == OLD
+    node.assert_files_of(OLD)
+    assert tree_digest(node.root, exclude=("tmp",)) == {
+        k: v for k, v in before.items() if not k.startswith("tmp")}
+
+
+# ------------------------------------------------------------------ NodeBlocks on its own
+
+
+def _ref(data: bytes) -> BlockRef:
+    import hashlib
+    return BlockRef(b"\0" * 32, hashlib.blake2b(data, digest_size=32).digest())
+
+
+def test_node_blocks_are_verified_and_never_read_through_a_symlink(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "real").mkdir(parents=True)
+    outside.mkdir()
+    data = os.urandom(4096)
+    (root / "real/file").write_bytes(b"x" * 100 + data)
+    (outside / "file").write_bytes(data)       # the same bytes, outside the root
+    os.symlink(outside, root / "escape")       # a directory link leading out
+    os.symlink(outside / "file", root / "real/link")  # a final link leading out
+    os.mkfifo(root / "real/fifo")              # not a file: must not hang the reader
+    good, drifted = _ref(data), _ref(os.urandom(4096))
+    blocks = NodeBlocks.index(root, [
+        ("real/file", [(b"pad" * 11, 100), (good.key, 4096)]),
+        ("escape/file", [(_ref(data + b"1").key, 4096)]),
+        ("real/link", [(_ref(data + b"2").key, 4096)]),
+        ("real/fifo", [(_ref(data + b"3").key, 4096)]),
+    ])
+    try:
+        assert blocks.plain(good) == data  # at offset 100, verified
+        for key_data in (data + b"1", data + b"2", data + b"3"):
+            # these keys name other bytes, but the reads must fail before any comparison
+            ref = _ref(key_data)
+            assert blocks.has(ref) and blocks.plain(ref) is None and not blocks.has(ref)
+        assert blocks.refused == 3 and blocks.used == 1
+        # the escape's target holds exactly the good block: still never read through the link
+        escaping = NodeBlocks.index(root, [("escape/file", [(good.key, 4096)]),
+                                           ("real/link", [(good.key, 4096)])])
+        assert escaping.plain(good) is None and escaping.refused == 1
+        escaping.close()
+        # a drifted file: the bytes no longer match the key; the block is forgotten (from the store)
+        (root / "real/file").write_bytes(b"x" * 100 + os.urandom(4096))
+        again = NodeBlocks.index(root, [("real/file", [(b"pad", 100), (good.key, 4096)])])
+        assert again.plain(good) is None and not again.has(good) and again.refused == 1
+        assert blocks.plain(drifted) is None and blocks.refused == 3  # never known: not a refusal
+        again.close()
+    finally:
+        blocks.close()
+
+
+# ------------------------------------------------------------------ materialize's filter keeps its rules
+
+
+@pytest.mark.parametrize("selected", ["/a/passwd", "/etc/motd"])
+def test_a_partial_materialize_still_refuses_a_file_through_an_unwritten_link(tmp_path: Path,
+                                                                             selected: str) -> None:
+    """``/a`` is a link the filter does not write; ``/a/passwd`` goes through it: refused whichever
+    path is selected (materialize's own check: the reader here checks nothing), nothing left behind."""
+    import stat
+
+    from tests.flist.test_hostile_materialize import ListReader
+    from zos_upgrade.flist import Entry, HostileFlist
+    from zos_upgrade.flist.materialize import materialize
+    from zos_upgrade.flist.stores import DirStore
+
+    entries = [Entry("/", EntryKind.DIR, stat.S_IFDIR | 0o755),
+               Entry("/etc", EntryKind.DIR, stat.S_IFDIR | 0o755),
+               Entry("/a", EntryKind.LINK, stat.S_IFLNK | 0o777, target="/etc"),
+               Entry("/a/passwd", EntryKind.FILE, stat.S_IFREG | 0o644),
+               Entry("/etc/motd", EntryKind.FILE, stat.S_IFREG | 0o644)]
+    dest = tmp_path / "dest"
+    with pytest.raises(HostileFlist, match="through symlink '/a'"):
+        asyncio.run(materialize(ListReader(entries), dest, store=DirStore(tmp_path / "blocks"),
+                                only=lambda path: path == selected))
+    assert not dest.exists()
+
+
+def test_a_partial_materialize_writes_only_the_selected_files_and_every_directory(tmp_path: Path) -> None:
+    from zos_upgrade.flist.materialize import materialize
+    from zos_upgrade.flist.stores import DirStore
+
+    flist, blocks = packed(tmp_path, "rel.fl", release_tree(NEW))
+    dest = tmp_path / "dest"
+    report = asyncio.run(materialize(flist, dest, store=DirStore(blocks), only=lambda p: p == "/data/f0.bin"))
+    assert staged(dest) == {"data/f0.bin"}
+    dirs = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_dir()}
+    assert dirs == {"data", "etc", "etc/zinit", "lib", "bin"}
+    assert (dest / "data/f0.bin").read_bytes() == release_tree(NEW)["data/f0.bin"]
+    assert report.blocks_fetched == 1
+
+
+# ------------------------------------------------------------------ stamps: files not hashed again
+
+
+def test_a_stamp_spares_the_hash_until_the_file_changes_even_with_its_mtime_put_back(tmp_path: Path) -> None:
+    import time
+
+    from zos_upgrade.upgrade.manifest import digest_file
+    from zos_upgrade.upgrade.stamps import SETTLED_NS, NodeStamps
+
+    file, cache = tmp_path / "f.bin", tmp_path / "stamps.json"
+    file.write_bytes(os.urandom(10_000))
+
+    def later() -> int:
+        return time.time_ns() + 10 * SETTLED_NS
+
+    first = NodeStamps(cache, clock=later)
+    record = first.record("f.bin", file)
+    first.save()
+    assert first.hashed == 1 and record is not None and record.digest == digest_file(file)
+    again = NodeStamps(cache, clock=later)
+    assert again.record("f.bin", file) == record and again.hashed == 0  # not read: its stamp holds
+    again.save()
+    st = os.stat(file)
+    with open(file, "r+b") as handle:  # same size, new bytes, and the mtime put back: only ctime moved
+        handle.write(b"changed!")
+    os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = NodeStamps(cache, clock=later)
+    changed = third.record("f.bin", file)
+    assert third.hashed == 1 and changed is not None and changed.digest == digest_file(file) != record.digest
+    # a file written just now is hashed, but not stamped: a write in the same tick could hide
+    fresh = NodeStamps(cache)
+    fresh.record("f.bin", file)
+    fresh.save()
+    assert NodeStamps(cache).record("f.bin", file) is not None
+    assert json.loads(cache.read_text()) == {}
+    cache.write_text("not json")  # a damaged cache is ignored: everything is hashed
+    damaged = NodeStamps(cache, clock=later)
+    assert damaged.record("f.bin", file) == changed and damaged.hashed == 1
+
+
+def test_an_upgrade_with_stamps_still_finds_a_file_edited_behind_its_back(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zos_upgrade.upgrade.stamps as stamps
+
+    monkeypatch.setattr(stamps, "SETTLED_NS", 0)  # every file counts as settled: all get stamped
+    ctx = node.upgrader()._ctx
+    old = ctx.installed_boot()
+    first = steps._node_records(ctx, old)
+    assert (node.state / "cache" / stamps.STAMPS_FILE).exists()
+    target = node.root / "data/kept.bin"
+    st = os.stat(target)
+    with open(target, "r+b") as handle:
+        handle.write(b"drifted!")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = steps._node_records(ctx, old)
+    assert second["data/kept.bin"] != first["data/kept.bin"]
+    assert {k: v for k, v in second.items() if k != "data/kept.bin"} == {
+        k: v for k, v in first.items() if k != "data/kept.bin"}
+    report = node.install(NEW)
+    node.assert_files_of(NEW)  # the release's copy replaced the edited one
+    assert report.files_replaced >= 1  # type: ignore[attr-defined]
