@@ -55,8 +55,12 @@ class HttpStore:
         # fetch of one may take 90 s at most, each try 30 s, and a trickle below 1 KiB/s is cut off
         self._retry = retry or net.RetryPolicy(deadline=30.0, total=90.0)
         self._own_client = client is None
+        proxied = _proxied()
+        # a file-writer process may fetch from this store itself (``http_blocking``): plain http,
+        # no proxy, and no client of the caller's (its settings would not travel)
+        self.child_url = url if client is None and url.startswith("http://") and not proxied else None
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                                   transport=None if _proxied() else LeanTransport())
+                                                   transport=None if proxied else LeanTransport())
 
     async def _request(self, method: str, url: str) -> net.FetchResult:
         from zos_upgrade import net
