@@ -154,7 +154,8 @@ def test_only_dir_and_plain_http_stores_are_reopened_in_a_child(tmp_path: Path,
     assert describe_store(mixed) == ("router", ((0, 127, f"dir://{blocks}", str(blocks)),
                                                 (128, 255, "http://127.0.0.1:9/", None)))
     # https, or any proxy in the environment: only this process's httpx client reads the store
-    assert describe_store(Router([Route(0, 127, f"dir://{blocks}"), Route(128, 255, "https://x.test/")])) is None
+    secure = Router([Route(0, 127, f"dir://{blocks}"), Route(128, 255, "https://x.test/")])
+    assert describe_store(secure) is None
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     assert describe_store(Router([Route(0, 255, "http://127.0.0.1:9/")])) is None
 
