@@ -58,7 +58,10 @@ class ProcessFileWriter:
         self._context = context
         self._threads = threads
         self._size = _auto_workers() if workers is None else workers
-        self._wait_for_pool = workers is not None
+        # children that fetch from an http:// store themselves (below) are started with the first
+        # file and waited for: the threads' path would have this process load httpx and fetch on
+        # its event loop, which costs more than starting the children
+        self._wait_for_pool = workers is not None or fetches_remote(store)
         self._cache = cache
         self._store = store  # how a child reopens the store
         # children fetch from an http:// store themselves: nothing is fetched here first
