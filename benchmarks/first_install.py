@@ -41,9 +41,9 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from flist import cpu_seconds, generate, process_cpu, tree_bytes  # noqa: E402
+from flist import cpu_seconds, generate, process_cpu, start_servers, tree_bytes  # noqa: E402
 
-from zos_upgrade.demo.processes import free_port, stop_group, wait_for_port, zos_upgrade_cmd  # noqa: E402
+from zos_upgrade.demo.processes import stop_group, wait_for_port, zos_upgrade_cmd  # noqa: E402
 from zos_upgrade.flist.pack import pack  # noqa: E402
 from zos_upgrade.flist.stores import DirStore  # noqa: E402
 
@@ -60,9 +60,11 @@ def timed(action: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - started, cpu_seconds() - before
 
 
-def unpack(flist: Path, dest: Path, store_url: str) -> None:
+def unpack(flist: Path, dest: Path, store_url: str, code: Path | None = None) -> None:
+    """``zos-upgrade flist unpack`` in a fresh interpreter; ``code``: another checkout's ``src``."""
+    env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
     subprocess.run(zos_upgrade_cmd("flist", "unpack", str(flist), str(dest), "--store", store_url),
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def untar_url(url: str, out: Path, then: str) -> None:
@@ -75,7 +77,7 @@ def row(name: str, values: list[float], anchor: list[float] | None) -> str:
     return f"| {name} | {statistics.median(values):.2f} | {min(values):.2f}-{max(values):.2f} | {ratio} |"
 
 
-def unpack_rows(base: Path, files: int, total: int, runs: int) -> list[str]:
+def unpack_rows(base: Path, files: int, total: int, runs: int, other: Path | None) -> list[str]:
     src = base / "src"
     generate(src, files, total)
     size = tree_bytes(src)
@@ -86,17 +88,13 @@ def unpack_rows(base: Path, files: int, total: int, runs: int) -> list[str]:
     subprocess.run(["tar", "-czf", str(static_dir / "rel.tar.gz"), "-C", str(src), "."], check=True)
     packed = (static_dir / "rel.tar.gz").stat().st_size
     print(f"tree: {files} files, {size / MB:.1f} MB; tarball {packed / MB:.1f} MB", flush=True)
-    hub_port, static_port = free_port(), free_port()
-    (base / "hub-root").mkdir()
-    hub = subprocess.Popen(zos_upgrade_cmd("hub", "serve", "--root", str(base / "hub-root"), "--blocks",
-                                           str(blocks), "--port", str(hub_port)),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    static = subprocess.Popen([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1",
-                               "--directory", str(static_dir)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    hub, hub_port, static, static_port = start_servers(base, blocks, static_dir)
     url = f"http://127.0.0.1:{static_port}/rel.tar.gz"
     store = f"http://127.0.0.1:{hub_port}/blocks"
-    names = ("zos-upgrade flist unpack from the hub", "curl | tar -xzf", "curl | tar -xzf + sync -f")
+    names: tuple[str, ...] = ("zos-upgrade flist unpack from the hub", "curl | tar -xzf",
+                              "curl | tar -xzf + sync -f")
+    if other is not None:
+        names += (f"the same, code of {other.name}",)
     times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     try:
         wait_for_port(hub_port, hub)
@@ -107,6 +105,9 @@ def unpack_rows(base: Path, files: int, total: int, runs: int) -> list[str]:
                 (names[1], static, partial(untar_url, url, base / f"curl{run}", "")),
                 (names[2], static, partial(untar_url, url, base / f"curl-sync{run}", " && sync -f .")),
             ]
+            if other is not None:
+                code = other / "src"
+                steps.append((names[3], hub, partial(unpack, flist, base / f"other{run}", store, code)))
             for name, server, action in steps:
                 before = process_cpu(server.pid)
                 wall, cpu = timed(action)
@@ -131,7 +132,7 @@ def unpack_rows(base: Path, files: int, total: int, runs: int) -> list[str]:
 
 
 def upgrader_rows(base: Path, files: int, total: int, runs: int) -> list[str]:
-    from upgrade import baseline_run  # benchmarks/upgrade.py
+    from upgrade import baseline_run, tarball_server  # benchmarks/upgrade.py
 
     from tests.support.node import Sandbox, install_hub_flist, service_release
     from tests.support.procs import serving
@@ -155,13 +156,7 @@ def upgrader_rows(base: Path, files: int, total: int, runs: int) -> list[str]:
         for path in sorted(p for p in gen.rglob("*") if p.is_file()):
             tree[f"data/{path.relative_to(gen)}"] = path.read_bytes()
         hub_box.pack("zos:1.0.0.fl", tree)  # type: ignore[arg-type]
-        static = base / "upgrader-static"
-        static.mkdir()
-        subprocess.run(["tar", "-czf", str(static / "release.tar.gz"), "-C",
-                        str(hub_box.src / "tf-zos-zos:1.0.0.fl"), "."], check=True)
-        port = free_port()
-        http_cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                    "--directory", str(static)]
+        http_cmd, port = tarball_server(hub_box.src / "tf-zos-zos:1.0.0.fl", base / "upgrader-static")
         with hub_box.serving_hub(), serving(http_cmd, port):
             for run in range(runs):
                 shutil.rmtree(hub_box.root)
@@ -184,12 +179,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="20 MB / 200 files, a smoke run")
     parser.add_argument("--skip-upgrader", action="store_true", help="only the flist unpack rows")
+    parser.add_argument("--other", type=Path, metavar="CHECKOUT",
+                        help="also time flist unpack with another checkout's code (e.g. main), interleaved")
     args = parser.parse_args()
     total, files = (20 * MB, 200) if args.quick else (110 * MB, 1002)
     load_before = os.getloadavg()
     base = Path(tempfile.mkdtemp(prefix="zu-bench-first-install-"))
     try:
-        lines = unpack_rows(base / "unpack", files, total, args.runs)
+        lines = unpack_rows(base / "unpack", files, total, args.runs, args.other)
         if not args.skip_upgrader:
             lines += ["", *upgrader_rows(base / "upgrader", files, total, args.runs)]
     finally:
