@@ -22,6 +22,7 @@ from tests.flist.test_writer_pool import make_tree
 from tests.support.procs import free_port
 from zos_upgrade.flist.blocks import BlockCorrupt
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore, StoreError
@@ -78,9 +79,13 @@ def test_children_fetch_every_block_themselves(http_blocks: tuple[str, Path], tm
     one = unpack(flist, tmp_path / "one", f"{base}/blocks/own", workers=0)
     assert parent_gets  # the same run in one process fetches through HttpStore
     assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one") == snapshot(src)
-    # the same blocks fetched, bytes downloaded and written, whoever fetched them
-    assert (two.blocks_fetched, two.bytes_downloaded, two.bytes_written) == (
-        one.blocks_fetched, one.bytes_downloaded, one.bytes_written)
+    # every distinct block fetched (a block two files share may be fetched by both: without a
+    # cache nothing remembers it), the same bytes written whoever fetched them
+    with open_flist(flist) as reader:
+        distinct = {ref.id for entry in reader.entries() for ref in entry.blocks}
+    assert two.blocks_fetched >= len(distinct) and one.blocks_fetched >= len(distinct)
+    assert two.bytes_written == one.bytes_written == sum(p.stat().st_size for p in src.rglob("*")
+                                                         if p.is_file() and not p.is_symlink())
 
 
 def test_chunked_answers_are_read_by_the_children(http_blocks: tuple[str, Path], tmp_path: Path,
