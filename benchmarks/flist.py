@@ -112,17 +112,25 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def over_http(base: Path, flist: Path, blocks: Path, tarball: Path, size: int) -> None:
-    """Cold materialize from our hub's /blocks vs curl | tar -xzf from python -m http.server, both
-    servers on loopback in their own processes, sharing the two cores with the client."""
+def start_servers(base: Path, blocks: Path, static_dir: Path) -> tuple[subprocess.Popen[bytes], int,
+                                                                      subprocess.Popen[bytes], int]:
+    """Our hub serving ``blocks`` (its root under ``base``) and ``python -m http.server`` serving
+    ``static_dir``, each on loopback in its own process group: (hub, its port, static, its port)."""
     hub_port, static_port = free_port(), free_port()
     (base / "hub-root").mkdir()
     hub = subprocess.Popen(zos_upgrade_cmd("hub", "serve", "--root", str(base / "hub-root"), "--blocks",
                                            str(blocks), "--port", str(hub_port)),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     static = subprocess.Popen([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1",
-                               "--directory", str(tarball.parent)],
+                               "--directory", str(static_dir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return hub, hub_port, static, static_port
+
+
+def over_http(base: Path, flist: Path, blocks: Path, tarball: Path, size: int) -> None:
+    """Cold materialize from our hub's /blocks vs curl | tar -xzf from python -m http.server, both
+    servers on loopback in their own processes, sharing the two cores with the client."""
+    hub, hub_port, static, static_port = start_servers(base, blocks, tarball.parent)
     try:
         wait_for_port(hub_port, hub)
         wait_for_port(static_port, static)

@@ -86,6 +86,16 @@ async def baseline_run(url: str, dest: Path, sup: SupervisordClient) -> float:
     return time.perf_counter() - started
 
 
+def tarball_server(tree: Path, static: Path) -> tuple[list[str], int]:
+    """``tar -czf`` of ``tree`` as ``<static>/release.tar.gz``, and the ``python -m http.server``
+    command (and its port) that serves it on loopback."""
+    static.mkdir()
+    subprocess.run(["tar", "-czf", str(static / "release.tar.gz"), "-C", str(tree), "."], check=True)
+    port = free_port()
+    return [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
+            str(static)], port
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=100)
@@ -102,13 +112,7 @@ def main() -> int:
             trees = make_trees(hub_box.root, args.files, args.size_mb * 1_000_000)
             for version, tree in trees.items():
                 hub_box.pack(f"zos:{version}.fl", tree)  # type: ignore[arg-type]
-            static = work / "static"
-            static.mkdir()
-            subprocess.run(["tar", "-czf", str(static / "release.tar.gz"), "-C",
-                            str(hub_box.src / "tf-zos-zos:1.1.0.fl"), "."], check=True)
-            port = free_port()
-            http_cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                        "--directory", str(static)]
+            http_cmd, port = tarball_server(hub_box.src / "tf-zos-zos:1.1.0.fl", work / "static")
             with hub_box.serving_hub(), serving(http_cmd, port):
                 for run in range(args.runs):
                     # a fresh node root (the services' command lines name this path) and state

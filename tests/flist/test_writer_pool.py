@@ -144,12 +144,20 @@ def test_automatic_processes_only_for_a_big_enough_tree(tmp_path: Path,
     assert snapshot(tmp_path / "big") == snapshot(tmp_path / "small") == snapshot(src)
 
 
-def test_only_dir_stores_are_reopened_in_a_child(tmp_path: Path) -> None:
+def test_only_dir_and_plain_http_stores_are_reopened_in_a_child(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     _src, blocks, _flist = packed(tmp_path, files=2)
     assert describe_store(DirStore(blocks)) is not None
     assert describe_store(Router([Route(0, 255, f"dir://{blocks}")])) is not None
+    # a child fetches from a plain http:// store itself (its root is None: fetched, not opened)
     mixed = Router([Route(0, 127, f"dir://{blocks}"), Route(128, 255, "http://127.0.0.1:9/")])
-    assert describe_store(mixed) is None
+    assert describe_store(mixed) == ("router", ((0, 127, f"dir://{blocks}", str(blocks)),
+                                                (128, 255, "http://127.0.0.1:9/", None)))
+    # https, or any proxy in the environment: only this process's httpx client reads the store
+    secure = Router([Route(0, 127, f"dir://{blocks}"), Route(128, 255, "https://x.test/")])
+    assert describe_store(secure) is None
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    assert describe_store(Router([Route(0, 255, "http://127.0.0.1:9/")])) is None
 
 
 def test_negative_workers_is_refused(tmp_path: Path) -> None:

@@ -205,8 +205,8 @@ def ls_command(flist: Path, as_json: bool) -> None:
               help="A block cache directory: blocks found there are not downloaded again (blocks "
                    "of a dir:// store on the same file system are hard-linked into it, not copied).")
 @click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
-              help="File-writer processes (for a dir:// store, or any store with --cache): 0 writes "
-                   "in this process only "
+              help="File-writer processes (for a dir:// or plain http:// store, which they read "
+                   "themselves, or any store with --cache): 0 writes in this process only "
                    "[default: one per core, once the tree is big enough to repay starting them].")
 def unpack_command(flist: Path, dest: Path, stores: tuple[str, ...], cache: Path | None,
                    workers: int | None) -> None:

@@ -160,9 +160,13 @@ class BlockSource:
     Threads wanting the same uncached block take turns (a claim per id), so it is read once.
     """
 
-    def __init__(self, cache: BlockCache | None, local: LocalBlocks | None = None) -> None:
+    def __init__(self, cache: BlockCache | None, local: LocalBlocks | None = None, *,
+                 keep_fetched: bool = True) -> None:
         self.cache = cache
         self.local = local  # verified plain blocks tried before the cache (the node's own files)
+        # False: blocks read from a store go straight into their file and are not added to the
+        # cache (a first install with nothing to share); the cache is still read
+        self.keep_fetched = keep_fetched
         self._claims: dict[bytes, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -190,7 +194,10 @@ class BlockSource:
     def lacks(self, ref: BlockRef) -> bool:
         if self.local is not None and self.local.has(ref):
             return False  # a drifted local block is dropped by ``plain``: then it is lacking again
-        return self.cache is None or not self.cache.has(ref.id)
+        return self.lacks_id(ref.id)
+
+    def lacks_id(self, block_id: bytes) -> bool:
+        return self.cache is None or not self.cache.has(block_id)
 
     def read(self, store: LocalStore | None, entry: Entry, index: int) -> tuple[bytes, int | None]:
         """Block ``index`` of ``entry`` from ``store``: read, verified, decrypted, then cached. Returns
@@ -209,7 +216,7 @@ class BlockSource:
                 plain = decrypt_block(ref, stored, check_key=False)
             except BlockCorrupt as exc:
                 raise BlockCorrupt(f"{entry.path}: block {index}: from {store.url}: {exc}") from exc
-            if self.cache is not None:
+            if self.cache is not None and self.keep_fetched:
                 self.cache.adopt_verified(ref.id, stored, source)
             return plain, len(stored)
 

@@ -17,7 +17,8 @@ Safety rules, in the order they are enforced, and where:
   applied last, deepest first (``durability``).
 
 Regular files go through one :class:`FileWriter`: worker threads (``thread_writer``), or, for a big
-tree, file-writer processes (``process_writer``); blocks from a remote store are fetched here on the
+tree, file-writer processes (``process_writer``); blocks from a plain ``http://`` store are fetched
+by those processes themselves (``stores.http_blocking``), from another remote store here on the
 event loop (``remote_blocks``). Either way the walk, every check above, the renames and the flushes
 stay in this process.
 """
@@ -66,6 +67,7 @@ async def materialize(
     workers: int | None = None,
     only: Callable[[str], bool] | None = None,
     local_blocks: LocalBlocks | None = None,
+    keep_fetched: bool = True,
 ) -> MaterializeReport:
     """Write the tree ``flist`` describes into ``dest`` (absent or empty); return what was done.
 
@@ -78,6 +80,13 @@ async def materialize(
     ``only(path)`` (a path as the flist names it, ``/etc/motd``) selects the files, links and specials
     written: every directory is still made, and every entry still checked. ``local_blocks`` serves verified
     plain blocks before the cache (the node's installed files: ``node_blocks``); they are not cached.
+
+    With a plain ``http://`` store the processes fetch their files' blocks themselves.
+
+    ``keep_fetched=False`` reads the cache but adds nothing to it: a fetched block goes straight
+    into its file and nowhere else (a first install, where nothing is shared, writes each block
+    once). Only for a caller that can get the blocks back without the network otherwise (from the
+    tree it keeps): a later run from the same cache fetches them again.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -95,7 +104,7 @@ async def materialize(
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
         report = await _run(reader, dest, store, cache, concurrency, allow_devices, progress, workers,
-                            only, local_blocks)
+                            only, local_blocks, keep_fetched)
     except BaseException:
         _remove_created(dest, created_dest)
         raise
@@ -111,12 +120,17 @@ async def materialize(
 async def _run(reader: FlistReader, dest: Path, store: BlockStore, cache: BlockCache | None,
                concurrency: int, allow_devices: bool, progress: Progress | None,
                workers: int | None, only: Callable[[str], bool] | None = None,
-               local_blocks: LocalBlocks | None = None) -> MaterializeReport:
+               local_blocks: LocalBlocks | None = None, keep_fetched: bool = True) -> MaterializeReport:
     """Wire the parts of one run, walk the flist through them, seal the tree."""
     local = _local_reader(store)  # first: opening a router's stores may fail
-    # a child reopens a dir:// store; with a remote one it writes from the cache, which we fill
-    store_spec = describe_store(store) if local is not None else CACHE_ONLY if cache is not None else None
-    source = BlockSource(cache, local_blocks)
+    # a child reopens a dir:// store, or fetches from a plain http:// one itself; with another
+    # remote store it writes from the cache, which we fill (not when nothing may be kept there).
+    # With blocks from the node's files, children never fetch: they would ask the store for blocks
+    # the node holds (an upgrade stages few files; the parent's threads read the node's blocks)
+    store_spec = describe_store(store) if local is not None or local_blocks is None else None
+    if store_spec is None and cache is not None and keep_fetched:
+        store_spec = CACHE_ONLY
+    source = BlockSource(cache, local_blocks, keep_fetched=keep_fetched)
     fds = DirFds(os.open(dest, DIR_OPEN))
     try:
         as_root = os.geteuid() == 0

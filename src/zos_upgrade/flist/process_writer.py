@@ -20,7 +20,7 @@ from zos_upgrade.flist.file_writer import WriteContext
 from zos_upgrade.flist.filewrite import NotCached
 from zos_upgrade.flist.model import Entry
 from zos_upgrade.flist.thread_writer import ThreadFileWriter
-from zos_upgrade.flist.writer_child import StoreSpec
+from zos_upgrade.flist.writer_child import StoreSpec, fetches_remote
 from zos_upgrade.flist.writer_pool import WriterPool
 from zos_upgrade.tasks import all_or_cancel
 
@@ -58,9 +58,14 @@ class ProcessFileWriter:
         self._context = context
         self._threads = threads
         self._size = _auto_workers() if workers is None else workers
-        self._wait_for_pool = workers is not None
+        # children that fetch from an http:// store themselves (below) are started with the first
+        # file and waited for: the threads' path would have this process load httpx and fetch on
+        # its event loop, which costs more than starting the children
+        self._wait_for_pool = workers is not None or fetches_remote(store)
         self._cache = cache
         self._store = store  # how a child reopens the store
+        # children fetch from an http:// store themselves: nothing is fetched here first
+        self._children_fetch = fetches_remote(store)
         self._pool: WriterPool | None = None
         self._seen = (0, 0)  # (bytes, files) of regular files taken so far
         self._job: list[tuple[Entry, list[str]]] = []  # files for the next job
@@ -100,7 +105,8 @@ class ProcessFileWriter:
             if not self._size or (too_early and not self._wait_for_pool):
                 return None
             context = self._context
-            self._pool = WriterPool(self._size, context.fds.root, self._cache, self._store, context.as_root)
+            self._pool = WriterPool(self._size, context.fds.root, self._cache, self._store, context.as_root,
+                                    keep_fetched=context.source.keep_fetched)
             await self._pool.start()
         if self._pool.failed or (not self._pool.ready and not self._wait_for_pool):
             return None  # no child left, or automatic and still starting: threads write meanwhile
@@ -110,13 +116,14 @@ class ProcessFileWriter:
         """Have a file-writer process write ``files`` as one job; the durability step renames them
         later.
 
-        With a remote store, the blocks the cache lacks are fetched and cached (their ids checked)
-        here first, and the child writes from the cache alone. A file the child then misses a block
-        for (the cached copy went bad and was dropped), or every file when no child is left, is
-        written by a worker thread instead.
+        With a plain ``http://`` store the child fetches the blocks itself. With another remote
+        store, the blocks the cache lacks are fetched and cached (their ids checked) here first, and
+        the child writes from the cache alone. A file the child then misses a block for (the cached
+        copy went bad and was dropped, or its own fetch failed), or every file when no child is
+        left, is written by a worker thread instead.
         """
         context = self._context
-        if context.local is None:
+        if context.local is None and not self._children_fetch:
             settled = await all_or_cancel(context.remote.cache_missing(entry) for entry, _parts in files)
         else:
             settled = [0] * len(files)
@@ -134,7 +141,8 @@ class ProcessFileWriter:
         for (entry, parts, tmp), fetched, outcome in zip(named, settled, outcomes, strict=True):
             if isinstance(outcome, NotCached):
                 log.warning(
-                    "a block the file writer process needed is not in the cache; writing the file here",
+                    "a block the file writer process needed is not in the cache (or it could not fetch it); "
+                    "writing the file here",
                     extra={"entry": entry.path, "block_index": outcome.index},
                 )
                 again.append(self._threads.write(entry, parts, context.names.next(parts)))

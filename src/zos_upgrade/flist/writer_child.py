@@ -13,8 +13,13 @@ when its stdin closes.
 
 Wire: 4-byte big-endian length + ``marshal`` payload, both ways (the two ends are the same program,
 so marshal's lack of a stable format across Python versions does not matter). This module imports
-neither asyncio nor the network stack: a child's imports take ~0.09 s, not ~0.13 s (measured with
-this module run on an empty stdin).
+neither asyncio nor httpx: a child's imports take ~0.09 s, not ~0.13 s (measured with this module
+run on an empty stdin; the stdlib sockets of ``http_blocking`` cost no measurable part of that).
+
+With a plain ``http://`` store the child fetches its files' blocks itself (``http_blocking``): a
+thread reads jobs as they arrive and has their blocks prefetched at once, so the network works on
+the next job while this one is written; a block it cannot fetch the simple way makes the file
+``NotCached``, and the parent fetches and writes that file itself.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import contextlib
 import logging
 import marshal
 import os
+import queue
 import signal
 import struct
 import sys
+import threading
 import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,7 +51,17 @@ from zos_upgrade.flist.filewrite import (
     write_blocks,
 )
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist
-from zos_upgrade.flist.stores import BlockMissing, BlockStore, DirStore, LocalStore, Route, Router, StoreError
+from zos_upgrade.flist.stores import (
+    BlockMissing,
+    BlockStore,
+    DirStore,
+    HttpStore,
+    LocalStore,
+    Route,
+    Router,
+    StoreError,
+)
+from zos_upgrade.flist.stores.http_blocking import BlockingHttpReader
 
 __all__ = [
     "CACHE_ONLY",
@@ -52,6 +69,7 @@ __all__ = [
     "StoreSpec",
     "describe_error",
     "describe_store",
+    "fetches_remote",
     "frame",
     "job_file",
     "main",
@@ -74,18 +92,31 @@ CACHE_ONLY: StoreSpec = ("cache",)
 
 
 def describe_store(store: BlockStore) -> StoreSpec | None:
-    """How a child reopens ``store`` (a ``dir://`` store, or a router of them), or None when it cannot."""
+    """How a child reopens ``store`` -- a ``dir://`` store, a plain ``http://`` one it can fetch from
+    itself (``HttpStore.child_url``), or a router of those -- or None when it cannot."""
     if type(store) is DirStore:
         return ("dir", str(store.root), store.url)
-    if isinstance(store, Router) and store.is_local():
-        routes = []
+    if type(store) is HttpStore and store.child_url is not None:
+        return ("http", store.child_url)
+    if isinstance(store, Router):
+        routes: list[tuple[int, int, str, str | None]] = []
         for route in store.routes:
             opened = store.store_for(route)
-            if type(opened) is not DirStore:
+            if type(opened) is DirStore:
+                routes.append((route.start, route.end, route.url, str(opened.root)))
+            elif type(opened) is HttpStore and opened.child_url is not None:
+                routes.append((route.start, route.end, route.url, None))  # None: fetched over http
+            else:
                 return None
-            routes.append((route.start, route.end, route.url, str(opened.root)))
         return ("router", tuple(routes))
     return None
+
+
+def fetches_remote(spec: StoreSpec | None) -> bool:
+    """True when a child of ``spec`` fetches blocks over the network itself (an ``http://`` route)."""
+    if spec is None:
+        return False
+    return spec[0] == "http" or (spec[0] == "router" and any(root is None for *_r, root in spec[1]))
 
 
 def open_store_spec(spec: StoreSpec) -> LocalStore | None:
@@ -93,9 +124,62 @@ def open_store_spec(spec: StoreSpec) -> LocalStore | None:
         return None
     if spec[0] == "dir":
         return DirStore(Path(spec[1]), spec[2])
+    if spec[0] == "http":
+        return BlockingHttpReader(spec[1])
     roots = {url: root for _start, _end, url, root in spec[1]}
-    return Router([Route(start, end, url) for start, end, url, _root in spec[1]],
-                  opener=lambda url: DirStore(Path(roots[url]), url))
+
+    def opener(url: str) -> BlockStore:
+        root = roots[url]
+        return BlockingHttpReader(url) if root is None else DirStore(Path(root), url)
+
+    return Router([Route(start, end, url) for start, end, url, _root in spec[1]], opener=opener)
+
+
+def _prefetch(store: LocalStore | None, source: BlockSource, files: Iterable[tuple[Any, ...]]) -> None:
+    """Start fetching the blocks of a job's files that the cache lacks, in the order they are
+    written, from the ``http://`` store that will be asked for each (its first route)."""
+    readers: dict[int, list[bytes]] = {}
+    targets: dict[int, BlockingHttpReader] = {}
+    for block_id in dict.fromkeys(i for file in files for i in file[7]):
+        if not source.lacks_id(block_id):
+            continue
+        reader = _http_reader_for(store, block_id)
+        if reader is not None:
+            readers.setdefault(id(reader), []).append(block_id)
+            targets[id(reader)] = reader
+    for key, ids in readers.items():
+        targets[key].prefetch(ids)
+
+
+def _fetching_ahead(jobs: Iterable[tuple[Any, ...]], store: LocalStore | None,
+                    source: BlockSource) -> Iterator[tuple[Any, ...]]:
+    """``jobs``, read by a thread as the parent sends them, each job's blocks prefetched the moment
+    it arrives: the next job's first blocks are fetched while this one's last are written (jobs
+    are small, a MiB or so, so prefetching job by job left the network idle at every start)."""
+    arrived: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for job in jobs:
+                _prefetch(store, source, job[1])
+                arrived.put(job)
+        finally:
+            arrived.put(None)  # the end of the input (or a broken pipe): the loop ends as before
+
+    threading.Thread(target=read, name="job-reader", daemon=True).start()
+    while (job := arrived.get()) is not None:
+        yield job
+
+
+def _http_reader_for(store: LocalStore | None, block_id: bytes) -> BlockingHttpReader | None:
+    if isinstance(store, BlockingHttpReader):
+        return store
+    if isinstance(store, Router):
+        for route in store.routes:
+            if route.covers(block_id):
+                opened = store.store_for(route)
+                return opened if isinstance(opened, BlockingHttpReader) else None
+    return None
 
 
 # --- errors cross the pipe as (kind, args), rebuilt from this fixed table -------------------------
@@ -198,13 +282,33 @@ def _write_one(fds: DirFds, source: BlockSource, store: LocalStore | None, as_ro
     fd = create_temp(fds, parts, tmp)
     try:
         step = write_blocks(source, entry, fd, 0, 0, store, as_root, direct=direct)
+    except StoreError as exc:
+        if not fetches_remote_store(store):
+            raise
+        # the network failed us the simple way: the parent fetches this file's blocks itself, with
+        # its retries, and writes the file again
+        log.warning("file writer process could not fetch a block; its parent will",
+                    extra={"entry": path, "reason": str(exc)})
+        _unlink_temp(fds, parts, tmp)
+        raise NotCached(path, -1) from exc
     finally:
         os.close(fd)
     if not step.done:  # only without a store: the parent writes this (short) file again itself
-        with fds.parent(parts) as pfd:
-            os.unlink(tmp, dir_fd=pfd)
+        _unlink_temp(fds, parts, tmp)
         raise NotCached(path, step.blocks)
     return step.tally
+
+
+def _unlink_temp(fds: DirFds, parts: list[str], tmp: str) -> None:
+    with fds.parent(parts) as pfd:
+        os.unlink(tmp, dir_fd=pfd)
+
+
+def fetches_remote_store(store: LocalStore | None) -> bool:
+    if isinstance(store, BlockingHttpReader):
+        return True
+    return isinstance(store, Router) and any(isinstance(store.store_for(r), BlockingHttpReader)
+                                             for r in store.routes)
 
 
 def _counts(tally: Tally) -> tuple[int, int, int, int, bool]:
@@ -217,15 +321,17 @@ def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO
     A job is ``(job id, files)``; its answer ``(job id, results, log records)`` holds ``("ok",
     counts)`` or ``("error", error)`` per file, in the job's order: one file failing does not stop
     the others (the parent decides what a failure means)."""
-    dest_fd, cache_root, store_spec, as_root, _parent = setup
+    dest_fd, cache_root, store_spec, as_root, _parent, *rest = setup
+    keep_fetched = rest[0] if rest else True
     fds = DirFds(dest_fd, learn=True)
-    source = BlockSource(None if cache_root is None else BlockCache(cache_root))
+    source = BlockSource(None if cache_root is None else BlockCache(cache_root), keep_fetched=keep_fetched)
     store = open_store_spec(store_spec)
+    remote = fetches_remote_store(store)
     direct = DirectWriter()
     with _collecting() as collect:
         write_message(out, ("ready", os.getpid()))
         try:
-            for job_id, files in jobs:
+            for job_id, files in _fetching_ahead(jobs, store, source) if remote else jobs:
                 results: list[tuple[str, Any]] = []
                 for file in files:
                     try:

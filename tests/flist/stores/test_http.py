@@ -17,7 +17,14 @@ from zos_upgrade.flist.blocks import encrypt_block_v2
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore, StoreError, open_store
+from zos_upgrade.flist.stores import (
+    MAX_STORED_BYTES,
+    BlockMissing,
+    DirStore,
+    HttpStore,
+    StoreError,
+    open_store,
+)
 from zos_upgrade.net import Backoff, RetryPolicy
 
 APP = textwrap.dedent(
@@ -25,10 +32,11 @@ APP = textwrap.dedent(
     import os
     from pathlib import Path
     from starlette.applications import Starlette
-    from starlette.responses import Response
+    from starlette.responses import Response, StreamingResponse
     from starlette.routing import Route
 
     ROOT = Path(os.environ["BLOCKS_ROOT"])
+    MAX = int(os.environ["MAX_STORED_BYTES"])
     hits = []
 
     async def block(request):
@@ -52,6 +60,27 @@ APP = textwrap.dedent(
             return Response(status_code=405)
         return await block(request)
 
+    async def flaky_for_children(request):
+        # refuses the file-writer processes' own client, serves httpx: the parent's fallback path
+        if request.headers.get("user-agent") == "zos-upgrade":
+            hits.append("refused child")
+            return Response("busy", status_code=503)
+        return await block(request)
+
+    async def huge(request):
+        return Response(b"x" * (MAX + 1))
+
+    async def chunked(request):
+        answer = await block(request)
+        if answer.status_code != 200:
+            return answer
+        body = answer.body
+
+        async def pieces():
+            for start in range(0, len(body), 100_000):
+                yield body[start:start + 100_000]
+        return StreamingResponse(pieces())
+
     async def hit_count(request):
         return Response(str(hits.count(request.query_params.get("what", ""))))
 
@@ -59,6 +88,9 @@ APP = textwrap.dedent(
         Route("/blocks/{rest:path}", block, methods=["GET", "HEAD"]),
         Route("/broken/{rest:path}", broken, methods=["GET", "HEAD"]),
         Route("/getonly/{rest:path}", get_only, methods=["GET", "HEAD"]),
+        Route("/flaky/{rest:path}", flaky_for_children),
+        Route("/huge/{rest:path}", huge),
+        Route("/chunked/{rest:path}", chunked),
         Route("/hits", hit_count),
     ])
     """
@@ -74,7 +106,7 @@ def http_blocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "blockapp:app", "--host", "127.0.0.1", "--port", str(port),
            "--app-dir", str(work), "--log-level", "warning"]
-    with serving(cmd, port, env={"BLOCKS_ROOT": str(root)}):
+    with serving(cmd, port, env={"BLOCKS_ROOT": str(root), "MAX_STORED_BYTES": str(MAX_STORED_BYTES)}):
         yield f"http://127.0.0.1:{port}", root
 
 

@@ -1,9 +1,9 @@
 """``http(s)://host/path``: read-only blocks over HTTP, ``GET <url>/<hex[0:2]>/<hex>``, on 404
 ``GET <url>/<hex>`` (the 0-hub ``/blocks`` layout or any static file server).
 
-httpx, the transport and asyncio are imported when a store is made, not with this module: a
-file-writer process (``writer_child``) loads the store modules but opens only ``dir://`` ones, and
-starts in a third of the time.
+asyncio is imported when a store is made, httpx and the transport at its first request, not with
+this module: a file-writer process (``writer_child``) loads the store modules but never opens this
+one, and a materialize whose file-writer processes fetch every block never loads httpx.
 """
 
 from __future__ import annotations
@@ -43,29 +43,44 @@ class HttpStore:
     ) -> None:
         import asyncio
 
-        import httpx
-
-        from zos_upgrade import net
-        from zos_upgrade.http11 import LeanTransport
-
         self.url = url
         self._base = url.rstrip("/")
         self._limit = asyncio.Semaphore(concurrency)
         # one policy (and its jitter source) for every block; a block is at most ~600 KiB, so a whole
         # fetch of one may take 90 s at most, each try 30 s, and a trickle below 1 KiB/s is cut off
-        self._retry = retry or net.RetryPolicy(deadline=30.0, total=90.0)
+        self._retry = retry
+        self._timeout = timeout
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                                   transport=None if _proxied() else LeanTransport())
+        self._proxied = _proxied()
+        # a file-writer process may fetch from this store itself (``http_blocking``): plain http,
+        # no proxy, and no client of the caller's (its settings would not travel)
+        self.child_url = url if client is None and url.startswith("http://") and not self._proxied else None
+        # made at the first request: when file-writer processes fetch every block, this process
+        # never loads httpx (a third of a second of imports at start-up)
+        self._client = client
+
+    def _http(self) -> tuple[httpx.AsyncClient, net.RetryPolicy]:
+        import httpx
+
+        from zos_upgrade import net
+        from zos_upgrade.http11 import LeanTransport
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False,
+                                             transport=None if self._proxied else LeanTransport())
+        if self._retry is None:
+            self._retry = net.RetryPolicy(deadline=30.0, total=90.0)
+        return self._client, self._retry
 
     async def _request(self, method: str, url: str) -> net.FetchResult:
         from zos_upgrade import net
 
+        client, retry = self._http()
         async with self._limit:
             try:
                 return await net.fetch(
-                    self._client, url, method=method, max_bytes=MAX_STORED_BYTES,
-                    expect=(200, 404, 405), retry=self._retry,
+                    client, url, method=method, max_bytes=MAX_STORED_BYTES,
+                    expect=(200, 404, 405), retry=retry,
                 )
             except net.TransportError as exc:
                 # the message names the URL, and for a slow store the bytes received and the time taken
@@ -97,7 +112,7 @@ class HttpStore:
         return await self._lookup("HEAD", block_id) is not None
 
     async def aclose(self) -> None:
-        if self._own_client:
+        if self._own_client and self._client is not None:
             await self._client.aclose()
 
 
