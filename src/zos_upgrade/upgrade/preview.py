@@ -6,8 +6,9 @@ over the installed manifest, the node as it is, and the release's entries), with
 an flist entry carries no content digest, only its blocks' keys (``key = blake2b(plain block)``,
 ``flist/blocks.py``). So both sides of the comparison are named by a **block fingerprint** — the
 blake2b-256 of a file's block keys in order — computed from the entry for the release, and by
-reading and hashing the node's file in 512 KiB blocks for the node. Equal fingerprints mean equal
-content, exactly as equal digests do in a real plan.
+reading the node's file, cutting it into blocks the way the flist was cut (fixed 512 KiB blocks, or
+content-defined chunks as its ``chunking`` tag says: ``flist/chunking.py``) and hashing them. Equal
+fingerprints mean equal content, exactly as equal digests do in a real plan.
 
 What the preview cannot know without the blocks, and says so by omission: the text of a changed
 service config (it is marked changed, not parsed), and the node paths a release's ``hooks.paths``
@@ -24,7 +25,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import BLOCK_SIZE, Entry, EntryKind, open_flist
+from zos_upgrade.flist import Entry, EntryKind, open_flist
+from zos_upgrade.flist.chunking import FIXED, Chunking, block_spans, chunking_of, data_chunks, file_chunks
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import IncompatibleRelease, check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
@@ -40,7 +42,7 @@ from zos_upgrade.upgrade.manifest import (
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
 
-__all__ = ["Preview", "block_fingerprint", "preview_release", "preview_uninstall"]
+__all__ = ["Preview", "block_fingerprint", "content_fingerprint", "preview_release", "preview_uninstall"]
 
 
 @dataclass
@@ -73,19 +75,11 @@ def block_fingerprint(keys: Iterable[bytes]) -> str:
     return "blocks:" + digest.hexdigest()
 
 
-def _chunks(data: bytes) -> Iterator[bytes]:
-    for start in range(0, len(data), BLOCK_SIZE):
-        yield data[start:start + BLOCK_SIZE]
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(BLOCK_SIZE):
-            yield chunk
-
-
-def _fingerprint(chunks: Iterable[bytes], width: int) -> str:
-    """The block fingerprint of content given as 512 KiB chunks, keyed as the flist's format keys."""
+def content_fingerprint(content: Path | bytes, chunking: Chunking, width: int) -> str:
+    """The block fingerprint of a node file (a path) or of text already read (bytes): cut into blocks
+    as the release's flist cuts files (its chunking tag), each keyed as its format keys them."""
+    chunks: Iterator[bytes] = (file_chunks(content, chunking) if isinstance(content, Path)
+                               else data_chunks(content, chunking))
     return block_fingerprint(hashlib.blake2b(chunk, digest_size=width).digest() for chunk in chunks)
 
 
@@ -95,6 +89,7 @@ class _Release:
 
     tags: dict[str, str]
     width: int                                   # key width: 16 (v1) or 32 (v2)
+    chunking: Chunking = FIXED                   # how its files were cut into blocks
     files: dict[str, FileRecord] = field(default_factory=dict)
     service_fingerprints: dict[str, str] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
@@ -104,8 +99,9 @@ class _Release:
         rel = entry.path.lstrip("/")
         if not rel or entry.kind is EntryKind.SPECIAL:
             return  # scan_release skips special files too
-        for index, ref in enumerate(entry.blocks):  # every file is materialized, hooks included
-            self.blocks[ref.id] = min(BLOCK_SIZE, entry.size - index * BLOCK_SIZE)
+        if entry.kind is EntryKind.FILE:  # every file is materialized, hooks included
+            for ref, (_, length) in zip(entry.blocks, block_spans(entry), strict=True):
+                self.blocks[ref.id] = length
         if rel in RELEASE_CONTROL_FILES:
             if rel in HOOK_NAMES:
                 self.hooks.append(rel)
@@ -124,7 +120,8 @@ class _Release:
 
 def _read_release(flist: Path) -> _Release:
     with open_flist(flist) as reader:
-        release = _Release(tags=reader.tags(), width=16 if reader.format == "v1" else 32)
+        release = _Release(tags=reader.tags(), width=16 if reader.format == "v1" else 32,
+                           chunking=chunking_of(reader))
         for entry in reader.entries():
             release.take(entry)
     release.hooks.sort(key=HOOK_NAMES.index)
@@ -137,7 +134,8 @@ def _services(found: _Release, old: Manifest | None) -> dict[str, str]:
     services: dict[str, str] = {}
     for name, fingerprint in found.service_fingerprints.items():
         text = old.services.get(name) if old else None
-        same = text is not None and _fingerprint(_chunks(text.encode()), found.width) == fingerprint
+        same = (text is not None
+                and content_fingerprint(text.encode(), found.chunking, found.width) == fingerprint)
         services[name] = text if same and text is not None else f"changed: {fingerprint}"
     return services
 
@@ -159,10 +157,10 @@ def _plan_release(ctx: Context, release: VerifiedRelease, preview: Preview) -> M
     old = ctx.manifests.load(release.key)
     services = _services(found, old)
     settings, boot = ctx.settings, release.target == "boot"
-    width = found.width
+    width, chunking = found.width, found.chunking
 
     def node(rel: str) -> FileRecord | None:
-        return record_of(ctx.files.node_path(rel), lambda path: _fingerprint(_file_chunks(path), width))
+        return record_of(ctx.files.node_path(rel), lambda path: content_fingerprint(path, chunking, width))
 
     try:
         preview.plan = make_plan(
