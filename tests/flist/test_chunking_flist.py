@@ -199,3 +199,18 @@ def test_a_cdc_tag_without_block_lengths_is_refused(tmp_path: Path) -> None:
     _edit(out, f"INSERT INTO tag (key, value) VALUES ('chunking', '{CDC.tag_value}')")
     with open_flist(out) as reader, pytest.raises(HostileFlist, match="lacks the block lengths"):
         list(reader.entries())
+
+
+def test_verify_catches_recorded_lengths_that_lie_but_add_up(tmp_path: Path) -> None:
+    """Lengths moved between two blocks still add up to the size (the reader cannot tell), but each
+    disagrees with what its block decrypts to: verify names both blocks and the file."""
+    from zos_upgrade.flist.verify import verify
+
+    out = _packed(tmp_path)
+    assert asyncio.run(verify(out, DirStore(tmp_path / "blocks"))).ok
+    first = f"(SELECT min(rowid) FROM block WHERE ino = {_BIG})"
+    _edit(out, f"UPDATE block SET size = size + 1 WHERE rowid = {first}",
+          f"UPDATE block SET size = size - 1 WHERE rowid = {first} + 1")
+    report = asyncio.run(verify(out, DirStore(tmp_path / "blocks")))
+    assert not report.missing and len(report.corrupt) == 2
+    assert all(p.paths == ("/bin/big",) and "the flist records" in p.reason for p in report.corrupt)
