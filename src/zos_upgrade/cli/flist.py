@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.chunking import ChunkingError, parse_chunking
 from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError
@@ -143,8 +144,18 @@ def command() -> None:
               help="Where blocks go: dir:///path, zdb://host:port/ns, s3://bucket/prefix; RANGE like 00-7f "
                    "limits a store to ids whose first byte is in it. Repeatable; recorded in the flist.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (v2) or metadata (v1) entry.")
-def pack_command(src: Path, out: Path, stores: tuple[str, ...], tags: tuple[str, ...]) -> None:
+@click.option("--chunking", "chunking_text", default="fixed", show_default=True, metavar="fixed|cdc",
+              help="Where files are cut into blocks: fixed 512 KiB blocks (rfs and 0-flist mount them), or "
+                   "cdc: content-defined chunks (v2 .fl only; an in-file change then costs about what "
+                   "changed), for zos-upgrade nodes only: rfs cannot mount such an flist. "
+                   "cdc:MIN:AVG:MAX sets the chunk sizes in bytes.")
+def pack_command(src: Path, out: Path, stores: tuple[str, ...], tags: tuple[str, ...],
+                 chunking_text: str) -> None:
     """Pack directory SRC into an flist and upload its blocks."""
+    try:
+        chunking = parse_chunking(chunking_text)
+    except ChunkingError as exc:
+        raise click.BadParameter(str(exc), param_hint="--chunking") from exc
     routes = parse_store_specs(stores)
     parsed_tags = _parse_tags(tags)
 
@@ -153,7 +164,8 @@ def pack_command(src: Path, out: Path, stores: tuple[str, ...], tags: tuple[str,
         try:
             with _summary_once("zos_upgrade.flist.pack"), \
                     _progress("packing", _tree_bytes(src) if _on_terminal() else None) as progress:
-                report = await pack(src, out, store, tags=parsed_tags, routes=routes, progress=progress)
+                report = await pack(src, out, store, tags=parsed_tags, routes=routes, progress=progress,
+                                    chunking=chunking)
         finally:
             await store.aclose()
         click.echo(

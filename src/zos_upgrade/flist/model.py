@@ -63,6 +63,9 @@ class Entry:
     user: str = ""  # owner names where the format keeps them (v1 ACLs)
     group: str = ""
     blocks: tuple[BlockRef, ...] = field(default=())
+    # each block's plain length, recorded only by a content-defined (cdc) v2 flist; empty: the
+    # fixed layout (every block BLOCK_SIZE, the last shorter), see ``flist.chunking.block_spans``
+    lengths: tuple[int, ...] = field(default=())
 
     @property
     def name(self) -> str:

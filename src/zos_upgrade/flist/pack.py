@@ -26,7 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from zos_upgrade.flist.blocks import BLOCK_SIZE, encrypt_block
+from zos_upgrade.flist.blocks import encrypt_block
+from zos_upgrade.flist.chunking import CHUNKING_TAG, FIXED, Chunking, file_spans
 from zos_upgrade.flist.formats import format_for_name, write_flist
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError
 from zos_upgrade.flist.stores import BlockStore, Route
@@ -78,10 +79,24 @@ async def pack(
     routes: Sequence[Route] = (),
     progress: Progress | None = None,
     workers: int | None = None,
+    chunking: Chunking = FIXED,
 ) -> PackReport:
-    """Pack the tree at ``src`` into the flist ``out`` (format by suffix), uploading blocks to ``store``."""
+    """Pack the tree at ``src`` into the flist ``out`` (format by suffix), uploading blocks to ``store``.
+
+    ``chunking`` says where files are cut (``flist.chunking``): content-defined chunks are v2 only,
+    and the flist's ``chunking`` tag records them."""
     src, out = Path(src), Path(out)
     fmt = flist_format(out)
+    if chunking.tag_value is not None:
+        if fmt != "v2":
+            raise PackError(f"output {out}: content-defined chunking needs a v2 .fl flist; a v1 .flist "
+                            "records one fixed block size")
+        if tags.get(CHUNKING_TAG, chunking.tag_value) != chunking.tag_value:
+            raise PackError(f"tag {CHUNKING_TAG}={tags[CHUNKING_TAG]!r} contradicts the chunking asked for "
+                            f"({chunking.tag_value})")
+        tags = {**tags, CHUNKING_TAG: chunking.tag_value}
+    elif CHUNKING_TAG in tags:
+        raise PackError(f"tag {CHUNKING_TAG!r} is set by the packer (use --chunking), not by hand")
     try:
         src_stat = os.stat(src)
     except OSError as exc:
@@ -94,7 +109,7 @@ async def pack(
         raise PackError(f"output {out} is inside the source tree {src}: it would pack itself")
 
     report = PackReport()
-    packer = _Packer(fmt, store, report, progress, workers or min(32, (os.cpu_count() or 1) + 2))
+    packer = _Packer(fmt, store, report, progress, workers or min(32, (os.cpu_count() or 1) + 2), chunking)
     try:
         entries = await packer.pack_tree(src)
     finally:
@@ -161,8 +176,9 @@ def _seal_chunk(path: Path, offset: int, length: int, fmt: Literal["v1", "v2"]) 
 
 class _Packer:
     def __init__(self, fmt: Literal["v1", "v2"], store: BlockStore, report: PackReport,
-                 progress: Progress | None, workers: int) -> None:
+                 progress: Progress | None, workers: int, chunking: Chunking = FIXED) -> None:
         self.fmt = fmt
+        self.chunking = chunking
         self.store = store
         self.report = report
         self.progress = progress
@@ -176,7 +192,7 @@ class _Packer:
 
     async def pack_tree(self, src: Path) -> list[Entry]:
         entries: list[Entry] = []
-        pending: list[tuple[int, asyncio.Task[tuple[BlockRef, ...]]]] = []
+        pending: list[tuple[int, asyncio.Task[tuple[tuple[BlockRef, ...], tuple[int, ...]]]]] = []
         try:
             for path, st, disk in _walk(src):
                 entry = self._entry(path, st, disk)
@@ -184,8 +200,8 @@ class _Packer:
                     pending.append((len(entries), asyncio.create_task(self._file_blocks(disk, entry.size))))
                 entries.append(entry)
             for index, task in pending:
-                blocks = await task
-                entries[index] = _with_blocks(entries[index], blocks)
+                blocks, lengths = await task
+                entries[index] = dataclasses.replace(entries[index], blocks=blocks, lengths=lengths)
         except BaseException:
             for _, task in pending:
                 task.cancel()
@@ -219,9 +235,15 @@ class _Packer:
             user=_user(st.st_uid), group=_group(st.st_gid),
         )
 
-    async def _file_blocks(self, disk: Path, size: int) -> tuple[BlockRef, ...]:
-        blocks = (self._block(disk, off, min(BLOCK_SIZE, size - off)) for off in range(0, size, BLOCK_SIZE))
-        return tuple(await all_or_cancel(blocks))
+    async def _file_blocks(self, disk: Path, size: int) -> tuple[tuple[BlockRef, ...], tuple[int, ...]]:
+        """The blocks of one file, and their lengths when the chunking is content-defined."""
+        try:
+            spans = await asyncio.get_running_loop().run_in_executor(
+                self.pool, file_spans, disk, size, self.chunking)
+        except (OSError, ValueError) as exc:  # ValueError: mmap of a file that shrank under us
+            raise PackError(f"cannot read {disk}: {exc}") from exc
+        blocks = tuple(await all_or_cancel(self._block(disk, off, length) for off, length in spans))
+        return blocks, tuple(n for _, n in spans) if self.chunking.kind == "cdc" else ()
 
     async def _block(self, disk: Path, offset: int, length: int) -> BlockRef:
         async with self.limit:
@@ -261,6 +283,3 @@ class _Packer:
             raise
         done.set_result(None)
 
-
-def _with_blocks(entry: Entry, blocks: tuple[BlockRef, ...]) -> Entry:
-    return dataclasses.replace(entry, blocks=blocks)

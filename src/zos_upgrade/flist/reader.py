@@ -124,7 +124,9 @@ class EntryChecker:
             raise self.fail(path, f"negative size {size}")
         if size > limits.max_file_bytes:
             raise self.fail(path, f"size {size} exceeds the {limits.max_file_bytes}-byte file limit")
-        if len(entry.blocks) != -(-size // BLOCK_SIZE):
+        if entry.lengths:
+            self._check_lengths(entry)
+        elif len(entry.blocks) != -(-size // BLOCK_SIZE):
             raise self.fail(
                 path, f"size {size} needs {blocks_for(size)} blocks of {BLOCK_SIZE} bytes, "
                 f"the flist lists {len(entry.blocks)}"
@@ -133,6 +135,18 @@ class EntryChecker:
         if self.total_bytes > limits.max_total_bytes:
             raise self.fail(path, f"files add up to more than {limits.max_total_bytes} bytes")
         return entry
+
+    def _check_lengths(self, entry: Entry) -> None:
+        """A content-defined file: one length a block, each a block's worth, adding up to the size."""
+        lengths, path = entry.lengths, entry.path
+        if len(lengths) != len(entry.blocks):
+            raise self.fail(path, f"{len(entry.blocks)} blocks but {len(lengths)} block lengths")
+        bad = [n for n in lengths if n.__class__ is not int or not 0 < n <= BLOCK_SIZE]
+        if bad:
+            raise self.fail(path, f"block length {bad[0]!r} is outside 1..{BLOCK_SIZE}")
+        if sum(lengths) != entry.size:
+            raise self.fail(path, f"its block lengths add up to {sum(lengths)} bytes, "
+                            f"the size says {entry.size}")
 
 
 _MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "no change"

@@ -62,12 +62,16 @@ async def verify(
     try:
         report = VerifyReport()
         users: dict[BlockRef, list[str]] = {}
+        # what a cdc flist records of each block's length, checked against the decrypted block
+        recorded: dict[BlockRef, int] = {}
         for entry in reader.entries():
             if entry.kind is not EntryKind.FILE:
                 continue
             report.files += 1
-            for ref in entry.blocks:
+            for index, ref in enumerate(entry.blocks):
                 users.setdefault(ref, []).append(entry.path)
+                if entry.lengths:
+                    recorded.setdefault(ref, entry.lengths[index])
         if store is None:
             routes = reader.routes()
             if not routes:
@@ -80,6 +84,9 @@ async def verify(
         async def check(ref: BlockRef, paths: list[str]) -> None:
             async with limit:
                 kind, reason, plain_len = await _check_block(checked, ref)
+            if kind == "ok" and recorded.get(ref, plain_len) != plain_len:
+                kind, reason = "corrupt", (f"holds {plain_len} plain bytes, the flist records "
+                                           f"{recorded[ref]} for it")
             if kind == "ok":
                 report.bytes_checked += plain_len
             else:

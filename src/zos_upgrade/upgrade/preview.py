@@ -7,8 +7,9 @@ an flist entry carries no content digest, only its blocks' keys (``key = blake2b
 ``flist/blocks.py``). So both sides of the comparison are named by a **block fingerprint** — the
 blake2b-256 of a file's block keys in order — computed from the entry for the release, and by
 for the node: the fingerprint its manifest recorded while the node file still has the recorded
-digest, else by hashing the file in 512 KiB blocks. Equal fingerprints mean equal content, exactly
-as equal digests do in a real plan.
+digest, else by reading the node's file, cutting it into blocks the way the flist was cut (fixed
+512 KiB blocks, or content-defined chunks as its ``chunking`` tag says: ``flist/chunking.py``) and
+hashing them. Equal fingerprints mean equal content, exactly as equal digests do in a real plan.
 
 What the preview cannot know without the blocks, and says so by omission: the text of a changed
 service config (it is marked changed, not parsed), and the node paths a release's ``hooks.paths``
@@ -22,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import BLOCK_SIZE, open_flist
+from zos_upgrade.flist import open_flist
+from zos_upgrade.flist.chunking import Chunking, data_chunks, file_chunks
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import IncompatibleRelease, check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
@@ -36,7 +38,7 @@ from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
 from zos_upgrade.upgrade.release_entries import ReleaseEntries, block_fingerprint, read_entries
 
-__all__ = ["Preview", "block_fingerprint", "preview_release", "preview_uninstall"]
+__all__ = ["Preview", "block_fingerprint", "content_fingerprint", "preview_release", "preview_uninstall"]
 
 
 @dataclass
@@ -61,19 +63,11 @@ class Preview:
         return all(v == "ok" for v in self.preflight.values())
 
 
-def _chunks(data: bytes) -> Iterator[bytes]:
-    for start in range(0, len(data), BLOCK_SIZE):
-        yield data[start:start + BLOCK_SIZE]
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(BLOCK_SIZE):
-            yield chunk
-
-
-def _fingerprint(chunks: Iterable[bytes], width: int) -> str:
-    """The block fingerprint of content given as 512 KiB chunks, keyed as the flist's format keys."""
+def content_fingerprint(content: Path | bytes, chunking: Chunking, width: int) -> str:
+    """The block fingerprint of a node file (a path) or of text already read (bytes): cut into blocks
+    as the release's flist cuts files (its chunking tag), each keyed as its format keys them."""
+    chunks: Iterator[bytes] = (file_chunks(content, chunking) if isinstance(content, Path)
+                               else data_chunks(content, chunking))
     return block_fingerprint(hashlib.blake2b(chunk, digest_size=width).digest() for chunk in chunks)
 
 
@@ -88,7 +82,8 @@ def _services(found: ReleaseEntries, old: Manifest | None) -> dict[str, str]:
     services: dict[str, str] = {}
     for name, fingerprint in found.service_fingerprints.items():
         text = old.services.get(name) if old else None
-        same = text is not None and _fingerprint(_chunks(text.encode()), found.width) == fingerprint
+        same = (text is not None
+                and content_fingerprint(text.encode(), found.chunking, found.width) == fingerprint)
         services[name] = text if same and text is not None else f"changed: {fingerprint}"
     return services
 
@@ -114,16 +109,16 @@ def _plan_release(ctx: Context, release: VerifiedRelease, preview: Preview) -> M
         len(found.blocks), len(missing), sum(missing))
     services = _services(found, old)
     settings, boot = ctx.settings, release.target == "boot"
-    width = found.width
+    width, chunking = found.width, found.chunking
 
     def fingerprint(rel: str, path: Path) -> str:
         """The node file's fingerprint: the one its manifest recorded while the file still has the
         recorded content (the transaction's own test, ``staging.py``; whatever its block layout),
-        else computed over 512 KiB blocks (the flists' fixed layout)."""
+        else computed over blocks cut as the release's flist cuts them."""
         recorded, installed = (old.blocks.get(rel), old.files.get(rel)) if old else (None, None)
         if recorded is not None and installed is not None and digest_file(path) == installed.digest:
             return recorded.fingerprint
-        return _fingerprint(_file_chunks(path), width)
+        return content_fingerprint(path, chunking, width)
 
     def node(rel: str) -> FileRecord | None:
         return record_of(ctx.files.node_path(rel), lambda path: fingerprint(rel, path))

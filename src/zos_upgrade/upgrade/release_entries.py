@@ -13,7 +13,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from zos_upgrade.flist import BLOCK_SIZE, BlockRef, Entry, EntryKind, FlistReader, HostileFlist
+from zos_upgrade.flist import BlockRef, Entry, EntryKind, FlistReader, HostileFlist
+from zos_upgrade.flist.chunking import FIXED, Chunking, block_spans, chunking_of
 from zos_upgrade.upgrade.manifest import HOOK_NAMES, RELEASE_CONTROL_FILES, FileRecord, service_name
 
 __all__ = ["FINGERPRINT_PREFIX", "ReleaseEntries", "block_fingerprint", "read_entries"]
@@ -36,12 +37,14 @@ class ReleaseEntries:
 
     tags: dict[str, str]
     width: int                                   # key width: 16 (v1) or 32 (v2)
+    chunking: Chunking = FIXED                   # how its files were cut into blocks (its tag)
     files: dict[str, FileRecord] = field(default_factory=dict)
     file_blocks: dict[str, tuple[BlockRef, ...]] = field(default_factory=dict)  # regular files' blocks
+    file_lengths: dict[str, list[int]] = field(default_factory=dict)  # ... and their plain lengths
     service_fingerprints: dict[str, str] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
     control: list[str] = field(default_factory=list)   # hooks and hooks.paths present at the root
-    blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size (fixed layout)
+    blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size
     block_keys: dict[bytes, bytes] = field(default_factory=dict)  # block id -> its key
 
     def take(self, entry: Entry) -> None:
@@ -51,8 +54,9 @@ class ReleaseEntries:
         if rel in self.files or rel in self.control:
             # materialize refuses it too, but only for the entries it writes: the plan sees them all
             raise HostileFlist(f"entry {entry.path!r} appears twice")
-        for index, ref in enumerate(entry.blocks):
-            self.blocks[ref.id] = min(BLOCK_SIZE, entry.size - index * BLOCK_SIZE)
+        lengths = [length for _, length in block_spans(entry)] if entry.kind is EntryKind.FILE else []
+        for ref, length in zip(entry.blocks, lengths, strict=False):
+            self.blocks[ref.id] = length
             self.block_keys[ref.id] = ref.key
         if rel in RELEASE_CONTROL_FILES:
             self.control.append(rel)
@@ -67,6 +71,7 @@ class ReleaseEntries:
             fingerprint = block_fingerprint(ref.key for ref in entry.blocks)
             self.files[rel] = FileRecord("file", entry.permissions, entry.size, fingerprint)
             self.file_blocks[rel] = entry.blocks
+            self.file_lengths[rel] = lengths
             name = service_name(rel)
             if name is not None:
                 self.service_fingerprints[name] = fingerprint
@@ -74,7 +79,8 @@ class ReleaseEntries:
 
 def read_entries(reader: FlistReader) -> ReleaseEntries:
     """Every entry of an open flist, taken in its order."""
-    release = ReleaseEntries(tags=reader.tags(), width=16 if reader.format == "v1" else 32)
+    release = ReleaseEntries(tags=reader.tags(), width=16 if reader.format == "v1" else 32,
+                             chunking=chunking_of(reader))
     for entry in reader.entries():
         release.take(entry)
     release.hooks.sort(key=HOOK_NAMES.index)

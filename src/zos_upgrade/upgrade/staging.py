@@ -51,6 +51,7 @@ class Staging:
     blocks: dict[str, FileBlocks]
     staged: set[str]
     refs: dict[str, tuple[BlockRef, ...]] = field(default_factory=dict)  # staged files' blocks
+    lengths: dict[str, list[int]] = field(default_factory=dict)          # ... their plain lengths
     seen: dict[str, FileRecord | None] = field(default_factory=dict)     # node records read so far
 
     def only(self, path: str) -> bool:
@@ -69,7 +70,7 @@ class Staging:
         """After the mount: each staged file's digest and block lengths from the tree; the services."""
         for rel, refs in self.refs.items():
             record = self.files[rel]
-            digest, sizes = _digest_and_sizes(tree / rel, refs)
+            digest, sizes = _digest_and_sizes(tree / rel, refs, self.lengths.get(rel, []))
             self.files[rel] = FileRecord("file", record.mode, record.size, digest)
             self.blocks[rel] = FileBlocks(self.blocks[rel].fingerprint, [r.key.hex() for r in refs], sizes)
         configs = {rel: rec for rel, rec in self.files.items() if service_name(rel) is not None}
@@ -106,6 +107,7 @@ def choose(found: ReleaseEntries, old: Manifest | None, node: NodeRecord,
         staging.files[rel] = new  # its digest (a fingerprint until then) is the staged file's after finish
         staging.blocks[rel] = FileBlocks(new.digest)
         staging.refs[rel] = found.file_blocks[rel]
+        staging.lengths[rel] = found.file_lengths[rel]
         staging.staged.add(rel)
     return staging
 
@@ -140,15 +142,16 @@ def node_blocks_of(root: Path, old: Manifest | None) -> NodeBlocks | None:
     return blocks if len(blocks) else None
 
 
-def _digest_and_sizes(path: Path, refs: tuple[BlockRef, ...]) -> tuple[str, list[int]]:
+def _digest_and_sizes(path: Path, refs: tuple[BlockRef, ...], lengths: list[int]) -> tuple[str, list[int]]:
     """The file's blake2b-256, and its blocks' lengths when the file splits into its keys' blocks
-    (a ``size`` a block reference carries, else the flist's fixed layout); else no lengths."""
+    at the lengths the flist gives (``chunking.block_spans``: recorded, or the fixed layout); else
+    no lengths (then its blocks are not read from the node)."""
     whole = hashlib.blake2b(digest_size=32)
     sizes: list[int] = []
     proven = True
     with open(path, "rb") as handle:
-        for ref in refs:
-            want = getattr(ref, "size", 0) or BLOCK_SIZE
+        for index, ref in enumerate(refs):
+            want = lengths[index] if index < len(lengths) else BLOCK_SIZE
             chunk = handle.read(want)
             whole.update(chunk)
             if proven and (not chunk or hashlib.blake2b(chunk, digest_size=len(ref.key)).digest() != ref.key):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from zos_upgrade.flist.chunking import chunking_from_tags
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError, HostileFlist, Limits
 from zos_upgrade.flist.reader import EntryChecker, check_name
 from zos_upgrade.flist.stores import Route
@@ -65,6 +66,7 @@ def _owner(entry: Entry) -> tuple[str, str]:
 
 
 def _build_db(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping[str, str], source: str) -> None:
+    chunking_from_tags(tags, "v1", source)  # a cdc tag is refused: v1 records a fixed block size
     db.execute("CREATE TABLE entries (key VARCHAR(64) PRIMARY KEY, value BLOB)")
     db.execute("CREATE TABLE metadata (key VARCHAR(64) PRIMARY KEY, value TEXT)")
     checker = EntryChecker(source, Limits(max_entries=2**62, max_total_bytes=2**62, max_file_bytes=2**62))
@@ -80,6 +82,9 @@ def _build_db(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping[st
         check_name(entry.name, f"{source}: directory {entry.parent!r}")
         if entry.kind is EntryKind.SPECIAL and stat.S_IFMT(entry.mode) not in SPECIAL_NAMES:
             raise FlistError(f"{source}: entry {entry.path!r}: cannot write special mode {entry.mode:#o}")
+        if entry.lengths:
+            raise FlistError(f"{source}: entry {entry.path!r}: a v1 flist records a fixed block size; "
+                             "content-defined chunks (block lengths) need a v2 .fl")
         for ref in entry.blocks:
             if len(ref.id) != HASH_BYTES or len(ref.key) != HASH_BYTES:
                 raise FlistError(f"{source}: entry {entry.path!r}: v1 blocks need 16-byte ids and keys")

@@ -15,17 +15,28 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from zos_upgrade.flist.chunking import Chunking, ChunkingError, chunking_from_tags
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError, HostileFlist, Limits
 from zos_upgrade.flist.reader import EntryChecker, FlistReader, check_name, join
 from zos_upgrade.flist.sqlite_guard import QueryGuard, check_schema
 from zos_upgrade.flist.stores import Route, StoreError
-from zos_upgrade.flist.v2.schema import INDEXES, REQUIRED_COLUMNS, ROOT_INO, TABLES, V2_HASH_BYTES, kind_of
+from zos_upgrade.flist.v2.schema import (
+    BLOCK_LENGTH_COLUMN,
+    INDEXES,
+    REQUIRED_COLUMNS,
+    ROOT_INO,
+    TABLES,
+    V2_HASH_BYTES,
+    kind_of,
+)
 
 __all__ = ["V2Reader"]
 
 # one query per directory brings its children with their symlink targets and blocks (in block order)
+# (a cdc flist's block lengths come along; a fixed one has no such column and gets NULLs)
 _CHILDREN = (
-    "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data, b.id, b.key "
+    "SELECT i.ino, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, e.data, "
+    "b.id, b.key, {length} "
     "FROM inode i LEFT JOIN extra e ON e.ino = i.ino LEFT JOIN block b ON b.ino = i.ino "
     "WHERE i.parent = ? ORDER BY i.name, i.ino, b.rowid"
 )
@@ -101,6 +112,20 @@ class V2Reader(FlistReader):
     def close(self) -> None:
         self._db.close()
 
+    def chunking(self) -> Chunking:
+        """How the files were cut: the ``chunking`` tag, which must agree with the block table (a
+        cdc flist records every block's length, a fixed one none)."""
+        chunking = chunking_from_tags(self.tags(), "v2", self.source)
+        has_lengths = BLOCK_LENGTH_COLUMN in self._columns("block")
+        if has_lengths != (chunking.kind == "cdc"):
+            raise HostileFlist(
+                f"{self.source}: its block table " + ("records block lengths but no cdc chunking tag says so"
+                                                      if has_lengths else
+                                                      f"lacks the block lengths its chunking tag "
+                                                      f"{chunking.tag_value!r} needs")
+            )
+        return chunking
+
     # --- metadata -------------------------------------------------------------------------------
 
     def tags(self) -> dict[str, str]:
@@ -133,7 +158,19 @@ class V2Reader(FlistReader):
             )
         return BlockRef(block_id, key)
 
-    def _entry(self, path: str, row: Sequence[Any], blocks: Sequence[tuple[Any, Any]] = ()) -> Entry:
+    def _lengths(self, blocks: Sequence[tuple[Any, Any, Any]], path: str,
+                 chunking: Chunking) -> tuple[int, ...]:
+        if chunking.kind == "fixed" or not blocks:
+            return ()
+        lengths = tuple(block[2] for block in blocks)
+        bad = [n for n in lengths if n.__class__ is not int or not 0 < n <= chunking.max_size]
+        if bad:
+            raise HostileFlist(f"{self.source}: entry {path!r}: block length {bad[0]!r} is outside "
+                               f"1..{chunking.max_size} (its chunking tag's largest chunk)")
+        return lengths
+
+    def _entry(self, path: str, row: Sequence[Any], blocks: Sequence[tuple[Any, Any, Any]] = (),
+               chunking: Chunking | None = None) -> Entry:
         _ino, _name, size, uid, gid, mode, rdev, ctime, mtime, extra = row[:10]
         if mode.__class__ is not int or any(
             n is not None and n.__class__ is not int for n in (size, uid, gid, rdev, ctime, mtime)
@@ -149,7 +186,8 @@ class V2Reader(FlistReader):
         return Entry(
             path=path, kind=kind, mode=mode, size=size or 0, uid=uid or 0, gid=gid or 0,
             mtime=mtime or 0, ctime=ctime or 0, target=target, rdev=rdev or 0,
-            blocks=tuple([self._block(block_id, key, path) for block_id, key in blocks]) if blocks else (),
+            blocks=tuple([self._block(b[0], b[1], path) for b in blocks]) if blocks else (),
+            lengths=self._lengths(blocks, path, chunking) if chunking is not None else (),
         )
 
     def _count(self, sql: str) -> int:
@@ -158,6 +196,11 @@ class V2Reader(FlistReader):
 
     def entries(self) -> Iterator[Entry]:
         checker = EntryChecker(self.source, self.limits)
+        try:
+            chunking = self.chunking()
+        except ChunkingError as exc:  # an unknown chunking: its blocks cannot be laid out
+            raise HostileFlist(str(exc)) from exc
+        children = _CHILDREN.format(length=f"b.{BLOCK_LENGTH_COLUMN}" if chunking.kind == "cdc" else "NULL")
         self._guard.reset()
         total = self._count("SELECT count(*) FROM inode")
         if total > self.limits.max_entries:
@@ -178,8 +221,9 @@ class V2Reader(FlistReader):
         yield checker.check(self._entry("/", root))
         reached = 1
         # depth-first, pre-order: one open cursor per level of depth, never the whole table
-        stack: list[tuple[str, Iterator[tuple[Sequence[Any], list[tuple[Any, Any]]]], list[str | None]]] = [
-            ("/", self._rows(ROOT_INO), [None])
+        stack: list[tuple[str, Iterator[tuple[Sequence[Any], list[tuple[Any, Any, Any]]]],
+                          list[str | None]]] = [
+            ("/", self._rows(children, ROOT_INO), [None])
         ]
         while stack:
             dir_path, rows, previous = stack[-1]
@@ -196,20 +240,20 @@ class V2Reader(FlistReader):
             if name == previous[0]:  # rows come sorted by name: a duplicate is always the next row
                 raise HostileFlist(f"{self.source}: entry {path!r}: duplicate name in {dir_path!r}")
             previous[0] = name
-            entry = checker.check(self._entry(path, row, blocks))
+            entry = checker.check(self._entry(path, row, blocks, chunking))
             self._guard.check_time()
             reached += 1
             yield entry
             if entry.kind is EntryKind.DIR:
-                stack.append((path, self._rows(row[0]), [None]))
+                stack.append((path, self._rows(children, row[0]), [None]))
         if reached != total:
             raise HostileFlist(f"{self.source}: {self._unreachable()}")
 
-    def _rows(self, dir_ino: int) -> Iterator[tuple[Sequence[Any], list[tuple[Any, Any]]]]:
-        """The children of a directory, each with its (id, key) block pairs, streamed."""
-        cursor = self._cursor(_CHILDREN, (dir_ino,))
+    def _rows(self, sql: str, dir_ino: int) -> Iterator[tuple[Sequence[Any], list[tuple[Any, Any, Any]]]]:
+        """The children of a directory, each with its (id, key, length) block rows, streamed."""
+        cursor = self._cursor(sql, (dir_ino,))
         current: Sequence[Any] | None = None
-        blocks: list[tuple[Any, Any]] = []
+        blocks: list[tuple[Any, Any, Any]] = []
         while True:
             try:
                 rows = cursor.fetchmany(1024)
@@ -223,7 +267,7 @@ class V2Reader(FlistReader):
                         yield current, blocks
                     current, blocks = row[:10], []
                 if row[10] is not None or row[11] is not None:
-                    blocks.append((row[10], row[11]))
+                    blocks.append((row[10], row[11], row[12]))
         if current is not None:
             yield current, blocks
 

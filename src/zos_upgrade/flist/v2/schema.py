@@ -6,7 +6,8 @@ import stat
 
 from zos_upgrade.flist.model import EntryKind
 
-__all__ = ["INDEXES", "REQUIRED_COLUMNS", "ROOT_INO", "SCHEMA", "TABLES", "V2_HASH_BYTES", "kind_of"]
+__all__ = ["BLOCK_LENGTH_COLUMN", "INDEXES", "REQUIRED_COLUMNS", "ROOT_INO", "SCHEMA", "TABLES",
+           "V2_HASH_BYTES", "kind_of"]
 
 ROOT_INO = 1
 V2_HASH_BYTES = 32
@@ -47,6 +48,10 @@ CREATE TABLE route (
     url VARCHAR(2048)
 );
 """
+
+# a content-defined (cdc) flist's one addition to rfs's schema: each block's plain length, which rfs
+# cannot use (it assumes fixed 512 KiB blocks) and ignores; fixed flists never have it
+BLOCK_LENGTH_COLUMN = "size"
 
 TABLES = ("inode", "extra", "block", "tag", "route")
 INDEXES = ("parents", "names", "block_ino")

@@ -9,18 +9,24 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from zos_upgrade.flist.chunking import chunking_from_tags
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError, HostileFlist, Limits
 from zos_upgrade.flist.reader import EntryChecker, check_name
 from zos_upgrade.flist.stores import Route
-from zos_upgrade.flist.v2.schema import ROOT_INO, SCHEMA, V2_HASH_BYTES
+from zos_upgrade.flist.v2.schema import BLOCK_LENGTH_COLUMN, ROOT_INO, SCHEMA, V2_HASH_BYTES
 from zos_upgrade.fsutil import fsync_dir, temp_sibling
 
 __all__ = ["write_v2"]
+
+_INSERT_SIZED = f"INSERT INTO block (ino, id, key, {BLOCK_LENGTH_COLUMN}) VALUES (?, ?, ?, ?)"
 
 
 def _insert_rows(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping[str, str],
                  routes: Sequence[Route], source: str) -> None:
     db.executescript(SCHEMA)
+    cdc = chunking_from_tags(tags, "v2", source).kind == "cdc"
+    if cdc:
+        db.execute(f"ALTER TABLE block ADD COLUMN {BLOCK_LENGTH_COLUMN} INTEGER")
     dirs: dict[str, int] = {}
     seen: set[str] = set()
     checker = EntryChecker(source, Limits(max_entries=2**62, max_total_bytes=2**62, max_file_bytes=2**62))
@@ -67,7 +73,16 @@ def _insert_rows(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping
         for ref in entry.blocks:
             if len(ref.id) != V2_HASH_BYTES or len(ref.key) != V2_HASH_BYTES:
                 raise FlistError(f"{source}: entry {entry.path!r}: v2 blocks need 32-byte ids and keys")
-            db.execute("INSERT INTO block (ino, id, key) VALUES (?, ?, ?)", (ino, ref.id, ref.key))
+        if entry.blocks and cdc != bool(entry.lengths):
+            raise FlistError(
+                f"{source}: entry {entry.path!r}: " + ("a cdc flist needs every block's length" if cdc else
+                                                       "block lengths need a cdc flist (its chunking tag)"))
+        if cdc:
+            rows = [(ino, ref.id, ref.key, n) for ref, n in zip(entry.blocks, entry.lengths, strict=True)]
+            db.executemany(_INSERT_SIZED, rows)
+        else:
+            db.executemany("INSERT INTO block (ino, id, key) VALUES (?, ?, ?)",
+                           [(ino, ref.id, ref.key) for ref in entry.blocks])
     if not root_written:
         _insert_root(db)
     db.executemany("INSERT INTO tag (key, value) VALUES (?, ?)", sorted(tags.items()))
