@@ -5,37 +5,46 @@ Exit codes (SPEC 13): 0 success, 1 the operation failed (the message says why), 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
 import click
 
 from zos_upgrade import __build__, __version__
-from zos_upgrade.cli import (
-    check,
-    daemon,
-    demo,
-    failed,
-    flist,
-    hold,
-    hub,
-    install,
-    recover,
-    release,
-    rollback,
-    selftest,
-    status,
-    trust,
-)
 from zos_upgrade.cli._common import run_command
 from zos_upgrade.log import setup_logging
 
 __all__ = ["main"]
 
 
+# command name -> (module of zos_upgrade.cli, attribute): a command's module is imported only when
+# that command runs (or help lists it), so `zos-upgrade daemon` does not load the hub server, the
+# release engineer's TUF signing stack or the flist packer (issue 19: an idle daemon's memory)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "flist": ("flist", "command"), "hub": ("hub", "command"), "release": ("release", "command"),
+    "trust": ("trust", "command"), "daemon": ("daemon", "command"), "install": ("install", "command"),
+    "status": ("status", "command"), "check": ("check", "command"), "clear-failed": ("failed", "command"),
+    "recover": ("recover", "command"), "rollback": ("rollback", "command"), "demo": ("demo", "command"),
+    "self-test": ("selftest", "command"), "hold": ("hold", "hold"), "unhold": ("hold", "unhold"),
+    "pause": ("hold", "pause"), "resume": ("hold", "resume"),
+}
+
+
 class _Root(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         return run_command(lambda: super(_Root, self).invoke(ctx))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, attribute = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f"zos_upgrade.cli.{module}"), attribute)
+            assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
+            self.add_command(command)
+        return self.commands.get(cmd_name)
 
 
 # the version it was built from, and the commit when the build knew it (``make dist``)
@@ -74,12 +83,6 @@ def cli(log_format: str, verbose: bool) -> None:
     """
     setup_logging(log_format, logging.DEBUG if verbose else logging.INFO)  # type: ignore[arg-type]
 
-
-for _module in (flist, hub, release, trust, daemon, install, status, check, failed, recover, rollback, demo,
-                selftest):
-    cli.add_command(_module.command)
-for _command in hold.commands:
-    cli.add_command(_command)
 
 
 def main() -> None:

@@ -479,6 +479,7 @@ class Daemon:
             while not self._stop_requested:
                 self.next_check = None  # checking now
                 outcome = await self.round()
+                _dump_modules()
                 if once:
                     await self.reports_sent()  # a one-shot run delivers its reports before it exits
                     return EXIT_FAILED if outcome.failed else EXIT_OK
@@ -503,6 +504,22 @@ class Daemon:
                 log.info("stopped by signal")
                 return EXIT_OK
             raise
+
+
+# a test-only switch (tests/daemon/test_idle_imports.py, benchmarks/daemon_idle.py): after each
+# round the names of the modules loaded are written to this file, so a test can tell which stacks
+# an idle daemon carries without attaching to it
+DUMP_MODULES_ENV = "ZOS_UPGRADE_DUMP_MODULES"
+
+
+def _dump_modules() -> None:
+    target = os.environ.get(DUMP_MODULES_ENV)
+    if target:
+        import sys
+
+        from zos_upgrade.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(Path(target), "\n".join(sorted(sys.modules)).encode() + b"\n")
 
 
 def _newer(channel: str | None, installed: str) -> bool:

@@ -24,7 +24,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import BLOCK_SIZE, Entry, EntryKind, open_flist
+# the block codecs (flist.blocks) and readers are imported where a preview reads an flist, so a
+# daemon that only builds its Upgrader does not load them (issue 19: an idle daemon's memory)
+from zos_upgrade.flist.model import Entry, EntryKind
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import IncompatibleRelease, check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
@@ -74,11 +76,15 @@ def block_fingerprint(keys: Iterable[bytes]) -> str:
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
+    from zos_upgrade.flist.blocks import BLOCK_SIZE
+
     for start in range(0, len(data), BLOCK_SIZE):
         yield data[start:start + BLOCK_SIZE]
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
+    from zos_upgrade.flist.blocks import BLOCK_SIZE
+
     with open(path, "rb") as handle:
         while chunk := handle.read(BLOCK_SIZE):
             yield chunk
@@ -101,6 +107,8 @@ class _Release:
     blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size
 
     def take(self, entry: Entry) -> None:
+        from zos_upgrade.flist.blocks import BLOCK_SIZE
+
         rel = entry.path.lstrip("/")
         if not rel or entry.kind is EntryKind.SPECIAL:
             return  # scan_release skips special files too
@@ -123,6 +131,8 @@ class _Release:
 
 
 def _read_release(flist: Path) -> _Release:
+    from zos_upgrade.flist import open_flist
+
     with open_flist(flist) as reader:
         release = _Release(tags=reader.tags(), width=16 if reader.format == "v1" else 32)
         for entry in reader.entries():
