@@ -1,17 +1,21 @@
 """Resident memory of an idle ``zos-upgrade daemon`` (SPEC 14), vs a bare Python interpreter.
 
-Each run: a fresh sandbox node (``tests/support/node.py``) with a hub served by ``zos-upgrade hub
-serve`` on loopback and a real supervisord; ``zos-upgrade daemon --once`` first-installs a small
-release (two services), then the daemon runs as a long-lived child checking the hub every
+Each run: a fresh sandbox node (``tests/e2e/daemon_node.py``) with a hub served by ``zos-upgrade hub
+serve`` on loopback and a real supervisord, following the hub insecurely (mode ``insecure``) or
+through TUF (mode ``tuf``: ``[trust] root`` pinned, metadata signed by ``zos-upgrade trust``, as in
+``tests/e2e/trust_node.py``); ``zos-upgrade daemon --once`` first-installs a small release (two
+services), then the daemon runs as a long-lived child checking the hub every
 0.5 s with nothing to do. After ``--settle`` seconds its VmRSS (``/proc/<pid>/status``,
 with its child processes') is sampled ``--samples`` times; the run's figure is the largest sample
 (the memory an operator must budget). Baselines in the same run: a bare ``python -c 'sleep'`` (the
 interpreter alone) and the same interpreter after importing everything the daemon imports (the
 code's share, without any work).
 
-Prints the median of ``--runs`` runs, min-max, and ratios to the bare interpreter.
+Prints the median of ``--runs`` runs, min-max, ratios to the bare interpreter, and which heavy
+stacks (HEAVY) the daemon still had loaded after its last round. ``--against SRC`` runs the daemon
+of another source tree too, interleaved in the same runs: a before/after on one machine and load.
 
-    .venv/bin/python benchmarks/daemon_idle.py [--runs 3] [--settle 5] [--modes insecure,tuf]
+    .venv/bin/python benchmarks/daemon_idle.py [--runs 3] [--settle 5] [--modes insecure,tuf] [--against SRC]
 """
 
 from __future__ import annotations
@@ -145,16 +149,28 @@ def main() -> int:
     parser.add_argument("--modes", default="insecure,tuf",
                         help="comma-separated: insecure (hub, [trust] insecure), tuf ([trust] root)")
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--against", type=Path, metavar="SRC",
+                        help="also run the daemon from this source tree (e.g. a checkout of an older "
+                             "commit: git worktree add --detach DIR COMMIT; SRC = DIR/src), interleaved "
+                             "in the same runs, and print the ratio to it")
     args = parser.parse_args()
     bare: list[int] = []
     imports: list[int] = []
     modes = [m for m in args.modes.split(",") if m]
     daemon: dict[str, list[int]] = {m: [] for m in modes}
+    older: dict[str, list[int]] = {m: [] for m in modes}
     loaded: dict[str, list[str]] = {m: [] for m in modes}
+    against = args.against.resolve() if args.against else None
+
+    def older_cli(*a: str) -> list[str]:
+        return ["env", f"PYTHONPATH={against}", sys.executable, "-m", "zos_upgrade.cli", *a]
+
     for _ in range(args.runs):
         bare.append(baseline("import time; time.sleep(600)", args.samples))
         imports.append(baseline(IMPORTS, args.samples))
         for mode in modes:
+            if against is not None:
+                older[mode].append(daemon_run(mode, args.settle, args.samples, [], cli=older_cli))
             daemon[mode].append(daemon_run(mode, args.settle, args.samples, loaded[mode]))
     model = next((line.split(":", 1)[1].strip() for line in
                   subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
@@ -165,8 +181,14 @@ def main() -> int:
     print(f"bare interpreter (baseline): {fmt(bare)}  ratio 1.00")
     print(f"interpreter + daemon imports: {fmt(imports)}  ratio {statistics.median(imports) / b:.2f}")
     for mode in modes:
+        if against is not None:
+            print(f"idle daemon, {mode}, {against}: {fmt(older[mode])}  "
+                  f"ratio {statistics.median(older[mode]) / b:.2f}")
         ratio = statistics.median(daemon[mode]) / b
         print(f"idle daemon, {mode + ':':9}     {fmt(daemon[mode])}  ratio {ratio:.2f}")
+        if against is not None:
+            change = statistics.median(daemon[mode]) / statistics.median(older[mode])
+            print(f"  this tree / {against}: {change:.2f}")
         heavy = sorted(h for h in HEAVY if h in loaded[mode])
         print(f"  heavy modules loaded after its last round: {', '.join(heavy) or 'none'}")
     return 0
