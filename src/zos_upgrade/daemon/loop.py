@@ -479,8 +479,6 @@ class Daemon:
             while not self._stop_requested:
                 self.next_check = None  # checking now
                 outcome = await self.round()
-                _give_back_memory()
-                _dump_modules()
                 if once:
                     await self.reports_sent()  # a one-shot run delivers its reports before it exits
                     return EXIT_FAILED if outcome.failed else EXIT_OK
@@ -496,6 +494,9 @@ class Daemon:
                 if self.recovery is not None:
                     self.recovery = msgspec.structs.replace(self.recovery, next_try=self.next_check)
                 self._write_state()
+                # after the status names the next check: `status` never sees a round half-recorded
+                _give_back_memory()
+                _dump_modules()
                 await self._sleep(delay)
                 self._recovery_due = True
             log.info("stopped")
