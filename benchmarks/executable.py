@@ -116,8 +116,8 @@ def main() -> int:
           f"interpreter it needs {interpreter / 2**20:.1f} MiB (stdlib, binary, libpython)")
     exe_rss, venv_rss = [], []
     for _ in range(args.mem_runs):
-        exe_rss.append(daemon_run(0.5, 5.0, 10, cli=lambda *a: [exe, *a]))
-        venv_rss.append(daemon_run(0.5, 5.0, 10))
+        exe_rss.append(daemon_run("insecure", 5.0, 10, [], cli=lambda *a: [exe, *a]))
+        venv_rss.append(daemon_run("insecure", 5.0, 10, []))
     e, v = statistics.median(exe_rss) / 1024, statistics.median(venv_rss) / 1024
     print(f"idle daemon peak RSS: exe {e:.1f} MiB (runs {[round(x / 1024, 1) for x in exe_rss]})   "
           f"venv {v:.1f} MiB (runs {[round(x / 1024, 1) for x in venv_rss]})   exe/venv {e / v:.2f}")

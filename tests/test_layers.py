@@ -41,6 +41,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),                      # the one TOML config
     ("configd",),                     # its files: main file and config fragments, merged
     ("net", "http11", "fsutil", "tasks", "log"),  # I/O helpers
+    ("leanhttp",),                    # the daemon's polls without httpx (net.fetch's lean transport)
+    ("lazy",),                        # lazy re-exports of package __init__s
     ("versions",),
     ("errors",),
     ("",),                            # the package itself (its version)

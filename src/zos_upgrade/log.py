@@ -14,10 +14,10 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from rich.console import Console
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["LogFormat", "console", "human_logs", "setup_logging"]
 
@@ -67,6 +67,8 @@ class _ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            from rich.text import Text
+
             # soft_wrap: the terminal wraps a long line; rich must not cut it into pieces of its own
             console().print(Text(self.format(record)), soft_wrap=True, highlight=False)
         except Exception:  # a log line must never take the program down
@@ -79,6 +81,9 @@ _state: dict[str, Any] = {"console": None, "human": False}
 def console() -> Console:
     """The process's one stderr console: human log lines and progress bars share it."""
     if _state["console"] is None:
+        # rich is imported only once a person reads the output: a daemon logging JSON never loads it
+        from rich.console import Console
+
         _state["console"] = Console(stderr=True)
     shared: Console = _state["console"]
     return shared

@@ -21,13 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.leanhttp import LeanClient, LeanHTTPError, LeanResponse
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ACCEPT_ENCODING",
@@ -212,8 +216,19 @@ class _Decoder:
 
 _EXCERPT_BYTES = 200
 
+def _transport_errors(*, every: bool = False) -> tuple[type[Exception], ...]:
+    """The exceptions that mean the transport failed. httpx's only when httpx is loaded: a fetch
+    through an httpx client has loaded it, and a process polling with the lean client never has to
+    (``every``: all of httpx's errors, not only the transient ones)."""
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return (LeanHTTPError,)
+    if every:
+        return (LeanHTTPError, httpx.HTTPError)
+    return (LeanHTTPError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
-async def _excerpt(response: httpx.Response) -> str:
+
+async def _excerpt(response: httpx.Response | LeanResponse) -> str:
     """``": <the first bytes of the body>"`` of an error answer (its reason), or ``""``; never more."""
     data = b""
     try:
@@ -221,14 +236,14 @@ async def _excerpt(response: httpx.Response) -> str:
             data += chunk
             if len(data) >= _EXCERPT_BYTES:
                 break
-    except httpx.HTTPError:
+    except _transport_errors(every=True):
         pass  # the reason is a courtesy: the status alone is still reported
     text = data[:_EXCERPT_BYTES].decode("utf-8", "replace").strip()
     return f": {text}" if text else ""
 
 
 async def _attempt(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | LeanClient,
     method: str,
     url: str,
     *,
@@ -278,12 +293,12 @@ async def _attempt(
                 ) from None
             decoder.finish()
             return FetchResult(url, response.status_code, dict(response.headers), b"".join(chunks))
-    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+    except _transport_errors() as exc:
         raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
 
 async def fetch(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | LeanClient,
     url: str,
     *,
     method: str = "GET",
@@ -323,7 +338,7 @@ async def fetch(
 
 
 async def _attempts(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | LeanClient,
     method: str,
     url: str,
     *,

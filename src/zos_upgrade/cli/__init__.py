@@ -17,14 +17,16 @@ from zos_upgrade.log import setup_logging
 
 __all__ = ["main"]
 
-# Each command's module, imported when that command runs (or help lists it): importing them all
-# took 0.7 s of CPU before any command started (the TUF signer pulls in boto3, the daemon the whole
-# node stack), which `flist unpack` paid on every run. ``hold`` holds four commands.
-_COMMANDS = {
-    "flist": "flist", "hub": "hub", "release": "release", "trust": "trust", "daemon": "daemon",
-    "install": "install", "status": "status", "check": "check", "clear-failed": "failed",
-    "recover": "recover", "rollback": "rollback", "demo": "demo", "self-test": "selftest",
-    "hold": "hold", "unhold": "hold", "pause": "hold", "resume": "hold",
+# command name -> (module of zos_upgrade.cli, attribute): a command's module is imported only when
+# that command runs (or help lists it), so `zos-upgrade daemon` does not load the hub server, the
+# release engineer's TUF signing stack or the flist packer (issue 19: an idle daemon's memory)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "flist": ("flist", "command"), "hub": ("hub", "command"), "release": ("release", "command"),
+    "trust": ("trust", "command"), "daemon": ("daemon", "command"), "install": ("install", "command"),
+    "status": ("status", "command"), "check": ("check", "command"), "clear-failed": ("failed", "command"),
+    "recover": ("recover", "command"), "rollback": ("rollback", "command"), "demo": ("demo", "command"),
+    "self-test": ("selftest", "command"), "hold": ("hold", "hold"), "unhold": ("hold", "unhold"),
+    "pause": ("hold", "pause"), "resume": ("hold", "resume"),
 }
 
 
@@ -33,15 +35,15 @@ class _Root(click.Group):
         return run_command(lambda: super(_Root, self).invoke(ctx))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *_COMMANDS})
+        return sorted({*_COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _COMMANDS:
-            module = importlib.import_module(f"zos_upgrade.cli.{_COMMANDS[cmd_name]}")
-            found: tuple[click.Command, ...] = getattr(module, "commands", None) or (module.command,)
-            for command in found:
-                self.add_command(command)
-        return super().get_command(ctx, cmd_name)
+            module, attribute = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f"zos_upgrade.cli.{module}"), attribute)
+            assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
+            self.add_command(command)
+        return self.commands.get(cmd_name)
 
 
 # the version it was built from, and the commit when the build knew it (``make dist``)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from zos_upgrade.daemon.outcome import CheckOutcome
 from zos_upgrade.node.failed import FailedRelease, FailedReleases, FailedReleasesError
-from zos_upgrade.publisher.signing import flist_hash
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,6 +73,9 @@ def installed_identity(manifest: Manifest, flist: Path, *, publisher: bool) -> s
     the flist file's bytes (kept beside the manifest, checked by md5 before this is asked)."""
     if not publisher:
         return f"md5:{manifest.md5}"
+    # here, not at the top: the signing module loads cryptography, which an idle daemon never needs
+    from zos_upgrade.publisher.signing import flist_hash
+
     return f"blake2b:{flist_hash(flist.read_bytes())}"
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from zos_upgrade.config import Config
 from zos_upgrade.daemon.check import PlanningUpgrader
@@ -22,7 +22,6 @@ from zos_upgrade.daemon.feedback import FleetFeedback
 from zos_upgrade.daemon.fleetlock import FleetLockGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
-from zos_upgrade.daemon.plans import TrustedPlans, flist_version, release_version
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, Gate, ReleasePolicy
 from zos_upgrade.daemon.ports import UpgraderPort
 from zos_upgrade.daemon.strategy import PlanLookup, RolloutGate, WindowGate, calendar_of
@@ -34,29 +33,21 @@ from zos_upgrade.node.events import FListEvent, RepoEvent
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generated_id
 from zos_upgrade.node.reports import ReportQueue
-from zos_upgrade.publisher import HTTPPublisher, load_public_key
-from zos_upgrade.rollout.fleetlock import FleetLockClient
 from zos_upgrade.sources.base import ReleaseSource
 from zos_upgrade.sources.hub import HubSource
-from zos_upgrade.sources.publisher import PublisherSource
-from zos_upgrade.sources.tuf import TufHubSource, TufReleaseSource
 from zos_upgrade.supervisor import Supervisor
-from zos_upgrade.supervisor.supervisord import SupervisordClient
-from zos_upgrade.supervisor.zinit import ZinitClient
-from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
-from zos_upgrade.trust.fetcher import HttpxFetcher
-from zos_upgrade.trust.layout import (
-    LATEST,
-    hub_metadata_url,
-    hub_targets_url,
-    publisher_metadata_url,
-    publisher_targets_url,
-)
 from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
 from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
-from zos_upgrade.watch.tuf import TufLinkWatcher, TufPublisher, TufRepoWatcher
+
+if TYPE_CHECKING:
+    from zos_upgrade.publisher import HTTPPublisher
+    from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
+
+# Each kind of source's classes are imported in the branch that builds it: a node following a hub
+# without TUF never loads python-tuf, a hub-following node never loads the release server's client,
+# and so on (issue 19: an idle daemon's memory).
 
 __all__ = ["build", "make_supervisor", "make_trusted", "make_upgrader"]
 
@@ -69,6 +60,15 @@ def make_trusted(config: Config, repo: str | None, *, into: Path | None = None) 
 
     ``into``: another folder for the cache (``zos-upgrade check`` writes nothing in the state dir):
     it starts as a copy of the node's cache, so the check trusts exactly what the daemon trusts."""
+    from zos_upgrade.trust.client import TrustedRepo
+    from zos_upgrade.trust.fetcher import HttpxFetcher
+    from zos_upgrade.trust.layout import (
+        hub_metadata_url,
+        hub_targets_url,
+        publisher_metadata_url,
+        publisher_targets_url,
+    )
+
     trust, src = config.trust, config.source
     assert trust.root is not None  # callers check config.tuf
     name = repo or "releases"
@@ -111,13 +111,18 @@ class _InsecureRepoWatcher(FListRepoWatcher):
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-_WithPlans = Callable[[TrustedRepo | None, str | None, Callable[[TrustedTarget], str | None]], list[Gate]]
+_VersionOf = Callable[["TrustedTarget"], "str | None"]
+_WithPlans = Callable[["TrustedRepo | None", "str | None", _VersionOf], list[Gate]]
 
 
 def make_supervisor(config: Config) -> Supervisor:
     sup = config.supervisor
     if sup.kind == "supervisord":
+        from zos_upgrade.supervisor.supervisord import SupervisordClient
+
         return SupervisordClient(config.supervisor_socket, include_dir=config.node_path(sup.include_dir))
+    from zos_upgrade.supervisor.zinit import ZinitClient
+
     return ZinitClient(config.supervisor_socket, sup.protocol, root=config.root)
 
 
@@ -169,6 +174,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         state_dir.mkdir(parents=True, exist_ok=True)
     publisher: HTTPPublisher | None = None
     if src.publisher is not None and not config.tuf:
+        from zos_upgrade.publisher import HTTPPublisher, load_public_key
+
         # the config refused a publisher without trusted_keys already (so `status` refuses it too)
         publisher = HTTPPublisher(src.publisher, [load_public_key(p) for p in config.trusted_key_paths])
     supervisor = supervisor or make_supervisor(config)
@@ -177,6 +184,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     fleet_lock: FleetLockGate | None = None
     if rollout.strategy == "fleet_lock" and identity is not None and check_into is None:
         assert rollout.fleet_lock.base_url is not None  # the config requires it for fleet_lock
+        from zos_upgrade.rollout.fleetlock import FleetLockClient
+
         lock_client = FleetLockClient(rollout.fleet_lock.base_url, identity.id, identity.group)
         fleet_lock = FleetLockGate(lock_client, state_dir, node_id=identity.id, group=identity.group,
                                    sleep=sleep, clock=clock)
@@ -205,6 +214,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         [trust] root) from the verified metadata of ``trusted`` only; no plans without TUF."""
         lookup = plans
         if lookup is None and trusted is not None:
+            from zos_upgrade.daemon.plans import TrustedPlans
+
             lookup = TrustedPlans(trusted, link=link, version_of=version_of)
         if lookup is None or identity is None:
             return list(base_gates)
@@ -212,6 +223,11 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
 
     trust_into = check_into / "trust" if check_into is not None else None
     if src.publisher is not None and config.tuf:
+        from zos_upgrade.daemon.plans import release_version
+        from zos_upgrade.sources.tuf import TufReleaseSource
+        from zos_upgrade.trust.layout import LATEST
+        from zos_upgrade.watch.tuf import TufPublisher
+
         trusted = make_trusted(config, None, into=trust_into)
         gates = with_plans(trusted, LATEST, release_version)
         tuf_pub = TufPublisher(trusted)
@@ -226,8 +242,10 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
                                             memory=memory, control=control,
                                             gates=gates))
         return parts
-    gates = with_plans(None, None, release_version)
+    gates = with_plans(None, None, lambda target: None)  # without TUF no plans: never asked
     if publisher is not None:
+        from zos_upgrade.sources.publisher import PublisherSource
+
         pub = publisher
         parts.closers.append(pub.aclose)
 
@@ -270,6 +288,10 @@ def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads
              with_plans: _WithPlans, identity: NodeIdentity | None) -> None:
     """Hub mode through TUF: the boot link and the bins repo resolved by their signed targets; the
     boot link's releases may carry rollout plans (bins packages have none)."""
+    from zos_upgrade.daemon.plans import flist_version
+    from zos_upgrade.sources.tuf import TufHubSource
+    from zos_upgrade.watch.tuf import TufLinkWatcher, TufRepoWatcher
+
     src = config.source
     assert src.hub is not None and src.flist is not None
     hub_url, flist = src.hub, src.flist

@@ -17,10 +17,9 @@ import re
 from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-import httpx
 import msgspec
 
 from zos_upgrade import fsutil
@@ -36,7 +35,11 @@ from zos_upgrade.hub.models import (
 )
 from zos_upgrade.hub.names import ARCHIVE_SUFFIX, FLIST_SUFFIXES, split_fqdn, validate_name
 from zos_upgrade.hub.rollout import HaltFlag, Report, RolloutStatus
+from zos_upgrade.leanhttp import LeanClient, proxy_configured
 from zos_upgrade.net import MAX_FLIST_BYTES, FetchResult, RetryPolicy, fetch
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HubClient"]
 
@@ -81,12 +84,15 @@ class HubClient:
         self._retry = retry or RetryPolicy(deadline=max(timeout * 2, 1.0))
         self._max_json = max_json_bytes
         self._max_flist = max_flist_bytes
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=timeout,
-            follow_redirects=True,
-            headers={"Accept": "application/json"},
-        )
+        self._timeout = timeout
+        self._transport = transport
+        # httpx is loaded at the first download, block or write call, not for a poll (issue 19)
+        self._httpx: httpx.AsyncClient | None = None
+        # the JSON reads (a watcher's polls) go through the lean client, under the same fetch rules;
+        # through httpx when a test injects a transport or a proxy is configured (httpx honours it)
+        self._lean: LeanClient | None = None
+        if transport is None and not proxy_configured():
+            self._lean = LeanClient(timeout=timeout, headers={"Accept": "application/json"})
         # url -> (etag, decoded value): what a 304 stands for
         self._conditional: OrderedDict[str, tuple[str, Any]] = OrderedDict()
 
@@ -94,8 +100,24 @@ class HubClient:
     def base_url(self) -> str:
         return self._base
 
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._httpx is None:
+            import httpx
+
+            self._httpx = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=self._timeout,
+                follow_redirects=True,
+                headers={"Accept": "application/json"},
+            )
+        return self._httpx
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._httpx is not None:
+            await self._httpx.aclose()
+        if self._lean is not None:
+            await self._lean.aclose()
 
     async def __aenter__(self) -> HubClient:
         return self
@@ -244,6 +266,8 @@ class HubClient:
                 f"{filename!r}: expected an flist (.flist, .fl) or a {ARCHIVE_SUFFIX} archive to upload"
             )
         data = await asyncio.to_thread(path.read_bytes)
+        import httpx  # its multipart encoder; an upload is the release engineer's, never a poll
+
         request = httpx.Request(
             "POST", self._base, files={"file": (filename, data, "application/octet-stream")}
         )
@@ -329,7 +353,8 @@ class HubClient:
         remembered = self._conditional.get(url)
         headers = {"If-None-Match": remembered[0]} if remembered else None
         result = await fetch(
-            self._http, url, max_bytes=self._max_json, expect=(200, 304), headers=headers, retry=self._retry
+            self._lean or self._http, url, max_bytes=self._max_json, expect=(200, 304), headers=headers,
+            retry=self._retry,
         )
         if result.status == 304:
             if remembered is None:

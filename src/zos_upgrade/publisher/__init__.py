@@ -6,24 +6,31 @@ Node side: :class:`HTTPPublisher` (verifies every release it returns). Release s
 loads the web framework).
 """
 
-from zos_upgrade.publisher.base import (
-    BadSignature,
-    DuplicateVersions,
-    HashMismatch,
-    InvalidAnswer,
-    InvalidKey,
-    LatestNotListed,
-    Publisher,
-    PublisherError,
-    ReleaseExists,
-    ReplayedRelease,
-    UnknownKey,
-    UnsignedRelease,
-    Upgrade,
-)
-from zos_upgrade.publisher.http import HTTPPublisher
-from zos_upgrade.publisher.signing import TrustedKeys, load_private_key, load_public_key
-from zos_upgrade.publisher.tree import ReleaseTree
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zos_upgrade import lazy
+
+if TYPE_CHECKING:
+    from zos_upgrade.publisher.base import (
+        BadSignature,
+        DuplicateVersions,
+        HashMismatch,
+        InvalidAnswer,
+        InvalidKey,
+        LatestNotListed,
+        Publisher,
+        PublisherError,
+        ReleaseExists,
+        ReplayedRelease,
+        UnknownKey,
+        UnsignedRelease,
+        Upgrade,
+    )
+    from zos_upgrade.publisher.http import HTTPPublisher
+    from zos_upgrade.publisher.signing import TrustedKeys, load_private_key, load_public_key
+    from zos_upgrade.publisher.tree import ReleaseTree
 
 __all__ = [
     "BadSignature",
@@ -45,3 +52,25 @@ __all__ = [
     "load_private_key",
     "load_public_key",
 ]
+
+# name -> the submodule defining it: imported at first use (issue 19, an idle daemon's memory)
+__getattr__ = lazy.exports(__name__, {
+    "BadSignature": "base",
+    "DuplicateVersions": "base",
+    "HashMismatch": "base",
+    "InvalidAnswer": "base",
+    "InvalidKey": "base",
+    "LatestNotListed": "base",
+    "Publisher": "base",
+    "PublisherError": "base",
+    "ReleaseExists": "base",
+    "ReplayedRelease": "base",
+    "UnknownKey": "base",
+    "UnsignedRelease": "base",
+    "Upgrade": "base",
+    "HTTPPublisher": "http",
+    "TrustedKeys": "signing",
+    "load_private_key": "signing",
+    "load_public_key": "signing",
+    "ReleaseTree": "tree",
+})

@@ -15,11 +15,15 @@ and retrying is the caller's policy (the daemon's gate), not the client's.
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from zos_upgrade.net import RetryPolicy, TransportError, fetch
 from zos_upgrade.rollout.errors import RolloutError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HEADER", "PRE_REBOOT", "STEADY_STATE", "ClientParams", "FleetLockClient", "FleetLockError",
            "LockError", "LockRejected", "LockRequest", "LockUnavailable"]
@@ -75,7 +79,11 @@ class FleetLockClient:
                  timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.body = msgspec.json.encode(LockRequest(ClientParams(id=node_id, group=group)))
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        if client is None:
+            import httpx  # here: a node without FleetLock never loads it (issue 19)
+
+            client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._client = client
         self._own = client is None
 
     async def pre_reboot(self) -> None:

@@ -16,8 +16,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from zos_upgrade.errors import ConfigError
 from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir
 from zos_upgrade.supervisor.errors import InvalidServiceName
@@ -139,6 +137,8 @@ _KEYS = ("exec", "test", "oneshot", "after", "signal", "log", "env", "dir")
 
 def parse_service_config(text: str | bytes, *, source: str) -> ServiceConfig:
     """Parse a zinit service file strictly; ``source`` (a file name) goes into every error."""
+    import yaml  # here: a service file is read during a transaction, never by an idle daemon
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -208,6 +208,8 @@ def render_service_config(cfg: ServiceConfig) -> str:
         doc["env"] = dict(cfg.env)
     if cfg.dir:
         doc["dir"] = cfg.dir
+    import yaml
+
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
 

@@ -34,14 +34,19 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zos_upgrade import fsutil
-from zos_upgrade.flist import BlockStore, FlistReader, Route, Router, open_flist, open_store
-from zos_upgrade.flist.cache import BlockCache
-from zos_upgrade.flist.filewrite import LocalBlocks
-from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.errors import UpgradeError
+
+if TYPE_CHECKING:
+    # the block stack (stores, codecs, ciphers) is imported by the first mount, not by a daemon
+    # that only builds its Flister and polls (issue 19: an idle daemon's memory)
+    from zos_upgrade.flist import BlockStore, FlistReader, Route
+    from zos_upgrade.flist.cache import BlockCache
+    from zos_upgrade.flist.filewrite import LocalBlocks
+    from zos_upgrade.flist.materialize import MaterializeReport
 
 __all__ = ["Flister", "Mount", "MountError", "Partial"]
 
@@ -91,10 +96,20 @@ class Flister:
         self.mounts_dir = self.state_dir / "mounts"
         # where the release sources write the flist files (named by md5) this Flister mounts
         self.downloads_dir = self.state_dir / "flists"
-        self.cache = BlockCache(self.state_dir / "cache" / "blocks")
+        self._cache_root = self.state_dir / "cache" / "blocks"
+        self._cache: BlockCache | None = None
         self._store_url = store_url
         self._concurrency = concurrency
         self._workers = workers  # file-writer processes of materialize (None: automatic)
+
+    @property
+    def cache(self) -> BlockCache:
+        """The node's block cache (``<state_dir>/cache/blocks``), opened at first use."""
+        if self._cache is None:
+            from zos_upgrade.flist.cache import BlockCache
+
+            self._cache = BlockCache(self._cache_root)
+        return self._cache
 
     async def mount(self, release: VerifiedRelease, *,
                     check: Callable[[FlistReader], Partial | None] | None = None) -> Mount:
@@ -111,6 +126,9 @@ class Flister:
             await asyncio.to_thread(self._drop, dest)
             log.info("existing mount dropped, rebuilding it", extra={"flist": where, "md5": md5})
         tmp = self._temp_name(md5)
+        from zos_upgrade.flist import open_flist
+        from zos_upgrade.flist.materialize import materialize
+
         try:
             with open_flist(flist) as reader:
                 part = check(reader) if check is not None else None
@@ -157,9 +175,9 @@ class Flister:
         """Remove what a crash left half-built (temporary mounts and downloads); return what went."""
         removed: list[Path] = []
         folders = [self.mounts_dir, self.downloads_dir]
-        if self.cache.root.is_dir():
+        if self._cache_root.is_dir():  # the path, not the cache: a sweep needs no block codec
             # a block write cut by a kill leaves its temp file in the block's fan-out directory
-            folders += [d for d in self.cache.root.iterdir() if d.is_dir() and not d.is_symlink()]
+            folders += [d for d in self._cache_root.iterdir() if d.is_dir() and not d.is_symlink()]
         for folder in folders:
             if not folder.is_dir():
                 continue
@@ -194,6 +212,8 @@ class Flister:
         packing machine) while the hub serves the same blocks. Every block is checked against the
         flist whatever store it came from, so the extra source cannot change what is installed.
         """
+        from zos_upgrade.flist import Route, Router, open_store
+
         fallback = self._store_url or release.block_store
         if not routes:
             if fallback is None:

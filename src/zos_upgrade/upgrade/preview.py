@@ -27,7 +27,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import open_flist
+# the flist readers and block codecs are imported where a preview reads an flist, so a daemon
+# that only builds its Upgrader does not load them (issue 19: an idle daemon's memory)
 from zos_upgrade.flist.chunking import Chunking, data_chunks, file_chunks
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import IncompatibleRelease, check_compatible, compatible_of
@@ -72,6 +73,8 @@ def content_fingerprint(content: Path | bytes, chunking: Chunking, width: int) -
 
 
 def _read_release(flist: Path) -> ReleaseEntries:
+    from zos_upgrade.flist import open_flist
+
     with open_flist(flist) as reader:
         return read_entries(reader)
 

@@ -46,12 +46,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 import zos_upgrade.upgrade.services as svc
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.flist import FlistReader
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.compat import check_compatible, compatible_of
 from zos_upgrade.upgrade.context import Context
@@ -70,6 +70,9 @@ from zos_upgrade.upgrade.report import UpgradeReport
 from zos_upgrade.upgrade.rollback import ROLLBACK_HOOK, mount_rolled_from
 from zos_upgrade.upgrade.staging import Staging, choose, control_only, node_blocks_of
 from zos_upgrade.upgrade.stamps import STAMPS_FILE, NodeStamps
+
+if TYPE_CHECKING:
+    from zos_upgrade.flist import FlistReader  # annotations only: the block stack loads at a mount
 
 PROBE_MARKER = "program-probe.json"  # in the state dir: where the probed program writes its marker
 
