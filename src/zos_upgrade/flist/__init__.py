@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from zos_upgrade.flist.blocks import (
-        BLOCK_SIZE,
         BlockCorrupt,
         block_id_matches,
         decrypt_block,
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     )
     from zos_upgrade.flist.formats import open_flist, write_flist
     from zos_upgrade.flist.model import (
+        BLOCK_SIZE,
         BlockRef,
         Entry,
         EntryKind,
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from zos_upgrade.flist.stores import BlockMissing, BlockStore, Route, Router, StoreError, open_store
 
 _HOMES = {
-    "blocks": ("BLOCK_SIZE", "BlockCorrupt", "block_id_matches", "decrypt_block", "encrypt_block"),
-    "model": ("BlockRef", "Entry", "EntryKind", "FlistError", "FlistTooCostly", "HostileFlist", "Limits"),
+    "blocks": ("BlockCorrupt", "block_id_matches", "decrypt_block", "encrypt_block"),
+    "model": ("BLOCK_SIZE", "BlockRef", "Entry", "EntryKind", "FlistError", "FlistTooCostly", "HostileFlist",
+              "Limits"),
     "formats": ("open_flist", "write_flist"),
     "reader": ("FlistReader",),
     "stores": ("BlockMissing", "BlockStore", "Route", "Router", "StoreError", "open_store"),

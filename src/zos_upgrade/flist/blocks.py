@@ -28,7 +28,7 @@ import xxtea
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from zos_upgrade.flist.model import BlockRef, FlistError
+from zos_upgrade.flist.model import BLOCK_SIZE, BlockRef, FlistError
 
 __all__ = [
     "BLOCK_SIZE",
@@ -43,7 +43,6 @@ __all__ = [
     "snappy_raw",
 ]
 
-BLOCK_SIZE = 512 * 1024
 
 V1_HASH_BYTES = 16
 V2_HASH_BYTES = 32

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from zos_upgrade.flist.blocks import BLOCK_SIZE
-from zos_upgrade.flist.model import Entry, FlistError
+from zos_upgrade.flist.model import BLOCK_SIZE, Entry, FlistError
 
 __all__ = [
     "CDC",

@@ -15,7 +15,13 @@ from enum import StrEnum
 
 from zos_upgrade.errors import ZosUpgradeError
 
-__all__ = ["BlockRef", "Entry", "EntryKind", "FlistError", "FlistTooCostly", "HostileFlist", "Limits"]
+__all__ = [
+    "BLOCK_SIZE", "BlockRef", "Entry", "EntryKind", "FlistError", "FlistTooCostly", "HostileFlist", "Limits",
+]
+
+# the fixed block layout (0-flist, rfs): here, not beside the codecs, so code that only needs the
+# number (the chunking, the plan) does not load them
+BLOCK_SIZE = 512 * 1024
 
 
 class FlistError(ZosUpgradeError):

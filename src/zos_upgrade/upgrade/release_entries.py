@@ -12,10 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from zos_upgrade.flist import BlockRef, Entry, EntryKind, FlistReader, HostileFlist
 from zos_upgrade.flist.chunking import FIXED, Chunking, block_spans, chunking_of
+from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, HostileFlist
 from zos_upgrade.upgrade.manifest import HOOK_NAMES, RELEASE_CONTROL_FILES, FileRecord, service_name
+
+if TYPE_CHECKING:
+    from zos_upgrade.flist.reader import FlistReader  # the readers load with the first flist opened
 
 __all__ = ["FINGERPRINT_PREFIX", "ReleaseEntries", "block_fingerprint", "read_entries"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist import BLOCK_SIZE, BlockRef
+from zos_upgrade.flist.model import BLOCK_SIZE, BlockRef
 from zos_upgrade.flist.node_blocks import NodeBlocks
 from zos_upgrade.upgrade.manifest import (
     RELEASE_CONTROL_FILES,
