@@ -25,6 +25,8 @@ from zos_upgrade.hub.rollout import InvalidReport
 from zos_upgrade.hubserver.auth import NodeGuard, TokenGuard, Unauthorized
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
+from zos_upgrade.hubserver.delta_api import DeltaAPI
+from zos_upgrade.hubserver.deltas import DeltaCache
 from zos_upgrade.hubserver.fleetlock import FleetLockAPI
 from zos_upgrade.hubserver.http import BodyTooLarge, api_error, text_response
 from zos_upgrade.hubserver.page import HubPage
@@ -36,7 +38,7 @@ from zos_upgrade.hubserver.tuf_api import TufAPI
 from zos_upgrade.hubserver.tuf_online import OnlineSigner
 from zos_upgrade.hubserver.tuf_store import TufStore
 from zos_upgrade.hubserver.write_api import WriteAPI
-from zos_upgrade.net import SERVER_KEEP_ALIVE
+from zos_upgrade.net import MAX_FLIST_BYTES, SERVER_KEEP_ALIVE
 
 __all__ = ["HubApp", "create_app", "serve"]
 
@@ -87,7 +89,8 @@ class HubApp:
         self.fleet_lock = FleetLockAPI(config.root, slots=config.fleet_lock_slots,
                                        groups=config.fleet_lock_groups)
         self.tuf_store = TufStore(self.storage.root)
-        self.tuf = TufAPI(self.storage, self.tuf_store, guard)
+        self.deltas = DeltaAPI(self.storage, DeltaCache(self.storage, MAX_FLIST_BYTES))
+        self.tuf = TufAPI(self.storage, self.tuf_store, guard, self.deltas)
 
     def routes(self) -> list[Route]:
         g, r, w, b, t, ro = guarded, self.reads, self.writes, self.blocks, self.tuf, self.rollout
@@ -106,6 +109,8 @@ class HubApp:
             Route("/api/repositories", g(r.repositories)),
             Route("/api/flist", g(r.flists)),
             Route("/api/fileslist", g(r.fileslist)),
+            # flist deltas (issue 19): /api/delta answered 404 before, no client relied on it
+            Route("/api/delta/{repo}/{name}", g(self.deltas.flist_delta), methods=["GET", "HEAD"]),
             # write API first: "me" (or the token's own repository) in place of a repository name
             Route("/api/flist/me", g(w.whoami)),
             Route(me + "/upload", g(w.upload_archive), methods=["POST"]),
@@ -135,6 +140,7 @@ class HubApp:
             Route("/tuf/{repo}/metadata/{file}", g(t.metadata), methods=["GET", "HEAD"]),
             Route("/tuf/{repo}/metadata/{file}", g(t.upload), methods=["PUT"]),
             Route("/tuf/{repo}/targets/{hashname}", g(t.target), methods=["GET", "HEAD"]),
+            Route("/tuf/{repo}/deltas/{hashname}", g(t.target_delta), methods=["GET", "HEAD"]),
             # downloads
             Route("/{repo}/tags/{tag}/{name}", g(r.tag_download)),
             Route("/{repo}/{name}", g(r.download)),
