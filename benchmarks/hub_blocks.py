@@ -10,6 +10,10 @@ the last body was read, divided by N; each figure is the median of ``--runs`` ru
 interleaved in one run; ratio = ours / http.server's.
 
     .venv/bin/python benchmarks/hub_blocks.py [--blocks 2000] [--runs 3] [--sizes 524288,4096]
+        [--before SRC]
+
+``--before SRC`` also measures the hub of another source tree (``SRC/src`` first on the server's
+``PYTHONPATH``, e.g. a checkout of the commit before a change) in the same run, interleaved.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +57,12 @@ def make_blocks(folder: Path, count: int, size: int) -> list[str]:
 
 
 @contextmanager
-def server(cmd: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+def server(cmd: list[str], port: int, src: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src / "src")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     try:
         wait_for_port(port, proc)
         yield proc
@@ -86,31 +93,41 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="524288,4096")
+    parser.add_argument("--before", type=Path, help="another source tree whose hub is measured too")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"command: .venv/bin/python benchmarks/hub_blocks.py --blocks {args.blocks} --runs {args.runs} "
-          f"--sizes {args.sizes}")
+          f"--sizes {args.sizes}" + (" --before SRC" if args.before else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
             folder = Path(tmp) / f"blocks-{size}"
             folder.mkdir()
             names = make_blocks(folder, args.blocks, size)
-            ours_port, base_port = free_port(), free_port()
-            ours_cmd = zos_upgrade_cmd("hub", "serve", "--root", str(Path(tmp) / f"root-{size}"),
-                                       "--blocks", str(folder), "--port", str(ours_port))
-            base_cmd = [sys.executable, "-m", "http.server", str(base_port), "--bind", "127.0.0.1",
-                        "--directory", str(folder), "--protocol", "HTTP/1.1"]
-            ours: list[float] = []
-            base: list[float] = []
-            with server(ours_cmd, ours_port) as ours_proc, server(base_cmd, base_port) as base_proc:
+            ports = {"ours": free_port(), "http.server": free_port(), "before": free_port()}
+            cmds = {
+                "ours": zos_upgrade_cmd("hub", "serve", "--root", str(Path(tmp) / f"root-{size}"),
+                                        "--blocks", str(folder), "--port", str(ports["ours"])),
+                "http.server": [sys.executable, "-m", "http.server", str(ports["http.server"]), "--bind",
+                                "127.0.0.1", "--directory", str(folder), "--protocol", "HTTP/1.1"],
+            }
+            cmds["before"] = [*cmds["ours"][:-1], str(ports["before"])]
+            prefixes = {"ours": "/blocks/", "http.server": "/", "before": "/blocks/"}
+            srcs = {"before": args.before}
+            kinds = ["ours", "http.server"] + (["before"] if args.before else [])
+            figures: dict[str, list[float]] = {kind: [] for kind in kinds}
+            with ExitStack() as stack:
+                procs = {kind: stack.enter_context(server(cmds[kind], ports[kind], srcs.get(kind)))
+                         for kind in kinds}
                 for _ in range(args.runs):
-                    ours.append(fetch_all(ours_port, "/blocks/", names, size, ours_proc.pid))
-                    base.append(fetch_all(base_port, "/", names, size, base_proc.pid))
-            mo, mb = statistics.median(ours), statistics.median(base)
-            print(f"{size:>7} B blocks x {args.blocks}: ours {mo * 1e6:7.1f} us/block "
-                  f"(runs {', '.join(f'{v * 1e6:.1f}' for v in ours)}), http.server {mb * 1e6:7.1f} us/block "
-                  f"(runs {', '.join(f'{v * 1e6:.1f}' for v in base)}), ratio {mo / mb:.2f}x")
+                    for kind in kinds:
+                        cpu = fetch_all(ports[kind], prefixes[kind], names, size, procs[kind].pid)
+                        figures[kind].append(cpu)
+            medians = {kind: statistics.median(values) for kind, values in figures.items()}
+            for kind in kinds:
+                runs = ", ".join(f"{v * 1e6:.0f}" for v in figures[kind])
+                print(f"{size:>7} B blocks x {args.blocks}: {kind:11} {medians[kind] * 1e6:6.0f} us/block "
+                      f"(runs {runs}), ratio to http.server {medians[kind] / medians['http.server']:.2f}x")
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 

@@ -16,6 +16,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.rollout import InvalidReport
 from zos_upgrade.hubserver.auth import NodeGuard, TokenGuard, Unauthorized
+from zos_upgrade.hubserver.block_fast import BlockFastPath
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
 from zos_upgrade.hubserver.delta_api import DeltaAPI
@@ -80,6 +82,7 @@ class HubApp:
         block_store = BlockFolder(config.blocks) if config.blocks is not None else None
         guard = TokenGuard(config.tokens)
         self.reads = ReadAPI(self.storage)
+        self.block_store = block_store
         self.blocks = BlockAPI(block_store, guard, config.max_block_bytes)
         self.writes = WriteAPI(self.storage, block_store, guard, config)
         self.rollout_store = RolloutStore(config.root, config.halt,
@@ -184,6 +187,8 @@ def create_app(config: HubConfig, clock: Callable[[], float] = time.time) -> Sta
     app = Starlette(
         routes=hub.routes(),
         exception_handlers={404: _http_error, 405: _http_error},
+        # ahead of the routing: the one request a node repeats thousands of times (block_fast.py)
+        middleware=[Middleware(BlockFastPath, store=hub.block_store)],
         lifespan=_online_signing(hub) if config.online_keys is not None else None,
     )
     app.state.hub = hub
