@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="524288,4096")
     parser.add_argument("--before", type=Path, help="another source tree whose hub is measured too")
+    parser.add_argument("--before-label", default="before", help="its name in the output")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
@@ -126,7 +127,8 @@ def main() -> None:
             medians = {kind: statistics.median(values) for kind, values in figures.items()}
             for kind in kinds:
                 runs = ", ".join(f"{v * 1e6:.0f}" for v in figures[kind])
-                print(f"{size:>7} B blocks x {args.blocks}: {kind:11} {medians[kind] * 1e6:6.0f} us/block "
+                label = args.before_label if kind == "before" else kind
+                print(f"{size:>7} B blocks x {args.blocks}: {label:11} {medians[kind] * 1e6:6.0f} us/block "
                       f"(runs {runs}), ratio to http.server {medians[kind] / medians['http.server']:.2f}x")
     print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 

@@ -213,6 +213,11 @@ def serve(config: HubConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
         host=host,
         port=port,
         http=guarded_protocol(limits),
+        # asyncio's loop, not uvloop even where it is installed: measured with
+        # benchmarks/hub_blocks.py (issue 19), uvloop spent as much CPU per 4 KiB block and more per
+        # 512 KiB block (670 vs 570 us, medians of 3, same run); httptools is not an option (h11
+        # takes the real hub's INFO method, and protocol.py's limits are built on h11)
+        loop="asyncio",
         log_level="warning",
         access_log=False,
         timeout_keep_alive=SERVER_KEEP_ALIVE,
