@@ -79,3 +79,17 @@ def test_v1_gzip_delta_and_a_foreign_gzip_gets_none(tmp_path: Path, start_hub: H
         (repo / "b:1.fl").write_bytes(b"SQLite format 3\0" + bytes(100))
         assert httpx.get(f"{hub.url}/api/delta/alpha/a:2.flist",
                          params={"from": md5(repo / "b:1.fl")}).status_code == 404
+
+
+def test_a_delta_folder_that_leads_outside_is_never_used(tmp_path: Path, start_hub: HubFactory) -> None:
+    old, new = flist_pair(tmp_path, ".fl")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with start_hub() as hub:
+        store_release_pair(hub.root, old, new)
+        (hub.root / ".delta").symlink_to(outside)
+        (outside / f"{md5(old)}-{md5(new)}").write_bytes(b"planted")
+        answer = httpx.get(f"{hub.url}/api/delta/alpha/zos:latest.fl", params={"from": md5(old)})
+        assert answer.status_code == 404
+        assert sorted(p.name for p in outside.iterdir()) == [f"{md5(old)}-{md5(new)}"]
+        assert (outside / f"{md5(old)}-{md5(new)}").read_bytes() == b"planted"

@@ -8,6 +8,7 @@ node then downloads the whole file, as it always could. A malformed ``from`` is 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -23,6 +24,8 @@ from zos_upgrade.hubserver.storage import HubStorage, StoredFlist
 __all__ = ["MAX_BASES", "DeltaAPI", "parse_bases"]
 
 MAX_BASES = 8
+log = logging.getLogger(__name__)
+
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -73,4 +76,8 @@ class DeltaAPI:
         base = self.cache.find_base(target.repo, bases, target)
         if base is None:
             return None
-        return self.cache.delta(base, self.storage.md5(base), target, target_md5)
+        try:
+            return self.cache.delta(base, self.storage.md5(base), target, target_md5)
+        except OSError as exc:  # the cache folder unusable: no delta, the node downloads whole
+            log.error("flist delta not kept", extra={"folder": str(self.cache.folder), "reason": str(exc)})
+            return None

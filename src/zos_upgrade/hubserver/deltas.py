@@ -66,6 +66,7 @@ class DeltaCache:
             return None
         name = f"{base_md5}-{target_md5}"
         path = self.folder / name
+        self._check_folder()
         if path.is_file():
             return path
         if (self.folder / (name + _NONE)).is_file():
@@ -74,15 +75,24 @@ class DeltaCache:
             if path.is_file():
                 return path
             made = self._make(base, base_md5, target, target_md5)
-            self.folder.mkdir(exist_ok=True)
-            if not stat.S_ISDIR(os.lstat(self.folder).st_mode):
-                raise OSError(f"{self.folder} is not a folder: no delta kept")
+            with contextlib.suppress(FileExistsError):
+                self.folder.mkdir()
+            self._check_folder()
             fsutil.atomic_write_bytes(path if made is not None else self.folder / (name + _NONE), made or b"")
             self._trim()
         log.info("flist delta made", extra={"base": base_md5, "target": target_md5,
                                             "bytes": len(made) if made is not None else None,
                                             "whole": target.stat.st_size})
         return path if made is not None else None
+
+    def _check_folder(self) -> None:
+        """Refuse a ``.delta`` that is not a plain folder (a symlink would lead outside the root)."""
+        try:
+            mode = os.lstat(self.folder).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(mode):
+            raise OSError(f"{self.folder} is not a plain folder (a symlink?): no delta read or kept there")
 
     def _make(self, base: StoredFlist, base_md5: str, target: StoredFlist, target_md5: str) -> bytes | None:
         old = fsutil.read_at_most(base.real, self.max_bytes)
