@@ -18,9 +18,7 @@ adds per connection:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,7 +34,6 @@ log = logging.getLogger(__name__)
 # how long a refused client may go on sending (read and dropped) after the answer: closing on unread
 # bytes sends a reset, which makes the client's kernel drop the answer before the client reads it
 _LINGER = 1.0
-_SEND_BUFFER = 1024 * 1024  # the kernel doubles it; its autotuning would grow to tcp_wmem's max anyway
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 
 
@@ -98,12 +95,6 @@ class _GuardedH11Protocol(H11Protocol):
             self._close_with(503, f"more than {self.limits.max_connections} open connections; retry later",
                              linger=False)
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # a block (up to 512 KiB) handed to the kernel in one send: with the default buffer the
-            # event loop woke once per 16-64 KiB sent, each wake-up costing more CPU than the copy
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
