@@ -9,6 +9,7 @@ import logging
 import struct
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -74,5 +75,18 @@ def test_tuf_download_uses_a_checked_delta(tmp_path: Path, start_hub: HubFactory
                     path, _ = node.download(node.target("zos:1.1.0.flist"), flists)
                 assert path.read_bytes() == v2.read_bytes()
                 assert "flist delta refused, downloading whole" in caplog.messages
+
+                # no delta to offer (the node holds nothing the hub has): the same request answers
+                # the whole target, checked and kept; a malformed delta-from is a 400
+                path.unlink()
+                (flists / hashlib.md5(v1.read_bytes()).hexdigest()).rename(flists / ("e" * 32))
+                caplog.clear()
+                with caplog.at_level(logging.INFO, "zos_upgrade.trust.client"):
+                    path, _ = node.download(node.target("zos:1.1.0.flist"), flists)
+                assert path.read_bytes() == v2.read_bytes()
+                assert "flist downloaded whole, no delta" in caplog.messages
+                sha = node.target("zos:1.1.0.flist").sha256
+                target_url = f"{hub.url}/tuf/alpha/targets/{sha}.zos:1.1.0.flist"
+                assert httpx.get(target_url, params={"delta-from": "nope"}).status_code == 400
             finally:
                 fetcher.close()

@@ -28,7 +28,8 @@ import msgspec
 
 from zos_upgrade.flist.model import FlistError
 
-__all__ = ["DeltaHeader", "DeltaInvalid", "Payload", "apply_delta", "make_delta", "payload_of", "read_header"]
+__all__ = ["DeltaHeader", "DeltaInvalid", "Payload", "apply_delta", "is_delta", "make_delta", "payload_of",
+           "read_header"]
 
 MAGIC = b"ZOSFLDELTA1\n"
 _LEN = struct.Struct(">I")
@@ -180,6 +181,11 @@ def make_delta(base: bytes, target: bytes, max_payload: int) -> bytes | None:
     )
     encoded = msgspec.json.encode(header)
     return MAGIC + _LEN.pack(len(encoded)) + encoded + lzma.compress(_ops(old.data, new.data))
+
+
+def is_delta(data: bytes) -> bool:
+    """Whether ``data`` is a delta rather than an flist file (no flist starts with the magic)."""
+    return data.startswith(MAGIC)
 
 
 def read_header(delta: bytes) -> tuple[DeltaHeader, int]:

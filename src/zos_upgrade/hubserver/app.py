@@ -143,7 +143,6 @@ class HubApp:
             Route("/tuf/{repo}/metadata/{file}", g(t.metadata), methods=["GET", "HEAD"]),
             Route("/tuf/{repo}/metadata/{file}", g(t.upload), methods=["PUT"]),
             Route("/tuf/{repo}/targets/{hashname}", g(t.target), methods=["GET", "HEAD"]),
-            Route("/tuf/{repo}/deltas/{hashname}", g(t.target_delta), methods=["GET", "HEAD"]),
             # downloads
             Route("/{repo}/tags/{tag}/{name}", g(r.tag_download)),
             Route("/{repo}/{name}", g(r.download)),

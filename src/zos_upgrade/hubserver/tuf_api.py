@@ -4,8 +4,8 @@
   and ``Last-Modified``, so a polling node's ``If-None-Match`` / ``If-Modified-Since`` costs a 304.
 - ``GET /tuf/{repo}/targets/{sha256}.{name}``: the flist ``repo/name`` (a link followed), served only
   when its sha256 is the one asked for; a file that changed since it was signed is a 404.
-- ``GET /tuf/{repo}/deltas/{sha256}.{name}?from=<md5>``: that target as a delta from an flist the node
-  holds (hubserver/delta_api.py), under the same sha256 rule; 404 sends the node to the whole file.
+- ``GET /tuf/{repo}/targets/{sha256}.{name}?delta-from=<md5>[,...]``: that target as a delta from an
+  flist the node holds (hubserver/delta_api.py), or the whole target when there is none.
 - ``PUT /tuf/{repo}/metadata/{file}``: the repository's write token; checked by :class:`TufStore`.
 """
 
@@ -97,16 +97,19 @@ class TufAPI:
         checked = await self._checked_target(request)
         if isinstance(checked, Response):
             return checked
-        _, fd, st = checked
+        flist, fd, st = checked
+        if "delta-from" in request.query_params:
+            # on the target's own URL, so whatever serves or intercepts the target answers this too;
+            # no delta: the whole target, as a server ignoring the query would send
+            try:
+                delta = await self.deltas.answer(request, flist, "delta-from")
+            except BaseException:
+                os.close(fd)
+                raise
+            if delta is not None:
+                os.close(fd)
+                return delta
         return await file_response(request, fd, st, "application/octet-stream", file_etag(st))
-
-    async def target_delta(self, request: Request) -> Response:
-        checked = await self._checked_target(request)
-        if isinstance(checked, Response):
-            return checked
-        flist, fd, _ = checked
-        os.close(fd)
-        return await self.deltas.answer(request, flist)
 
     async def _checked_target(self, request: Request) -> tuple[StoredFlist, int, os.stat_result] | Response:
         """The stored flist a ``<sha256>.<name>`` path names, open, when its sha256 is that one."""

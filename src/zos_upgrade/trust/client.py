@@ -34,6 +34,7 @@ from tuf.ngclient.updater import Updater
 
 from zos_upgrade import fsutil
 from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.flist.delta import is_delta
 from zos_upgrade.flist.delta_files import delta_bases, rebuild_from_delta
 from zos_upgrade.net import MAX_FLIST_BYTES
 from zos_upgrade.trust.errors import (
@@ -253,33 +254,31 @@ class TrustedRepo:
             temp.unlink(missing_ok=True)
 
     def _from_delta(self, target: TrustedTarget, into_dir: Path, temp: Path) -> bool:
-        """Write ``temp`` rebuilt from the hub's delta against a kept flist of ``into_dir``, checked
-        by the signed length and hashes (python-tuf's check of a whole download); False (logged) when
-        there is no delta or it does not rebuild the signed file: the caller downloads whole."""
+        """Write ``temp`` from the target's URL asked with ``?delta-from=`` the kept flists of
+        ``into_dir``: a delta, rebuilt, or the whole target (the hub has no delta, or the server
+        ignores the query), checked by the signed length and hashes (python-tuf's check of a whole
+        download) either way. False (logged) when it does not verify: the caller downloads whole."""
         bases = delta_bases(into_dir, target.zos.md5 or "")
-        targets = self.targets_url.rstrip("/")
-        if not bases or not targets.endswith("/targets"):
-            return False  # not a hub's TUF tree (a release server's): no delta route there
-        url = (f"{targets.removesuffix('/targets')}/deltas/{quote(target.sha256)}."
-               f"{quote(target.path)}?from={','.join(p.name for p in bases)}")
+        if not bases:
+            return False
+        # on the target's own URL (the hub's tuf_api.py answers it): whatever serves or intercepts
+        # the target answers this request too
+        url = (f"{self.targets_url.rstrip('/')}/{quote(target.sha256)}.{quote(target.path)}"
+               f"?delta-from={','.join(p.name for p in bases)}")
         try:
-            delta = self.fetcher.download_bytes(url, min(target.length, MAX_FLIST_BYTES))
-            data = rebuild_from_delta(delta, bases, MAX_FLIST_BYTES)
+            answer = self.fetcher.download_bytes(url, min(target.length, MAX_FLIST_BYTES))
+            data = rebuild_from_delta(answer, bases, MAX_FLIST_BYTES) if is_delta(answer) else answer
             target.info.verify_length_and_hashes(data)
             with fsutil.atomic_writer(temp) as out:
                 out.write(data)
-        except exceptions.DownloadHTTPError as exc:
-            log.info("no flist delta offered, downloading whole",
-                     extra={"repo": self.name, "target": target.path, "status": exc.status_code})
-            return False
         except (exceptions.DownloadError, exceptions.LengthOrHashMismatchError, ZosUpgradeError,
                 OSError) as exc:
             log.warning("flist delta refused, downloading whole",
                         extra={"repo": self.name, "target": target.path,
                                "reason": f"{type(exc).__name__}: {exc}"})
             return False
-        log.info("flist rebuilt from delta", extra={"repo": self.name, "target": target.path,
-                                                    "bytes": len(delta), "size": len(data)})
+        log.info("flist rebuilt from delta" if answer is not data else "flist downloaded whole, no delta",
+                 extra={"repo": self.name, "target": target.path, "bytes": len(answer), "size": len(data)})
         return True
 
     # -- errors -------------------------------------------------------------------------------
