@@ -23,6 +23,9 @@ from urllib.parse import quote
 import msgspec
 
 from zos_upgrade import fsutil
+from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.flist.delta import DeltaInvalid
+from zos_upgrade.flist.delta_files import delta_bases, rebuild_from_delta
 from zos_upgrade.hub.models import (
     ApiReply,
     FlistContents,
@@ -171,6 +174,10 @@ class HubClient:
         and only then renamed into place. When the bytes do not match, the flist may have changed
         between the two requests (a link moved, a re-upload): the info is read again and the bytes
         are kept if they are what the hub announces now; after three tries it is an error.
+
+        When ``dir`` holds older flists (a node keeps its installed release's), the hub is first
+        asked for a delta from them (``/api/delta``, docs/flist-delta.md); the file it rebuilds is
+        checked against the same md5, and any failure falls back to the whole download.
         """
         folder = dest_dir or self._cache_dir
         if folder is None:
@@ -186,6 +193,10 @@ class HubClient:
             if await asyncio.to_thread(self._cached_is_valid, cached, info.md5):
                 log.debug("flist served from cache", extra={"flist": fqdn, "md5": info.md5})
                 return cached
+            if attempt == 1:
+                rebuilt = await self._from_delta(fqdn, folder, info.md5)
+                if rebuilt is not None:
+                    return rebuilt
             result = await fetch(self._http, url, max_bytes=self._max_flist, retry=self._retry)
             actual = hashlib.md5(result.body).hexdigest()
             announced = info.md5
@@ -204,6 +215,33 @@ class HubClient:
             f"{url}: downloaded bytes never matched the md5 the hub announced in {_DOWNLOAD_TRIES} tries "
             f"(the flist kept changing, or the hub serves other bytes than it describes)"
         )
+
+    async def _from_delta(self, fqdn: str, folder: Path, md5: str) -> Path | None:
+        """``folder/<md5>`` rebuilt from a delta against a flist ``folder`` holds, or None (logged)."""
+        bases = await asyncio.to_thread(delta_bases, folder, md5)
+        if not bases:
+            return None
+        repo, name = split_fqdn(fqdn)
+        url = (f"{self._base}/api/delta/{_segment(repo)}/{_segment(name)}"
+               f"?from={','.join(p.name for p in bases)}")
+        try:
+            result = await fetch(self._http, url, max_bytes=self._max_flist, expect=(200, 404),
+                                 retry=self._retry)
+            if result.status == 404:
+                log.info("no flist delta offered, downloading whole", extra={"flist": fqdn, "md5": md5})
+                return None
+            data = await asyncio.to_thread(rebuild_from_delta, result.body, bases, self._max_flist)
+            if hashlib.md5(data).hexdigest() != md5:
+                raise DeltaInvalid(f"{url}: the rebuilt flist does not have the announced md5 {md5}")
+            path = folder / md5
+            await asyncio.to_thread(fsutil.atomic_write_bytes, path, data)
+        except (ZosUpgradeError, OSError) as exc:
+            log.warning("flist delta refused, downloading whole",
+                        extra={"flist": fqdn, "md5": md5, "reason": f"{type(exc).__name__}: {exc}"})
+            return None
+        log.info("flist rebuilt from delta", extra={"flist": fqdn, "md5": md5, "bytes": len(result.body),
+                                                    "size": len(data)})
+        return path
 
     @staticmethod
     def _cached_is_valid(path: Path, md5: str) -> bool:

@@ -16,6 +16,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,8 +24,11 @@ from starlette.routing import Route
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.rollout import InvalidReport
 from zos_upgrade.hubserver.auth import NodeGuard, TokenGuard, Unauthorized
+from zos_upgrade.hubserver.block_fast import BlockFastPath
 from zos_upgrade.hubserver.blocks_api import BlockAPI
 from zos_upgrade.hubserver.config import HubConfig
+from zos_upgrade.hubserver.delta_api import DeltaAPI
+from zos_upgrade.hubserver.deltas import DeltaCache
 from zos_upgrade.hubserver.fleetlock import FleetLockAPI
 from zos_upgrade.hubserver.http import BodyTooLarge, api_error, text_response
 from zos_upgrade.hubserver.page import HubPage
@@ -36,7 +40,7 @@ from zos_upgrade.hubserver.tuf_api import TufAPI
 from zos_upgrade.hubserver.tuf_online import OnlineSigner
 from zos_upgrade.hubserver.tuf_store import TufStore
 from zos_upgrade.hubserver.write_api import WriteAPI
-from zos_upgrade.net import SERVER_KEEP_ALIVE
+from zos_upgrade.net import MAX_FLIST_BYTES, SERVER_KEEP_ALIVE
 
 __all__ = ["HubApp", "create_app", "serve"]
 
@@ -78,6 +82,7 @@ class HubApp:
         block_store = BlockFolder(config.blocks) if config.blocks is not None else None
         guard = TokenGuard(config.tokens)
         self.reads = ReadAPI(self.storage)
+        self.block_store = block_store
         self.blocks = BlockAPI(block_store, guard, config.max_block_bytes)
         self.writes = WriteAPI(self.storage, block_store, guard, config)
         self.rollout_store = RolloutStore(config.root, config.halt,
@@ -87,7 +92,8 @@ class HubApp:
         self.fleet_lock = FleetLockAPI(config.root, slots=config.fleet_lock_slots,
                                        groups=config.fleet_lock_groups)
         self.tuf_store = TufStore(self.storage.root)
-        self.tuf = TufAPI(self.storage, self.tuf_store, guard)
+        self.deltas = DeltaAPI(self.storage, DeltaCache(self.storage, MAX_FLIST_BYTES))
+        self.tuf = TufAPI(self.storage, self.tuf_store, guard, self.deltas)
 
     def routes(self) -> list[Route]:
         g, r, w, b, t, ro = guarded, self.reads, self.writes, self.blocks, self.tuf, self.rollout
@@ -106,6 +112,8 @@ class HubApp:
             Route("/api/repositories", g(r.repositories)),
             Route("/api/flist", g(r.flists)),
             Route("/api/fileslist", g(r.fileslist)),
+            # flist deltas (issue 19): /api/delta answered 404 before, no client relied on it
+            Route("/api/delta/{repo}/{name}", g(self.deltas.flist_delta), methods=["GET", "HEAD"]),
             # write API first: "me" (or the token's own repository) in place of a repository name
             Route("/api/flist/me", g(w.whoami)),
             Route(me + "/upload", g(w.upload_archive), methods=["POST"]),
@@ -178,6 +186,8 @@ def create_app(config: HubConfig, clock: Callable[[], float] = time.time) -> Sta
     app = Starlette(
         routes=hub.routes(),
         exception_handlers={404: _http_error, 405: _http_error},
+        # ahead of the routing: the one request a node repeats thousands of times (block_fast.py)
+        middleware=[Middleware(BlockFastPath, store=hub.block_store)],
         lifespan=_online_signing(hub) if config.online_keys is not None else None,
     )
     app.state.hub = hub
@@ -202,6 +212,11 @@ def serve(config: HubConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
         host=host,
         port=port,
         http=guarded_protocol(limits),
+        # asyncio's loop, not uvloop even where it is installed: measured with
+        # benchmarks/hub_blocks.py (issue 19), uvloop spent as much CPU per 4 KiB block and more per
+        # 512 KiB block (670 vs 570 us, medians of 3, same run); httptools is not an option (h11
+        # takes the real hub's INFO method, and protocol.py's limits are built on h11)
+        loop="asyncio",
         log_level="warning",
         access_log=False,
         timeout_keep_alive=SERVER_KEEP_ALIVE,

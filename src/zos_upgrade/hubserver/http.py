@@ -34,6 +34,7 @@ __all__ = [
     "file_response",
     "json_response",
     "limited_stream",
+    "names_etag",
     "not_modified",
     "open_regular",
     "read_limited",
@@ -66,7 +67,11 @@ def file_etag(st: os.stat_result) -> str:
 
 def not_modified(request: Request, etag: str) -> bool:
     """True when the request's ``If-None-Match`` names ``etag`` (weak comparison, ``*`` matches)."""
-    header = request.headers.get("if-none-match")
+    return names_etag(request.headers.get("if-none-match"), etag)
+
+
+def names_etag(header: str | None, etag: str) -> bool:
+    """``If-None-Match``'s rule: ``header`` lists ``etag`` (weak comparison) or is ``*``."""
     if not header:
         return False
     for candidate in header.split(","):

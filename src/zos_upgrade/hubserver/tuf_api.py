@@ -4,6 +4,8 @@
   and ``Last-Modified``, so a polling node's ``If-None-Match`` / ``If-Modified-Since`` costs a 304.
 - ``GET /tuf/{repo}/targets/{sha256}.{name}``: the flist ``repo/name`` (a link followed), served only
   when its sha256 is the one asked for; a file that changed since it was signed is a 404.
+- ``GET /tuf/{repo}/targets/{sha256}.{name}?delta-from=<md5>[,...]``: that target as a delta from an
+  flist the node holds (hubserver/delta_api.py), or the whole target when there is none.
 - ``PUT /tuf/{repo}/metadata/{file}``: the repository's write token; checked by :class:`TufStore`.
 """
 
@@ -22,6 +24,7 @@ from starlette.responses import Response
 from zos_upgrade.hub.models import InvalidName
 from zos_upgrade.hub.names import validate_name
 from zos_upgrade.hubserver.auth import TokenGuard, Unauthorized
+from zos_upgrade.hubserver.delta_api import DeltaAPI
 from zos_upgrade.hubserver.http import (
     BodyTooLarge,
     api_error,
@@ -31,7 +34,7 @@ from zos_upgrade.hubserver.http import (
     open_regular,
     read_limited,
 )
-from zos_upgrade.hubserver.storage import HubStorage
+from zos_upgrade.hubserver.storage import HubStorage, StoredFlist
 from zos_upgrade.hubserver.tuf_store import MAX_METADATA_BYTES, MetadataRefused, TufStore
 from zos_upgrade.trust.errors import TrustError
 from zos_upgrade.trust.layout import parse_metadata_filename, split_hashed_target_name
@@ -55,8 +58,9 @@ def _sha256_of(fd: int) -> str:
 class TufAPI:
     """The TUF routes' handlers over one storage root."""
 
-    def __init__(self, storage: HubStorage, store: TufStore, guard: TokenGuard) -> None:
+    def __init__(self, storage: HubStorage, store: TufStore, guard: TokenGuard, deltas: DeltaAPI) -> None:
         self.storage = storage
+        self.deltas = deltas
         self.store = store
         self.guard = guard
         # sha256 of served flists by (dev, ino, size, mtime_ns): a poll never re-hashes a file
@@ -90,6 +94,25 @@ class TufAPI:
         return response
 
     async def target(self, request: Request) -> Response:
+        checked = await self._checked_target(request)
+        if isinstance(checked, Response):
+            return checked
+        flist, fd, st = checked
+        if "delta-from" in request.query_params:
+            # on the target's own URL, so whatever serves or intercepts the target answers this too;
+            # no delta: the whole target, as a server ignoring the query would send
+            try:
+                delta = await self.deltas.answer(request, flist, "delta-from")
+            except BaseException:
+                os.close(fd)
+                raise
+            if delta is not None:
+                os.close(fd)
+                return delta
+        return await file_response(request, fd, st, "application/octet-stream", file_etag(st))
+
+    async def _checked_target(self, request: Request) -> tuple[StoredFlist, int, os.stat_result] | Response:
+        """The stored flist a ``<sha256>.<name>`` path names, open, when its sha256 is that one."""
         repo, hashname = request.path_params["repo"], request.path_params["hashname"]
         try:
             digest, name = split_hashed_target_name(hashname)
@@ -115,7 +138,7 @@ class TufAPI:
         if actual != digest:
             os.close(fd)
             return api_error(request, f"{repo}/{name} has sha256 {actual}, not {digest}", 404)
-        return await file_response(request, fd, st, "application/octet-stream", file_etag(st))
+        return flist, fd, st
 
     async def upload(self, request: Request) -> Response:
         repo, filename = request.path_params["repo"], request.path_params["file"]

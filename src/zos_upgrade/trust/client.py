@@ -14,6 +14,7 @@ nothing (the fetcher's conditional request for ``timestamp.json``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tuf.api import exceptions
 from tuf.api._payload import Root, TargetFile  # tuf.api.metadata re-exports them without __all__
@@ -31,6 +33,10 @@ from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
 from zos_upgrade import fsutil
+from zos_upgrade.errors import ZosUpgradeError
+from zos_upgrade.flist.delta import is_delta
+from zos_upgrade.flist.delta_files import delta_bases, rebuild_from_delta
+from zos_upgrade.net import MAX_FLIST_BYTES
 from zos_upgrade.trust.errors import (
     EndlessData,
     ForgedMetadata,
@@ -48,6 +54,8 @@ from zos_upgrade.trust.layout import TOP_LEVEL_ROLES, ZosTarget, read_custom, va
 from zos_upgrade.trust.nodestate import TrustStatus, load_status, save_status
 
 __all__ = ["Clock", "MetadataUnavailable", "TrustedRepo", "TrustedTarget", "load_pinned_root", "utcnow"]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_ROOT_BYTES = 512_000  # ngclient's own cap for a root file
@@ -231,7 +239,7 @@ class TrustedRepo:
                     fileobj.seek(0)
                     with open(temp, "wb") as out:  # streamed: a release's flist may be large
                         shutil.copyfileobj(fileobj, out)
-            else:
+            elif not self._from_delta(target, into_dir, temp):
                 updater.download_target(target.info, str(temp))
             md5 = fsutil.file_md5(temp)
             if target.zos.md5 and md5 != target.zos.md5:
@@ -244,6 +252,34 @@ class TrustedRepo:
             raise self._mapped(exc, updater, f"download of {target.path!r}", target=True) from exc
         finally:
             temp.unlink(missing_ok=True)
+
+    def _from_delta(self, target: TrustedTarget, into_dir: Path, temp: Path) -> bool:
+        """Write ``temp`` from the target's URL asked with ``?delta-from=`` the kept flists of
+        ``into_dir``: a delta, rebuilt, or the whole target (the hub has no delta, or the server
+        ignores the query), checked by the signed length and hashes (python-tuf's check of a whole
+        download) either way. False (logged) when it does not verify: the caller downloads whole."""
+        bases = delta_bases(into_dir, target.zos.md5 or "")
+        if not bases:
+            return False
+        # on the target's own URL (the hub's tuf_api.py answers it): whatever serves or intercepts
+        # the target answers this request too
+        url = (f"{self.targets_url.rstrip('/')}/{quote(target.sha256)}.{quote(target.path)}"
+               f"?delta-from={','.join(p.name for p in bases)}")
+        try:
+            answer = self.fetcher.download_bytes(url, min(target.length, MAX_FLIST_BYTES))
+            data = rebuild_from_delta(answer, bases, MAX_FLIST_BYTES) if is_delta(answer) else answer
+            target.info.verify_length_and_hashes(data)
+            with fsutil.atomic_writer(temp) as out:
+                out.write(data)
+        except (exceptions.DownloadError, exceptions.LengthOrHashMismatchError, ZosUpgradeError,
+                OSError) as exc:
+            log.warning("flist delta refused, downloading whole",
+                        extra={"repo": self.name, "target": target.path,
+                               "reason": f"{type(exc).__name__}: {exc}"})
+            return False
+        log.info("flist rebuilt from delta" if answer is not data else "flist downloaded whole, no delta",
+                 extra={"repo": self.name, "target": target.path, "bytes": len(answer), "size": len(data)})
+        return True
 
     # -- errors -------------------------------------------------------------------------------
     def _mapped(self, exc: Exception, updater: Updater | None, what: str, *,
