@@ -278,6 +278,8 @@ class _Packer:
                         if job_bytes >= _JOB_BYTES or len(job) >= _JOB_CHUNKS:
                             pending.append(asyncio.create_task(self._job(job, blocks)))
                             job, job_bytes = [], 0
+                            # let the job reach a worker now: the workers seal while the walk goes on
+                            await asyncio.sleep(0)
                 entries.append(entry)
             if job:
                 pending.append(asyncio.create_task(self._job(job, blocks)))
