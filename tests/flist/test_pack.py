@@ -204,7 +204,7 @@ def _busy_tree(root: Path) -> Path:
     """Files that span several jobs, blocks repeated across jobs and files, many small files."""
     root.mkdir()
     chunk, other = os.urandom(BLOCK_SIZE), os.urandom(BLOCK_SIZE)
-    (root / "big").write_bytes(chunk * 5 + other * 4 + b"tail")  # 10 blocks: more than one job
+    (root / "big").write_bytes(chunk * 12 + other * 8 + b"tail")  # 21 blocks: more than one job
     (root / "same").write_bytes(other + chunk)  # its blocks already came in another job
     (root / "d").mkdir()
     for i in range(150):  # small files: many to a job
@@ -225,13 +225,13 @@ def test_the_flist_is_the_same_whatever_the_parallelism(tmp_path: Path, suffix: 
     assert stored_blocks(tmp_path / "b1") == stored_blocks(tmp_path / "b2") == stored_blocks(tmp_path / "b8")
     assert reports[0] == reports[1] == reports[2]
     # 2 distinct blocks in big/same (+ the tail), each small file one block
-    assert reports[0].blocks == 10 + 2 + 150
+    assert reports[0].blocks == 21 + 2 + 150
     assert reports[0].blocks_unique == reports[0].blocks_uploaded == 3 + 150
     with open_flist(tmp_path / f"w8{suffix}") as flist:
         big = next(e for e in flist.entries() if e.path == "/big")
         same = next(e for e in flist.entries() if e.path == "/same")
     assert [b.key for b in big.blocks[:5]] == [big.blocks[0].key] * 5
-    assert [same.blocks[0].key, same.blocks[1].key] == [big.blocks[5].key, big.blocks[0].key]
+    assert [same.blocks[0].key, same.blocks[1].key] == [big.blocks[12].key, big.blocks[0].key]
 
 
 def test_a_store_without_thread_uploads_gets_the_same_blocks(tmp_path: Path) -> None:
