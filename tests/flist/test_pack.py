@@ -12,11 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.stores import AsyncOnlyDirStore
+from tests.support.upstream import ZdbServer
 from zos_upgrade.flist.blocks import BLOCK_SIZE
 from zos_upgrade.flist.formats import open_flist
+from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import EntryKind, HostileFlist
 from zos_upgrade.flist.pack import PackError, pack
-from zos_upgrade.flist.stores import DirStore, Route
+from zos_upgrade.flist.stores import DirStore, Route, Router, ZdbFull
+from zos_upgrade.flist.verify import verify
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "flist-v1"
 
@@ -191,3 +195,91 @@ def test_packing_never_yields_a_hostile_flist_for_odd_but_legal_names(tmp_path: 
     except HostileFlist as exc:  # pragma: no cover - the assertion below explains
         pytest.fail(f"reader refused what pack wrote: {exc}")
     assert names == sorted(["...", " space", "tab\there", "new\nline", "ünï€ode", "-dash"])
+
+
+# --- parallel packing (issue 19): jobs in worker threads, batched uploads -------------------------
+
+
+def _busy_tree(root: Path) -> Path:
+    """Files that span several jobs, blocks repeated across jobs and files, many small files."""
+    root.mkdir()
+    chunk, other = os.urandom(BLOCK_SIZE), os.urandom(BLOCK_SIZE)
+    (root / "big").write_bytes(chunk * 12 + other * 8 + b"tail")  # 21 blocks: more than one job
+    (root / "same").write_bytes(other + chunk)  # its blocks already came in another job
+    (root / "d").mkdir()
+    for i in range(150):  # small files: many to a job
+        (root / "d" / f"f{i:03}").write_bytes(f"file {i} ".encode() * (i * 37 % 2000 + 1))
+    (root / "d" / "empty").write_bytes(b"")
+    return root
+
+
+@pytest.mark.parametrize("suffix", [".fl", ".flist"])
+def test_the_flist_is_the_same_whatever_the_parallelism(tmp_path: Path, suffix: str) -> None:
+    src = _busy_tree(tmp_path / "src")
+    reports = []
+    for workers in (1, 2, 8):
+        store = DirStore(tmp_path / f"b{workers}")
+        reports.append(asyncio.run(pack(src, tmp_path / f"w{workers}{suffix}", store, workers=workers)))
+    assert (tmp_path / f"w1{suffix}").read_bytes() == (tmp_path / f"w2{suffix}").read_bytes() \
+        == (tmp_path / f"w8{suffix}").read_bytes()
+    assert stored_blocks(tmp_path / "b1") == stored_blocks(tmp_path / "b2") == stored_blocks(tmp_path / "b8")
+    assert reports[0] == reports[1] == reports[2]
+    # 2 distinct blocks in big/same (+ the tail), each small file one block
+    assert reports[0].blocks == 21 + 2 + 150
+    assert reports[0].blocks_unique == reports[0].blocks_uploaded == 3 + 150
+    with open_flist(tmp_path / f"w8{suffix}") as flist:
+        big = next(e for e in flist.entries() if e.path == "/big")
+        same = next(e for e in flist.entries() if e.path == "/same")
+    assert [b.key for b in big.blocks[:5]] == [big.blocks[0].key] * 5
+    assert [same.blocks[0].key, same.blocks[1].key] == [big.blocks[12].key, big.blocks[0].key]
+
+
+def test_a_store_without_thread_uploads_gets_the_same_blocks(tmp_path: Path) -> None:
+    src = _busy_tree(tmp_path / "src")
+    threads = asyncio.run(pack(src, tmp_path / "a.fl", DirStore(tmp_path / "a")))
+    loop = asyncio.run(pack(src, tmp_path / "b.fl", AsyncOnlyDirStore(tmp_path / "b")))
+    assert threads == loop
+    assert stored_blocks(tmp_path / "a") == stored_blocks(tmp_path / "b")
+    assert (tmp_path / "a.fl").read_bytes() == (tmp_path / "b.fl").read_bytes()
+
+
+def test_packed_into_real_zdb_every_block_reads_back(tmp_path: Path, real_zdb: ZdbServer) -> None:
+    src = _busy_tree(tmp_path / "src")
+    url = real_zdb.namespace("packed")
+
+    async def scenario() -> None:
+        store = Router.single(url)
+        try:
+            report = await pack(src, tmp_path / "out.flist", store)
+            assert report.blocks_uploaded == report.blocks_unique == 153
+            again = await pack(src, tmp_path / "again.flist", store)
+            assert (again.blocks_uploaded, again.blocks_present) == (0, 153)
+            checked = await verify(tmp_path / "out.flist", store)
+            assert (checked.blocks, checked.missing, checked.corrupt) == (153, [], [])
+            await materialize(tmp_path / "out.flist", tmp_path / "dest", store=store)
+        finally:
+            await store.aclose()
+
+    asyncio.run(scenario())
+    for path in src.rglob("*"):
+        if path.is_file():
+            assert (tmp_path / "dest" / path.relative_to(src)).read_bytes() == path.read_bytes()
+
+
+def test_a_store_failure_mid_pack_leaves_no_flist(tmp_path: Path, real_zdb: ZdbServer) -> None:
+    src = _busy_tree(tmp_path / "src")
+    # room for a few blocks, not for the tree
+    url = real_zdb.namespace("tiny", maxsize=BLOCK_SIZE + BLOCK_SIZE // 2)
+    out = tmp_path / "out" / "rel.flist"
+    out.parent.mkdir()
+
+    async def scenario() -> None:
+        store = Router.single(url)
+        try:
+            with pytest.raises(ZdbFull, match="No space left"):
+                await pack(src, out, store)
+        finally:
+            await store.aclose()
+
+    asyncio.run(scenario())
+    assert list(out.parent.iterdir()) == []

@@ -13,6 +13,7 @@ class AsyncOnlyDirStore(DirStore):
     ``zdb://`` stores are (materialize then fetches on the event loop); counts the reads it serves."""
 
     read_block_file = None  # type: ignore[assignment]  # a None method fails the LocalStore protocol check
+    upload_missing = None  # type: ignore[assignment]  # and the SyncUploader one: a pack puts through the loop
 
     def __init__(self, root: Path, url: str | None = None) -> None:
         super().__init__(root, url)

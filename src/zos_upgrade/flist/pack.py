@@ -6,8 +6,11 @@ ids depend only on content. The same tree therefore gives a byte-identical block
 listing, wherever and whenever it is packed.
 
 Symlinks are recorded, never followed, so nothing outside ``src`` is read. Chunks are read, hashed,
-compressed and encrypted in worker threads (hashlib, cramjam and cryptography release the GIL), and
-each block is written to the store only when the store does not already have it.
+compressed and encrypted in worker threads (hashlib, cramjam, xxtea and cryptography release the
+GIL), in jobs of a few chunks; a store that writes from threads (``zdb://``, ``dir://``) gets each
+job's new blocks from the same worker in one batch, any other through the event loop. Each block is
+written to the store only when the store does not already have it, and by one job only. Parallelism
+changes nothing in the flist: every block lands in its entry's slot, whichever job sealed it first.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import pwd
 import stat
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,8 +33,8 @@ from typing import Literal
 from zos_upgrade.flist.blocks import encrypt_block
 from zos_upgrade.flist.chunking import CHUNKING_TAG, FIXED, Chunking, file_spans
 from zos_upgrade.flist.formats import format_for_name, write_flist
-from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, FlistError
-from zos_upgrade.flist.stores import BlockStore, Route
+from zos_upgrade.flist.model import BLOCK_SIZE, BlockRef, Entry, EntryKind, FlistError
+from zos_upgrade.flist.stores import BlockStore, Route, Router, SyncUploader
 from zos_upgrade.tasks import all_or_cancel
 
 __all__ = ["PackError", "PackReport", "flist_format", "pack"]
@@ -161,17 +165,89 @@ def _walk(root: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
         stack.extend(reversed(subdirs))
 
 
-def _seal_chunk(path: Path, offset: int, length: int, fmt: Literal["v1", "v2"]) -> tuple[BlockRef, bytes]:
-    """Read one chunk of ``path`` and turn it into a block (runs in a worker thread)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+# A job is the unit a worker thread takes: chunks of one or more files, read, sealed and uploaded as one
+# batch (one EXISTS and one SET round trip into 0-db). Small enough to spread a big file over both
+# cores and to bound memory (workers + 2 jobs in flight), big enough that the round trips cost
+# little: measured on an in-process pack of 200 MB into a real zdb (load 2), wall 5.2 s with jobs of
+# one block, 2.4 s with 4, 1.33 s with 16 (a null store: 0.8 s whatever the size).
+_JOB_BYTES = 16 * BLOCK_SIZE
+_JOB_CHUNKS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    entry: int  # index of the file's entry
+    block: int  # index of the block in the file
+    disk: Path
+    offset: int
+    length: int
+
+
+@dataclass(slots=True)
+class _Sealed:
+    refs: list[BlockRef]
+    # the blocks this job claimed first in the pack (each id is uploaded by one job only): their
+    # stored bytes for the event loop to upload (emptied once uploaded), their stored sizes, and,
+    # once uploaded, whether the store lacked each of them
+    claimed: list[tuple[BlockRef, bytes]]
+    sizes: list[int]
+    uploaded: list[bool] | None
+
+
+class _Claims:
+    """Which block ids some job already took charge of, shared by the worker threads."""
+
+    def __init__(self) -> None:
+        self._ids: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def take(self, block_id: bytes) -> bool:
+        with self._lock:
+            if block_id in self._ids:
+                return False
+            self._ids.add(block_id)
+            return True
+
+
+def _read(fd: int, piece: _Piece) -> bytes:
+    chunk = os.pread(fd, piece.length, piece.offset)
+    if len(chunk) != piece.length:
+        raise PackError(f"{piece.disk} changed while packing: expected {piece.length} bytes at offset "
+                        f"{piece.offset}, read {len(chunk)}")
+    return chunk
+
+
+def _seal_job(pieces: Sequence[_Piece], fmt: Literal["v1", "v2"], claims: _Claims,
+              upload: Callable[[Sequence[tuple[bytes, bytes]]], list[bool]] | None) -> _Sealed:
+    """Read, seal and (with ``upload``) store one job's chunks; runs in a worker thread.
+
+    hashlib, cramjam, xxtea, cryptography and socket calls all release the GIL, so the workers run
+    in parallel on every core for most of a job."""
+    refs: list[BlockRef] = []
+    claimed: list[tuple[BlockRef, bytes]] = []
+    fd, fd_path = -1, None
     try:
-        chunk = os.pread(fd, length, offset)
+        for piece in pieces:
+            if piece.disk != fd_path:  # a job's pieces of one file come together: one open per file
+                if fd >= 0:
+                    os.close(fd)
+                    fd = -1
+                fd = os.open(piece.disk, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd_path = piece.disk
+            ref, stored = encrypt_block(_read(fd, piece), fmt)
+            refs.append(ref)
+            if claims.take(ref.id):
+                claimed.append((ref, stored))
+    except OSError as exc:
+        raise PackError(f"cannot read {exc.filename or fd_path}: {exc.strerror}") from exc
     finally:
-        os.close(fd)
-    if len(chunk) != length:
-        raise PackError(f"{path} changed while packing: expected {length} bytes at offset {offset}, "
-                        f"read {len(chunk)}")
-    return encrypt_block(chunk, fmt)
+        if fd >= 0:
+            os.close(fd)
+    sizes = [len(stored) for _, stored in claimed]
+    if upload is None:
+        return _Sealed(refs, claimed, sizes, None)
+    uploaded = upload([(ref.id, stored) for ref, stored in claimed]) if claimed else []
+    return _Sealed(refs, [(ref, b"") for ref, _ in claimed], sizes, uploaded)
 
 
 class _Packer:
@@ -183,31 +259,62 @@ class _Packer:
         self.report = report
         self.progress = progress
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zu-pack")
-        # bounds chunks in memory (read but not yet stored) to about twice the worker count
-        self.limit = asyncio.Semaphore(workers * 2)
-        self.seen: dict[bytes, asyncio.Future[None]] = {}
+        # bounds jobs in memory (read but not yet stored): each holds up to _JOB_BYTES of blocks
+        self.limit = asyncio.Semaphore(workers + 2)
+        self.claims = _Claims()
+        # a store that writes from the worker threads gets each job's blocks there, batched;
+        # any other store gets them through the event loop, one has/put per block
+        self.upload = _sync_upload(store)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     async def pack_tree(self, src: Path) -> list[Entry]:
         entries: list[Entry] = []
-        pending: list[tuple[int, asyncio.Task[tuple[tuple[BlockRef, ...], tuple[int, ...]]]]] = []
+        blocks: dict[int, list[BlockRef | None]] = {}
+        pending: list[asyncio.Task[None]] = []
+        job: list[_Piece] = []
+        job_bytes = 0
+        lengths: dict[int, tuple[int, ...]] = {}  # content-defined chunks: each file's block lengths
         try:
             for path, st, disk in _walk(src):
                 entry = self._entry(path, st, disk)
                 if entry.kind is EntryKind.FILE and entry.size:
-                    pending.append((len(entries), asyncio.create_task(self._file_blocks(disk, entry.size))))
+                    spans = self._spans(disk, entry.size)
+                    blocks[len(entries)] = [None] * len(spans)
+                    if self.chunking.kind == "cdc":
+                        lengths[len(entries)] = tuple(length for _, length in spans)
+                    for number, (offset, length) in enumerate(spans):
+                        job.append(_Piece(len(entries), number, disk, offset, length))
+                        job_bytes += length
+                        if job_bytes >= _JOB_BYTES or len(job) >= _JOB_CHUNKS:
+                            pending.append(asyncio.create_task(self._job(job, blocks)))
+                            job, job_bytes = [], 0
+                            # let the job reach a worker now: the workers seal while the walk goes on
+                            await asyncio.sleep(0)
                 entries.append(entry)
-            for index, task in pending:
-                blocks, lengths = await task
-                entries[index] = dataclasses.replace(entries[index], blocks=blocks, lengths=lengths)
+            if job:
+                pending.append(asyncio.create_task(self._job(job, blocks)))
+            await all_or_cancel(pending)
         except BaseException:
-            for _, task in pending:
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
             raise
+        for index, refs in blocks.items():
+            sealed = tuple(r for r in refs if r is not None)
+            entries[index] = dataclasses.replace(entries[index], blocks=sealed,
+                                                 lengths=lengths.get(index, ()))
         return entries
+
+    def _spans(self, disk: Path, size: int) -> list[tuple[int, int]]:
+        """Where the file at ``disk`` (``size`` bytes) is cut into blocks, as (offset, length) pairs:
+        the one place files are cut (``chunking.file_spans``: fixed blocks at file offsets, which rfs
+        and 0-flist read back, or content-defined chunks, read from the file at a few GB/s)."""
+        try:
+            return file_spans(disk, size, self.chunking)
+        except (OSError, ValueError) as exc:  # ValueError: mmap of a file that shrank under us
+            raise PackError(f"cannot read {disk}: {exc}") from exc
 
     def _entry(self, path: str, st: os.stat_result, disk: Path) -> Entry:
         mode, size, target, rdev = st.st_mode, 0, "", 0
@@ -235,51 +342,40 @@ class _Packer:
             user=_user(st.st_uid), group=_group(st.st_gid),
         )
 
-    async def _file_blocks(self, disk: Path, size: int) -> tuple[tuple[BlockRef, ...], tuple[int, ...]]:
-        """The blocks of one file, and their lengths when the chunking is content-defined."""
-        try:
-            spans = await asyncio.get_running_loop().run_in_executor(
-                self.pool, file_spans, disk, size, self.chunking)
-        except (OSError, ValueError) as exc:  # ValueError: mmap of a file that shrank under us
-            raise PackError(f"cannot read {disk}: {exc}") from exc
-        blocks = tuple(await all_or_cancel(self._block(disk, off, length) for off, length in spans))
-        return blocks, tuple(n for _, n in spans) if self.chunking.kind == "cdc" else ()
-
-    async def _block(self, disk: Path, offset: int, length: int) -> BlockRef:
+    async def _job(self, pieces: list[_Piece], blocks: dict[int, list[BlockRef | None]]) -> None:
         async with self.limit:
             loop = asyncio.get_running_loop()
-            try:
-                ref, stored = await loop.run_in_executor(
-                    self.pool, _seal_chunk, disk, offset, length, self.fmt
-                )
-            except OSError as exc:
-                raise PackError(f"cannot read {disk}: {exc.strerror}") from exc
-            self.report.bytes_read += length
-            self.report.blocks += 1
-            await self._upload(ref, stored)
+            sealed = await loop.run_in_executor(
+                self.pool, _seal_job, pieces, self.fmt, self.claims, self.upload)
+            if sealed.uploaded is None:
+                sealed.uploaded = await all_or_cancel(
+                    self._upload(ref, stored) for ref, stored in sealed.claimed)
+        report = self.report
+        for piece, ref in zip(pieces, sealed.refs, strict=True):
+            blocks[piece.entry][piece.block] = ref
+            report.bytes_read += piece.length
+            report.blocks += 1
+        report.blocks_unique += len(sealed.claimed)
+        for size, took in zip(sealed.sizes, sealed.uploaded, strict=True):
+            report.blocks_uploaded += took
+            report.blocks_present += not took
+            report.bytes_uploaded += size if took else 0
         if self.progress is not None:
-            self.progress(length)
-        return ref
+            self.progress(sum(piece.length for piece in pieces))
 
-    async def _upload(self, ref: BlockRef, stored: bytes) -> None:
-        """Put a block in the store unless it has it; each id is handled once per pack."""
-        done = self.seen.get(ref.id)
-        if done is not None:
-            await done
-            return
-        done = self.seen[ref.id] = asyncio.get_running_loop().create_future()
-        try:
-            self.report.blocks_unique += 1
-            if await self.store.has(ref.id):
-                self.report.blocks_present += 1
-            else:
-                await self.store.put(ref.id, stored)
-                self.report.blocks_uploaded += 1
-                self.report.bytes_uploaded += len(stored)
-        except BaseException as exc:
-            del self.seen[ref.id]
-            done.set_exception(exc)
-            done.exception()
-            raise
-        done.set_result(None)
+    async def _upload(self, ref: BlockRef, stored: bytes) -> bool:
+        """Put a block in the store unless it has it (True: uploaded); each id comes here once."""
+        if await self.store.has(ref.id):
+            return False
+        await self.store.put(ref.id, stored)
+        return True
+
+
+def _sync_upload(store: BlockStore) -> Callable[[Sequence[tuple[bytes, bytes]]], list[bool]] | None:
+    """The store's thread-side batch upload, when it has one (``zdb://``, ``dir://``, a router of them)."""
+    if isinstance(store, Router):
+        return store.upload_missing if store.uploads_sync() else None
+    if isinstance(store, SyncUploader):
+        return store.upload_missing
+    return None
 

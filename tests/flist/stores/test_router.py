@@ -102,3 +102,30 @@ def test_a_store_that_failed_is_tried_last_for_a_while(tmp_path: Path) -> None:
     now[0] += 2  # past the demotion: the first route is first again (it may be back)
     asyncio.run(reads(1))
     assert down.reads == 2
+
+
+def test_router_uploads_batches_to_every_store_a_route_names(tmp_path: Path) -> None:
+    low, high, both = tmp_path / "low", tmp_path / "high", tmp_path / "both"
+    router = Router([Route(0x00, 0x7F, f"dir://{low}"), Route(0x80, 0xFF, f"dir://{high}"),
+                     Route(0x70, 0x8F, f"dir://{both}")])
+    assert router.uploads_sync()
+    asyncio.run(DirStore(both).put(_id(0x75), b"b"))  # one of its two stores has it already
+    batch = [(_id(0x10), b"a"), (_id(0x75), b"b"), (_id(0x90), b"c")]
+    assert router.upload_missing(batch) == [True, True, True]
+    assert router.upload_missing(batch) == [False, False, False]
+    assert sorted(os.listdir(low)) == ["10", "75"]
+    assert sorted(os.listdir(high)) == ["90"]
+    assert sorted(os.listdir(both)) == ["75"]
+    assert (low / "75" / ("75" + "11" * 31)).read_bytes() == b"b"
+
+
+def test_router_refuses_a_batch_block_no_route_covers(tmp_path: Path) -> None:
+    router = Router([Route(0x00, 0x7F, f"dir://{tmp_path / 'low'}")])
+    with pytest.raises(StoreError, match="no route covers first byte 0x90"):
+        router.upload_missing([(_id(0x10), b"a"), (_id(0x90), b"c")])
+    assert not (tmp_path / "low").exists()  # checked before anything is written
+
+
+def test_router_over_an_http_store_does_not_upload_from_threads(tmp_path: Path) -> None:
+    router = Router([Route(0x00, 0xFF, f"dir://{tmp_path}"), Route(0x00, 0xFF, "http://127.0.0.1:9/blocks")])
+    assert not router.uploads_sync()

@@ -7,6 +7,7 @@ read-only and full namespaces and its error answers run against 0-db only.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import pytest
 import redis
 
 from tests.flist.stores.blocks import V1_DATA, V1_REF, V2_DATA, V2_REF
-from tests.support.procs import free_port
+from tests.support.procs import REPO, free_port
 from tests.support.upstream import ZdbServer
 from zos_upgrade.flist.blocks import decrypt_block, encrypt_block_v2
 from zos_upgrade.flist.stores import (
@@ -236,3 +237,95 @@ def test_real_zdb_speaks_resp2_whatever_redis_py(real_zdb: ZdbServer) -> None:
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+# --- the packer's batched uploads (upload_missing: blocking, from worker threads) --------------
+
+
+def _blocks(count: int, tag: str = "block") -> list[tuple[bytes, bytes]]:
+    sealed = (encrypt_block_v2(f"{tag} {i}".encode() * 300) for i in range(count))
+    return [(ref.id, data) for ref, data in sealed]
+
+
+def test_zdb_upload_missing_stores_what_is_new_and_skips_what_is_there(peer: Peer) -> None:
+    store = open_store(peer.url(peer.new_namespace()))
+    assert isinstance(store, ZdbStore)
+    first, more = _blocks(40), _blocks(10, "more")
+    assert store.upload_missing(first) == [True] * 40
+    # a second batch with the old blocks mixed in: only the new ones go out
+    mixed = first[:5] + more + first[30:]
+    assert store.upload_missing(mixed) == [False] * 5 + [True] * 10 + [False] * 10
+
+    async def check() -> None:
+        for block_id, data in first + more:
+            assert await store.get(block_id) == data
+        await store.aclose()
+
+    asyncio.run(check())
+
+
+def test_zdb_upload_missing_from_many_threads(peer: Peer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = open_store(peer.url(peer.new_namespace()))
+    assert isinstance(store, ZdbStore)
+    batches = [_blocks(8, f"t{n}") for n in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(store.upload_missing, batches)) == [[True] * 8] * 12
+
+    async def check() -> None:
+        for block_id, data in (b for batch in batches for b in batch):
+            assert await store.get(block_id) == data
+        await store.aclose()
+
+    asyncio.run(check())
+
+
+def test_zdb_upload_missing_refused_namespace_is_typed(peer: Peer) -> None:
+    store = open_store(peer.url("no-such-ns"))
+    assert isinstance(store, ZdbStore)
+    with pytest.raises(StoreError, match="SELECT 'no-such-ns' refused"):
+        store.upload_missing(_blocks(2))
+
+
+def test_zdb_upload_missing_unreachable_after_retries() -> None:
+    store = ZdbStore("127.0.0.1", free_port(), timeout=1, attempts=2)
+    with pytest.raises(StoreError, match="uploading 1 blocks failed after 2 attempts"):
+        store.upload_missing(_blocks(1))
+
+
+def test_zdb_upload_missing_refuses_a_bad_id() -> None:
+    store = ZdbStore("127.0.0.1", free_port(), timeout=1, attempts=1)
+    with pytest.raises(StoreError, match="16 \\(v1\\) or 32 \\(v2\\) bytes"):
+        store.upload_missing([(b"short", b"data")])
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    (b"$999999999\r\n", "a bulk reply of 999999999 bytes"),
+    (b"!3\r\nbad\r\n", "a reply starting with"),
+    (b":12x\r\n", "is not a RESP integer"),
+    (b"+" + b"x" * 5000, "a reply line longer than 4096 bytes"),
+    (b"$2\r\nabcd", "a bulk reply not ended by CRLF"),
+    (b"+OK\r\n", "EXISTS [0-9a-f]+ answered 'OK'"),
+])
+def test_zdb_upload_missing_refuses_a_hostile_server(answer: bytes, why: str) -> None:
+    from tests.support.procs import serving
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "tests.support.bad_resp", str(port), answer.hex()]
+    with serving(cmd, port, cwd=REPO):
+        store = ZdbStore("127.0.0.1", port, timeout=2, attempts=2)
+        with pytest.raises(StoreError, match=f"failed after 2 attempts: .*{why}"):
+            store.upload_missing(_blocks(3))
+
+
+def test_real_zdb_upload_missing_full_namespace_is_typed(real_zdb: ZdbServer) -> None:
+    first, second = _blocks(1), _blocks(1, "other")
+    url = real_zdb.namespace("small-batch", maxsize=len(first[0][1]) + 10)
+    store = open_store(url)
+    assert isinstance(store, ZdbStore)
+    assert store.upload_missing(first) == [True]
+    with pytest.raises(ZdbFull, match=r"SET [0-9a-f]+ refused: No space left"):
+        store.upload_missing(second)
+    # the refused connection is dropped, not reused with unread replies: the next batch is answered right
+    assert store.upload_missing(first) == [False]

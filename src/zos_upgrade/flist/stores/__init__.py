@@ -9,7 +9,14 @@
 - :class:`Router` (:mod:`.router`) reads and writes through the stores its routes name.
 """
 
-from zos_upgrade.flist.stores.base import MAX_STORED_BYTES, BlockMissing, BlockStore, LocalStore, StoreError
+from zos_upgrade.flist.stores.base import (
+    MAX_STORED_BYTES,
+    BlockMissing,
+    BlockStore,
+    LocalStore,
+    StoreError,
+    SyncUploader,
+)
 from zos_upgrade.flist.stores.dir import DirStore
 from zos_upgrade.flist.stores.http import HttpStore
 from zos_upgrade.flist.stores.registry import open_store
@@ -36,6 +43,7 @@ __all__ = [
     "Router",
     "S3Store",
     "StoreError",
+    "SyncUploader",
     "ZdbAccessDenied",
     "ZdbFull",
     "ZdbNamespaceMissing",

@@ -12,7 +12,9 @@ from typing import Protocol, runtime_checkable
 from zos_upgrade.flist.blocks import BLOCK_SIZE
 from zos_upgrade.flist.model import FlistError
 
-__all__ = ["MAX_STORED_BYTES", "BlockMissing", "BlockStore", "LocalStore", "StoreError", "block_hex"]
+__all__ = [
+    "MAX_STORED_BYTES", "BlockMissing", "BlockStore", "LocalStore", "StoreError", "SyncUploader", "block_hex",
+]
 
 # The largest stored block either pipeline can produce (snappy worst case + framing/tag), rounded up:
 # a store answering more than this is not sending one of our blocks.
@@ -55,6 +57,19 @@ class LocalStore(Protocol):
     url: str
 
     def read_block_file(self, block_id: bytes) -> tuple[bytes, str | None]: ...
+
+
+@runtime_checkable
+class SyncUploader(Protocol):
+    """A store that also writes blocks synchronously, from any thread, in batches (``zdb://``,
+    ``dir://``): the packer's worker threads upload what they sealed without a hop to the event loop.
+
+    ``upload_missing`` stores each (id, bytes) the store does not have yet and returns, in order,
+    True for a block it uploaded and False for one it already had."""
+
+    url: str
+
+    def upload_missing(self, blocks: Sequence[tuple[bytes, bytes]]) -> list[bool]: ...
 
 
 def block_hex(block_id: bytes) -> str:

@@ -4,6 +4,7 @@ to ``<root>/<hex>``), written atomically; the one store that also reads without 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import SplitResult, unquote
 
@@ -52,6 +53,16 @@ class DirStore:
             atomic_write_bytes(sharded, data)
         except OSError as exc:
             raise StoreError(f"{self.url}: cannot write block {block_id.hex()}: {exc}") from exc
+
+    def upload_missing(self, blocks: Sequence[tuple[bytes, bytes]]) -> list[bool]:
+        """Write each block not already here, synchronously (the packer's worker threads call it)."""
+        uploaded = []
+        for block_id, data in blocks:
+            missing = not any(os.path.isfile(path) for path in self._paths(block_id))
+            if missing:
+                self._write(block_id, data)
+            uploaded.append(missing)
+        return uploaded
 
     async def get(self, block_id: bytes) -> bytes:
         import asyncio  # here, not at the top: a file-writer process reads blocks without asyncio

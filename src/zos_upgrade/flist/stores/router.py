@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from zos_upgrade.flist.model import FlistError
-from zos_upgrade.flist.stores.base import BlockMissing, BlockStore, LocalStore, StoreError
+from zos_upgrade.flist.stores.base import BlockMissing, BlockStore, LocalStore, StoreError, SyncUploader
 from zos_upgrade.flist.stores.registry import open_store
 
 __all__ = ["Route", "Router"]
@@ -132,6 +132,27 @@ class Router:
             raise StoreError(f"block {block_id.hex()}: no route covers first byte {block_id[0]:#04x}")
         for store in stores:
             await store.put(block_id, data)
+
+    def uploads_sync(self) -> bool:
+        """True when every route's store also writes from a worker thread (``upload_missing``)."""
+        return all(isinstance(self._store(r.url), SyncUploader) for r in self.routes)
+
+    def upload_missing(self, blocks: Sequence[tuple[bytes, bytes]]) -> list[bool]:
+        """``put`` of each block some matching store lacks, one batch per store, for a router that
+        ``uploads_sync``; a block is reported uploaded when any of its stores took it."""
+        uploaded = [False] * len(blocks)
+        per_store: dict[str, list[int]] = {}
+        for index, (block_id, _) in enumerate(blocks):
+            urls = [r.url for r in self.routes if r.covers(block_id)]
+            if not urls:
+                raise StoreError(f"block {block_id.hex()}: no route covers first byte {block_id[0]:#04x}")
+            for url in dict.fromkeys(urls):
+                per_store.setdefault(url, []).append(index)
+        for url, indexes in per_store.items():
+            store = cast(SyncUploader, self._store(url))  # uploads_sync checked every store
+            for index, took in zip(indexes, store.upload_missing([blocks[i] for i in indexes]), strict=True):
+                uploaded[index] = uploaded[index] or took
+        return uploaded
 
     async def has(self, block_id: bytes) -> bool:
         for store in self._read_order(block_id):
