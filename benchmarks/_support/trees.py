@@ -87,7 +87,7 @@ def build_chain(base: Path, node_root: Path, scale: Scale, seed: int = 19) -> li
     _stamp(first, list(first.rglob("*")), 0)
     chain = [Version("1.0.0", first, "")]
     changes: list[tuple[str, str, Callable[[Path, random.Random, Scale], list[Path]]]] = [
-        ("1.1.0", f"{scale.replaced} files replaced", _replace_files),
+        ("1.1.0", f"{scale.replaced} of {scale.data_files + 5} files replaced", _replace_files),
         ("1.2.0", f"{scale.edits} scattered 4 KiB edits", _scattered_edits),
         ("1.3.0", f"{scale.inserted / MB:g} MB inserted near the start of the "
                   f"{scale.big_bytes / MB:g} MB file", _insert),
