@@ -19,18 +19,12 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parents[1]
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from flist import content, file_sizes  # noqa: E402
-
-from tests.support.node import service_release, write_tree  # noqa: E402
+from benchmarks.flist import content, file_sizes
+from tests.support.node import service_release, write_tree
 
 MB = 1_000_000
 BASE_MTIME = 1_700_000_000
