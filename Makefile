@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # the build tools of `make dist` too
 DIST_STAMP := $(VENV)/.dist-installed
 
-.PHONY: demo test test-fault bench lint typecheck system-deps tools clean dist
+.PHONY: demo test test-fault bench bench-deps lint typecheck system-deps tools clean dist
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,7 +55,13 @@ $(DIST_STAMP): $(STAMP)
 dist: $(DIST_STAMP)
 	$(PY) packaging/build.py all
 
-bench: $(STAMP) tools
+# benchmarks/compare.py's anchors (OSTree, casync, rsync, curl): installed as root like system-deps;
+# compare.py installs them itself too when run alone
+BENCH_PACKAGES := ostree:ostree casync:casync rsync:rsync curl:curl
+bench-deps:
+	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(BENCH_PACKAGES)"
+
+bench: $(STAMP) tools bench-deps
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -33,10 +33,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import httpx  # noqa: E402
+from _support.ours import fresh_node, install_chain  # noqa: E402
 
-from tests.support.node import Sandbox, install_hub_flist, service_release  # noqa: E402
+from tests.support.node import Sandbox, service_release  # noqa: E402
 from tests.support.procs import free_port, serving  # noqa: E402
 from tests.support.supervisord import running_supervisord  # noqa: E402
 from zos_upgrade.supervisor import restart_many  # noqa: E402
@@ -56,14 +58,8 @@ def make_trees(root: Path, files: int, size: int) -> dict[str, dict[str, object]
 
 
 async def upgrade_run(box: Sandbox, sup: SupervisordClient) -> tuple[float, float, int, int]:
-    async with box.hub_client() as hub:
-        upgrader = box.upgrader(sup, probation=0.0)
-        started = time.perf_counter()
-        await install_hub_flist(upgrader, hub, "tf-zos/zos:1.0.0.fl")
-        install = time.perf_counter() - started
-        started = time.perf_counter()
-        report = await install_hub_flist(upgrader, hub, "tf-zos/zos:1.1.0.fl")
-        upgrade = time.perf_counter() - started
+    (install, _), (upgrade, report) = await install_chain(
+        box, sup, ["tf-zos/zos:1.0.0.fl", "tf-zos/zos:1.1.0.fl"])
     print("  upgrade phases (s): " + " ".join(f"{k}={v:.2f}" for k, v in report.phases.items()), flush=True)
     print(f"  upgrade staged {report.files_staged} files, fetched {report.blocks_fetched} blocks "
           f"({report.bytes_downloaded} bytes), read {report.blocks_from_node} blocks from the node's files",
@@ -116,10 +112,7 @@ def main() -> int:
             with hub_box.serving_hub(), serving(http_cmd, port):
                 for run in range(args.runs):
                     # a fresh node root (the services' command lines name this path) and state
-                    shutil.rmtree(hub_box.root)
-                    node = Sandbox(work / f"run{run}", root=hub_box.root)
-                    node.hub_root, node.blocks = hub_box.hub_root, hub_box.blocks
-                    node.hub_url = hub_box.hub_url
+                    node = fresh_node(hub_box, work / f"run{run}")
                     install, upgrade, got, release_bytes = asyncio.run(upgrade_run(node, sup))
                     base = asyncio.run(baseline_run(f"http://127.0.0.1:{port}/release.tar.gz",
                                                     work / f"base{run}" / "root", sup))

@@ -1,0 +1,1 @@
+"""Machinery the benchmarks share: the counting proxy, the anchors' servers and clients, sandbox nodes."""
