@@ -21,7 +21,9 @@ def main() -> int:
         # the machine may be shared: the load average before and after says how far to trust the figures
         print(f"\n=== {script.name} (load average {_loadavg()}) ===", flush=True)
         started = time.monotonic()
-        rc = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        # compare.py's summary also runs daemon_idle.py and pack_zdb.py: here they run on their own
+        extra = ["--no-extras"] if script.name == "compare.py" else []
+        rc = subprocess.call([sys.executable, str(script), *extra], cwd=HERE.parent)
         print(f"=== {script.name}: exit {rc} after {time.monotonic() - started:.0f}s "
               f"(load average {_loadavg()}) ===", flush=True)
         if rc != 0:
