@@ -18,7 +18,9 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 import zos_upgrade.upgrade.steps as steps
@@ -32,6 +34,7 @@ from zos_upgrade.flist.node_blocks import NodeBlocks
 from zos_upgrade.sources import VerifiedRelease
 from zos_upgrade.upgrade import Flister, RestartNeeded, RolledBack, Upgrader
 from zos_upgrade.upgrade.manifest import RELEASE_CONTROL_FILES
+from zos_upgrade.upgrade.staging import installed_blocks
 
 OLD, NEW = "1.0.0", "1.1.0"
 PROGRAM = "bin/zos-upgrade"
@@ -172,11 +175,12 @@ def test_only_changed_files_are_staged_and_unchanged_blocks_are_never_requested(
     # node blocks are not copied into the cache: it holds what was fetched, nothing more
     cached = {p.name for p in (node.state / "cache" / "blocks").rglob("*") if p.is_file()}
     assert cached == requested(node.log)
-    # the new manifest knows where each block lies for the next upgrade
+    # the kept flist of the new release says where each block lies for the next upgrade
     manifest = node.upgrader().installed_boot()
     assert manifest is not None
-    assert manifest.blocks["data/big.bin"].sizes == [BLOCK_SIZE, BLOCK_SIZE, 100_000]
-    assert set(manifest.blocks) == {r for r, rec in manifest.files.items() if rec.kind == "file"}
+    blocks = installed_blocks(node.state / "flists", manifest)
+    assert blocks["data/big.bin"].sizes == (BLOCK_SIZE, BLOCK_SIZE, 100_000)
+    assert set(blocks) == {r for r, rec in manifest.files.items() if rec.kind == "file"}
 
 
 def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node, kept_mounts: None) -> None:
@@ -193,18 +197,50 @@ def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node,
     assert report.files_replaced >= 2  # type: ignore[attr-defined]
 
 
-def test_an_old_manifest_without_block_lists_counts_every_regular_file_as_changed(
+def test_without_the_installed_release_kept_flist_every_regular_file_counts_as_changed(
         node: Node, kept_mounts: None) -> None:
-    path = node.state / "manifests" / "boot.json"
-    old = json.loads(path.read_bytes())
-    del old["blocks"]  # what an upgrader before block lists wrote
-    path.write_text(json.dumps(old))
+    installed = node.upgrader().installed_boot()
+    assert installed is not None
+    (node.state / "flists" / installed.md5).unlink()  # removed by hand: no block lists for the plan
     node.install(NEW)
     node.assert_files_of(NEW)
     files = {rel for rel, spec in release_tree(NEW).items() if not isinstance(spec, Link)}
     assert staged(node.state / "mounts" / node.releases[NEW].md5) == files
     manifest = node.upgrader().installed_boot()
-    assert manifest is not None and manifest.blocks["data/kept.bin"].sizes == [BLOCK_SIZE, BLOCK_SIZE]
+    assert manifest is not None
+    kept = installed_blocks(node.state / "flists", manifest)["data/kept.bin"]
+    assert kept.sizes == (BLOCK_SIZE, BLOCK_SIZE)
+
+
+# The manifest format as every upgrader before issue 19 reads it (strict: an unknown field is refused)
+class FileRecordBefore(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
+    kind: str
+    mode: int
+    size: int
+    digest: str
+
+
+class ManifestBefore(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    kind: str
+    fqdn: str
+    source: str
+    version: str
+    md5: str
+    info: dict[str, Any]
+    files: dict[str, FileRecordBefore]
+    services: dict[str, str]
+    installed: float
+
+
+def test_a_manifest_this_version_writes_is_read_by_the_manifest_format_before_it(node: Node) -> None:
+    """A rollback can hand the node back to an older upgrader, which reads the manifests and the
+    journal's new manifest with its own strict format: the format must not grow (block lists are
+    read from the kept flist instead)."""
+
+    node.install(NEW)
+    data = (node.state / "manifests" / "boot.json").read_bytes()
+    before = msgspec.json.decode(data, type=ManifestBefore, strict=True)
+    assert before.version == NEW and "data/kept.bin" in before.files
 
 
 def test_self_update_continues_from_a_partial_mount_without_the_store(tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ __all__ = [
     "HOOK_NAMES",
     "RELEASE_CONTROL_FILES",
     "SERVICE_DIR",
-    "FileBlocks",
     "FileRecord",
     "Manifest",
     "ManifestStore",
@@ -65,18 +64,7 @@ class FileRecord(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
     digest: str    # file: blake2b-256 of the content; link: the target; dir: ""
 
 
-class FileBlocks(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
-    """A regular file as the flist that installed it names it: its block fingerprint (what the next
-    plan compares, ``release_entries.block_fingerprint``) and its blocks' keys (hex) with their plain
-    lengths in file order, so block ``i`` lies at the sum of the lengths before it. ``sizes`` is
-    empty when the lengths could not be proven (then the file's blocks are not read from the node)."""
-
-    fingerprint: str
-    keys: list[str] = msgspec.field(default_factory=list)
-    sizes: list[int] = msgspec.field(default_factory=list)
-
-
-class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kind: Literal["boot", "bin"]
     fqdn: str                    # boot: the link name the node follows (flist.name); bins: repo/name
     source: str                  # what was mounted (resolved target fqdn or URL)
@@ -86,9 +74,6 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_de
     files: dict[str, FileRecord]  # relative POSIX path -> record, directories included
     services: dict[str, str]     # service name -> zinit yaml text
     installed: float
-    # regular file -> its blocks (``FileBlocks``); a manifest written before it existed has none, and
-    # its files then count as changed at the next upgrade (omit_defaults: an empty map is not written)
-    blocks: dict[str, FileBlocks] = msgspec.field(default_factory=dict)
 
 
 def digest_file(path: Path) -> str:

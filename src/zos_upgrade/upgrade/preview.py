@@ -38,6 +38,7 @@ from zos_upgrade.upgrade.manifest import FileRecord, Manifest, digest_file, reco
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
 from zos_upgrade.upgrade.release_entries import ReleaseEntries, block_fingerprint, read_entries
+from zos_upgrade.upgrade.staging import installed_blocks
 
 __all__ = ["Preview", "block_fingerprint", "content_fingerprint", "preview_release", "preview_uninstall"]
 
@@ -102,11 +103,11 @@ def _plan_release(ctx: Context, release: VerifiedRelease, preview: Preview) -> M
         return None
     cache = ctx.flister.cache
     old = ctx.manifests.load(release.key)
+    installed = installed_blocks(ctx.flister.downloads_dir, old)
     # blocks the installed files hold are read from the node (``node_blocks``), not downloaded
-    held = {key for recorded in (old.blocks.values() if old else ()) if recorded.sizes
-            for key in recorded.keys}
+    held = {key for recorded in installed.values() for key in recorded.keys}
     missing = [size for block_id, size in found.blocks.items()
-               if found.block_keys[block_id].hex() not in held
+               if found.block_keys[block_id] not in held
                and not os.path.lexists(cache.path_for(block_id))]
     preview.blocks_total, preview.blocks_missing, preview.download_bytes = (
         len(found.blocks), len(missing), sum(missing))
@@ -118,8 +119,8 @@ def _plan_release(ctx: Context, release: VerifiedRelease, preview: Preview) -> M
         """The node file's fingerprint: the one its manifest recorded while the file still has the
         recorded content (the transaction's own test, ``staging.py``; whatever its block layout),
         else computed over blocks cut as the release's flist cuts them."""
-        recorded, installed = (old.blocks.get(rel), old.files.get(rel)) if old else (None, None)
-        if recorded is not None and installed is not None and digest_file(path) == installed.digest:
+        recorded, record = installed.get(rel), (old.files.get(rel) if old else None)
+        if recorded is not None and record is not None and digest_file(path) == record.digest:
             return recorded.fingerprint
         return content_fingerprint(path, chunking, width)
 

@@ -12,35 +12,54 @@ a full one, later ones are incremental). A symlink is staged when its target cha
 differs. The transaction itself always needs some files of the tree: the control files at the
 flist root (hooks, ``hooks.paths``) and the service configs (the plan parses their text).
 
-**Where the blocks come from.** The installed manifest lists each file's block keys with their
-lengths (``FileBlocks``), so a staged file's blocks that the node already holds (its own unchanged
-part, or another file's) are read from the node (``flist/node_blocks.py``, verified), the rest from
-the cache or the store. After the mount each staged file is hashed once: its digest for the manifest
-and, block by block against its keys, the lengths its blocks proved to have.
+**Where the blocks come from.** The installed release's flist file is kept on the node
+(``<state>/flists/<md5>``, for rollback and flist deltas), and its entries say each installed file's
+block keys with their lengths (``installed_blocks``): a staged file's blocks that the node already
+holds (its own unchanged part, or another file's) are read from the node (``flist/node_blocks.py``,
+verified), the rest from the cache or the store. No block list is stored in the manifest, so its
+format stays the one earlier upgraders read (a rollback can hand the node back to one). Without the
+kept flist (removed by hand), every regular file counts as changed: a full upgrade, never a wrong one.
+After the mount each staged file is hashed once: its digest for the manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.flist.model import BLOCK_SIZE, BlockRef
+from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.flist.node_blocks import NodeBlocks
+from zos_upgrade.fsutil import file_md5
 from zos_upgrade.upgrade.manifest import (
     RELEASE_CONTROL_FILES,
-    FileBlocks,
     FileRecord,
     Manifest,
+    digest_file,
     release_services,
     service_name,
 )
-from zos_upgrade.upgrade.release_entries import ReleaseEntries
+from zos_upgrade.upgrade.release_entries import ReleaseEntries, read_entries
 
-__all__ = ["Staging", "choose", "control_only", "node_blocks_of", "resume_only"]
+__all__ = [
+    "FileBlocks", "Staging", "choose", "control_only", "installed_blocks", "node_blocks_of", "resume_only",
+]
+
+log = logging.getLogger(__name__)
 
 NodeRecord = Callable[[str], FileRecord | None]
+
+
+@dataclass(frozen=True)
+class FileBlocks:
+    """An installed regular file as the flist that installed it names it: its block fingerprint (what
+    the next plan compares, ``release_entries.block_fingerprint``) and its blocks' keys with their
+    plain lengths in file order (block ``i`` lies at the sum of the lengths before it)."""
+
+    fingerprint: str
+    keys: tuple[bytes, ...]
+    sizes: tuple[int, ...]
 
 
 @dataclass
@@ -48,10 +67,8 @@ class Staging:
     """The release's records for the new manifest, and which of its paths the mount writes."""
 
     files: dict[str, FileRecord]
-    blocks: dict[str, FileBlocks]
     staged: set[str]
-    refs: dict[str, tuple[BlockRef, ...]] = field(default_factory=dict)  # staged files' blocks
-    lengths: dict[str, list[int]] = field(default_factory=dict)          # ... their plain lengths
+    digested: set[str] = field(default_factory=set)  # staged regular files: digest them after the mount
     seen: dict[str, FileRecord | None] = field(default_factory=dict)     # node records read so far
 
     def only(self, path: str) -> bool:
@@ -67,24 +84,24 @@ class Staging:
         return record
 
     def finish(self, tree: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
-        """After the mount: each staged file's digest and block lengths from the tree; the services."""
-        for rel, refs in self.refs.items():
+        """After the mount: each staged file's digest from the tree; the services."""
+        for rel in self.digested:
             record = self.files[rel]
-            digest, sizes = _digest_and_sizes(tree / rel, refs, self.lengths.get(rel, []))
-            self.files[rel] = FileRecord("file", record.mode, record.size, digest)
-            self.blocks[rel] = FileBlocks(self.blocks[rel].fingerprint, [r.key.hex() for r in refs], sizes)
+            self.files[rel] = FileRecord("file", record.mode, record.size, digest_file(tree / rel))
         configs = {rel: rec for rel, rec in self.files.items() if service_name(rel) is not None}
         return self.files, release_services(tree, configs)
 
 
 def choose(found: ReleaseEntries, old: Manifest | None, node: NodeRecord,
-           seen: dict[str, FileRecord | None] | None = None) -> Staging:
-    """Which paths of the release must be staged, against the installed manifest ``old`` and the
-    node as ``node`` reads it (``seen``: what it read already, path -> record)."""
-    staging = Staging(files={}, blocks={}, staged=set(found.control), seen=dict(seen or {}))
+           seen: dict[str, FileRecord | None] | None = None,
+           installed: dict[str, FileBlocks] | None = None) -> Staging:
+    """Which paths of the release must be staged, against the installed manifest ``old`` (and its
+    files' blocks, ``installed_blocks``) and the node as ``node`` reads it (``seen``: what it read
+    already, path -> record)."""
+    staging = Staging(files={}, staged=set(found.control), seen=dict(seen or {}))
     read = staging.node(node)
     old_files = old.files if old else {}
-    old_blocks = old.blocks if old else {}
+    old_blocks = installed or {}
     for rel, new in found.files.items():
         if new.kind == "dir":
             staging.files[rel] = new
@@ -100,14 +117,11 @@ def choose(found: ReleaseEntries, old: Manifest | None, node: NodeRecord,
                 and recorded.fingerprint == new.digest and (before.mode, before.size) == (new.mode, new.size)
                 and read(rel) == before):
             staging.files[rel] = before
-            staging.blocks[rel] = recorded
             if service_name(rel) is not None:
                 staging.staged.add(rel)  # unchanged, but the plan reads its text
             continue
         staging.files[rel] = new  # its digest (a fingerprint until then) is the staged file's after finish
-        staging.blocks[rel] = FileBlocks(new.digest)
-        staging.refs[rel] = found.file_blocks[rel]
-        staging.lengths[rel] = found.file_lengths[rel]
+        staging.digested.add(rel)
         staging.staged.add(rel)
     return staging
 
@@ -130,34 +144,43 @@ def control_only(path: str) -> bool:
     return path.lstrip("/") in RELEASE_CONTROL_FILES
 
 
-def node_blocks_of(root: Path, old: Manifest | None) -> NodeBlocks | None:
-    """The blocks of the installed files whose lengths the manifest recorded, as a block source."""
+def installed_blocks(flists_dir: Path, old: Manifest | None) -> dict[str, FileBlocks]:
+    """Each installed regular file's blocks, from the kept flist of the release ``old`` names
+    (``<flists_dir>/<md5>``, md5 checked again); {} when it is missing or unreadable (then every file
+    counts as changed). A file whose entry disagrees with the manifest's size is left out."""
+    if old is None:
+        return {}
+    path = flists_dir / old.md5
+    try:
+        if file_md5(path) != old.md5:
+            raise ZosUpgradeError(f"{path}: its md5 is not {old.md5}")
+        from zos_upgrade.flist import open_flist  # the readers load with the first flist opened
+
+        with open_flist(path) as reader:
+            found = read_entries(reader)
+    except (ZosUpgradeError, OSError) as exc:
+        log.warning("installed release's flist not usable: every file counts as changed",
+                    extra={"flist": str(path), "reason": f"{type(exc).__name__}: {exc}"})
+        return {}
+    blocks: dict[str, FileBlocks] = {}
+    for rel, record in old.files.items():
+        entry = found.files.get(rel)
+        if record.kind != "file" or entry is None or entry.kind != "file" or entry.size != record.size:
+            continue
+        refs, lengths = found.file_blocks[rel], found.file_lengths[rel]
+        if len(refs) == len(lengths) and sum(lengths) == record.size:
+            blocks[rel] = FileBlocks(entry.digest, tuple(r.key for r in refs), tuple(lengths))
+    return blocks
+
+
+def node_blocks_of(root: Path, old: Manifest | None, installed: dict[str, FileBlocks]) -> NodeBlocks | None:
+    """The blocks of the installed files (``installed_blocks``), as a block source."""
     if old is None:
         return None
+
     def files() -> Iterator[tuple[str, list[tuple[bytes, int]]]]:
-        for rel, recorded in old.blocks.items():
-            if recorded.sizes and len(recorded.sizes) == len(recorded.keys) and rel in old.files:
-                yield rel, [(bytes.fromhex(k), n) for k, n in zip(recorded.keys, recorded.sizes, strict=True)]
+        for rel, recorded in installed.items():
+            if rel in old.files:
+                yield rel, list(zip(recorded.keys, recorded.sizes, strict=True))
     blocks = NodeBlocks.index(root, files())
     return blocks if len(blocks) else None
-
-
-def _digest_and_sizes(path: Path, refs: tuple[BlockRef, ...], lengths: list[int]) -> tuple[str, list[int]]:
-    """The file's blake2b-256, and its blocks' lengths when the file splits into its keys' blocks
-    at the lengths the flist gives (``chunking.block_spans``: recorded, or the fixed layout); else
-    no lengths (then its blocks are not read from the node)."""
-    whole = hashlib.blake2b(digest_size=32)
-    sizes: list[int] = []
-    proven = True
-    with open(path, "rb") as handle:
-        for index, ref in enumerate(refs):
-            want = lengths[index] if index < len(lengths) else BLOCK_SIZE
-            chunk = handle.read(want)
-            whole.update(chunk)
-            if proven and (not chunk or hashlib.blake2b(chunk, digest_size=len(ref.key)).digest() != ref.key):
-                proven = False
-            sizes.append(len(chunk))
-        while rest := handle.read(1 << 20):
-            whole.update(rest)
-            proven = False
-    return whole.hexdigest(), sizes if proven else []

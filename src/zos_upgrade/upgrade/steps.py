@@ -68,7 +68,7 @@ from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_tr
 from zos_upgrade.upgrade.release_entries import read_entries
 from zos_upgrade.upgrade.report import UpgradeReport
 from zos_upgrade.upgrade.rollback import ROLLBACK_HOOK, mount_rolled_from
-from zos_upgrade.upgrade.staging import Staging, choose, control_only, node_blocks_of
+from zos_upgrade.upgrade.staging import Staging, choose, control_only, installed_blocks, node_blocks_of
 from zos_upgrade.upgrade.stamps import STAMPS_FILE, NodeStamps
 
 if TYPE_CHECKING:
@@ -173,13 +173,14 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
         raise ZosUpgradeError("internal: fetch without a release")
     # the node's installed files, hashed once off the event loop (the drift check; the plan reuses it)
     seen = await asyncio.to_thread(_node_records, ctx, old)
+    installed = await asyncio.to_thread(installed_blocks, ctx.flister.downloads_dir, old)
 
     def for_this_node(reader: FlistReader) -> Partial:
         check_compatible(compatible_of(reader.tags()), ctx.settings.compatible, release.source)
-        tx.staging = choose(read_entries(reader), old, ctx.files.record, seen)
+        tx.staging = choose(read_entries(reader), old, ctx.files.record, seen, installed)
         return Partial(tx.staging.only, local)
 
-    local = node_blocks_of(ctx.root, old)
+    local = node_blocks_of(ctx.root, old, installed)
     try:
         mount = await ctx.flister.mount(release, check=for_this_node)
     finally:
@@ -254,7 +255,6 @@ def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
     manifest = Manifest(
         kind=release.target, fqdn=release.fqdn, source=release.source, version=release.version,
         md5=release.md5, info=info, files=files, services=services, installed=time.time(),
-        blocks=staging.blocks,
     )
     return plan, manifest
 

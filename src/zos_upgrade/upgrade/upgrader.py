@@ -52,7 +52,7 @@ from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
 from zos_upgrade.upgrade.rollback import check_kept_flist, kept_release, rollback_target
-from zos_upgrade.upgrade.staging import node_blocks_of, resume_only
+from zos_upgrade.upgrade.staging import installed_blocks, node_blocks_of, resume_only
 from zos_upgrade.upgrade.steps import Transaction, run_steps
 
 __all__ = ["Upgrader"]
@@ -268,7 +268,8 @@ class Upgrader:
         and what the transaction reads (control files, services); blocks from the node's files (the
         installed manifest is still the old one) and the cache, which kept every block fetched."""
         only = resume_only(_decode_manifest(record.new_manifest), record.plan.add + record.plan.replace)
-        local = node_blocks_of(self.root, self.manifests.load(record.target_key))
+        old = self.manifests.load(record.target_key)
+        local = node_blocks_of(self.root, old, installed_blocks(self.flister.downloads_dir, old))
         try:
             return await self.flister.mount(release, check=lambda _reader: Partial(only, local))
         finally:
