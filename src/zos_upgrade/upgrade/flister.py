@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from zos_upgrade.flist.filewrite import LocalBlocks
     from zos_upgrade.flist.materialize import MaterializeReport
 
-__all__ = ["Flister", "Mount", "MountError", "Partial"]
+__all__ = ["Flister", "Mount", "MountError", "Partial", "check_kept_flist"]
 
 log = logging.getLogger(__name__)
 
@@ -230,3 +230,13 @@ def _is_dir(path: Path) -> bool:
         return stat.S_ISDIR(os.lstat(path).st_mode)
     except FileNotFoundError:
         return False
+
+
+def check_kept_flist(path: Path, md5: str, what: str, since: str) -> None:
+    """UpgradeError unless the flist file at ``path`` still has the md5 it was checked with at ``since``."""
+    if not path.is_file():
+        raise UpgradeError(f"{what}: kept flist file {path} is missing")
+    found = fsutil.file_md5(path)
+    if found != md5:
+        raise UpgradeError(f"{what}: kept flist file {path} changed since {since} "
+                           f"(md5 {found}, expected {md5})")

@@ -30,17 +30,14 @@ from, and an operator who rolls back again chose it (its hold is cleared by that
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from zos_upgrade.fsutil import file_md5
 from zos_upgrade.sources.base import VerifiedRelease
 from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.errors import RollbackRefused, UpgradeError
-from zos_upgrade.upgrade.flister import Mount, Partial
+from zos_upgrade.upgrade.flister import Mount, Partial, check_kept_flist
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.staging import control_only
 
-__all__ = ["ROLLBACK_HOOK", "check_kept_flist", "kept_release", "mount_rolled_from", "rollback_target"]
+__all__ = ["ROLLBACK_HOOK", "kept_release", "mount_rolled_from", "rollback_target"]
 
 ROLLBACK_HOOK = "rollback"
 
@@ -86,13 +83,3 @@ async def mount_rolled_from(ctx: Context) -> Mount:
     # only its control files: its hooks and hooks.paths are what the rollback reads of it
     return await ctx.flister.mount(kept_release(ctx, current, record.block_store),
                                    check=lambda _reader: Partial(control_only))
-
-
-def check_kept_flist(path: Path, md5: str, what: str, since: str) -> None:
-    """UpgradeError unless the flist file at ``path`` still has the md5 it was checked with at ``since``."""
-    if not path.is_file():
-        raise UpgradeError(f"{what}: kept flist file {path} is missing")
-    found = file_md5(path)
-    if found != md5:
-        raise UpgradeError(f"{what}: kept flist file {path} changed since {since} "
-                           f"(md5 {found}, expected {md5})")

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_upgrade.errors import ZosUpgradeError
 from zos_upgrade.flist.node_blocks import NodeBlocks
-from zos_upgrade.fsutil import file_md5
+from zos_upgrade.upgrade.errors import UpgradeError
+from zos_upgrade.upgrade.flister import check_kept_flist
 from zos_upgrade.upgrade.manifest import (
     RELEASE_CONTROL_FILES,
     FileRecord,
@@ -152,13 +152,12 @@ def installed_blocks(flists_dir: Path, old: Manifest | None) -> dict[str, FileBl
         return {}
     path = flists_dir / old.md5
     try:
-        if file_md5(path) != old.md5:
-            raise ZosUpgradeError(f"{path}: its md5 is not {old.md5}")
+        check_kept_flist(path, old.md5, f"release {old.version}", "its install")
         from zos_upgrade.flist import open_flist  # the readers load with the first flist opened
 
         with open_flist(path) as reader:
             found = read_entries(reader)
-    except (ZosUpgradeError, OSError) as exc:
+    except (UpgradeError, OSError) as exc:
         log.warning("installed release's flist not usable: every file counts as changed",
                     extra={"flist": str(path), "reason": f"{type(exc).__name__}: {exc}"})
         return {}
@@ -173,14 +172,10 @@ def installed_blocks(flists_dir: Path, old: Manifest | None) -> dict[str, FileBl
     return blocks
 
 
-def node_blocks_of(root: Path, old: Manifest | None, installed: dict[str, FileBlocks]) -> NodeBlocks | None:
+def node_blocks_of(root: Path, installed: dict[str, FileBlocks]) -> NodeBlocks | None:
     """The blocks of the installed files (``installed_blocks``), as a block source."""
-    if old is None:
-        return None
-
     def files() -> Iterator[tuple[str, list[tuple[bytes, int]]]]:
         for rel, recorded in installed.items():
-            if rel in old.files:
-                yield rel, list(zip(recorded.keys, recorded.sizes, strict=True))
+            yield rel, list(zip(recorded.keys, recorded.sizes, strict=True))
     blocks = NodeBlocks.index(root, files())
     return blocks if len(blocks) else None

@@ -180,7 +180,7 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
         tx.staging = choose(read_entries(reader), old, ctx.files.record, seen, installed)
         return Partial(tx.staging.only, local)
 
-    local = node_blocks_of(ctx.root, old, installed)
+    local = node_blocks_of(ctx.root, installed)
     try:
         mount = await ctx.flister.mount(release, check=for_this_node)
     finally:

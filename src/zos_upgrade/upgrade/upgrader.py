@@ -41,7 +41,7 @@ from zos_upgrade.sources.base import ReleaseSource, Target, VerifiedRelease
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade.context import Clock, Context, DisruptGate, Settings, Sleep
 from zos_upgrade.upgrade.errors import ReleaseRefused, RolledBack, UpgradeError
-from zos_upgrade.upgrade.flister import Flister, Mount, Partial
+from zos_upgrade.upgrade.flister import Flister, Mount, Partial, check_kept_flist
 from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.nodefs import check_relative
@@ -51,7 +51,7 @@ from zos_upgrade.upgrade.preview import Preview, preview_release, preview_uninst
 from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
-from zos_upgrade.upgrade.rollback import check_kept_flist, kept_release, rollback_target
+from zos_upgrade.upgrade.rollback import kept_release, rollback_target
 from zos_upgrade.upgrade.staging import installed_blocks, node_blocks_of, resume_only
 from zos_upgrade.upgrade.steps import Transaction, run_steps
 
@@ -269,7 +269,7 @@ class Upgrader:
         installed manifest is still the old one) and the cache, which kept every block fetched."""
         only = resume_only(_decode_manifest(record.new_manifest), record.plan.add + record.plan.replace)
         old = self.manifests.load(record.target_key)
-        local = node_blocks_of(self.root, old, installed_blocks(self.flister.downloads_dir, old))
+        local = node_blocks_of(self.root, installed_blocks(self.flister.downloads_dir, old))
         try:
             return await self.flister.mount(release, check=lambda _reader: Partial(only, local))
         finally:
