@@ -42,7 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("configd",),                     # its files: main file and config fragments, merged
     ("net", "http11", "fsutil", "tasks", "log"),  # I/O helpers
     ("leanhttp",),                    # the daemon's polls without httpx (net.fetch's lean transport)
-    ("lazy",),                        # lazy re-exports of package __init__s
+    ("lazy", "lazytls"),              # lazy re-exports of package __init__s; asyncio without OpenSSL
     ("versions",),
     ("errors",),
     ("",),                            # the package itself (its version)

@@ -7,10 +7,8 @@ content or the new one, never a torn file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,6 +42,8 @@ def fsync_dir(path: Path | str) -> None:
 
 def file_md5(path: Path | str) -> str:
     """The md5 (hex) of the file at ``path``, read in 1 MiB chunks: the name flist files go by."""
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -72,9 +72,14 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view):]
 
 
+def random_suffix() -> str:
+    """8 random hex digits for a temporary name (not :mod:`secrets`: it loads OpenSSL for hmac)."""
+    return os.urandom(4).hex()
+
+
 def temp_sibling(path: Path) -> Path:
     """A fresh temporary name in the same directory as ``path`` (same file system, so rename is atomic)."""
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{random_suffix()}")
 
 
 def sweep_temps(directory: Path | str) -> list[Path]:

@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urljoin, urlsplit
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "LeanClient", "LeanHTTPError", "LeanResponse",
            "proxy_configured"]
@@ -190,6 +192,8 @@ class LeanClient:
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
+            import ssl  # here: OpenSSL loads at the first https URL, not in every poll (lazytls.py)
+
             try:  # the CA bundle httpx verifies against, so both transports trust the same servers
                 import certifi
 
@@ -215,7 +219,7 @@ class LeanClient:
                     server_hostname=parts.hostname if tls else None)
         except TimeoutError:
             raise LeanHTTPError(f"no connection to {parts.netloc} within {self._timeout:g}s") from None
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError is one
             raise LeanHTTPError(f"cannot connect to {parts.netloc}: {exc}") from exc
         self._open.add(writer)
         try:

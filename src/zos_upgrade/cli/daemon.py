@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from zos_upgrade.daemon import EXIT_FAILED, EXIT_OK, EXIT_RESTART
+from zos_upgrade.lazytls import import_asyncio_without_tls
+
+# before anything imports asyncio: OpenSSL loads when TLS is first needed, not in an idle daemon
+import_asyncio_without_tls()
+
+from zos_upgrade.daemon import EXIT_FAILED, EXIT_OK, EXIT_RESTART  # noqa: E402
 
 __all__ = ["command"]
 

@@ -17,7 +17,6 @@ size is checked while the delta is applied: a hostile delta raises :class:`Delta
 
 from __future__ import annotations
 
-import hashlib
 import lzma
 import struct
 import zlib
@@ -174,6 +173,8 @@ def make_delta(base: bytes, target: bytes, max_payload: int) -> bytes | None:
     old = payload_of(base, max_payload, find_recipe=False)
     if new.container == "gzip" and new.gzip_level is None:
         return None
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
     header = DeltaHeader(
         base_md5=hashlib.md5(base).hexdigest(), target_md5=hashlib.md5(target).hexdigest(),
         target_size=len(target), payload_size=len(new.data), container=new.container,
@@ -232,6 +233,8 @@ def apply_delta(delta: bytes, base: bytes, max_bytes: int) -> bytes:
         if header.target_size > max_bytes or header.payload_size > max_bytes:
             raise DeltaInvalid(f"delta rebuilds {max(header.target_size, header.payload_size)} bytes, "
                                f"over the {max_bytes} allowed")
+        import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
         if hashlib.md5(base).hexdigest() != header.base_md5:
             raise DeltaInvalid(f"delta is for base {header.base_md5}, not this file")
         if header.container == "gzip":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import stat
@@ -88,6 +87,8 @@ class NodeBlocks:
         except OSError as exc:
             self._forget(ref.key, f"cannot be read: {exc}", place)
             return None
+        import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
         if len(data) != place.length or hashlib.blake2b(data, digest_size=len(ref.key)).digest() != ref.key:
             self._forget(ref.key, "its bytes no longer match the block's key (the file drifted)", place)
             return None

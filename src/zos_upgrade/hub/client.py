@@ -10,7 +10,6 @@ the value it decoded before, so a watcher polling a hub costs the hub almost not
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -198,6 +197,8 @@ class HubClient:
                 if rebuilt is not None:
                     return rebuilt
             result = await fetch(self._http, url, max_bytes=self._max_flist, retry=self._retry)
+            import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
             actual = hashlib.md5(result.body).hexdigest()
             announced = info.md5
             if actual != announced:
@@ -231,6 +232,8 @@ class HubClient:
                 log.info("no flist delta offered, downloading whole", extra={"flist": fqdn, "md5": md5})
                 return None
             data = await asyncio.to_thread(rebuild_from_delta, result.body, bases, self._max_flist)
+            import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
             if hashlib.md5(data).hexdigest() != md5:
                 raise DeltaInvalid(f"{url}: the rebuilt flist does not have the announced md5 {md5}")
             path = folder / md5

@@ -9,8 +9,6 @@ with a space, a 10 KB reason are refused by name, not stored.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
 from typing import Annotated, Any, Literal
 
@@ -128,5 +126,8 @@ def node_token(secret: str, node_id: str) -> str:
 
     Derived, not stored: the hub needs no table of 10,000 tokens, checks one in constant time, and
     a token says which node it belongs to, so one node cannot report as another."""
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+    import hmac
+
     mac = hmac.new(secret.encode(), b"zos-upgrade node report\0" + node_id.encode(), hashlib.sha256)
     return "zn1." + base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")

@@ -24,7 +24,6 @@ always first, and a growing percentage only ever adds nodes.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from datetime import datetime
 from typing import Annotated, Any
@@ -117,6 +116,8 @@ def percent_at(plan: RolloutPlan, now: float) -> float:
 def bucket(node_id: str, release: str) -> float:
     """This node's place in [0, 100) for ``release``: the first 8 bytes of sha256(id NUL release)
     as a fraction of 2**64. The NUL keeps ("ab", "c") and ("a", "bc") apart."""
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
     digest = hashlib.sha256(node_id.encode() + b"\x00" + release.encode()).digest()
     return int.from_bytes(digest[:8], "big") * 100.0 / 2**64
 

@@ -12,21 +12,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import http.client
 import os
 import re
-import socket
-import time
-import xmlrpc.client
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from xml.parsers.expat import ExpatError
 
 import msgspec
 
 from zos_upgrade.fsutil import sweep_temps
-from zos_upgrade.supervisor._socket import check_socket, connect_error
+from zos_upgrade.supervisor._socket import check_socket
 from zos_upgrade.supervisor.base import OUTPUT_TAIL_BYTES, ServiceStatus, StateFamily, Supervisor, last_lines
 from zos_upgrade.supervisor.config import (
     ServiceConfig,
@@ -41,9 +36,11 @@ from zos_upgrade.supervisor.errors import (
     ServiceIsDown,
     ServiceIsUp,
     SupervisorError,
-    SupervisorUnavailable,
     UnknownService,
 )
+
+if TYPE_CHECKING:
+    import xmlrpc.client
 
 __all__ = ["DEFAULT_MAX_REPLY", "SupervisordClient", "render_program"]
 
@@ -148,53 +145,6 @@ def _log_file(name: str, cfg: ServiceConfig, log_dir: Path | str, where: str) ->
     return _quote(str(Path(log_dir) / f"{name}.log"), where=where)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self._path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class _UnixTransport(xmlrpc.client.Transport):
-    """XML-RPC over a unix socket: a fresh connection per call, replies read with a size limit."""
-
-    def __init__(self, path: Path, timeout: float, max_reply: int) -> None:
-        super().__init__()
-        self._path = path
-        self._timeout = timeout
-        self._max = max_reply
-        # One transport serves one call: the whole call, not just each read, must end in time,
-        # or a peer trickling a byte at a time would pin the worker thread forever.
-        self._deadline = time.monotonic() + timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        conn = _UnixConnection(self._path, self._timeout)
-        self._connection = (host, conn)
-        return conn
-
-    def parse_response(self, response: http.client.HTTPResponse) -> Any:
-        parser, unmarshaller = self.getparser()
-        total = 0
-        while data := response.read1(65536):
-            if time.monotonic() > self._deadline:
-                raise TimeoutError("reply not complete in time")
-            total += len(data)
-            if total > self._max:
-                raise ProtocolError(f"reply larger than {self._max} bytes; refused")
-            parser.feed(data)
-        parser.close()
-        return unmarshaller.close()
-
-
 class SupervisordClient:
     """Talks to supervisord over its unix socket; implements ``Supervisor``.
 
@@ -219,33 +169,16 @@ class SupervisordClient:
     # --- transport ------------------------------------------------------------------------------
 
     def _call_sync(self, method: str, args: tuple[Any, ...], where: str) -> Any:
+        # here: xmlrpc.client imports http.client, which loads OpenSSL; an idle daemon calls nothing
+        from zos_upgrade.supervisor._xmlrpc import call
+
         check_socket(self.socket_path, _WHAT)
-        proxy = xmlrpc.client.ServerProxy(
-            "http://localhost/RPC2", transport=_UnixTransport(self.socket_path, self._timeout, self._max),
-            allow_none=True,
-        )
-        try:
-            with proxy:
-                return getattr(proxy, method)(*args)
-        except xmlrpc.client.Fault:
-            raise
-        except ProtocolError as exc:
-            raise ProtocolError(f"{where}: {exc}") from None
-        except TimeoutError:
-            raise SupervisorUnavailable(f"{where}: no reply within {self._timeout}s") from None
-        except (FileNotFoundError, PermissionError, ConnectionRefusedError) as exc:
-            raise connect_error(exc, self.socket_path, _WHAT) from None
-        except (http.client.HTTPException, ConnectionError) as exc:
-            raise ProtocolError(f"{where}: broken or incomplete HTTP reply: {exc!r}") from None
-        except xmlrpc.client.ProtocolError as exc:
-            raise ProtocolError(f"{where}: HTTP {exc.errcode} {exc.errmsg}") from None
-        except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
-            raise ProtocolError(f"{where}: reply is not valid XML-RPC: {exc}") from None
-        except OSError as exc:
-            raise SupervisorUnavailable(f"{where}: {exc}") from None
+        return call(self.socket_path, method, args, where, timeout=self._timeout, max_reply=self._max)
 
     async def _call(self, method: str, *args: Any, name: str = "") -> Any:
         where = f"supervisord at {self.socket_path}: {method}({name})"
+        import xmlrpc.client  # loaded by the call anyway (_xmlrpc.py); here for its Fault
+
         try:
             return await asyncio.to_thread(self._call_sync, f"supervisor.{method}", args, where)
         except xmlrpc.client.Fault as fault:

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable
@@ -150,7 +149,7 @@ class Flister:
         return Mount(dest, md5, report, flist)
 
     def _temp_name(self, md5: str) -> Path:
-        return self.mounts_dir / f".{md5}{fsutil.TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        return self.mounts_dir / f".{md5}{fsutil.TEMP_MARK}{os.getpid()}-{fsutil.random_suffix()}"
 
     def _drop(self, dest: Path) -> None:
         """Remove what sits at a mount's name: renamed aside first (a crash leaves it to sweep)."""

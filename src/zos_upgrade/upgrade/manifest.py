@@ -11,7 +11,6 @@ manifest in place is the transaction's commit point.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import stat
@@ -77,6 +76,8 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def digest_file(path: Path) -> str:
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
     digest = hashlib.blake2b(digest_size=32)
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):

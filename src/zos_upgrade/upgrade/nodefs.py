@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -188,6 +187,8 @@ def _copy_entry(src: Path, dest: Path, digest: str | None = None) -> None:
     elif stat.S_ISREG(st.st_mode):
         fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
             # hashed only when checked: backups and saved data copies need no digest
             hasher = hashlib.blake2b(digest_size=32) if digest is not None else None
             with open(src, "rb") as fin, os.fdopen(fd_out, "wb") as fout:

@@ -21,7 +21,6 @@ stored blocks are compressed, so the transfer is usually smaller.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -70,6 +69,8 @@ def content_fingerprint(content: Path | bytes, chunking: Chunking, width: int) -
     as the release's flist cuts files (its chunking tag), each keyed as its format keys them."""
     chunks: Iterator[bytes] = (file_chunks(content, chunking) if isinstance(content, Path)
                                else data_chunks(content, chunking))
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
     return block_fingerprint(hashlib.blake2b(chunk, digest_size=width).digest() for chunk in chunks)
 
 

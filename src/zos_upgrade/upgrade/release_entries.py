@@ -9,7 +9,6 @@ content), whatever the block boundaries: the fingerprint never assumes a block s
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,6 +27,8 @@ FINGERPRINT_PREFIX = "blocks:"
 
 def block_fingerprint(keys: Iterable[bytes]) -> str:
     """The content of a file named by its blocks' keys, in order (both flist formats)."""
+    import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
+
     digest = hashlib.blake2b(digest_size=32)
     for key in keys:
         digest.update(key)
