@@ -19,17 +19,19 @@ A plan inside validly signed metadata that the rollout rules refuse is a :class:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zos_upgrade.rollout import RolloutError, RolloutPlan, parse_plan
-from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
 from zos_upgrade.trust.errors import InvalidTargetPath, UnknownTarget
 from zos_upgrade.trust.layout import target_version
+
+if TYPE_CHECKING:
+    from zos_upgrade.trust.view import TargetLike, Trusted
 
 __all__ = ["TrustedPlans", "flist_version", "release_version"]
 
 
-def flist_version(target: TrustedTarget) -> str | None:
+def flist_version(target: TargetLike) -> str | None:
     """The version a hub-mode release target names (its flist name), None for another file."""
     try:
         return str(target_version(target.path))
@@ -37,7 +39,7 @@ def flist_version(target: TrustedTarget) -> str | None:
         return None
 
 
-def release_version(target: TrustedTarget) -> str | None:
+def release_version(target: TargetLike) -> str | None:
     """The version of a publisher-mode release target: its path is the version text."""
     return target.path
 
@@ -49,8 +51,8 @@ class TrustedPlans:
     ``version_of``: how a release target names its version (:func:`flist_version` for hub mode,
     :func:`release_version` for a release tree)."""
 
-    def __init__(self, trusted: TrustedRepo, *, link: str | None,
-                 version_of: Callable[[TrustedTarget], str | None]) -> None:
+    def __init__(self, trusted: Trusted, *, link: str | None,
+                 version_of: Callable[[TargetLike], str | None]) -> None:
         self.trusted = trusted
         self.link = link
         self._version_of = version_of
@@ -64,10 +66,10 @@ class TrustedPlans:
 
     def _entry(self, version: str) -> tuple[str, Mapping[str, Any]] | None:
         """(target path, plan document) of the entry whose plan applies to ``version``."""
-        release: TrustedTarget | None = None
+        release: TargetLike | None = None
         if self.link is not None:
-            link: TrustedTarget | None
-            linked: TrustedTarget | None
+            link: TargetLike | None
+            linked: TargetLike | None
             try:
                 link, linked = self.trusted.target(self.link), self.trusted.resolve_link(self.link)
             except UnknownTarget:  # not signed (yet): the release entries may still hold a plan

@@ -43,7 +43,9 @@ from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWat
 
 if TYPE_CHECKING:
     from zos_upgrade.publisher import HTTPPublisher
-    from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
+    from zos_upgrade.trust.client import TrustedRepo
+    from zos_upgrade.trust.isolated import IsolatedTrust
+    from zos_upgrade.trust.view import TargetLike, Trusted
 
 # Each kind of source's classes are imported in the branch that builds it: a node following a hub
 # without TUF never loads python-tuf, a hub-following node never loads the release server's client,
@@ -63,9 +65,7 @@ def make_trusted(config: Config, repo: str | None, *, into: Path | None = None) 
     from zos_upgrade.trust.client import TrustedRepo
     from zos_upgrade.trust.fetcher import HttpxFetcher
     from zos_upgrade.trust.layout import (
-        hub_metadata_url,
         hub_targets_url,
-        publisher_metadata_url,
         publisher_targets_url,
     )
 
@@ -77,16 +77,50 @@ def make_trusted(config: Config, repo: str | None, *, into: Path | None = None) 
         shutil.copytree(config.trust_dir / name, folder, symlinks=True)
     if repo is None:
         assert src.publisher is not None
-        metadata = trust.metadata_url or publisher_metadata_url(src.publisher)
-        return TrustedRepo(folder, metadata, publisher_targets_url(src.publisher),
+        return TrustedRepo(folder, _publisher_metadata_url(config), publisher_targets_url(src.publisher),
                            config.node_path(trust.root), HttpxFetcher(), name="releases")
     assert src.hub is not None
-    bins = repo == src.bins_repo and (src.flist or "").split("/")[0] != repo
-    pinned = trust.bins_root if bins else trust.root
+    pinned = trust.bins_root if _is_bins(config, repo) else trust.root
     assert pinned is not None  # the config requires bins_root with bins_repo under [trust]
-    metadata = hub_metadata_url(src.hub, repo) if bins or trust.metadata_url is None else trust.metadata_url
+    metadata = _hub_metadata_url(config, repo)
     return TrustedRepo(folder, metadata, hub_targets_url(src.hub, repo), config.node_path(pinned),
                        HttpxFetcher(), name=repo)
+
+
+def _is_bins(config: Config, repo: str) -> bool:
+    """``repo`` is the bins repository, and not the boot flist's (which has its own root)."""
+    src = config.source
+    return repo == src.bins_repo and (src.flist or "").split("/")[0] != repo
+
+
+def _publisher_metadata_url(config: Config) -> str:
+    from zos_upgrade.trust.layout import publisher_metadata_url
+
+    assert config.source.publisher is not None
+    return config.trust.metadata_url or publisher_metadata_url(config.source.publisher)
+
+
+def _hub_metadata_url(config: Config, repo: str) -> str:
+    """ngclient's metadata URL of hub repository ``repo``: ``[trust] metadata_url`` for the boot one."""
+    from zos_upgrade.trust.layout import hub_metadata_url
+
+    assert config.source.hub is not None
+    url = config.trust.metadata_url
+    return hub_metadata_url(config.source.hub, repo) if _is_bins(config, repo) or url is None else url
+
+
+def _trust(config: Config, repo: str | None, *, into: Path | None) -> TrustedRepo | IsolatedTrust:
+    """The daemon's repository: python-tuf refreshes in a child process and loads here only for a
+    transaction (``trust/isolated.py``); ``zos-upgrade check`` (``into``) refreshes in-process."""
+    if into is not None:
+        return make_trusted(config, repo, into=into)
+    from zos_upgrade.trust.isolated import IsolatedTrust
+
+    name = repo or "releases"
+    folder = config.trust_dir / name
+    metadata = _publisher_metadata_url(config) if repo is None else _hub_metadata_url(config, repo)
+    return IsolatedTrust(lambda: make_trusted(config, repo), name=name, metadata_url=metadata,
+                         metadata_dir=folder, status_file=folder.with_name(name + ".status.json"))
 
 
 def _warn_unauthenticated(what: str) -> None:
@@ -111,8 +145,8 @@ class _InsecureRepoWatcher(FListRepoWatcher):
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-_VersionOf = Callable[["TrustedTarget"], "str | None"]
-_WithPlans = Callable[["TrustedRepo | None", "str | None", _VersionOf], list[Gate]]
+_VersionOf = Callable[["TargetLike"], "str | None"]
+_WithPlans = Callable[["Trusted | None", "str | None", _VersionOf], list[Gate]]
 
 
 def make_supervisor(config: Config) -> Supervisor:
@@ -208,8 +242,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         parts.window = WindowGate(calendar_of(config), clock=clock)
         base_gates.append(parts.window)
 
-    def with_plans(trusted: TrustedRepo | None, link: str | None,
-                   version_of: Callable[[TrustedTarget], str | None]) -> list[Gate]:
+    def with_plans(trusted: Trusted | None, link: str | None,
+                   version_of: Callable[[TargetLike], str | None]) -> list[Gate]:
         """The gates, and last the phased rollout's: plans given by the caller, else (under
         [trust] root) from the verified metadata of ``trusted`` only; no plans without TUF."""
         lookup = plans
@@ -228,7 +262,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         from zos_upgrade.trust.layout import LATEST
         from zos_upgrade.watch.tuf import TufPublisher
 
-        trusted = make_trusted(config, None, into=trust_into)
+        trusted = _trust(config, None, into=trust_into)
         gates = with_plans(trusted, LATEST, release_version)
         tuf_pub = TufPublisher(trusted)
         parts.closers.append(tuf_pub.aclose)
@@ -296,13 +330,13 @@ def _tuf_hub(config: Config, parts: NodeParts, upgrader: UpgraderPort, downloads
     assert src.hub is not None and src.flist is not None
     hub_url, flist = src.hub, src.flist
     boot_repo, _, link_name = flist.partition("/")
-    trusted = make_trusted(config, boot_repo, into=trust_into)
+    trusted = _trust(config, boot_repo, into=trust_into)
     parts.closers.append(_closer(trusted))
     gates = with_plans(trusted, link_name, flist_version)
     bins: _Followed[Mapping[str, RepoFList], FListRepoWatcher] | None = None
     if src.bins_repo is not None:
         repo = src.bins_repo
-        bins_trusted = trusted if repo == boot_repo else make_trusted(config, repo, into=trust_into)
+        bins_trusted = trusted if repo == boot_repo else _trust(config, repo, into=trust_into)
         if bins_trusted is not trusted:
             parts.closers.append(_closer(bins_trusted))
         bins_source = TufHubSource(bins_trusted, repo, downloads, hub_url=hub_url)
@@ -353,7 +387,7 @@ class _HubPolicies:
         self.parts.policies.append(policy)
 
 
-def _closer(trusted: TrustedRepo) -> Callable[[], Awaitable[None]]:
+def _closer(trusted: TrustedRepo | IsolatedTrust) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
         trusted.close()
     return close

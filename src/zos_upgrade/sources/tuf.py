@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from zos_upgrade.hub.flists import RepoFList
@@ -20,9 +21,11 @@ from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.events import ReleaseEvent
 from zos_upgrade.node.infofile import info_document
 from zos_upgrade.sources.base import FetchFailed, Target, UnusableRelease, VerificationFailed, VerifiedRelease
-from zos_upgrade.sources.publisher import fqdn_of_url
-from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
 from zos_upgrade.trust.errors import TrustError, UntrustedRelease
+
+if TYPE_CHECKING:
+    from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
+    from zos_upgrade.trust.isolated import IsolatedTrust
 
 __all__ = ["TufHubSource", "TufReleaseSource", "verified_by"]
 
@@ -34,15 +37,20 @@ def verified_by(trusted: TrustedRepo) -> str:
     return f"TUF ({shown})"
 
 
-def _fetch(trusted: TrustedRepo, path: str, downloads: Path) -> tuple[TrustedTarget, Path, str, str]:
+def _fetch(trust: TrustedRepo | IsolatedTrust, path: str,
+           downloads: Path) -> tuple[TrustedTarget, Path, str, str]:
     """Refresh, look the target up in the signed targets, download and check it (in a thread)."""
+    from zos_upgrade.trust.isolated import IsolatedTrust
+
+    # the daemon's repository between transactions: the download loads python-tuf here, now
+    trusted = trust.full() if isinstance(trust, IsolatedTrust) else trust
     trusted.refresh()
     target = trusted.target(path)
     flist, md5 = trusted.download(target, downloads)
     return target, flist, md5, verified_by(trusted)
 
 
-async def _checked(trusted: TrustedRepo, path: str, downloads: Path,
+async def _checked(trusted: TrustedRepo | IsolatedTrust, path: str, downloads: Path,
                    what: str) -> tuple[TrustedTarget, Path, str, str]:
     try:
         return await asyncio.to_thread(_fetch, trusted, path, downloads)
@@ -56,7 +64,8 @@ async def _checked(trusted: TrustedRepo, path: str, downloads: Path,
 class TufHubSource:
     """A hub flist (boot link target, bins package) whose bytes TUF vouches for."""
 
-    def __init__(self, trusted: TrustedRepo, repo: str, downloads: Path, *, hub_url: str) -> None:
+    def __init__(self, trusted: TrustedRepo | IsolatedTrust, repo: str, downloads: Path, *,
+                 hub_url: str) -> None:
         self.trusted = trusted
         self.repo = repo
         self.downloads = Path(downloads)
@@ -86,13 +95,16 @@ class TufHubSource:
 class TufReleaseSource:
     """A release of a release tree: the signed target named by its version, fetched by signed URL."""
 
-    def __init__(self, trusted: TrustedRepo, downloads: Path) -> None:
+    def __init__(self, trusted: TrustedRepo | IsolatedTrust, downloads: Path) -> None:
         self.trusted = trusted
         self.downloads = Path(downloads)
 
     async def verify(self, candidate: ReleaseEvent, target: Target) -> VerifiedRelease:
         version = str(candidate.version)
         signed, flist, md5, by = await _checked(self.trusted, version, self.downloads, f"release {version}")
+        # here: the publisher source's module loads httpx and the signing stack (cryptography)
+        from zos_upgrade.sources.publisher import fqdn_of_url
+
         url = signed.zos.flist or ""
         fqdn = fqdn_of_url(url)
         parts = urlsplit(url)

@@ -41,6 +41,7 @@ from zos_upgrade.trust.errors import (
     EndlessData,
     ForgedMetadata,
     FreezeAttack,
+    MetadataUnavailable,
     MixAndMatch,
     RollbackAttack,
     SlowRetrieval,
@@ -52,6 +53,7 @@ from zos_upgrade.trust.errors import (
 )
 from zos_upgrade.trust.layout import TOP_LEVEL_ROLES, ZosTarget, read_custom, validate_target_path
 from zos_upgrade.trust.nodestate import TrustStatus, load_status, save_status
+from zos_upgrade.trust.view import TrustView, resolve_link
 
 __all__ = ["Clock", "MetadataUnavailable", "TrustedRepo", "TrustedTarget", "load_pinned_root", "utcnow"]
 
@@ -59,10 +61,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_ROOT_BYTES = 512_000  # ngclient's own cap for a root file
-
-
-class MetadataUnavailable(TrustError):
-    """The metadata could not be fetched (server down, 404, network): not an attack; retried."""
 
 
 def utcnow() -> datetime:
@@ -84,6 +82,10 @@ class TrustedTarget:
     @property
     def length(self) -> int:
         return self.info.length
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return dict(self.info.hashes)
 
 
 def load_pinned_root(path: Path) -> bytes:
@@ -182,24 +184,8 @@ class TrustedRepo:
         return _trusted(info)
 
     def resolve_link(self, name: str) -> TrustedTarget:
-        """The release a signed link (or channel) names; a plain release target resolves to itself.
-
-        Refused when the link's signed length or hashes differ from the linked target's: both are
-        in the same signed targets metadata, so a mismatch is a repository that must not be followed.
-        """
-        link = self.target(name)
-        if link.zos.kind != "link":
-            return link
-        assert link.zos.link is not None  # read_custom guarantees it for a link
-        linked = self.target(link.zos.link)
-        if linked.zos.kind == "link":
-            raise UnknownTarget(f"{self.name}: link {name!r} points at {link.zos.link!r}, itself a link "
-                                "(a link must name a release)")
-        if linked.length != link.length or dict(linked.info.hashes) != dict(link.info.hashes):
-            raise TargetMismatch(
-                f"{self.name}: link {name!r} signs length {link.length} / sha256 {link.sha256} but its "
-                f"release {linked.path!r} is {linked.length} / {linked.sha256} [{TargetMismatch.attack}]")
-        return linked
+        """The release a signed link (or channel) names (:func:`zos_upgrade.trust.view.resolve_link`)."""
+        return resolve_link(name, self.target, self.name)
 
     def releases(self) -> list[TrustedTarget]:
         """Every signed release (kind ``flist`` or ``release``), by path; links left out."""
@@ -213,6 +199,14 @@ class TrustedRepo:
             if trusted.zos.kind in ("flist", "release"):
                 out.append(trusted)
         return out
+
+    def view(self) -> TrustView:
+        """What the last refresh verified, as plain data (the refresh child sends it to the daemon)."""
+        updater = self._refreshed()
+        targets = {path: {"length": info.length, "hashes": dict(info.hashes),
+                          "custom": info.unrecognized_fields.get("custom", {})}
+                   for path, info in updater._trusted_set.targets.targets.items()}
+        return TrustView(self.name, targets, _roles(updater))
 
     def versions(self) -> dict[str, int]:
         """Each top-level role's trusted version (what ``verified_by`` and ``status`` show)."""

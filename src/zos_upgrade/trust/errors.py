@@ -23,6 +23,7 @@ __all__ = [
     "ForgedMetadata",
     "FreezeAttack",
     "InvalidTargetPath",
+    "MetadataUnavailable",
     "MixAndMatch",
     "RollbackAttack",
     "SlowRetrieval",
@@ -37,6 +38,10 @@ __all__ = [
 
 class TrustError(ZosUpgradeError):
     """Base of every release-authenticity error."""
+
+
+class MetadataUnavailable(TrustError):
+    """The metadata could not be fetched (server down, 404, network): not an attack; retried."""
 
 
 class UntrustedRelease(TrustError):

@@ -35,7 +35,6 @@ from zos_upgrade.upgrade.context import Context
 from zos_upgrade.upgrade.errors import RollbackRefused, UpgradeError
 from zos_upgrade.upgrade.flister import Mount, Partial, check_kept_flist
 from zos_upgrade.upgrade.manifest import Manifest
-from zos_upgrade.upgrade.staging import control_only
 
 __all__ = ["ROLLBACK_HOOK", "kept_release", "mount_rolled_from", "rollback_target"]
 
@@ -80,6 +79,8 @@ async def mount_rolled_from(ctx: Context) -> Mount:
     current = ctx.manifests.load(record.target_key)
     if current is None:
         raise UpgradeError(f"rollback {record.id}: the installed manifest of {record.target_key} is gone")
+    from zos_upgrade.upgrade.staging import control_only  # the staging stack: only when a rollback mounts
+
     # only its control files: its hooks and hooks.paths are what the rollback reads of it
     return await ctx.flister.mount(kept_release(ctx, current, record.block_store),
                                    check=lambda _reader: Partial(control_only))

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -47,13 +47,16 @@ from zos_upgrade.upgrade.manifest import Manifest
 from zos_upgrade.upgrade.nodefs import check_relative
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
-from zos_upgrade.upgrade.preview import Preview, preview_release, preview_uninstall
 from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.upgrade.report import TransactionKind, UpgradeReport
 from zos_upgrade.upgrade.restore import RestoreReport, restore_from_backup
 from zos_upgrade.upgrade.rollback import kept_release, rollback_target
-from zos_upgrade.upgrade.staging import installed_blocks, node_blocks_of, resume_only
-from zos_upgrade.upgrade.steps import Transaction, run_steps
+
+# The transaction's table (steps.py), its staging and the preview are imported by the methods that
+# run them: an idle daemon builds its Upgrader and recovers with it, and never pays for them (issue 19)
+if TYPE_CHECKING:
+    from zos_upgrade.upgrade.preview import Preview
+    from zos_upgrade.upgrade.steps import Transaction
 
 __all__ = ["Upgrader"]
 
@@ -112,6 +115,8 @@ class Upgrader:
 
     async def install(self, release: VerifiedRelease) -> UpgradeReport:
         """Install a verified release: the boot release (also a first install) or one bins package."""
+        from zos_upgrade.upgrade.steps import Transaction
+
         self._refuse_open_journal()
         tx = Transaction(UpgradeReport(_KIND_OF[release.target], "", release.version))
         tx.know(self._ctx, release)
@@ -123,6 +128,8 @@ class Upgrader:
         A candidate the source rejects is refused like any fetch failure: ReleaseRefused at step
         ``fetch``, recorded in ``last-transaction.json``, the node unchanged.
         """
+        from zos_upgrade.upgrade.steps import Transaction
+
         self._refuse_open_journal()
         # until the source says which bins package it is, only the boot release's version is known
         old = self.installed_boot() if target == "boot" else None
@@ -139,6 +146,8 @@ class Upgrader:
         RollbackRefused (nothing changed) when there is no previous release or its flist file is not
         kept; otherwise the transaction's own errors (ReleaseRefused, RolledBack, ...).
         """
+        from zos_upgrade.upgrade.steps import Transaction
+
         self._refuse_open_journal()
         current, previous = rollback_target(self._ctx)
         to_release = kept_release(self._ctx, previous, block_store)
@@ -152,6 +161,8 @@ class Upgrader:
 
     async def uninstall_binary(self, fqdn: str) -> UpgradeReport:
         """Remove a bins package using OUR manifest (the hub may not list it any more)."""
+        from zos_upgrade.upgrade.steps import Transaction
+
         old, plan = self._uninstall_plan(fqdn)
         self._refuse_open_journal()
         tx = Transaction(UpgradeReport("bin-uninstall", old.version, ""), key=fqdn, old=old, plan=plan)
@@ -161,10 +172,14 @@ class Upgrader:
         """What :meth:`install_from` would do, changing nothing (``zos-upgrade check``): ``source``
         verifies ``candidate`` into ITS downloads folder (give it one outside the state directory);
         the plan comes from the flist's entries, no block is fetched (``preview.py``)."""
+        from zos_upgrade.upgrade.preview import preview_release
+
         return await preview_release(self._ctx, await source.verify(candidate, target))
 
     async def preview_uninstall(self, fqdn: str) -> Preview:
         """What :meth:`uninstall_binary` would do, changing nothing."""
+        from zos_upgrade.upgrade.preview import preview_uninstall
+
         old, plan = self._uninstall_plan(fqdn)
         return await preview_uninstall(self._ctx, old, plan)
 
@@ -222,6 +237,8 @@ class Upgrader:
         return old, plan
 
     async def _run(self, tx: Transaction, start: str) -> UpgradeReport:
+        from zos_upgrade.upgrade.steps import run_steps
+
         try:
             await run_steps(self._ctx, tx, start)
         except (RolledBack, ReleaseRefused):
@@ -247,6 +264,8 @@ class Upgrader:
     async def _continue_after_self_update(self, record: JournalRecord) -> str:
         """Re-mount the release from the flist file the journal names (no network: the source
         checked it before the plan; its md5 is checked again here) and continue after self."""
+        from zos_upgrade.upgrade.steps import Transaction
+
         report = UpgradeReport(record.kind, record.from_version, record.to_version)
         try:
             release = await asyncio.to_thread(self._kept_release, record)
@@ -267,6 +286,8 @@ class Upgrader:
         """The staged part of the release again, as the plan staged it: its added and replaced paths
         and what the transaction reads (control files, services); blocks from the node's files (the
         installed manifest is still the old one) and the cache, which kept every block fetched."""
+        from zos_upgrade.upgrade.staging import installed_blocks, node_blocks_of, resume_only
+
         only = resume_only(_decode_manifest(record.new_manifest), record.plan.add + record.plan.replace)
         old = self.manifests.load(record.target_key)
         local = node_blocks_of(self.root, installed_blocks(self.flister.downloads_dir, old))

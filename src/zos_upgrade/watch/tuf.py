@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.hub.models import FlistInfo
 from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.publisher.base import Upgrade
-from zos_upgrade.trust.client import TrustedRepo, TrustedTarget
 from zos_upgrade.trust.errors import UnknownTarget
 from zos_upgrade.trust.layout import LATEST, release_path_version
 from zos_upgrade.versions import Version
 from zos_upgrade.watch.repo import FListRepoWatcher
 from zos_upgrade.watch.semver import FListSemverWatcher
 
+if TYPE_CHECKING:
+    from zos_upgrade.trust.view import TargetLike, Trusted
+
 __all__ = ["TufLinkWatcher", "TufPublisher", "TufRepoWatcher", "signed_info"]
 
 
-def signed_info(name: str, release: TrustedTarget, *, link: bool) -> FlistInfo:
+def signed_info(name: str, release: TargetLike, *, link: bool) -> FlistInfo:
     """The ``/light`` shape of a signed target, as the boot files record it (``updated`` is 0: a
     signed target carries no time, and a constant keeps an unchanged package unchanged)."""
     return FlistInfo(name=name, size=release.length, updated=0, type="symlink" if link else "regular",
@@ -42,7 +44,7 @@ def signed_info(name: str, release: TrustedTarget, *, link: bool) -> FlistInfo:
 class TufLinkWatcher(FListSemverWatcher):
     """The boot flist's link, resolved through the signed targets of its repository's TUF repo."""
 
-    def __init__(self, flist: str, interval: float, current: Version, *, trusted: TrustedRepo,
+    def __init__(self, flist: str, interval: float, current: Version, *, trusted: Trusted,
                  **options: Any) -> None:
         super().__init__(flist, interval, current, hub=None, **options)
         self.trusted = trusted
@@ -60,7 +62,7 @@ class TufRepoWatcher(FListRepoWatcher):
     """A bins repository: every signed flist target is a package (links are not packages)."""
 
     def __init__(self, repo: str, current: Mapping[str, RepoFList | FlistInfo], interval: float, *,
-                 trusted: TrustedRepo, **options: Any) -> None:
+                 trusted: Trusted, **options: Any) -> None:
         super().__init__(repo, current, interval, hub=None, **options)
         self.trusted = trusted
 
@@ -69,9 +71,9 @@ class TufRepoWatcher(FListRepoWatcher):
         return {f"{self.repo}/{t.path}": RepoFList(self.repo, signed_info(t.path, t, link=False))
                 for t in releases if t.zos.kind == "flist"}
 
-    def _look(self) -> list[TrustedTarget]:
+    def _look(self) -> list[TargetLike]:
         self.trusted.refresh()
-        return self.trusted.releases()
+        return list(self.trusted.releases())
 
 
 class TufPublisher:
@@ -82,11 +84,11 @@ class TufPublisher:
     source downloads it and checks the signed length and hashes, not this object's ``hash``).
     """
 
-    def __init__(self, trusted: TrustedRepo) -> None:
+    def __init__(self, trusted: Trusted) -> None:
         self.trusted = trusted
         self.base_url = trusted.metadata_url
 
-    def _refresh(self) -> dict[Version, TrustedTarget]:
+    def _refresh(self) -> dict[Version, TargetLike]:
         self.trusted.refresh()
         return {release_path_version(t.path): t for t in self.trusted.releases() if t.zos.kind == "release"}
 
