@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from zos_upgrade.config import Config
-from zos_upgrade.daemon.check import PlanningUpgrader
 from zos_upgrade.daemon.control import ControlGate
-from zos_upgrade.daemon.feedback import FleetFeedback
-from zos_upgrade.daemon.fleetlock import FleetLockGate
 from zos_upgrade.daemon.loop import NodeParts
 from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, Gate, ReleasePolicy
@@ -32,9 +29,7 @@ from zos_upgrade.node.control import NodeControl
 from zos_upgrade.node.events import FListEvent, RepoEvent
 from zos_upgrade.node.failed import FailedReleases
 from zos_upgrade.node.identity import NodeIdentity, load_identity, read_generated_id
-from zos_upgrade.node.reports import ReportQueue
 from zos_upgrade.sources.base import ReleaseSource
-from zos_upgrade.sources.hub import HubSource
 from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
 from zos_upgrade.upgrade.probe import ProgramProbe
@@ -42,6 +37,8 @@ from zos_upgrade.versions import Version
 from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
 
 if TYPE_CHECKING:
+    from zos_upgrade.daemon.feedback import FleetFeedback
+    from zos_upgrade.daemon.fleetlock import FleetLockGate
     from zos_upgrade.publisher import HTTPPublisher
     from zos_upgrade.trust.client import TrustedRepo
     from zos_upgrade.trust.isolated import IsolatedTrust
@@ -218,13 +215,18 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     fleet_lock: FleetLockGate | None = None
     if rollout.strategy == "fleet_lock" and identity is not None and check_into is None:
         assert rollout.fleet_lock.base_url is not None  # the config requires it for fleet_lock
+        from zos_upgrade.daemon.fleetlock import FleetLockGate
         from zos_upgrade.rollout.fleetlock import FleetLockClient
 
         lock_client = FleetLockClient(rollout.fleet_lock.base_url, identity.id, identity.group)
         fleet_lock = FleetLockGate(lock_client, state_dir, node_id=identity.id, group=identity.group,
                                    sleep=sleep, clock=clock)
     installer = make_upgrader(config, supervisor, disrupt=fleet_lock, config_file=config_file)
-    upgrader: UpgraderPort = installer if check_into is None else PlanningUpgrader(installer)
+    upgrader: UpgraderPort = installer
+    if check_into is not None:
+        from zos_upgrade.daemon.check import PlanningUpgrader
+
+        upgrader = PlanningUpgrader(installer)
     downloads = check_into or installer.flister.downloads_dir
     # one memory of failed releases for every policy: a release that failed is never applied twice
     memory = ReleaseMemory(FailedReleases(state_dir))
@@ -298,6 +300,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         return parts
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
+    from zos_upgrade.sources.hub import HubSource
+
     flists = HubSource(hub, downloads)
     bins: _Followed[Mapping[str, RepoFList], FListRepoWatcher] | None = None
     if src.bins_repo is not None:
@@ -407,6 +411,9 @@ def _report_to_hub(config: Config, parts: NodeParts, boot: BootPolicy, identity:
 def fleet_feedback(config: Config, hub_url: str,
                    identity: NodeIdentity | None = None) -> FleetFeedback[HubClient]:
     """Reports to the hub at ``hub_url`` with the node's token, queued in the state dir."""
+    from zos_upgrade.daemon.feedback import FleetFeedback
+    from zos_upgrade.node.reports import ReportQueue
+
     identity = identity or load_identity(config.state_dir, config.node.id, config.node.group)
     client = HubClient(hub_url, token=config.report.token, timeout=10.0)
     return FleetFeedback(ReportQueue(config.state_dir, config.report.queue), client, identity.id,

@@ -23,8 +23,6 @@ import msgspec
 
 from zos_upgrade import fsutil
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.flist.delta import DeltaInvalid
-from zos_upgrade.flist.delta_files import delta_bases, rebuild_from_delta
 from zos_upgrade.hub.models import (
     ApiReply,
     FlistContents,
@@ -219,6 +217,10 @@ class HubClient:
 
     async def _from_delta(self, fqdn: str, folder: Path, md5: str) -> Path | None:
         """``folder/<md5>`` rebuilt from a delta against a flist ``folder`` holds, or None (logged)."""
+        # here: the flist delta codec (and the flist model under it) is a download's, not a poll's
+        from zos_upgrade.flist.delta import DeltaInvalid
+        from zos_upgrade.flist.delta_files import delta_bases, rebuild_from_delta
+
         bases = await asyncio.to_thread(delta_bases, folder, md5)
         if not bases:
             return None
