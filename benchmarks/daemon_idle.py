@@ -41,8 +41,9 @@ from tests.e2e.trust_node import TrustedNode, trusted_node  # noqa: E402
 from tests.support.procs import stop_process, zos_upgrade_cmd  # noqa: E402
 from zos_upgrade.daemon.loop import DUMP_MODULES_ENV  # noqa: E402
 
-IMPORTS = ("import zos_upgrade.cli, zos_upgrade.daemon.wiring, zos_upgrade.daemon, time; "
-           "print('ready', flush=True); time.sleep(600)")
+# as the daemon command imports them (cli.daemon first: asyncio without OpenSSL, zos_upgrade/lazytls.py)
+IMPORTS = ("import zos_upgrade.cli, zos_upgrade.cli.daemon, zos_upgrade.daemon.wiring, zos_upgrade.daemon, "
+           "time; print('ready', flush=True); time.sleep(600)")
 
 
 def rss_kib(pid: int) -> int:
@@ -86,9 +87,10 @@ def baseline(code: str, samples: int) -> int:
 
 
 # the stacks an idle daemon should not carry (issue 19): printed when the last run loaded them
-HEAVY = ("httpx", "httpcore", "anyio", "h11", "tuf", "securesystemslib", "cryptography", "redis", "capnp",
-         "boto3", "botocore", "obstore", "rich", "starlette", "uvicorn", "pycapnp", "cramjam",
-         "zos_upgrade.flist.materialize", "zos_upgrade.flist.stores", "zos_upgrade.upgrade.upgrader")
+HEAVY = ("ssl", "_hashlib", "httpx", "httpcore", "anyio", "h11", "tuf", "securesystemslib", "cryptography",
+         "redis", "capnp", "boto3", "botocore", "obstore", "rich", "starlette", "uvicorn", "pycapnp",
+         "cramjam", "zos_upgrade.flist.materialize", "zos_upgrade.flist.stores",
+         "zos_upgrade.upgrade.upgrader")
 
 
 def daemon_run(mode: str, settle: float, samples: int, modules: list[str],

@@ -22,7 +22,6 @@ from zos_upgrade.daemon.memory import ReleaseMemory
 from zos_upgrade.daemon.policy import BinsPolicy, BootPolicy, Gate, ReleasePolicy
 from zos_upgrade.daemon.ports import UpgraderPort
 from zos_upgrade.daemon.strategy import PlanLookup, RolloutGate, WindowGate, calendar_of
-from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.node.boot import Boot
 from zos_upgrade.node.control import NodeControl
@@ -34,15 +33,17 @@ from zos_upgrade.supervisor import Supervisor
 from zos_upgrade.upgrade import DisruptGate, Flister, Upgrader
 from zos_upgrade.upgrade.probe import ProgramProbe
 from zos_upgrade.versions import Version
-from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher, PublisherWatcher
+from zos_upgrade.watch import FListRepoWatcher, FListSemverWatcher
 
 if TYPE_CHECKING:
     from zos_upgrade.daemon.feedback import FleetFeedback
     from zos_upgrade.daemon.fleetlock import FleetLockGate
+    from zos_upgrade.hub.client import HubClient
     from zos_upgrade.publisher import HTTPPublisher
     from zos_upgrade.trust.client import TrustedRepo
     from zos_upgrade.trust.isolated import IsolatedTrust
     from zos_upgrade.trust.view import TargetLike, Trusted
+    from zos_upgrade.watch import PublisherWatcher
 
 # Each kind of source's classes are imported in the branch that builds it: a node following a hub
 # without TUF never loads python-tuf, a hub-following node never loads the release server's client,
@@ -262,6 +263,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
         from zos_upgrade.daemon.plans import release_version
         from zos_upgrade.sources.tuf import TufReleaseSource
         from zos_upgrade.trust.layout import LATEST
+        from zos_upgrade.watch import PublisherWatcher
         from zos_upgrade.watch.tuf import TufPublisher
 
         trusted = _trust(config, None, into=trust_into)
@@ -281,6 +283,7 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     gates = with_plans(None, None, lambda target: None)  # without TUF no plans: never asked
     if publisher is not None:
         from zos_upgrade.sources.publisher import PublisherSource
+        from zos_upgrade.watch import PublisherWatcher
 
         pub = publisher
         parts.closers.append(pub.aclose)
@@ -298,6 +301,8 @@ def build(config: Config, *, supervisor: Supervisor | None = None, check_into: P
     if config.tuf:
         _tuf_hub(config, parts, upgrader, downloads, memory, control, trust_into, with_plans, identity)
         return parts
+    from zos_upgrade.hub.client import HubClient  # here: a TUF node polls through its trust, not this
+
     hub, flist = HubClient(src.hub, cache_dir=state_dir / "cache" / "flists"), src.flist
     parts.closers.append(hub.aclose)
     from zos_upgrade.sources.hub import HubSource
@@ -412,6 +417,7 @@ def fleet_feedback(config: Config, hub_url: str,
                    identity: NodeIdentity | None = None) -> FleetFeedback[HubClient]:
     """Reports to the hub at ``hub_url`` with the node's token, queued in the state dir."""
     from zos_upgrade.daemon.feedback import FleetFeedback
+    from zos_upgrade.hub.client import HubClient
     from zos_upgrade.node.reports import ReportQueue
 
     identity = identity or load_identity(config.state_dir, config.node.id, config.node.group)

@@ -143,7 +143,12 @@ class IsolatedTrust:
     def _refresh_in_child(self) -> TrustView:
         self.children += 1
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no process left to fork (EAGAIN, ENOMEM): retried next round
+            os.close(read_end)
+            os.close(write_end)
+            raise MetadataUnavailable(f"{self.name}: cannot start the metadata refresh: {exc}") from exc
         if pid == 0:  # pragma: no cover  # the child: coverage does not follow os._exit
             os.close(read_end)
             _child(self._make_full, write_end)

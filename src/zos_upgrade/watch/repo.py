@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 
 from zos_upgrade.errors import ZosUpgradeError
-from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.flists import RepoFList
 from zos_upgrade.hub.models import FlistInfo
 from zos_upgrade.hub.names import split_fqdn, validate_name
 from zos_upgrade.node.events import RepoEvent
 from zos_upgrade.watch.poll import DEFAULT_MAX_BACKOFF, Schedule, Sleep, poll
+
+if TYPE_CHECKING:
+    from zos_upgrade.hub.client import HubClient  # a TUF watcher has none: its import is not paid
 
 __all__ = ["FListRepoWatcher"]
 

@@ -6,13 +6,16 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-from zos_upgrade.hub.client import HubClient
 from zos_upgrade.hub.models import FlistInfo
 from zos_upgrade.hub.names import split_fqdn
 from zos_upgrade.node.events import FListEvent
 from zos_upgrade.versions import Version
 from zos_upgrade.watch.poll import DEFAULT_MAX_BACKOFF, Schedule, Sleep, poll
+
+if TYPE_CHECKING:
+    from zos_upgrade.hub.client import HubClient  # a TUF watcher has none: its import is not paid
 
 __all__ = ["FListSemverWatcher"]
 
