@@ -194,12 +194,19 @@ class LeanClient:
         if self._ssl is None:
             import ssl  # here: OpenSSL loads at the first https URL, not in every poll (lazytls.py)
 
-            try:  # the CA bundle httpx verifies against, so both transports trust the same servers
-                import certifi
+            # the CA bundle httpx verifies against, by httpx's own rule (SSL_CERT_FILE, SSL_CERT_DIR,
+            # else certifi's), so both transports trust the same servers
+            cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+            if cafile or capath:
+                self._ssl = ssl.create_default_context(cafile=cafile or None,
+                                                       capath=None if cafile else capath)
+            else:
+                try:
+                    import certifi
 
-                self._ssl = ssl.create_default_context(cafile=certifi.where())
-            except ImportError:
-                self._ssl = ssl.create_default_context()
+                    self._ssl = ssl.create_default_context(cafile=certifi.where())
+                except ImportError:
+                    self._ssl = ssl.create_default_context()
         return self._ssl
 
     async def _send(self, method: str, url: str, headers: Mapping[str, str] | None,

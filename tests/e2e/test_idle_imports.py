@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon_node import Node, wait_for
+from tests.e2e.daemon_node import LINK, Node, wait_for
 from tests.e2e.trust_node import trusted_node
 from tests.support.procs import stop_process
+from tests.support.tls_front import certificate, tls_front
 from zos_upgrade.daemon.loop import DUMP_MODULES_ENV
 
 # what a transaction needs and a poll must not load: the HTTP client, the block codecs and ciphers,
@@ -91,3 +92,28 @@ def test_an_idle_tuf_daemon_loads_no_transaction_stack_nor_python_tuf(dump: Path
         # 304: the daemon itself never imports python-tuf until the upgrade's download needs it
         rounds_then_upgrade(trusted.node, dump, lambda: trusted.publish("1.1.0"), HEAVY,
                             after=TRANSACTION | {"tuf"})
+
+
+def test_a_daemon_whose_asyncio_came_without_openssl_upgrades_over_https(
+        node: Node, dump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio was imported without ssl (lazytls.py): the first https poll loads it and hands it to
+    asyncio, and the poll (asyncio's TLS) and the transaction (httpx's) both work over TLS."""
+    cert, key = certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # both transports' rule (leanhttp.py, httpx)
+    with tls_front(int(node.box.hub_url.rsplit(":", 1)[1].rstrip("/")), cert, key) as front:
+        node.write_config(source=f'hub = "{front.url}"\nflist = "{LINK}"\n')
+        node.release("1.0.0")
+        daemon = node.start()
+        try:
+            wait_for(lambda: node.status()["current_version"] == "1.0.0", timeout=60, what="the install")
+            assert node.box.wait_version("alpha", "1.0.0") == "1.0.0"
+            node.release("1.1.0")
+            wait_for(lambda: node.status()["current_version"] == "1.1.0", timeout=60, what="the upgrade")
+            assert node.status()["last_result"] == "upgraded"
+            dump.unlink(missing_ok=True)
+            wait_for(dump.exists, what="a round after the upgrade")
+            modules = loaded(dump)
+        finally:
+            stop_process(daemon)
+        assert {"zos_upgrade.lazytls", "ssl", "httpx"} <= modules
+        assert front.connections > 0  # the node spoke TLS, not around the front
