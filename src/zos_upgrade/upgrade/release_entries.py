@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from zos_upgrade.flist.chunking import FIXED, Chunking, block_spans, chunking_of
+from zos_upgrade.flist.chunking import FIXED, Chunking, block_lengths, chunking_of
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, HostileFlist
 from zos_upgrade.upgrade.manifest import HOOK_NAMES, RELEASE_CONTROL_FILES, FileRecord, service_name
 
@@ -28,10 +28,8 @@ FINGERPRINT_PREFIX = "blocks:"
 
 def block_fingerprint(keys: Iterable[bytes]) -> str:
     """The content of a file named by its blocks' keys, in order (both flist formats)."""
-    digest = hashlib.blake2b(digest_size=32)
-    for key in keys:
-        digest.update(key)
-    return FINGERPRINT_PREFIX + digest.hexdigest()
+    # one update of the keys joined: the same digest as one update per key, in fewer steps
+    return FINGERPRINT_PREFIX + hashlib.blake2b(b"".join(keys), digest_size=32).hexdigest()
 
 
 @dataclass
@@ -58,10 +56,11 @@ class ReleaseEntries:
         if rel in self.files or rel in self.control:
             # materialize refuses it too, but only for the entries it writes: the plan sees them all
             raise HostileFlist(f"entry {entry.path!r} appears twice")
-        lengths = [length for _, length in block_spans(entry)] if entry.kind is EntryKind.FILE else []
+        lengths = block_lengths(entry) if entry.kind is EntryKind.FILE else []
+        blocks, block_keys = self.blocks, self.block_keys
         for ref, length in zip(entry.blocks, lengths, strict=False):
-            self.blocks[ref.id] = length
-            self.block_keys[ref.id] = ref.key
+            blocks[ref.id] = length
+            block_keys[ref.id] = ref.key
         if rel in RELEASE_CONTROL_FILES:
             self.control.append(rel)
             if rel in HOOK_NAMES:
