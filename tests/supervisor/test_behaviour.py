@@ -355,35 +355,3 @@ def test_supervisord_backoff_reports_why_and_the_real_exit_status_not_zero() -> 
         assert "status 0" not in detail, (state, detail)
         assert detail.startswith("Exited too quickly"), (state, detail)
         assert detail.endswith("last exit: exit status 5"), (state, detail)
-
-
-def test_supervisord_start_right_after_monitor_sends_nothing_its_autostart_started_it() -> None:
-    """``monitor`` adds the program, which autostarts: the ``start`` after it is not sent, and the
-    service runs once; once stopped, ``start`` asks supervisord again."""
-    from tests.support.supervisord import running_supervisord
-    from zos_upgrade.supervisor.supervisord import SupervisordClient
-
-    async def body(sup: SupervisordClient) -> None:
-        sent: list[str] = []
-        real = sup._call
-
-        async def call(method: str, *args: Any, name: str = "") -> Any:
-            sent.append(method)
-            return await real(method, *args, name=name)
-
-        sup._call = call  # type: ignore[method-assign]
-        await sup.install_config("auto", SLEEPER)
-        await sup.monitor("auto")
-        await sup.start("auto")
-        first = await wait_status(sup, "auto", running)
-        assert "startProcess" not in sent
-        await sup.stop("auto")
-        await wait_status(sup, "auto", lambda s: s.is_down)
-        await sup.start("auto")
-        second = await wait_status(sup, "auto", running)
-        assert sent.count("startProcess") == 1 and second.pid != first.pid
-        await cleanup(sup, ["auto"])
-
-    with running_supervisord() as sd:
-        asyncio.run(body(SupervisordClient(sd.socket_path, include_dir=sd.include_dir, timeout=5,
-                                           start_seconds=0)))

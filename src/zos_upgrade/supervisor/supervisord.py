@@ -215,10 +215,6 @@ class SupervisordClient:
         self._start_seconds = start_seconds
         # where each service's log file stood when this client last started it: its output begins there
         self._log_marks: dict[str, int] = {}
-        # added by ``monitor`` and not touched since: supervisord starts them itself (autostart), so
-        # the ``start`` that follows (restart_many's order) sends nothing (a request of 5-9 ms, measured,
-        # and for a oneshot that already ended, a second run)
-        self._autostarting: set[str] = set()
 
     # --- transport ------------------------------------------------------------------------------
 
@@ -327,30 +323,23 @@ class SupervisordClient:
 
     async def start(self, name: str) -> None:
         validate_service_name(name)
-        if name in self._autostarting:
-            self._autostarting.discard(name)  # its program file says autostart: monitor started it
-            return
         self._mark_log(name)
         with contextlib.suppress(_AlreadyStarted, _SpawnFailed):
             await self._call("startProcess", name, False, name=name)
 
     async def stop(self, name: str) -> None:
         validate_service_name(name)
-        self._autostarting.discard(name)
         with contextlib.suppress(ServiceIsDown):  # already stopped: stop is idempotent, as in zinit
             await self._call("stopProcess", name, False, name=name)
 
     async def monitor(self, name: str) -> None:
         validate_service_name(name)
         self._mark_log(name)  # the program file sets autostart: this starts it
-        self._autostarting.discard(name)
         await self._call("reloadConfig")
         await self._call("addProcessGroup", name, name=name)
-        self._autostarting.add(name)
 
     async def forget(self, name: str) -> None:
         validate_service_name(name)
-        self._autostarting.discard(name)
         await self._call("removeProcessGroup", name, name=name)
 
     async def kill(self, name: str, signal: str) -> None:
@@ -359,7 +348,6 @@ class SupervisordClient:
             sig = normalize_signal(signal)
         except ValueError as exc:
             raise SupervisorError(f"kill {name}: {exc}") from None
-        self._autostarting.discard(name)
         await self._call("signalProcess", name, sig[3:], name=name)
 
     def _program_path(self, name: str) -> Path:
