@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -206,6 +207,32 @@ def test_what_it_does_not_speak_goes_to_the_fallback_transport() -> None:
             assert (await http.post("http://example.invalid/x", content=b"body")).content == b"fallback"
             assert (await http.put("http://example.invalid/x")).content == b"fallback"
         assert seen == [("GET", "https"), ("POST", "http"), ("PUT", "http")]
+    run(main())
+
+
+def test_httpx_own_transport_is_made_only_for_a_request_the_lean_one_hands_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building httpx's transport costs an SSL context: plain GETs never pay it, ``https://`` does."""
+    made: list[httpx.AsyncHTTPTransport] = []
+    real = httpx.AsyncHTTPTransport
+
+    def counted(*args: object, **kwargs: object) -> httpx.AsyncHTTPTransport:
+        made.append(real(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(httpx, "AsyncHTTPTransport", counted)
+
+    async def main() -> None:
+        hello = reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        async with serving(hello) as (_server, url), client() as http:
+            assert (await http.get(f"{url}/a")).content == b"hello"
+            assert made == []
+            with socket.socket() as closed:  # a port nobody listens on: httpx's transport refuses
+                closed.bind(("127.0.0.1", 0))
+                port = closed.getsockname()[1]
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"https://127.0.0.1:{port}/a")
+            assert len(made) == 1
     run(main())
 
 

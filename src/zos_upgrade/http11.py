@@ -149,7 +149,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, max_idle_per_host: int = 16, keepalive_expiry: float = 5.0,
                  fallback: httpx.AsyncBaseTransport | None = None) -> None:
-        self._fallback = fallback or httpx.AsyncHTTPTransport()
+        # made at the first request it must take: httpx's own transport builds an SSL context, which
+        # costs ~20 ms of CPU that a plain-http block fetch (an upgrade's handful) never needs
+        self._fallback = fallback
         self._max_idle = max_idle_per_host
         self._expiry = keepalive_expiry
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
@@ -157,6 +159,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
         if request.url.scheme != "http" or request.method not in ("GET", "HEAD") or has_body:
+            if self._fallback is None:
+                self._fallback = httpx.AsyncHTTPTransport()
             return await self._fallback.handle_async_request(request)
         timeouts = request.extensions.get("timeout", {})
         key = (request.url.host, request.url.port or 80)
@@ -213,7 +217,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         for conns in idle.values():
             for conn in conns:
                 conn.close()
-        await self._fallback.aclose()
+        if self._fallback is not None:
+            await self._fallback.aclose()
 
 
 class _Closed(Exception):

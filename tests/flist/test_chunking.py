@@ -16,6 +16,7 @@ from zos_upgrade.flist.chunking import (
     FIXED,
     Chunking,
     ChunkingError,
+    block_lengths,
     block_spans,
     chunking_from_tags,
     data_chunks,
@@ -123,6 +124,15 @@ def test_block_spans_follow_the_recorded_lengths_or_the_fixed_layout() -> None:
     cdc = Entry("/g", EntryKind.FILE, 0o100644, size=30, lengths=(10, 15, 5))
     assert block_spans(cdc) == [(0, 10), (10, 15), (25, 5)]
     assert block_spans(Entry("/e", EntryKind.FILE, 0o100644)) == []
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE,
+                                  3 * BLOCK_SIZE + 7])
+def test_block_lengths_are_the_spans_lengths(size: int) -> None:
+    fixed = Entry("/f", EntryKind.FILE, 0o100644, size=size)
+    assert block_lengths(fixed) == [length for _, length in block_spans(fixed)]
+    cdc = Entry("/g", EntryKind.FILE, 0o100644, size=30, lengths=(10, 15, 5))
+    assert block_lengths(cdc) == [10, 15, 5]
 
 
 def test_parse_chunking_and_tags() -> None:

@@ -448,3 +448,59 @@ def test_an_upgrade_with_stamps_still_finds_a_file_edited_behind_its_back(
     report = node.install(NEW)
     node.assert_files_of(NEW)  # the release's copy replaced the edited one
     assert report.files_replaced >= 1  # type: ignore[attr-defined]
+
+
+def _opened_flists(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every flist file opened from here on (the readers' one entry point)."""
+    import zos_upgrade.flist as flist
+
+    opened: list[Path] = []
+    real = flist.open_flist
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(flist, "open_flist", counted)
+    return opened
+
+
+def test_the_installed_blocks_come_from_the_entries_this_process_read_when_it_read_that_release(
+        node: Node, kept_mounts: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Upgrader that read the installed release's flist (it installed it) plans the next upgrade
+    from those entries: the kept flist is md5-checked but not read again, and the plan, the staged
+    files and the blocks requested are those of a fresh process."""
+    from zos_upgrade.upgrade.release_entries import read_entries
+
+    old, new = node.releases[OLD], node.releases[NEW]
+    upgrader = node.upgrader()
+    with open_flist(old.flist) as reader:
+        upgrader._ctx.read_entries.remember(old.md5, read_entries(reader))
+    node.forget_cache()
+    opened = _opened_flists(monkeypatch)
+    asyncio.run(upgrader.install(new))
+    node.assert_files_of(NEW)
+    assert opened == [new.flist]  # the new release's file, once: plan and mount from one read
+    assert staged(node.state / "mounts" / new.md5) == CHANGED | CONTROL
+    old_ids = {i for ids in block_ids(old, control=False).values() for i in ids}
+    assert requested(node.log) == {i for ids in block_ids(new).values() for i in ids} - old_ids
+    with open_flist(new.flist) as reader:  # and the next upgrade finds the new release's entries
+        assert upgrader._ctx.read_entries.get(new.md5) == read_entries(reader)
+    assert upgrader._ctx.read_entries.get(old.md5) is None
+
+
+def test_entries_read_before_do_not_stand_for_a_kept_flist_that_is_gone_or_changed(node: Node) -> None:
+    from zos_upgrade.upgrade.release_entries import ReadEntries, read_entries
+
+    manifest = node.upgrader().installed_boot()
+    assert manifest is not None
+    kept = node.state / "flists" / manifest.md5
+    known = ReadEntries()
+    with open_flist(kept) as reader:
+        known.remember(manifest.md5, read_entries(reader))
+    assert installed_blocks(node.state / "flists", manifest, known) == installed_blocks(
+        node.state / "flists", manifest)
+    kept.write_bytes(kept.read_bytes() + b"\0")  # changed since its install: not trusted, memo or not
+    assert installed_blocks(node.state / "flists", manifest, known) == {}
+    kept.unlink()
+    assert installed_blocks(node.state / "flists", manifest, known) == {}

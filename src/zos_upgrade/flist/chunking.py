@@ -35,6 +35,7 @@ __all__ = [
     "FIXED",
     "Chunking",
     "ChunkingError",
+    "block_lengths",
     "block_spans",
     "chunking_from_tags",
     "chunking_of",
@@ -209,6 +210,15 @@ def file_chunks(path: Path, chunking: Chunking) -> Iterator[bytes]:
 
 
 # --- an entry's blocks ------------------------------------------------------------------------------
+
+
+def block_lengths(entry: Entry) -> list[int]:
+    """The plain length of each of ``entry``'s blocks, in order: ``block_spans``' lengths, built
+    without the offsets (the plan reads every file's, for every flist it opens)."""
+    if entry.lengths:
+        return list(entry.lengths)
+    full, rest = divmod(entry.size, BLOCK_SIZE)
+    return [BLOCK_SIZE] * full + ([rest] if rest else [])
 
 
 def block_spans(entry: Entry) -> list[tuple[int, int]]:

@@ -21,6 +21,7 @@ from zos_upgrade.upgrade.manifest import SERVICE_DIR, Manifest, ManifestStore
 from zos_upgrade.upgrade.nodefs import NodeFS
 from zos_upgrade.upgrade.preflight import DEFAULT_MARGIN, FreeSpace, statvfs_space
 from zos_upgrade.upgrade.probe import ProgramProbe
+from zos_upgrade.upgrade.release_entries import ReadEntries
 
 __all__ = ["Clock", "Context", "DisruptGate", "Pace", "Settings", "Sleep"]
 
@@ -97,6 +98,7 @@ class Context:
         # byte for byte with the others, ARE its configs; other back-ends get them rendered
         self.configs_are_files = supervisor.reads_configs_from(self.root / SERVICE_DIR)
         self.reserved = reserved_paths(self.root, self.state_dir, settings.reserved)
+        self.read_entries = ReadEntries()  # the last release's entries: the next plan's installed blocks
 
     def pace(self) -> Pace:
         return {"stop_timeout": self.settings.stop_timeout, "sleep": self.settings.sleep,

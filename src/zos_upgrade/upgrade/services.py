@@ -142,9 +142,10 @@ async def probation(
             message = f"services not up after {start_timeout:g}s: {', '.join(pending)}"
             raise await _failed(sup, pending, message)
         await sleep(interval)
-    # 2. the long-running ones must stay up, same process, for the whole probation
+    # 2. the long-running ones must stay up, same process, for the whole probation (none: step 1 saw
+    # each one up, and asking again at once would only repeat that answer)
     deadline = clock() + duration
-    while True:
+    while duration > 0:
         for name, pid in pids.items():
             status = await _status(sup, name)
             if status.family is not StateFamily.RUNNING or status.pid != pid:

@@ -19,6 +19,8 @@ holds (its own unchanged part, or another file's) are read from the node (``flis
 verified), the rest from the cache or the store. No block list is stored in the manifest, so its
 format stays the one earlier upgraders read (a rollback can hand the node back to one). Without the
 kept flist (removed by hand), every regular file counts as changed: a full upgrade, never a wrong one.
+A process that read that flist already (it installed the release) takes its entries from that read
+(``release_entries.ReadEntries``) once the kept file's md5 is checked again.
 After the mount each staged file is hashed once: its digest for the manifest.
 """
 
@@ -40,7 +42,7 @@ from zos_upgrade.upgrade.manifest import (
     release_services,
     service_name,
 )
-from zos_upgrade.upgrade.release_entries import ReleaseEntries, read_entries
+from zos_upgrade.upgrade.release_entries import ReadEntries, ReleaseEntries, read_entries
 
 __all__ = [
     "FileBlocks", "Staging", "choose", "control_only", "installed_blocks", "node_blocks_of", "resume_only",
@@ -144,19 +146,23 @@ def control_only(path: str) -> bool:
     return path.lstrip("/") in RELEASE_CONTROL_FILES
 
 
-def installed_blocks(flists_dir: Path, old: Manifest | None) -> dict[str, FileBlocks]:
+def installed_blocks(flists_dir: Path, old: Manifest | None,
+                     known: ReadEntries | None = None) -> dict[str, FileBlocks]:
     """Each installed regular file's blocks, from the kept flist of the release ``old`` names
-    (``<flists_dir>/<md5>``, md5 checked again); {} when it is missing or unreadable (then every file
-    counts as changed). A file whose entry disagrees with the manifest's size is left out."""
+    (``<flists_dir>/<md5>``, md5 checked again; its entries from ``known`` when this process read
+    that file already); {} when it is missing or unreadable (then every file counts as changed). A
+    file whose entry disagrees with the manifest's size is left out."""
     if old is None:
         return {}
     path = flists_dir / old.md5
     try:
         check_kept_flist(path, old.md5, f"release {old.version}", "its install")
-        from zos_upgrade.flist import open_flist  # the readers load with the first flist opened
+        found = known.get(old.md5) if known is not None else None
+        if found is None:
+            from zos_upgrade.flist import open_flist  # the readers load with the first flist opened
 
-        with open_flist(path) as reader:
-            found = read_entries(reader)
+            with open_flist(path) as reader:
+                found = read_entries(reader)
     except (UpgradeError, OSError) as exc:
         log.warning("installed release's flist not usable: every file counts as changed",
                     extra={"flist": str(path), "reason": f"{type(exc).__name__}: {exc}"})

@@ -173,11 +173,13 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
         raise ZosUpgradeError("internal: fetch without a release")
     # the node's installed files, hashed once off the event loop (the drift check; the plan reuses it)
     seen = await asyncio.to_thread(_node_records, ctx, old)
-    installed = await asyncio.to_thread(installed_blocks, ctx.flister.downloads_dir, old)
+    installed = await asyncio.to_thread(installed_blocks, ctx.flister.downloads_dir, old, ctx.read_entries)
 
     def for_this_node(reader: FlistReader) -> Partial:
         check_compatible(compatible_of(reader.tags()), ctx.settings.compatible, release.source)
-        tx.staging = choose(read_entries(reader), old, ctx.files.record, seen, installed)
+        found = read_entries(reader)
+        ctx.read_entries.remember(release.md5, found)
+        tx.staging = choose(found, old, ctx.files.record, seen, installed)
         return Partial(tx.staging.only, local)
 
     local = node_blocks_of(ctx.root, installed)
