@@ -19,6 +19,7 @@ from tests.flist.stores.blocks import V2_DATA, V2_REF
 from tests.flist.stores.test_http import http_blocks
 from tests.flist.test_roundtrip import snapshot
 from tests.flist.test_writer_pool import make_tree
+from tests.support.hub import HubFactory, start_hub
 from tests.support.procs import free_port
 from zos_upgrade.flist.blocks import BlockCorrupt
 from zos_upgrade.flist.cache import BlockCache
@@ -29,7 +30,7 @@ from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore, StoreErr
 from zos_upgrade.flist.stores.http_blocking import BlockingHttpReader, RemoteUnavailable
 from zos_upgrade.net import Backoff, RetryPolicy
 
-__all__ = ["http_blocks"]  # the server fixture, shared with the store's own tests
+__all__ = ["http_blocks", "start_hub"]  # server fixtures, shared with the store's and hub's tests
 
 FAST = RetryPolicy(attempts=2, backoff=Backoff(base=0.001, cap=0.001), deadline=5)
 
@@ -176,3 +177,30 @@ def test_the_blocking_reader_prefetches_in_any_order_and_names_what_is_missing(
         BlockingHttpReader(f"http://127.0.0.1:{free_port()}/blocks").read_block_file(V2_REF.id)
     with pytest.raises(StoreError, match="plain http"):
         BlockingHttpReader("https://example.test/blocks")
+
+
+def test_children_fetch_from_our_hub_in_batches(start_hub: HubFactory, tmp_path: Path,
+                                               parent_gets: list[bytes]) -> None:
+    with start_hub(blocks=True) as hub:
+        assert hub.blocks is not None
+        src, flist, _ = release(tmp_path, hub.blocks.parent, hub.blocks.name)
+        report = unpack(flist, tmp_path / "dest", f"{hub.url}/blocks")
+        assert report.writer_processes == 2 and parent_gets == []
+        assert snapshot(tmp_path / "dest") == snapshot(src)
+        with open_flist(flist) as reader_of:
+            ids = list(dict.fromkeys(ref.id for entry in reader_of.entries() for ref in entry.blocks))
+        reader = BlockingHttpReader(f"{hub.url}/blocks")
+        try:
+            reader.prefetch(ids)
+            assert all(reader.read_block_file(i)[0] == (hub.blocks / i.hex()[:2] / i.hex()).read_bytes()
+                       for i in ids)
+            assert reader.batches is True
+        finally:
+            reader.close()
+        # a corrupt block in a batch fails the run as it does alone, and leaves nothing behind
+        victim = max((p for p in hub.blocks.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        data = victim.read_bytes()
+        victim.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        with pytest.raises(BlockCorrupt, match=victim.name):
+            unpack(flist, tmp_path / "bad", f"{hub.url}/blocks")
+        assert not (tmp_path / "bad").exists()
