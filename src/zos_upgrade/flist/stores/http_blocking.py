@@ -53,6 +53,9 @@ _MAX_ERROR_BODY = 64 * 1024  # a 404's body is read (to reuse the connection) up
 _NO_BATCH = frozenset((400, 404, 405, 501))
 
 _T = TypeVar("_T")
+# called with each block of a batch answer as it is read: its index in the batch, its stored bytes
+# (None: the server does not hold it)
+_Arrived = Callable[[int, bytes | None], None]
 
 
 def _short(path: str) -> str:
@@ -86,10 +89,10 @@ class _Connection:
     def get(self, path: str) -> tuple[int, bytes | None]:
         return self._retried(path, self._exchange)
 
-    def get_batch(self, path: str, block_ids: list[bytes]) -> list[bytes | None] | None:
-        """The stored bytes (None: not held) of each of ``block_ids`` from one batch GET, or None
-        when the server does not offer batches (``batch_wire``)."""
-        return self._retried(path, lambda p: self._exchange_batch(p, block_ids))
+    def get_batch(self, path: str, block_ids: list[bytes], arrived: _Arrived) -> bool:
+        """One batch GET of ``block_ids`` (``batch_wire``): ``arrived(index, stored bytes or None when
+        not held)`` as each frame is read whole, in order; False when the server offers no batches."""
+        return self._retried(path, lambda p: self._exchange_batch(p, block_ids, arrived))
 
     def _retried(self, path: str, exchange: Callable[[str], _T]) -> _T:
         for attempt in (0, 1):
@@ -141,7 +144,7 @@ class _Connection:
         self._done(head)
         return status, body
 
-    def _exchange_batch(self, path: str, block_ids: list[bytes]) -> list[bytes | None] | None:
+    def _exchange_batch(self, path: str, block_ids: list[bytes], arrived: _Arrived) -> bool:
         status, head = self._request(path)
         if status in _NO_BATCH or (status == 200 and head.content_type != CONTENT_TYPE.encode()):
             # not offered (a store without batches, or a server answering every path with a page)
@@ -150,7 +153,7 @@ class _Connection:
             else:
                 self._body(head, _MAX_ERROR_BODY, path)
                 self._done(head)
-            return None
+            return False
         if status != 200:
             self.close()
             raise RemoteUnavailable(f"GET {_short(path)}: answered {status}")
@@ -158,21 +161,22 @@ class _Connection:
             self.close()
             raise RemoteUnavailable(f"GET {_short(path)}: a batch answer without a Content-Length")
         try:
-            blocks = self._frames(head.length, block_ids)
+            self._frames(head.length, block_ids, arrived)
         except BadBatch as exc:
             self.close()
             raise RemoteUnavailable(f"GET {_short(path)}: {exc}") from exc
         self._done(head)
-        return blocks
+        return True
 
-    def _frames(self, length: int, block_ids: list[bytes]) -> list[bytes | None]:
-        """The frames of a batch answer of ``length`` bytes, one per id in order, each checked."""
+    def _frames(self, length: int, block_ids: list[bytes], arrived: _Arrived) -> None:
+        """The frames of a batch answer of ``length`` bytes, one per id in order, each handed on as
+        soon as it is read whole and its head checked (the block is decrypted while the rest
+        arrive: its bytes are verified against its id there, like any block's)."""
         assert self._file is not None
         if length > sum(head_bytes(i) for i in block_ids) + len(block_ids) * MAX_STORED_BYTES:
             raise BadBatch(f"{length} bytes announced, more than {len(block_ids)} blocks can hold")
-        blocks: list[bytes | None] = []
         left = length
-        for block_id in block_ids:
+        for index, block_id in enumerate(block_ids):
             want = head_bytes(block_id)
             if want > left:
                 raise BadBatch(f"the answer ends before the frame of block {block_id.hex()}")
@@ -182,17 +186,16 @@ class _Connection:
             left -= want
             size = frame_size(frame, block_id, min(MAX_STORED_BYTES, left))
             if size is None:
-                blocks.append(None)
+                arrived(index, None)
                 continue
             data = self._file.read(size)
             if len(data) != size:
                 raise _Dropped(f"connection closed after {len(data)} of the {size} bytes of block "
                                f"{block_id.hex()}")
             left -= size
-            blocks.append(data)
+            arrived(index, data)
         if left:
             raise BadBatch(f"{left} bytes after the last frame")
-        return blocks
 
     def _done(self, head: _Head) -> None:
         """After an answer read whole: keep the connection only if the server will."""
@@ -380,12 +383,7 @@ class BlockingHttpReader:
                     if self._closed:
                         return
                     taken = self._take(self._ahead - len(self._ready) - len(self._fetching))
-                results = self._fetch_many(conn, [block_id for _seq, block_id in taken])
-                with self._lock:
-                    for (seq, block_id), result in zip(taken, results, strict=True):
-                        self._fetching.discard(block_id)
-                        self._ready[block_id] = (seq, result)
-                    self._lock.notify_all()
+                self._fetch_many(conn, taken)
         finally:
             conn.close()
 
@@ -401,28 +399,44 @@ class BlockingHttpReader:
             taken.append((seq, block_id))
         return taken
 
-    def _fetch_many(self, conn: _Connection, block_ids: list[bytes]
-                    ) -> list[tuple[bytes, str | None] | BaseException]:
-        """Each block's bytes or error: several in one batch GET while the server offers it (a block
-        it does not hold is then asked for alone, which names the store in BlockMissing)."""
-        stored: list[bytes | None] | None = None
-        if len(block_ids) > 1 and self._batches is not False:
+    def _fetch_many(self, conn: _Connection, taken: list[tuple[int, bytes]]) -> None:
+        """Fetch ``taken`` and hand each block's bytes or error to its reader the moment it is known:
+        several in one batch GET while the server offers it (a block it does not hold is then asked
+        for alone, which names the store in BlockMissing), else one by one."""
+        alone = taken
+        if len(taken) > 1 and self._batches is not False:
+            waiting = dict(enumerate(taken))
+            absent: list[tuple[int, bytes]] = []
+
+            def arrived(index: int, data: bytes | None) -> None:
+                if index in waiting:  # (a retried request delivers its first frames again)
+                    seq, block_id = waiting.pop(index)
+                    if data is None:
+                        absent.append((seq, block_id))
+                    else:
+                        self._hand(seq, block_id, (data, None))
+
+            path = f"{self._path}/{BATCH_NAME}?{query([block_id for _seq, block_id in taken])}"
             try:
-                stored = conn.get_batch(f"{self._path}/{BATCH_NAME}?{query(block_ids)}", block_ids)
-            except Exception as exc:  # handed to the reader of each block, who raises it
-                return [exc] * len(block_ids)
-            self._batches = stored is not None
-        results: list[tuple[bytes, str | None] | BaseException] = []
-        for index, block_id in enumerate(block_ids):
-            data = None if stored is None else stored[index]
-            if data is not None:
-                results.append((data, None))
-                continue
+                self._batches = conn.get_batch(path, [block_id for _seq, block_id in taken], arrived)
+            except Exception as exc:  # handed to the reader of each block not handed yet, who raises it
+                for seq, block_id in [*waiting.values(), *absent]:
+                    self._hand(seq, block_id, exc)
+                return
+            alone = absent if self._batches else taken
+        for seq, block_id in alone:
+            result: tuple[bytes, str | None] | BaseException
             try:
-                results.append(self._fetch(conn, block_id))
+                result = self._fetch(conn, block_id)
             except Exception as exc:
-                results.append(exc)
-        return results
+                result = exc
+            self._hand(seq, block_id, result)
+
+    def _hand(self, seq: int, block_id: bytes, result: tuple[bytes, str | None] | BaseException) -> None:
+        with self._lock:
+            self._fetching.discard(block_id)
+            self._ready[block_id] = (seq, result)
+            self._lock.notify_all()
 
     def _fetch(self, conn: _Connection, block_id: bytes) -> tuple[bytes, str | None]:
         name = block_hex(block_id)
