@@ -202,8 +202,8 @@ def test_a_batch_answer_off_the_wire_fails_each_of_its_blocks(server: Scripted, 
     results = read_ahead(server.url, IDS)
     assert isinstance(results[-1], RemoteUnavailable)
     for block_id, result in zip(IDS, results, strict=True):
-        assert result == BLOCKS[block_id] or (isinstance(result, RemoteUnavailable) and reason in str(result)), \
-            result
+        failed = isinstance(result, RemoteUnavailable) and reason in str(result)
+        assert result == BLOCKS[block_id] or failed, result
 
 
 def test_bytes_after_the_last_frame_end_the_connection(server: Scripted) -> None:
