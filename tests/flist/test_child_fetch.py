@@ -26,8 +26,9 @@ from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore, StoreError
+from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore, Router, StoreError
 from zos_upgrade.flist.stores.http_blocking import BlockingHttpReader, RemoteUnavailable
+from zos_upgrade.flist.writer_child import _http_reader_for, open_store_spec
 from zos_upgrade.net import Backoff, RetryPolicy
 
 __all__ = ["http_blocks", "start_hub"]  # server fixtures, shared with the store's and hub's tests
@@ -204,3 +205,19 @@ def test_children_fetch_from_our_hub_in_batches(start_hub: HubFactory, tmp_path:
         with pytest.raises(BlockCorrupt, match=victim.name):
             unpack(flist, tmp_path / "bad", f"{hub.url}/blocks")
         assert not (tmp_path / "bad").exists()
+
+
+def test_blocks_a_dir_route_lacks_are_prefetched_from_the_http_route_after_it(tmp_path: Path) -> None:
+    """A node rarely holds the packer's dir:// store its flist records first: the blocks are then
+    asked for ahead from the http:// route behind it (else a first install prefetched nothing)."""
+    held = DirStore(tmp_path / "packer")
+    asyncio.run(held.put(V2_REF.id, V2_DATA))
+    url = f"http://127.0.0.1:{free_port()}/blocks"
+    store = open_store_spec(("router", ((0, 255, held.url, str(held.root)), (0, 255, url, None))))
+    assert isinstance(store, Router)
+    http = store.store_for(store.routes[1])
+    assert isinstance(http, BlockingHttpReader)
+    assert _http_reader_for(store, V2_REF.id) is None  # the dir:// route has it: read there
+    assert _http_reader_for(store, bytes(32)) is http
+    gone = open_store_spec(("router", ((0, 255, "dir:///nowhere", "/nowhere"), (0, 255, url, None))))
+    assert isinstance(gone, Router) and _http_reader_for(gone, V2_REF.id) is gone.store_for(gone.routes[1])
