@@ -329,7 +329,7 @@ class BlockingHttpReader:
                 if seq < 0:
                     break
                 self._skip_before(seq)
-                if self._batches is False:  # not started yet: this thread fetches it now
+                if self._batches is False or self._closed:  # not started yet: this thread fetches it now
                     self._queue.popleft()
                     break
                 # batches: it goes with the next request of the prefetcher, which is at it now
