@@ -19,17 +19,19 @@ from tests.flist.stores.blocks import V2_DATA, V2_REF
 from tests.flist.stores.test_http import http_blocks
 from tests.flist.test_roundtrip import snapshot
 from tests.flist.test_writer_pool import make_tree
+from tests.support.hub import HubFactory, start_hub
 from tests.support.procs import free_port
 from zos_upgrade.flist.blocks import BlockCorrupt
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.flist.pack import pack
-from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore, StoreError
+from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore, Router, StoreError
 from zos_upgrade.flist.stores.http_blocking import BlockingHttpReader, RemoteUnavailable
+from zos_upgrade.flist.writer_child import _http_reader_for, open_store_spec
 from zos_upgrade.net import Backoff, RetryPolicy
 
-__all__ = ["http_blocks"]  # the server fixture, shared with the store's own tests
+__all__ = ["http_blocks", "start_hub"]  # server fixtures, shared with the store's and hub's tests
 
 FAST = RetryPolicy(attempts=2, backoff=Backoff(base=0.001, cap=0.001), deadline=5)
 
@@ -176,3 +178,46 @@ def test_the_blocking_reader_prefetches_in_any_order_and_names_what_is_missing(
         BlockingHttpReader(f"http://127.0.0.1:{free_port()}/blocks").read_block_file(V2_REF.id)
     with pytest.raises(StoreError, match="plain http"):
         BlockingHttpReader("https://example.test/blocks")
+
+
+def test_children_fetch_from_our_hub_in_batches(start_hub: HubFactory, tmp_path: Path,
+                                               parent_gets: list[bytes]) -> None:
+    with start_hub(blocks=True) as hub:
+        assert hub.blocks is not None
+        src, flist, _ = release(tmp_path, hub.blocks.parent, hub.blocks.name)
+        report = unpack(flist, tmp_path / "dest", f"{hub.url}/blocks")
+        assert report.writer_processes == 2 and parent_gets == []
+        assert snapshot(tmp_path / "dest") == snapshot(src)
+        with open_flist(flist) as reader_of:
+            ids = list(dict.fromkeys(ref.id for entry in reader_of.entries() for ref in entry.blocks))
+        reader = BlockingHttpReader(f"{hub.url}/blocks")
+        try:
+            reader.prefetch(ids)
+            assert all(reader.read_block_file(i)[0] == (hub.blocks / i.hex()[:2] / i.hex()).read_bytes()
+                       for i in ids)
+            assert reader.batches is True
+        finally:
+            reader.close()
+        # a corrupt block in a batch fails the run as it does alone, and leaves nothing behind
+        victim = max((p for p in hub.blocks.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        data = victim.read_bytes()
+        victim.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        with pytest.raises(BlockCorrupt, match=victim.name):
+            unpack(flist, tmp_path / "bad", f"{hub.url}/blocks")
+        assert not (tmp_path / "bad").exists()
+
+
+def test_blocks_a_dir_route_lacks_are_prefetched_from_the_http_route_after_it(tmp_path: Path) -> None:
+    """A node rarely holds the packer's dir:// store its flist records first: the blocks are then
+    asked for ahead from the http:// route behind it (else a first install prefetched nothing)."""
+    held = DirStore(tmp_path / "packer")
+    asyncio.run(held.put(V2_REF.id, V2_DATA))
+    url = f"http://127.0.0.1:{free_port()}/blocks"
+    store = open_store_spec(("router", ((0, 255, held.url, str(held.root)), (0, 255, url, None))))
+    assert isinstance(store, Router)
+    http = store.store_for(store.routes[1])
+    assert isinstance(http, BlockingHttpReader)
+    assert _http_reader_for(store, V2_REF.id) is None  # the dir:// route has it: read there
+    assert _http_reader_for(store, bytes(32)) is http
+    gone = open_store_spec(("router", ((0, 255, "dir:///nowhere", "/nowhere"), (0, 255, url, None))))
+    assert isinstance(gone, Router) and _http_reader_for(gone, V2_REF.id) is gone.store_for(gone.routes[1])

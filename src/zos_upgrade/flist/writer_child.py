@@ -172,12 +172,17 @@ def _fetching_ahead(jobs: Iterable[tuple[Any, ...]], store: LocalStore | None,
 
 
 def _http_reader_for(store: LocalStore | None, block_id: bytes) -> BlockingHttpReader | None:
+    """The ``http://`` reader a read of ``block_id`` will get it from: the first route covering it,
+    past ``dir://`` routes that do not hold it (a node rarely has the packer's ``dir://`` store the
+    flist records: without this, a first install from the hub prefetched nothing)."""
     if isinstance(store, BlockingHttpReader):
         return store
     if isinstance(store, Router):
         for route in store.routes:
             if route.covers(block_id):
                 opened = store.store_for(route)
+                if isinstance(opened, DirStore) and not opened.holds_block(block_id):
+                    continue
                 return opened if isinstance(opened, BlockingHttpReader) else None
     return None
 

@@ -10,6 +10,9 @@ opened by the same :meth:`BlockFolder.open_block` (no link followed), the bytes 
 microseconds: a thread hop costs more than it saves). The answer carries the headers the route's
 would (``ETag``, ``Accept-Ranges``, CORS, ``If-None-Match`` -> 304).
 
+``GET``/``HEAD /blocks/batch?ids=...`` (several blocks in one answer) is answered here too
+(``block_batch``).
+
 Everything else -- a bad name, a block not held, a wrong shard folder, ``Range``/``If-Range``, a
 larger block, an error while opening -- goes to the app's block route unchanged, which answers it
 as before (JSON 404s, 206, 416, streaming).
@@ -22,6 +25,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from zos_upgrade.hubserver.block_batch import BATCH_PATH, answer_batch
 from zos_upgrade.hubserver.http import names_etag
 from zos_upgrade.hubserver.storage import BlockFolder
 
@@ -44,6 +48,9 @@ class BlockFastPath:
         if (self.store is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD")
                 or not scope["path"].startswith("/blocks/")):
             await self.app(scope, receive, send)
+            return
+        if scope["path"] == BATCH_PATH:
+            await answer_batch(scope, send, self.store, FAST_MAX_BYTES)
             return
         answer = self._answer(scope)
         if answer is None:

@@ -75,6 +75,10 @@ class DirStore:
         await asyncio.to_thread(self._write, block_id, data)
 
     async def has(self, block_id: bytes) -> bool:
+        return self.holds_block(block_id)
+
+    def holds_block(self, block_id: bytes) -> bool:
+        """``has`` without the event loop."""
         return any(os.path.isfile(path) for path in self._paths(block_id))
 
     async def aclose(self) -> None:
