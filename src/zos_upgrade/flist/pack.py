@@ -169,7 +169,8 @@ def _walk(root: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
 # batch (one EXISTS and one SET round trip into 0-db). Small enough to spread a big file over both
 # cores and to bound memory (workers + 2 jobs in flight), big enough that the round trips cost
 # little: measured on an in-process pack of 200 MB into a real zdb (load 2), wall 5.2 s with jobs of
-# one block, 2.4 s with 4, 1.33 s with 16 (a null store: 0.8 s whatever the size).
+# one block, 2.4 s with 4, 1.33 s with 16 (a null store: 0.8 s whatever the size). Those round trips
+# each paid a ~40 ms delayed ACK then (fixed in stores/resp.py); 16 is kept, not re-tuned since.
 _JOB_BYTES = 16 * BLOCK_SIZE
 _JOB_CHUNKS = 64
 
