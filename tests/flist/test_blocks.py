@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from zos_upgrade.flist.blocks import (
     BLOCK_SIZE,
     BlockCorrupt,
+    Sealer,
     block_id_matches,
     decrypt_block,
     decrypt_block_v1,
@@ -189,3 +190,35 @@ def test_block_id_matches() -> None:
     assert block_id_matches(ref.id, stored)
     assert not block_id_matches(ref.id, stored + b"x")
     assert not block_id_matches(ref.id[:20], stored)
+
+
+# --- Sealer: the packer's per-thread encoder, which must give encrypt_block's bytes exactly -----------
+
+
+def _sealer_inputs() -> list[bytes]:
+    import random
+
+    rng = random.Random(19)
+    text = b"".join(b"line %d of a text file that compresses well\n" % i for i in range(20000))
+    return [b"", b"\0", b"abc", b"abcd", b"abcde", bytes(BLOCK_SIZE), rng.randbytes(BLOCK_SIZE),
+            rng.randbytes(BLOCK_SIZE - 1), text[:BLOCK_SIZE], text[:1001], rng.randbytes(70_000)]
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2"])
+def test_sealer_gives_encrypt_blocks_bytes_from_a_reused_buffer(fmt: str) -> None:
+    sealer = Sealer(fmt)  # type: ignore[arg-type]
+    buffer = bytearray(BLOCK_SIZE)
+    # big blocks before small ones, so each one is read over what a longer one left in the buffers
+    for plain in sorted(_sealer_inputs(), key=len, reverse=True) * 2:
+        buffer[:len(plain)] = plain
+        ref, stored = sealer.seal(memoryview(buffer)[:len(plain)])
+        assert (ref, stored) == encrypt_block(plain, fmt)  # type: ignore[arg-type]
+        assert isinstance(stored, bytes)
+        assert decrypt_block(ref, stored) == plain
+
+
+def test_sealer_refuses_oversized_chunks_and_unknown_formats() -> None:
+    with pytest.raises(ValueError, match="at most"):
+        Sealer("v1").seal(bytes(BLOCK_SIZE + 1))
+    with pytest.raises(ValueError, match="unknown flist format"):
+        Sealer("v3")  # type: ignore[arg-type]

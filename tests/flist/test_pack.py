@@ -283,3 +283,18 @@ def test_a_store_failure_mid_pack_leaves_no_flist(tmp_path: Path, real_zdb: ZdbS
 
     asyncio.run(scenario())
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_file_that_shrank_before_its_read_is_refused(tmp_path: Path) -> None:
+    from zos_upgrade.flist.blocks import encrypt_block
+    from zos_upgrade.flist.pack import _Claims, _Piece, _seal_job
+
+    small = tmp_path / "small"
+    small.write_bytes(b"0123456789")
+    # the walk saw 100 bytes; the worker finds 10: the read into the kept buffer must notice
+    piece = _Piece(entry=0, block=0, disk=small, offset=0, length=100)
+    with pytest.raises(PackError, match="changed while packing: expected 100 bytes at offset 0, read 10"):
+        _seal_job([piece], "v1", _Claims(), None)
+    whole = _Piece(entry=0, block=0, disk=small, offset=0, length=10)
+    sealed = _seal_job([whole], "v1", _Claims(), None)
+    assert sealed.refs == [encrypt_block(b"0123456789", "v1")[0]]

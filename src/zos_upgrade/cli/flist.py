@@ -23,12 +23,14 @@ from pathlib import Path
 
 import click
 
-from zos_upgrade.flist.cache import BlockCache
+from zos_upgrade.flist.chunking import ChunkingError, parse_chunking
 from zos_upgrade.flist.formats import open_flist
-from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError
 from zos_upgrade.flist.stores import BlockStore, Route, Router
 from zos_upgrade.log import console, human_logs
+
+# each subcommand imports its own engine when it runs (materialize, verify, pack): a pack's start-up
+# time is part of what it costs the release engineer (issue 19) and needs none of the others
 
 __all__ = ["command", "parse_store_specs"]
 
@@ -149,8 +151,6 @@ def command() -> None:
 def pack_command(src: Path, out: Path, stores: tuple[str, ...], tags: tuple[str, ...],
                  chunking_text: str) -> None:
     """Pack directory SRC into an flist and upload its blocks."""
-    # here, not at the top: the other commands (an unpack's start-up) do not pay for the packer
-    from zos_upgrade.flist.chunking import ChunkingError, parse_chunking
     from zos_upgrade.flist.pack import pack
 
     try:
@@ -224,6 +224,9 @@ def ls_command(flist: Path, as_json: bool) -> None:
 def unpack_command(flist: Path, dest: Path, stores: tuple[str, ...], cache: Path | None,
                    workers: int | None) -> None:
     """Materialize FLIST into DEST (absent or empty)."""
+    from zos_upgrade.flist.cache import BlockCache
+    from zos_upgrade.flist.materialize import materialize
+
     store = _store_for(stores)
 
     async def run() -> None:

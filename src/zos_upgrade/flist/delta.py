@@ -41,7 +41,7 @@ _MAX_HEADER = 4096
 BLOCK = 32
 # what the node's caps assume of any hub's ops: each copy covers at least this many bytes
 _MIN_BLOCK = 16
-_GZIP_LEVELS = (9, 6, 1, 2, 3, 4, 5, 7, 8)  # ours (flist/v1/archive.py) first, then zlib's default
+_GZIP_LEVELS = (6, 9, 1, 2, 3, 4, 5, 7, 8)  # ours (flist/v1/archive.py) first, then our older 9
 
 
 class DeltaInvalid(FlistError):

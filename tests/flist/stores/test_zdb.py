@@ -7,6 +7,7 @@ read-only and full namespaces and its error answers run against 0-db only.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from zos_upgrade.flist.stores import (
     ZdbStore,
     open_store,
 )
+from zos_upgrade.flist.stores.base import MAX_STORED_BYTES
+from zos_upgrade.flist.stores.resp import RespConnection
 
 
 async def _no_sleep(_: float) -> None:
@@ -329,3 +332,40 @@ def test_real_zdb_upload_missing_full_namespace_is_typed(real_zdb: ZdbServer) ->
         store.upload_missing(second)
     # the refused connection is dropped, not reused with unread replies: the next batch is answered right
     assert store.upload_missing(first) == [False]
+
+
+class _RecordingSocket:
+    """A real socket that notes, in order, each read and each TCP option set on it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.calls: list[str] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        if level == socket.IPPROTO_TCP and option == getattr(socket, "TCP_QUICKACK", -1):
+            self.calls.append("quickack")
+        self._sock.setsockopt(level, option, value)
+
+    def recv(self, size: int) -> bytes:
+        self.calls.append("recv")
+        return self._sock.recv(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux only")
+def test_real_zdb_pipelined_replies_are_read_with_quick_acks(real_zdb: ZdbServer) -> None:
+    # 0-db sends each reply with Nagle on: a delayed ACK of ours would hold the next reply ~40 ms
+    conn = RespConnection("127.0.0.1", real_zdb.port, timeout=5, max_bulk=MAX_STORED_BYTES)
+    recording = _RecordingSocket(conn._sock)
+    conn._sock = recording  # type: ignore[assignment]
+    try:
+        blocks = _blocks(16, "quick")
+        answers = conn.pipeline([[b"SET", block_id, data] for block_id, data in blocks])
+        assert answers == [block_id for block_id, _ in blocks]
+        assert conn.pipeline([[b"EXISTS", block_id] for block_id, _ in blocks]) == [1] * 16
+    finally:
+        conn.close()
+    reads = [i for i, call in enumerate(recording.calls) if call == "recv"]
+    assert reads and all(recording.calls[i - 1] == "quickack" for i in reads), recording.calls

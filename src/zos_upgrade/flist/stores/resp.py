@@ -21,6 +21,8 @@ __all__ = ["Reply", "RespConnection", "RespError", "RespProtocolError"]
 
 _MAX_LINE = 4096  # a status, error or length line; 0-db's longest is a short sentence
 _CRLF = b"\r\n"
+# Linux only; elsewhere replies just wait for the delayed ACK
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class RespProtocolError(StoreError):
@@ -78,6 +80,11 @@ class RespConnection:
                     sent = 0
 
     def _fill(self) -> None:
+        # 0-db writes each reply on its own with Nagle on: the second reply of a pipeline waits for our
+        # ACK of the first, which Linux delays ~40 ms unless asked to ACK now (it forgets after a while,
+        # so before every read). Measured: 16 pipelined SETs of 330 KB, 48 ms without, 3.3 ms with.
+        if _QUICKACK is not None:
+            self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         data = self._sock.recv(65536)
         if not data:
             raise ConnectionError("the server closed the connection")

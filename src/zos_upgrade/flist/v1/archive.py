@@ -169,7 +169,9 @@ def pack(path: Path, database: bytes, router_text: str | None) -> None:
     """Write the archive atomically; byte-identical for the same input (fixed times and owners)."""
     with (
         atomic_writer(path) as out,
-        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as packed,
+        # zlib's default level: on a 2,000-file flist level 9 took 48 ms to deflate, level 6 9 ms,
+        # for a file 3 % larger (a pack's time counts, issue 19)
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as packed,
         tarfile.open(fileobj=packed, mode="w", format=tarfile.GNU_FORMAT) as archive,
     ):
         _add_member(archive, "./", None)

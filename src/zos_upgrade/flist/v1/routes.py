@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import yaml
-
 from zos_upgrade.flist.model import FlistError
 from zos_upgrade.flist.stores import Route
 from zos_upgrade.flist.stores.zdb import ZDB_DEFAULT_PORT
@@ -61,6 +59,8 @@ def _backend_url(text: str, source: str) -> str:
 
 def _parse_router_yaml(text: str, source: str) -> list[Route]:
     """``router.yaml``: ``pools: {name: {"00:7f": url, ...}}`` and ``lookup: [name, ...]`` (hex ranges)."""
+    import yaml  # here, not at the top: most flists name one backend, and a pack pays every import
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -98,6 +98,8 @@ def _router_yaml(routes: Sequence[Route]) -> str:
             pools.append({})
         pools[-1][span] = r.url
     names = ["default", *(f"replica-{i}" for i in range(1, len(pools)))]
+    import yaml
+
     return yaml.safe_dump({"pools": dict(zip(names, pools, strict=True)), "lookup": names}, sort_keys=False)
 
 

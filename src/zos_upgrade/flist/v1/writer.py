@@ -142,6 +142,9 @@ def write_v1(path: Path, entries: Iterable[Entry], *, tags: Mapping[str, str] = 
         db = sqlite3.connect(db_path)
         try:
             db.execute("PRAGMA journal_mode = OFF")
+            # a scratch file read back at once: the archive's own write is the durable one (three
+            # fdatasyncs fewer: 8 ms in a traced pack; the v2 writer does the same)
+            db.execute("PRAGMA synchronous = OFF")
             with db:
                 _build_db(db, entries, metadata, str(path))
         finally:
