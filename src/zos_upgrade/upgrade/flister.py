@@ -63,6 +63,9 @@ class Partial:
 
     only: Callable[[str], bool]
     local: LocalBlocks | None = None
+    # add the blocks fetched to the node's cache: only when the same tree may be mounted again
+    # without the network (the continuation after a self-update); else each block is written once
+    keep_fetched: bool = True
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Flister:
                         reader, tmp, store=store, cache=self.cache, concurrency=self._concurrency,
                         workers=self._workers, only=part.only if part else None,
                         local_blocks=part.local if part else None,
+                        keep_fetched=part.keep_fetched if part else True,
                     )
                 finally:
                     await store.aclose()

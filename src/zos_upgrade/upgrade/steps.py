@@ -180,7 +180,7 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
         found = read_entries(reader)
         ctx.read_entries.remember(release.md5, found)
         tx.staging = choose(found, old, ctx.files.record, seen, installed)
-        return Partial(tx.staging.only, local)
+        return Partial(tx.staging.only, local, keep_fetched=_replaces_program(ctx, release, tx.staging))
 
     local = node_blocks_of(ctx.root, installed)
     try:
@@ -197,6 +197,15 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
         mount = await ctx.flister.mount(tx.from_release, check=lambda _reader: Partial(control_only))
         tx.from_tree = mount.path
         _count_download(tx.report, mount)
+
+
+def _replaces_program(ctx: Context, release: VerifiedRelease, staging: Staging) -> bool:
+    """Whether this transaction will replace the upgrader's own program: then its continuation in
+    the new program mounts the release again, and the blocks fetched are kept in the cache for it.
+    Otherwise nothing mounts this release again and a fetched block is written once, into its file
+    (the cache holds no second copy of the release)."""
+    settings = ctx.settings
+    return settings.self_update and release.target == "boot" and settings.program in staging.staged
 
 
 def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | None]:
