@@ -4,15 +4,20 @@ Every operation is idempotent, because recovery may repeat any of them after a c
 backing up a path already backed up does nothing; restoring a path whose backup is gone does nothing
 (the restore already happened: it is a rename); removing what is absent does nothing.
 
-Files are applied as ``<file>.zu-new`` (written, fsynced) renamed over the old one, then the directory
-is fsynced; the old inode survives in the backup (a hard link), so rollback is a rename back.
+A staged file is applied by moving its inode out of the staged tree: one ``rename`` over the old
+file (atomic, no second copy; the tree is on the state's file system and durable already: the mount
+ended with ``syncfs``). Only when the tree is on another file system (``EXDEV``) is it copied to
+``<file>.zu-new``, fsynced and renamed over. Moving, not hard-linking, is deliberate: removing a
+second name of an inode later (the mount's prune) would move the node file's ctime and void the
+stamp the apply takes (``stamps.py``). The caller fsyncs each directory it touched once, after the
+batch (:meth:`NodeFS.sync_dirs`). The old inode survives in the backup (a hard link), so rollback
+is a rename back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -24,7 +29,7 @@ from zos_upgrade.upgrade.dirs import ensure_dir
 from zos_upgrade.upgrade.errors import UnsafePath, UpgradeError
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
-__all__ = ["NEW_SUFFIX", "NodeFS", "check_relative", "copy_entry"]
+__all__ = ["NEW_SUFFIX", "NodeFS", "StagedFileChanged", "check_applied", "check_relative", "copy_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,16 @@ def check_relative(rel: str, where: str) -> str:
 
 class StagedFileChanged(UpgradeError):
     """A staged file no longer has the content the plan recorded."""
+
+
+def check_applied(rel: str, found: FileRecord | None, planned: FileRecord) -> None:
+    """StagedFileChanged unless the regular file applied at ``rel`` (``found``) has the planned digest."""
+    if found is None or found.kind != "file" or found.digest != planned.digest:
+        got = "nothing" if found is None else f"a {found.kind} hashing to {found.digest}"
+        raise StagedFileChanged(
+            f"/{rel}: the node now holds {got}, the plan recorded content {planned.digest}; "
+            "the staged release changed after it was planned"
+        )
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -131,24 +146,52 @@ class NodeFS:
         fsync_dir(path.parent)
 
     def apply(self, rel: str, staged: Path, expected: FileRecord | None = None) -> None:
-        """Put the staged entry at ``rel``: write ``<rel>.zu-new``, fsync, rename over, fsync the dir.
-
-        With ``expected`` (the planned record) the bytes written must hash to its digest: what lands
-        on the node is exactly what was planned, even if the staged tree was damaged since.
+        """Put the staged entry at ``rel`` (:meth:`put`), fsync its directory, and, with ``expected``
+        (the planned record), check that what is on the node now hashes to its digest: what lands on
+        the node is exactly what was planned (StagedFileChanged, for the caller to roll back, if not).
         """
         dest = self.node_path(rel)
-        tmp = dest.with_name(dest.name + NEW_SUFFIX)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        _copy_entry(staged, tmp, expected.digest if expected and expected.kind == "file" else None)
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        fsync_dir(self.put(rel, staged))
+        if expected is not None and expected.kind == "file":
+            check_applied(rel, record_of(dest), expected)
 
-    def remove(self, rel: str) -> None:
+    def put(self, rel: str, staged: Path) -> Path:
+        """Move the staged regular file or symlink to ``rel``, atomically replacing what is there
+        (copied through ``<rel>.zu-new`` when the tree is on another file system). Returns the
+        directory changed: the caller fsyncs it (once for all the files it put there)."""
+        dest = self.node_path(rel)
+        kind = os.lstat(staged).st_mode
+        if not stat.S_ISREG(kind) and not stat.S_ISLNK(kind):
+            raise UnsafePath(f"{staged}: only regular files and symlinks are applied onto the node")
+        try:
+            os.rename(staged, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = dest.with_name(dest.name + NEW_SUFFIX)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            _copy_entry(staged, tmp)
+            os.replace(tmp, dest)
+        return dest.parent
+
+    @staticmethod
+    def sync_dirs(dirs: set[Path]) -> None:
+        """fsync each directory of a batch once: its renames and unlinks are durable after this."""
+        for path in sorted(dirs):
+            fsync_dir(path)
+
+    def remove(self, rel: str, *, sync: bool = True) -> Path | None:
+        """Unlink ``rel``; returns its directory when something went (``sync=False``: not fsynced,
+        the caller's :meth:`sync_dirs` does it)."""
         path = self.node_path(rel)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(path)
+        except FileNotFoundError:
+            return None
+        if sync:
             fsync_dir(path.parent)
+        return path.parent
 
     def remove_dir_if_empty(self, rel: str) -> None:
         path = self.node_path(rel)
@@ -176,30 +219,16 @@ def copy_entry(src: Path, dest: Path) -> None:
     _copy_entry(src, dest)
 
 
-def _copy_entry(src: Path, dest: Path, digest: str | None = None) -> None:
-    """Copy a regular file (content fsynced, mode and, as root, owner kept) or a symlink to ``dest``.
-
-    ``digest``: the blake2b-256 the content must have (checked while copying; the copy is removed and
-    StagedFileChanged raised when it differs).
-    """
+def _copy_entry(src: Path, dest: Path) -> None:
+    """Copy a regular file (content fsynced, mode and, as root, owner kept) or a symlink to ``dest``."""
     st = os.lstat(src)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dest)
     elif stat.S_ISREG(st.st_mode):
         fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            # hashed only when checked: backups and saved data copies need no digest
-            hasher = hashlib.blake2b(digest_size=32) if digest is not None else None
             with open(src, "rb") as fin, os.fdopen(fd_out, "wb") as fout:
-                while chunk := fin.read(_COPY_CHUNK):
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    fout.write(chunk)
-                if hasher is not None and hasher.hexdigest() != digest:
-                    raise StagedFileChanged(
-                        f"{src}: content hashes to {hasher.hexdigest()}, the plan recorded {digest}; "
-                        "the staged release changed after it was planned"
-                    )
+                shutil.copyfileobj(fin, fout, _COPY_CHUNK)
                 fout.flush()
                 os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
                 if os.geteuid() == 0:

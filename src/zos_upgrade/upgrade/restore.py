@@ -9,7 +9,9 @@ file the transaction replaced or removed) and the staged tree of the release it 
 * a file of a manifest whose node copy differs is restored from the backup when the backup holds
   exactly the committed content; a missing directory is made again;
 * a file of the staged tree that no manifest owns and that is on the node with exactly the staged
-  content was added by the transaction: it is removed (anything else is left alone);
+  content was added by the transaction: it is removed (anything else is left alone). A file the
+  interrupted apply already moved onto the node is no longer in the staged tree (``nodefs.py``): no
+  manifest owns it and it stays, unused, until a release that has it replaces it;
 * the installed releases' services get their configs again and are restarted.
 
 Everything is checked before anything changes: a file whose committed content is nowhere (neither

@@ -19,7 +19,8 @@ holds (its own unchanged part, or another file's) are read from the node (``flis
 verified), the rest from the cache or the store. No block list is stored in the manifest, so its
 format stays the one earlier upgraders read (a rollback can hand the node back to one). Without the
 kept flist (removed by hand), every regular file counts as changed: a full upgrade, never a wrong one.
-After the mount each staged file is hashed once: its digest for the manifest.
+Each staged file's digest for the manifest is taken by the mount's writers as they write it
+(``Mount.digests``); the tree is not read again.
 """
 
 from __future__ import annotations
@@ -83,11 +84,15 @@ class Staging:
             return self.seen[rel]
         return record
 
-    def finish(self, tree: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
-        """After the mount: each staged file's digest from the tree; the services."""
+    def finish(self, tree: Path,
+               digests: dict[str, str] | None = None) -> tuple[dict[str, FileRecord], dict[str, str]]:
+        """After the mount: each staged file's digest (``digests``, what the mount's writers
+        digested, else read from the tree); the services."""
+        known = digests or {}
         for rel in self.digested:
             record = self.files[rel]
-            self.files[rel] = FileRecord("file", record.mode, record.size, digest_file(tree / rel))
+            digest = known.get(rel) or digest_file(tree / rel)
+            self.files[rel] = FileRecord("file", record.mode, record.size, digest)
         configs = {rel: rec for rel, rec in self.files.items() if service_name(rel) is not None}
         return self.files, release_services(tree, configs)
 
