@@ -118,15 +118,7 @@ class NodeFS:
             return
         dest = self.node_path(rel)
         ensure_dir(dest.parent)
-        try:
-            os.replace(src, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            tmp = dest.with_name(dest.name + NEW_SUFFIX)
-            _copy_entry(src, tmp)
-            os.replace(tmp, dest)
-            os.unlink(src)
+        _move(src, dest)
         fsync_dir(dest.parent)
 
     def drop_backup(self) -> None:
@@ -163,16 +155,7 @@ class NodeFS:
         kind = os.lstat(staged).st_mode
         if not stat.S_ISREG(kind) and not stat.S_ISLNK(kind):
             raise UnsafePath(f"{staged}: only regular files and symlinks are applied onto the node")
-        try:
-            os.rename(staged, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            tmp = dest.with_name(dest.name + NEW_SUFFIX)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            _copy_entry(staged, tmp)
-            os.replace(tmp, dest)
+        _move(staged, dest)
         return dest.parent
 
     @staticmethod
@@ -212,6 +195,23 @@ class NodeFS:
             path = self.node_path(rel)
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(path.with_name(path.name + NEW_SUFFIX))
+
+
+def _move(src: Path, dest: Path) -> None:
+    """Rename ``src`` over ``dest``; across file systems, copy it to ``<dest>.zu-new`` (fsynced),
+    rename that over ``dest`` and remove ``src``. The caller fsyncs ``dest``'s directory."""
+    try:
+        os.rename(src, dest)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    tmp = dest.with_name(dest.name + NEW_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a leftover of an interrupted copy
+    _copy_entry(src, tmp)
+    os.replace(tmp, dest)
+    os.unlink(src)
 
 
 def copy_entry(src: Path, dest: Path) -> None:
