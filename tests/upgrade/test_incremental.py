@@ -563,3 +563,15 @@ def test_a_stamp_is_not_taken_within_the_margin(tmp_path: Path) -> None:
     times = iter([ctime, ctime + margin.ns()])
     NodeStamps(cache, clock=lambda: next(times), margin=margin).settle([file], sleep=slept.append)
     assert slept == [margin.ns() / 1e9]  # one wait, as long as the margin still asks
+
+
+def test_the_plan_takes_the_digests_the_writers_took_and_reads_no_staged_file(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zos_upgrade.upgrade.staging as staging
+
+    def no_read(path: Path) -> str:
+        raise AssertionError(f"{path} was read again to digest it")
+
+    monkeypatch.setattr(staging, "digest_file", no_read)
+    node.install(NEW)
+    node.assert_files_of(NEW)
