@@ -10,7 +10,7 @@ import pytest
 
 from zos_upgrade.upgrade import nodefs
 from zos_upgrade.upgrade.errors import UnsafePath
-from zos_upgrade.upgrade.manifest import record_of
+from zos_upgrade.upgrade.manifest import FileRecord, record_of
 from zos_upgrade.upgrade.nodefs import NEW_SUFFIX, NodeFS, StagedFileChanged
 
 
@@ -136,3 +136,16 @@ def test_apply_copies_when_the_tree_is_on_another_file_system(
     fs.apply("conf", staged, record_of(staged))
     assert (fs.root / "conf").read_text() == "new" and (fs.root / "conf").stat().st_mode & 0o777 == 0o640
     assert not staged.exists() and not (fs.root / f"conf{NEW_SUFFIX}").exists()  # copied, then removed
+
+
+def test_the_files_an_apply_adds_are_noted_until_the_backup_is_dropped(fs: NodeFS) -> None:
+    assert fs.noted_added() == {}
+    added = {"opt/new": FileRecord("file", 0o644, 3, "ab" * 32),
+             "opt/link": FileRecord("link", 0o777, 0, "x")}
+    fs.note_added(added)
+    assert fs.noted_added() == added
+    fs.added_path.write_text("{not json")  # damaged: nothing is trusted from it
+    assert fs.noted_added() == {}
+    fs.note_added(added)
+    fs.drop_backup()
+    assert not fs.added_path.exists() and fs.noted_added() == {}

@@ -11,7 +11,9 @@ ended with ``syncfs``). Only when the tree is on another file system (``EXDEV``)
 second name of an inode later (the mount's prune) would move the node file's ctime and void the
 stamp the apply takes (``stamps.py``). The caller fsyncs each directory it touched once, after the
 batch (:meth:`NodeFS.sync_dirs`). The old inode survives in the backup (a hard link), so rollback
-is a rename back.
+is a rename back. What the apply adds is recorded beside the backup before anything moves
+(:meth:`NodeFS.note_added`): with the journal unreadable, ``restore.py`` finds those files by it,
+since they left the staged tree.
 """
 
 from __future__ import annotations
@@ -24,16 +26,23 @@ import shutil
 import stat
 from pathlib import Path
 
-from zos_upgrade.fsutil import fsync_dir
+import msgspec
+
+from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir, read_at_most
 from zos_upgrade.upgrade.dirs import ensure_dir
 from zos_upgrade.upgrade.errors import UnsafePath, UpgradeError
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
-__all__ = ["NEW_SUFFIX", "NodeFS", "StagedFileChanged", "check_applied", "check_relative", "copy_entry"]
+__all__ = [
+    "ADDED_SUFFIX", "NEW_SUFFIX", "NodeFS", "StagedFileChanged", "check_applied", "check_relative",
+    "copy_entry",
+]
 
 log = logging.getLogger(__name__)
 
 NEW_SUFFIX = ".zu-new"
+ADDED_SUFFIX = ".added.json"
+_MAX_ADDED_BYTES = 256 * 1024 * 1024
 _COPY_CHUNK = 1 << 20
 
 
@@ -69,6 +78,9 @@ class NodeFS:
     def __init__(self, root: Path, backup_root: Path) -> None:
         self.root = Path(os.path.realpath(root))
         self.backup_root = backup_root
+        # what an apply adds, recorded before it moves anything: a restore without a journal needs
+        # it (the moved files are no longer in the staged tree); dropped with the backup
+        self.added_path = backup_root.with_name(backup_root.name + ADDED_SUFFIX)
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -124,7 +136,26 @@ class NodeFS:
     def drop_backup(self) -> None:
         shutil.rmtree(self.backup_root, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.added_path)
+        with contextlib.suppress(FileNotFoundError):
             fsync_dir(self.backup_root.parent)
+
+    def note_added(self, records: dict[str, FileRecord]) -> None:
+        """Durably record the files an apply is about to add (path -> planned record)."""
+        ensure_dir(self.added_path.parent)
+        atomic_write_bytes(self.added_path, msgspec.json.encode(records), 0o600)
+
+    def noted_added(self) -> dict[str, FileRecord]:
+        """What :meth:`note_added` recorded; {} when nothing was (or it cannot be read)."""
+        data = read_at_most(self.added_path, _MAX_ADDED_BYTES)
+        if data is None or len(data) > _MAX_ADDED_BYTES:
+            return {}
+        try:
+            return msgspec.json.decode(data, type=dict[str, FileRecord])
+        except msgspec.DecodeError:
+            log.warning("record of the files an apply added is unreadable",
+                        extra={"path": str(self.added_path)})
+            return {}
 
     # -- apply -------------------------------------------------------------------------------
 

@@ -370,6 +370,7 @@ def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | No
     if tree is not None and new is not None:
         for rel in plan.dirs_add:
             files.make_dir(rel, new.files[rel].mode)
+        files.note_added({rel: new.files[rel] for rel in plan.add})
         half = len(changes) // 2
         touched.update(files.put(rel, tree / rel) for rel in changes[:half])
         crash_point("mid-apply")
