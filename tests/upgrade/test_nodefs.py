@@ -110,7 +110,8 @@ def test_apply_moves_the_staged_inode_and_fsyncs_each_directory_once(
     real = nodefs.fsync_dir
     monkeypatch.setattr(nodefs, "fsync_dir", lambda path: (synced.append(str(path)), real(path)))
     dirs = {fs.put(f"opt/{name}", tree / "opt" / name) for name in ("a", "b", "c")}
-    assert synced == []  # nothing synced per file
+    dirs |= {fs.make_dir(f"opt/{name}", 0o755, sync=False) for name in ("d1", "d2")}  # type: ignore[arg-type]
+    assert synced == []  # nothing synced per file or directory made
     fs.sync_dirs(dirs)
     assert synced == [str(fs.root / "opt")]
     for name, ino in staged.items():  # the same inode: no second copy of the content

@@ -159,14 +159,18 @@ class NodeFS:
 
     # -- apply -------------------------------------------------------------------------------
 
-    def make_dir(self, rel: str, mode: int) -> None:
+    def make_dir(self, rel: str, mode: int, *, sync: bool = True) -> Path | None:
+        """Make the directory ``rel``; returns its parent when it was made (``sync=False``: not
+        fsynced, the caller's :meth:`sync_dirs` does it)."""
         path = self.node_path(rel)
         try:
             path.mkdir(mode=0o700)
         except FileExistsError:
-            return
+            return None
         os.chmod(path, mode)
-        fsync_dir(path.parent)
+        if sync:
+            fsync_dir(path.parent)
+        return path.parent
 
     def apply(self, rel: str, staged: Path, expected: FileRecord | None = None) -> None:
         """Put the staged entry at ``rel`` (:meth:`put`), fsync its directory, and, with ``expected``

@@ -368,8 +368,8 @@ def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | No
     touched: set[Path] = set()
     changes = plan.add + plan.replace if tree is not None and new is not None else []
     if tree is not None and new is not None:
-        for rel in plan.dirs_add:
-            files.make_dir(rel, new.files[rel].mode)
+        touched.update(d for rel in plan.dirs_add
+                       if (d := files.make_dir(rel, new.files[rel].mode, sync=False)) is not None)
         files.note_added({rel: new.files[rel] for rel in plan.add})
         half = len(changes) // 2
         touched.update(files.put(rel, tree / rel) for rel in changes[:half])
