@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,10 +200,10 @@ def test_full_disk_during_apply_rolls_back(
 
             real = nodefs.NodeFS.put
 
-            def put(self: nodefs.NodeFS, rel: str, staged: Path) -> Path:
+            def put(self: nodefs.NodeFS, rel: str, staged: Path, *rest: Any) -> Path:
                 if staged.name == "big.bin":
                     raise OSError(errno.ENOSPC, "No space left on device")
-                return real(self, rel, staged)
+                return real(self, rel, staged, *rest)
 
             monkeypatch.setattr(nodefs.NodeFS, "put", put)
 

@@ -157,9 +157,9 @@ def kept_mounts(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     moved: set[str] = set()
     put = NodeFS.put
 
-    def recording(self: NodeFS, rel: str, staged: Path) -> Path:
+    def recording(self: NodeFS, rel: str, staged: Path, *rest: Any) -> Path:
         moved.add(rel)
-        return put(self, rel, staged)
+        return put(self, rel, staged, *rest)
 
     monkeypatch.setattr(NodeFS, "put", recording)
     return moved
@@ -512,10 +512,10 @@ def test_the_apply_refuses_an_applied_file_that_is_not_what_was_planned(
 
     put = NodeFS.put
 
-    def damaging(self: NodeFS, rel: str, staged: Path) -> Path:
+    def damaging(self: NodeFS, rel: str, staged: Path, *rest: Any) -> Path:
         if rel == "data/new.bin":
             staged.write_bytes(b"not what the plan hashed")
-        return put(self, rel, staged)
+        return put(self, rel, staged, *rest)
 
     monkeypatch.setattr(NodeFS, "put", damaging)
     before = tree_digest(node.root)

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -87,9 +88,20 @@ class NodeFS:
     def node_path(self, rel: str) -> Path:
         """``root/rel``, refused unless its parent resolves inside the root (a symlinked directory on
         the node must not redirect a write elsewhere)."""
+        return self._confined(rel, {})
+
+    def node_paths(self, rels: Iterable[str]) -> dict[str, Path]:
+        """:meth:`node_path` of each of ``rels``, each directory resolved once for all its files (a
+        drift check or an apply of a thousand files in a few directories)."""
+        resolved: dict[Path, Path] = {}
+        return {rel: self._confined(rel, resolved) for rel in rels}
+
+    def _confined(self, rel: str, resolved: dict[Path, Path]) -> Path:
         check_relative(rel, "node path")
         path = self.root / rel
-        parent = Path(os.path.realpath(path.parent))
+        parent = resolved.get(path.parent)
+        if parent is None:
+            parent = resolved[path.parent] = Path(os.path.realpath(path.parent))
         if not _within(parent, self.root):
             raise UnsafePath(
                 f"/{rel}: its directory resolves to {parent}, outside the node root {self.root}; "
@@ -182,11 +194,12 @@ class NodeFS:
         if expected is not None and expected.kind == "file":
             check_applied(rel, record_of(dest), expected)
 
-    def put(self, rel: str, staged: Path) -> Path:
+    def put(self, rel: str, staged: Path, resolved: dict[Path, Path] | None = None) -> Path:
         """Move the staged regular file or symlink to ``rel``, atomically replacing what is there
         (copied through ``<rel>.zu-new`` when the tree is on another file system). Returns the
-        directory changed: the caller fsyncs it (once for all the files it put there)."""
-        dest = self.node_path(rel)
+        directory changed: the caller fsyncs it (once for all the files it put there).
+        ``resolved``: one dict for a batch, so each directory is resolved once (``node_paths``)."""
+        dest = self._confined(rel, {} if resolved is None else resolved)
         kind = os.lstat(staged).st_mode
         if not stat.S_ISREG(kind) and not stat.S_ISLNK(kind):
             raise UnsafePath(f"{staged}: only regular files and symlinks are applied onto the node")

@@ -204,7 +204,8 @@ def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | 
     are not read (``stamps.py``); the others are hashed on every core (blake2b releases the GIL)."""
     rels = [rel for rel, rec in (old.files if old else {}).items() if rec.kind != "dir"]
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
-    found = _on_every_core(lambda rel: stamps.record(rel, ctx.files.node_path(rel)), rels)
+    paths = ctx.files.node_paths(rels)
+    found = _on_every_core(lambda rel: stamps.record(rel, paths[rel]), rels)
     stamps.save()
     return found
 
@@ -371,10 +372,10 @@ def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | No
         touched.update(d for rel in plan.dirs_add
                        if (d := files.make_dir(rel, new.files[rel].mode, sync=False)) is not None)
         files.note_added({rel: new.files[rel] for rel in plan.add})
-        half = len(changes) // 2
-        touched.update(files.put(rel, tree / rel) for rel in changes[:half])
+        half, resolved = len(changes) // 2, dict[Path, Path]()
+        touched.update(files.put(rel, tree / rel, resolved) for rel in changes[:half])
         crash_point("mid-apply")
-        touched.update(files.put(rel, tree / rel) for rel in changes[half:])
+        touched.update(files.put(rel, tree / rel, resolved) for rel in changes[half:])
     else:
         crash_point("mid-apply")
     touched.update(d for rel in plan.remove if (d := files.remove(rel, sync=False)) is not None)
@@ -390,7 +391,7 @@ def _check_and_stamp(ctx: Context, applied: list[str], removed: list[str], new: 
     than planned is StagedFileChanged (the step rolls back); the hashes are saved as its stamps."""
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
     stamps.forget([*applied, *removed])
-    paths = {rel: ctx.files.node_path(rel) for rel in applied}
+    paths = ctx.files.node_paths(applied)
     stamps.settle(paths.values())
     found = _on_every_core(lambda rel: stamps.fresh(rel, paths[rel]), applied)
     for rel in applied:
