@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,14 +198,14 @@ def test_full_disk_during_apply_rolls_back(
 
             from zos_upgrade.upgrade import nodefs
 
-            real = nodefs._copy_entry
+            real = nodefs.NodeFS.put
 
-            def copy(src: Path, dest: Path, digest: str | None = None) -> None:
-                if src.name == "big.bin":
+            def put(self: nodefs.NodeFS, rel: str, staged: Path, *rest: Any) -> Path:
+                if staged.name == "big.bin":
                     raise OSError(errno.ENOSPC, "No space left on device")
-                real(src, dest, digest)
+                return real(self, rel, staged, *rest)
 
-            monkeypatch.setattr(nodefs, "_copy_entry", copy)
+            monkeypatch.setattr(nodefs.NodeFS, "put", put)
 
         def plenty(path: Path) -> DiskSpace:  # the disk fills between the preflight and the apply
             return DiskSpace(free_bytes=1 << 40, free_inodes=1 << 20, device=os.stat(path).st_dev)

@@ -26,6 +26,7 @@ from zos_upgrade.flist.pack import pack
 from zos_upgrade.flist.process_writer import ProcessFileWriter
 from zos_upgrade.flist.stores import BlockStore, DirStore
 from zos_upgrade.flist.thread_writer import ThreadFileWriter
+from zos_upgrade.upgrade.manifest import digest_file
 
 # (name, workers, remote store, with a cache, the strategy the driver must pick)
 CASES = [
@@ -48,7 +49,8 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 
 def _run(release: tuple[Path, Path, Path], dest: Path, workers: int, remote: bool, cached: bool,
-         monkeypatch: pytest.MonkeyPatch) -> tuple[MaterializeReport, list[type[Any]]]:
+         monkeypatch: pytest.MonkeyPatch,
+         digests: dict[str, str] | None = None) -> tuple[MaterializeReport, list[type[Any]]]:
     _src, blocks, flist = release
     picked: list[type[Any]] = []
     choose = materialize_module._file_writer
@@ -61,7 +63,7 @@ def _run(release: tuple[Path, Path, Path], dest: Path, workers: int, remote: boo
     monkeypatch.setattr(materialize_module, "_file_writer", spy)
     store: BlockStore = AsyncOnlyDirStore(blocks) if remote else DirStore(blocks)
     cache = BlockCache(dest.with_name(dest.name + "-cache")) if cached else None
-    report = asyncio.run(materialize(flist, dest, store=store, cache=cache, workers=workers))
+    report = asyncio.run(materialize(flist, dest, store=store, cache=cache, workers=workers, digests=digests))
     return report, picked
 
 
@@ -72,8 +74,12 @@ def test_each_strategy_writes_the_same_tree(release: tuple[Path, Path, Path], tm
                                             remote: bool, cached: bool, strategy: type[Any]) -> None:
     src, _blocks, flist = release
     baseline, _ = _run(release, tmp_path / "baseline", 0, False, False, monkeypatch)
-    report, picked = _run(release, tmp_path / "dest", workers, remote, cached, monkeypatch)
+    digests: dict[str, str] = {}
+    report, picked = _run(release, tmp_path / "dest", workers, remote, cached, monkeypatch, digests)
     assert picked == [strategy]
+    # each file's digest, taken by whoever wrote it as it wrote it, is the one a read of the tree gives
+    files = {p for p in (tmp_path / "dest").rglob("*") if p.is_file() and not p.is_symlink()}
+    assert digests == {"/" + p.relative_to(tmp_path / "dest").as_posix(): digest_file(p) for p in files}
     assert snapshot(tmp_path / "dest") == snapshot(tmp_path / "baseline") == snapshot(src)
     assert (report.entries, report.files, report.dirs, report.links, report.bytes_written) == (
         baseline.entries, baseline.files, baseline.dirs, baseline.links, baseline.bytes_written)

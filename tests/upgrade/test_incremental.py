@@ -34,6 +34,7 @@ from zos_upgrade.flist.node_blocks import NodeBlocks
 from zos_upgrade.sources import VerifiedRelease
 from zos_upgrade.upgrade import Flister, RestartNeeded, RolledBack, Upgrader
 from zos_upgrade.upgrade.manifest import RELEASE_CONTROL_FILES
+from zos_upgrade.upgrade.nodefs import NodeFS
 from zos_upgrade.upgrade.staging import installed_blocks
 
 OLD, NEW = "1.0.0", "1.1.0"
@@ -149,20 +150,31 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 @pytest.fixture
-def kept_mounts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commits keep the staged trees (so the test can see what was staged)."""
+def kept_mounts(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Commits keep the staged trees, and the set returned collects the paths the apply moved out of
+    them onto the node (so the test can see what was staged)."""
     monkeypatch.setattr(Flister, "prune", lambda self, keep: None)
+    moved: set[str] = set()
+    put = NodeFS.put
+
+    def recording(self: NodeFS, rel: str, staged: Path, *rest: Any) -> Path:
+        moved.add(rel)
+        return put(self, rel, staged, *rest)
+
+    monkeypatch.setattr(NodeFS, "put", recording)
+    return moved
 
 
 def test_only_changed_files_are_staged_and_unchanged_blocks_are_never_requested(
-        node: Node, kept_mounts: None) -> None:
+        node: Node, kept_mounts: set[str]) -> None:
     node.forget_cache()
     report = node.install(NEW)
     node.assert_files_of(NEW)
     assert not (node.root / "data/gone.bin").exists()
     new = node.releases[NEW]
-    # the staged tree holds the changed files and what the transaction reads, nothing else
-    assert staged(node.state / "mounts" / new.md5) == CHANGED | CONTROL
+    # the staged tree held the changed files and what the transaction reads, nothing else; the
+    # apply moved the changed files out of it onto the node: what the transaction reads is left
+    assert staged(node.state / "mounts" / new.md5) == CONTROL and kept_mounts == CHANGED
     assert report.files_staged == len(CHANGED | CONTROL)  # type: ignore[attr-defined]
     # requested: only blocks no installed file holds (the changed last block of big.bin, the
     # changed small files, the new ones, the hook); big.bin's first two blocks came from the node
@@ -184,14 +196,15 @@ def test_only_changed_files_are_staged_and_unchanged_blocks_are_never_requested(
     assert set(blocks) == {r for r, rec in manifest.files.items() if rec.kind == "file"}
 
 
-def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node, kept_mounts: None) -> None:
+def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node,
+                                                                     kept_mounts: set[str]) -> None:
     node.forget_cache()
     for rel in ("data/big.bin", "data/kept.bin"):  # same size, first block's bytes changed behind our back
         with open(node.root / rel, "r+b") as handle:
             handle.write(b"drifted!")
     report = node.install(NEW)
     node.assert_files_of(NEW)  # kept.bin is unchanged in the release but not on the node: replaced
-    assert "data/kept.bin" in staged(node.state / "mounts" / node.releases[NEW].md5)
+    assert "data/kept.bin" in kept_mounts
     ids, got = block_ids(node.releases[NEW]), requested(node.log)
     assert ids["data/big.bin"][0] in got and ids["data/kept.bin"][0] in got  # the node's copies failed
     assert ids["data/big.bin"][1] not in got and ids["data/kept.bin"][1] not in got  # these were good
@@ -199,14 +212,14 @@ def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node,
 
 
 def test_without_the_installed_release_kept_flist_every_regular_file_counts_as_changed(
-        node: Node, kept_mounts: None) -> None:
+        node: Node, kept_mounts: set[str]) -> None:
     installed = node.upgrader().installed_boot()
     assert installed is not None
     (node.state / "flists" / installed.md5).unlink()  # removed by hand: no block lists for the plan
     node.install(NEW)
     node.assert_files_of(NEW)
     files = {rel for rel, spec in release_tree(NEW).items() if not isinstance(spec, Link)}
-    assert staged(node.state / "mounts" / node.releases[NEW].md5) == files
+    assert staged(node.state / "mounts" / node.releases[NEW].md5) | kept_mounts == files
     manifest = node.upgrader().installed_boot()
     assert manifest is not None
     kept = installed_blocks(node.state / "flists", manifest)["data/kept.bin"]
@@ -420,8 +433,9 @@ def test_a_stamp_spares_the_hash_until_the_file_changes_even_with_its_mtime_put_
     third = NodeStamps(cache, clock=later)
     changed = third.record("f.bin", file)
     assert third.hashed == 1 and changed is not None and changed.digest == digest_file(file) != record.digest
-    # a file written just now is hashed, but not stamped: a write in the same tick could hide
-    fresh = NodeStamps(cache)
+    # a file written just now (within the margin) is hashed, but not stamped: a write in the same
+    # tick could hide
+    fresh = NodeStamps(cache, clock=lambda: os.lstat(file).st_ctime_ns + 1)
     fresh.record("f.bin", file)
     fresh.save()
     assert NodeStamps(cache).record("f.bin", file) is not None
@@ -470,7 +484,7 @@ def _opened_flists(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_the_installed_blocks_come_from_the_entries_this_process_read_when_it_read_that_release(
-        node: Node, kept_mounts: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        node: Node, kept_mounts: set[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """An Upgrader that read the installed release's flist (it installed it) plans the next upgrade
     from those entries: the kept flist is md5-checked but not read again, and the plan, the staged
     files and the blocks requested are those of a fresh process."""
@@ -485,7 +499,7 @@ def test_the_installed_blocks_come_from_the_entries_this_process_read_when_it_re
     asyncio.run(upgrader.install(new))
     node.assert_files_of(NEW)
     assert opened == [new.flist]  # the new release's file, once: plan and mount from one read
-    assert staged(node.state / "mounts" / new.md5) == CHANGED | CONTROL
+    assert staged(node.state / "mounts" / new.md5) == CONTROL and kept_mounts == CHANGED
     old_ids = {i for ids in block_ids(old, control=False).values() for i in ids}
     assert requested(node.log) == {i for ids in block_ids(new).values() for i in ids} - old_ids
     with open_flist(new.flist) as reader:  # and the next upgrade finds the new release's entries
@@ -508,3 +522,116 @@ def test_entries_read_before_do_not_stand_for_a_kept_flist_that_is_gone_or_chang
     assert installed_blocks(node.state / "flists", manifest, known) == {}
     kept.unlink()
     assert installed_blocks(node.state / "flists", manifest, known) == {}
+
+
+def _drift_check(node: Node) -> tuple[dict[str, Any], int]:
+    """The next upgrade's drift check of the installed release: each file's record, and how many
+    files it had to read."""
+    from zos_upgrade.upgrade.stamps import STAMPS_FILE, NodeStamps
+
+    ctx = node.upgrader()._ctx
+    installed = ctx.installed_boot()
+    assert installed is not None
+    stamps = NodeStamps(node.state / "cache" / STAMPS_FILE)
+    found = {rel: stamps.record(rel, ctx.files.node_path(rel))
+             for rel, rec in installed.files.items() if rec.kind == "file"}
+    return found, stamps.hashed
+
+
+def test_the_install_stamps_what_it_applied_so_the_next_drift_check_reads_nothing(node: Node) -> None:
+    # the fixture's install of OLD was a first install: its apply hashed and stamped every file
+    found, hashed = _drift_check(node)
+    assert hashed == 0 and len(found) >= 5
+    installed = node.upgrader().installed_boot()
+    assert installed is not None
+    assert found == {rel: rec for rel, rec in installed.files.items() if rec.kind == "file"}
+    node.install(NEW)  # an upgrade stamps what it applied and keeps the other files' stamps
+    found, hashed = _drift_check(node)
+    assert hashed == 0 and "data/new.bin" in found and "data/gone.bin" not in found
+
+
+def test_a_file_changed_right_after_its_install_stamp_is_still_found(node: Node) -> None:
+    # same size, and the mtime put back by utime at once: only the ctime moved (a tick later at most)
+    target = node.root / "data/kept.bin"
+    st = os.lstat(target)
+    with open(target, "r+b") as handle:
+        handle.write(b"drifted!")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    found, hashed = _drift_check(node)
+    installed = node.upgrader().installed_boot()
+    assert installed is not None
+    assert hashed == 1 and found["data/kept.bin"] != installed.files["data/kept.bin"]
+    report = node.install(NEW)
+    node.assert_files_of(NEW)  # the drifted copy was replaced by the release's
+    assert report.files_replaced >= 1  # type: ignore[attr-defined]
+
+
+def test_the_apply_refuses_an_applied_file_that_is_not_what_was_planned(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zos_upgrade.upgrade.nodefs import NodeFS
+
+    put = NodeFS.put
+
+    def damaging(self: NodeFS, rel: str, staged: Path, *rest: Any) -> Path:
+        if rel == "data/new.bin":
+            staged.write_bytes(b"not what the plan hashed")
+        return put(self, rel, staged, *rest)
+
+    monkeypatch.setattr(NodeFS, "put", damaging)
+    before = tree_digest(node.root)
+    with pytest.raises(RolledBack) as failed:
+        node.install(NEW)
+    assert failed.value.step == "apply" and "StagedFileChanged" in failed.value.reason
+    assert tree_digest(node.root) == before
+
+
+def test_the_margin_is_a_tick_and_a_granule_and_2_s_on_coarse_timestamps() -> None:
+    from zos_upgrade.upgrade.stamps import SETTLED_NS, Margin
+
+    tick = 4_000_000
+    coarse = Margin(tick)
+    assert coarse.ns() == tick + SETTLED_NS  # nothing seen yet: nothing shows the granularity is fine
+    for second in (1_796_000_000, 1_796_000_001, 1_796_000_003):
+        coarse.see(second * 1_000_000_000)  # whole seconds only (ext3, FAT, a coarse NFS server)
+    assert coarse.ns() == tick + SETTLED_NS
+    fine = Margin(tick)
+    fine.see(1_796_000_000_791_402_868)  # a sub-second part with nanoseconds: the granule divides 4 ns
+    assert fine.ns() == tick + 4
+    hundredths = Margin(tick)
+    for ctime in (1_796_000_000_120_000_000, 1_796_000_001_350_000_000):
+        hundredths.see(ctime)  # 10 ms timestamps: a granule of 10 ms at most (here gcd 10 ms)
+    assert hundredths.ns() == tick + 10_000_000
+    assert Margin(None).ns() >= 1  # the machine's own tick
+
+
+def test_a_stamp_is_not_taken_within_the_margin(tmp_path: Path) -> None:
+    from zos_upgrade.upgrade.stamps import Margin, NodeStamps
+
+    file, cache = tmp_path / "f.bin", tmp_path / "stamps.json"
+    file.write_bytes(b"x" * 100)
+    ctime = os.lstat(file).st_ctime_ns
+    margin = Margin(4_000_000)
+    early = NodeStamps(cache, clock=lambda: ctime + 4_000_000, margin=margin)  # a tick only: the granule left
+    early.fresh("f.bin", file)
+    early.save()
+    assert json.loads(cache.read_text()) == {}
+    settled = NodeStamps(cache, clock=lambda: ctime + margin.ns(), margin=margin)
+    settled.fresh("f.bin", file)
+    settled.save()
+    assert list(json.loads(cache.read_text())) == ["f.bin"]
+    slept: list[float] = []
+    times = iter([ctime, ctime + margin.ns()])
+    NodeStamps(cache, clock=lambda: next(times), margin=margin).settle([file], sleep=slept.append)
+    assert slept == [margin.ns() / 1e9]  # one wait, as long as the margin still asks
+
+
+def test_the_plan_takes_the_digests_the_writers_took_and_reads_no_staged_file(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zos_upgrade.upgrade.staging as staging
+
+    def no_read(path: Path) -> str:
+        raise AssertionError(f"{path} was read again to digest it")
+
+    monkeypatch.setattr(staging, "digest_file", no_read)
+    node.install(NEW)
+    node.assert_files_of(NEW)

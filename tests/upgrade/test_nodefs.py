@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from zos_upgrade.upgrade import nodefs
 from zos_upgrade.upgrade.errors import UnsafePath
-from zos_upgrade.upgrade.manifest import record_of
+from zos_upgrade.upgrade.manifest import FileRecord, record_of
 from zos_upgrade.upgrade.nodefs import NEW_SUFFIX, NodeFS, StagedFileChanged
 
 
@@ -32,6 +34,8 @@ def test_a_symlinked_directory_cannot_redirect_a_write_outside_the_root(fs: Node
     staged.write_text("x")
     with pytest.raises(UnsafePath, match="outside the node root"):
         fs.apply("etc/passwd", staged)
+    with pytest.raises(UnsafePath, match="outside the node root"):  # resolved once for a batch: still refused
+        fs.node_paths(["ok", "etc/passwd"])
     assert list(outside.iterdir()) == []
 
 
@@ -86,7 +90,65 @@ def test_apply_refuses_a_staged_file_that_changed_since_the_plan(fs: NodeFS, tmp
     assert record is not None
     staged.write_text("tampered")  # e.g. a torn mount after a power cut
     (fs.root / "conf").write_text("old")
+    fs.backup("conf")
     with pytest.raises(StagedFileChanged, match="the plan recorded"):
         fs.apply("conf", staged, record)
+    fs.restore("conf")  # what the rollback of the failed step does
     assert (fs.root / "conf").read_text() == "old"
     assert not (fs.root / f"conf{NEW_SUFFIX}").exists()
+
+
+def test_apply_moves_the_staged_inode_and_fsyncs_each_directory_once(
+        fs: NodeFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = tmp_path / "tree"
+    (tree / "opt").mkdir(parents=True)
+    (fs.root / "opt").mkdir()
+    staged = {}
+    for name in ("a", "b", "c"):
+        (tree / "opt" / name).write_text(name)
+        (tree / "opt" / name).chmod(0o751)
+        staged[name] = os.lstat(tree / "opt" / name).st_ino
+    synced: list[str] = []
+    real = nodefs.fsync_dir
+    monkeypatch.setattr(nodefs, "fsync_dir", lambda path: (synced.append(str(path)), real(path)))
+    dirs = {fs.put(f"opt/{name}", tree / "opt" / name) for name in ("a", "b", "c")}
+    dirs |= {fs.make_dir(f"opt/{name}", 0o755, sync=False) for name in ("d1", "d2")}  # type: ignore[arg-type]
+    assert synced == []  # nothing synced per file or directory made
+    fs.sync_dirs(dirs)
+    assert synced == [str(fs.root / "opt")]
+    for name, ino in staged.items():  # the same inode: no second copy of the content
+        st = os.lstat(fs.root / "opt" / name)
+        assert st.st_ino == ino and st.st_nlink == 1 and st.st_mode & 0o777 == 0o751
+        assert not (tree / "opt" / name).exists()
+
+
+def test_apply_copies_when_the_tree_is_on_another_file_system(
+        fs: NodeFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staged = tmp_path / "staged"
+    staged.write_text("new")
+    staged.chmod(0o640)
+    (fs.root / "conf").write_text("old")
+    real = os.rename
+
+    def across(src: object, dest: object) -> None:
+        if Path(str(src)) == staged:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real(src, dest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", across)
+    fs.apply("conf", staged, record_of(staged))
+    assert (fs.root / "conf").read_text() == "new" and (fs.root / "conf").stat().st_mode & 0o777 == 0o640
+    assert not staged.exists() and not (fs.root / f"conf{NEW_SUFFIX}").exists()  # copied, then removed
+
+
+def test_the_files_an_apply_adds_are_noted_until_the_backup_is_dropped(fs: NodeFS) -> None:
+    assert fs.noted_added() == {}
+    added = {"opt/new": FileRecord("file", 0o644, 3, "ab" * 32),
+             "opt/link": FileRecord("link", 0o777, 0, "x")}
+    fs.note_added(added)
+    assert fs.noted_added() == added
+    fs.added_path.write_text("{not json")  # damaged: nothing is trusted from it
+    assert fs.noted_added() == {}
+    fs.note_added(added)
+    fs.drop_backup()
+    assert not fs.added_path.exists() and fs.noted_added() == {}

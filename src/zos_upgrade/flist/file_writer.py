@@ -2,10 +2,10 @@
 strategy (worker threads, file-writer processes), and what every strategy of one run shares.
 
 A strategy takes each file the walk meets (``add``), writes it under a temporary name in its
-directory from verified blocks, sized and sealed, closes it and reports it to
-:meth:`WriteContext.closed`; renaming it is the durability step's job, never a strategy's. The
-driver calls ``finish`` after the last file, or ``stop`` after a failure: once ``stop`` returns,
-nothing writes into the destination any more.
+directory from verified blocks, sized and sealed (digesting its content on the way when the run
+asks for digests), closes it and reports it to :meth:`WriteContext.closed`; renaming it is the
+durability step's job, never a strategy's. The driver calls ``finish`` after the last file, or
+``stop`` after a failure: once ``stop`` returns, nothing writes into the destination any more.
 """
 
 from __future__ import annotations
@@ -89,11 +89,15 @@ class WriteContext:
     report: MaterializeReport
     progress: Progress | None
     as_root: bool
+    digests: dict[str, str] | None = None  # flist path -> content digest, when the caller asked for them
 
     def count(self, tally: Tally) -> None:
         add_tally(self.report, tally)
 
-    def closed(self, entry: Entry, parts: list[str], tmp: str) -> None:
-        """``entry`` is written, sealed and closed as ``tmp``: it waits for the next flush and rename."""
+    def closed(self, entry: Entry, parts: list[str], tmp: str, digest: str = "") -> None:
+        """``entry`` is written, sealed and closed as ``tmp`` (its content digest ``digest`` when
+        asked for): it waits for the next flush and rename."""
         self.durability.closed(parts, tmp, entry.size)
         self.report.files += 1
+        if self.digests is not None:
+            self.digests[entry.path] = digest

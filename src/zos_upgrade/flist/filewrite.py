@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
 import logging
 import os
 import threading
@@ -32,11 +33,13 @@ __all__ = [
     "BlockSource",
     "DirFds",
     "FileBlockMissing",
+    "Hasher",
     "LocalBlocks",
     "NotCached",
     "NotFetched",
     "Step",
     "Tally",
+    "content_hasher",
     "create_temp",
     "walk",
     "write_blocks",
@@ -263,15 +266,31 @@ class BlockSource:
             claim.set()
 
 
+class Hasher(Protocol):
+    """A running content digest (``content_hasher``)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Tally:
-    """What writing (part of) one file counted."""
+    """What writing (part of) one file counted; ``digest``: the whole file's content digest
+    (blake2b-256, hex) once it is complete and one was asked for, else ""."""
 
     added: int = 0
     from_cache: int = 0
     fetched: int = 0
     downloaded: int = 0
     owner_skipped: bool = False
+    digest: str = ""
+
+
+def content_hasher() -> Hasher:
+    """The hash a file's plain content is digested with as it is written: blake2b-256, the digest
+    the upgrader's manifest records for a file (a caller needs no second read of the tree)."""
+    return hashlib.blake2b(digest_size=32)
 
 
 @dataclass(frozen=True)
@@ -286,6 +305,7 @@ class Step:
     written: int
     missing: list[int]
     tally: Tally
+    hasher: Hasher | None = None  # the content digest so far, for the next hop to go on with
 
 
 def create_temp(fds: DirFds, parts: list[str], tmp: str) -> int:
@@ -297,10 +317,14 @@ def create_temp(fds: DirFds, parts: list[str], tmp: str) -> int:
 
 def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written: int,
                  store: LocalStore | None, as_root: bool,
-                 on_bytes: Callable[[int], None] | None = None, direct: DirectWriter | None = None) -> Step:
+                 on_bytes: Callable[[int], None] | None = None, direct: DirectWriter | None = None,
+                 hasher: Hasher | None = None) -> Step:
     """Write the blocks of ``entry`` from index ``first`` on, each from the cache or else ``store``,
     until one is in neither (then name the next window's blocks the cache lacks) or the file is
     complete (then check its size and seal it). Never closes ``fd``.
+
+    With ``hasher`` (``content_hasher``, holding the blocks before ``first``) every block written
+    goes through it in order: the complete file's tally carries its digest.
 
     With ``direct``, a big file is written with direct I/O; the caller then writes it in this one
     hop or not at all: a hop that stops early leaves the file short (its end still buffered)."""
@@ -321,7 +345,7 @@ def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written
                 end = min(index + FETCH_WINDOW, len(entry.blocks))
                 missing = [i for i in range(index, end) if source.lacks(entry.blocks[i])]
                 return Step(fd, False, index, written, missing or [index],
-                            Tally(written - start, from_cache, fetched, downloaded))
+                            Tally(written - start, from_cache, fetched, downloaded), hasher)
             if stored_bytes is not None:
                 fetched += 1
                 downloaded += stored_bytes
@@ -331,6 +355,8 @@ def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written
                 f"file {entry.path!r}: its blocks hold more than the {entry.size} bytes the entry says"
             )
         put(plain)
+        if hasher is not None:
+            hasher.update(plain)
         if on_bytes is not None:
             on_bytes(len(plain))
     if written != entry.size:
@@ -341,7 +367,8 @@ def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written
         direct.finish()
     skipped = _seal(entry, fd, as_root)
     return Step(fd, True, len(entry.blocks), written, [],
-                Tally(written - start, from_cache, fetched, downloaded, skipped))
+                Tally(written - start, from_cache, fetched, downloaded, skipped,
+                      hasher.hexdigest() if hasher is not None else ""))
 
 
 def _seal(entry: Entry, fd: int, as_root: bool) -> bool:

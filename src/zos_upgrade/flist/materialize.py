@@ -68,6 +68,7 @@ async def materialize(
     only: Callable[[str], bool] | None = None,
     local_blocks: LocalBlocks | None = None,
     keep_fetched: bool = True,
+    digests: dict[str, str] | None = None,
 ) -> MaterializeReport:
     """Write the tree ``flist`` describes into ``dest`` (absent or empty); return what was done.
 
@@ -87,6 +88,10 @@ async def materialize(
     into its file and nowhere else (a first install, where nothing is shared, writes each block
     once). Only for a caller that can get the blocks back without the network otherwise (from the
     tree it keeps): a later run from the same cache fetches them again.
+
+    ``digests`` (a dict to fill) receives each written regular file's content digest, blake2b-256 in
+    hex, by flist path: taken by the writers from the blocks as they write them, so the caller need
+    not read the tree again to name what it holds.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -104,7 +109,7 @@ async def materialize(
                 raise FlistError("the flist names no block store (no routes): pass a store explicitly")
             store = Router(routes)
         report = await _run(reader, dest, store, cache, concurrency, allow_devices, progress, workers,
-                            only, local_blocks, keep_fetched)
+                            only, local_blocks, keep_fetched, digests)
     except BaseException:
         _remove_created(dest, created_dest)
         raise
@@ -120,7 +125,8 @@ async def materialize(
 async def _run(reader: FlistReader, dest: Path, store: BlockStore, cache: BlockCache | None,
                concurrency: int, allow_devices: bool, progress: Progress | None,
                workers: int | None, only: Callable[[str], bool] | None = None,
-               local_blocks: LocalBlocks | None = None, keep_fetched: bool = True) -> MaterializeReport:
+               local_blocks: LocalBlocks | None = None, keep_fetched: bool = True,
+               digests: dict[str, str] | None = None) -> MaterializeReport:
     """Wire the parts of one run, walk the flist through them, seal the tree."""
     local = _local_reader(store)  # first: opening a router's stores may fail
     # a child reopens a dir:// store, or fetches from a plain http:// one itself; with another
@@ -140,7 +146,7 @@ async def _run(reader: FlistReader, dest: Path, store: BlockStore, cache: BlockC
         context = WriteContext(
             fds=fds, source=source, local=local, remote=RemoteBlocks(store, concurrency, source, report),
             durability=durability, names=TempNames(), window=TaskWindow(concurrency), report=report,
-            progress=progress, as_root=as_root,
+            progress=progress, as_root=as_root, digests=digests,
         )
         nonfiles = NonFileMaker(fds, checks, report, as_root=as_root, allow_devices=allow_devices)
         files = _file_writer(context, workers, cache, store_spec)

@@ -106,7 +106,8 @@ class ProcessFileWriter:
                 return None
             context = self._context
             self._pool = WriterPool(self._size, context.fds.root, self._cache, self._store, context.as_root,
-                                    keep_fetched=context.source.keep_fetched)
+                                    keep_fetched=context.source.keep_fetched,
+                                    digests=context.digests is not None)
             await self._pool.start()
         if self._pool.failed or (not self._pool.ready and not self._wait_for_pool):
             return None  # no child left, or automatic and still starting: threads write meanwhile
@@ -151,5 +152,5 @@ class ProcessFileWriter:
                 context.count(replace(outcome, from_cache=outcome.from_cache - fetched))
                 if context.progress is not None:
                     context.progress(outcome.added)
-                context.closed(entry, parts, tmp)
+                context.closed(entry, parts, tmp, outcome.digest)
         await all_or_cancel(again)

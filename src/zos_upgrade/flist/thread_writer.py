@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from zos_upgrade.flist.directio import DirectWriter
 from zos_upgrade.flist.file_writer import Progress, WriteContext
-from zos_upgrade.flist.filewrite import Step, create_temp, write_blocks
+from zos_upgrade.flist.filewrite import Step, content_hasher, create_temp, write_blocks
 from zos_upgrade.flist.model import Entry
 
 __all__ = ["ThreadFileWriter"]
@@ -53,11 +53,12 @@ class ThreadFileWriter:
             while not step.done:
                 async with context.remote.window([entry.blocks[i].id for i in step.missing]) as window:
                     step = await _in_thread(write_blocks, context.source, entry, step.fd, step.blocks,
-                                            step.written, window, context.as_root, on_bytes, owns_fd=False)
+                                            step.written, window, context.as_root, on_bytes, None,
+                                            step.hasher, owns_fd=False)
                 context.count(step.tally)
         finally:
             os.close(step.fd)
-        context.closed(entry, parts, tmp)
+        context.closed(entry, parts, tmp, step.tally.digest)
 
     def _create_and_write(self, entry: Entry, parts: list[str], tmp: str, on_bytes: Progress | None) -> Step:
         """Create the file under its temporary name and write what the cache and the local store hold."""
@@ -66,8 +67,9 @@ class ThreadFileWriter:
         try:
             # direct I/O only where the file is written in this one hop: from a local store
             direct = self._thread_direct_writer() if context.local is not None else None
+            hasher = content_hasher() if context.digests is not None else None
             return write_blocks(context.source, entry, fd, 0, 0, context.local, context.as_root, on_bytes,
-                                direct)
+                                direct, hasher)
         except BaseException:
             os.close(fd)
             raise

@@ -7,7 +7,8 @@ of one or more files (many small files travel together: one message and one answ
 file cost the parent more than the writing). For each file of a job the child creates it under the
 temporary name it is given, in a directory reached from the destination's descriptor with
 ``O_NOFOLLOW``, writes it from blocks it verifies itself, sizes and seals it and closes it; then it
-answers the job: each file's counts or error, plus the log records the job produced. It never
+answers the job: each file's counts (with its content digest when the setup asks for digests) or
+error, plus the log records the job produced. It never
 renames, deletes or creates anything else. It dies with its parent (``PR_SET_PDEATHSIG``) and ends
 when its stdin closes.
 
@@ -47,6 +48,7 @@ from zos_upgrade.flist.filewrite import (
     FileBlockMissing,
     NotCached,
     Tally,
+    content_hasher,
     create_temp,
     write_blocks,
 )
@@ -279,14 +281,15 @@ def job_file(entry: Entry, tmp: str) -> tuple[Any, ...]:
 
 
 def _write_one(fds: DirFds, source: BlockSource, store: LocalStore | None, as_root: bool,
-               direct: DirectWriter, file: tuple[Any, ...]) -> Tally:
+               direct: DirectWriter, file: tuple[Any, ...], digest: bool = False) -> Tally:
     path, tmp, size, mode, uid, gid, mtime, ids, keys = file
     entry = Entry(path, EntryKind.FILE, mode, size, uid, gid, mtime,
                   blocks=tuple(BlockRef(i, k) for i, k in zip(ids, keys, strict=True)))
     parts = path[1:].split("/")
     fd = create_temp(fds, parts, tmp)
     try:
-        step = write_blocks(source, entry, fd, 0, 0, store, as_root, direct=direct)
+        step = write_blocks(source, entry, fd, 0, 0, store, as_root, direct=direct,
+                            hasher=content_hasher() if digest else None)
     except StoreError as exc:
         if not fetches_remote_store(store):
             raise
@@ -316,9 +319,9 @@ def fetches_remote_store(store: LocalStore | None) -> bool:
                                              for r in store.routes)
 
 
-def _counts(tally: Tally) -> tuple[int, int, int, int, bool]:
+def _counts(tally: Tally) -> tuple[int, int, int, int, bool, str]:
     # by hand: dataclasses.astuple deep-copies every field, a measurable cost once per file
-    return tally.added, tally.from_cache, tally.fetched, tally.downloaded, tally.owner_skipped
+    return tally.added, tally.from_cache, tally.fetched, tally.downloaded, tally.owner_skipped, tally.digest
 
 
 def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO) -> None:
@@ -328,6 +331,7 @@ def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO
     the others (the parent decides what a failure means)."""
     dest_fd, cache_root, store_spec, as_root, _parent, *rest = setup
     keep_fetched = rest[0] if rest else True
+    digest = bool(rest[1]) if len(rest) > 1 else False
     fds = DirFds(dest_fd, learn=True)
     source = BlockSource(None if cache_root is None else BlockCache(cache_root), keep_fetched=keep_fetched)
     store = open_store_spec(store_spec)
@@ -340,7 +344,8 @@ def serve(jobs: Iterable[tuple[Any, ...]], setup: tuple[Any, ...], out: BinaryIO
                 results: list[tuple[str, Any]] = []
                 for file in files:
                     try:
-                        results.append(("ok", _counts(_write_one(fds, source, store, as_root, direct, file))))
+                        tally = _write_one(fds, source, store, as_root, direct, file, digest)
+                        results.append(("ok", _counts(tally)))
                     except Exception as exc:  # every failure goes back to the parent, which decides
                         results.append(("error", describe_error(exc)))
                 write_message(out, (job_id, tuple(results), collect.take()))

@@ -62,13 +62,14 @@ class WriterPool:
     child_module = "zos_upgrade.flist.writer_child"  # what each child runs (``python -m``)
 
     def __init__(self, size: int, dest_fd: int, cache: BlockCache | None, store: StoreSpec,
-                 as_root: bool, *, keep_fetched: bool = True) -> None:
+                 as_root: bool, *, keep_fetched: bool = True, digests: bool = False) -> None:
         if size < 1:
             raise ValueError(f"a writer pool needs at least one process, got {size}")
         self.size = size
         self._dest_fd = dest_fd
+        # digests: children digest each file's content as they write it (``filewrite.content_hasher``)
         self._setup = (dest_fd, None if cache is None else str(cache.root), store, as_root, os.getpid(),
-                       keep_fetched)
+                       keep_fetched, digests)
         self._children: list[_Child] = []
         self._waiting: list[asyncio.Future[None]] = []  # callers of ``room``, first come first woken
         self._next_job = 0

@@ -12,9 +12,11 @@ The original mounted flists with a FUSE daemon; we materialize them instead, thr
 content-addressed block cache (``<state>/cache/blocks``), so a release that shares blocks with the
 installed one downloads only what the node lacks. A mount is built under a temporary name and renamed
 to ``<md5>`` when complete: a directory named by an md5 is always a finished one, and a crash leaves only
-a temporary directory that :meth:`Flister.sweep` removes. The upgrader copies from the tree (it is
-never the node's live copy). Blocks fetched from a store are kept in the cache (a re-mount after a
-self-update finds them there); blocks read from the node's files are not (the node is the copy).
+a temporary directory that :meth:`Flister.sweep` removes. Each written file's content digest comes
+with the mount (the writers take it as they write). The upgrader's apply moves the staged files out
+of the tree onto the node (``nodefs.py``): the tree is never the node's live copy. Blocks fetched
+from a store are kept in the cache (a re-mount after a self-update finds them there); blocks read
+from the node's files are not (the node is the copy).
 
 A mount is never reused: whatever sits at ``<md5>`` when a release is mounted again (a retry after a
 failed try, a re-mount after self-update) may have been altered since, so it is dropped and the tree
@@ -31,7 +33,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,6 +76,8 @@ class Mount:
     md5: str                   # md5 of the flist file: the mount's name
     report: MaterializeReport  # what materializing cost (blocks fetched, or taken from the cache)
     flist: Path                # the flist file in <state>/flists
+    # each regular file written, relative to the tree -> its blake2b-256 (hex), digested as written
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def _make_writable(func: Callable[..., object], path: str, _exc: object) -> None:
@@ -128,6 +132,7 @@ class Flister:
             await asyncio.to_thread(self._drop, dest)
             log.info("existing mount dropped, rebuilding it", extra={"flist": where, "md5": md5})
         tmp = self._temp_name(md5)
+        digests: dict[str, str] = {}
         from zos_upgrade.flist import open_flist
         from zos_upgrade.flist.materialize import materialize
         from zos_upgrade.flist.replay import ReplayingReader
@@ -141,7 +146,7 @@ class Flister:
                     report = await materialize(
                         reader, tmp, store=store, cache=self.cache, concurrency=self._concurrency,
                         workers=self._workers, only=part.only if part else None,
-                        local_blocks=part.local if part else None,
+                        local_blocks=part.local if part else None, digests=digests,
                         keep_fetched=part.keep_fetched if part else True,
                     )
                 finally:
@@ -152,7 +157,7 @@ class Flister:
             raise
         fsutil.fsync_dir(self.mounts_dir)
         log.info("flist mounted", extra={"flist": where, "md5": md5, "path": str(dest)})
-        return Mount(dest, md5, report, flist)
+        return Mount(dest, md5, report, flist, {path.lstrip("/"): digest for path, digest in digests.items()})
 
     def _temp_name(self, md5: str) -> Path:
         return self.mounts_dir / f".{md5}{fsutil.TEMP_MARK}{os.getpid()}-{fsutil.random_suffix()}"

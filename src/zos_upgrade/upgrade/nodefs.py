@@ -4,8 +4,16 @@ Every operation is idempotent, because recovery may repeat any of them after a c
 backing up a path already backed up does nothing; restoring a path whose backup is gone does nothing
 (the restore already happened: it is a rename); removing what is absent does nothing.
 
-Files are applied as ``<file>.zu-new`` (written, fsynced) renamed over the old one, then the directory
-is fsynced; the old inode survives in the backup (a hard link), so rollback is a rename back.
+A staged file is applied by moving its inode out of the staged tree: one ``rename`` over the old
+file (atomic, no second copy; the tree is on the state's file system and durable already: the mount
+ended with ``syncfs``). Only when the tree is on another file system (``EXDEV``) is it copied to
+``<file>.zu-new``, fsynced and renamed over. Moving, not hard-linking, is deliberate: removing a
+second name of an inode later (the mount's prune) would move the node file's ctime and void the
+stamp the apply takes (``stamps.py``). The caller fsyncs each directory it touched once, after the
+batch (:meth:`NodeFS.sync_dirs`). The old inode survives in the backup (a hard link), so rollback
+is a rename back. What the apply adds is recorded beside the backup before anything moves
+(:meth:`NodeFS.note_added`): with the journal unreadable, ``restore.py`` finds those files by it,
+since they left the staged tree.
 """
 
 from __future__ import annotations
@@ -16,18 +24,26 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
-from zos_upgrade.fsutil import fsync_dir
+import msgspec
+
+from zos_upgrade.fsutil import atomic_write_bytes, fsync_dir, read_at_most
 from zos_upgrade.upgrade.dirs import ensure_dir
 from zos_upgrade.upgrade.errors import UnsafePath, UpgradeError
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
-__all__ = ["NEW_SUFFIX", "NodeFS", "check_relative", "copy_entry"]
+__all__ = [
+    "ADDED_SUFFIX", "NEW_SUFFIX", "NodeFS", "StagedFileChanged", "check_applied", "check_relative",
+    "copy_entry",
+]
 
 log = logging.getLogger(__name__)
 
 NEW_SUFFIX = ".zu-new"
+ADDED_SUFFIX = ".added.json"
+_MAX_ADDED_BYTES = 256 * 1024 * 1024
 _COPY_CHUNK = 1 << 20
 
 
@@ -43,6 +59,16 @@ class StagedFileChanged(UpgradeError):
     """A staged file no longer has the content the plan recorded."""
 
 
+def check_applied(rel: str, found: FileRecord | None, planned: FileRecord) -> None:
+    """StagedFileChanged unless the regular file applied at ``rel`` (``found``) has the planned digest."""
+    if found is None or found.kind != "file" or found.digest != planned.digest:
+        got = "nothing" if found is None else f"a {found.kind} hashing to {found.digest}"
+        raise StagedFileChanged(
+            f"/{rel}: the node now holds {got}, the plan recorded content {planned.digest}; "
+            "the staged release changed after it was planned"
+        )
+
+
 def _within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -53,15 +79,29 @@ class NodeFS:
     def __init__(self, root: Path, backup_root: Path) -> None:
         self.root = Path(os.path.realpath(root))
         self.backup_root = backup_root
+        # what an apply adds, recorded before it moves anything: a restore without a journal needs
+        # it (the moved files are no longer in the staged tree); dropped with the backup
+        self.added_path = backup_root.with_name(backup_root.name + ADDED_SUFFIX)
 
     # -- paths -------------------------------------------------------------------------------
 
     def node_path(self, rel: str) -> Path:
         """``root/rel``, refused unless its parent resolves inside the root (a symlinked directory on
         the node must not redirect a write elsewhere)."""
+        return self._confined(rel, {})
+
+    def node_paths(self, rels: Iterable[str]) -> dict[str, Path]:
+        """:meth:`node_path` of each of ``rels``, each directory resolved once for all its files (a
+        drift check or an apply of a thousand files in a few directories)."""
+        resolved: dict[Path, Path] = {}
+        return {rel: self._confined(rel, resolved) for rel in rels}
+
+    def _confined(self, rel: str, resolved: dict[Path, Path]) -> Path:
         check_relative(rel, "node path")
         path = self.root / rel
-        parent = Path(os.path.realpath(path.parent))
+        parent = resolved.get(path.parent)
+        if parent is None:
+            parent = resolved[path.parent] = Path(os.path.realpath(path.parent))
         if not _within(parent, self.root):
             raise UnsafePath(
                 f"/{rel}: its directory resolves to {parent}, outside the node root {self.root}; "
@@ -102,52 +142,87 @@ class NodeFS:
             return
         dest = self.node_path(rel)
         ensure_dir(dest.parent)
-        try:
-            os.replace(src, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            tmp = dest.with_name(dest.name + NEW_SUFFIX)
-            _copy_entry(src, tmp)
-            os.replace(tmp, dest)
-            os.unlink(src)
+        _move(src, dest)
         fsync_dir(dest.parent)
 
     def drop_backup(self) -> None:
         shutil.rmtree(self.backup_root, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.added_path)
+        with contextlib.suppress(FileNotFoundError):
             fsync_dir(self.backup_root.parent)
+
+    def note_added(self, records: dict[str, FileRecord]) -> None:
+        """Durably record the files an apply is about to add (path -> planned record)."""
+        ensure_dir(self.added_path.parent)
+        atomic_write_bytes(self.added_path, msgspec.json.encode(records), 0o600)
+
+    def noted_added(self) -> dict[str, FileRecord]:
+        """What :meth:`note_added` recorded; {} when nothing was (or it cannot be read)."""
+        data = read_at_most(self.added_path, _MAX_ADDED_BYTES)
+        if data is None or len(data) > _MAX_ADDED_BYTES:
+            return {}
+        try:
+            return msgspec.json.decode(data, type=dict[str, FileRecord])
+        except msgspec.DecodeError:
+            log.warning("record of the files an apply added is unreadable",
+                        extra={"path": str(self.added_path)})
+            return {}
 
     # -- apply -------------------------------------------------------------------------------
 
-    def make_dir(self, rel: str, mode: int) -> None:
+    def make_dir(self, rel: str, mode: int, *, sync: bool = True) -> Path | None:
+        """Make the directory ``rel``; returns its parent when it was made (``sync=False``: not
+        fsynced, the caller's :meth:`sync_dirs` does it)."""
         path = self.node_path(rel)
         try:
             path.mkdir(mode=0o700)
         except FileExistsError:
-            return
+            return None
         os.chmod(path, mode)
-        fsync_dir(path.parent)
+        if sync:
+            fsync_dir(path.parent)
+        return path.parent
 
     def apply(self, rel: str, staged: Path, expected: FileRecord | None = None) -> None:
-        """Put the staged entry at ``rel``: write ``<rel>.zu-new``, fsync, rename over, fsync the dir.
-
-        With ``expected`` (the planned record) the bytes written must hash to its digest: what lands
-        on the node is exactly what was planned, even if the staged tree was damaged since.
+        """Put the staged entry at ``rel`` (:meth:`put`), fsync its directory, and, with ``expected``
+        (the planned record), check that what is on the node now hashes to its digest: what lands on
+        the node is exactly what was planned (StagedFileChanged, for the caller to roll back, if not).
         """
         dest = self.node_path(rel)
-        tmp = dest.with_name(dest.name + NEW_SUFFIX)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        _copy_entry(staged, tmp, expected.digest if expected and expected.kind == "file" else None)
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        fsync_dir(self.put(rel, staged))
+        if expected is not None and expected.kind == "file":
+            check_applied(rel, record_of(dest), expected)
 
-    def remove(self, rel: str) -> None:
+    def put(self, rel: str, staged: Path, resolved: dict[Path, Path] | None = None) -> Path:
+        """Move the staged regular file or symlink to ``rel``, atomically replacing what is there
+        (copied through ``<rel>.zu-new`` when the tree is on another file system). Returns the
+        directory changed: the caller fsyncs it (once for all the files it put there).
+        ``resolved``: one dict for a batch, so each directory is resolved once (``node_paths``)."""
+        dest = self._confined(rel, {} if resolved is None else resolved)
+        kind = os.lstat(staged).st_mode
+        if not stat.S_ISREG(kind) and not stat.S_ISLNK(kind):
+            raise UnsafePath(f"{staged}: only regular files and symlinks are applied onto the node")
+        _move(staged, dest)
+        return dest.parent
+
+    @staticmethod
+    def sync_dirs(dirs: set[Path]) -> None:
+        """fsync each directory of a batch once: its renames and unlinks are durable after this."""
+        for path in sorted(dirs):
+            fsync_dir(path)
+
+    def remove(self, rel: str, *, sync: bool = True) -> Path | None:
+        """Unlink ``rel``; returns its directory when something went (``sync=False``: not fsynced,
+        the caller's :meth:`sync_dirs` does it)."""
         path = self.node_path(rel)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(path)
+        except FileNotFoundError:
+            return None
+        if sync:
             fsync_dir(path.parent)
+        return path.parent
 
     def remove_dir_if_empty(self, rel: str) -> None:
         path = self.node_path(rel)
@@ -170,37 +245,38 @@ class NodeFS:
                 os.unlink(path.with_name(path.name + NEW_SUFFIX))
 
 
+def _move(src: Path, dest: Path) -> None:
+    """Rename ``src`` over ``dest``; across file systems, copy it to ``<dest>.zu-new`` (fsynced),
+    rename that over ``dest`` and remove ``src``. The caller fsyncs ``dest``'s directory."""
+    try:
+        os.rename(src, dest)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    tmp = dest.with_name(dest.name + NEW_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a leftover of an interrupted copy
+    _copy_entry(src, tmp)
+    os.replace(tmp, dest)
+    os.unlink(src)
+
+
 def copy_entry(src: Path, dest: Path) -> None:
     """Copy one regular file or symlink to the new name ``dest`` (content fsynced, mode kept)."""
     _copy_entry(src, dest)
 
 
-def _copy_entry(src: Path, dest: Path, digest: str | None = None) -> None:
-    """Copy a regular file (content fsynced, mode and, as root, owner kept) or a symlink to ``dest``.
-
-    ``digest``: the blake2b-256 the content must have (checked while copying; the copy is removed and
-    StagedFileChanged raised when it differs).
-    """
+def _copy_entry(src: Path, dest: Path) -> None:
+    """Copy a regular file (content fsynced, mode and, as root, owner kept) or a symlink to ``dest``."""
     st = os.lstat(src)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dest)
     elif stat.S_ISREG(st.st_mode):
         fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            import hashlib  # here: hashlib loads OpenSSL's libcrypto, which an idle daemon does not need
-
-            # hashed only when checked: backups and saved data copies need no digest
-            hasher = hashlib.blake2b(digest_size=32) if digest is not None else None
             with open(src, "rb") as fin, os.fdopen(fd_out, "wb") as fout:
-                while chunk := fin.read(_COPY_CHUNK):
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    fout.write(chunk)
-                if hasher is not None and hasher.hexdigest() != digest:
-                    raise StagedFileChanged(
-                        f"{src}: content hashes to {hasher.hexdigest()}, the plan recorded {digest}; "
-                        "the staged release changed after it was planned"
-                    )
+                shutil.copyfileobj(fin, fout, _COPY_CHUNK)
                 fout.flush()
                 os.fchmod(fout.fileno(), stat.S_IMODE(st.st_mode))
                 if os.geteuid() == 0:

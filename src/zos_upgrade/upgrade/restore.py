@@ -9,7 +9,9 @@ file the transaction replaced or removed) and the staged tree of the release it 
 * a file of a manifest whose node copy differs is restored from the backup when the backup holds
   exactly the committed content; a missing directory is made again;
 * a file of the staged tree that no manifest owns and that is on the node with exactly the staged
-  content was added by the transaction: it is removed (anything else is left alone);
+  content was added by the transaction: it is removed (anything else is left alone). The files the
+  interrupted apply already moved onto the node are no longer in the staged tree (``nodefs.py``):
+  the apply recorded them, with their planned records, before it moved any (``NodeFS.note_added``);
 * the installed releases' services get their configs again and are restarted.
 
 Everything is checked before anything changes: a file whose committed content is nowhere (neither
@@ -115,28 +117,28 @@ def _same(found: FileRecord | None, want: FileRecord) -> bool:
 
 
 def _added(ctx: Context, manifests: dict[str, Manifest], owned: set[str]) -> tuple[list[str], set[str]]:
-    """Files of staged trees of releases no manifest names, on the node with the staged content; and
-    the directories of those trees (removed only when left empty)."""
+    """Files of staged trees of releases no manifest names, or recorded as added by the interrupted
+    apply, on the node with that content; and the directories of those trees (removed only when left
+    empty)."""
     installed = {m.md5 for m in manifests.values()}
     mounts = ctx.flister.mounts_dir
-    added: list[str] = []
+    candidates = list(ctx.files.noted_added().items())
     dirs: set[str] = set()
-    if not mounts.is_dir():
-        return added, dirs
-    for tree in sorted(mounts.iterdir()):
+    for tree in sorted(mounts.iterdir()) if mounts.is_dir() else []:
         if tree.name in installed or tree.name.startswith(".") or not tree.is_dir():
             continue
         files, _services = scan_release(tree)
-        for rel, staged in files.items():
-            if staged.kind == "dir":
-                dirs.add(rel)
-            if staged.kind == "dir" or rel in owned:
-                continue
-            try:
-                if ctx.files.record(rel) == staged:
-                    added.append(rel)
-            except ZosUpgradeError:  # its directory leads out of the node: not ours to remove
-                continue
+        dirs.update(rel for rel, staged in files.items() if staged.kind == "dir")
+        candidates += [(rel, staged) for rel, staged in files.items() if staged.kind != "dir"]
+    added: list[str] = []
+    for rel, staged in candidates:
+        if rel in owned:
+            continue
+        try:
+            if ctx.files.record(rel) == staged:
+                added.append(rel)
+        except ZosUpgradeError:  # its directory leads out of the node: not ours to remove
+            continue
     return sorted(set(added)), dirs
 
 

@@ -21,7 +21,8 @@ format stays the one earlier upgraders read (a rollback can hand the node back t
 kept flist (removed by hand), every regular file counts as changed: a full upgrade, never a wrong one.
 A process that read that flist already (it installed the release) takes its entries from that read
 (``release_entries.ReadEntries``) once the kept file's md5 is checked again.
-After the mount each staged file is hashed once: its digest for the manifest.
+Each staged file's digest for the manifest is taken by the mount's writers as they write it
+(``Mount.digests``); the tree is not read again.
 """
 
 from __future__ import annotations
@@ -85,11 +86,15 @@ class Staging:
             return self.seen[rel]
         return record
 
-    def finish(self, tree: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
-        """After the mount: each staged file's digest from the tree; the services."""
+    def finish(self, tree: Path,
+               digests: dict[str, str] | None = None) -> tuple[dict[str, FileRecord], dict[str, str]]:
+        """After the mount: each staged file's digest (``digests``, what the mount's writers
+        digested, else read from the tree); the services."""
+        known = digests or {}
         for rel in self.digested:
             record = self.files[rel]
-            self.files[rel] = FileRecord("file", record.mode, record.size, digest_file(tree / rel))
+            digest = known.get(rel) or digest_file(tree / rel)
+            self.files[rel] = FileRecord("file", record.mode, record.size, digest)
         configs = {rel: rec for rel, rec in self.files.items() if service_name(rel) is not None}
         return self.files, release_services(tree, configs)
 

@@ -3,25 +3,40 @@
 The drift check (``staging.py``) compares each installed file's blake2b with the manifest's, which
 costs reading the whole release. A stamp remembers, for a file hashed before, its digest with what
 ``lstat`` said of it then: inode, size, mode, mtime and ctime in nanoseconds. While all of these
-are unchanged the file's content is too: any write, truncation, rename over it or chmod moves its
-ctime, and a ctime cannot be set back (``utime`` sets only mtime and atime; only a clock moved
-back could forge it). So a file whose ``lstat`` matches its stamp takes the stamp's digest without
-being read; any other is hashed, and stamped again.
+are unchanged the file's content is too: any write, truncation, rename over it, chmod or link count
+change moves its ctime, and a ctime cannot be set back (``utime`` sets only mtime and atime; only a
+clock moved back could forge it). So a file whose ``lstat`` matches its stamp takes the stamp's
+digest without being read; any other is hashed, and stamped again. Stamps are taken by the drift
+check and by the apply (``steps.py``): its one hash of every applied file, the check that the node
+holds what was planned, stamps them too, so the next upgrade's drift check reads nothing.
 
-A stamp is taken only when the file was unchanged across its hashing (``lstat`` before and after
-equal) and its ctime is at least :data:`SETTLED_NS` old: a write in the same clock tick as the stamp
-could otherwise leave the ctime unchanged (git's "racy" entries). The file is only a cache: it may
-be deleted (everything is hashed again), a damaged or oversized one is ignored, and a failure to
-write it is no error.
+**The racy-timestamp rule.** A stamp is taken only when the file was unchanged across its hashing
+(``lstat`` before and after equal) and its ctime was at least :class:`Margin` old when the hashing
+began: otherwise a write right after could get the very same ctime (git's "racy" entries). The
+kernel stamps a ctime from its coarse clock (``CLOCK_REALTIME_COARSE``, one tick: 1-10 ms), truncated
+to the file system's timestamp granularity ``G`` (1 ns on ext4 with large inodes, xfs, btrfs, tmpfs;
+100 ns on NTFS; 1-2 s on ext3, FAT, some NFS servers). A change at any time ``t`` gets a ctime above
+``t - tick - G``; so when hashing begins at ``t0 >= ctime + tick + G``, every later change gets a
+ctime above the recorded one: a tick and a granule are the whole race, not the 2 s a coarse file
+system needs. ``G`` is not asked of the file system (no call says it) but bounded from the ctimes
+seen: a truncated timestamp's sub-second part is a multiple of ``G``, and ``G`` divides a second (a
+power of ten on every Linux file system), so ``G`` divides the gcd of those parts and 10^9. When no
+ctime seen has a sub-second part (a coarse file system, or none seen yet) ``G`` is taken as
+:data:`SETTLED_NS`, 2 s, the coarsest in use (FAT); a clock tick that cannot be read counts as 2 s too.
+
+The file is only a cache: it may be deleted (everything is hashed again), a damaged or oversized
+one is ignored, and a failure to write it is no error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import stat
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
@@ -29,10 +44,11 @@ import msgspec
 from zos_upgrade.fsutil import atomic_write_bytes
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
-__all__ = ["SETTLED_NS", "STAMPS_FILE", "NodeStamps"]
+__all__ = ["SETTLED_NS", "STAMPS_FILE", "Margin", "NodeStamps", "coarse_tick_ns"]
 
 STAMPS_FILE = "node-stamps.json"  # in <state>/cache
-SETTLED_NS = 2_000_000_000  # a ctime this old cannot share a clock tick with a later write
+SETTLED_NS = 2_000_000_000  # the granularity assumed when the timestamps cannot be shown finer
+_SECOND = 1_000_000_000
 _MAX_BYTES = 64 * 1024 * 1024
 
 Stamp = tuple[int, int, int, int, int]  # ino, size, mode, mtime_ns, ctime_ns
@@ -42,12 +58,50 @@ def _stamp(st: os.stat_result) -> Stamp:
     return (st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class NodeStamps:
-    """The stamps of one node, read once, consulted and renewed by one drift check."""
+# Linux's CLOCK_REALTIME_COARSE, the clock file times come from (``time`` names it from Python 3.13)
+_LINUX_REALTIME_COARSE = 5
 
-    def __init__(self, path: Path, clock: Callable[[], int] = time.time_ns) -> None:
+
+def coarse_tick_ns() -> int | None:
+    """One tick of the clock the kernel takes file times from, or None where it cannot be read."""
+    linux = _LINUX_REALTIME_COARSE if sys.platform == "linux" else None
+    clock = getattr(time, "CLOCK_REALTIME_COARSE", linux)
+    if clock is None:
+        return None
+    try:
+        return max(1, round(time.clock_getres(clock) * _SECOND))
+    except OSError:
+        return None
+
+
+class Margin:
+    """How old a ctime must be for a stamp of it to be sound: a clock tick plus the file system's
+    timestamp granularity as bounded by the ctimes :meth:`see` was shown (module docstring).
+    Safe across threads: a lost update only keeps the bound larger."""
+
+    def __init__(self, tick_ns: int | None = None) -> None:
+        # a tick that cannot be read counts as the coarse granularity itself
+        self._tick = tick_ns if tick_ns is not None else coarse_tick_ns() or SETTLED_NS
+        self._granule = 0  # gcd of the sub-second parts seen: 0 until one is not zero
+
+    def see(self, ctime_ns: int) -> None:
+        self._granule = math.gcd(self._granule, ctime_ns % _SECOND)
+
+    def ns(self) -> int:
+        if self._granule == 0:
+            return self._tick + SETTLED_NS
+        # the granularity divides a second and every ctime's sub-second part: so it divides their gcd
+        return self._tick + math.gcd(self._granule, _SECOND)
+
+
+class NodeStamps:
+    """The stamps of one node, read once, consulted and renewed by one drift check or one apply."""
+
+    def __init__(self, path: Path, clock: Callable[[], int] = time.time_ns,
+                 margin: Margin | None = None) -> None:
         self.path = path
         self._clock = clock
+        self.margin = margin if margin is not None else Margin()
         self._old = self._load()
         self._new: dict[str, tuple[str, Stamp]] = {}
         self.hashed = 0  # files read this time (no stamp, or a stale one)
@@ -64,28 +118,58 @@ class NodeStamps:
 
     def record(self, rel: str, path: Path) -> FileRecord | None:
         """``record_of(path)``, a regular file's digest taken from its stamp while it is valid."""
+        return self._record(rel, path, trust=True)
+
+    def fresh(self, rel: str, path: Path) -> FileRecord | None:
+        """``record_of(path)``, hashed whatever its stamp says, and stamped (the apply's check)."""
+        return self._record(rel, path, trust=False)
+
+    def _record(self, rel: str, path: Path, *, trust: bool) -> FileRecord | None:
+        began = self._clock()  # before the lstat: a change after it cannot keep a settled ctime
         try:
             before = os.lstat(path)
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(before.st_mode):
             return record_of(path)
+        self.margin.see(before.st_ctime_ns)
         kept = self._old.get(rel)
         now = _stamp(before)
-        if kept is not None and tuple(kept[1]) == now:
+        if trust and kept is not None and tuple(kept[1]) == now:
             self._new[rel] = (kept[0], now)
             return FileRecord("file", stat.S_IMODE(before.st_mode), before.st_size, kept[0])
         self.hashed += 1
         found = record_of(path)
         with contextlib.suppress(FileNotFoundError):
             after = os.lstat(path)
-            settled = self._clock() - after.st_ctime_ns >= SETTLED_NS
+            settled = began - before.st_ctime_ns >= self.margin.ns()
             if found is not None and found.kind == "file" and _stamp(after) == now and settled:
                 self._new[rel] = (found.digest, now)
         return found
 
-    def save(self) -> None:
-        """Keep the stamps of this check (best effort: a cache that cannot be written is no error)."""
+    def settle(self, paths: Iterable[Path], sleep: Callable[[float], None] = time.sleep) -> None:
+        """Wait until the ctime of each of ``paths`` is older than the margin (the files were just
+        written or renamed: the apply waits once for all, then stamps them as it hashes them)."""
+        newest = 0
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                ctime = os.lstat(path).st_ctime_ns
+                self.margin.see(ctime)
+                newest = max(newest, ctime)
+        while (left := newest + self.margin.ns() - self._clock()) > 0:
+            sleep(left / _SECOND)
+
+    def forget(self, rels: Iterable[str]) -> None:
+        """Drop the stamps of ``rels`` (files removed from the node)."""
+        for rel in rels:
+            self._old.pop(rel, None)
+            self._new.pop(rel, None)
+
+    def save(self, *, keep_old: bool = False) -> None:
+        """Keep the stamps of this check (best effort: a cache that cannot be written is no error).
+        ``keep_old``: the stamps read that this run did not renew stay too (an apply stamps only
+        the files it applied; the drift check before it stamped the others)."""
+        stamps = {**self._old, **self._new} if keep_old else self._new
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path, msgspec.json.encode(self._new), 0o600)
+            atomic_write_bytes(self.path, msgspec.json.encode(stamps), 0o600)

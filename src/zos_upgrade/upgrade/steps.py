@@ -62,6 +62,7 @@ from zos_upgrade.upgrade.flister import Mount, Partial
 from zos_upgrade.upgrade.hooks import run_hook
 from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
 from zos_upgrade.upgrade.manifest import FileRecord, Manifest
+from zos_upgrade.upgrade.nodefs import check_applied
 from zos_upgrade.upgrade.outcome import refused, roll_back, roll_forward
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
@@ -91,6 +92,7 @@ class Transaction:
     verify: Callable[[], Awaitable[VerifiedRelease]] | None = None  # the source's check, in fetch
     old: Manifest | None = None                    # what is installed now under ``key``
     tree: Path | None = None                       # the staged release (None: an uninstall)
+    digests: dict[str, str] | None = None          # its files' digests, taken as the mount wrote them
     staging: Staging | None = None                 # what fetch staged and the new records (plan)
     plan: Plan | None = None                       # set by plan (an uninstall comes planned)
     new_manifest: Manifest | None = None           # what commit records (None: an uninstall)
@@ -188,7 +190,7 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
     finally:
         if local is not None:
             local.close()
-    tx.tree = mount.path
+    tx.tree, tx.digests = mount.path, mount.digests
     _count_download(tx.report, mount)
     if local is not None:  # materialize counts them with the cache's: they are the node's
         tx.report.blocks_from_node += local.used
@@ -213,17 +215,19 @@ def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | 
     are not read (``stamps.py``); the others are hashed on every core (blake2b releases the GIL)."""
     rels = [rel for rel, rec in (old.files if old else {}).items() if rec.kind != "dir"]
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
-
-    def record(rel: str) -> FileRecord | None:
-        return stamps.record(rel, ctx.files.node_path(rel))
-
-    if len(rels) < 64:
-        found = {rel: record(rel) for rel in rels}
-    else:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            found = dict(zip(rels, pool.map(record, rels, chunksize=16), strict=True))
+    paths = ctx.files.node_paths(rels)
+    found = _on_every_core(lambda rel: stamps.record(rel, paths[rel]), rels)
     stamps.save()
     return found
+
+
+def _on_every_core(record: Callable[[str], FileRecord | None],
+                   rels: list[str]) -> dict[str, FileRecord | None]:
+    """``record`` of each of ``rels``, in threads on every core past a few files."""
+    if len(rels) < 64:
+        return {rel: record(rel) for rel in rels}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(rels, pool.map(record, rels, chunksize=16), strict=True))
 
 
 async def _plan(ctx: Context, tx: Transaction) -> None:
@@ -238,7 +242,7 @@ def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
     release, old, tree, staging = tx.release, tx.old, tx.tree, tx.staging
     if release is None or tree is None or staging is None:
         raise ZosUpgradeError("internal: plan before fetch")
-    files, services = staging.finish(tree)
+    files, services = staging.finish(tree, tx.digests)
     tx.report.files_staged = len(staging.staged)
     tx.report.release_bytes = sum(record.size for record in files.values() if record.kind == "file")
     boot = release.target == "boot"
@@ -365,28 +369,45 @@ async def _backup(ctx: Context, tx: Transaction) -> None:
 
 
 async def _apply(ctx: Context, tx: Transaction) -> None:
-    """Each file to ``<file>.zu-new``, fsync, rename over the old; removed files and dirs go."""
+    """Each file moved onto the node over the old one, removed files and dirs gone, every directory
+    touched fsynced once; then each applied file hashed once: the check that the node holds what was
+    planned, and its stamp for the next drift check."""
     await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest)
 
 
 def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | None) -> None:
     files = ctx.files
+    touched: set[Path] = set()
+    changes = plan.add + plan.replace if tree is not None and new is not None else []
     if tree is not None and new is not None:
-        for rel in plan.dirs_add:
-            files.make_dir(rel, new.files[rel].mode)
-        changes = plan.add + plan.replace
-        half = len(changes) // 2
-        for rel in changes[:half]:
-            files.apply(rel, tree / rel, new.files[rel])
+        touched.update(d for rel in plan.dirs_add
+                       if (d := files.make_dir(rel, new.files[rel].mode, sync=False)) is not None)
+        files.note_added({rel: new.files[rel] for rel in plan.add})
+        half, resolved = len(changes) // 2, dict[Path, Path]()
+        touched.update(files.put(rel, tree / rel, resolved) for rel in changes[:half])
         crash_point("mid-apply")
-        for rel in changes[half:]:
-            files.apply(rel, tree / rel, new.files[rel])
+        touched.update(files.put(rel, tree / rel, resolved) for rel in changes[half:])
     else:
         crash_point("mid-apply")
-    for rel in plan.remove:
-        files.remove(rel)
+    touched.update(d for rel in plan.remove if (d := files.remove(rel, sync=False)) is not None)
+    files.sync_dirs(touched)  # every rename and unlink above is durable before the journal moves on
     for rel in plan.dirs_remove:
         files.remove_dir_if_empty(rel)
+    if new is not None:
+        _check_and_stamp(ctx, [rel for rel in changes if new.files[rel].kind == "file"], plan.remove, new)
+
+
+def _check_and_stamp(ctx: Context, applied: list[str], removed: list[str], new: Manifest) -> None:
+    """Hash each applied regular file once, after its ctime settled (``stamps.py``): a digest other
+    than planned is StagedFileChanged (the step rolls back); the hashes are saved as its stamps."""
+    stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
+    stamps.forget([*applied, *removed])
+    paths = ctx.files.node_paths(applied)
+    stamps.settle(paths.values())
+    found = _on_every_core(lambda rel: stamps.fresh(rel, paths[rel]), applied)
+    for rel in applied:
+        check_applied(rel, found[rel], new.files[rel])
+    stamps.save(keep_old=True)
 
 
 async def _restart(ctx: Context, tx: Transaction) -> None:
