@@ -47,6 +47,8 @@ class ReleaseEntries:
     service_fingerprints: dict[str, str] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
     control: list[str] = field(default_factory=list)   # hooks and hooks.paths present at the root
+    # the control files' blocks and plain lengths (they are never installed: a rollback needs them)
+    control_blocks: dict[str, tuple[tuple[BlockRef, ...], list[int]]] = field(default_factory=dict)
     blocks: dict[bytes, int] = field(default_factory=dict)  # block id -> plain size
     block_keys: dict[bytes, bytes] = field(default_factory=dict)  # block id -> its key
 
@@ -64,6 +66,8 @@ class ReleaseEntries:
             block_keys[ref.id] = ref.key
         if rel in RELEASE_CONTROL_FILES:
             self.control.append(rel)
+            if entry.kind is EntryKind.FILE:
+                self.control_blocks[rel] = (entry.blocks, lengths)
             if rel in HOOK_NAMES:
                 self.hooks.append(rel)
             return

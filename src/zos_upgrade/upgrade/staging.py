@@ -58,11 +58,12 @@ NodeRecord = Callable[[str], FileRecord | None]
 class FileBlocks:
     """An installed regular file as the flist that installed it names it: its block fingerprint (what
     the next plan compares, ``release_entries.block_fingerprint``) and its blocks' keys with their
-    plain lengths in file order (block ``i`` lies at the sum of the lengths before it)."""
+    plain lengths in file order (block ``i`` lies at the sum of the lengths before it), and ids."""
 
     fingerprint: str
     keys: tuple[bytes, ...]
     sizes: tuple[int, ...]
+    ids: tuple[bytes, ...] = ()
 
 
 @dataclass
@@ -179,7 +180,8 @@ def installed_blocks(flists_dir: Path, old: Manifest | None,
             continue
         refs, lengths = found.file_blocks[rel], found.file_lengths[rel]
         if len(refs) == len(lengths) and sum(lengths) == record.size:
-            blocks[rel] = FileBlocks(entry.digest, tuple(r.key for r in refs), tuple(lengths))
+            blocks[rel] = FileBlocks(entry.digest, tuple(r.key for r in refs), tuple(lengths),
+                                     tuple(r.id for r in refs))
     return blocks
 
 

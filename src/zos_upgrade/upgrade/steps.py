@@ -61,15 +61,23 @@ from zos_upgrade.upgrade.errors import RestartNeeded, RollbackIncomplete, Rolled
 from zos_upgrade.upgrade.flister import Mount, Partial
 from zos_upgrade.upgrade.hooks import run_hook
 from zos_upgrade.upgrade.journal import Holds, JournalRecord, Phase
+from zos_upgrade.upgrade.kept_blocks import keep_blocks_of
 from zos_upgrade.upgrade.manifest import FileRecord, Manifest
 from zos_upgrade.upgrade.nodefs import check_applied
 from zos_upgrade.upgrade.outcome import refused, roll_back, roll_forward
 from zos_upgrade.upgrade.plan import Plan, make_plan
 from zos_upgrade.upgrade.preflight import check_room, check_supervisor, check_trust_files, transaction_sizes
-from zos_upgrade.upgrade.release_entries import read_entries
+from zos_upgrade.upgrade.release_entries import ReleaseEntries, read_entries
 from zos_upgrade.upgrade.report import UpgradeReport
 from zos_upgrade.upgrade.rollback import ROLLBACK_HOOK, mount_rolled_from
-from zos_upgrade.upgrade.staging import Staging, choose, control_only, installed_blocks, node_blocks_of
+from zos_upgrade.upgrade.staging import (
+    FileBlocks,
+    Staging,
+    choose,
+    control_only,
+    installed_blocks,
+    node_blocks_of,
+)
 from zos_upgrade.upgrade.stamps import STAMPS_FILE, NodeStamps
 
 if TYPE_CHECKING:
@@ -94,6 +102,8 @@ class Transaction:
     tree: Path | None = None                       # the staged release (None: an uninstall)
     digests: dict[str, str] | None = None          # its files' digests, taken as the mount wrote them
     staging: Staging | None = None                 # what fetch staged and the new records (plan)
+    installed: dict[str, FileBlocks] | None = None  # the installed files' blocks (fetch)
+    entries: ReleaseEntries | None = None           # the release's flist entries (fetch)
     plan: Plan | None = None                       # set by plan (an uninstall comes planned)
     new_manifest: Manifest | None = None           # what commit records (None: an uninstall)
     from_release: VerifiedRelease | None = None    # a rollback: the release rolled back from (its hooks)
@@ -176,11 +186,13 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
     # the node's installed files, hashed once off the event loop (the drift check; the plan reuses it)
     seen = await asyncio.to_thread(_node_records, ctx, old)
     installed = await asyncio.to_thread(installed_blocks, ctx.flister.downloads_dir, old, ctx.read_entries)
+    tx.installed = installed
 
     def for_this_node(reader: FlistReader) -> Partial:
         check_compatible(compatible_of(reader.tags()), ctx.settings.compatible, release.source)
         found = read_entries(reader)
         ctx.read_entries.remember(release.md5, found)
+        tx.entries = found
         tx.staging = choose(found, old, ctx.files.record, seen, installed)
         return Partial(tx.staging.only, local, keep_fetched=_replaces_program(ctx, release, tx.staging))
 
@@ -236,6 +248,19 @@ async def _plan(ctx: Context, tx: Transaction) -> None:
     if tx.plan is None:
         tx.plan, tx.new_manifest = await asyncio.to_thread(_make_plan, ctx, tx)
     await _preflight_space(ctx, tx)
+    await asyncio.to_thread(_keep_for_rollback, ctx, tx)
+
+
+def _keep_for_rollback(ctx: Context, tx: Transaction) -> None:
+    """Before anything changes: the blocks of the files the node loses (replaced or removed), and
+    of the release's control files, kept in the cache for a later rollback (``kept_blocks.py``)."""
+    plan, installed = tx.planned, tx.installed or {}
+    keep_blocks_of(ctx.root, ctx.flister.cache,
+                   {rel: installed[rel] for rel in plan.replace + plan.remove if rel in installed})
+    if tx.entries is not None and tx.tree is not None:
+        control = {rel: FileBlocks("", tuple(r.key for r in refs), tuple(lengths), tuple(r.id for r in refs))
+                   for rel, (refs, lengths) in tx.entries.control_blocks.items()}
+        keep_blocks_of(tx.tree, ctx.flister.cache, control)
 
 
 def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
