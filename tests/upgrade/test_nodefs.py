@@ -122,6 +122,34 @@ def test_apply_moves_the_staged_inode_and_fsyncs_each_directory_once(
         assert not (tree / "opt" / name).exists()
 
 
+@pytest.mark.parametrize("has_syncfs", [True, False])
+def test_many_directories_are_synced_with_one_syncfs_per_file_system(
+        fs: NodeFS, monkeypatch: pytest.MonkeyPatch, has_syncfs: bool) -> None:
+    from zos_upgrade.flist import durability
+
+    dirs = set()
+    for i in range(20):
+        (fs.root / f"d{i}").mkdir()
+        dirs.add(fs.root / f"d{i}")
+    synced: list[str] = []
+    real = nodefs.fsync_dir
+    monkeypatch.setattr(nodefs, "fsync_dir", lambda path: (synced.append(str(path)), real(path)))
+    devices: list[int] = []
+    real_syncfs = durability._SYNCFS
+    assert real_syncfs is not None  # Linux
+    monkeypatch.setattr(durability, "_SYNCFS", (lambda fd: (devices.append(os.fstat(fd).st_dev),
+                                                            real_syncfs(fd))[1]) if has_syncfs else None)
+    fs.sync_dirs(dirs)
+    if has_syncfs:  # one file system here: one syncfs, no fsync
+        assert devices == [os.stat(fs.root).st_dev] and synced == []
+    else:  # no syncfs: every directory once
+        assert sorted(synced) == sorted(str(d) for d in dirs)
+    synced.clear()
+    devices.clear()
+    fs.sync_dirs({fs.root / "d0", fs.root / "d1"})  # a few: fsynced one by one
+    assert sorted(synced) == [str(fs.root / "d0"), str(fs.root / "d1")] and devices == []
+
+
 def test_apply_copies_when_the_tree_is_on_another_file_system(
         fs: NodeFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     staged = tmp_path / "staged"

@@ -24,7 +24,7 @@ from zos_upgrade.flist.model import Entry, HostileFlist
 from zos_upgrade.flist.tree_checks import split_path
 from zos_upgrade.fsutil import TEMP_MARK
 
-__all__ = ["Durability", "TempNames"]
+__all__ = ["Durability", "TempNames", "sync_file_system"]
 
 # A batch of written files is flushed and renamed when it reaches either bound: a bounded amount of
 # dirty data per flush, and a bounded list in memory for million-entry flists.
@@ -50,6 +50,15 @@ def _load_syncfs() -> Callable[[int], None] | None:
 
 # read by each run when it starts (the power-loss tests replace it to see every syncfs)
 _SYNCFS = _load_syncfs()
+
+
+def sync_file_system(fd: int) -> bool:
+    """``syncfs`` of the file system ``fd`` is on: everything written there is durable after it.
+    False where the platform has no syncfs (the caller fsyncs what it wrote instead)."""
+    if _SYNCFS is None:
+        return False
+    _SYNCFS(fd)
+    return True
 
 
 class TempNames:

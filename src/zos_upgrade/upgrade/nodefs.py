@@ -42,6 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NEW_SUFFIX = ".zu-new"
+_FSYNC_EACH_UP_TO = 8  # directories a batch fsyncs one by one; more: one syncfs per file system
 ADDED_SUFFIX = ".added.json"
 _MAX_ADDED_BYTES = 256 * 1024 * 1024
 _COPY_CHUNK = 1 << 20
@@ -208,9 +209,28 @@ class NodeFS:
 
     @staticmethod
     def sync_dirs(dirs: set[Path]) -> None:
-        """fsync each directory of a batch once: its renames and unlinks are durable after this."""
+        """Make a batch's renames and unlinks durable: fsync each directory once, or, past a few
+        directories, one ``syncfs`` per file system they are on (the same guarantee: a first install
+        touches hundreds of directories, and each fsync is a journal commit)."""
+        if len(dirs) <= _FSYNC_EACH_UP_TO:
+            for path in sorted(dirs):
+                fsync_dir(path)
+            return
+        from zos_upgrade.flist.durability import sync_file_system
+
+        by_device: dict[int, Path] = {}
         for path in sorted(dirs):
-            fsync_dir(path)
+            by_device.setdefault(os.stat(path).st_dev, path)
+        for path in by_device.values():
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                synced = sync_file_system(fd)
+            finally:
+                os.close(fd)
+            if not synced:  # no syncfs here: each directory, then
+                for each in sorted(dirs):
+                    fsync_dir(each)
+                return
 
     def remove(self, rel: str, *, sync: bool = True) -> Path | None:
         """Unlink ``rel``; returns its directory when something went (``sync=False``: not fsynced,
