@@ -131,7 +131,10 @@ def test_heads_with_too_many_or_too_large_fields_get_431(start_hub: HubFactory, 
 
     async def attack(hub: Hub) -> None:
         many = await send(hub, request([b"x-h-%d: v" % n for n in range(5000)]))
-        assert many.startswith(b"HTTP/1.1 431 ") and b"5001 header fields, more than the 50 allowed" in many
+        # refused either by our field count or, when the head arrives in one read, by h11's own
+        # buffer limit first: both are a 431 that closes the connection
+        assert many.startswith(b"HTTP/1.1 431 ") and (
+            b"5001 header fields, more than the 50 allowed" in many or b"Receive buffer too long" in many)
         just_over = await send(hub, request([b"x-h-%d: v" % n for n in range(50)]))
         assert b"51 header fields" in just_over
         big = await send(hub, request([b"x-big: " + b"v" * 9000]))
