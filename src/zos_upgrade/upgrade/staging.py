@@ -28,10 +28,11 @@ Each staged file's digest for the manifest is taken by the mount's writers as th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zos_upgrade.flist.model import BlockRef
 from zos_upgrade.flist.node_blocks import NodeBlocks
 from zos_upgrade.upgrade.errors import UpgradeError
 from zos_upgrade.upgrade.flister import check_kept_flist
@@ -64,6 +65,11 @@ class FileBlocks:
     keys: tuple[bytes, ...]
     sizes: tuple[int, ...]
     ids: tuple[bytes, ...] = ()
+
+    @classmethod
+    def of(cls, fingerprint: str, refs: Sequence[BlockRef], lengths: Sequence[int]) -> FileBlocks:
+        """From an flist entry's block refs and their plain lengths (``release_entries``)."""
+        return cls(fingerprint, tuple(r.key for r in refs), tuple(lengths), tuple(r.id for r in refs))
 
 
 @dataclass
@@ -180,8 +186,7 @@ def installed_blocks(flists_dir: Path, old: Manifest | None,
             continue
         refs, lengths = found.file_blocks[rel], found.file_lengths[rel]
         if len(refs) == len(lengths) and sum(lengths) == record.size:
-            blocks[rel] = FileBlocks(entry.digest, tuple(r.key for r in refs), tuple(lengths),
-                                     tuple(r.id for r in refs))
+            blocks[rel] = FileBlocks.of(entry.digest, refs, lengths)
     return blocks
 
 

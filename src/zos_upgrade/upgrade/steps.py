@@ -258,7 +258,7 @@ def _keep_for_rollback(ctx: Context, tx: Transaction) -> None:
     keep_blocks_of(ctx.root, ctx.flister.cache,
                    {rel: installed[rel] for rel in plan.replace + plan.remove if rel in installed})
     if tx.entries is not None and tx.tree is not None:
-        control = {rel: FileBlocks("", tuple(r.key for r in refs), tuple(lengths), tuple(r.id for r in refs))
+        control = {rel: FileBlocks.of("", refs, lengths)
                    for rel, (refs, lengths) in tx.entries.control_blocks.items()}
         keep_blocks_of(tx.tree, ctx.flister.cache, control)
 
