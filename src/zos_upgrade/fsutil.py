@@ -102,10 +102,11 @@ def sweep_temps(directory: Path | str) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path | str, mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path | str, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
     """Write ``path`` through a temp file; on success fsync, rename over ``path``, fsync the directory.
 
-    On any exception the temp file is removed and ``path`` is untouched.
+    On any exception the temp file is removed and ``path`` is untouched. ``durable=False``: no
+    fsync (a cache: readers see the old or the new whole file, a crash may leave either, or none).
     """
     target = Path(path)
     tmp = temp_sibling(target)
@@ -115,18 +116,20 @@ def atomic_writer(path: Path | str, mode: int = 0o644) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
-    """Durably replace ``path`` with ``data``."""
-    with atomic_writer(path, mode) as handle:
+def atomic_write_bytes(path: Path | str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data``, durably unless ``durable=False`` (:func:`atomic_writer`)."""
+    with atomic_writer(path, mode, durable=durable) as handle:
         handle.write(data)
 
 

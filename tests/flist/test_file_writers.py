@@ -20,6 +20,7 @@ from tests.support.stores import AsyncOnlyDirStore
 from zos_upgrade.flist import materialize as materialize_module
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.file_writer import FileWriter
+from zos_upgrade.flist.filewrite import WrittenFile
 from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.materialize import MaterializeReport, materialize
 from zos_upgrade.flist.pack import pack
@@ -50,7 +51,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 def _run(release: tuple[Path, Path, Path], dest: Path, workers: int, remote: bool, cached: bool,
          monkeypatch: pytest.MonkeyPatch,
-         digests: dict[str, str] | None = None) -> tuple[MaterializeReport, list[type[Any]]]:
+         digests: dict[str, WrittenFile] | None = None) -> tuple[MaterializeReport, list[type[Any]]]:
     _src, blocks, flist = release
     picked: list[type[Any]] = []
     choose = materialize_module._file_writer
@@ -74,12 +75,14 @@ def test_each_strategy_writes_the_same_tree(release: tuple[Path, Path, Path], tm
                                             remote: bool, cached: bool, strategy: type[Any]) -> None:
     src, _blocks, flist = release
     baseline, _ = _run(release, tmp_path / "baseline", 0, False, False, monkeypatch)
-    digests: dict[str, str] = {}
+    digests: dict[str, WrittenFile] = {}
     report, picked = _run(release, tmp_path / "dest", workers, remote, cached, monkeypatch, digests)
     assert picked == [strategy]
     # each file's digest, taken by whoever wrote it as it wrote it, is the one a read of the tree gives
     files = {p for p in (tmp_path / "dest").rglob("*") if p.is_file() and not p.is_symlink()}
-    assert digests == {"/" + p.relative_to(tmp_path / "dest").as_posix(): digest_file(p) for p in files}
+    # with the inode and mtime it was sealed with, which the renames into place keep
+    assert digests == {"/" + p.relative_to(tmp_path / "dest").as_posix():
+                       (digest_file(p), p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
     assert snapshot(tmp_path / "dest") == snapshot(tmp_path / "baseline") == snapshot(src)
     assert (report.entries, report.files, report.dirs, report.links, report.bytes_written) == (
         baseline.entries, baseline.files, baseline.dirs, baseline.links, baseline.bytes_written)

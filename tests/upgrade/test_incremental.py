@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from zos_upgrade.flist import BLOCK_SIZE, BlockRef, EntryKind, open_flist
 from zos_upgrade.flist.node_blocks import NodeBlocks
 from zos_upgrade.sources import VerifiedRelease
 from zos_upgrade.upgrade import Flister, RestartNeeded, RolledBack, Upgrader
-from zos_upgrade.upgrade.manifest import RELEASE_CONTROL_FILES
+from zos_upgrade.upgrade.manifest import RELEASE_CONTROL_FILES, FileRecord, record_of
 from zos_upgrade.upgrade.nodefs import NodeFS
 from zos_upgrade.upgrade.staging import installed_blocks
 
@@ -589,6 +589,67 @@ def test_the_apply_refuses_an_applied_file_that_is_not_what_was_planned(
         node.install(NEW)
     assert failed.value.step == "apply" and "StagedFileChanged" in failed.value.reason
     assert tree_digest(node.root) == before
+
+
+def test_an_upgrade_reads_no_file_its_writers_digested(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    # stamps spare the drift check, the writers' digests the plan and the apply's check
+    from zos_upgrade.upgrade import manifest, staging, stamps
+
+    hashed: list[Path] = []
+    digest = manifest.digest_file
+    def record_of(path: Path) -> FileRecord | None:
+        found = manifest.record_of(path)
+        if found is not None and found.kind == "file":  # a link's record reads no content
+            hashed.append(path)
+        return found
+
+    monkeypatch.setattr(stamps, "record_of", record_of)
+    monkeypatch.setattr(staging, "digest_file", lambda path: hashed.append(path) or digest(path))
+    report = node.install(NEW)
+    assert report.files_added + report.files_replaced >= 2 and hashed == []  # type: ignore[attr-defined]
+    found, rehashed = _drift_check(node)  # and what the apply stamped is what the node holds
+    assert rehashed == 0 and found["data/new.bin"] == manifest.record_of(node.root / "data/new.bin")
+
+
+def _handed_over(tmp_path: Path, change: Callable[[Path], object]) -> tuple[FileRecord | None, int]:
+    """A file written and sealed as a writer does, moved into place, ``change``d, then recorded by
+    ``NodeStamps.handed`` with the writer's digest ("written"): the record and the files hashed."""
+    from zos_upgrade.flist.filewrite import WrittenFile
+    from zos_upgrade.upgrade.stamps import NodeStamps
+
+    staged, placed = tmp_path / "staged", tmp_path / "placed"
+    staged.write_bytes(b"the release's bytes")
+    os.utime(staged, ns=(1_600_000_000_000_000_000,) * 2)  # sealed with the flist's mtime
+    sealed = os.lstat(staged)
+    os.rename(staged, placed)
+    renamed = os.lstat(placed)
+    change(placed)
+    stamps = NodeStamps(tmp_path / "stamps.json")
+    stamps.settle([placed])
+    written = WrittenFile("written", sealed.st_ino, sealed.st_mtime_ns)
+    record = stamps.handed("placed", placed, written, renamed)
+    return record, stamps.hashed
+
+
+def test_a_handed_over_file_takes_its_writers_digest_until_anything_touches_it(tmp_path: Path) -> None:
+    (tmp_path / "same").mkdir()
+    record, hashed = _handed_over(tmp_path / "same", lambda _path: None)
+    assert record is not None and (record.digest, hashed) == ("written", 0)
+
+    def rewrite(path: Path) -> None:  # same size; the mtime a write stamps is the present
+        path.write_bytes(b"the release's bytez")
+
+    def rewrite_and_put_mtime_back(path: Path) -> None:  # only the ctime tells
+        st = os.lstat(path)
+        rewrite(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    for name, change in [("write", rewrite), ("utime", rewrite_and_put_mtime_back),
+                         ("chmod", lambda path: path.chmod(0o600))]:
+        (tmp_path / name).mkdir(parents=True)
+        record, hashed = _handed_over(tmp_path / name, change)
+        assert record is not None and hashed == 1, name
+        assert record == record_of(tmp_path / name / "placed"), name
 
 
 def test_the_margin_is_a_tick_and_a_granule_and_2_s_on_coarse_timestamps() -> None:

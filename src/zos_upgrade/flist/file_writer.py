@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from zos_upgrade.flist.durability import Durability, TempNames
-from zos_upgrade.flist.filewrite import BlockSource, DirFds, Tally
+from zos_upgrade.flist.filewrite import BlockSource, DirFds, Tally, WrittenFile
 from zos_upgrade.flist.model import Entry
 from zos_upgrade.flist.remote_blocks import RemoteBlocks
 from zos_upgrade.flist.report import MaterializeReport, add_tally
@@ -89,15 +89,15 @@ class WriteContext:
     report: MaterializeReport
     progress: Progress | None
     as_root: bool
-    digests: dict[str, str] | None = None  # flist path -> content digest, when the caller asked for them
+    digests: dict[str, WrittenFile] | None = None  # flist path -> what was written, when asked
 
     def count(self, tally: Tally) -> None:
         add_tally(self.report, tally)
 
     def closed(self, entry: Entry, parts: list[str], tmp: str, digest: str = "") -> None:
-        """``entry`` is written, sealed and closed as ``tmp`` (its content digest ``digest`` when
-        asked for): it waits for the next flush and rename."""
+        """``entry`` is written, sealed and closed as ``tmp`` (its content digest ``digest``, as text,
+        when asked for): it waits for the next flush and rename."""
         self.durability.closed(parts, tmp, entry.size)
         self.report.files += 1
         if self.digests is not None:
-            self.digests[entry.path] = digest
+            self.digests[entry.path] = WrittenFile.parse(digest)

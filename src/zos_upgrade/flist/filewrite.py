@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from zos_upgrade.flist.blocks import BlockCorrupt, decrypt_block
 from zos_upgrade.flist.cache import BlockCache
@@ -39,6 +39,7 @@ __all__ = [
     "NotFetched",
     "Step",
     "Tally",
+    "WrittenFile",
     "content_hasher",
     "create_temp",
     "walk",
@@ -274,10 +275,30 @@ class Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
+class WrittenFile(NamedTuple):
+    """What a writer knows of a regular file it wrote: the blake2b-256 (hex) of the bytes it wrote
+    (the digest the upgrader's manifest records), and the inode and mtime it left the file with,
+    sealed. While a later ``lstat`` shows that inode and mtime, no write has touched the file since:
+    a write stamps the present as mtime, and the sealed one is the flist's, in the past."""
+
+    digest: str
+    ino: int
+    mtime_ns: int
+
+    def text(self) -> str:
+        """The one string a writer process hands back (``parse`` reads it)."""
+        return f"{self.digest}/{self.ino}/{self.mtime_ns}"
+
+    @classmethod
+    def parse(cls, text: str) -> WrittenFile:
+        digest, ino, mtime_ns = text.split("/")
+        return cls(digest, int(ino), int(mtime_ns))
+
+
 @dataclass(frozen=True)
 class Tally:
-    """What writing (part of) one file counted; ``digest``: the whole file's content digest
-    (blake2b-256, hex) once it is complete and one was asked for, else ""."""
+    """What writing (part of) one file counted; ``digest``: the complete file's ``WrittenFile`` as
+    text when a digest was asked for, else ""."""
 
     added: int = 0
     from_cache: int = 0
@@ -366,9 +387,12 @@ def write_blocks(source: BlockSource, entry: Entry, fd: int, first: int, written
     if direct is not None:
         direct.finish()
     skipped = _seal(entry, fd, as_root)
+    digest = ""
+    if hasher is not None:  # sealed: its mtime is the flist's now, and no later write keeps it
+        sealed = os.fstat(fd)
+        digest = WrittenFile(hasher.hexdigest(), sealed.st_ino, sealed.st_mtime_ns).text()
     return Step(fd, True, len(entry.blocks), written, [],
-                Tally(written - start, from_cache, fetched, downloaded, skipped,
-                      hasher.hexdigest() if hasher is not None else ""))
+                Tally(written - start, from_cache, fetched, downloaded, skipped, digest))
 
 
 def _seal(entry: Entry, fd: int, as_root: bool) -> bool:

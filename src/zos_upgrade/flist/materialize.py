@@ -37,7 +37,14 @@ from pathlib import Path
 from zos_upgrade.flist.cache import BlockCache
 from zos_upgrade.flist.durability import Durability, TempNames
 from zos_upgrade.flist.file_writer import FileWriter, Progress, TaskWindow, WriteContext
-from zos_upgrade.flist.filewrite import DIR_OPEN, BlockSource, DirFds, FileBlockMissing, LocalBlocks
+from zos_upgrade.flist.filewrite import (
+    DIR_OPEN,
+    BlockSource,
+    DirFds,
+    FileBlockMissing,
+    LocalBlocks,
+    WrittenFile,
+)
 from zos_upgrade.flist.formats import open_flist
 from zos_upgrade.flist.model import Entry, EntryKind, FlistError
 from zos_upgrade.flist.nonfiles import NonFileMaker
@@ -68,7 +75,7 @@ async def materialize(
     only: Callable[[str], bool] | None = None,
     local_blocks: LocalBlocks | None = None,
     keep_fetched: bool = True,
-    digests: dict[str, str] | None = None,
+    digests: dict[str, WrittenFile] | None = None,
 ) -> MaterializeReport:
     """Write the tree ``flist`` describes into ``dest`` (absent or empty); return what was done.
 
@@ -89,9 +96,10 @@ async def materialize(
     once). Only for a caller that can get the blocks back without the network otherwise (from the
     tree it keeps): a later run from the same cache fetches them again.
 
-    ``digests`` (a dict to fill) receives each written regular file's content digest, blake2b-256 in
-    hex, by flist path: taken by the writers from the blocks as they write them, so the caller need
-    not read the tree again to name what it holds.
+    ``digests`` (a dict to fill) receives each written regular file's content digest by flist path
+    (``WrittenFile``: blake2b-256, with the inode and mtime it was sealed with): taken by the writers
+    from the blocks as they write them, so the caller need not read the tree again to name what it
+    holds.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -126,7 +134,7 @@ async def _run(reader: FlistReader, dest: Path, store: BlockStore, cache: BlockC
                concurrency: int, allow_devices: bool, progress: Progress | None,
                workers: int | None, only: Callable[[str], bool] | None = None,
                local_blocks: LocalBlocks | None = None, keep_fetched: bool = True,
-               digests: dict[str, str] | None = None) -> MaterializeReport:
+               digests: dict[str, WrittenFile] | None = None) -> MaterializeReport:
     """Wire the parts of one run, walk the flist through them, seal the tree."""
     local = _local_reader(store)  # first: opening a router's stores may fail
     # a child reopens a dir:// store, or fetches from a plain http:// one itself; with another

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     # that only builds its Flister and polls (issue 19: an idle daemon's memory)
     from zos_upgrade.flist import BlockStore, FlistReader, Route
     from zos_upgrade.flist.cache import BlockCache
-    from zos_upgrade.flist.filewrite import LocalBlocks
+    from zos_upgrade.flist.filewrite import LocalBlocks, WrittenFile
     from zos_upgrade.flist.materialize import MaterializeReport
 
 __all__ = ["Flister", "Mount", "MountError", "Partial", "check_kept_flist"]
@@ -76,8 +76,8 @@ class Mount:
     md5: str                   # md5 of the flist file: the mount's name
     report: MaterializeReport  # what materializing cost (blocks fetched, or taken from the cache)
     flist: Path                # the flist file in <state>/flists
-    # each regular file written, relative to the tree -> its blake2b-256 (hex), digested as written
-    digests: dict[str, str] = field(default_factory=dict)
+    # each regular file written, relative to the tree -> its content, digested as written
+    digests: dict[str, WrittenFile] = field(default_factory=dict)
 
 
 def _make_writable(func: Callable[..., object], path: str, _exc: object) -> None:
@@ -132,7 +132,7 @@ class Flister:
             await asyncio.to_thread(self._drop, dest)
             log.info("existing mount dropped, rebuilding it", extra={"flist": where, "md5": md5})
         tmp = self._temp_name(md5)
-        digests: dict[str, str] = {}
+        digests: dict[str, WrittenFile] = {}
         from zos_upgrade.flist import open_flist
         from zos_upgrade.flist.materialize import materialize
         from zos_upgrade.flist.replay import ReplayingReader

@@ -195,16 +195,20 @@ class NodeFS:
         if expected is not None and expected.kind == "file":
             check_applied(rel, record_of(dest), expected)
 
-    def put(self, rel: str, staged: Path, resolved: dict[Path, Path] | None = None) -> Path:
+    def put(self, rel: str, staged: Path, resolved: dict[Path, Path] | None = None,
+            moved: dict[str, os.stat_result] | None = None) -> Path:
         """Move the staged regular file or symlink to ``rel``, atomically replacing what is there
         (copied through ``<rel>.zu-new`` when the tree is on another file system). Returns the
         directory changed: the caller fsyncs it (once for all the files it put there).
-        ``resolved``: one dict for a batch, so each directory is resolved once (``node_paths``)."""
+        ``resolved``: one dict for a batch, so each directory is resolved once (``node_paths``);
+        ``moved`` receives the ``lstat`` of ``rel`` right after the move."""
         dest = self._confined(rel, {} if resolved is None else resolved)
         kind = os.lstat(staged).st_mode
         if not stat.S_ISREG(kind) and not stat.S_ISLNK(kind):
             raise UnsafePath(f"{staged}: only regular files and symlinks are applied onto the node")
         _move(staged, dest)
+        if moved is not None:
+            moved[rel] = os.lstat(dest)
         return dest.parent
 
     @staticmethod

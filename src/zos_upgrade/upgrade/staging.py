@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zos_upgrade.flist.model import BlockRef
 from zos_upgrade.flist.node_blocks import NodeBlocks
@@ -45,6 +46,9 @@ from zos_upgrade.upgrade.manifest import (
     service_name,
 )
 from zos_upgrade.upgrade.release_entries import ReadEntries, ReleaseEntries, read_entries
+
+if TYPE_CHECKING:
+    from zos_upgrade.flist.filewrite import WrittenFile
 
 __all__ = [
     "FileBlocks", "Staging", "choose", "control_only", "installed_blocks", "node_blocks_of", "resume_only",
@@ -93,14 +97,14 @@ class Staging:
             return self.seen[rel]
         return record
 
-    def finish(self, tree: Path,
-               digests: dict[str, str] | None = None) -> tuple[dict[str, FileRecord], dict[str, str]]:
+    def finish(self, tree: Path, digests: dict[str, WrittenFile] | None = None,
+               ) -> tuple[dict[str, FileRecord], dict[str, str]]:
         """After the mount: each staged file's digest (``digests``, what the mount's writers
         digested, else read from the tree); the services."""
         known = digests or {}
         for rel in self.digested:
             record = self.files[rel]
-            digest = known.get(rel) or digest_file(tree / rel)
+            digest = written.digest if (written := known.get(rel)) else digest_file(tree / rel)
             self.files[rel] = FileRecord("file", record.mode, record.size, digest)
         configs = {rel: rec for rel, rec in self.files.items() if service_name(rel) is not None}
         return self.files, release_services(tree, configs)

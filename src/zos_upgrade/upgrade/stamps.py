@@ -7,8 +7,19 @@ are unchanged the file's content is too: any write, truncation, rename over it, 
 change moves its ctime, and a ctime cannot be set back (``utime`` sets only mtime and atime; only a
 clock moved back could forge it). So a file whose ``lstat`` matches its stamp takes the stamp's
 digest without being read; any other is hashed, and stamped again. Stamps are taken by the drift
-check and by the apply (``steps.py``): its one hash of every applied file, the check that the node
-holds what was planned, stamps them too, so the next upgrade's drift check reads nothing.
+check and by the apply (``steps.py``), whose check that the node holds what was planned stamps every
+applied file, so the next upgrade's drift check reads nothing.
+
+**Handed over, not read again.** The apply need not read a file its writer digested either
+(:meth:`NodeStamps.handed`): the writer took the digest of the bytes it wrote and then sealed the
+file with the flist's mtime, in the past, and the apply ``lstat``s it right after moving it into
+place. A file that is still the writer's inode with the sealed mtime had no write since the seal
+(a write stamps the present), and one whose ``lstat`` is what it was right after the move had no
+chmod, write or ``utime`` since (each moves the ctime); its record takes the writer's digest. Any
+accidental change is so seen; what is not seen is a deliberate one that also puts the mtime back,
+made inside the mount (the state directory's own tree) or within the clock tick of the move. The
+digest a file is checked against is the writer's in both ways: reading it again would only look
+for changes, and would read the disk (big files are written with direct I/O).
 
 **The racy-timestamp rule.** A stamp is taken only when the file was unchanged across its hashing
 (``lstat`` before and after equal) and its ctime was at least :class:`Margin` old when the hashing
@@ -25,12 +36,15 @@ ctime seen has a sub-second part (a coarse file system, or none seen yet) ``G`` 
 :data:`SETTLED_NS`, 2 s, the coarsest in use (FAT); a clock tick that cannot be read counts as 2 s too.
 
 The file is only a cache: it may be deleted (everything is hashed again), a damaged or oversized
-one is ignored, and a failure to write it is no error.
+one is ignored, and a failure to write it is no error. It is renamed into place whole but not
+fsynced: after a power loss it may be an older file (its stamps of files changed since name another
+inode or ctime, so those are hashed) or an empty one (ignored).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 import os
 import stat
@@ -38,13 +52,17 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from zos_upgrade.fsutil import atomic_write_bytes
 from zos_upgrade.upgrade.manifest import FileRecord, record_of
 
-__all__ = ["SETTLED_NS", "STAMPS_FILE", "Margin", "NodeStamps", "coarse_tick_ns"]
+if TYPE_CHECKING:
+    from zos_upgrade.flist.filewrite import WrittenFile
+
+__all__ = ["SETTLED_NS", "STAMPS_FILE", "UNSTAMPED", "Margin", "NodeStamps", "coarse_tick_ns"]
 
 STAMPS_FILE = "node-stamps.json"  # in <state>/cache
 SETTLED_NS = 2_000_000_000  # the granularity assumed when the timestamps cannot be shown finer
@@ -52,6 +70,13 @@ _SECOND = 1_000_000_000
 _MAX_BYTES = 64 * 1024 * 1024
 
 Stamp = tuple[int, int, int, int, int]  # ino, size, mode, mtime_ns, ctime_ns
+
+
+class _Unstamped(enum.Enum):
+    HASH = "hash"
+
+
+UNSTAMPED = _Unstamped.HASH  # what :meth:`NodeStamps.stamped` says of a file that must be read
 
 
 def _stamp(st: os.stat_result) -> Stamp:
@@ -120,9 +145,50 @@ class NodeStamps:
         """``record_of(path)``, a regular file's digest taken from its stamp while it is valid."""
         return self._record(rel, path, trust=True)
 
+    def stamped(self, rel: str, path: Path) -> FileRecord | _Unstamped | None:
+        """What one ``lstat`` tells of ``rel`` without reading it: absent (None), not a regular file
+        (its record), a regular file whose stamp holds (its record), else :data:`UNSTAMPED`: the
+        caller hashes it with :meth:`record`. A drift check sorts its files with this in one thread
+        (a pool would cost more in handing over than the ``lstat`` itself) and hashes the rest on
+        every core."""
+        try:
+            before = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(before.st_mode):
+            return record_of(path)
+        kept = self._old.get(rel)
+        now = _stamp(before)
+        if kept is None or tuple(kept[1]) != now:
+            return UNSTAMPED
+        self.margin.see(before.st_ctime_ns)
+        self._new[rel] = (kept[0], now)
+        return FileRecord("file", stat.S_IMODE(before.st_mode), before.st_size, kept[0])
+
     def fresh(self, rel: str, path: Path) -> FileRecord | None:
         """``record_of(path)``, hashed whatever its stamp says, and stamped (the apply's check)."""
         return self._record(rel, path, trust=False)
+
+    def handed(self, rel: str, path: Path, written: WrittenFile,
+               renamed: os.stat_result) -> FileRecord | None:
+        """The record of a file the apply just moved into place (``renamed``: its ``lstat`` right after
+        the rename), after :meth:`settle`: its writer's digest, without a read, while the file is the
+        inode the writer sealed, with the mtime it sealed (the flist's, in the past: a write would have
+        stamped the present) and nothing changed since the rename (a write, chmod or ``utime`` moves
+        the ctime); and stamped. Otherwise it is hashed (:meth:`fresh`)."""
+        began = self._clock()
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        self.margin.see(now.st_ctime_ns)
+        unchanged = (_stamp(now) == _stamp(renamed) and stat.S_ISREG(now.st_mode)
+                     and (now.st_ino, now.st_mtime_ns) == (written.ino, written.mtime_ns))
+        margin = self.margin.ns()
+        if unchanged and began - now.st_ctime_ns >= margin and began - now.st_mtime_ns >= margin:
+            self._new[rel] = (written.digest, _stamp(now))
+            return FileRecord("file", stat.S_IMODE(now.st_mode), now.st_size, written.digest)
+        return self.fresh(rel, path)
 
     def _record(self, rel: str, path: Path, *, trust: bool) -> FileRecord | None:
         began = self._clock()  # before the lstat: a change after it cannot keep a settled ctime
@@ -172,4 +238,5 @@ class NodeStamps:
         stamps = {**self._old, **self._new} if keep_old else self._new
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path, msgspec.json.encode(stamps), 0o600)
+            # not fsynced: a stamp only spares a read, and one lost (or a whole file) costs a hash
+            atomic_write_bytes(self.path, msgspec.json.encode(stamps), 0o600, durable=False)

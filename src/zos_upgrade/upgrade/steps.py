@@ -78,10 +78,11 @@ from zos_upgrade.upgrade.staging import (
     installed_blocks,
     node_blocks_of,
 )
-from zos_upgrade.upgrade.stamps import STAMPS_FILE, NodeStamps
+from zos_upgrade.upgrade.stamps import STAMPS_FILE, UNSTAMPED, NodeStamps
 
 if TYPE_CHECKING:
     from zos_upgrade.flist import FlistReader  # annotations only: the block stack loads at a mount
+    from zos_upgrade.flist.filewrite import WrittenFile
 
 PROBE_MARKER = "program-probe.json"  # in the state dir: where the probed program writes its marker
 
@@ -100,7 +101,7 @@ class Transaction:
     verify: Callable[[], Awaitable[VerifiedRelease]] | None = None  # the source's check, in fetch
     old: Manifest | None = None                    # what is installed now under ``key``
     tree: Path | None = None                       # the staged release (None: an uninstall)
-    digests: dict[str, str] | None = None          # its files' digests, taken as the mount wrote them
+    digests: dict[str, WrittenFile] | None = None  # its files' digests, taken as the mount wrote them
     staging: Staging | None = None                 # what fetch staged and the new records (plan)
     installed: dict[str, FileBlocks] | None = None  # the installed files' blocks (fetch)
     entries: ReleaseEntries | None = None           # the release's flist entries (fetch)
@@ -228,9 +229,17 @@ def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | 
     rels = [rel for rel, rec in (old.files if old else {}).items() if rec.kind != "dir"]
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
     paths = ctx.files.node_paths(rels)
-    found = _on_every_core(lambda rel: stamps.record(rel, paths[rel]), rels)
+    found: dict[str, FileRecord | None] = {}
+    unstamped = []
+    for rel in rels:
+        known = stamps.stamped(rel, paths[rel])
+        if known is UNSTAMPED:
+            unstamped.append(rel)
+        else:
+            found[rel] = known
+    found.update(_on_every_core(lambda rel: stamps.record(rel, paths[rel]), unstamped))
     stamps.save()
-    return found
+    return {rel: found[rel] for rel in rels}
 
 
 def _on_every_core(record: Callable[[str], FileRecord | None],
@@ -395,23 +404,25 @@ async def _backup(ctx: Context, tx: Transaction) -> None:
 
 async def _apply(ctx: Context, tx: Transaction) -> None:
     """Each file moved onto the node over the old one, removed files and dirs gone, every directory
-    touched fsynced once; then each applied file hashed once: the check that the node holds what was
+    touched fsynced once; then each applied file read once: the check that the node holds what was
     planned, and its stamp for the next drift check."""
-    await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest)
+    await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest, tx.digests or {})
 
 
-def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | None) -> None:
+def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | None,
+                 written: dict[str, WrittenFile]) -> None:
     files = ctx.files
     touched: set[Path] = set()
+    moved: dict[str, os.stat_result] = {}
     changes = plan.add + plan.replace if tree is not None and new is not None else []
     if tree is not None and new is not None:
         touched.update(d for rel in plan.dirs_add
                        if (d := files.make_dir(rel, new.files[rel].mode, sync=False)) is not None)
         files.note_added({rel: new.files[rel] for rel in plan.add})
         half, resolved = len(changes) // 2, dict[Path, Path]()
-        touched.update(files.put(rel, tree / rel, resolved) for rel in changes[:half])
+        touched.update(files.put(rel, tree / rel, resolved, moved) for rel in changes[:half])
         crash_point("mid-apply")
-        touched.update(files.put(rel, tree / rel, resolved) for rel in changes[half:])
+        touched.update(files.put(rel, tree / rel, resolved, moved) for rel in changes[half:])
     else:
         crash_point("mid-apply")
     touched.update(d for rel in plan.remove if (d := files.remove(rel, sync=False)) is not None)
@@ -419,17 +430,26 @@ def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | No
     for rel in plan.dirs_remove:
         files.remove_dir_if_empty(rel)
     if new is not None:
-        _check_and_stamp(ctx, [rel for rel in changes if new.files[rel].kind == "file"], plan.remove, new)
+        _check_and_stamp(ctx, [rel for rel in changes if new.files[rel].kind == "file"], plan.remove, new,
+                         written, moved)
 
 
-def _check_and_stamp(ctx: Context, applied: list[str], removed: list[str], new: Manifest) -> None:
-    """Hash each applied regular file once, after its ctime settled (``stamps.py``): a digest other
-    than planned is StagedFileChanged (the step rolls back); the hashes are saved as its stamps."""
+def _check_and_stamp(ctx: Context, applied: list[str], removed: list[str], new: Manifest,
+                     written: dict[str, WrittenFile], moved: dict[str, os.stat_result]) -> None:
+    """After the applied regular files' ctimes settled (``stamps.py``), each one's record: a digest
+    other than planned is StagedFileChanged (the step rolls back); the records are saved as stamps.
+    A file still the inode its writer sealed, untouched since (``NodeStamps.handed``), takes the
+    digest its writer took; any other is hashed (on every core)."""
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
     stamps.forget([*applied, *removed])
     paths = ctx.files.node_paths(applied)
     stamps.settle(paths.values())
-    found = _on_every_core(lambda rel: stamps.fresh(rel, paths[rel]), applied)
+    found: dict[str, FileRecord | None] = {}
+    for rel in applied:
+        if rel in written and rel in moved:
+            found[rel] = stamps.handed(rel, paths[rel], written[rel], moved[rel])
+    found.update(_on_every_core(lambda rel: stamps.fresh(rel, paths[rel]),
+                                [rel for rel in applied if rel not in found]))
     for rel in applied:
         check_applied(rel, found[rel], new.files[rel])
     stamps.save(keep_old=True)
