@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -396,18 +397,25 @@ def test_a_partial_materialize_still_refuses_a_file_through_an_unwritten_link(tm
     assert not dest.exists()
 
 
-def test_a_partial_materialize_writes_only_the_selected_files_and_every_directory(tmp_path: Path) -> None:
+def test_a_partial_materialize_writes_only_the_selected_files_and_the_directories_they_lie_in(
+        tmp_path: Path) -> None:
     from zos_upgrade.flist.materialize import materialize
     from zos_upgrade.flist.stores import DirStore
 
-    flist, blocks = packed(tmp_path, "rel.fl", release_tree(NEW))
+    tree = {**release_tree(NEW), "data/deep/er/f9.bin": b"nine", "data/deep/other/x.bin": b"x"}
+    flist, blocks = packed(tmp_path, "rel.fl", tree)
     dest = tmp_path / "dest"
-    report = asyncio.run(materialize(flist, dest, store=DirStore(blocks), only=lambda p: p == "/data/f0.bin"))
-    assert staged(dest) == {"data/f0.bin"}
+    chosen = {"/data/f0.bin", "/data/deep/er/f9.bin"}
+    report = asyncio.run(materialize(flist, dest, store=DirStore(blocks), only=chosen.__contains__))
+    assert staged(dest) == {"data/f0.bin", "data/deep/er/f9.bin"}
     dirs = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_dir()}
-    assert dirs == {"data", "etc", "etc/zinit", "lib", "bin"}
+    assert dirs == {"data", "data/deep", "data/deep/er"}  # not etc, lib, bin, data/deep/other
+    assert (dest / "data/deep/er/f9.bin").read_bytes() == b"nine"
     assert (dest / "data/f0.bin").read_bytes() == release_tree(NEW)["data/f0.bin"]
-    assert report.blocks_fetched == 1
+    with open_flist(flist) as reader:  # the directories made are sealed as the flist says
+        modes = {e.path: e.permissions for e in reader.entries() if e.kind is EntryKind.DIR}
+    assert all(stat.S_IMODE((dest / d).stat().st_mode) == modes["/" + d] for d in dirs)
+    assert report.blocks_fetched == 2 and report.dirs == 3
 
 
 # ------------------------------------------------------------------ stamps: files not hashed again

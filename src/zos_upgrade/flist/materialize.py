@@ -86,8 +86,9 @@ async def materialize(
     enough to repay starting them; ``0`` writes everything in this process; ``N`` starts N at once.
 
     ``only(path)`` (a path as the flist names it, ``/etc/motd``) selects the files, links and specials
-    written: every directory is still made, and every entry still checked. ``local_blocks`` serves verified
-    plain blocks before the cache (the node's installed files: ``node_blocks``); they are not cached.
+    written, and only the directories they lie in are made; every entry is still checked.
+    ``local_blocks`` serves verified plain blocks before the cache (the node's installed files:
+    ``node_blocks``); they are not cached.
 
     With a plain ``http://`` store the processes fetch their files' blocks themselves.
 
@@ -180,6 +181,7 @@ async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker,
     """Every entry, in the flist's order, checked and handed to where it is made; then every file
     written and renamed. Returns the root entry (None when the flist lists none)."""
     root: Entry | None = None
+    unmade: dict[str, tuple[Entry, list[str]]] = {}  # with ``only``: directories no chosen entry needed yet
     try:
         for entry in reader.entries():
             context.report.entries += 1
@@ -188,10 +190,16 @@ async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker,
                 continue
             parts = split_path(entry.path)
             checks.check(entry, parts)
-            if only is not None and entry.kind is not EntryKind.DIR and not only(entry.path):
-                if entry.kind is EntryKind.LINK:
-                    checks.add_link(entry.path)  # not made, but nothing may go through it either
-                continue
+            if only is not None:
+                if entry.kind is EntryKind.DIR:
+                    checks.list_dir(entry)
+                    unmade[entry.path] = (entry, parts)
+                    continue
+                if not only(entry.path):
+                    if entry.kind is EntryKind.LINK:
+                        checks.add_link(entry.path)  # not made, but nothing may go through it either
+                    continue
+                _make_parents(entry.parent, unmade, nonfiles)
             if entry.kind is EntryKind.FILE:
                 await context.durability.rename_if_full()
                 checks.file_started(entry.path)
@@ -206,6 +214,17 @@ async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker,
         await context.remote.settle()
         raise
     return root
+
+
+def _make_parents(parent: str, unmade: dict[str, tuple[Entry, list[str]]], nonfiles: NonFileMaker) -> None:
+    """Make the directories of the flist on the way to a chosen entry in ``parent`` that are not made
+    yet, outermost first (a partial tree has only the directories its entries lie in)."""
+    chain = []
+    while parent in unmade:
+        chain.append(unmade.pop(parent))
+        parent = chain[-1][0].parent
+    for entry, parts in reversed(chain):
+        nonfiles.create(entry, parts)
 
 
 def _local_reader(store: BlockStore) -> LocalStore | None:

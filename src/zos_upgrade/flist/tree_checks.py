@@ -63,6 +63,10 @@ class TreeChecks:
         self.dirs.add(entry.path)
         self._dirs_to_finish.append(entry)
 
+    def list_dir(self, entry: Entry) -> None:
+        """``entry`` is a directory of the flist not made (yet): later entries may lie in it."""
+        self.dirs.add(entry.path)
+
     def add_link(self, path: str) -> None:
         self.links.add(path)
 

@@ -61,7 +61,7 @@ class MountError(UpgradeError):
 @dataclass(frozen=True)
 class Partial:
     """What of a release to write: ``only(path)`` selects the files and links (flist paths, ``/a/b``;
-    every directory is made), ``local`` serves verified blocks already on the node."""
+    only the directories they lie in are made), ``local`` serves verified blocks already on the node."""
 
     only: Callable[[str], bool]
     local: LocalBlocks | None = None

@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
@@ -70,8 +70,8 @@ def check_applied(rel: str, found: FileRecord | None, planned: FileRecord) -> No
         )
 
 
-def _within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 class NodeFS:
@@ -79,6 +79,7 @@ class NodeFS:
 
     def __init__(self, root: Path, backup_root: Path) -> None:
         self.root = Path(os.path.realpath(root))
+        self._root = str(self.root)
         self.backup_root = backup_root
         # what an apply adds, recorded before it moves anything: a restore without a journal needs
         # it (the moved files are no longer in the staged tree); dropped with the backup
@@ -94,21 +95,29 @@ class NodeFS:
     def node_paths(self, rels: Iterable[str]) -> dict[str, Path]:
         """:meth:`node_path` of each of ``rels``, each directory resolved once for all its files (a
         drift check or an apply of a thousand files in a few directories)."""
-        resolved: dict[Path, Path] = {}
+        resolved: dict[str, str] = {}
         return {rel: self._confined(rel, resolved) for rel in rels}
 
-    def _confined(self, rel: str, resolved: dict[Path, Path]) -> Path:
+    def record_reader(self) -> Callable[[str], FileRecord | None]:
+        """:meth:`record` for one pass over many paths (a plan): each directory resolved once."""
+        resolved: dict[str, str] = {}
+        return lambda rel: record_of(self._confined(rel, resolved))
+
+    def _confined(self, rel: str, resolved: dict[str, str]) -> Path:
+        """``root/rel`` once its directory resolved inside the root (``resolved``: directory -> its
+        real path, shared by one batch; strings, as paths cost more than the ``lstat``s here)."""
         check_relative(rel, "node path")
-        path = self.root / rel
-        parent = resolved.get(path.parent)
+        directory, _, _name = rel.rpartition("/")
+        parent = resolved.get(directory)
         if parent is None:
-            parent = resolved[path.parent] = Path(os.path.realpath(path.parent))
-        if not _within(parent, self.root):
-            raise UnsafePath(
-                f"/{rel}: its directory resolves to {parent}, outside the node root {self.root}; "
-                "refusing to write"
-            )
-        return path
+            parent = os.path.realpath(os.path.join(self._root, directory))
+            if not _within(parent, self._root):
+                raise UnsafePath(
+                    f"/{rel}: its directory resolves to {parent}, outside the node root {self.root}; "
+                    "refusing to write"
+                )
+            resolved[directory] = parent
+        return Path(os.path.join(self._root, rel))
 
     def backup_path(self, rel: str) -> Path:
         check_relative(rel, "backup path")
@@ -195,7 +204,7 @@ class NodeFS:
         if expected is not None and expected.kind == "file":
             check_applied(rel, record_of(dest), expected)
 
-    def put(self, rel: str, staged: Path, resolved: dict[Path, Path] | None = None,
+    def put(self, rel: str, staged: Path, resolved: dict[str, str] | None = None,
             moved: dict[str, os.stat_result] | None = None) -> Path:
         """Move the staged regular file or symlink to ``rel``, atomically replacing what is there
         (copied through ``<rel>.zu-new`` when the tree is on another file system). Returns the

@@ -194,7 +194,7 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
         found = read_entries(reader)
         ctx.read_entries.remember(release.md5, found)
         tx.entries = found
-        tx.staging = choose(found, old, ctx.files.record, seen, installed)
+        tx.staging = choose(found, old, ctx.files.record_reader(), seen, installed)
         return Partial(tx.staging.only, local, keep_fetched=_replaces_program(ctx, release, tx.staging))
 
     local = node_blocks_of(ctx.root, installed)
@@ -284,7 +284,7 @@ def _make_plan(ctx: Context, tx: Transaction) -> tuple[Plan, Manifest]:
     settings = ctx.settings
     plan = make_plan(
         old_files=old.files if old else {}, old_services=old.services if old else {},
-        new_files=files, new_services=services, node=staging.node(ctx.files.record),
+        new_files=files, new_services=services, node=staging.node(ctx.files.record_reader()),
         protected=settings.protected,
         program=settings.program if settings.self_update and boot else None,
         require_services=boot, source=release.source, owned_elsewhere=owned_elsewhere,
@@ -419,7 +419,7 @@ def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | No
         touched.update(d for rel in plan.dirs_add
                        if (d := files.make_dir(rel, new.files[rel].mode, sync=False)) is not None)
         files.note_added({rel: new.files[rel] for rel in plan.add})
-        half, resolved = len(changes) // 2, dict[Path, Path]()
+        half, resolved = len(changes) // 2, dict[str, str]()
         touched.update(files.put(rel, tree / rel, resolved, moved) for rel in changes[:half])
         crash_point("mid-apply")
         touched.update(files.put(rel, tree / rel, resolved, moved) for rel in changes[half:])
