@@ -283,3 +283,34 @@ def test_the_block_cache_refuses_and_drops_bytes_that_are_not_the_block(tmp_path
     assert not cache.path_for(ref.id).exists()
     with pytest.raises(FlistError, match="16 \\(v1\\) or 32 \\(v2\\) bytes"):
         cache.path_for(b"../../etc")
+
+
+@pytest.mark.parametrize("files", [3, 40])
+def test_a_small_tree_is_made_durable_by_fsyncs_a_big_one_by_one_syncfs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int) -> None:
+    # a syncfs waits for every dirty page of the file system: for a few files each is fsynced
+    from zos_upgrade.flist import durability
+
+    src, blocks = tmp_path / "src", tmp_path / "blocks"
+    for index in range(files):
+        (src / f"d{index % 2}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{index % 2}" / f"f{index}").write_bytes(b"%d" % index)
+    flist = tmp_path / "rel.fl"
+    asyncio.run(pack(src, flist, DirStore(blocks)))
+    synced: list[str] = []
+    syncfs_calls: list[int] = []
+    real_fsync, real_syncfs = os.fsync, durability._SYNCFS
+    assert real_syncfs is not None  # Linux
+
+    def fsync(fd: int) -> None:
+        mode = os.fstat(fd).st_mode
+        synced.append("dir" if stat.S_ISDIR(mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(durability, "_SYNCFS", lambda fd: (syncfs_calls.append(fd), real_syncfs(fd))[1])
+    asyncio.run(materialize(flist, tmp_path / "dest", store=DirStore(blocks), workers=0))
+    if files <= durability.FSYNC_EACH_UP_TO:  # every file, then the two directories and the top
+        assert syncfs_calls == [] and synced.count("file") == files and synced.count("dir") == 3
+    else:
+        assert len(syncfs_calls) == 2 and synced == []  # the batch, then the whole tree

@@ -128,7 +128,7 @@ def test_many_directories_are_synced_with_one_syncfs_per_file_system(
     from zos_upgrade.flist import durability
 
     dirs = set()
-    for i in range(20):
+    for i in range(nodefs._FSYNC_EACH_UP_TO + 1):
         (fs.root / f"d{i}").mkdir()
         dirs.add(fs.root / f"d{i}")
     synced: list[str] = []

@@ -24,12 +24,15 @@ from zos_upgrade.flist.model import Entry, HostileFlist
 from zos_upgrade.flist.tree_checks import split_path
 from zos_upgrade.fsutil import TEMP_MARK
 
-__all__ = ["Durability", "TempNames", "sync_file_system"]
+__all__ = ["FSYNC_EACH_UP_TO", "Durability", "TempNames", "sync_file_system"]
 
 # A batch of written files is flushed and renamed when it reaches either bound: a bounded amount of
 # dirty data per flush, and a bounded list in memory for million-entry flists.
 _BATCH_FILES = 1024
 _BATCH_BYTES = 256 * 1024 * 1024
+# Up to this many files in a batch, or directories in a tree, each is fsynced instead: a syncfs also
+# waits for every dirty page of the file system, other programs' too (a partial tree is a few files)
+FSYNC_EACH_UP_TO = 32
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
@@ -92,6 +95,7 @@ class Durability:
         self._written: list[_Written] = []
         self._written_bytes = 0
         self._renaming: asyncio.Task[None] | None = None
+        self._files = 0  # flushed and renamed so far
 
     def closed(self, parts: list[str], tmp: str, size: int) -> None:
         """The file ``parts`` is written, sealed and closed as ``tmp``: it waits for the next batch."""
@@ -126,12 +130,14 @@ class Durability:
             self._renaming = asyncio.create_task(asyncio.to_thread(self._flush_and_rename, batch))
 
     def _flush_and_rename(self, batch: list[_Written]) -> None:
-        if self.syncfs is not None:
+        self._files += len(batch)
+        each = self.syncfs is None or len(batch) <= FSYNC_EACH_UP_TO
+        if not each and self.syncfs is not None:
             self.syncfs(self._fds.root)  # every file of the batch is on disk before any is renamed
         for item in batch:
             name = item.parts[-1]
             with self._fds.parent(item.parts) as pfd:
-                if self.syncfs is None:
+                if each:
                     fd = os.open(item.tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
                     try:
                         os.fsync(fd)
@@ -145,8 +151,9 @@ class Durability:
     def seal(self, dirs_deepest_first: list[Entry], root: Entry | None, as_root: bool) -> None:
         """Modes and mtimes of directories, deepest first, then owner, mode and mtime of the
         destination itself from the root entry; then make the whole tree durable (one ``syncfs``,
-        or an fsync of every directory without it). Blocking: run it in a thread."""
-        each = self.syncfs is None
+        or an fsync of every directory without it or for a small tree). Blocking: run it in a thread."""
+        each = self.syncfs is None or (self._files <= FSYNC_EACH_UP_TO
+                                       and len(dirs_deepest_first) <= FSYNC_EACH_UP_TO)
         for entry in dirs_deepest_first:
             cached = self._fds.get(entry.path)
             if cached is not None:
@@ -164,7 +171,7 @@ class Durability:
             if as_root:
                 os.fchown(top, root.uid, root.gid)
             _seal_dir(top, root.permissions, root.mtime, False)
-        if self.syncfs is not None:
+        if not each and self.syncfs is not None:
             self.syncfs(top)
         else:
             os.fsync(top)

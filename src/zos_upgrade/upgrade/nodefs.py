@@ -42,7 +42,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NEW_SUFFIX = ".zu-new"
-_FSYNC_EACH_UP_TO = 8  # directories a batch fsyncs one by one; more: one syncfs per file system
+# directories a batch fsyncs one by one; more: one syncfs per file system (flist.durability's
+# FSYNC_EACH_UP_TO: a syncfs waits for other programs' dirty pages too; not imported, as it loads libc)
+_FSYNC_EACH_UP_TO = 32
 ADDED_SUFFIX = ".added.json"
 _MAX_ADDED_BYTES = 256 * 1024 * 1024
 _COPY_CHUNK = 1 << 20
