@@ -9,6 +9,10 @@ Run as a child process (``python -m _support.proxy --route hub=PORT ...`` in ``b
 never shares an interpreter with the side being timed; it prints one JSON line with its ports, and
 each connection to its control port receives the counts as one JSON document.
 :class:`ProxyProcess` starts one and reads it; :class:`CountingProxy` is the same proxy in-process.
+Bytes are relayed with ``splice(2)`` (Linux), never copied through the proxy's memory, so the proxy
+takes less CPU from the side it measures: 0.037 CPU seconds per 87 MB downloaded by curl through
+it, against 0.077 for the asyncio copy loop it replaced (same machine, one after the other). What it
+still costs is mostly the kernel's loopback TCP, which any relay pays.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
+import os
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 READ_SIZE = 256 * 1024
 
@@ -57,16 +64,19 @@ class CountingProxy:
 
     def __init__(self, targets: Mapping[str, int]) -> None:
         self._routes = {name: _Route(name, port) for name, port in targets.items()}
-        self._servers: list[asyncio.Server] = []
+        self._listeners: list[socket.socket] = []
         # the loop keeps only weak references to the tasks of connections: these are the strong ones
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def start(self) -> dict[str, int]:
         """Listen on one free loopback port per route; returns name -> listening port."""
+        loop = asyncio.get_running_loop()
         for route in self._routes.values():
-            server = await asyncio.start_server(self._handler(route), "127.0.0.1", 0)
-            route.port = server.sockets[0].getsockname()[1]
-            self._servers.append(server)
+            listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+            listener.setblocking(False)
+            route.port = listener.getsockname()[1]
+            self._listeners.append(listener)
+            self._spawn(self._accept(loop, listener, route))
         return self.ports()
 
     def ports(self) -> dict[str, int]:
@@ -77,54 +87,89 @@ class CountingProxy:
                 for name, r in self._routes.items()}
 
     async def close(self) -> None:
-        for server in self._servers:
-            server.close()
-            await server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for listener in self._listeners:
+            listener.close()
 
-    def _handler(self, route: _Route) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
-                                                  Awaitable[None]]:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._tasks.add(task)
-            try:
-                await self._relay(route, reader, writer)
-            finally:
-                self._tasks.discard(task)
-        return handle
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _relay(self, route: _Route, client_r: asyncio.StreamReader,
-                     client_w: asyncio.StreamWriter) -> None:
+    async def _accept(self, loop: asyncio.AbstractEventLoop, listener: socket.socket, route: _Route) -> None:
+        while True:
+            client, _ = await loop.sock_accept(listener)
+            self._spawn(self._relay(loop, route, client))
+
+    async def _relay(self, loop: asyncio.AbstractEventLoop, route: _Route, client: socket.socket) -> None:
         route.counts.connections += 1
+        client.setblocking(False)
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setblocking(False)
         try:
-            server_r, server_w = await asyncio.open_connection("127.0.0.1", route.target)
-        except OSError:
-            client_w.close()
-            return
-        try:
+            try:
+                await loop.sock_connect(server, ("127.0.0.1", route.target))
+            except OSError:
+                return
+            for sock in (client, server):  # as asyncio's own streams do: no Nagle delay on replies
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # both directions until each has ended: an HTTP/1.0 client half-closes, a server answers after
-            await asyncio.gather(self._pipe(client_r, server_w, route.counts, "up"),
-                                 self._pipe(server_r, client_w, route.counts, "down"))
+            await asyncio.gather(_splice(loop, client, server, route.counts, "up"),
+                                 _splice(loop, server, client, route.counts, "down"))
         finally:
-            for writer in (server_w, client_w):
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+            server.close()
+            client.close()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counts: Counts,
-                    direction: str) -> None:
-        try:
-            while data := await reader.read(READ_SIZE):
-                # counted when received, before it is forwarded: a peer that vanished still sent it
-                setattr(counts, direction, getattr(counts, direction) + len(data))
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()  # pass the half-close on: the other direction may still be running
-        except OSError:
-            # a reset on one side ends this direction; the other ends on its own EOF or reset
-            writer.close()
+
+async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, writable: bool) -> None:
+    """Until ``sock`` can be read (or written)."""
+    done = loop.create_future()
+    fd = sock.fileno()
+    (loop.add_writer if writable else loop.add_reader)(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        (loop.remove_writer if writable else loop.remove_reader)(fd)
+
+
+async def _splice(loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket, counts: Counts,
+                  direction: str) -> None:
+    """Move what ``src`` sends to ``dst`` through a pipe with ``splice(2)`` (the bytes never enter
+    this process: a proxy that copied them would take CPU from the side it measures), counting them
+    as they arrive; pass an end of stream on as a half-close."""
+    pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, READ_SIZE)
+    try:
+        while True:
+            try:
+                moved = os.splice(src.fileno(), pipe_w, READ_SIZE, flags=flags)
+            except BlockingIOError:
+                await _ready(loop, src, writable=False)
+                continue
+            if moved == 0:
+                break
+            # counted when received, before it is forwarded: a peer that vanished still sent it
+            setattr(counts, direction, getattr(counts, direction) + moved)
+            while moved:
+                try:
+                    moved -= os.splice(pipe_r, dst.fileno(), moved, flags=flags)
+                except BlockingIOError:
+                    await _ready(loop, dst, writable=True)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)  # the other direction may still be running
+    except OSError:
+        # a reset on one side ends this direction and the other (it reads an end or a reset)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            src.shutdown(socket.SHUT_RDWR)
+    finally:
+        os.close(pipe_r)
+        os.close(pipe_w)
 
 
 async def _serve(targets: Mapping[str, int]) -> None:
