@@ -100,12 +100,20 @@ class NodeFS:
         resolved: dict[str, str] = {}
         return {rel: self._confined(rel, resolved) for rel in rels}
 
+    def node_path_texts(self, rels: Iterable[str]) -> dict[str, str]:
+        """:meth:`node_paths` as strings: for a pass that only ``lstat``s (a path object costs more)."""
+        resolved: dict[str, str] = {}
+        return {rel: self._confined_text(rel, resolved) for rel in rels}
+
     def record_reader(self) -> Callable[[str], FileRecord | None]:
         """:meth:`record` for one pass over many paths (a plan): each directory resolved once."""
         resolved: dict[str, str] = {}
         return lambda rel: record_of(self._confined(rel, resolved))
 
     def _confined(self, rel: str, resolved: dict[str, str]) -> Path:
+        return Path(self._confined_text(rel, resolved))
+
+    def _confined_text(self, rel: str, resolved: dict[str, str]) -> str:
         """``root/rel`` once its directory resolved inside the root (``resolved``: directory -> its
         real path, shared by one batch; strings, as paths cost more than the ``lstat``s here)."""
         check_relative(rel, "node path")
@@ -119,7 +127,7 @@ class NodeFS:
                     "refusing to write"
                 )
             resolved[directory] = parent
-        return Path(os.path.join(self._root, rel))
+        return os.path.join(self._root, rel)
 
     def backup_path(self, rel: str) -> Path:
         check_relative(rel, "backup path")

@@ -141,11 +141,11 @@ class NodeStamps:
         except (OSError, msgspec.DecodeError):
             return {}
 
-    def record(self, rel: str, path: Path) -> FileRecord | None:
+    def record(self, rel: str, path: Path | str) -> FileRecord | None:
         """``record_of(path)``, a regular file's digest taken from its stamp while it is valid."""
         return self._record(rel, path, trust=True)
 
-    def stamped(self, rel: str, path: Path) -> FileRecord | _Unstamped | None:
+    def stamped(self, rel: str, path: Path | str) -> FileRecord | _Unstamped | None:
         """What one ``lstat`` tells of ``rel`` without reading it: absent (None), not a regular file
         (its record), a regular file whose stamp holds (its record), else :data:`UNSTAMPED`: the
         caller hashes it with :meth:`record`. A drift check sorts its files with this in one thread
@@ -156,7 +156,7 @@ class NodeStamps:
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(before.st_mode):
-            return record_of(path)
+            return record_of(Path(path))
         kept = self._old.get(rel)
         now = _stamp(before)
         if kept is None or tuple(kept[1]) != now:
@@ -165,11 +165,11 @@ class NodeStamps:
         self._new[rel] = (kept[0], now)
         return FileRecord("file", stat.S_IMODE(before.st_mode), before.st_size, kept[0])
 
-    def fresh(self, rel: str, path: Path) -> FileRecord | None:
+    def fresh(self, rel: str, path: Path | str) -> FileRecord | None:
         """``record_of(path)``, hashed whatever its stamp says, and stamped (the apply's check)."""
         return self._record(rel, path, trust=False)
 
-    def handed(self, rel: str, path: Path, written: WrittenFile,
+    def handed(self, rel: str, path: Path | str, written: WrittenFile,
                renamed: os.stat_result) -> FileRecord | None:
         """The record of a file the apply just moved into place (``renamed``: its ``lstat`` right after
         the rename), after :meth:`settle`: its writer's digest, without a read, while the file is the
@@ -190,14 +190,14 @@ class NodeStamps:
             return FileRecord("file", stat.S_IMODE(now.st_mode), now.st_size, written.digest)
         return self.fresh(rel, path)
 
-    def _record(self, rel: str, path: Path, *, trust: bool) -> FileRecord | None:
+    def _record(self, rel: str, path: Path | str, *, trust: bool) -> FileRecord | None:
         began = self._clock()  # before the lstat: a change after it cannot keep a settled ctime
         try:
             before = os.lstat(path)
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(before.st_mode):
-            return record_of(path)
+            return record_of(Path(path))
         self.margin.see(before.st_ctime_ns)
         kept = self._old.get(rel)
         now = _stamp(before)
@@ -205,7 +205,7 @@ class NodeStamps:
             self._new[rel] = (kept[0], now)
             return FileRecord("file", stat.S_IMODE(before.st_mode), before.st_size, kept[0])
         self.hashed += 1
-        found = record_of(path)
+        found = record_of(Path(path))
         with contextlib.suppress(FileNotFoundError):
             after = os.lstat(path)
             settled = began - before.st_ctime_ns >= self.margin.ns()
@@ -213,7 +213,7 @@ class NodeStamps:
                 self._new[rel] = (found.digest, now)
         return found
 
-    def settle(self, paths: Iterable[Path], sleep: Callable[[float], None] = time.sleep) -> None:
+    def settle(self, paths: Iterable[Path | str], sleep: Callable[[float], None] = time.sleep) -> None:
         """Wait until the ctime of each of ``paths`` is older than the margin (the files were just
         written or renamed: the apply waits once for all, then stamps them as it hashes them)."""
         newest = 0

@@ -228,7 +228,7 @@ def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | 
     are not read (``stamps.py``); the others are hashed on every core (blake2b releases the GIL)."""
     rels = [rel for rel, rec in (old.files if old else {}).items() if rec.kind != "dir"]
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
-    paths = ctx.files.node_paths(rels)
+    paths = ctx.files.node_path_texts(rels)
     found: dict[str, FileRecord | None] = {}
     unstamped = []
     for rel in rels:
@@ -442,7 +442,7 @@ def _check_and_stamp(ctx: Context, applied: list[str], removed: list[str], new: 
     digest its writer took; any other is hashed (on every core)."""
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
     stamps.forget([*applied, *removed])
-    paths = ctx.files.node_paths(applied)
+    paths = ctx.files.node_path_texts(applied)
     stamps.settle(paths.values())
     found: dict[str, FileRecord | None] = {}
     for rel in applied:
