@@ -104,10 +104,18 @@ def test_polite_services_stop_without_waiting_or_killing() -> None:
     assert sup.sleeps == [] and all(p.kills == 0 for p in sup.procs.values())
 
 
-def test_polls_once_a_second_until_down() -> None:
+def test_polls_soon_then_once_a_second_until_down() -> None:
     sup = FakeSupervisor({"slow": Proc(stops_after=3.5)})
     stop(sup, ["slow"], 10)
-    assert sup.sleeps == [1.0] * 4 and sup.procs["slow"].kills == 0
+    ramp = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64]  # 1.27 s
+    assert sup.sleeps == pytest.approx(ramp + [1.0] * 3) and sup.procs["slow"].kills == 0
+    assert sup.now == pytest.approx(4.27)
+
+
+def test_a_service_that_stops_at_once_costs_a_first_poll_not_an_interval() -> None:
+    sup = FakeSupervisor({"quick": Proc(stops_after=0.005)})
+    stop(sup, ["quick"], 30)
+    assert sup.sleeps == [0.01] and sup.now == pytest.approx(0.01)
 
 
 def test_sigkill_after_the_timeout_then_success() -> None:
