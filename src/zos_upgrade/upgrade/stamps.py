@@ -151,17 +151,30 @@ class NodeStamps:
         caller hashes it with :meth:`record`. A drift check sorts its files with this in one thread
         (a pool would cost more in handing over than the ``lstat`` itself) and hashes the rest on
         every core."""
+        before, other = self._regular(path)
+        if before is None:
+            return other
+        kept = self._kept(rel, before)
+        return UNSTAMPED if kept is None else kept
+
+    def _regular(self, path: Path | str) -> tuple[os.stat_result | None, FileRecord | None]:
+        """A regular file's ``lstat`` (its ctime shown to the margin) and None; or None and the
+        record of whatever else is there (None: nothing)."""
         try:
             before = os.lstat(path)
         except FileNotFoundError:
-            return None
+            return None, None
         if not stat.S_ISREG(before.st_mode):
-            return record_of(Path(path))
-        kept = self._old.get(rel)
-        now = _stamp(before)
-        if kept is None or tuple(kept[1]) != now:
-            return UNSTAMPED
+            return None, record_of(Path(path))
         self.margin.see(before.st_ctime_ns)
+        return before, None
+
+    def _kept(self, rel: str, before: os.stat_result) -> FileRecord | None:
+        """The record the stamp of the regular file ``rel`` gives while ``before`` matches it (the
+        stamp renewed), else None."""
+        kept, now = self._old.get(rel), _stamp(before)
+        if kept is None or tuple(kept[1]) != now:
+            return None
         self._new[rel] = (kept[0], now)
         return FileRecord("file", stat.S_IMODE(before.st_mode), before.st_size, kept[0])
 
@@ -192,18 +205,12 @@ class NodeStamps:
 
     def _record(self, rel: str, path: Path | str, *, trust: bool) -> FileRecord | None:
         began = self._clock()  # before the lstat: a change after it cannot keep a settled ctime
-        try:
-            before = os.lstat(path)
-        except FileNotFoundError:
-            return None
-        if not stat.S_ISREG(before.st_mode):
-            return record_of(Path(path))
-        self.margin.see(before.st_ctime_ns)
-        kept = self._old.get(rel)
+        before, other = self._regular(path)
+        if before is None:
+            return other
+        if trust and (kept := self._kept(rel, before)) is not None:
+            return kept
         now = _stamp(before)
-        if trust and kept is not None and tuple(kept[1]) == now:
-            self._new[rel] = (kept[0], now)
-            return FileRecord("file", stat.S_IMODE(before.st_mode), before.st_size, kept[0])
         self.hashed += 1
         found = record_of(Path(path))
         with contextlib.suppress(FileNotFoundError):
