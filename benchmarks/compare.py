@@ -47,8 +47,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _support.anchors import ANCHORS, Anchor, Rsync, ensure_tools  # noqa: E402
-from _support.ours import chunking_modes, fresh_node, hand_over, install_chain, publish  # noqa: E402
+from _support.anchors import ANCHORS, Anchor, CurlTar, Rsync, ensure_tools  # noqa: E402
+from _support.ours import (  # noqa: E402
+    chunking_modes,
+    fresh_node,
+    hand_over,
+    install_chain,
+    publish,
+    service_start_seconds,
+)
 from _support.proxy import Counts, ProxyProcess  # noqa: E402
 from _support.trees import FULL, QUICK, Version, build_chain  # noqa: E402
 
@@ -164,6 +171,14 @@ def measure(work: Path, chain: list[Version], hub_box: Sandbox, modes: list[str]
                     results.setdefault(name, {}).setdefault(version, []).append(sample)
                 print(f"run {run + 1} {name:<14} " + "  ".join(
                     f"{v} {s.seconds:.2f}s {s.wire.total / 1e6:.3f}MB" for v, s in got.items()), flush=True)
+        # issue 19's baseline for the Upgrader's first install: `curl | tar` plus starting the services
+        starts = [asyncio.run(service_start_seconds(sup, chain[0].path)) for _ in range(runs)]
+    print("service start (the release's two services through supervisord): "
+          + " ".join(f"{s:.3f}s" for s in starts), flush=True)
+    first = chain[0].version
+    results[f"{CurlTar.name} + service start"] = {first: [
+        Sample(sample.seconds + start, sample.wire) for sample, start in
+        zip(results[CurlTar.name][first], starts, strict=True)]}
     return results
 
 

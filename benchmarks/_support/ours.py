@@ -5,6 +5,7 @@ serve``, restarting their services through a real supervisord (probation 0: not 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -83,3 +84,25 @@ async def install_chain(node: Sandbox, sup: SupervisordClient, fqdns: Sequence[s
             timings.append((time.perf_counter() - started, report))
         between(len(fqdns))
     return timings
+
+
+async def service_start_seconds(sup: SupervisordClient, tree: Path) -> float:
+    """The seconds supervisord takes to start the services of the release ``tree`` as a first install
+    does (each config installed, monitored, started): issue 19 adds this to ``curl | tar``'s time
+    for the Upgrader's baseline. The programs get names of their own (the Upgrader's services of
+    the same release may be running) and are stopped and removed afterwards, untimed."""
+    from zos_upgrade.supervisor.base import restart_many
+    from zos_upgrade.supervisor.config import parse_service_config
+    from zos_upgrade.upgrade.services import remove_services
+
+    yamls = sorted((tree / "etc/zinit").glob("*.yaml"))
+    configs = {f"baseline-{path.stem}": path.read_text() for path in yamls}
+    if not configs:
+        raise RuntimeError(f"{tree}: no service configs under etc/zinit")
+    started = time.perf_counter()
+    for name, text in configs.items():
+        await sup.install_config(name, parse_service_config(text, source=name))
+    await restart_many(sup, list(configs), 2.0, poll_interval=0.05)
+    seconds = time.perf_counter() - started
+    await remove_services(sup, list(configs), stop_timeout=2.0, sleep=asyncio.sleep, clock=time.monotonic)
+    return seconds
