@@ -32,7 +32,7 @@ from typing import Literal
 
 from zos_upgrade.flist.blocks import Sealer
 from zos_upgrade.flist.chunking import CHUNKING_TAG, FIXED, Chunking, file_spans
-from zos_upgrade.flist.formats import format_for_name, write_flist
+from zos_upgrade.flist.formats import format_for_name, load_writer, write_flist
 from zos_upgrade.flist.model import BLOCK_SIZE, BlockRef, Entry, EntryKind, FlistError
 from zos_upgrade.flist.stores import BlockStore, Route, Router, SyncUploader
 from zos_upgrade.tasks import all_or_cancel
@@ -315,6 +315,9 @@ class _Packer:
                 entries.append(entry)
             if job:
                 pending.append(asyncio.create_task(self._job(job, blocks)))
+            # every job is queued: the flist writer is imported while the workers seal, in a thread
+            # of its own so the event loop keeps handing out jobs meanwhile
+            pending.append(asyncio.create_task(self._load_writer()))
             await all_or_cancel(pending)
         except BaseException:
             for task in pending:
@@ -326,6 +329,9 @@ class _Packer:
             entries[index] = dataclasses.replace(entries[index], blocks=sealed,
                                                  lengths=lengths.get(index, ()))
         return entries
+
+    async def _load_writer(self) -> None:
+        await asyncio.to_thread(load_writer, self.fmt)
 
     def _spans(self, disk: Path, size: int) -> list[tuple[int, int]]:
         """Where the file at ``disk`` (``size`` bytes) is cut into blocks, as (offset, length) pairs:
