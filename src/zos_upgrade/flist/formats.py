@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from zos_upgrade.flist.model import Entry, FlistError, Limits
 from zos_upgrade.flist.reader import FlistFormat, FlistReader
 from zos_upgrade.flist.stores import Route
 
-__all__ = [
-    "FlistWriter", "format_for_name", "load_writer", "open_flist", "sniff", "sniff_head", "write_flist",
-]
+__all__ = ["format_for_name", "open_flist", "sniff", "sniff_head", "write_flist"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -65,29 +62,6 @@ def open_flist(path: Path | str, limits: Limits = _DEFAULT_LIMITS) -> FlistReade
     return V2Reader(source, limits)
 
 
-class FlistWriter(Protocol):
-    """``write_v1`` or ``write_v2``: entries to an flist file, atomically."""
-
-    def __call__(self, path: Path, entries: Iterable[Entry], *, tags: Mapping[str, str] = ...,
-                 routes: Sequence[Route] = ...) -> None: ...
-
-
-def load_writer(fmt: FlistFormat) -> FlistWriter:
-    """The writer of ``fmt``, imported (and its schema loaded) now if it was not yet.
-
-    A packer calls it while its workers seal blocks, so the first import (v1: capnp, ~50 ms measured)
-    is not paid after the last block, when only one core has work."""
-    if fmt == "v2":
-        from zos_upgrade.flist.v2 import write_v2
-
-        return write_v2
-    from zos_upgrade.flist.v1 import write_v1
-    from zos_upgrade.flist.v1.schema import load_schema
-
-    load_schema()
-    return write_v1
-
-
 def write_flist(
     path: Path | str,
     entries: Iterable[Entry],
@@ -97,4 +71,11 @@ def write_flist(
 ) -> None:
     """Write ``entries`` as an flist, atomically; the suffix picks the format (.fl: v2, .flist: v1)."""
     target = Path(path)
-    load_writer(format_for_name(target))(target, entries, tags=tags, routes=routes)
+    if format_for_name(target) == "v2":
+        from zos_upgrade.flist.v2 import write_v2
+
+        write_v2(target, entries, tags=tags, routes=routes)
+    else:
+        from zos_upgrade.flist.v1 import write_v1
+
+        write_v1(target, entries, tags=tags, routes=routes)
