@@ -11,19 +11,20 @@ GIL), in jobs of a few chunks; a store that writes from threads (``zdb://``, ``d
 job's new blocks from the same worker in one batch, any other through the event loop. Each block is
 written to the store only when the store does not already have it, and by one job only. Parallelism
 changes nothing in the flist: every block lands in its entry's slot, whichever job sealed it first.
+The flist is written meanwhile by a thread of its own, fed each entry once final (``pack_feed``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import grp
 import logging
 import os
 import pwd
 import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +35,7 @@ from zos_upgrade.flist.blocks import Sealer
 from zos_upgrade.flist.chunking import CHUNKING_TAG, FIXED, Chunking, file_spans
 from zos_upgrade.flist.formats import format_for_name, write_flist
 from zos_upgrade.flist.model import BLOCK_SIZE, BlockRef, Entry, EntryKind, FlistError
+from zos_upgrade.flist.pack_feed import EntryFeed
 from zos_upgrade.flist.stores import BlockStore, Route, Router, SyncUploader
 from zos_upgrade.tasks import all_or_cancel
 
@@ -115,10 +117,9 @@ async def pack(
     report = PackReport()
     packer = _Packer(fmt, store, report, progress, workers or min(32, (os.cpu_count() or 1) + 2), chunking)
     try:
-        entries = await packer.pack_tree(src)
+        await packer.pack_tree(src, functools.partial(write_flist, out, tags=tags, routes=routes))
     finally:
         packer.close()
-    await asyncio.to_thread(write_flist, out, entries, tags=tags, routes=routes)
     log.info("flist packed", extra={"source": str(src), "flist": str(out), "format": fmt, **report.__dict__})
     return report
 
@@ -289,43 +290,48 @@ class _Packer:
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    async def pack_tree(self, src: Path) -> list[Entry]:
-        entries: list[Entry] = []
-        blocks: dict[int, list[BlockRef | None]] = {}
+    async def pack_tree(self, src: Path, write: Callable[[Iterable[Entry]], None]) -> None:
+        """Walk ``src``, seal and store its blocks, and ``write`` its entries (in a thread of its own,
+        fed each entry once final: the flist is written while the workers seal, not after)."""
+        feed = EntryFeed()
         pending: list[asyncio.Task[None]] = []
+        writer: asyncio.Future[None] | None = None
         job: list[_Piece] = []
         job_bytes = 0
-        lengths: dict[int, tuple[int, ...]] = {}  # content-defined chunks: each file's block lengths
         try:
             for path, st, disk in _walk(src):
                 entry = self._entry(path, st, disk)
-                if entry.kind is EntryKind.FILE and entry.size:
-                    spans = self._spans(disk, entry.size)
-                    blocks[len(entries)] = [None] * len(spans)
-                    if self.chunking.kind == "cdc":
-                        lengths[len(entries)] = tuple(length for _, length in spans)
-                    for number, (offset, length) in enumerate(spans):
-                        job.append(_Piece(len(entries), number, disk, offset, length))
-                        job_bytes += length
-                        if job_bytes >= _JOB_BYTES or len(job) >= _JOB_CHUNKS:
-                            pending.append(asyncio.create_task(self._job(job, blocks)))
-                            job, job_bytes = [], 0
-                            # let the job reach a worker now: the workers seal while the walk goes on
-                            await asyncio.sleep(0)
-                entries.append(entry)
+                if not (entry.kind is EntryKind.FILE and entry.size):
+                    feed.add(entry)
+                    continue
+                spans = self._spans(disk, entry.size)
+                # content-defined chunks: the flist records each block's length
+                lengths = tuple(length for _, length in spans) if self.chunking.kind == "cdc" else ()
+                index = feed.add(entry, len(spans), lengths)
+                for number, (offset, length) in enumerate(spans):
+                    job.append(_Piece(index, number, disk, offset, length))
+                    job_bytes += length
+                    if job_bytes >= _JOB_BYTES or len(job) >= _JOB_CHUNKS:
+                        pending.append(asyncio.create_task(self._job(job, feed)))
+                        job, job_bytes = [], 0
+                        # let the job reach a worker now: the workers seal while the walk goes on
+                        await asyncio.sleep(0)
             if job:
-                pending.append(asyncio.create_task(self._job(job, blocks)))
+                pending.append(asyncio.create_task(self._job(job, feed)))
+            feed.close()
+            # started once every job is queued: its first import (v1: capnp, ~50 ms) does not slow
+            # the walk, and the event loop keeps handing out jobs while it runs
+            writer = asyncio.ensure_future(asyncio.to_thread(write, feed))
             await all_or_cancel(pending)
         except BaseException:
+            feed.abandon()
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if writer is not None:  # its thread stops at FeedAbandoned and drops its temporary files
+                await asyncio.gather(writer, return_exceptions=True)
             raise
-        for index, refs in blocks.items():
-            sealed = tuple(r for r in refs if r is not None)
-            entries[index] = dataclasses.replace(entries[index], blocks=sealed,
-                                                 lengths=lengths.get(index, ()))
-        return entries
+        await writer
 
     def _spans(self, disk: Path, size: int) -> list[tuple[int, int]]:
         """Where the file at ``disk`` (``size`` bytes) is cut into blocks, as (offset, length) pairs:
@@ -362,7 +368,7 @@ class _Packer:
             user=_user(st.st_uid), group=_group(st.st_gid),
         )
 
-    async def _job(self, pieces: list[_Piece], blocks: dict[int, list[BlockRef | None]]) -> None:
+    async def _job(self, pieces: list[_Piece], feed: EntryFeed) -> None:
         async with self.limit:
             loop = asyncio.get_running_loop()
             sealed = await loop.run_in_executor(
@@ -371,10 +377,9 @@ class _Packer:
                 sealed.uploaded = await all_or_cancel(
                     self._upload(ref, stored) for ref, stored in sealed.claimed)
         report = self.report
-        for piece, ref in zip(pieces, sealed.refs, strict=True):
-            blocks[piece.entry][piece.block] = ref
-            report.bytes_read += piece.length
-            report.blocks += 1
+        feed.sealed((piece.entry, piece.block, ref) for piece, ref in zip(pieces, sealed.refs, strict=True))
+        report.bytes_read += sum(piece.length for piece in pieces)
+        report.blocks += len(pieces)
         report.blocks_unique += len(sealed.claimed)
         for size, took in zip(sealed.sizes, sealed.uploaded, strict=True):
             report.blocks_uploaded += took

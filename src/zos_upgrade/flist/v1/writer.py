@@ -69,14 +69,37 @@ def _build_db(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping[st
     chunking_from_tags(tags, "v1", source)  # a cdc tag is refused: v1 records a fixed block size
     db.execute("CREATE TABLE entries (key VARCHAR(64) PRIMARY KEY, value BLOB)")
     db.execute("CREATE TABLE metadata (key VARCHAR(64) PRIMARY KEY, value TEXT)")
-    checker = EntryChecker(source, Limits(max_entries=2**62, max_total_bytes=2**62, max_file_bytes=2**62))
-    dirs: dict[str, Entry] = {"/": Entry("/", EntryKind.DIR, stat.S_IFDIR | 0o755)}
-    children: dict[str, dict[str, Entry]] = {"/": {}}
+    records = _Records(source)
     for entry in entries:
-        checker.check(entry)
+        records.add(entry)
+    db.executemany("INSERT INTO entries (key, value) VALUES (?, ?)", sorted(records.finish().items()))
+    db.executemany("INSERT INTO metadata (key, value) VALUES (?, ?)", sorted(tags.items()))
+
+
+class _Records:
+    """The v1 records (a Dir message per directory, an ACI per owner and mode) of entries given parents
+    first. A directory's record is made once the entries have left it, which a depth-first walk in
+    name order (the packer's) does as it goes: a writer fed entries while a pack still makes them
+    has little left to do after the last one. Any other parents-first order works too: a directory
+    that gets a child after its record was made is made again at the end."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.checker = EntryChecker(source, Limits(max_entries=2**62, max_total_bytes=2**62,
+                                                   max_file_bytes=2**62))
+        self.schema = load_schema()
+        self.dirs: dict[str, Entry] = {"/": Entry("/", EntryKind.DIR, stat.S_IFDIR | 0o755)}
+        self.children: dict[str, dict[str, Entry]] = {"/": {}}
+        self.rows: dict[str, bytes] = {}
+        self.made: set[str] = set()  # directories whose record is in rows
+        self.open: list[str] = ["/"]  # the directories the last entry is in, outermost first
+
+    def add(self, entry: Entry) -> None:
+        source = self.source
+        self.checker.check(entry)
         if entry.path == "/":
-            dirs["/"] = entry
-            continue
+            self.dirs["/"] = entry
+            return
         if not entry.path.startswith("/"):
             raise FlistError(f"{source}: entry path {entry.path!r} is not absolute")
         check_name(entry.name, f"{source}: directory {entry.parent!r}")
@@ -88,46 +111,56 @@ def _build_db(db: sqlite3.Connection, entries: Iterable[Entry], tags: Mapping[st
         for ref in entry.blocks:
             if len(ref.id) != HASH_BYTES or len(ref.key) != HASH_BYTES:
                 raise FlistError(f"{source}: entry {entry.path!r}: v1 blocks need 16-byte ids and keys")
-        siblings = children.get(entry.parent)
+        parent = entry.parent
+        siblings = self.children.get(parent)
         if siblings is None:
-            raise FlistError(f"{source}: entry {entry.path!r} comes before its directory {entry.parent!r} "
+            raise FlistError(f"{source}: entry {entry.path!r} comes before its directory {parent!r} "
                              "(entries must be given parents first)")
         if entry.name in siblings:
             raise HostileFlist(f"{source}: entry {entry.path!r} appears twice")
         siblings[entry.name] = entry
+        if parent in self.made:  # not a depth-first order: made again at the end
+            self.made.discard(parent)
+        # the directories this entry is not in are left: nothing more comes into them depth-first
+        while self.open[-1] != parent and not parent.startswith(self.open[-1] + "/") and self.open[-1] != "/":
+            self._make(self.open.pop())
         if entry.kind is EntryKind.DIR:
-            dirs[entry.path] = entry
-            children[entry.path] = {}
+            self.dirs[entry.path] = entry
+            self.children[entry.path] = {}
+            self.open.append(entry.path)
 
-    schema = load_schema()
-    rows: dict[str, bytes] = {}
+    def finish(self) -> dict[str, bytes]:
+        """Every record, keyed as the entries table keys them."""
+        for path in self.dirs:
+            if path not in self.made:
+                self._make(path)
+        return self.rows
 
-    def acl_of(entry: Entry) -> str:
+    def _acl(self, entry: Entry) -> str:
         user, group = _owner(entry)
         key = acl_key(user, group, entry.mode, entry.uid, entry.gid)
-        if key not in rows:
-            aci = schema.ACI.new_message(uname=user, gname=group, mode=stat.S_IMODE(entry.mode),
-                                         uid=entry.uid, gid=entry.gid)
-            rows[key] = aci.to_bytes()
+        if key not in self.rows:
+            aci = self.schema.ACI.new_message(uname=user, gname=group, mode=stat.S_IMODE(entry.mode),
+                                              uid=entry.uid, gid=entry.gid)
+            self.rows[key] = aci.to_bytes()
         return key
 
-    for path, entry in dirs.items():
+    def _make(self, path: str) -> None:
+        entry = self.dirs[path]
         parent = dir_key(entry.parent) if path != "/" else dir_key("")
-        listing = children[path]
+        listing = self.children[path]
         ordered = sorted((e for e in listing.values() if e.kind is EntryKind.DIR), key=lambda e: e.name)
         ordered += sorted((e for e in listing.values() if e.kind is not EntryKind.DIR), key=lambda e: e.name)
-        message = schema.Dir.new_message(
+        message = self.schema.Dir.new_message(
             name="" if path == "/" else entry.name, location=path.strip("/"), parent=parent,
-            size=DIR_SIZE, aclkey=acl_of(entry), modificationTime=entry.mtime & 0xFFFFFFFF,
+            size=DIR_SIZE, aclkey=self._acl(entry), modificationTime=entry.mtime & 0xFFFFFFFF,
             creationTime=entry.ctime & 0xFFFFFFFF,
         )
         slots = message.init("contents", len(ordered))
         for slot, child in zip(slots, ordered, strict=True):
-            _fill_inode(slot, child, acl_of(child))
-        rows[dir_key(path)] = message.to_bytes()
-    db.executemany("INSERT INTO entries (key, value) VALUES (?, ?)", sorted(rows.items()))
-    db.executemany("INSERT INTO metadata (key, value) VALUES (?, ?)", sorted(tags.items()))
-
+            _fill_inode(slot, child, self._acl(child))
+        self.rows[dir_key(path)] = message.to_bytes()
+        self.made.add(path)
 
 
 def write_v1(path: Path, entries: Iterable[Entry], *, tags: Mapping[str, str] = {},
