@@ -190,12 +190,10 @@ class NodeStamps:
         stamped the present) and nothing changed since the rename (a write, chmod or ``utime`` moves
         the ctime); and stamped. Otherwise it is hashed (:meth:`fresh`)."""
         began = self._clock()
-        try:
-            now = os.lstat(path)
-        except FileNotFoundError:
-            return None
-        self.margin.see(now.st_ctime_ns)
-        unchanged = (_stamp(now) == _stamp(renamed) and stat.S_ISREG(now.st_mode)
+        now, other = self._regular(path)
+        if now is None:
+            return other
+        unchanged = (_stamp(now) == _stamp(renamed)
                      and (now.st_ino, now.st_mtime_ns) == (written.ino, written.mtime_ns))
         margin = self.margin.ns()
         if unchanged and began - now.st_ctime_ns >= margin and began - now.st_mtime_ns >= margin:

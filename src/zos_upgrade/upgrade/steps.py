@@ -404,8 +404,8 @@ async def _backup(ctx: Context, tx: Transaction) -> None:
 
 async def _apply(ctx: Context, tx: Transaction) -> None:
     """Each file moved onto the node over the old one, removed files and dirs gone, every directory
-    touched fsynced once; then each applied file read once: the check that the node holds what was
-    planned, and its stamp for the next drift check."""
+    touched fsynced once; then each applied file checked once (a read only where its writer's digest
+    cannot be taken: ``NodeStamps.handed``): that the node holds what was planned, and its stamp."""
     await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest, tx.digests or {})
 
 
