@@ -313,6 +313,27 @@ def test_restart_many_forgets_monitors_starts_and_picks_up_new_configs(backend: 
     run(body())
 
 
+def test_restart_many_of_a_stopped_service_sends_no_second_stop(backend: Backend) -> None:
+    """As in a transaction: stopped first, then restarted with its new config. The restart only asks
+    for its status, and the service runs again with the new config."""
+    svc = backend.unique("stopped")
+
+    async def body() -> None:
+        sup = backend.make()
+        before = await new_service(sup, svc)
+        await stop_many(sup, [svc], 3, poll_interval=0.05)
+        await sup.install_config(svc, ServiceConfig(exec="sleep 602"))
+        rec = Recorder(sup)
+        await restart_many(rec, [svc], 3, poll_interval=0.05)  # type: ignore[arg-type]
+        assert rec.calls == [("forget", svc), ("monitor", svc), ("start", svc)]
+        after = await wait_status(sup, svc, running)
+        assert after.pid != before.pid
+        await wait_for(lambda: cmdline(after.pid) == ["sleep", "602"])
+        await cleanup(sup, [svc])
+
+    run(body())
+
+
 def test_dependencies_are_reported_where_the_supervisor_has_them(backend: Backend) -> None:
     dep, svc = backend.unique("db"), backend.unique("app")
 

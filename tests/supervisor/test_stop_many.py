@@ -29,6 +29,7 @@ class Proc:
     dies_on_kill_round: int | None = 1  # which SIGKILL ends it; None: never (uninterruptible)
     stopped_at: float | None = None
     kills: int = 0
+    target: str = "up"  # what was last asked for: zinit forgets only a service whose target is down
 
 
 @dataclass
@@ -59,15 +60,18 @@ class FakeSupervisor:
                 and self.now >= p.stopped_at + p.stops_after:
             p.up = False
         family = StateFamily.RUNNING if p.up else StateFamily.EXITED
-        return ServiceStatus(name=name, pid=42 if p.up else 0, state=str(family), family=family)
+        return ServiceStatus(name=name, pid=42 if p.up else 0, state=str(family), family=family,
+                             target=p.target)
 
     async def start(self, name: str) -> None:
         self.calls.append(("start", name))
-        self._get(name).up = True
+        proc = self._get(name)
+        proc.up, proc.target = True, "up"
 
     async def stop(self, name: str) -> None:
         self.calls.append(("stop", name))
-        self._get(name).stopped_at = self.now
+        proc = self._get(name)
+        proc.stopped_at, proc.target = self.now, "down"
 
     async def monitor(self, name: str) -> None:
         self.calls.append(("monitor", name))
@@ -161,12 +165,24 @@ def test_restart_many_order() -> None:
     sup = FakeSupervisor({"old": Proc(), "done": Proc(up=False)})
     asyncio.run(restart_many(sup, ["old", "done", "new"], 5, sleep=sup.sleep, clock=sup.clock))
     assert sup.calls == [
-        ("stop", "old"), ("stop", "done"),
+        ("stop", "old"), ("stop", "done"),  # "done" exited with its target up: zinit needs the stop
         ("forget", "old"), ("monitor", "old"), ("start", "old"),
         ("forget", "done"), ("monitor", "done"), ("start", "done"),
         ("monitor", "new"), ("start", "new"),
     ]
     assert all(p.up for p in sup.procs.values())
+
+
+def test_restart_many_does_not_stop_again_what_is_already_stopped() -> None:
+    """The transaction's stop step left its services down with their target down: the restart
+    asks each for its status once, sends no second stop, and still forgets, monitors and starts it."""
+    sup = FakeSupervisor({"a": Proc(), "b": Proc()})
+    stop(sup, ["a", "b"], 5)
+    sup.calls.clear()
+    asyncio.run(restart_many(sup, ["a", "b"], 5, sleep=sup.sleep, clock=sup.clock))
+    assert sup.calls == [("forget", "a"), ("monitor", "a"), ("start", "a"),
+                         ("forget", "b"), ("monitor", "b"), ("start", "b")]
+    assert all(p.up and p.target == "up" for p in sup.procs.values())
 
 
 def test_restart_many_stops_before_forgetting_and_fails_if_it_cannot() -> None:

@@ -182,6 +182,7 @@ async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker,
     written and renamed. Returns the root entry (None when the flist lists none)."""
     root: Entry | None = None
     unmade: dict[str, tuple[Entry, list[str]]] = {}  # with ``only``: directories no chosen entry needed yet
+    chosen: list[tuple[Entry, list[str]]] = []  # with ``only``: the files, written after the walk
     try:
         for entry in reader.entries():
             context.report.entries += 1
@@ -201,11 +202,20 @@ async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker,
                     continue
                 _make_parents(entry.parent, unmade, nonfiles)
             if entry.kind is EntryKind.FILE:
-                await context.durability.rename_if_full()
                 checks.file_started(entry.path)
+                if only is not None:
+                    chosen.append((entry, parts))
+                    continue
+                await context.durability.rename_if_full()
                 await files.add(entry, parts)
             else:
                 nonfiles.create(entry, parts)
+        if chosen:  # a partial run: its few missing blocks may all come in one go (``prefetch``)
+            if context.local is None and isinstance(files, ThreadFileWriter):
+                await context.remote.prefetch([entry for entry, _parts in chosen])
+            for entry, parts in chosen:
+                await context.durability.rename_if_full()
+                await files.add(entry, parts)
         await files.finish()
         await context.durability.rename_all()
     except BaseException:

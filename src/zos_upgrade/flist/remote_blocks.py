@@ -19,7 +19,13 @@ from zos_upgrade.flist.model import Entry
 from zos_upgrade.flist.report import MaterializeReport, add_tally
 from zos_upgrade.flist.stores import BlockStore
 
-__all__ = ["FetchedBlocks", "RemoteBlocks"]
+__all__ = ["PREFETCH_MAX_BLOCKS", "FetchedBlocks", "RemoteBlocks"]
+
+# A partial run (an upgrade's changed files) lacking at most this many blocks fetches them all at
+# once before any file is written, and every file is then written in one hop: few blocks, so the
+# per-file round trips (a hop, a fetch, a hop) cost more than the blocks. Held in memory until the
+# run ends: at most this many stored blocks (16 MiB of 512 KiB blocks).
+PREFETCH_MAX_BLOCKS = 32
 
 
 @dataclass
@@ -60,6 +66,24 @@ class RemoteBlocks:
         # blocks being fetched, by id, and every such fetch (to wait for on failure)
         self._inflight: dict[bytes, _Shared] = {}
         self._fetches: set[asyncio.Future[bytes]] = set()
+        # what ``prefetch`` fetched, served to the threads' first hop like a local store
+        self.prefetched: FetchedBlocks | None = None
+
+    async def prefetch(self, entries: list[Entry]) -> None:
+        """Fetch the blocks of ``entries`` the run lacks, all at once, when there are at most
+        :data:`PREFETCH_MAX_BLOCKS` (else the windows fetch them as the files need them). A block
+        that failed is kept as its error: the file that needs it fails as it would have."""
+        wanted = list(dict.fromkeys(ref.id for entry in entries for ref in entry.blocks
+                                    if self._source.lacks(ref)))
+        if not wanted or len(wanted) > PREFETCH_MAX_BLOCKS:
+            return
+        results = await asyncio.gather(*(self._fetch_stored(b) for b in wanted), return_exceptions=True)
+        got: dict[bytes, bytes | BaseException] = {}
+        for block_id, result in zip(wanted, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: the run stops
+            got[block_id] = result
+        self.prefetched = FetchedBlocks(self._store.url, got)
 
     @contextlib.asynccontextmanager
     async def window(self, block_ids: list[bytes]) -> AsyncIterator[FetchedBlocks]:

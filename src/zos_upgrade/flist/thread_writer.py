@@ -68,7 +68,8 @@ class ThreadFileWriter:
             # direct I/O only where the file is written in this one hop: from a local store
             direct = self._thread_direct_writer() if context.local is not None else None
             hasher = content_hasher() if context.digests is not None else None
-            return write_blocks(context.source, entry, fd, 0, 0, context.local, context.as_root, on_bytes,
+            store = context.local if context.local is not None else context.remote.prefetched
+            return write_blocks(context.source, entry, fd, 0, 0, store, context.as_root, on_bytes,
                                 direct, hasher)
         except BaseException:
             os.close(fd)

@@ -1,14 +1,17 @@
 """XML-RPC over supervisord's unix socket: the transport under :class:`SupervisordClient`.
 
-Apart from the client so that only a call loads ``xmlrpc.client`` (it imports ``http.client``,
-which loads OpenSSL): a daemon that builds its supervisor client and never calls it pays nothing.
+One HTTP/1.0 POST per call on a fresh connection, on the event loop: no worker thread per call (a
+transaction makes about twenty calls, and a thread hop cost more than the call itself). The whole
+call, not just each read, must end within ``timeout`` (a peer trickling a byte at a time would
+hold the call forever), and the reply is read with a size limit. ``xmlrpc.client`` (which loads
+``http.client`` and OpenSSL) is imported with this module, which the client imports at its first
+call: a daemon that builds its supervisor client and never calls it pays nothing.
 """
 
 from __future__ import annotations
 
-import http.client
-import socket
-import time
+import asyncio
+import contextlib
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
@@ -20,79 +23,117 @@ from zos_upgrade.supervisor.errors import ProtocolError, SupervisorUnavailable
 __all__ = ["call"]
 
 _WHAT = "supervisord"
+_MAX_HEAD_LINE = 8 * 1024  # a status or header line longer than this is not supervisord's
+_MAX_HEADERS = 64
+_CHUNK = 65536
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(str(self._path))
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class _UnixTransport(xmlrpc.client.Transport):
-    """XML-RPC over a unix socket: a fresh connection per call, replies read with a size limit."""
-
-    def __init__(self, path: Path, timeout: float, max_reply: int) -> None:
-        super().__init__()
-        self._path = path
-        self._timeout = timeout
-        self._max = max_reply
-        # One transport serves one call: the whole call, not just each read, must end in time,
-        # or a peer trickling a byte at a time would pin the worker thread forever.
-        self._deadline = time.monotonic() + timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        conn = _UnixConnection(self._path, self._timeout)
-        self._connection = (host, conn)
-        return conn
-
-    def parse_response(self, response: http.client.HTTPResponse) -> Any:
-        parser, unmarshaller = self.getparser()
-        total = 0
-        while data := response.read1(65536):
-            if time.monotonic() > self._deadline:
-                raise TimeoutError("reply not complete in time")
-            total += len(data)
-            if total > self._max:
-                raise ProtocolError(f"reply larger than {self._max} bytes; refused")
-            parser.feed(data)
-        parser.close()
-        return unmarshaller.close()
-
-
-def call(socket_path: Path, method: str, args: tuple[Any, ...], where: str, *, timeout: float,
-         max_reply: int) -> Any:
-    """One call on a fresh connection; an ``xmlrpc.client.Fault`` passes through, every other
-    failure is the supervisor layer's typed error."""
-    proxy = xmlrpc.client.ServerProxy(
-        "http://localhost/RPC2", transport=_UnixTransport(socket_path, timeout, max_reply),
-        allow_none=True,
-    )
+async def call(socket_path: Path, method: str, args: tuple[Any, ...], where: str, *, timeout: float,
+               max_reply: int) -> Any:
+    """One call; an ``xmlrpc.client.Fault`` passes through, every other failure is the supervisor
+    layer's typed error naming ``where``."""
+    body = xmlrpc.client.dumps(args, method, allow_none=True).encode()
+    request = (b"POST /RPC2 HTTP/1.0\r\nHost: localhost\r\nUser-Agent: zos-upgrade\r\n"
+               b"Content-Type: text/xml\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
     try:
-        with proxy:
-            return getattr(proxy, method)(*args)
+        async with asyncio.timeout(timeout):
+            return await _exchange(socket_path, request, max_reply)
     except xmlrpc.client.Fault:
         raise
     except ProtocolError as exc:
         raise ProtocolError(f"{where}: {exc}") from None
     except TimeoutError:
         raise SupervisorUnavailable(f"{where}: no reply within {timeout}s") from None
-    except (FileNotFoundError, PermissionError, ConnectionRefusedError) as exc:
-        raise connect_error(exc, socket_path, _WHAT) from None
-    except (http.client.HTTPException, ConnectionError) as exc:
+    except _ConnectFailed as failed:
+        raise connect_error(failed.error, socket_path, _WHAT) from None
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
         raise ProtocolError(f"{where}: broken or incomplete HTTP reply: {exc!r}") from None
-    except xmlrpc.client.ProtocolError as exc:
-        raise ProtocolError(f"{where}: HTTP {exc.errcode} {exc.errmsg}") from None
     except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
         raise ProtocolError(f"{where}: reply is not valid XML-RPC: {exc}") from None
     except OSError as exc:
         raise SupervisorUnavailable(f"{where}: {exc}") from None
+
+
+class _ConnectFailed(Exception):
+    """``connect()`` itself failed (as opposed to the connection breaking later)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _exchange(socket_path: Path, request: bytes, max_reply: int) -> Any:
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=_MAX_HEAD_LINE)
+    except OSError as exc:
+        raise _ConnectFailed(exc) from None
+    try:
+        writer.write(request)
+        await writer.drain()
+        length = await _read_head(reader)
+        if length is not None and length > max_reply:
+            raise ProtocolError(f"reply larger than {max_reply} bytes ({length} announced); refused")
+        return await _read_body(reader, length, max_reply)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> int | None:
+    """The status line and headers of a 200 reply; its Content-Length (None: to the end)."""
+    status = await _line(reader)
+    if not status:
+        raise ProtocolError("supervisord closed the connection without a reply")
+    parts = status.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ProtocolError(f"not an HTTP reply: {status[:80]!r}")
+    code, reason = int(parts[1]), parts[2].decode("latin-1").strip() if len(parts) > 2 else ""
+    length: int | None = None
+    for _ in range(_MAX_HEADERS):
+        line = await _line(reader)
+        if line in (b"", b"\r\n", b"\n"):
+            break
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ProtocolError(f"bad HTTP header line {line[:80]!r}")
+        header = name.strip().lower()
+        if header == b"content-length":
+            if not value.strip().isdigit():
+                raise ProtocolError(f"bad Content-Length {value.strip()[:40]!r}")
+            length = int(value)
+        elif header == b"transfer-encoding" and value.strip().lower() != b"identity":
+            raise ProtocolError(f"unsupported Transfer-Encoding {value.strip()[:40]!r}")
+    else:
+        raise ProtocolError(f"more than {_MAX_HEADERS} HTTP header lines")
+    if code != 200:
+        raise ProtocolError(f"HTTP {code} {reason}".rstrip())
+    return length
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial
+    except asyncio.LimitOverrunError:
+        raise ProtocolError(f"an HTTP head line longer than {_MAX_HEAD_LINE} bytes") from None
+
+
+async def _read_body(reader: asyncio.StreamReader, length: int | None, max_reply: int) -> Any:
+    """Feed the body to the XML-RPC parser as it arrives; the call's single result."""
+    parser, unmarshaller = xmlrpc.client.getparser()
+    total = 0
+    while length is None or total < length:
+        chunk = await reader.read(_CHUNK if length is None else min(_CHUNK, length - total))
+        if not chunk:
+            if length is not None:
+                raise asyncio.IncompleteReadError(b"", length - total)
+            break
+        total += len(chunk)
+        if total > max_reply:
+            raise ProtocolError(f"reply larger than {max_reply} bytes; refused")
+        parser.feed(chunk)
+    parser.close()
+    result = unmarshaller.close()  # raises the Fault of a fault reply
+    return result[0] if len(result) == 1 else result

@@ -220,6 +220,17 @@ async def _still_up(sup: Supervisor, names: list[str]) -> list[str]:
     return alive
 
 
+async def _stopped(sup: Supervisor, name: str) -> bool:
+    """Whether ``name`` is down with its target down: nothing for a stop to do (the transaction's
+    stop step left it so). One status instead of a stop and a status; an exited service whose
+    target is still up (zinit) is stopped, or it could not be forgotten."""
+    try:
+        status = await sup.status(name)
+    except UnknownService:
+        return True
+    return status.is_down and status.target == "down"
+
+
 async def stop_many(
     sup: Supervisor,
     names: Iterable[str],
@@ -278,13 +289,14 @@ async def restart_many(
     """(Re)start services from their installed configs, in zinit's order: forget, monitor, start.
 
     Every service the supervisor already knows is first stopped with ``stop_many`` — also one that
-    has exited, because zinit forgets only a service whose target is down — so the new config is
+    has exited, because zinit forgets only a service whose target is down; one already down with
+    its target down (stopped by the caller) is only asked for its status — so the new config is
     read at monitor; a service it does not know yet is simply monitored. Raises UnknownService if
     a config is missing, StopFailed if an old instance cannot be stopped (nothing is forgotten then).
     """
     wanted = _unique_names(names)
     known = await sup.list()
-    old = [n for n in wanted if n in known]
+    old = [n for n in wanted if n in known and not await _stopped(sup, n)]
     if old:
         await stop_many(sup, old, stop_timeout, sleep=sleep, clock=clock,
                         poll_interval=poll_interval, kill_rounds=kill_rounds)

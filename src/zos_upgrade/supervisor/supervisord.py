@@ -168,19 +168,17 @@ class SupervisordClient:
 
     # --- transport ------------------------------------------------------------------------------
 
-    def _call_sync(self, method: str, args: tuple[Any, ...], where: str) -> Any:
+    async def _call(self, method: str, *args: Any, name: str = "") -> Any:
+        where = f"supervisord at {self.socket_path}: {method}({name})"
         # here: xmlrpc.client imports http.client, which loads OpenSSL; an idle daemon calls nothing
+        import xmlrpc.client
+
         from zos_upgrade.supervisor._xmlrpc import call
 
         check_socket(self.socket_path, _WHAT)
-        return call(self.socket_path, method, args, where, timeout=self._timeout, max_reply=self._max)
-
-    async def _call(self, method: str, *args: Any, name: str = "") -> Any:
-        where = f"supervisord at {self.socket_path}: {method}({name})"
-        import xmlrpc.client  # loaded by the call anyway (_xmlrpc.py); here for its Fault
-
         try:
-            return await asyncio.to_thread(self._call_sync, f"supervisor.{method}", args, where)
+            return await call(self.socket_path, f"supervisor.{method}", args, where, timeout=self._timeout,
+                              max_reply=self._max)
         except xmlrpc.client.Fault as fault:
             raise self._fault(fault, where, name) from None
 

@@ -67,7 +67,24 @@ class DirStore:
     async def get(self, block_id: bytes) -> bytes:
         import asyncio  # here, not at the top: a file-writer process reads blocks without asyncio
 
+        if self.lacks_block(block_id):
+            # answered on the loop: a stat that finds nothing costs microseconds, a thread hop up to
+            # a GIL switch interval (a packer's dir:// route the node does not have, tried per block)
+            raise BlockMissing(block_id, [self.url])
         return await asyncio.to_thread(self.read_block, block_id)
+
+    def lacks_block(self, block_id: bytes) -> bool:
+        """True only when nothing stands at either of the block's paths; anything else (an error
+        included) is left to the read, which says what is wrong."""
+        for path in self._paths(block_id):
+            try:
+                os.lstat(path)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False
+            return False
+        return True
 
     async def put(self, block_id: bytes, data: bytes) -> None:
         import asyncio
