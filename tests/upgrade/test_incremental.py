@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,8 @@ def test_only_changed_files_are_staged_and_unchanged_blocks_are_never_requested(
     # the cache is no second copy of the release: it keeps what the node lost (the old content of
     # the files replaced or removed) and the control files (never installed), for a rollback; a
     # fetched block of the new content went into its file only
-    cached = {p.name for p in (node.state / "cache" / "blocks").rglob("*") if p.is_file()}
-    old_blocks = block_ids(node.releases[OLD], control=False)
-    lost = {i for rel in ("data/big.bin", "data/f0.bin", "data/f1.bin", PROGRAM, "data/gone.bin")
-            for i in old_blocks[rel]}
-    control_ids = {i for rel, ids in block_ids(new).items() if rel in RELEASE_CONTROL_FILES for i in ids}
+    cached = cached_ids(node)
+    lost, control_ids = kept_for_a_rollback(node)
     assert cached == lost | control_ids
     assert not cached & (requested(node.log) - control_ids)
     # the kept flist of the new release says where each block lies for the next upgrade
@@ -201,6 +199,52 @@ def test_only_changed_files_are_staged_and_unchanged_blocks_are_never_requested(
     blocks = installed_blocks(node.state / "flists", manifest)
     assert blocks["data/big.bin"].sizes == (BLOCK_SIZE, BLOCK_SIZE, 100_000)
     assert set(blocks) == {r for r, rec in manifest.files.items() if rec.kind == "file"}
+
+
+def cached_ids(node: Node) -> set[str]:
+    return {p.name for p in (node.state / "cache" / "blocks").rglob("*") if p.is_file()}
+
+
+def kept_for_a_rollback(node: Node) -> tuple[set[str], set[str]]:
+    """The blocks an upgrade OLD -> NEW keeps in the cache: those of the old content of the files
+    it replaces or removes, and those of NEW's control files."""
+    old_blocks = block_ids(node.releases[OLD], control=False)
+    lost = {i for rel in ("data/big.bin", "data/f0.bin", "data/f1.bin", PROGRAM, "data/gone.bin")
+            for i in old_blocks[rel]}
+    control = {i for rel, ids in block_ids(node.releases[NEW]).items() if rel in RELEASE_CONTROL_FILES
+               for i in ids}
+    return lost, control
+
+
+def test_the_blocks_for_a_rollback_are_kept_from_the_backup_while_the_later_steps_run(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sealing the old content back into blocks is off the critical path: it reads the backup (the
+    old inodes) in a thread, and the restart starts while it works; the commit waits for it."""
+    node.forget_cache()
+    restarted = threading.Event()
+    roots: list[Path] = []
+    keep = steps.keep_blocks_of
+
+    def slow_keep(root: Path, cache: Any, files: dict[str, Any]) -> int:
+        roots.append(root)
+        if "data/f0.bin" in files:  # the old files (the other call keeps the control files)
+            assert restarted.wait(5), "the restart waited for the blocks to be kept"
+        return keep(root, cache, files)
+
+    restart = next(s.run for s in steps.STEPS if s.name == "restart")
+
+    async def marked(ctx: steps.Context, tx: steps.Transaction) -> None:
+        restarted.set()
+        await restart(ctx, tx)
+
+    table = tuple(dataclasses.replace(s, run=marked) if s.name == "restart" else s for s in steps.STEPS)
+    monkeypatch.setattr(steps, "STEPS", table)
+    monkeypatch.setattr(steps, "keep_blocks_of", slow_keep)
+    node.install(NEW)
+    node.assert_files_of(NEW)
+    assert roots[0] == node.state / "backup" / "current"
+    lost, control = kept_for_a_rollback(node)
+    assert cached_ids(node) == lost | control
 
 
 def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node,

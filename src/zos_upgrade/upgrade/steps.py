@@ -111,6 +111,7 @@ class Transaction:
     from_tree: Path | None = None                  # ... and its mounted tree
     holds: Holds | None = None                     # a rollback: what its commit holds and forgets
     slot: bool = False                             # the disrupt gate let it in: release when steady
+    keeping: asyncio.Future[None] | None = None     # blocks kept for a rollback, from the backup
 
     def know(self, ctx: Context, release: VerifiedRelease) -> None:
         """The release is verified: from here the transaction knows what it replaces."""
@@ -257,14 +258,16 @@ async def _plan(ctx: Context, tx: Transaction) -> None:
     if tx.plan is None:
         tx.plan, tx.new_manifest = await asyncio.to_thread(_make_plan, ctx, tx)
     await _preflight_space(ctx, tx)
-    await asyncio.to_thread(_keep_for_rollback, ctx, tx)
+    if _updates_self(ctx, tx):  # this process exits before the backup: keep them from the node now
+        await asyncio.to_thread(_keep_for_rollback, ctx, tx, ctx.root)
 
 
-def _keep_for_rollback(ctx: Context, tx: Transaction) -> None:
-    """Before anything changes: the blocks of the files the node loses (replaced or removed), and
-    of the release's control files, kept in the cache for a later rollback (``kept_blocks.py``)."""
+def _keep_for_rollback(ctx: Context, tx: Transaction, old_root: Path) -> None:
+    """The blocks of the files the node loses (replaced or removed), read from ``old_root`` (the node
+    before anything changed, or the backup, which holds their old inodes), and of the release's
+    control files, kept in the cache for a later rollback (``kept_blocks.py``)."""
     plan, installed = tx.planned, tx.installed or {}
-    keep_blocks_of(ctx.root, ctx.flister.cache,
+    keep_blocks_of(old_root, ctx.flister.cache,
                    {rel: installed[rel] for rel in plan.replace + plan.remove if rel in installed})
     if tx.entries is not None and tx.tree is not None:
         control = {rel: FileBlocks.of("", refs, lengths)
@@ -400,6 +403,26 @@ async def _backup(ctx: Context, tx: Transaction) -> None:
             ctx.files.backup(rel)
 
     await asyncio.to_thread(backup)
+    if tx.installed is not None and not _updates_self(ctx, tx):
+        # off the critical path: sealing the old content costs ~10 ms for ten files, while the
+        # steps up to the commit mostly wait for the supervisor; joined before the commit or a
+        # rollback (``_kept``), the backup's inodes do not change meanwhile
+        tx.keeping = asyncio.ensure_future(
+            asyncio.to_thread(_keep_for_rollback, ctx, tx, ctx.files.backup_root))
+
+
+async def _kept(tx: Transaction) -> None:
+    """Wait for the blocks being kept for a rollback (best effort: a failure is only logged)."""
+    keeping, tx.keeping = tx.keeping, None
+    if keeping is None:
+        return
+    try:
+        await asyncio.shield(keeping)
+    except asyncio.CancelledError:
+        await asyncio.wait([keeping])  # the thread runs on: nothing may drop the backup under it
+        raise
+    except Exception as exc:  # noqa: BLE001 - a cache of blocks must never fail the transaction
+        log.warning("blocks for a rollback not all kept", extra={"reason": f"{type(exc).__name__}: {exc}"})
 
 
 async def _apply(ctx: Context, tx: Transaction) -> None:
@@ -473,7 +496,8 @@ async def _probation(ctx: Context, tx: Transaction) -> None:
                         sleep=settings.sleep, clock=settings.clock)
 
 
-async def _commit(ctx: Context, _tx: Transaction) -> None:
+async def _commit(ctx: Context, tx: Transaction) -> None:
+    await _kept(tx)  # the commit drops the backup they are read from
     await roll_forward(ctx)
 
 
@@ -547,13 +571,18 @@ async def _failed(ctx: Context, tx: Transaction, step: Step, exc: BaseException)
     log.error("transaction failed, rolling back", extra={"step": step.name, "reason": reason})
     # a cancelled task (SIGTERM) still rolls back before it ends
     try:
-        await asyncio.shield(roll_back(ctx, step.name, reason))
+        await asyncio.shield(_undo(ctx, tx, step.name, reason))
     except RollbackIncomplete as failed:
         failed.report = tx.report
         raise
     if isinstance(exc, asyncio.CancelledError):
         raise exc
     raise RolledBack(reason, step=step.name, report=tx.report) from exc
+
+
+async def _undo(ctx: Context, tx: Transaction, step: str, reason: str) -> None:
+    await _kept(tx)  # the rollback moves the backup they are read from back onto the node
+    await roll_back(ctx, step, reason)
 
 
 def _record(ctx: Context, tx: Transaction, phase: Phase) -> None:
