@@ -421,7 +421,7 @@ async def _kept(tx: Transaction) -> None:
     except asyncio.CancelledError:
         await asyncio.wait([keeping])  # the thread runs on: nothing may drop the backup under it
         raise
-    except Exception as exc:  # noqa: BLE001 - a cache of blocks must never fail the transaction
+    except Exception as exc:  # a cache of blocks must never fail the transaction
         log.warning("blocks for a rollback not all kept", extra={"reason": f"{type(exc).__name__}: {exc}"})
 
 
