@@ -16,6 +16,7 @@ import pytest
 import zos_upgrade.flist.remote_blocks as remote_blocks
 import zos_upgrade.flist.thread_writer as thread_writer
 from tests.support.counting_store import requested
+from tests.support.hub import HubFactory, start_hub
 from tests.support.local_releases import packed
 from tests.support.procs import free_port, serving
 from zos_upgrade.flist import BLOCK_SIZE, open_flist
@@ -24,6 +25,7 @@ from zos_upgrade.flist.materialize import materialize
 from zos_upgrade.flist.stores import BlockMissing, DirStore, HttpStore
 
 REPO = Path(__file__).resolve().parents[2]
+__all__ = ["start_hub"]  # the fixture, used by name
 
 TREE = {
     "etc/motd": b"hello\n",
@@ -122,3 +124,27 @@ def test_a_dir_store_answers_a_block_it_lacks_without_a_worker_thread(
     monkeypatch.setattr(asyncio, "to_thread", no_threads)
     with pytest.raises(BlockMissing):
         asyncio.run(store.get(b"\x01" * 32))
+
+
+def test_from_our_hub_the_prefetch_is_one_batch_get(start_hub: HubFactory, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, hops: list[str]) -> None:
+    """Against the real hub (``zos-upgrade hub serve``, its own process), which answers batches: the
+    partial run's blocks arrive in one request, and each file is written in one hop."""
+    requests: list[str] = []
+    request = HttpStore._request
+
+    async def counted(self: HttpStore, method: str, url: str, **kw: Any) -> Any:
+        requests.append(url.rsplit("/", 1)[-1])
+        return await request(self, method, url, **kw)
+
+    monkeypatch.setattr(HttpStore, "_request", counted)
+    with start_hub(blocks=True) as hub:
+        assert hub.blocks is not None
+        flist, _ = packed(tmp_path, "rel.fl", TREE, hub.blocks)
+        dest = tmp_path / "dest"
+        report = asyncio.run(materialize(flist, dest, store=HttpStore(f"{hub.url}/blocks"), workers=0,
+                                         only=CHOSEN.__contains__))
+    for path in CHOSEN:
+        assert (dest / path.lstrip("/")).read_bytes() == TREE[path.lstrip("/")]
+    assert len(requests) == 1 and requests[0].startswith("batch?ids=")
+    assert sorted(hops) == sorted(CHOSEN) and report.blocks_fetched == 4

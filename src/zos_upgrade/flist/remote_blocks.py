@@ -18,6 +18,7 @@ from zos_upgrade.flist.filewrite import FETCH_WINDOW, BlockSource, NotFetched, T
 from zos_upgrade.flist.model import Entry
 from zos_upgrade.flist.report import MaterializeReport, add_tally
 from zos_upgrade.flist.stores import BlockStore
+from zos_upgrade.flist.stores.base import get_many
 
 __all__ = ["PREFETCH_MAX_BLOCKS", "FetchedBlocks", "RemoteBlocks"]
 
@@ -77,12 +78,8 @@ class RemoteBlocks:
                                     if self._source.lacks(ref)))
         if not wanted or len(wanted) > PREFETCH_MAX_BLOCKS:
             return
-        results = await asyncio.gather(*(self._fetch_stored(b) for b in wanted), return_exceptions=True)
-        got: dict[bytes, bytes | BaseException] = {}
-        for block_id, result in zip(wanted, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: the run stops
-            got[block_id] = result
+        async with self._limit:  # one request where the store answers batches
+            got: dict[bytes, bytes | BaseException] = dict(await get_many(self._store, wanted))
         self.prefetched = FetchedBlocks(self._store.url, got)
 
     @contextlib.asynccontextmanager

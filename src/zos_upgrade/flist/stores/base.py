@@ -6,14 +6,15 @@ A store is transport only: it moves opaque bytes under an id. It does not decryp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from zos_upgrade.flist.blocks import BLOCK_SIZE
 from zos_upgrade.flist.model import FlistError
 
 __all__ = [
-    "MAX_STORED_BYTES", "BlockMissing", "BlockStore", "LocalStore", "StoreError", "SyncUploader", "block_hex",
+    "MAX_STORED_BYTES", "BlockMissing", "BlockStore", "Fetched", "LocalStore", "StoreError", "SyncUploader",
+    "block_hex", "get_each", "get_many",
 ]
 
 # The largest stored block either pipeline can produce (snappy worst case + framing/tag), rounded up:
@@ -46,6 +47,32 @@ class BlockStore(Protocol):
     async def has(self, block_id: bytes) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+Fetched = dict[bytes, "bytes | Exception"]  # block id -> its stored bytes, or why it could not be had
+
+
+async def get_many(store: BlockStore, block_ids: Sequence[bytes]) -> Fetched:
+    """Each of ``block_ids`` from ``store`` (BlockMissing for one it lacks), in as few requests as
+    the store allows: its own ``get_many`` where it has one (a batch GET), else one ``get`` each."""
+    many = getattr(store, "get_many", None)
+    if many is not None:
+        found: Fetched = await many(block_ids)
+        return found
+    return await get_each(store.get, block_ids)
+
+
+async def get_each(get: Callable[[bytes], Awaitable[bytes]], block_ids: Sequence[bytes]) -> Fetched:
+    """``get`` of each of ``block_ids``, concurrently: its bytes, or the error it raised."""
+    import asyncio  # here, not at the top: a file-writer process reads blocks without asyncio
+
+    results = await asyncio.gather(*(get(b) for b in block_ids), return_exceptions=True)
+    out: Fetched = {}
+    for block_id, result in zip(block_ids, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # cancelled
+        out[block_id] = result
+    return out
 
 
 @runtime_checkable

@@ -25,6 +25,7 @@ __all__ = [
     "head_bytes",
     "parse_query",
     "query",
+    "split_frames",
 ]
 
 BATCH_NAME = "batch"  # the path segment after the store's URL; never a block's hex name
@@ -81,3 +82,26 @@ def frame_size(head: bytes, block_id: bytes, cap: int) -> int | None:
     if size > cap:
         raise BadBatch(f"block {block_id.hex()}: {size} bytes announced, more than the {cap} allowed")
     return size
+
+
+def split_frames(body: bytes, block_ids: list[bytes], cap: int) -> list[bytes | None]:
+    """The stored bytes of each of ``block_ids`` (None: not held) from a whole batch answer, each
+    at most ``cap`` bytes; :class:`BadBatch` when the answer does not follow the wire."""
+    out: list[bytes | None] = []
+    pos = 0
+    for block_id in block_ids:
+        end = pos + head_bytes(block_id)
+        if end > len(body):
+            raise BadBatch(f"the answer ends before the frame of block {block_id.hex()}")
+        size = frame_size(body[pos:end], block_id, cap)
+        pos = end
+        if size is None:
+            out.append(None)
+            continue
+        if pos + size > len(body):
+            raise BadBatch(f"the answer ends inside the {size} bytes of block {block_id.hex()}")
+        out.append(body[pos:pos + size])
+        pos += size
+    if pos != len(body):
+        raise BadBatch(f"{len(body) - pos} bytes after the last frame")
+    return out

@@ -8,10 +8,27 @@ one, and a materialize whose file-writer processes fetch every block never loads
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult
 
-from zos_upgrade.flist.stores.base import MAX_STORED_BYTES, BlockMissing, StoreError, block_hex
+from zos_upgrade.flist.stores.base import (
+    MAX_STORED_BYTES,
+    BlockMissing,
+    Fetched,
+    StoreError,
+    block_hex,
+    get_each,
+)
+from zos_upgrade.flist.stores.batch_wire import (
+    BATCH_NAME,
+    CONTENT_TYPE,
+    MAX_BATCH_IDS,
+    BadBatch,
+    head_bytes,
+    query,
+    split_frames,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -19,6 +36,9 @@ if TYPE_CHECKING:
     from zos_upgrade import net
 
 __all__ = ["HttpStore", "open_http_url"]
+
+# what a server without the batch GET answers it with: the blocks are then fetched one by one
+_NO_BATCH = (400, 404, 405, 501)
 
 
 def _proxied() -> bool:
@@ -58,6 +78,7 @@ class HttpStore:
         # made at the first request: when file-writer processes fetch every block, this process
         # never loads httpx (a third of a second of imports at start-up)
         self._client = client
+        self._batches: bool | None = None  # whether the server answers batch GETs (None: not asked)
 
     def _http(self) -> tuple[httpx.AsyncClient, net.RetryPolicy]:
         import httpx
@@ -72,16 +93,15 @@ class HttpStore:
             self._retry = net.RetryPolicy(deadline=30.0, total=90.0)
         return self._client, self._retry
 
-    async def _request(self, method: str, url: str) -> net.FetchResult:
+    async def _request(self, method: str, url: str, *, max_bytes: int = MAX_STORED_BYTES,
+                       expect: tuple[int, ...] = (200, 404, 405)) -> net.FetchResult:
         from zos_upgrade import net
 
         client, retry = self._http()
         async with self._limit:
             try:
-                return await net.fetch(
-                    client, url, method=method, max_bytes=MAX_STORED_BYTES,
-                    expect=(200, 404, 405), retry=retry,
-                )
+                return await net.fetch(client, url, method=method, max_bytes=max_bytes, expect=expect,
+                                       retry=retry)
             except net.TransportError as exc:
                 # the message names the URL, and for a slow store the bytes received and the time taken
                 raise StoreError(f"{self.url}: {exc}") from exc
@@ -104,6 +124,33 @@ class HttpStore:
         if result is None:
             raise BlockMissing(block_id, [self.url])
         return result.body
+
+    async def get_many(self, block_ids: Sequence[bytes]) -> Fetched:
+        """Each of ``block_ids`` (BlockMissing for one the store lacks): up to ``MAX_BATCH_IDS`` in
+        one batch GET (``batch_wire``) while the server answers them, else one GET each."""
+        out: Fetched = {}
+        for start in range(0, len(block_ids), MAX_BATCH_IDS):
+            if self._batches is False:
+                break
+            out.update(await self._batch(list(block_ids[start:start + MAX_BATCH_IDS])))
+        out.update(await get_each(self.get, [b for b in block_ids if b not in out]))
+        return out
+
+    async def _batch(self, block_ids: list[bytes]) -> Fetched:
+        """One batch GET; nothing when the server offers none (then no other is asked for)."""
+        url = f"{self._base}/{BATCH_NAME}?{query(block_ids)}"
+        cap = sum(head_bytes(b) for b in block_ids) + len(block_ids) * MAX_STORED_BYTES
+        result = await self._request("GET", url, max_bytes=cap, expect=(200, *_NO_BATCH))
+        if result.status != 200 or result.headers.get("content-type") != CONTENT_TYPE:
+            self._batches = False  # a store without batches, or a server answering any path with a page
+            return {}
+        try:
+            frames = split_frames(result.body, block_ids, MAX_STORED_BYTES)
+        except BadBatch as exc:
+            raise StoreError(f"{self.url}: a batch answer off the wire: {exc}") from exc
+        self._batches = True
+        return {b: BlockMissing(b, [self.url]) if data is None else data
+                for b, data in zip(block_ids, frames, strict=True)}
 
     async def put(self, block_id: bytes, data: bytes) -> None:
         raise StoreError(f"{self.url}: http(s) stores are read-only; cannot write block {block_id.hex()}")

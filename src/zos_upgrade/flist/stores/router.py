@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from typing import cast
 
 from zos_upgrade.flist.model import FlistError
-from zos_upgrade.flist.stores.base import BlockMissing, BlockStore, LocalStore, StoreError, SyncUploader
+from zos_upgrade.flist.stores.base import (
+    BlockMissing,
+    BlockStore,
+    Fetched,
+    LocalStore,
+    StoreError,
+    SyncUploader,
+    get_many,
+)
 from zos_upgrade.flist.stores.registry import open_store
 
 __all__ = ["Route", "Router"]
@@ -100,6 +108,43 @@ class Router:
             except StoreError as exc:
                 errors.append(self._failed(store, block_id, exc))
         raise _not_found(block_id, stores, errors)
+
+    async def get_many(self, block_ids: Sequence[bytes]) -> Fetched:
+        """``get`` of each of ``block_ids``, the stores asked in the same order, each store once for
+        every block still wanted from it (a batch where it offers them); a block no store gave is
+        its error, as ``get`` raises it."""
+        by_order: dict[tuple[str, ...], list[bytes]] = {}
+        stores_of: dict[tuple[str, ...], list[BlockStore]] = {}
+        for block_id in dict.fromkeys(block_ids):
+            stores = self._read_order(block_id)
+            order = tuple(store.url for store in stores)
+            by_order.setdefault(order, []).append(block_id)
+            stores_of[order] = stores
+        out: Fetched = {}
+        for order, wanted in by_order.items():
+            stores, errors = stores_of[order], {b: list[StoreError]() for b in wanted}
+            for store in stores:
+                if not wanted:
+                    break
+                try:
+                    found = await get_many(store, wanted)
+                except StoreError as exc:  # the store failed them all (a batch answer off the wire)
+                    found = dict.fromkeys(wanted, exc)
+                still = []
+                for block_id in wanted:
+                    got = found.get(block_id)
+                    if isinstance(got, bytes):
+                        out[block_id] = got
+                        continue
+                    if isinstance(got, StoreError) and not isinstance(got, BlockMissing):
+                        errors[block_id].append(self._failed(store, block_id, got))
+                    elif isinstance(got, Exception) and not isinstance(got, BlockMissing):
+                        raise got  # not a store's failure: as ``get`` lets it through
+                    still.append(block_id)
+                wanted = still
+            for block_id in wanted:
+                out[block_id] = _not_found(block_id, stores, errors[block_id])
+        return out
 
     def store_for(self, route: Route) -> BlockStore:
         """The store ``route`` reads from (opened on first use)."""
