@@ -148,3 +148,29 @@ def test_from_our_hub_the_prefetch_is_one_batch_get(start_hub: HubFactory, tmp_p
         assert (dest / path.lstrip("/")).read_bytes() == TREE[path.lstrip("/")]
     assert len(requests) == 1 and requests[0].startswith("batch?ids=")
     assert sorted(hops) == sorted(CHOSEN) and report.blocks_fetched == 4
+
+
+def test_a_partial_runs_writers_fsync_their_files_and_the_renames_do_not_again(
+        served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few files: each writer thread fsyncs its file as it closes it (in parallel), so the rename
+    step that follows only renames: every file fsynced once, all before the first rename."""
+    import stat
+
+    from zos_upgrade.flist import durability
+
+    events: list[str] = []
+    real_fsync, flush_and_rename = os.fsync, durability.Durability._flush_and_rename
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            events.append("fsync-file")
+        real_fsync(fd)
+
+    def renaming(self: Any, batch: Any) -> None:
+        events.append("renames")
+        flush_and_rename(self, batch)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(durability.Durability, "_flush_and_rename", renaming)
+    _partial(served, tmp_path / "dest")
+    assert events == ["fsync-file"] * len(CHOSEN) + ["renames"]

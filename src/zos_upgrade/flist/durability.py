@@ -82,6 +82,7 @@ class TempNames:
 class _Written:
     parts: list[str]
     tmp: str
+    synced: bool = False  # its writer fsynced it already (a partial run's few files)
 
 
 class Durability:
@@ -97,9 +98,10 @@ class Durability:
         self._renaming: asyncio.Task[None] | None = None
         self._files = 0  # flushed and renamed so far
 
-    def closed(self, parts: list[str], tmp: str, size: int) -> None:
-        """The file ``parts`` is written, sealed and closed as ``tmp``: it waits for the next batch."""
-        self._written.append(_Written(parts, tmp))
+    def closed(self, parts: list[str], tmp: str, size: int, *, synced: bool = False) -> None:
+        """The file ``parts`` is written, sealed and closed as ``tmp`` (``synced``: and fsynced by its
+        writer): it waits for the next batch."""
+        self._written.append(_Written(parts, tmp, synced))
         self._written_bytes += size
 
     async def rename_if_full(self) -> None:
@@ -137,7 +139,7 @@ class Durability:
         for item in batch:
             name = item.parts[-1]
             with self._fds.parent(item.parts) as pfd:
-                if each:
+                if each and not item.synced:
                     fd = os.open(item.tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
                     try:
                         os.fsync(fd)

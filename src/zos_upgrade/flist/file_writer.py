@@ -90,14 +90,18 @@ class WriteContext:
     progress: Progress | None
     as_root: bool
     digests: dict[str, WrittenFile] | None = None  # flist path -> what was written, when asked
+    # a partial run of few files: each writer thread fsyncs its file as it closes it, in parallel,
+    # and the durability step only renames (it would fsync each one in turn: FSYNC_EACH_UP_TO)
+    sync_in_writer: bool = False
 
     def count(self, tally: Tally) -> None:
         add_tally(self.report, tally)
 
-    def closed(self, entry: Entry, parts: list[str], tmp: str, digest: str = "") -> None:
+    def closed(self, entry: Entry, parts: list[str], tmp: str, digest: str = "", *,
+               synced: bool = False) -> None:
         """``entry`` is written, sealed and closed as ``tmp`` (its content digest ``digest``, as text,
-        when asked for): it waits for the next flush and rename."""
-        self.durability.closed(parts, tmp, entry.size)
+        when asked for; ``synced``: fsynced too): it waits for the next flush and rename."""
+        self.durability.closed(parts, tmp, entry.size, synced=synced)
         self.report.files += 1
         if self.digests is not None:
             self.digests[entry.path] = WrittenFile.parse(digest)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zos_upgrade.flist.cache import BlockCache
-from zos_upgrade.flist.durability import Durability, TempNames
+from zos_upgrade.flist.durability import FSYNC_EACH_UP_TO, Durability, TempNames
 from zos_upgrade.flist.file_writer import FileWriter, Progress, TaskWindow, WriteContext
 from zos_upgrade.flist.filewrite import (
     DIR_OPEN,
@@ -211,8 +211,10 @@ async def _walk(reader: FlistReader, checks: TreeChecks, nonfiles: NonFileMaker,
             else:
                 nonfiles.create(entry, parts)
         if chosen:  # a partial run: its few missing blocks may all come in one go (``prefetch``)
-            if context.local is None and isinstance(files, ThreadFileWriter):
-                await context.remote.prefetch([entry for entry, _parts in chosen])
+            if isinstance(files, ThreadFileWriter):
+                context.sync_in_writer = len(chosen) <= FSYNC_EACH_UP_TO
+                if context.local is None:
+                    await context.remote.prefetch([entry for entry, _parts in chosen])
             for entry, parts in chosen:
                 await context.durability.rename_if_full()
                 await files.add(entry, parts)

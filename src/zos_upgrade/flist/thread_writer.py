@@ -21,6 +21,7 @@ from zos_upgrade.flist.directio import DirectWriter
 from zos_upgrade.flist.file_writer import Progress, WriteContext
 from zos_upgrade.flist.filewrite import Step, content_hasher, create_temp, write_blocks
 from zos_upgrade.flist.model import Entry
+from zos_upgrade.flist.stores import LocalStore
 
 __all__ = ["ThreadFileWriter"]
 
@@ -52,13 +53,23 @@ class ThreadFileWriter:
             context.count(step.tally)
             while not step.done:
                 async with context.remote.window([entry.blocks[i].id for i in step.missing]) as window:
-                    step = await _in_thread(write_blocks, context.source, entry, step.fd, step.blocks,
-                                            step.written, window, context.as_root, on_bytes, None,
-                                            step.hasher, owns_fd=False)
+                    step = await _in_thread(self._write_more, entry, step, window, on_bytes, owns_fd=False)
                 context.count(step.tally)
         finally:
             os.close(step.fd)
-        context.closed(entry, parts, tmp, step.tally.digest)
+        context.closed(entry, parts, tmp, step.tally.digest, synced=context.sync_in_writer)
+
+    def _synced(self, step: Step) -> Step:
+        """``step``, its file fsynced when it is complete and the run asks writers to."""
+        if step.done and self._context.sync_in_writer:
+            os.fsync(step.fd)
+        return step
+
+    def _write_more(self, entry: Entry, step: Step, window: LocalStore, on_bytes: Progress | None) -> Step:
+        """The next hop: the blocks of ``window`` on from where ``step`` stopped."""
+        context = self._context
+        return self._synced(write_blocks(context.source, entry, step.fd, step.blocks, step.written, window,
+                                         context.as_root, on_bytes, None, step.hasher))
 
     def _create_and_write(self, entry: Entry, parts: list[str], tmp: str, on_bytes: Progress | None) -> Step:
         """Create the file under its temporary name and write what the cache and the local store hold."""
@@ -69,8 +80,8 @@ class ThreadFileWriter:
             direct = self._thread_direct_writer() if context.local is not None else None
             hasher = content_hasher() if context.digests is not None else None
             store = context.local if context.local is not None else context.remote.prefetched
-            return write_blocks(context.source, entry, fd, 0, 0, store, context.as_root, on_bytes,
-                                direct, hasher)
+            return self._synced(write_blocks(context.source, entry, fd, 0, 0, store, context.as_root,
+                                             on_bytes, direct, hasher))
         except BaseException:
             os.close(fd)
             raise
