@@ -756,6 +756,60 @@ def test_a_handed_over_file_takes_its_writers_digest_until_anything_touches_it(t
         assert record == record_of(tmp_path / name / "placed"), name
 
 
+def test_an_upgrade_waits_for_no_ctime_of_the_files_its_writers_digested(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zos_upgrade.upgrade.stamps import NodeStamps
+
+    waited: list[str] = []
+    settle = NodeStamps.settle
+
+    def recorded(self: NodeStamps, paths: Any, *rest: Any) -> None:
+        paths = list(paths)
+        waited.extend(str(p) for p in paths)
+        settle(self, paths, *rest)
+
+    monkeypatch.setattr(NodeStamps, "settle", recorded)
+    node.install(NEW)
+    node.assert_files_of(NEW)
+    assert waited == []
+    stamped = json.loads((node.state / "cache" / "node-stamps.json").read_text())
+    assert {"data/f0.bin", "data/big.bin"} <= set(stamped)  # applied, stamped at the commit
+
+
+def test_a_handed_over_file_is_checked_at_once_and_stamped_once_its_ctime_settled(tmp_path: Path) -> None:
+    """The apply does not wait for the ctimes of the files it moved: the writer's digest is the
+    record at once, and the stamp is taken later (the commit), once the ctime settled and only if
+    the file is still what it was."""
+    from zos_upgrade.flist.filewrite import WrittenFile
+    from zos_upgrade.upgrade.stamps import Margin, NodeStamps
+
+    cache = tmp_path / "stamps.json"
+    placed: dict[str, tuple[Path, WrittenFile, os.stat_result]] = {}
+    for name in ("kept", "touched"):
+        staged = tmp_path / f"{name}.staged"
+        staged.write_bytes(b"the release's bytes")
+        os.utime(staged, ns=(1_600_000_000_000_000_000,) * 2)
+        sealed = os.lstat(staged)
+        os.rename(staged, tmp_path / name)
+        placed[name] = (tmp_path / name, WrittenFile(f"digest-{name}", sealed.st_ino, sealed.st_mtime_ns),
+                        os.lstat(tmp_path / name))
+    now = [max(st.st_ctime_ns for _p, _w, st in placed.values())]  # the moment of the moves
+    margin = Margin(4_000_000)
+    stamps = NodeStamps(cache, clock=lambda: now[0], margin=margin)
+    for name, (path, written, renamed) in placed.items():
+        record = stamps.handed(name, path, written, renamed)
+        assert record is not None and record.digest == f"digest-{name}"
+    assert stamps.hashed == 0
+    stamps.save()
+    assert json.loads(cache.read_text()) == {}  # not settled: no stamp yet
+    (tmp_path / "touched").chmod(0o600)  # between the check and the commit
+    now[0] = time.time_ns() + margin.ns()  # settled, the chmod too: only its lstat tells
+    stamps.confirm()
+    stamps.save()
+    assert {rel: digest for rel, (digest, _stamp) in json.loads(cache.read_text()).items()} == {
+        "kept": "digest-kept"}
+
+
 def test_the_margin_is_a_tick_and_a_granule_and_2_s_on_coarse_timestamps() -> None:
     from zos_upgrade.upgrade.stamps import SETTLED_NS, Margin
 

@@ -19,7 +19,9 @@ chmod, write or ``utime`` since (each moves the ctime); its record takes the wri
 accidental change is so seen; what is not seen is a deliberate one that also puts the mtime back,
 made inside the mount (the state directory's own tree) or within the clock tick of the move. The
 digest a file is checked against is the writer's in both ways: reading it again would only look
-for changes, and would read the disk (big files are written with direct I/O).
+for changes, and would read the disk (big files are written with direct I/O). The check needs no
+wait; the stamp of a file whose ctime has not settled yet (below) is taken at the commit
+(:meth:`NodeStamps.confirm`), if its ``lstat`` is still what the check saw.
 
 **The racy-timestamp rule.** A stamp is taken only when the file was unchanged across its hashing
 (``lstat`` before and after equal) and its ctime was at least :class:`Margin` old when the hashing
@@ -129,6 +131,8 @@ class NodeStamps:
         self.margin = margin if margin is not None else Margin()
         self._old = self._load()
         self._new: dict[str, tuple[str, Stamp]] = {}
+        # handed-over files checked before their ctime settled: stamped by ``confirm`` once it has
+        self._pending: dict[str, tuple[str, Stamp, Path | str]] = {}
         self.hashed = 0  # files read this time (no stamp, or a stale one)
 
     def _load(self) -> dict[str, tuple[str, Stamp]]:
@@ -185,21 +189,39 @@ class NodeStamps:
     def handed(self, rel: str, path: Path | str, written: WrittenFile,
                renamed: os.stat_result) -> FileRecord | None:
         """The record of a file the apply just moved into place (``renamed``: its ``lstat`` right after
-        the rename), after :meth:`settle`: its writer's digest, without a read, while the file is the
-        inode the writer sealed, with the mtime it sealed (the flist's, in the past: a write would have
-        stamped the present) and nothing changed since the rename (a write, chmod or ``utime`` moves
-        the ctime); and stamped. Otherwise it is hashed (:meth:`fresh`)."""
+        the rename): its writer's digest, without a read, while the file is the inode the writer
+        sealed, with the mtime it sealed (the flist's, in the past: a write would have stamped the
+        present) and nothing changed since the rename (a write, chmod or ``utime`` moves the ctime).
+        It is stamped now if its ctime has settled, else once it has (:meth:`confirm`, later: the
+        check needs no wait, only the stamp does). Otherwise it is hashed (:meth:`fresh`)."""
         began = self._clock()
         now, other = self._regular(path)
         if now is None:
             return other
         unchanged = (_stamp(now) == _stamp(renamed)
                      and (now.st_ino, now.st_mtime_ns) == (written.ino, written.mtime_ns))
-        margin = self.margin.ns()
-        if unchanged and began - now.st_ctime_ns >= margin and began - now.st_mtime_ns >= margin:
+        if not unchanged:
+            return self.fresh(rel, path)
+        if self._settled(now, began):
             self._new[rel] = (written.digest, _stamp(now))
-            return FileRecord("file", stat.S_IMODE(now.st_mode), now.st_size, written.digest)
-        return self.fresh(rel, path)
+        else:
+            self._pending[rel] = (written.digest, _stamp(now), path)
+        return FileRecord("file", stat.S_IMODE(now.st_mode), now.st_size, written.digest)
+
+    def confirm(self) -> None:
+        """Stamp the handed-over files still pending whose ``lstat`` is what it was when they were
+        checked, once their ctime has settled (a while after the apply: by the commit it has)."""
+        pending, self._pending = self._pending, {}
+        for rel, (digest, stamp_then, path) in pending.items():
+            began = self._clock()
+            with contextlib.suppress(FileNotFoundError):
+                now = os.lstat(path)
+                if _stamp(now) == stamp_then and self._settled(now, began):
+                    self._new[rel] = (digest, stamp_then)
+
+    def _settled(self, st: os.stat_result, began: int) -> bool:
+        margin = self.margin.ns()
+        return began - st.st_ctime_ns >= margin and began - st.st_mtime_ns >= margin
 
     def _record(self, rel: str, path: Path | str, *, trust: bool) -> FileRecord | None:
         began = self._clock()  # before the lstat: a change after it cannot keep a settled ctime

@@ -112,6 +112,7 @@ class Transaction:
     holds: Holds | None = None                     # a rollback: what its commit holds and forgets
     slot: bool = False                             # the disrupt gate let it in: release when steady
     keeping: asyncio.Future[None] | None = None     # blocks kept for a rollback, from the backup
+    stamps: NodeStamps | None = None               # the apply's, with stamps the commit confirms
 
     def know(self, ctx: Context, release: VerifiedRelease) -> None:
         """The release is verified: from here the transaction knows what it replaces."""
@@ -448,11 +449,12 @@ async def _apply(ctx: Context, tx: Transaction) -> None:
     """Each file moved onto the node over the old one, removed files and dirs gone, every directory
     touched fsynced once; then each applied file checked once (a read only where its writer's digest
     cannot be taken: ``NodeStamps.handed``): that the node holds what was planned, and its stamp."""
-    await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest, tx.digests or {})
+    tx.stamps = await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest,
+                                        tx.digests or {})
 
 
 def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | None,
-                 written: dict[str, WrittenFile]) -> None:
+                 written: dict[str, WrittenFile]) -> NodeStamps | None:
     files = ctx.files
     touched: set[Path] = set()
     moved: dict[str, os.stat_result] = {}
@@ -471,30 +473,33 @@ def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | No
     files.sync_dirs(touched)  # every rename and unlink above is durable before the journal moves on
     for rel in plan.dirs_remove:
         files.remove_dir_if_empty(rel)
-    if new is not None:
-        _check_and_stamp(ctx, [rel for rel in changes if new.files[rel].kind == "file"], plan.remove, new,
-                         written, moved)
+    if new is None:
+        return None
+    return _check_and_stamp(ctx, [rel for rel in changes if new.files[rel].kind == "file"], plan.remove,
+                            new, written, moved)
 
 
 def _check_and_stamp(ctx: Context, applied: list[str], removed: list[str], new: Manifest,
-                     written: dict[str, WrittenFile], moved: dict[str, os.stat_result]) -> None:
-    """After the applied regular files' ctimes settled (``stamps.py``), each one's record: a digest
-    other than planned is StagedFileChanged (the step rolls back); the records are saved as stamps.
-    A file still the inode its writer sealed, untouched since (``NodeStamps.handed``), takes the
-    digest its writer took; any other is hashed (on every core)."""
+                     written: dict[str, WrittenFile], moved: dict[str, os.stat_result]) -> NodeStamps:
+    """Each applied regular file's record: a digest other than planned is StagedFileChanged (the
+    step rolls back); the records are saved as stamps (``stamps.py``). A file still the inode its
+    writer sealed, untouched since (``NodeStamps.handed``), takes the digest its writer took, with
+    no wait: a stamp whose ctime has not settled yet is taken at the commit (``NodeStamps.confirm``).
+    Any other is hashed (on every core) once its ctime settled. Returns the stamps, with those
+    still to confirm."""
     stamps = NodeStamps(ctx.state_dir / "cache" / STAMPS_FILE)
     stamps.forget([*applied, *removed])
     paths = ctx.files.node_path_texts(applied)
-    stamps.settle(paths.values())
-    found: dict[str, FileRecord | None] = {}
-    for rel in applied:
-        if rel in written and rel in moved:
-            found[rel] = stamps.handed(rel, paths[rel], written[rel], moved[rel])
-    found.update(_on_every_core(lambda rel: stamps.fresh(rel, paths[rel]),
-                                [rel for rel in applied if rel not in found]))
+    handed = [rel for rel in applied if rel in written and rel in moved]
+    hashed = [rel for rel in applied if rel not in written or rel not in moved]
+    stamps.settle(paths[rel] for rel in hashed)  # a stamp of what is hashed needs a settled ctime
+    found: dict[str, FileRecord | None] = {
+        rel: stamps.handed(rel, paths[rel], written[rel], moved[rel]) for rel in handed}
+    found.update(_on_every_core(lambda rel: stamps.fresh(rel, paths[rel]), hashed))
     for rel in applied:
         check_applied(rel, found[rel], new.files[rel])
     stamps.save(keep_old=True)
+    return stamps
 
 
 async def _restart(ctx: Context, tx: Transaction) -> None:
@@ -517,7 +522,15 @@ async def _probation(ctx: Context, tx: Transaction) -> None:
 
 async def _commit(ctx: Context, tx: Transaction) -> None:
     await _kept(tx)  # the commit drops the backup they are read from
+    if tx.stamps is not None:  # the applied files' ctimes have settled by now: the last stamps
+        stamps, tx.stamps = tx.stamps, None
+        await asyncio.to_thread(_confirm_stamps, stamps)
     await roll_forward(ctx)
+
+
+def _confirm_stamps(stamps: NodeStamps) -> None:
+    stamps.confirm()
+    stamps.save(keep_old=True)
 
 
 # ------------------------------------------------------------------ SPEC 11, top to bottom
