@@ -1,7 +1,7 @@
 """What a later ``zos-upgrade rollback`` needs and the node will not hold, kept in the node's block
 cache: the blocks of the installed files a transaction replaces or removes, and those of the
 release's control files (hooks, ``hooks.paths``: never installed). The old files are read from the
-backup, which holds their inodes, in a thread while the steps after it run (``steps._backup``;
+backup, which holds their inodes, in a thread while the steps after the apply run (``steps._apply``;
 joined before the commit or a rollback); a transaction that replaces the upgrader's own program
 reads them from the node before anything changes (its process exits before the backup).
 

@@ -423,12 +423,6 @@ async def _backup(ctx: Context, tx: Transaction) -> None:
             ctx.files.backup(rel)
 
     await asyncio.to_thread(backup)
-    if tx.installed is not None and not _updates_self(ctx, tx):
-        # off the critical path: sealing the old content costs ~10 ms for ten files, while the
-        # steps up to the commit mostly wait for the supervisor; joined before the commit or a
-        # rollback (``_kept``), the backup's inodes do not change meanwhile
-        tx.keeping = asyncio.ensure_future(
-            asyncio.to_thread(_keep_for_rollback, ctx, tx, ctx.files.backup_root))
 
 
 async def _kept(tx: Transaction) -> None:
@@ -451,6 +445,13 @@ async def _apply(ctx: Context, tx: Transaction) -> None:
     cannot be taken: ``NodeStamps.handed``): that the node holds what was planned, and its stamp."""
     tx.stamps = await asyncio.to_thread(_apply_files, ctx, tx.tree, tx.planned, tx.new_manifest,
                                         tx.digests or {})
+    if tx.installed is not None and not _updates_self(ctx, tx):
+        # off the critical path: sealing the old content (~10 ms of CPU for ten files) while the
+        # restart and the probation wait for the supervisor (during the apply it would only slow
+        # it down); from the backup, whose inodes do not change until the commit or a rollback
+        # (both wait for it first: ``_kept``)
+        tx.keeping = asyncio.ensure_future(
+            asyncio.to_thread(_keep_for_rollback, ctx, tx, ctx.files.backup_root))
 
 
 def _apply_files(ctx: Context, tree: Path | None, plan: Plan, new: Manifest | None,
