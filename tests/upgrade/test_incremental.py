@@ -18,7 +18,6 @@ import shutil
 import stat
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,8 @@ from tests.support.node import Exe, Link, TreeSpec, tree_digest
 from tests.support.procs import free_port, serving
 from zos_upgrade.flist import BLOCK_SIZE, BlockRef, EntryKind, open_flist
 from zos_upgrade.flist.node_blocks import NodeBlocks
-from zos_upgrade.sources import FetchFailed, VerifiedRelease
-from zos_upgrade.upgrade import Flister, ReleaseRefused, RestartNeeded, RolledBack, Upgrader
+from zos_upgrade.sources import VerifiedRelease
+from zos_upgrade.upgrade import Flister, RestartNeeded, RolledBack, Upgrader
 from zos_upgrade.upgrade.manifest import RELEASE_CONTROL_FILES, FileRecord, record_of
 from zos_upgrade.upgrade.nodefs import NodeFS
 from zos_upgrade.upgrade.staging import installed_blocks
@@ -246,57 +245,6 @@ def test_the_blocks_for_a_rollback_are_kept_from_the_backup_while_the_later_step
     assert roots[0] == node.state / "backup" / "current"
     lost, control = kept_for_a_rollback(node)
     assert cached_ids(node) == lost | control
-
-
-class _WaitingSource:
-    """Verifies only once the drift check is under way (it would wait forever were they in turn)."""
-
-    def __init__(self, release: VerifiedRelease, looking: threading.Event, fail: bool = False) -> None:
-        self.release, self.looking, self.fail = release, looking, fail
-
-    async def verify(self, candidate: str, target: str) -> VerifiedRelease:
-        assert await asyncio.to_thread(self.looking.wait, 5), "the drift check waited for the source"
-        if self.fail:
-            raise FetchFailed(f"{candidate}: injected after the drift check began")
-        return self.release
-
-
-def _watched_drift_check(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[bool]]:
-    """An event set when the drift check begins, and a list that says when each one ended."""
-    looking, ended = threading.Event(), []
-    records = steps._node_records
-
-    def watched(ctx: Any, old: Any) -> Any:
-        looking.set()
-        time.sleep(0.2)  # longer than a source's answer: a caller not waiting for it would be gone
-        try:
-            return records(ctx, old)
-        finally:
-            ended.append(True)
-
-    monkeypatch.setattr(steps, "_node_records", watched)
-    return looking, ended
-
-
-def test_a_boot_upgrade_looks_at_the_node_while_its_source_verifies(
-        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    looking, ended = _watched_drift_check(monkeypatch)
-    source = _WaitingSource(node.releases[NEW], looking)
-    asyncio.run(node.upgrader().install_from(source, "zos 1.1.0", "boot"))  # type: ignore[arg-type]
-    node.assert_files_of(NEW)
-    assert ended == [True]  # one drift check, the one made while verifying
-
-
-def test_a_source_failing_while_the_node_is_looked_at_refuses_and_leaves_nothing_running(
-        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    before = tree_digest(node.root, exclude=())
-    looking, ended = _watched_drift_check(monkeypatch)
-    source = _WaitingSource(node.releases[NEW], looking, fail=True)
-    with pytest.raises(ReleaseRefused, match="injected after the drift check began"):
-        asyncio.run(node.upgrader().install_from(source, "zos 1.1.0", "boot"))  # type: ignore[arg-type]
-    assert ended == [True]  # waited for before the refusal returned
-    assert tree_digest(node.root, exclude=()) == before
-    assert not (node.state / "journal.json").exists()
 
 
 def test_a_drifted_node_file_is_detected_and_its_block_fetched_again(node: Node,

@@ -181,24 +181,14 @@ async def _fetch(ctx: Context, tx: Transaction) -> None:
     installed manifest and the node (``staging.py``), and only what the transaction stages is
     materialized into <state>/mounts, every block checked: from the node's own files where they
     hold it, else the cache, else the store. Nothing on the node changes."""
-    looked: tuple[Manifest | None, asyncio.Future[_NodeNow]] | None = None
     if tx.verify is not None:
-        if tx.key:  # what it replaces is known already (the boot release): look while it verifies
-            early = ctx.manifests.load(tx.key)
-            looked = early, asyncio.ensure_future(asyncio.to_thread(_look_at_node, ctx, early))
-        try:
-            tx.know(ctx, await tx.verify())
-        finally:
-            if looked is not None:
-                await asyncio.wait([looked[1]])  # never left running (its stamps file is saved)
-                looked[1].exception()  # retrieved: raised below by result(), or moot if verify failed
+        tx.know(ctx, await tx.verify())
     release, old = tx.release, tx.old
     if release is None:
         raise ZosUpgradeError("internal: fetch without a release")
-    if looked is not None and looked[0] == old:
-        seen, installed = looked[1].result()
-    else:
-        seen, installed = await asyncio.to_thread(_look_at_node, ctx, old)
+    # the node's installed files, hashed once off the event loop (the drift check; the plan reuses it)
+    seen = await asyncio.to_thread(_node_records, ctx, old)
+    installed = await asyncio.to_thread(installed_blocks, ctx.flister.downloads_dir, old, ctx.read_entries)
     tx.installed = installed
 
     def for_this_node(reader: FlistReader) -> Partial:
@@ -233,15 +223,6 @@ def _replaces_program(ctx: Context, release: VerifiedRelease, staging: Staging) 
     (the cache holds no second copy of the release)."""
     settings = ctx.settings
     return settings.self_update and release.target == "boot" and settings.program in staging.staged
-
-
-_NodeNow = tuple[dict[str, FileRecord | None], dict[str, FileBlocks]]
-
-
-def _look_at_node(ctx: Context, old: Manifest | None) -> _NodeNow:
-    """What the node holds at each installed path (the drift check; the plan reuses it), and where
-    the installed files' blocks lie. Blocking: run it in a thread."""
-    return _node_records(ctx, old), installed_blocks(ctx.flister.downloads_dir, old, ctx.read_entries)
 
 
 def _node_records(ctx: Context, old: Manifest | None) -> dict[str, FileRecord | None]:

@@ -134,11 +134,8 @@ class Upgrader:
         # until the source says which bins package it is, only the boot release's version is known
         old = self.installed_boot() if target == "boot" else None
         report = UpgradeReport(_KIND_OF[target], old.version if old else "", "")
-        # a boot release replaces "boot" whatever the source says: the fetch looks at the node while
-        # the source verifies (a bins package's key is its fqdn, known once verified)
-        tx = Transaction(report, key="boot" if target == "boot" else "",
-                         verify=lambda: source.verify(candidate, target))
-        return await self._run(tx, "preflight")
+        return await self._run(Transaction(report, verify=lambda: source.verify(candidate, target)),
+                               "preflight")
 
     async def rollback(self, identify: Callable[[Manifest, Path], str], *,
                        block_store: str | None = None) -> UpgradeReport:
