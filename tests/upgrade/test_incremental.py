@@ -742,7 +742,7 @@ def test_a_handed_over_file_is_checked_at_once_and_stamped_once_its_ctime_settle
         os.rename(staged, tmp_path / name)
         placed[name] = (tmp_path / name, WrittenFile(f"digest-{name}", sealed.st_ino, sealed.st_mtime_ns),
                         os.lstat(tmp_path / name))
-    now = [max(st.st_ctime_ns for _p, _w, st in placed.values())]  # the moment of the moves
+    now = [min(st.st_ctime_ns for _p, _w, st in placed.values())]  # the first move: none settled
     margin = Margin(4_000_000)
     stamps = NodeStamps(cache, clock=lambda: now[0], margin=margin)
     for name, (path, written, renamed) in placed.items():
