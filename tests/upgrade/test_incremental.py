@@ -709,18 +709,25 @@ def test_an_upgrade_waits_for_no_ctime_of_the_files_its_writers_digested(
         node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     from zos_upgrade.upgrade.stamps import NodeStamps
 
-    waited: list[str] = []
-    settle = NodeStamps.settle
+    waited: list[str] = []  # what the apply waited for (the commit's confirm may wait, were it soon)
+    confirming: list[bool] = []
+    settle, confirm = NodeStamps.settle, NodeStamps.confirm
 
     def recorded(self: NodeStamps, paths: Any, *rest: Any) -> None:
         paths = list(paths)
-        waited.extend(str(p) for p in paths)
+        if not confirming:
+            waited.extend(str(p) for p in paths)
         settle(self, paths, *rest)
 
+    def confirmed(self: NodeStamps, *rest: Any) -> None:
+        confirming.append(True)
+        confirm(self, *rest)
+
     monkeypatch.setattr(NodeStamps, "settle", recorded)
+    monkeypatch.setattr(NodeStamps, "confirm", confirmed)
     node.install(NEW)
     node.assert_files_of(NEW)
-    assert waited == []
+    assert waited == [] and confirming == [True]
     stamped = json.loads((node.state / "cache" / "node-stamps.json").read_text())
     assert {"data/f0.bin", "data/big.bin"} <= set(stamped)  # applied, stamped at the commit
 

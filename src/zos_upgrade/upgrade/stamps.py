@@ -208,10 +208,12 @@ class NodeStamps:
             self._pending[rel] = (written.digest, _stamp(now), path)
         return FileRecord("file", stat.S_IMODE(now.st_mode), now.st_size, written.digest)
 
-    def confirm(self) -> None:
+    def confirm(self, sleep: Callable[[float], None] = time.sleep) -> None:
         """Stamp the handed-over files still pending whose ``lstat`` is what it was when they were
-        checked, once their ctime has settled (a while after the apply: by the commit it has)."""
+        checked, once their ctime has settled: by the commit it has, a restart later (were the
+        commit sooner, it waits for what is left of the margin, a few ms at most)."""
         pending, self._pending = self._pending, {}
+        self.settle((path for _digest, _stamp, path in pending.values()), sleep)
         for rel, (digest, stamp_then, path) in pending.items():
             began = self._clock()
             with contextlib.suppress(FileNotFoundError):
