@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "LeanClient", "LeanHTTPError", "LeanResponse",
-           "proxy_configured"]
+           "proxy_configured", "read_response"]
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
@@ -234,7 +234,7 @@ class LeanClient:
             if content:
                 writer.write(content)
             await _io(writer.drain(), self._timeout)
-            return writer, await self._response(reader, method)
+            return writer, await read_response(reader, method, self._timeout)
         except BaseException:
             self._open.discard(writer)
             writer.close()
@@ -252,29 +252,33 @@ class LeanClient:
         lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in fields.items()), "", ""]
         return "\r\n".join(lines).encode("latin-1")
 
-    async def _response(self, reader: asyncio.StreamReader, method: str) -> LeanResponse:
-        while True:
-            status_line = await _line(reader, self._timeout)
-            version, _, rest = status_line.partition(b" ")
-            code = rest[:3]
-            if version not in (b"HTTP/1.1", b"HTTP/1.0") or not code.isdigit() or len(code) != 3:
-                raise LeanHTTPError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-            headers = _Headers()
-            size = len(status_line)
-            for count in range(MAX_HEADERS + 1):
-                line = await _line(reader, self._timeout)
-                if not line:
-                    break
-                size += len(line)
-                if count == MAX_HEADERS or size > MAX_HEAD_BYTES:
-                    raise LeanHTTPError(
-                        f"answer head larger than {MAX_HEADERS} fields or {MAX_HEAD_BYTES} bytes")
-                name, colon, value = line.partition(b":")
-                if not colon or not name or name != name.strip() or not name.isascii():
-                    raise LeanHTTPError(f"malformed header line {line[:80]!r}")
-                key, text = name.decode("ascii").lower(), value.strip().decode("latin-1")
-                headers[key] = f"{headers[key]}, {text}" if key in headers else text
-            status = int(code)
-            if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-                continue
-            return LeanResponse(status, headers, reader, self._timeout, method)
+
+async def read_response(reader: asyncio.StreamReader, method: str, timeout: float) -> LeanResponse:
+    """The head of the answer ``reader`` carries to a ``method`` request (interim 1xx answers
+    skipped), checked; its body is read from the response. Also for a connection this client
+    did not open (supervisord's unix socket: ``supervisor/_xmlrpc.py``)."""
+    while True:
+        status_line = await _line(reader, timeout)
+        version, _, rest = status_line.partition(b" ")
+        code = rest[:3]
+        if version not in (b"HTTP/1.1", b"HTTP/1.0") or not code.isdigit() or len(code) != 3:
+            raise LeanHTTPError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        headers = _Headers()
+        size = len(status_line)
+        for count in range(MAX_HEADERS + 1):
+            line = await _line(reader, timeout)
+            if not line:
+                break
+            size += len(line)
+            if count == MAX_HEADERS or size > MAX_HEAD_BYTES:
+                raise LeanHTTPError(
+                    f"answer head larger than {MAX_HEADERS} fields or {MAX_HEAD_BYTES} bytes")
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip() or not name.isascii():
+                raise LeanHTTPError(f"malformed header line {line[:80]!r}")
+            key, text = name.decode("ascii").lower(), value.strip().decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        status = int(code)
+        if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            continue
+        return LeanResponse(status, headers, reader, timeout, method)
